@@ -1,0 +1,40 @@
+"""Parquet bytes with an ``improv.kind`` / ``improv.format`` stamp."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import IntegrityError
+
+KIND_KEY = b"improv.kind"
+FORMAT_KEY = b"improv.format"
+
+
+def to_parquet(table: pa.Table, kind: str, row_group_size: int = 65536) -> bytes:
+    """Serialize ``table`` (zstd, with statistics) stamped with its kind."""
+    metadata = dict(table.schema.metadata or {})
+    metadata.update({KIND_KEY: kind.encode(), FORMAT_KEY: b"1"})
+    table = table.replace_schema_metadata(metadata)
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        row_group_size=row_group_size,
+        write_statistics=True,
+        store_schema=True,
+    )
+    return sink.getvalue().to_pybytes()
+
+
+def from_parquet(data: bytes, kind: str, columns: list[str] | None = None) -> pa.Table:
+    """Parse Parquet bytes written by :func:`to_parquet` for ``kind``."""
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        stamped = (parquet.schema_arrow.metadata or {}).get(KIND_KEY)
+        if stamped != kind.encode():
+            raise IntegrityError(f"expected a {kind} Parquet object, found {stamped!r}")
+        return parquet.read(columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise IntegrityError(f"{kind} is not readable Parquet: {exc}") from None

@@ -1,0 +1,207 @@
+"""Manifests: one Parquet row per image of a batch, and their validation.
+
+Validation runs per batch with Arrow compute; Python loops only run to name
+the first offending row once something is known to be wrong.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ._parquet import from_parquet, to_parquet
+from .errors import InvalidInputError
+from .ids import IMAGE_ID_PATTERN, ObjectId, column_name, image_id
+from .model import Batch
+
+KIND = "manifest"
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+USER_COLUMNS: dict[str, pa.DataType] = {
+    "image_id": pa.string(),
+    "timestamp": TIMESTAMP,
+    "lat": pa.float64(),
+    "lon": pa.float64(),
+    "depth": pa.float64(),
+    "sample_id": pa.string(),
+    "media_type": pa.string(),
+}
+"""Columns a metadata table may give; ``image_id`` and ``timestamp`` are required."""
+
+STORED_COLUMNS: dict[str, pa.DataType] = {
+    "instrument": pa.string(),
+    "blob_id": pa.string(),
+    "size": pa.int64(),
+    "pack": pa.string(),
+    "offset": pa.int64(),
+}
+"""Columns improv fills in; a metadata table may not carry them."""
+
+CORE_ORDER = [
+    "image_id",
+    "instrument",
+    "timestamp",
+    "lat",
+    "lon",
+    "depth",
+    "sample_id",
+    "media_type",
+    "blob_id",
+    "size",
+    "pack",
+    "offset",
+]
+
+_RANGES = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0), "depth": (-math.inf, math.inf)}
+
+
+def normalize_metadata(table: pa.Table) -> pa.Table:
+    """Validate a batch's metadata table and cast it to the manifest types.
+
+    Raises :class:`InvalidInputError` naming the first offending column or row.
+    """
+    for name in table.column_names:
+        column_name(name)
+        if name in STORED_COLUMNS:
+            raise InvalidInputError(f"column {name!r} is reserved; improv fills it in")
+    if len(set(table.column_names)) != len(table.column_names):
+        raise InvalidInputError("metadata has duplicate column names")
+    for required in ("image_id", "timestamp"):
+        if required not in table.column_names:
+            raise InvalidInputError(f"metadata is missing the required column {required!r}")
+    if table.num_rows == 0:
+        raise InvalidInputError("a batch needs at least one image")
+
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if name in USER_COLUMNS:
+            column = _cast(name, column, USER_COLUMNS[name])
+        columns[name] = column
+    for name, kind in USER_COLUMNS.items():
+        columns.setdefault(name, pa.nulls(table.num_rows, kind))
+    table = pa.table(columns)
+
+    ids = table.column("image_id")
+    _require_no_nulls(table, "image_id")
+    _require_no_nulls(table, "timestamp")
+    bad = pc.invert(pc.match_substring_regex(ids, IMAGE_ID_PATTERN))
+    if pc.any(bad).as_py():
+        image_id(_first(ids, bad))  # raises with the explanation
+    if pc.count_distinct(ids).as_py() != table.num_rows:
+        counts = pc.value_counts(ids)
+        dup = pc.filter(counts, pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+        raise InvalidInputError(f"image id {dup!r} appears more than once in the batch")
+    for name, (low, high) in _RANGES.items():
+        values = table.column(name)
+        outside = pc.fill_null(
+            pc.or_(pc.or_(pc.less(values, low), pc.greater(values, high)), pc.is_nan(values)),
+            False,
+        )
+        if pc.any(outside).as_py():
+            row = _first(ids, outside)
+            raise InvalidInputError(f"{name} of image {row!r} is outside [{low}, {high}]")
+    return table
+
+
+def _cast(name: str, column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    if pa.types.is_timestamp(column.type) and column.type.tz is None:
+        raise InvalidInputError(
+            f"column {name!r} holds timestamps without a time zone; give UTC offsets (e.g. 'Z')"
+        )
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    try:
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    for value in column.to_pylist():
+        try:
+            pa.array([value]).cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            hint = " (ISO 8601 with a UTC offset, e.g. 2024-05-01T12:00:00Z)" if target == TIMESTAMP else ""
+            raise InvalidInputError(f"column {name!r}: cannot read {value!r} as {target}{hint}") from None
+    raise InvalidInputError(f"column {name!r} cannot be read as {target}")
+
+
+def _require_no_nulls(table: pa.Table, name: str) -> None:
+    column = table.column(name)
+    if column.null_count:
+        row = pc.index(pc.is_null(column), True).as_py()
+        raise InvalidInputError(f"column {name!r} is empty in row {row + 1}")
+
+
+def _first(ids: pa.ChunkedArray, mask: pa.ChunkedArray) -> str:
+    return pc.filter(ids, mask)[0].as_py()
+
+
+def build_manifest(
+    metadata: pa.Table,
+    instrument: str,
+    blob_ids: pa.Array,
+    sizes: pa.Array,
+    packs: pa.Array,
+    offsets: pa.Array,
+) -> pa.Table:
+    """The manifest table of a batch, sorted by timestamp then image id.
+
+    ``metadata`` must come from :func:`normalize_metadata`; the other arrays
+    are aligned with its rows.
+    """
+    n = metadata.num_rows
+    stored = {
+        "instrument": pa.array([instrument] * n, pa.string()),
+        "blob_id": blob_ids,
+        "size": sizes,
+        "pack": packs,
+        "offset": offsets,
+    }
+    extras = [c for c in metadata.column_names if c not in USER_COLUMNS]
+    columns = {
+        name: stored[name] if name in stored else metadata.column(name) for name in CORE_ORDER
+    }
+    columns.update({name: metadata.column(name) for name in extras})
+    table = pa.table(columns)
+    return table.sort_by([("timestamp", "ascending"), ("image_id", "ascending")])
+
+
+def encode(manifest: pa.Table) -> bytes:
+    return to_parquet(manifest, KIND)
+
+
+def decode(data: bytes, columns: list[str] | None = None) -> pa.Table:
+    return from_parquet(data, KIND, columns)
+
+
+def summarize(manifest: pa.Table, manifest_id: ObjectId) -> Batch:
+    """The :class:`Batch` entry (statistics included) for a manifest."""
+
+    def bounds(name: str) -> tuple:
+        result = pc.min_max(manifest.column(name))
+        return result["min"].as_py(), result["max"].as_py()
+
+    time_min, time_max = bounds("timestamp")
+    id_min, id_max = bounds("image_id")
+    lat_min, lat_max = bounds("lat")
+    lon_min, lon_max = bounds("lon")
+    depth_min, depth_max = bounds("depth")
+    packs = sorted(set(manifest.column("pack").unique().to_pylist()))
+    return Batch(
+        instrument=manifest.column("instrument")[0].as_py(),
+        manifest=manifest_id,
+        packs=tuple(packs),
+        rows=manifest.num_rows,
+        bytes=pc.sum(manifest.column("size")).as_py(),
+        time_min=time_min,
+        time_max=time_max,
+        image_id_min=id_min,
+        image_id_max=id_max,
+        lat_min=lat_min,
+        lat_max=lat_max,
+        lon_min=lon_min,
+        lon_max=lon_max,
+        depth_min=depth_min,
+        depth_max=depth_max,
+    )

@@ -1,0 +1,144 @@
+"""The pure object model: commits, batches, index segments, tags and the
+repository config, and their canonical bytes. No IO happens here.
+
+Every JSON object carries ``kind`` and ``format``; its canonical bytes are
+UTF-8 JSON with sorted keys and no whitespace, and its id is their SHA-256.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from .errors import IntegrityError
+from .ids import ObjectId, object_id
+
+FORMAT_VERSION = 1
+
+Oid = Annotated[str, AfterValidator(object_id)]
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamps must carry a time zone")
+    return value.astimezone(timezone.utc)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Batch(_Frozen):
+    """One appended batch of images from one instrument, with its statistics."""
+
+    instrument: str
+    manifest: Oid
+    packs: tuple[Oid, ...]
+    segments: tuple[Oid, ...] = ()
+    rows: int = Field(ge=1)
+    bytes: int = Field(ge=0)
+    time_min: UtcDatetime
+    time_max: UtcDatetime
+    image_id_min: str
+    image_id_max: str
+    lat_min: float | None = None
+    lat_max: float | None = None
+    lon_min: float | None = None
+    lon_max: float | None = None
+    depth_min: float | None = None
+    depth_max: float | None = None
+
+
+class IndexSegment(_Frozen):
+    """A reference to one Parquet segment of a snapshot index, with a summary
+    that lets readers skip the whole segment."""
+
+    id: Oid
+    level: int = Field(ge=0)
+    batches: int = Field(ge=1)
+    rows: int = Field(ge=0)
+    time_min: UtcDatetime
+    time_max: UtcDatetime
+
+
+class Commit(_Frozen):
+    """A commit: the batches it appends and the snapshot index after it."""
+
+    kind: Literal["commit"] = "commit"
+    format: Literal[1] = FORMAT_VERSION
+    parents: tuple[Oid, ...] = ()
+    height: int = Field(ge=1, description="1 + the largest parent height")
+    author: str
+    message: str
+    time: UtcDatetime
+    batches: tuple[Batch, ...] = ()
+    index: tuple[IndexSegment, ...] = ()
+
+
+class Tag(_Frozen):
+    """An annotated tag: a named, immutable pointer to a commit with a message."""
+
+    kind: Literal["tag"] = "tag"
+    format: Literal[1] = FORMAT_VERSION
+    name: str
+    target: Oid
+    tagger: str
+    time: UtcDatetime
+    message: str
+
+
+class RepositoryConfig(_Frozen):
+    """Contents of ``improv.json`` at the repository root."""
+
+    kind: Literal["improv-repository"] = "improv-repository"
+    format: Literal[1] = FORMAT_VERSION
+    id: str
+    hash: Literal["sha256"] = "sha256"
+    default_branch: str = "main"
+    created: UtcDatetime
+
+
+JsonObject = Annotated[Union[Commit, Tag], Field(discriminator="kind")]
+_JSON_OBJECT = TypeAdapter(JsonObject)
+
+
+def canonical_json(model: BaseModel) -> bytes:
+    """The canonical bytes of a model: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(
+        model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
+def decode_object(data: bytes, what: str = "object") -> Commit | Tag:
+    """Parse canonical JSON bytes into a commit or tag."""
+    try:
+        return _JSON_OBJECT.validate_json(data)
+    except ValidationError as exc:
+        raise IntegrityError(f"{what} is not a valid commit or tag: {exc.errors()[0]['msg']}") from None
+
+
+def decode_config(data: bytes) -> RepositoryConfig:
+    try:
+        return RepositoryConfig.model_validate_json(data)
+    except ValidationError as exc:
+        raise IntegrityError(f"improv.json is invalid: {exc.errors()[0]['msg']}") from None
+
+
+__all__ = [
+    "Batch",
+    "Commit",
+    "FORMAT_VERSION",
+    "IndexSegment",
+    "ObjectId",
+    "RepositoryConfig",
+    "Tag",
+    "canonical_json",
+    "decode_config",
+    "decode_object",
+]

@@ -1,0 +1,91 @@
+"""A read-only view of the repository as of one commit."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import index, manifest
+from .errors import NotFoundError
+from .ids import ObjectId, image_id
+from .model import Commit
+from .objects import ObjectDatabase
+
+
+class Snapshot:
+    """Every batch reachable from ``commit_id``, found through its snapshot index."""
+
+    def __init__(self, odb: ObjectDatabase, commit_id: ObjectId | None, commit: Commit | None):
+        self.odb = odb
+        self.commit_id = commit_id
+        self.commit = commit
+
+    @cached_property
+    def batches(self) -> pa.Table:
+        """One row per batch with its statistics (the index schema)."""
+        return index.load(self.odb, self.commit.index if self.commit else ())
+
+    def manifest(self, manifest_id: str, columns: list[str] | None = None) -> pa.Table:
+        return manifest.decode(self.odb.get_bytes(manifest_id), columns)
+
+    def batches_covering_ids(self, low: str, high: str) -> list[str]:
+        """Manifest ids of batches whose image id range meets ``[low, high]``."""
+        b = self.batches
+        mask = pc.and_(
+            pc.greater_equal(b.column("image_id_max"), low),
+            pc.less_equal(b.column("image_id_min"), high),
+        )
+        return b.filter(mask).column("manifest").to_pylist()
+
+    def find(self, ids: pa.Array, columns: list[str], among: list[str] | None = None) -> pa.Table:
+        """Manifest rows (``columns``, which must include ``image_id``) for the
+        given image ids, looking only in batches whose id range can hold them
+        (and, with ``among``, only in those manifests). Ids absent from the
+        snapshot are absent from the result."""
+        empty = pa.table({c: pa.array([], pa.string()) for c in columns})
+        if len(ids) == 0 or self.commit is None:
+            return empty
+        bounds = pc.min_max(ids)
+        candidates = self.batches_covering_ids(bounds["min"].as_py(), bounds["max"].as_py())
+        if among is not None:
+            wanted = set(among)
+            candidates = [m for m in candidates if m in wanted]
+        found = []
+        for manifest_id in candidates:
+            rows = self.manifest(manifest_id, columns)
+            rows = rows.filter(pc.is_in(rows.column("image_id"), value_set=ids))
+            if rows.num_rows:
+                found.append(rows)
+        if not found:
+            return empty
+        return pa.concat_tables(found, promote_options="permissive")
+
+    def record(self, image: str) -> dict:
+        """The manifest row of one image."""
+        image_id(image)
+        rows = self.find(pa.array([image]), list(manifest.CORE_ORDER))
+        if rows.num_rows == 0:
+            where = f"commit {self.commit_id[:12]}" if self.commit_id else "an empty repository"
+            raise NotFoundError(f"no image {image!r} in {where}")
+        return rows.to_pylist()[0]
+
+    def read_image(self, image: str) -> bytes:
+        row = self.record(image)
+        return self.odb.read_blob(row["pack"], row["offset"], row["size"], row["blob_id"])
+
+    def images(self) -> pa.Table:
+        """Every image row of the snapshot (all manifests, extra columns unified)."""
+        ids = self.batches.column("manifest").to_pylist()
+        if not ids:
+            return _empty_manifest()
+        tables = [self.manifest(m) for m in ids]
+        return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _empty_manifest() -> pa.Table:
+    schema = pa.schema(
+        [(n, manifest.USER_COLUMNS.get(n) or manifest.STORED_COLUMNS[n]) for n in manifest.CORE_ORDER]
+    )
+    return schema.empty_table()

@@ -1,0 +1,26 @@
+"""Byte stores: one protocol, local-directory, in-memory and S3 implementations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._base import Store, check_key
+from ._fsspec import MemoryStore, S3Store
+from ._local import LocalStore
+
+__all__ = ["LocalStore", "MemoryStore", "S3Store", "Store", "check_key", "open_store"]
+
+
+def open_store(url: str, **storage_options: Any) -> Store:
+    """The store for ``url``: a local path, ``file://``, ``memory://`` or ``s3://``."""
+    from ..errors import InvalidInputError
+
+    if url.startswith("s3://"):
+        return S3Store(url, **storage_options)
+    if url.startswith("memory://"):
+        return MemoryStore(url)
+    if url.startswith("file://"):
+        return LocalStore(url[len("file://") :])
+    if "://" in url:
+        raise InvalidInputError(f"unsupported repository URL {url!r}: use a path, file://, s3:// or memory://")
+    return LocalStore(url)

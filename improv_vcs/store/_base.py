@@ -1,0 +1,85 @@
+"""The store protocol: a flat namespace of keys holding immutable bytes,
+plus compare-and-swap for the few small mutable files (refs).
+
+A store moves bytes and knows nothing of commits or manifests.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+from ..errors import InvalidInputError
+
+_KEY_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
+
+Bytes = bytes | bytearray | memoryview
+
+
+def check_key(key: str) -> str:
+    """Validate a store key: ``/``-separated components, none hidden or ``..``."""
+    if not isinstance(key, str) or not key or len(key) > 1024:
+        raise InvalidInputError(f"invalid store key: {key!r}")
+    for part in key.split("/"):
+        if not _KEY_COMPONENT.match(part):
+            raise InvalidInputError(f"invalid store key: {key!r}")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """Validate a listing prefix: empty, or a key optionally ending in ``/``."""
+    if prefix:
+        check_key(prefix.rstrip("/"))
+    return prefix
+
+
+class Store(ABC):
+    """Bytes under string keys.
+
+    Implementations must make :meth:`put_if_absent` atomic (a reader never sees
+    a partial value) and :meth:`compare_and_swap` linearizable for a key.
+    """
+
+    url: str
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The whole value; :class:`NotFoundError` if absent."""
+
+    @abstractmethod
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start``; :class:`StorageError` past the end."""
+
+    @abstractmethod
+    def put_if_absent(self, key: str, data: Bytes) -> bool:
+        """Write ``data`` unless the key exists; True when this call wrote it."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether the key holds a value."""
+
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """Length of the value in bytes; :class:`NotFoundError` if absent."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Every key starting with ``prefix``, in sorted order."""
+
+    @abstractmethod
+    def compare_and_swap(self, key: str, expected: bytes | None, new: bytes) -> None:
+        """Replace the value of ``key`` with ``new`` iff it currently equals
+        ``expected`` (``None``: the key must not exist). Raises
+        :class:`ConflictError` when the current value differs."""
+
+    def get_if_exists(self, key: str) -> bytes | None:
+        from ..errors import NotFoundError
+
+        try:
+            return self.get(key)
+        except NotFoundError:
+            return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

@@ -1,0 +1,268 @@
+"""Write path: append batches in a transaction and commit them atomically.
+
+Blob bytes are hashed and packed as they stream in; manifests, the snapshot
+index and the commit are written at commit time; the branch moves last, by
+compare-and-swap. When another writer moved the branch first, the commit is
+re-parented on the new tip (appends of different images never conflict) and
+retried with backoff, so no commit is ever lost.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import index, manifest
+from .errors import ConflictError, InvalidInputError, NotFoundError
+from .hashing import hash_blobs, hash_files
+from .ids import ObjectId, instrument_name, ref_name
+from .model import Batch, Commit
+from .packs import DEFAULT_PACK_SIZE, PackBuilder
+from .snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from .repository import Repository
+
+MAX_ATTEMPTS = 100
+Progress = Callable[[int], None]
+
+
+@dataclass
+class _PendingBatch:
+    instrument: str
+    metadata: pa.Table  # normalized, only the rows that are new
+    blob_ids: list[str]
+    sizes: list[int]
+    pack_numbers: list[int]
+    offsets: list[int]
+
+
+class Transaction:
+    """Appends one or more batches (any instruments) and commits them as one commit.
+
+    Use as a context manager: the commit happens when the block exits without
+    an exception; on an exception nothing becomes visible.
+    """
+
+    def __init__(
+        self,
+        repo: Repository,
+        branch: str,
+        message: str,
+        author: str,
+        pack_size: int = DEFAULT_PACK_SIZE,
+        progress: Progress | None = None,
+    ):
+        self._repo = repo
+        self.branch = ref_name(branch)
+        self.message = message
+        self.author = author
+        self._pack_size = pack_size
+        self._progress = progress
+        self._base = repo.refs.branch(branch)
+        if self._base is None and repo.refs.branches():
+            raise NotFoundError(
+                f"no branch named {branch!r}; create it first with `improv branch {branch} REF`"
+            )
+        self._pending: list[_PendingBatch] = []
+        self._builder = PackBuilder()
+        self._packs: list[ObjectId] = []
+        self._closed = False
+        self.commit_id: ObjectId | None = None
+        self.batches: tuple[Batch, ...] = ()
+
+    # -- appending -------------------------------------------------------
+    def append_bytes(
+        self, instrument: str, metadata: pa.Table | Sequence[dict[str, Any]], blobs: Sequence[bytes]
+    ) -> int:
+        """Append images given as bytes, aligned with the rows of ``metadata``.
+
+        Returns the number of new images (already-committed identical images
+        are skipped).
+        """
+        table = _as_table(metadata)
+        if len(blobs) != table.num_rows:
+            raise InvalidInputError(f"{len(blobs)} blobs for {table.num_rows} metadata rows")
+        return self._append(instrument, table, hash_blobs(blobs))
+
+    def append_files(self, instrument: str, metadata: pa.Table, paths: Sequence[str]) -> int:
+        """Append images read from ``paths``, aligned with the rows of ``metadata``."""
+        if len(paths) != metadata.num_rows:
+            raise InvalidInputError(f"{len(paths)} files for {metadata.num_rows} metadata rows")
+        return self._append(instrument, metadata, None, paths)
+
+    def _append(
+        self,
+        instrument: str,
+        metadata: pa.Table,
+        blobs: Iterator[tuple[bytes, bytes]] | None,
+        paths: Sequence[str] = (),
+    ) -> int:
+        if self._closed:
+            raise InvalidInputError("this transaction is already committed")
+        instrument_name(instrument)
+        metadata = manifest.normalize_metadata(metadata)
+        ids = metadata.column("image_id").combine_chunks()
+        known = self._known_blob_ids(ids)
+        stream = blobs if blobs is not None else hash_files(paths)
+        id_list = ids.to_pylist()
+        keep: list[int] = []
+        blob_ids: list[str] = []
+        sizes: list[int] = []
+        pack_numbers: list[int] = []
+        offsets: list[int] = []
+        for row, (digest, data) in enumerate(stream):
+            blob_id = digest.hex()
+            prior = known.get(id_list[row]) if known else None
+            if prior is not None:
+                if prior != blob_id:
+                    raise ConflictError(
+                        f"image {id_list[row]!r} is already committed with different bytes"
+                    )
+            else:
+                keep.append(row)
+                blob_ids.append(blob_id)
+                sizes.append(len(data))
+                pack_numbers.append(len(self._packs))
+                offsets.append(self._builder.add(digest, data))
+                if len(self._builder) >= self._pack_size:
+                    self._flush_pack()
+            if self._progress and row % 256 == 255:
+                self._progress(256)
+        if self._progress and len(id_list) % 256:
+            self._progress(len(id_list) % 256)
+        if keep:
+            rows = metadata if len(keep) == metadata.num_rows else metadata.take(keep)
+            self._pending.append(
+                _PendingBatch(instrument, rows, blob_ids, sizes, pack_numbers, offsets)
+            )
+        return len(keep)
+
+    def _known_blob_ids(self, ids: pa.Array) -> dict[str, str]:
+        """image id → blob id for the given ids already in the base snapshot
+        or earlier in this transaction."""
+        found = self._repo._snapshot_at(self._base).find(ids, ["image_id", "blob_id"])
+        known = dict(zip(found.column("image_id").to_pylist(), found.column("blob_id").to_pylist()))
+        for pending in self._pending:
+            pending_ids = pending.metadata.column("image_id")
+            hits = pc.is_in(pending_ids, value_set=ids)
+            if pc.any(hits).as_py():
+                for i in pc.indices_nonzero(hits).to_pylist():
+                    known[pending_ids[i].as_py()] = pending.blob_ids[i]
+        return known
+
+    def _flush_pack(self) -> None:
+        if self._builder.blob_count:
+            self._packs.append(self._repo.odb.write_pack(self._builder))
+            self._builder = PackBuilder()
+
+    # -- committing --------------------------------------------------------
+    def commit(self) -> ObjectId | None:
+        """Write manifests and the commit, then move the branch.
+
+        Returns the new commit id, or None when there was nothing new.
+        """
+        if self._closed:
+            raise InvalidInputError("this transaction is already committed")
+        self._closed = True
+        if not self._pending:
+            return None
+        self._flush_pack()
+        tables = [self._manifest_table(p) for p in self._pending]
+        for attempt in range(MAX_ATTEMPTS):
+            batches = [self._write_manifest(t) for t in tables]
+            commit_id = self._write_commit(batches)
+            try:
+                self._repo.refs.set_branch(self.branch, self._base, commit_id)
+            except ConflictError:
+                tip = self._repo.refs.branch(self.branch)
+                if tip is None:
+                    raise ConflictError(f"branch {self.branch!r} was deleted during the commit") from None
+                tables = self._rebase(tables, tip)
+                self._base = tip
+                if not tables:
+                    return None
+                time.sleep(random.random() * min(0.5, 0.005 * 2**attempt))
+                continue
+            self.commit_id, self.batches = commit_id, tuple(batches)
+            return commit_id
+        raise ConflictError(
+            f"branch {self.branch!r} kept moving; gave up after {MAX_ATTEMPTS} attempts (nothing was committed)"
+        )
+
+    def _manifest_table(self, pending: _PendingBatch) -> pa.Table:
+        return manifest.build_manifest(
+            pending.metadata,
+            pending.instrument,
+            pa.array(pending.blob_ids, pa.string()),
+            pa.array(pending.sizes, pa.int64()),
+            pa.array([self._packs[n] for n in pending.pack_numbers], pa.string()),
+            pa.array(pending.offsets, pa.int64()),
+        )
+
+    def _write_manifest(self, table: pa.Table) -> Batch:
+        manifest_id = self._repo.odb.put_bytes(manifest.encode(table))
+        return manifest.summarize(table, manifest_id)
+
+    def _write_commit(self, batches: list[Batch]) -> ObjectId:
+        odb = self._repo.odb
+        parent = odb.get_commit(self._base) if self._base else None
+        commit = Commit(
+            parents=(self._base,) if self._base else (),
+            height=parent.height + 1 if parent else 1,
+            author=self.author,
+            message=self.message,
+            time=datetime.now(timezone.utc),
+            batches=tuple(batches),
+            index=index.append(odb, parent.index if parent else (), batches),
+        )
+        return odb.put_object(commit)
+
+    def _rebase(self, tables: list[pa.Table], tip: ObjectId) -> list[pa.Table]:
+        """Our manifests re-checked against what other writers committed between
+        our base and ``tip``: identical images are dropped, different bytes
+        under the same id are a conflict."""
+        old = set(self._repo._snapshot_at(self._base).batches.column("manifest").to_pylist())
+        new = self._repo._snapshot_at(tip)
+        concurrent = [m for m in new.batches.column("manifest").to_pylist() if m not in old]
+        rebased = []
+        for table in tables:
+            ids = table.column("image_id").combine_chunks()
+            theirs = new.find(ids, ["image_id", "blob_id"], among=concurrent)
+            if theirs.num_rows:
+                ours = dict(zip(ids.to_pylist(), table.column("blob_id").to_pylist()))
+                for image, blob in zip(theirs.column("image_id").to_pylist(), theirs.column("blob_id").to_pylist()):
+                    if ours[image] != blob:
+                        raise ConflictError(
+                            f"image {image!r} was committed concurrently with different bytes"
+                        )
+                table = table.filter(pc.invert(pc.is_in(table.column("image_id"), value_set=theirs.column("image_id"))))
+            if table.num_rows:
+                rebased.append(table)
+        return rebased
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None and not self._closed:
+            self.commit()
+
+
+def _as_table(metadata: pa.Table | Iterable[dict[str, Any]]) -> pa.Table:
+    if isinstance(metadata, pa.Table):
+        return metadata
+    try:
+        rows = list(metadata)
+        if not rows:
+            return pa.table({})
+        return pa.Table.from_struct_array(pa.array(rows))  # keys of every row, not just the first
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+        raise InvalidInputError(f"metadata rows are not a table: {exc}") from None

@@ -1,0 +1,62 @@
+"""Shared fixtures: repositories on every store kind, and a real S3 endpoint
+(moto's server) bound to 127.0.0.1 for the whole session."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile(
+    "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """URL of a moto S3 server on a free loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3_endpoint):
+    """A fresh, empty ``s3://`` prefix in a fresh bucket on the moto server."""
+    import boto3
+
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/repo"
+
+
+@pytest.fixture
+def s3_options(s3_endpoint):
+    return {"endpoint_url": s3_endpoint}
+
+
+@pytest.fixture(params=["memory", "local", "s3"])
+def store(request, tmp_path):
+    """One empty store of each kind."""
+    from improv_vcs.store import open_store
+
+    if request.param == "memory":
+        return open_store(f"memory://store-{uuid.uuid4().hex}")
+    if request.param == "local":
+        return open_store(str(tmp_path / "store"))
+    url = request.getfixturevalue("s3_url")
+    return open_store(url, **request.getfixturevalue("s3_options"))
