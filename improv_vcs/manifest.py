@@ -74,12 +74,7 @@ def normalize_metadata(table: pa.Table) -> pa.Table:
     if table.num_rows == 0:
         raise InvalidInputError("a batch needs at least one image")
 
-    columns = {}
-    for name in table.column_names:
-        column = table.column(name)
-        if name in USER_COLUMNS:
-            column = _cast(name, column, USER_COLUMNS[name])
-        columns[name] = column
+    columns = dict(zip(table.column_names, cast_known_columns(table).columns))
     for name, kind in USER_COLUMNS.items():
         columns.setdefault(name, pa.nulls(table.num_rows, kind))
     table = pa.table(columns)
@@ -103,6 +98,14 @@ def normalize_metadata(table: pa.Table) -> pa.Table:
         if pc.any(outside).as_py():
             row = _first(ids, outside)
             raise InvalidInputError(f"{name} of image {row!r} is outside [{low}, {high}]")
+    return table
+
+
+def cast_known_columns(table: pa.Table) -> pa.Table:
+    """``table`` with every column of :data:`USER_COLUMNS` cast to its type."""
+    for i, name in enumerate(table.column_names):
+        if name in USER_COLUMNS:
+            table = table.set_column(i, name, _cast(name, table.column(i), USER_COLUMNS[name]))
     return table
 
 

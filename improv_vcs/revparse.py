@@ -43,7 +43,7 @@ def resolve(odb: ObjectDatabase, refs: RefStore, spec: str, default_branch: str)
         obj = odb.get_object(oid)
     for taken in range(steps):
         if not obj.parents:
-            raise NotFoundError(f"{spec!r}: history has only {taken + 1} commit(s) behind {name!r}")
+            raise NotFoundError(f"{spec!r} goes back past the first commit ({taken} step(s) were possible)")
         oid = ObjectId(obj.parents[0])
         obj = odb.get_commit(oid)
     return oid

@@ -60,3 +60,18 @@ def store(request, tmp_path):
         return open_store(str(tmp_path / "store"))
     url = request.getfixturevalue("s3_url")
     return open_store(url, **request.getfixturevalue("s3_options"))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run-slow", action="store_true", default=False, help="run long scale and crash tests"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: opt in with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,307 @@
+"""The ``improv`` command line: a thin layer over the Python API.
+
+Commands parse options, call :mod:`improv_vcs`, and render. Errors become a
+one-line message on stderr and the exit code of their class.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from .repository import Repository
+
+app = typer.Typer(
+    name="improv",
+    help="Immutable, content-addressed, versioned store for scientific imaging data.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+RepoOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--repo",
+        "-R",
+        envvar="IMPROV_REPO",
+        help="Repository path or URL (default: $IMPROV_REPO, else the repository containing the current directory).",
+        show_envvar=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+_state: dict[str, Any] = {"repo": None}
+
+
+def _err(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into a one-line message and the class's exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .errors import ImprovError
+
+        try:
+            return func(*args, **kwargs)
+        except ImprovError as exc:
+            _err(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _err("interrupted; no ref was moved")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _open(repo: str | None) -> Repository:
+    from .repository import Repository
+
+    url = repo or _state["repo"]
+    return Repository.open(url) if url else Repository.find(Path.cwd())
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.callback()
+def _main(repo: RepoOption = None) -> None:
+    _state["repo"] = repo
+
+
+@app.command()
+@handles_errors
+def init(
+    path: Annotated[str, typer.Argument(help="Directory or URL (s3://bucket/prefix) for the new repository.")] = ".",
+    default_branch: Annotated[str, typer.Option(help="Name of the default branch.")] = "main",
+    json_output: JsonOption = False,
+) -> None:
+    """Create an empty repository."""
+    from .repository import Repository
+
+    repo = Repository.init(path, default_branch=default_branch)
+    if json_output:
+        _print_json({"url": repo.url, "id": repo.id, "default_branch": default_branch})
+    else:
+        typer.echo(f"Initialized empty improv repository {repo.id} in {repo.url}")
+
+
+@app.command()
+@handles_errors
+def commit(
+    source: Annotated[Path, typer.Argument(help="Directory of image files, searched recursively, with optional metadata.csv/metadata.parquet tables.")],
+    instrument: Annotated[str, typer.Option("--instrument", "-i", help="Instrument that took the images.")],
+    message: Annotated[str, typer.Option("--message", "-m", help="Commit message.")] = "",
+    branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to append to (default: the default branch).")] = None,
+    author: Annotated[Optional[str], typer.Option(help="Author (default: $IMPROV_AUTHOR or the login name).")] = None,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Append the images under SOURCE as one batch and commit it.
+
+    Each folder's metadata table gives image_id (or filename) and timestamp, and
+    optionally lat, lon, depth, sample_id and any extra columns. Without a
+    table, ids and timestamps come from IFCB-style file names
+    (D20240101T120000_IFCB107_00001.png).
+    """
+    from ._progress import progress_bar
+    from .ingest import scan_directory
+
+    repository = _open(repo)
+    metadata, paths = scan_directory(source)
+    with progress_bar("hashing and packing", total=len(paths), disable=quiet or json_output) as advance:
+        tx = repository.transaction(
+            branch=branch, message=message or f"Add {len(paths)} images from {instrument}", author=author, progress=advance
+        )
+        added = tx.append_files(instrument, metadata, paths)
+        commit_id = tx.commit()
+    result = {
+        "commit": commit_id,
+        "branch": tx.branch,
+        "images": len(paths),
+        "new_images": added if commit_id else 0,
+    }
+    if json_output:
+        _print_json(result)
+    elif commit_id is None:
+        typer.echo(f"Nothing new to commit: all {len(paths)} images are already on {tx.branch}")
+    else:
+        skipped = len(paths) - added
+        note = f" ({skipped} already committed)" if skipped else ""
+        typer.echo(f"[{tx.branch} {commit_id[:12]}] {added} image(s) from {instrument}{note}")
+
+
+@app.command()
+@handles_errors
+def log(
+    ref: Annotated[Optional[str], typer.Argument(help="Where to start (default: the default branch).")] = None,
+    max_count: Annotated[Optional[int], typer.Option("-n", "--max-count", min=1, help="Show at most N commits.")] = None,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Show the commit history."""
+    from ._render import commit_dict, log_text
+
+    entries = list(_open(repo).log(ref, limit=max_count))
+    if json_output:
+        _print_json([commit_dict(oid, c) for oid, c in entries])
+        return
+    if not entries:
+        typer.echo("No commits yet.")
+    typer.echo("\n".join(log_text(oid, c) for oid, c in entries), nl=False)
+
+
+@app.command()
+@handles_errors
+def show(
+    ref: Annotated[str, typer.Argument(help="Commit, branch, tag, prefix or REF~N.")] = "HEAD",
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Show a commit and its batches (row counts, time range, lat/lon/depth bounds)."""
+    from ._render import commit_dict, show_text
+
+    oid, commit_obj = _open(repo).commit_info(ref)
+    if json_output:
+        data = commit_dict(oid, commit_obj)
+        data["index"] = [s.model_dump(mode="json") for s in commit_obj.index]
+        _print_json(data)
+    else:
+        typer.echo(show_text(oid, commit_obj), nl=False)
+
+
+@app.command()
+@handles_errors
+def branch(
+    name: Annotated[Optional[str], typer.Argument(help="Branch to create (omit to list branches).")] = None,
+    ref: Annotated[Optional[str], typer.Argument(help="Where the new branch starts (default: the default branch).")] = None,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """List branches, or create one at REF."""
+    repository = _open(repo)
+    if name is None:
+        branches = repository.branches()
+        if json_output:
+            _print_json({"default": repository.config.default_branch, "branches": branches})
+            return
+        for branch_name, target in branches.items():
+            mark = "*" if branch_name == repository.config.default_branch else " "
+            typer.echo(f"{mark} {branch_name:<24} {target[:12]}")
+        return
+    target = repository.create_branch(name, ref)
+    if json_output:
+        _print_json({"branch": name, "commit": target})
+    else:
+        typer.echo(f"Created branch {name} at {target[:12]}")
+
+
+@app.command()
+@handles_errors
+def tag(
+    name: Annotated[Optional[str], typer.Argument(help="Tag to create (omit to list tags).")] = None,
+    ref: Annotated[Optional[str], typer.Argument(help="Commit to tag (default: the default branch).")] = None,
+    message: Annotated[Optional[str], typer.Option("--message", "-m", help="Make an annotated tag with this message.")] = None,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """List tags, or create one (tags never move)."""
+    repository = _open(repo)
+    if name is None:
+        tags = repository.tags()
+        if json_output:
+            _print_json(tags)
+        for tag_name, target in tags.items() if not json_output else ():
+            typer.echo(f"{tag_name:<24} {target[:12]}")
+        return
+    target = repository.create_tag(name, ref, message)
+    if json_output:
+        _print_json({"tag": name, "commit": target})
+    else:
+        typer.echo(f"Tagged {target[:12]} as {name}")
+
+
+@app.command()
+@handles_errors
+def get(
+    image_id: Annotated[str, typer.Argument(help="Image id.")],
+    at: Annotated[Optional[str], typer.Option("--at", help="Revision to read from (default: the default branch).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of standard output.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
+    repo: RepoOption = None,
+) -> None:
+    """Write one image's bytes (verified against its hash) to a file or stdout."""
+    from .errors import InvalidInputError
+
+    data = _open(repo).read_image(image_id, at=at)
+    if output is None:
+        if sys.stdout.isatty():
+            raise InvalidInputError("refusing to write image bytes to a terminal; use -o FILE or a pipe")
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    if output.exists() and not force:
+        raise InvalidInputError(f"{output} exists; pass --force to overwrite it")
+    tmp = output.with_name(f".{output.name}.improv-tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, output)
+    typer.echo(f"Wrote {len(data)} bytes to {output}", err=True)
+
+
+@app.command()
+@handles_errors
+def demo(
+    path: Annotated[Path, typer.Argument(help="Where to create the demo repository.")] = Path("improv-demo"),
+    images_per_bin: Annotated[int, typer.Option(min=1, help="Images per generated IFCB bin.")] = 200,
+    quiet: QuietOption = False,
+) -> None:
+    """Build a demo repository from generated IFCB-like images: two instruments,
+    two days, several commits; then print the log and a count."""
+    from .demo import build_demo
+
+    repository = build_demo(path, images_per_bin=images_per_bin, quiet=quiet)
+    typer.echo(f"Demo repository: {repository.url}\n")
+    log(ref=None, max_count=None, json_output=False, repo=repository.url)
+    images = repository.images()
+    instruments = sorted(set(images.column("instrument").to_pylist()))
+    typer.echo(
+        f"{images.num_rows} images from {len(instruments)} instruments ({', '.join(instruments)}) "
+        f"at {repository.config.default_branch}"
+    )
+
+
+def main() -> None:
+    """Console entry point.
+
+    Exits through ``os._exit`` once output is flushed: Arrow's native thread
+    pools can abort the interpreter's own teardown (apache/arrow#34314), which
+    would turn a finished command into exit code 134.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

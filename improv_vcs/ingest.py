@@ -1,0 +1,167 @@
+"""Turn a directory of image files (plus optional metadata tables) into a
+batch: one metadata table and the aligned list of file paths.
+
+Rules:
+- every regular, non-hidden file under SOURCE is an image, except the
+  metadata tables ``metadata.csv`` / ``metadata.parquet``;
+- a metadata table describes the images in its own folder, matched by a
+  ``filename`` column (names relative to the folder) or an ``image_id``
+  column (the file name without extension); every file must have a row and
+  every row a file;
+- without a table (or without a ``timestamp`` column), ids and timestamps come
+  from IFCB-style names: ``D20240101T120000_IFCB107_00001`` or the legacy
+  ``IFCB5_2012_028_081515_00001``; the bin becomes the ``sample_id``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import InvalidInputError
+from .manifest import cast_known_columns
+
+TABLE_NAMES = ("metadata.csv", "metadata.parquet")
+_IFCB_NEW = r"^(?P<bin>D(?P<when>\d{8}T\d{6})_IFCB\d+)_(?P<roi>\d+)$"
+_IFCB_OLD = r"^(?P<bin>IFCB\d+_(?P<when>\d{4}_\d{3}_\d{6}))_(?P<roi>\d+)$"
+_KEY_COLUMNS = ("image_id", "filename", "timestamp", "sample_id", "media_type")
+
+
+def scan_directory(source: str | os.PathLike[str]) -> tuple[pa.Table, list[str]]:
+    """The metadata table (not yet validated) and file paths of every image under ``source``."""
+    root = Path(source)
+    if not root.is_dir():
+        raise InvalidInputError(f"{source} is not a directory")
+    tables: list[pa.Table] = []
+    paths: list[str] = []
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        names = sorted(n for n in filenames if not n.startswith("."))
+        images = [n for n in names if n not in TABLE_NAMES]
+        table_names = [n for n in names if n in TABLE_NAMES]
+        if len(table_names) > 1:
+            raise InvalidInputError(f"{directory} has both metadata.csv and metadata.parquet; keep one")
+        if table_names:
+            table, files = _described_folder(Path(directory), table_names[0], images)
+        elif images:
+            table, files = _named_folder(Path(directory), images)
+        else:
+            continue
+        try:
+            tables.append(cast_known_columns(table))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{directory}: {exc}") from None
+        paths.extend(files)
+    if not paths:
+        raise InvalidInputError(f"no image files under {source}")
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidInputError(f"metadata tables under {source} disagree on column types: {exc}") from None
+    return table, paths
+
+
+def _named_folder(directory: Path, images: list[str]) -> tuple[pa.Table, list[str]]:
+    stems = [os.path.splitext(n)[0] for n in images]
+    table = pa.table({"image_id": pa.array(stems, pa.string())})
+    table = _with_ifcb_fields(table, directory / images[0], where=f"in {directory}")
+    table = table.append_column("media_type", _media_types(images))
+    return table, [str(directory / n) for n in images]
+
+
+def _described_folder(directory: Path, table_name: str, images: list[str]) -> tuple[pa.Table, list[str]]:
+    path = directory / table_name
+    table = read_table(path)
+    if "filename" in table.column_names:
+        names = table.column("filename").to_pylist()
+        if any(n is None for n in names):
+            raise InvalidInputError(f"{path}: the filename column has empty cells")
+        if "image_id" not in table.column_names:
+            table = table.append_column(
+                "image_id", pa.array([os.path.splitext(n)[0] for n in names], pa.string())
+            )
+        table = table.drop_columns(["filename"])
+    elif "image_id" in table.column_names:
+        by_stem: dict[str, str] = {}
+        for name in images:
+            stem = os.path.splitext(name)[0]
+            if stem in by_stem:
+                raise InvalidInputError(
+                    f"{directory}: {by_stem[stem]!r} and {name!r} share the id {stem!r}; "
+                    "add a filename column to metadata"
+                )
+            by_stem[stem] = name
+        ids = table.column("image_id").to_pylist()
+        missing = [i for i in ids if i not in by_stem]
+        if missing:
+            raise InvalidInputError(f"{path}: no file for image id {missing[0]!r}")
+        names = [by_stem[i] for i in ids]
+    else:
+        raise InvalidInputError(f"{path} needs an image_id or a filename column")
+
+    present = set(images)
+    absent = [n for n in names if n not in present]
+    if absent:
+        raise InvalidInputError(f"{path}: listed file {absent[0]!r} does not exist")
+    unlisted = present.difference(names)
+    if unlisted:
+        raise InvalidInputError(
+            f"{path} does not describe {len(unlisted)} file(s) in its folder, e.g. {sorted(unlisted)[0]!r}"
+        )
+    if "timestamp" not in table.column_names:
+        table = _with_ifcb_fields(table, path, where=f"{path} has no timestamp column and")
+    if "media_type" not in table.column_names:
+        table = table.append_column("media_type", _media_types(names))
+    return table, [str(directory / n) for n in names]
+
+
+def read_table(path: Path) -> pa.Table:
+    """A metadata table from CSV or Parquet, key columns read as text."""
+    try:
+        if path.suffix == ".csv":
+            import pyarrow.csv as csv
+
+            header = path.open(encoding="utf-8", errors="replace").readline().strip().split(",")
+            types = {c: pa.string() for c in (h.strip('"') for h in header) if c in _KEY_COLUMNS}
+            return csv.read_csv(path, convert_options=csv.ConvertOptions(column_types=types))
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc}") from None
+
+
+def _with_ifcb_fields(table: pa.Table, example: Path, where: str) -> pa.Table:
+    """Add ``timestamp`` (and ``sample_id`` when absent) parsed from IFCB-style ids."""
+    ids = table.column("image_id").combine_chunks()
+    for pattern, fmt in ((_IFCB_NEW, "%Y%m%dT%H%M%S"), (_IFCB_OLD, "%Y_%j_%H%M%S")):
+        parts = pc.extract_regex(ids, pattern)
+        if parts.null_count == 0:
+            when = pc.strptime(parts.field("when"), format=fmt, unit="us", error_is_null=True)
+            if when.null_count == 0:
+                table = table.append_column(
+                    "timestamp", pc.assume_timezone(when, "UTC")
+                )
+                if "sample_id" not in table.column_names:
+                    table = table.append_column("sample_id", parts.field("bin"))
+                return table
+    bad = ids[pc.index(pc.is_null(pc.extract_regex(ids, _IFCB_NEW)), True).as_py()].as_py()
+    raise InvalidInputError(
+        f"cannot tell the time of image {bad!r} {where}: add a metadata.csv (image_id, timestamp, ...) "
+        "or use IFCB-style names like D20240101T120000_IFCB107_00001.png"
+    )
+
+
+def _media_types(names: list[str]) -> pa.Array:
+    by_ext: dict[str, str] = {}
+    out = []
+    for name in names:
+        ext = os.path.splitext(name)[1].lower()
+        if ext not in by_ext:
+            by_ext[ext] = mimetypes.guess_type("x" + ext)[0] or "application/octet-stream"
+        out.append(by_ext[ext])
+    return pa.array(out, pa.string())
