@@ -8,8 +8,11 @@ from contextlib import contextmanager
 
 @contextmanager
 def progress_bar(description: str, total: int, disable: bool = False) -> Iterator[Callable[[int], None] | None]:
-    """Yield an ``advance(n)`` callback driving a progress bar, or None when disabled."""
-    if disable:
+    """Yield an ``advance(n)`` callback driving a progress bar on an interactive
+    stderr, or None when disabled or not a terminal."""
+    import sys
+
+    if disable or not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console

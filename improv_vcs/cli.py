@@ -26,16 +26,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-RepoOption = Annotated[
-    Optional[str],
-    typer.Option(
-        "--repo",
-        "-R",
-        envvar="IMPROV_REPO",
-        help="Repository path or URL (default: $IMPROV_REPO, else the repository containing the current directory).",
-        show_envvar=False,
-    ),
-]
+_REPO_HELP = "Repository path or URL (default: $IMPROV_REPO, else the repository containing the current directory)."
+RepoOption = Annotated[Optional[str], typer.Option("--repo", "-R", help=_REPO_HELP)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
@@ -77,21 +69,23 @@ def _print_json(data: Any) -> None:
 
 
 @app.callback()
-def _main(repo: RepoOption = None) -> None:
+def _main(
+    repo: Annotated[Optional[str], typer.Option("--repo", "-R", envvar="IMPROV_REPO", help=_REPO_HELP)] = None,
+) -> None:
     _state["repo"] = repo
 
 
 @app.command()
 @handles_errors
 def init(
-    path: Annotated[str, typer.Argument(help="Directory or URL (s3://bucket/prefix) for the new repository.")] = ".",
+    path: Annotated[Optional[str], typer.Argument(help="Directory or URL (s3://bucket/prefix) for the new repository (default: --repo, else the current directory).")] = None,
     default_branch: Annotated[str, typer.Option(help="Name of the default branch.")] = "main",
     json_output: JsonOption = False,
 ) -> None:
     """Create an empty repository."""
     from .repository import Repository
 
-    repo = Repository.init(path, default_branch=default_branch)
+    repo = Repository.init(path or _state["repo"] or ".", default_branch=default_branch)
     if json_output:
         _print_json({"url": repo.url, "id": repo.id, "default_branch": default_branch})
     else:
@@ -253,12 +247,26 @@ def get(
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
+    _write_file(output, data, force)
+    typer.echo(f"Wrote {len(data)} bytes to {output}", err=True)
+
+
+def _write_file(output: Path, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``output`` atomically; never clobber without ``force``."""
+    from .errors import InvalidInputError
+
+    output = output.absolute()
+    if output.is_dir():
+        raise InvalidInputError(f"{output} is a directory; give a file name")
     if output.exists() and not force:
         raise InvalidInputError(f"{output} exists; pass --force to overwrite it")
     tmp = output.with_name(f".{output.name}.improv-tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, output)
-    typer.echo(f"Wrote {len(data)} bytes to {output}", err=True)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, output)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InvalidInputError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 @app.command()

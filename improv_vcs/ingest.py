@@ -68,7 +68,7 @@ def scan_directory(source: str | os.PathLike[str]) -> tuple[pa.Table, list[str]]
 def _named_folder(directory: Path, images: list[str]) -> tuple[pa.Table, list[str]]:
     stems = [os.path.splitext(n)[0] for n in images]
     table = pa.table({"image_id": pa.array(stems, pa.string())})
-    table = _with_ifcb_fields(table, directory / images[0], where=f"in {directory}")
+    table = _with_ifcb_fields(table, where=f"in {directory} (no metadata table there)")
     table = table.append_column("media_type", _media_types(images))
     return table, [str(directory / n) for n in images]
 
@@ -113,7 +113,7 @@ def _described_folder(directory: Path, table_name: str, images: list[str]) -> tu
             f"{path} does not describe {len(unlisted)} file(s) in its folder, e.g. {sorted(unlisted)[0]!r}"
         )
     if "timestamp" not in table.column_names:
-        table = _with_ifcb_fields(table, path, where=f"{path} has no timestamp column and")
+        table = _with_ifcb_fields(table, where=f"({path} has no timestamp column)")
     if "media_type" not in table.column_names:
         table = table.append_column("media_type", _media_types(names))
     return table, [str(directory / n) for n in names]
@@ -125,7 +125,7 @@ def read_table(path: Path) -> pa.Table:
         if path.suffix == ".csv":
             import pyarrow.csv as csv
 
-            header = path.open(encoding="utf-8", errors="replace").readline().strip().split(",")
+            header = path.open(encoding="utf-8-sig", errors="replace").readline().strip().split(",")
             types = {c: pa.string() for c in (h.strip('"') for h in header) if c in _KEY_COLUMNS}
             return csv.read_csv(path, convert_options=csv.ConvertOptions(column_types=types))
         import pyarrow.parquet as pq
@@ -135,25 +135,27 @@ def read_table(path: Path) -> pa.Table:
         raise InvalidInputError(f"cannot read {path}: {exc}") from None
 
 
-def _with_ifcb_fields(table: pa.Table, example: Path, where: str) -> pa.Table:
+def _with_ifcb_fields(table: pa.Table, where: str) -> pa.Table:
     """Add ``timestamp`` (and ``sample_id`` when absent) parsed from IFCB-style ids."""
     ids = table.column("image_id").combine_chunks()
+    times, bins = [], []
     for pattern, fmt in ((_IFCB_NEW, "%Y%m%dT%H%M%S"), (_IFCB_OLD, "%Y_%j_%H%M%S")):
         parts = pc.extract_regex(ids, pattern)
-        if parts.null_count == 0:
-            when = pc.strptime(parts.field("when"), format=fmt, unit="us", error_is_null=True)
-            if when.null_count == 0:
-                table = table.append_column(
-                    "timestamp", pc.assume_timezone(when, "UTC")
-                )
-                if "sample_id" not in table.column_names:
-                    table = table.append_column("sample_id", parts.field("bin"))
-                return table
-    bad = ids[pc.index(pc.is_null(pc.extract_regex(ids, _IFCB_NEW)), True).as_py()].as_py()
-    raise InvalidInputError(
-        f"cannot tell the time of image {bad!r} {where}: add a metadata.csv (image_id, timestamp, ...) "
-        "or use IFCB-style names like D20240101T120000_IFCB107_00001.png"
-    )
+        when = pc.strptime(parts.field("when"), format=fmt, unit="us", error_is_null=True)
+        times.append(pc.if_else(parts.is_valid(), when, pa.scalar(None, when.type)))
+        bins.append(pc.if_else(parts.is_valid(), parts.field("bin"), pa.scalar(None, pa.string())))
+    timestamp = pc.coalesce(*times)
+    if timestamp.null_count:
+        bad = ids[pc.index(pc.is_null(timestamp), True).as_py()].as_py()
+        raise InvalidInputError(
+            f"cannot tell the time of image {bad!r} {where}: give a timestamp column in "
+            "metadata.csv/metadata.parquet, or use IFCB-style names like "
+            "D20240101T120000_IFCB107_00001.png"
+        )
+    table = table.append_column("timestamp", pc.assume_timezone(timestamp, "UTC"))
+    if "sample_id" not in table.column_names:
+        table = table.append_column("sample_id", pc.coalesce(*bins))
+    return table
 
 
 def _media_types(names: list[str]) -> pa.Array:

@@ -15,7 +15,7 @@ from .errors import IntegrityError, NotFoundError
 from .ids import ObjectId, hash_bytes, is_hex_prefix, object_id
 from .model import Commit, Tag, canonical_json, decode_object
 from .packs import PackBuilder, PackIndex, index_key, pack_key
-from .store import Store
+from .store import Staging, Store
 
 
 def object_key(oid: str) -> str:
@@ -103,12 +103,9 @@ class ObjectDatabase:
                 self._cache.popitem(last=False)
 
     # -- packs -------------------------------------------------------------
-    def write_pack(self, builder: PackBuilder) -> ObjectId:
-        """Store a finished pack: data first, then the index that publishes it."""
-        pack_id, index, data = builder.finish()
-        self.store.put_if_absent(pack_key(pack_id), data)
-        self.store.put_if_absent(index_key(pack_id), index)
-        return pack_id
+    def pack_writer(self) -> PackWriter:
+        """Stream blobs into a new pack."""
+        return PackWriter(self.store)
 
     def pack_index(self, pack_id: str) -> PackIndex:
         def load() -> PackIndex:
@@ -128,3 +125,36 @@ class ObjectDatabase:
         if hashlib.sha256(data).hexdigest() != blob_id:
             raise IntegrityError(f"blob {blob_id} in pack {pack_id} is corrupt")
         return data
+
+
+class PackWriter:
+    """Streams blobs into a store's staging area and publishes the pack:
+    data first, then the index whose existence makes the pack visible."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._staging: Staging = store.staging()
+        self._layout = PackBuilder()
+
+    def __len__(self) -> int:
+        return len(self._layout)
+
+    @property
+    def blob_count(self) -> int:
+        return self._layout.blob_count
+
+    def add(self, digest: bytes, data: bytes) -> int:
+        """Append a blob (``digest`` = its SHA-256); returns its offset in the pack."""
+        offset, new = self._layout.add(digest, len(data))
+        if new:
+            self._staging.write(data)
+        return offset
+
+    def finish(self) -> ObjectId:
+        pack_id, index = self._layout.finish()
+        self._staging.publish(pack_key(pack_id))
+        self._store.put_if_absent(index_key(pack_id), index)
+        return pack_id
+
+    def discard(self) -> None:
+        self._staging.discard()

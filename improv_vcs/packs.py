@@ -11,7 +11,7 @@ Index layout (little-endian)::
     b"IMPRVIDX" | u32 version | u32 0 | u64 pack length | u64 entry count
     entry*: 32-byte blob digest | u64 offset | u64 length
 
-This module is pure: it builds and parses bytes and never touches a store.
+This module is pure: it lays out and parses bytes and never touches a store.
 """
 
 from __future__ import annotations
@@ -89,35 +89,40 @@ class PackIndex:
 
 
 class PackBuilder:
-    """Accumulates blobs into one pack in memory; identical blobs are stored once."""
+    """Lays out blobs in a pack and builds its index; identical blobs are laid
+    out once. It tracks positions only: the caller writes the bytes."""
 
     def __init__(self) -> None:
-        self._data = bytearray()
+        self._length = 0
         self._where: dict[bytes, tuple[int, int]] = {}
 
     def __len__(self) -> int:
-        return len(self._data)
+        """The pack length so far, in bytes."""
+        return self._length
 
     @property
     def blob_count(self) -> int:
         return len(self._where)
 
-    def add(self, digest: bytes, data: bytes) -> int:
-        """Append a blob (its 32-byte SHA-256 ``digest`` already computed);
-        returns its offset in the pack."""
+    def add(self, digest: bytes, length: int) -> tuple[int, bool]:
+        """Place a blob of ``length`` bytes with 32-byte SHA-256 ``digest``.
+
+        Returns its offset, and whether it is new (its bytes must be written
+        next) rather than a repeat of a blob already placed.
+        """
         found = self._where.get(digest)
         if found is not None:
-            return found[0]
-        offset = len(self._data)
-        self._data += data
-        self._where[digest] = (offset, len(data))
-        return offset
+            return found[0], False
+        offset = self._length
+        self._where[digest] = (offset, length)
+        self._length += length
+        return offset, True
 
-    def finish(self) -> tuple[ObjectId, bytes, memoryview]:
-        """``(pack id, index bytes, pack bytes)``."""
+    def finish(self) -> tuple[ObjectId, bytes]:
+        """``(pack id, index bytes)``."""
         entries = sorted(self._where.items())
-        index = bytearray(_HEADER.pack(MAGIC, VERSION, 0, len(self._data), len(entries)))
+        index = bytearray(_HEADER.pack(MAGIC, VERSION, 0, self._length, len(entries)))
         for digest, (offset, length) in entries:
             index += _ENTRY.pack(digest, offset, length)
         index_bytes = bytes(index)
-        return hash_bytes(index_bytes), index_bytes, memoryview(self._data)
+        return hash_bytes(index_bytes), index_bytes

@@ -24,7 +24,8 @@ from .errors import ConflictError, InvalidInputError, NotFoundError
 from .hashing import hash_blobs, hash_files
 from .ids import ObjectId, instrument_name, ref_name
 from .model import Batch, Commit
-from .packs import DEFAULT_PACK_SIZE, PackBuilder
+from .objects import PackWriter
+from .packs import DEFAULT_PACK_SIZE
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ class Transaction:
     """Appends one or more batches (any instruments) and commits them as one commit.
 
     Use as a context manager: the commit happens when the block exits without
-    an exception; on an exception nothing becomes visible.
+    an exception; on an exception nothing becomes visible. A failed append
+    aborts the whole transaction.
     """
 
     def __init__(
@@ -72,7 +74,7 @@ class Transaction:
                 f"no branch named {branch!r}; create it first with `improv branch {branch} REF`"
             )
         self._pending: list[_PendingBatch] = []
-        self._builder = PackBuilder()
+        self._writer: PackWriter | None = None
         self._packs: list[ObjectId] = []
         self._closed = False
         self.commit_id: ObjectId | None = None
@@ -106,7 +108,20 @@ class Transaction:
         paths: Sequence[str] = (),
     ) -> int:
         if self._closed:
-            raise InvalidInputError("this transaction is already committed")
+            raise InvalidInputError("this transaction is already committed or aborted")
+        try:
+            return self._append_checked(instrument, metadata, blobs, paths)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _append_checked(
+        self,
+        instrument: str,
+        metadata: pa.Table,
+        blobs: Iterator[tuple[bytes, bytes]] | None,
+        paths: Sequence[str],
+    ) -> int:
         instrument_name(instrument)
         metadata = manifest.normalize_metadata(metadata)
         ids = metadata.column("image_id").combine_chunks()
@@ -131,8 +146,10 @@ class Transaction:
                 blob_ids.append(blob_id)
                 sizes.append(len(data))
                 pack_numbers.append(len(self._packs))
-                offsets.append(self._builder.add(digest, data))
-                if len(self._builder) >= self._pack_size:
+                if self._writer is None:
+                    self._writer = self._repo.odb.pack_writer()
+                offsets.append(self._writer.add(digest, data))
+                if len(self._writer) >= self._pack_size:
                     self._flush_pack()
             if self._progress and row % 256 == 255:
                 self._progress(256)
@@ -158,10 +175,18 @@ class Transaction:
                     known[pending_ids[i].as_py()] = pending.blob_ids[i]
         return known
 
+    def abort(self) -> None:
+        """Give up: nothing of this transaction becomes visible."""
+        self._closed = True
+        self._pending.clear()
+        if self._writer is not None:
+            self._writer.discard()
+            self._writer = None
+
     def _flush_pack(self) -> None:
-        if self._builder.blob_count:
-            self._packs.append(self._repo.odb.write_pack(self._builder))
-            self._builder = PackBuilder()
+        if self._writer is not None:
+            self._packs.append(self._writer.finish())
+            self._writer = None
 
     # -- committing --------------------------------------------------------
     def commit(self) -> ObjectId | None:
@@ -170,7 +195,7 @@ class Transaction:
         Returns the new commit id, or None when there was nothing new.
         """
         if self._closed:
-            raise InvalidInputError("this transaction is already committed")
+            raise InvalidInputError("this transaction is already committed or aborted")
         self._closed = True
         if not self._pending:
             return None
@@ -252,7 +277,9 @@ class Transaction:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None and not self._closed:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
             self.commit()
 
 

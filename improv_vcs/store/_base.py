@@ -34,6 +34,49 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+class Staging(ABC):
+    """A value being written: ``write`` pieces, then ``publish`` under a key
+    (put-if-absent semantics) or ``discard``. Use as a context manager: leaving
+    the block without publishing discards."""
+
+    @abstractmethod
+    def write(self, data: Bytes) -> None: ...
+
+    @abstractmethod
+    def publish(self, key: str) -> bool:
+        """Store what was written under ``key`` unless it exists; True if written."""
+
+    @abstractmethod
+    def discard(self) -> None: ...
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.discard()
+
+
+class BufferStaging(Staging):
+    """Staging in memory, published with one :meth:`Store.put_if_absent`."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._buffer: bytearray | None = bytearray()
+
+    def write(self, data: Bytes) -> None:
+        assert self._buffer is not None, "staging already published or discarded"
+        self._buffer += data
+
+    def publish(self, key: str) -> bool:
+        assert self._buffer is not None, "staging already published or discarded"
+        written = self._store.put_if_absent(key, self._buffer)
+        self._buffer = None
+        return written
+
+    def discard(self) -> None:
+        self._buffer = None
+
+
 class Store(ABC):
     """Bytes under string keys.
 
@@ -72,6 +115,10 @@ class Store(ABC):
         """Replace the value of ``key`` with ``new`` iff it currently equals
         ``expected`` (``None``: the key must not exist). Raises
         :class:`ConflictError` when the current value differs."""
+
+    def staging(self) -> Staging:
+        """A place to stream a large value whose key is known only at the end."""
+        return BufferStaging(self)
 
     def get_if_exists(self, key: str) -> bytes | None:
         from ..errors import NotFoundError

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ConflictError, NotFoundError, StorageError
-from ._base import Bytes, Store, check_key, check_prefix
+from ._base import Bytes, Staging, Store, check_key, check_prefix
 
 _LOCK_FILE = ".cas.lock"
 
@@ -91,8 +91,12 @@ class LocalStore(Store):
         path = self._path(key)
         if path.exists():
             return False
-        tmp = self._write_temp(path.parent, data)
+        return self._publish(self._write_temp(path.parent, data), path)
+
+    def _publish(self, tmp: Path, path: Path) -> bool:
+        """Link a flushed temporary file to ``path`` unless it exists, then drop it."""
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             os.link(tmp, path)
         except FileExistsError:
             return False
@@ -102,6 +106,9 @@ class LocalStore(Store):
             tmp.unlink(missing_ok=True)
         _fsync_dir(path.parent)
         return True
+
+    def staging(self) -> Staging:
+        return _FileStaging(self)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -129,6 +136,39 @@ class LocalStore(Store):
                 tmp.unlink(missing_ok=True)
                 raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
             _fsync_dir(path.parent)
+
+
+class _FileStaging(Staging):
+    """Streams into a hidden temporary file at the store root, then links it."""
+
+    def __init__(self, store: LocalStore):
+        store.root.mkdir(parents=True, exist_ok=True)
+        self._store = store
+        self._tmp = store.root / f".tmp-{uuid.uuid4().hex}"
+        self._file = open(self._tmp, "wb", buffering=8 * 2**20)
+
+    def write(self, data: Bytes) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self.discard()
+            raise StorageError(f"cannot write in {self._store.root}: {exc.strerror or exc}") from exc
+
+    def publish(self, key: str) -> bool:
+        path = self._store._path(key)
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as exc:
+            self.discard()
+            raise StorageError(f"cannot write in {self._store.root}: {exc.strerror or exc}") from exc
+        return self._store._publish(self._tmp, path)
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:
