@@ -20,7 +20,7 @@ _OBJECT_ID = re.compile(r"[0-9a-f]{64}\Z")
 _HEX_PREFIX = re.compile(r"[0-9a-f]{4,64}\Z")
 _REF_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
 IMAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,254}$"
-_IMAGE_ID = re.compile(IMAGE_ID_PATTERN)
+_IMAGE_ID = re.compile(IMAGE_ID_PATTERN[:-1] + r"\Z")
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 MAX_REF_LENGTH = 200
 

@@ -84,7 +84,9 @@ def normalize_metadata(table: pa.Table) -> pa.Table:
     _require_no_nulls(table, "timestamp")
     bad = pc.invert(pc.match_substring_regex(ids, IMAGE_ID_PATTERN))
     if pc.any(bad).as_py():
-        image_id(_first(ids, bad))  # raises with the explanation
+        first = _first(ids, bad)
+        image_id(first)  # raises with the explanation
+        raise InvalidInputError(f"invalid image id {first!r}")
     if pc.count_distinct(ids).as_py() != table.num_rows:
         counts = pc.value_counts(ids)
         dup = pc.filter(counts, pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
@@ -92,12 +94,12 @@ def normalize_metadata(table: pa.Table) -> pa.Table:
     for name, (low, high) in _RANGES.items():
         values = table.column(name)
         outside = pc.fill_null(
-            pc.or_(pc.or_(pc.less(values, low), pc.greater(values, high)), pc.is_nan(values)),
+            pc.or_(pc.or_(pc.less(values, low), pc.greater(values, high)), pc.invert(pc.is_finite(values))),
             False,
         )
         if pc.any(outside).as_py():
             row = _first(ids, outside)
-            raise InvalidInputError(f"{name} of image {row!r} is outside [{low}, {high}]")
+            raise InvalidInputError(f"{name} of image {row!r} is not a finite number in [{low}, {high}]")
     return table
 
 

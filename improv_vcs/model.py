@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import IntegrityError
-from .ids import ObjectId, object_id
+from .ids import ObjectId, object_id, ref_name
 
 FORMAT_VERSION = 1
 
@@ -24,14 +24,17 @@ Oid = Annotated[str, AfterValidator(object_id)]
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamps must carry a time zone")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Batch(_Frozen):
@@ -100,7 +103,7 @@ class RepositoryConfig(_Frozen):
     format: Literal[1] = FORMAT_VERSION
     id: str
     hash: Literal["sha256"] = "sha256"
-    default_branch: str = "main"
+    default_branch: Annotated[str, AfterValidator(ref_name)] = "main"
     created: UtcDatetime
 
 

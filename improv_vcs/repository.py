@@ -151,7 +151,7 @@ class Repository:
         """Start appending batches to ``branch`` (default: the default branch)."""
         return Transaction(
             self,
-            branch or self.config.default_branch,
+            self.config.default_branch if branch is None else branch,
             message,
             author or default_author(),
             pack_size=pack_size,

@@ -61,6 +61,8 @@ def _resolve_name(odb: ObjectDatabase, refs: RefStore, name: str, default_branch
     if named is not None:
         return named
     if is_object_id(name) and odb.has(name):
+        if not odb.is_json_object(name):
+            raise NotFoundError(f"{name[:12]} is not a commit or tag")
         return ObjectId(name)
     if is_hex_prefix(name):
         matches = [m for m in odb.expand_prefix(name) if odb.is_json_object(m)]

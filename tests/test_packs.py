@@ -31,10 +31,32 @@ HEADER_SIZE = 32
 ENTRY_SIZE = 48
 
 
-def _build(blobs: list[bytes]) -> tuple[PackBuilder, list[int]]:
-    builder = PackBuilder()
-    offsets = [builder.add(hashlib.sha256(b).digest(), b) for b in blobs]
-    return builder, offsets
+class _Built:
+    """A pack laid out by :class:`PackBuilder`, with the bytes written the way
+    its contract says: a blob's bytes are appended only when ``add`` says it is new."""
+
+    def __init__(self, blobs: list[bytes]):
+        self.builder = PackBuilder()
+        data = bytearray()
+        self.offsets = []
+        self.new = []
+        for b in blobs:
+            offset, new = self.builder.add(hashlib.sha256(b).digest(), len(b))
+            if new:
+                assert offset == len(data)
+                data += b
+            self.offsets.append(offset)
+            self.new.append(new)
+        self.data = bytes(data)
+
+    def finish(self) -> tuple[str, bytes, bytes]:
+        pack_id, index_bytes = self.builder.finish()
+        return pack_id, index_bytes, self.data
+
+
+def _build(blobs: list[bytes]) -> tuple[_Built, list[int]]:
+    built = _Built(blobs)
+    return built, built.offsets
 
 
 def _flip(data: bytes | memoryview, position: int) -> bytes:
@@ -60,10 +82,11 @@ def test_every_blob_is_located_and_sliced_back(blobs):
 def test_duplicates_are_stored_once(blobs):
     builder, offsets = _build(blobs)
     unique = {hashlib.sha256(b).hexdigest(): b for b in blobs}
-    assert builder.blob_count == len(unique)
-    assert len(builder) == sum(len(b) for b in unique.values())
+    assert builder.builder.blob_count == len(unique)
+    assert len(builder.builder) == sum(len(b) for b in unique.values())
     first = {}
-    for blob, offset in zip(blobs, offsets):
+    for blob, offset, new in zip(blobs, offsets, builder.new):
+        assert new == (blob not in first)
         assert first.setdefault(blob, offset) == offset
     _, index_bytes, data = builder.finish()
     assert len(data) == sum(len(b) for b in unique.values())
@@ -97,7 +120,8 @@ def test_locate_unknown_blob_is_none():
 
 
 def test_empty_pack():
-    pack_id, index_bytes, data = PackBuilder().finish()
+    pack_id, index_bytes = PackBuilder().finish()
+    data = b""
     index = PackIndex.parse(index_bytes)
     assert len(data) == 0 and index.digests == () and index.pack_length == 0
     index.verify(b"")
@@ -235,8 +259,9 @@ def odb(tmp_path):
 
 
 def _write(odb: ObjectDatabase, blobs: list[bytes]) -> tuple[str, list[int]]:
-    builder, offsets = _build(blobs)
-    return odb.write_pack(builder), offsets
+    writer = odb.pack_writer()
+    offsets = [writer.add(hashlib.sha256(b).digest(), b) for b in blobs]
+    return writer.finish(), offsets
 
 
 def _flip_file(path, position: int) -> None:
@@ -285,12 +310,42 @@ def test_corrupt_pack_file_is_detected(odb, tmp_path):
         odb.pack_index(pack_id).verify(odb.store.get(pack_key(pack_id)))
 
 
-@pytest.mark.parametrize("position", range(len(b"alpha") * 10))
-def test_every_byte_of_a_blob_is_covered(odb, tmp_path, position):
+def test_every_byte_of_a_blob_is_covered(tmp_path):
+    for position in range(50):
+        odb = ObjectDatabase(LocalStore(tmp_path / str(position)))
+        pack_id, offsets = _write(odb, BLOBS)
+        _flip_file(tmp_path / str(position) / "packs" / f"{pack_id}.pack", offsets[0] + position)
+        with pytest.raises(IntegrityError):
+            odb.read_blob(pack_id, offsets[0], 50, hashlib.sha256(BLOBS[0]).hexdigest())
+
+
+def test_pack_writer_matches_pack_layout(odb):
+    """The streamed pack file is exactly the layout PackBuilder describes."""
     pack_id, offsets = _write(odb, BLOBS)
-    _flip_file(tmp_path / "packs" / f"{pack_id}.pack", offsets[0] + position)
-    with pytest.raises(IntegrityError):
-        odb.read_blob(pack_id, offsets[0], 50, hashlib.sha256(BLOBS[0]).hexdigest())
+    built, expected_offsets = _build(BLOBS)
+    expected_id, expected_index, expected_data = built.finish()
+    assert pack_id == expected_id and offsets == expected_offsets
+    assert odb.store.get(pack_key(pack_id)) == expected_data
+    assert odb.store.get(index_key(pack_id)) == expected_index
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_discarded_pack_leaves_nothing(tmp_path, kind):
+    import os
+    import uuid
+
+    from improv_vcs.store import open_store
+
+    store = open_store(str(tmp_path / "s") if kind == "local" else f"memory://discard-{uuid.uuid4().hex}")
+    odb = ObjectDatabase(store)
+    writer = odb.pack_writer()
+    for b in BLOBS:
+        writer.add(hashlib.sha256(b).digest(), b)
+    writer.discard()
+    assert list(store.list()) == []
+    if kind == "local":
+        leftovers = [n for _, _, files in os.walk(tmp_path / "s") for n in files if n.startswith(".tmp")]
+        assert leftovers == []
 
 
 def test_reading_a_blob_at_a_wrong_location_is_an_integrity_error(odb):

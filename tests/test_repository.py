@@ -311,12 +311,37 @@ def test_invalid_batches_are_rejected_and_move_nothing(repo, metadata, blobs):
     assert image_ids(repo) == ["a1", "a2", "a3"]
 
 
-def test_invalid_batch_can_be_dropped_and_the_rest_committed(repo):
+def test_failed_append_aborts_the_whole_transaction(repo):
+    """A failed append aborts the transaction even if the caller catches the
+    error: nothing of it is committed and it accepts no further appends."""
+    tip = repo.resolve()
     with repo.transaction(message="partly bad") as tx:
         tx.append_bytes("IFCB1", rows(["b1"]), [b"one"])
         with pytest.raises(InvalidInputError):
             tx.append_bytes("IFCB1", rows(["b2"], lat=100.0), [b"two"])
-    assert image_ids(repo) == ["a1", "a2", "a3", "b1"]
+        with pytest.raises(InvalidInputError):
+            tx.append_bytes("IFCB1", rows(["b3"]), [b"three"])
+    assert tx.commit_id is None
+    assert repo.resolve() == tip
+    assert image_ids(repo) == ["a1", "a2", "a3"]
+
+
+def test_failed_transaction_leaves_no_temporary_files(tmp_path):
+    repo = Repository.init(tmp_path / "r")
+    commit_images(repo, ["a1"])
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "r").rglob("*") if p.is_file())
+    with pytest.raises(ConflictError):
+        with repo.transaction(message="clash") as tx:
+            tx.append_bytes("IFCB1", rows(["b1", "b2"]), [b"1", b"2"])
+            tx.append_bytes("IFCB1", rows(["a1"]), [b"not a1"])
+    with pytest.raises(RuntimeError):
+        with repo.transaction(message="boom") as tx:
+            tx.append_bytes("IFCB1", rows(["c1"]), [b"c"])
+            raise RuntimeError
+    after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "r").rglob("*") if p.is_file())
+    assert [p for p in after if p.name.startswith(".tmp")] == []
+    assert after == before
+    assert image_ids(repo) == ["a1"]
 
 
 @pytest.mark.parametrize("instrument", ["", "a/b", ".x", "a b"])

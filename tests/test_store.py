@@ -123,3 +123,26 @@ def test_round_trip_arbitrary_bytes(tmp_path_factory, values):
         for key, value in written.items():
             assert store.get(key) == value
         assert list(store.list()) == sorted(written)
+
+
+def test_zero_length_range(store):
+    store.put_if_absent("packs/z.pack", b"abc")
+    assert store.get_range("packs/z.pack", 0, 0) == b""
+    assert store.get_range("packs/z.pack", 3, 0) == b""
+    with pytest.raises(NotFoundError):
+        store.get_range("packs/none.pack", 0, 0)
+
+
+def test_staging_publishes_once_and_discards(store):
+    with store.staging() as staged:
+        staged.write(b"hello ")
+        staged.write(memoryview(b"world"))
+        assert staged.publish("packs/s.pack") is True
+    assert store.get("packs/s.pack") == b"hello world"
+    with store.staging() as staged:
+        staged.write(b"other")
+        assert staged.publish("packs/s.pack") is False
+    assert store.get("packs/s.pack") == b"hello world"
+    with store.staging() as staged:
+        staged.write(b"never published")
+    assert list(store.list()) == ["packs/s.pack"]

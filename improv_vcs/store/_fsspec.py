@@ -35,6 +35,10 @@ class FsspecStore(Store):
             raise StorageError(f"cannot read {key} from {self.url}: {exc}") from exc
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
+        if length == 0:  # S3 has no empty byte range
+            if start > self.size(key):
+                raise StorageError(f"range {start}+0 is past the end of {key}")
+            return b""
         try:
             data = self.fs.cat_file(self._path(key), start=start, end=start + length)
         except FileNotFoundError:
