@@ -66,11 +66,21 @@ def scan_directory(source: str | os.PathLike[str]) -> tuple[pa.Table, list[str]]
 
 
 def _named_folder(directory: Path, images: list[str]) -> tuple[pa.Table, list[str]]:
-    stems = [os.path.splitext(n)[0] for n in images]
-    table = pa.table({"image_id": pa.array(stems, pa.string())})
+    names = pa.array(images, pa.string())
+    table = pa.table({"image_id": _stems(names)})
     table = _with_ifcb_fields(table, where=f"in {directory} (no metadata table there)")
-    table = table.append_column("media_type", _media_types(images))
-    return table, [str(directory / n) for n in images]
+    table = table.append_column("media_type", _media_types(names))
+    return table, _join(directory, images)
+
+
+def _join(directory: Path, names: list[str]) -> list[str]:
+    base = str(directory)
+    return [f"{base}{os.sep}{n}" for n in names]
+
+
+def _stems(names: pa.Array) -> pa.Array:
+    """File names without their extension."""
+    return pc.replace_substring_regex(names, r"\.[^.]*$", "")
 
 
 def _described_folder(directory: Path, table_name: str, images: list[str]) -> tuple[pa.Table, list[str]]:
@@ -81,9 +91,7 @@ def _described_folder(directory: Path, table_name: str, images: list[str]) -> tu
         if any(n is None for n in names):
             raise InvalidInputError(f"{path}: the filename column has empty cells")
         if "image_id" not in table.column_names:
-            table = table.append_column(
-                "image_id", pa.array([os.path.splitext(n)[0] for n in names], pa.string())
-            )
+            table = table.append_column("image_id", _stems(pa.array(names, pa.string())))
         table = table.drop_columns(["filename"])
     elif "image_id" in table.column_names:
         by_stem: dict[str, str] = {}
@@ -115,8 +123,8 @@ def _described_folder(directory: Path, table_name: str, images: list[str]) -> tu
     if "timestamp" not in table.column_names:
         table = _with_ifcb_fields(table, where=f"({path} has no timestamp column)")
     if "media_type" not in table.column_names:
-        table = table.append_column("media_type", _media_types(names))
-    return table, [str(directory / n) for n in names]
+        table = table.append_column("media_type", _media_types(pa.array(names, pa.string())))
+    return table, _join(directory, names)
 
 
 def read_table(path: Path) -> pa.Table:
@@ -158,12 +166,13 @@ def _with_ifcb_fields(table: pa.Table, where: str) -> pa.Table:
     return table
 
 
-def _media_types(names: list[str]) -> pa.Array:
-    by_ext: dict[str, str] = {}
-    out = []
-    for name in names:
-        ext = os.path.splitext(name)[1].lower()
-        if ext not in by_ext:
-            by_ext[ext] = mimetypes.guess_type("x" + ext)[0] or "application/octet-stream"
-        out.append(by_ext[ext])
-    return pa.array(out, pa.string())
+def _media_types(names: pa.Array) -> pa.Array:
+    """The media type of each file name, from its extension."""
+    extensions = pc.utf8_lower(pc.extract_regex(names, r"(?P<ext>\.[^.]*)$").field("ext"))
+    extensions = pc.fill_null(extensions, "")
+    known = extensions.unique()
+    types = pa.array(
+        [mimetypes.guess_type("x" + e)[0] or "application/octet-stream" for e in known.to_pylist()],
+        pa.string(),
+    )
+    return pc.take(types, pc.index_in(extensions, value_set=known))

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from . import index, manifest
 from .errors import ConflictError, InvalidInputError, NotFoundError
-from .hashing import hash_blobs, hash_files
+from .hashing import Chunk, hash_blobs, hash_files
 from .ids import ObjectId, instrument_name, ref_name
 from .model import Batch, Commit
 from .objects import PackWriter
@@ -104,7 +104,7 @@ class Transaction:
         self,
         instrument: str,
         metadata: pa.Table,
-        blobs: Iterator[tuple[bytes, bytes]] | None,
+        blobs: Iterator[Chunk] | None,
         paths: Sequence[str] = (),
     ) -> int:
         if self._closed:
@@ -119,7 +119,7 @@ class Transaction:
         self,
         instrument: str,
         metadata: pa.Table,
-        blobs: Iterator[tuple[bytes, bytes]] | None,
+        blobs: Iterator[Chunk] | None,
         paths: Sequence[str],
     ) -> int:
         instrument_name(instrument)
@@ -133,28 +133,28 @@ class Transaction:
         sizes: list[int] = []
         pack_numbers: list[int] = []
         offsets: list[int] = []
-        for row, (digest, data) in enumerate(stream):
-            blob_id = digest.hex()
-            prior = known.get(id_list[row]) if known else None
-            if prior is not None:
-                if prior != blob_id:
+        row = 0
+        for digests, datas in stream:
+            for digest, data in zip(digests, datas):
+                blob_id = digest.hex()
+                prior = known.get(id_list[row]) if known else None
+                if prior is None:
+                    if self._writer is None:
+                        self._writer = self._repo.odb.pack_writer()
+                    keep.append(row)
+                    blob_ids.append(blob_id)
+                    sizes.append(len(data))
+                    pack_numbers.append(len(self._packs))
+                    offsets.append(self._writer.add(digest, data))
+                    if len(self._writer) >= self._pack_size:
+                        self._flush_pack()
+                elif prior != blob_id:
                     raise ConflictError(
                         f"image {id_list[row]!r} is already committed with different bytes"
                     )
-            else:
-                keep.append(row)
-                blob_ids.append(blob_id)
-                sizes.append(len(data))
-                pack_numbers.append(len(self._packs))
-                if self._writer is None:
-                    self._writer = self._repo.odb.pack_writer()
-                offsets.append(self._writer.add(digest, data))
-                if len(self._writer) >= self._pack_size:
-                    self._flush_pack()
-            if self._progress and row % 256 == 255:
-                self._progress(256)
-        if self._progress and len(id_list) % 256:
-            self._progress(len(id_list) % 256)
+                row += 1
+            if self._progress:
+                self._progress(len(digests))
         if keep:
             rows = metadata if len(keep) == metadata.num_rows else metadata.take(keep)
             self._pending.append(

@@ -139,36 +139,77 @@ class LocalStore(Store):
 
 
 class _FileStaging(Staging):
-    """Streams into a hidden temporary file at the store root, then links it."""
+    """Streams into a hidden temporary file at the store root, then links it.
+
+    Pieces are gathered into blocks of a few MiB and written by a background
+    thread, so disk writes overlap with the caller's reading and hashing.
+    """
+
+    BLOCK = 4 * 2**20
 
     def __init__(self, store: LocalStore):
+        from concurrent.futures import ThreadPoolExecutor
+
         store.root.mkdir(parents=True, exist_ok=True)
         self._store = store
         self._tmp = store.root / f".tmp-{uuid.uuid4().hex}"
-        self._file = open(self._tmp, "wb", buffering=8 * 2**20)
+        self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._parts: list[Bytes] = []
+        self._buffered = 0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="improv-write")
+        self._in_flight: list = []
 
     def write(self, data: Bytes) -> None:
+        self._parts.append(data)
+        self._buffered += len(data)
+        if self._buffered >= self.BLOCK:
+            self._send()
+
+    def _send(self) -> None:
+        if self._parts:
+            block = b"".join(self._parts)
+            self._parts, self._buffered = [], 0
+            self._in_flight.append(self._writer.submit(_write_all, self._fd, block))
+        while len(self._in_flight) > 2:
+            self._wait(self._in_flight.pop(0))
+
+    def _wait(self, future) -> None:  # type: ignore[no-untyped-def]
         try:
-            self._file.write(data)
+            future.result()
         except OSError as exc:
             self.discard()
             raise StorageError(f"cannot write in {self._store.root}: {exc.strerror or exc}") from exc
 
     def publish(self, key: str) -> bool:
         path = self._store._path(key)
+        self._send()
+        while self._in_flight:
+            self._wait(self._in_flight.pop(0))
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            os.fsync(self._fd)
         except OSError as exc:
             self.discard()
             raise StorageError(f"cannot write in {self._store.root}: {exc.strerror or exc}") from exc
+        self._close()
         return self._store._publish(self._tmp, path)
 
+    def _close(self) -> None:
+        self._writer.shutdown(wait=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def discard(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        self._close()
+        self._in_flight.clear()
+        self._parts.clear()
         self._tmp.unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_dir(directory: Path) -> None:
