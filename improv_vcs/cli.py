@@ -68,6 +68,14 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+def _report(json_output: bool, data: Any, text: str) -> None:
+    """Print ``data`` as JSON for scripts, or ``text`` for people."""
+    if json_output:
+        _print_json(data)
+    else:
+        typer.echo(text)
+
+
 @app.callback()
 def _main(
     repo: Annotated[Optional[str], typer.Option("--repo", "-R", envvar="IMPROV_REPO", help=_REPO_HELP)] = None,
@@ -86,10 +94,11 @@ def init(
     from .repository import Repository
 
     repo = Repository.init(path or _state["repo"] or ".", default_branch=default_branch)
-    if json_output:
-        _print_json({"url": repo.url, "id": repo.id, "default_branch": default_branch})
-    else:
-        typer.echo(f"Initialized empty improv repository {repo.id} in {repo.url}")
+    _report(
+        json_output,
+        {"url": repo.url, "id": repo.id, "default_branch": default_branch},
+        f"Initialized empty improv repository {repo.id} in {repo.url}",
+    )
 
 
 @app.command()
@@ -188,19 +197,13 @@ def branch(
     """List branches, or create one at REF."""
     repository = _open(repo)
     if name is None:
+        default = repository.config.default_branch
         branches = repository.branches()
-        if json_output:
-            _print_json({"default": repository.config.default_branch, "branches": branches})
-            return
-        for branch_name, target in branches.items():
-            mark = "*" if branch_name == repository.config.default_branch else " "
-            typer.echo(f"{mark} {branch_name:<24} {target[:12]}")
+        lines = [f"{'*' if b == default else ' '} {b:<24} {c[:12]}" for b, c in branches.items()]
+        _report(json_output, {"default": default, "branches": branches}, "\n".join(lines) or "No branches yet.")
         return
     target = repository.create_branch(name, ref)
-    if json_output:
-        _print_json({"branch": name, "commit": target})
-    else:
-        typer.echo(f"Created branch {name} at {target[:12]}")
+    _report(json_output, {"branch": name, "commit": target}, f"Created branch {name} at {target[:12]}")
 
 
 @app.command()
@@ -216,16 +219,10 @@ def tag(
     repository = _open(repo)
     if name is None:
         tags = repository.tags()
-        if json_output:
-            _print_json(tags)
-        for tag_name, target in tags.items() if not json_output else ():
-            typer.echo(f"{tag_name:<24} {target[:12]}")
+        _report(json_output, tags, "\n".join(f"{t:<24} {c[:12]}" for t, c in tags.items()) or "No tags yet.")
         return
     target = repository.create_tag(name, ref, message)
-    if json_output:
-        _print_json({"tag": name, "commit": target})
-    else:
-        typer.echo(f"Tagged {target[:12]} as {name}")
+    _report(json_output, {"tag": name, "commit": target}, f"Tagged {target[:12]} as {name}")
 
 
 @app.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,8 @@ class Transaction:
             )
         self._pending: list[_PendingBatch] = []
         self._writer: PackWriter | None = None
+        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="improv-publish")
+        self._pack_futures: list[Future[ObjectId]] = []
         self._packs: list[ObjectId] = []
         self._closed = False
         self.commit_id: ObjectId | None = None
@@ -144,7 +147,7 @@ class Transaction:
                     keep.append(row)
                     blob_ids.append(blob_id)
                     sizes.append(len(data))
-                    pack_numbers.append(len(self._packs))
+                    pack_numbers.append(len(self._pack_futures))
                     offsets.append(self._writer.add(digest, data))
                     if len(self._writer) >= self._pack_size:
                         self._flush_pack()
@@ -182,10 +185,13 @@ class Transaction:
         if self._writer is not None:
             self._writer.discard()
             self._writer = None
+        self._publisher.shutdown(wait=True)  # published packs stay unreferenced
 
     def _flush_pack(self) -> None:
+        """Publish the current pack in the background (flush, fsync, link)
+        while the next one fills; :meth:`commit` waits for all of them."""
         if self._writer is not None:
-            self._packs.append(self._writer.finish())
+            self._pack_futures.append(self._publisher.submit(self._writer.finish))
             self._writer = None
 
     # -- committing --------------------------------------------------------
@@ -198,8 +204,11 @@ class Transaction:
             raise InvalidInputError("this transaction is already committed or aborted")
         self._closed = True
         if not self._pending:
+            self._publisher.shutdown()
             return None
         self._flush_pack()
+        self._packs = [future.result() for future in self._pack_futures]
+        self._publisher.shutdown()
         tables = [self._manifest_table(p) for p in self._pending]
         for attempt in range(MAX_ATTEMPTS):
             batches = [self._write_manifest(t) for t in tables]
