@@ -304,7 +304,7 @@ def test_tags(runner, committed):
 
 
 def test_tag_list_empty(runner, repo):
-    assert ok(invoke(runner, "--repo", repo, "tag")).stdout == ""
+    assert ok(invoke(runner, "--repo", repo, "tag")).stdout == "No tags yet.\n"
     assert json.loads(ok(invoke(runner, "--repo", repo, "tag", "--json")).stdout) == {}
 
 
