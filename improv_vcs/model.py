@@ -11,10 +11,18 @@ import json
 from datetime import datetime, timezone
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from .errors import IntegrityError
-from .ids import ObjectId, object_id, ref_name
+from .ids import ObjectId, instrument_name, object_id, ref_name
 
 FORMAT_VERSION = 1
 
@@ -82,6 +90,38 @@ class Commit(_Frozen):
     time: UtcDatetime
     batches: tuple[Batch, ...] = ()
     index: tuple[IndexSegment, ...] = ()
+    datasets: Oid | None = Field(
+        default=None, description="the dataset definitions in force at this commit"
+    )
+
+
+class Span(_Frozen):
+    """A half-open time span ``[start, end)`` of one instrument."""
+
+    instrument: Annotated[str, AfterValidator(instrument_name)]
+    start: UtcDatetime
+    end: UtcDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Span:
+        if self.start >= self.end:
+            raise ValueError(f"span start {self.start.isoformat()} is not before its end {self.end.isoformat()}")
+        return self
+
+
+class Dataset(_Frozen):
+    """A named selection of images: the union of its spans."""
+
+    description: str = ""
+    spans: tuple[Span, ...] = ()
+
+
+class Datasets(_Frozen):
+    """Every dataset definition at a commit, by name."""
+
+    kind: Literal["datasets"] = "datasets"
+    format: Literal[1] = FORMAT_VERSION
+    datasets: dict[Annotated[str, AfterValidator(ref_name)], Dataset] = {}
 
 
 class Tag(_Frozen):
@@ -107,7 +147,7 @@ class RepositoryConfig(_Frozen):
     created: UtcDatetime
 
 
-JsonObject = Annotated[Union[Commit, Tag], Field(discriminator="kind")]
+JsonObject = Annotated[Union[Commit, Tag, Datasets], Field(discriminator="kind")]
 _JSON_OBJECT = TypeAdapter(JsonObject)
 
 
@@ -118,12 +158,12 @@ def canonical_json(model: BaseModel) -> bytes:
     ).encode()
 
 
-def decode_object(data: bytes, what: str = "object") -> Commit | Tag:
-    """Parse canonical JSON bytes into a commit or tag."""
+def decode_object(data: bytes, what: str = "object") -> Commit | Tag | Datasets:
+    """Parse canonical JSON bytes into a commit, tag or dataset definitions."""
     try:
         return _JSON_OBJECT.validate_json(data)
     except ValidationError as exc:
-        raise IntegrityError(f"{what} is not a valid commit or tag: {exc.errors()[0]['msg']}") from None
+        raise IntegrityError(f"{what} is not a valid commit, tag or datasets object: {exc.errors()[0]['msg']}") from None
 
 
 def decode_config(data: bytes) -> RepositoryConfig:
@@ -136,10 +176,13 @@ def decode_config(data: bytes) -> RepositoryConfig:
 __all__ = [
     "Batch",
     "Commit",
+    "Dataset",
+    "Datasets",
     "FORMAT_VERSION",
     "IndexSegment",
     "ObjectId",
     "RepositoryConfig",
+    "Span",
     "Tag",
     "canonical_json",
     "decode_config",

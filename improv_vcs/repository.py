@@ -9,18 +9,37 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from . import revparse
-from .errors import ConflictError, InvalidInputError, NotARepositoryError, NotFoundError
+from .errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    NotARepositoryError,
+    NotFoundError,
+)
 from .ids import ObjectId, ref_name
-from .model import Commit, RepositoryConfig, Tag, canonical_json, decode_config
+from .model import (
+    Commit,
+    Dataset,
+    Datasets,
+    RepositoryConfig,
+    Tag,
+    canonical_json,
+    decode_config,
+)
 from .objects import ObjectDatabase
 from .packs import DEFAULT_PACK_SIZE
+from .query import Query, build_query
 from .refs import RefStore
 from .snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from .engine import QueryResult
+    from .export import ExportReport
 from .store import Store, open_store
 from .transaction import Progress, Transaction
 
@@ -122,14 +141,13 @@ class Repository:
 
     # -- reading ---------------------------------------------------------
     def _snapshot_at(self, commit_id: ObjectId | None) -> Snapshot:
+        """The view at a commit id (None: the empty snapshot)."""
         commit = self.odb.get_commit(commit_id) if commit_id else None
         return Snapshot(self.odb, commit_id, commit)
 
-    def snapshot(self, at: str | None = None) -> Snapshot:
+    def snapshot(self, at: str | None = None, as_of: datetime | None = None) -> Snapshot:
         """The read-only view at a revision (default: the default branch)."""
-        if at is None and not self.refs.branches():
-            return Snapshot(self.odb, None, None)
-        return self._snapshot_at(self.resolve(at))
+        return self._snapshot_at(self._commit_for(at, as_of))
 
     def images(self, at: str | None = None) -> pa.Table:
         """Every image row (manifest columns) of the snapshot at ``at``."""
@@ -138,6 +156,140 @@ class Repository:
     def read_image(self, image_id: str, at: str | None = None) -> bytes:
         """The bytes of one image, verified against its hash."""
         return self.snapshot(at).read_image(image_id)
+
+    def resolve_as_of(self, when: datetime, rev: str | None = None) -> ObjectId:
+        """The newest commit at or before ``when`` on the first-parent line of ``rev``."""
+        if when.tzinfo is None:
+            raise InvalidInputError("--as-of needs a time zone (e.g. 2024-06-01T00:00:00Z)")
+        oid = self.resolve(rev)
+        commit = self.odb.get_commit(oid)
+        while commit.time > when:
+            if not commit.parents:
+                raise NotFoundError(f"no commit at or before {when.isoformat()} on {rev or 'HEAD'}")
+            oid = ObjectId(commit.parents[0])
+            commit = self.odb.get_commit(oid)
+        return oid
+
+    def _commit_for(self, at: str | None, as_of: datetime | None) -> ObjectId | None:
+        """The commit a snapshot selector names; None for an empty repository."""
+        if as_of is not None:
+            return self.resolve_as_of(as_of, at)
+        if at is None and not self.refs.branches():
+            return None
+        return self.resolve(at)
+
+    # -- queries -------------------------------------------------------------
+    def select(
+        self, query: Query, at: str | None = None, as_of: datetime | None = None, count: bool = False
+    ) -> QueryResult:
+        """Run ``query`` at a snapshot (``at`` a revision, or ``as_of`` a time on
+        ``at``'s first-parent line) and say how it was answered."""
+        from . import engine
+
+        commit_id = self._commit_for(at, as_of)
+        spans = None
+        if query.dataset is not None:
+            found = self._datasets_at(commit_id).datasets.get(query.dataset)
+            if found is None:
+                where = commit_id[:12] if commit_id else "an empty repository"
+                raise NotFoundError(f"no dataset named {query.dataset!r} at {where}")
+            spans = found.spans
+        return engine.run(self._snapshot_at(commit_id), query, spans, count=count)
+
+    def query(self, at: str | None = None, as_of: datetime | None = None, **filters: Any) -> pa.Table:
+        """Image rows matching ``filters`` (the fields of :class:`Query`), as Arrow,
+        sorted by time then image id."""
+        return self.select(build_query(**filters), at=at, as_of=as_of).table
+
+    def count(self, at: str | None = None, as_of: datetime | None = None, **filters: Any) -> int:
+        """How many images match ``filters``."""
+        result = self.select(build_query(**filters), at=at, as_of=as_of, count=True)
+        return int(result.table.column(0)[0].as_py())
+
+    def export(
+        self,
+        dest: str | os.PathLike[str],
+        at: str | None = None,
+        as_of: datetime | None = None,
+        metadata_format: str = "parquet",
+        metadata_only: bool = False,
+        progress: Progress | None = None,
+        **filters: Any,
+    ) -> ExportReport:
+        """Write the matching images (``<image_id><ext>``) and a metadata table
+        into the directory ``dest``; files already there with the right hash
+        are skipped, so an interrupted export resumes."""
+        from .export import export_rows
+
+        query = build_query(**filters)
+        rows = self.select(query.model_copy(update={"columns": None}), at=at, as_of=as_of).table
+        return export_rows(self.odb, rows, Path(dest), metadata_format, metadata_only, progress)
+
+    def duckdb(self, at: str | None = None, as_of: datetime | None = None) -> Any:
+        """A DuckDB connection with a read-only ``images`` view of the snapshot
+        (no file access), for your own SQL."""
+        from . import engine
+
+        snapshot = self._snapshot_at(self._commit_for(at, as_of))
+        connection = engine.connect()
+        rows = engine.load_manifests(snapshot, snapshot.batches.column("manifest").to_pylist())
+        connection.register("images", rows)
+        return connection
+
+    # -- datasets ------------------------------------------------------------
+    def _datasets_at(self, commit_id: ObjectId | None) -> Datasets:
+        commit = self.odb.get_commit(commit_id) if commit_id else None
+        if commit is None or commit.datasets is None:
+            return Datasets()
+        found = self.odb.get_object(commit.datasets)
+        if not isinstance(found, Datasets):
+            raise IntegrityError(f"commit {commit_id} points at a {found.kind} as its datasets")
+        return found
+
+    def datasets(self, at: str | None = None) -> dict[str, Dataset]:
+        """Dataset definitions at a revision, by name."""
+        if at is None and not self.refs.branches():
+            return {}
+        return dict(self._datasets_at(self.resolve(at)).datasets)
+
+    def dataset(self, name: str, at: str | None = None) -> Dataset:
+        found = self.datasets(at).get(name)
+        if found is None:
+            raise NotFoundError(f"no dataset named {name!r} at {at or 'HEAD'}")
+        return found
+
+    def add_dataset_span(
+        self,
+        name: str,
+        instrument: str,
+        start: datetime,
+        end: datetime,
+        description: str | None = None,
+        branch: str | None = None,
+        author: str | None = None,
+    ) -> ObjectId | None:
+        """Commit a new span for dataset ``name``; None if it was already there."""
+        with self.transaction(branch, f"Dataset {name}: add {instrument} span", author) as tx:
+            tx.add_dataset_span(name, instrument, start, end, description)
+        return tx.commit_id
+
+    def remove_dataset_span(
+        self,
+        name: str,
+        instrument: str,
+        start: datetime,
+        end: datetime,
+        branch: str | None = None,
+        author: str | None = None,
+    ) -> ObjectId | None:
+        """Commit the removal of one span of dataset ``name``."""
+        with self.transaction(branch, f"Dataset {name}: remove {instrument} span", author) as tx:
+            tx.remove_dataset_span(name, instrument, start, end)
+        return tx.commit_id
+
+    def instruments(self, at: str | None = None) -> list[str]:
+        """Instruments with at least one batch in the snapshot."""
+        return sorted(set(self.snapshot(at).batches.column("instrument").to_pylist()))
 
     # -- writing ---------------------------------------------------------
     def transaction(

@@ -11,7 +11,7 @@ import re
 
 from .errors import InvalidInputError, NotFoundError
 from .ids import ObjectId, is_hex_prefix, is_object_id, ref_name
-from .model import Tag
+from .model import Commit, Tag
 from .objects import ObjectDatabase
 from .refs import RefStore
 
@@ -41,6 +41,8 @@ def resolve(odb: ObjectDatabase, refs: RefStore, spec: str, default_branch: str)
     while isinstance(obj, Tag):
         oid = ObjectId(obj.target)
         obj = odb.get_object(oid)
+    if not isinstance(obj, Commit):
+        raise NotFoundError(f"{name!r} names a {obj.kind} object, not a commit")
     for taken in range(steps):
         if not obj.parents:
             raise NotFoundError(f"{spec!r} goes back past the first commit ({taken} step(s) were possible)")

@@ -79,12 +79,13 @@ class Snapshot:
         """Every image row of the snapshot (all manifests, extra columns unified)."""
         ids = self.batches.column("manifest").to_pylist()
         if not ids:
-            return _empty_manifest()
+            return empty_manifest()
         tables = [self.manifest(m) for m in ids]
         return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _empty_manifest() -> pa.Table:
+def empty_manifest() -> pa.Table:
+    """A manifest table with the core columns and no rows."""
     schema = pa.schema(
         [(n, manifest.USER_COLUMNS.get(n) or manifest.STORED_COLUMNS[n]) for n in manifest.CORE_ORDER]
     )

@@ -9,6 +9,7 @@ retried with backoff, so no commit is ever lost.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import index, manifest
+from . import datasets, index, manifest
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .hashing import Chunk, hash_blobs, hash_files
 from .ids import ObjectId, instrument_name, ref_name
-from .model import Batch, Commit
+from .model import Batch, Commit, Datasets
 from .objects import PackWriter
 from .packs import DEFAULT_PACK_SIZE
 from .snapshot import Snapshot
@@ -79,6 +80,7 @@ class Transaction:
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="improv-publish")
         self._pack_futures: list[Future[ObjectId]] = []
         self._packs: list[ObjectId] = []
+        self._dataset_edits: list[Callable[[Datasets], Datasets]] = []
         self._closed = False
         self.commit_id: ObjectId | None = None
         self.batches: tuple[Batch, ...] = ()
@@ -194,6 +196,24 @@ class Transaction:
             self._pack_futures.append(self._publisher.submit(self._writer.finish))
             self._writer = None
 
+    # -- dataset definitions ----------------------------------------------
+    def add_dataset_span(
+        self, name: str, instrument: str, start: datetime, end: datetime, description: str | None = None
+    ) -> None:
+        """Add a span to dataset ``name`` (created if new) in this commit."""
+        span = datasets.make_span(instrument, start, end)
+        ref_name(name)
+        self._dataset_edits.append(
+            functools.partial(datasets.add_span, name=name, span=span, description=description)
+        )
+
+    def remove_dataset_span(self, name: str, instrument: str, start: datetime, end: datetime) -> None:
+        """Remove a span from dataset ``name`` in this commit."""
+        span = datasets.make_span(instrument, start, end)
+        edit = functools.partial(datasets.remove_span, name=name, span=span)
+        edit(self._repo._datasets_at(self._base))  # fail now, not at commit, if absent
+        self._dataset_edits.append(edit)
+
     # -- committing --------------------------------------------------------
     def commit(self) -> ObjectId | None:
         """Write manifests and the commit, then move the branch.
@@ -203,7 +223,7 @@ class Transaction:
         if self._closed:
             raise InvalidInputError("this transaction is already committed or aborted")
         self._closed = True
-        if not self._pending:
+        if not self._pending and not self._dataset_edits:
             self._publisher.shutdown()
             return None
         self._flush_pack()
@@ -213,6 +233,8 @@ class Transaction:
         for attempt in range(MAX_ATTEMPTS):
             batches = [self._write_manifest(t) for t in tables]
             commit_id = self._write_commit(batches)
+            if commit_id is None:
+                return None
             try:
                 self._repo.refs.set_branch(self.branch, self._base, commit_id)
             except ConflictError:
@@ -221,7 +243,7 @@ class Transaction:
                     raise ConflictError(f"branch {self.branch!r} was deleted during the commit") from None
                 tables = self._rebase(tables, tip)
                 self._base = tip
-                if not tables:
+                if not tables and not self._dataset_edits:
                     return None
                 time.sleep(random.random() * min(0.5, 0.005 * 2**attempt))
                 continue
@@ -245,9 +267,20 @@ class Transaction:
         manifest_id = self._repo.odb.put_bytes(manifest.encode(table))
         return manifest.summarize(table, manifest_id)
 
-    def _write_commit(self, batches: list[Batch]) -> ObjectId:
+    def _write_commit(self, batches: list[Batch]) -> ObjectId | None:
+        """Write the commit on the current base; None when it would change nothing."""
         odb = self._repo.odb
         parent = odb.get_commit(self._base) if self._base else None
+        datasets_id = parent.datasets if parent else None
+        if self._dataset_edits:
+            before = self._repo._datasets_at(self._base)
+            after = before
+            for edit in self._dataset_edits:
+                after = edit(after)
+            if after != before:
+                datasets_id = odb.put_object(after)
+        if not batches and datasets_id == (parent.datasets if parent else None):
+            return None
         commit = Commit(
             parents=(self._base,) if self._base else (),
             height=parent.height + 1 if parent else 1,
@@ -256,6 +289,7 @@ class Transaction:
             time=datetime.now(timezone.utc),
             batches=tuple(batches),
             index=index.append(odb, parent.index if parent else (), batches),
+            datasets=datasets_id,
         )
         return odb.put_object(commit)
 

@@ -1,86 +1,33 @@
-"""The ``improv`` command line: a thin layer over the Python API.
-
-Commands parse options, call :mod:`improv_vcs`, and render. Errors become a
-one-line message on stderr and the exit code of their class.
-"""
+"""Core commands: init, commit, log, show, branch, tag, get, demo."""
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
+from typing import Annotated, Optional
 
 import typer
 
-if TYPE_CHECKING:
-    from .repository import Repository
-
-app = typer.Typer(
-    name="improv",
-    help="Immutable, content-addressed, versioned store for scientific imaging data.",
-    no_args_is_help=True,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+from ._common import (
+    REPO_HELP,
+    JsonOption,
+    QuietOption,
+    RepoOption,
+    app,
+    handles_errors,
+    open_repo,
+    print_json,
+    report,
+    state,
 )
-
-_REPO_HELP = "Repository path or URL (default: $IMPROV_REPO, else the repository containing the current directory)."
-RepoOption = Annotated[Optional[str], typer.Option("--repo", "-R", help=_REPO_HELP)]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-
-_state: dict[str, Any] = {"repo": None}
-
-
-def _err(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-
-
-def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into a one-line message and the class's exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .errors import ImprovError
-
-        try:
-            return func(*args, **kwargs)
-        except ImprovError as exc:
-            _err(str(exc))
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            _err("interrupted; no ref was moved")
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-def _open(repo: str | None) -> Repository:
-    from .repository import Repository
-
-    url = repo or _state["repo"]
-    return Repository.open(url) if url else Repository.find(Path.cwd())
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
-
-
-def _report(json_output: bool, data: Any, text: str) -> None:
-    """Print ``data`` as JSON for scripts, or ``text`` for people."""
-    if json_output:
-        _print_json(data)
-    else:
-        typer.echo(text)
 
 
 @app.callback()
 def _main(
-    repo: Annotated[Optional[str], typer.Option("--repo", "-R", envvar="IMPROV_REPO", help=_REPO_HELP)] = None,
+    repo: Annotated[Optional[str], typer.Option("--repo", "-R", envvar="IMPROV_REPO", help=REPO_HELP)] = None,
 ) -> None:
-    _state["repo"] = repo
+    state["repo"] = repo
 
 
 @app.command()
@@ -91,10 +38,10 @@ def init(
     json_output: JsonOption = False,
 ) -> None:
     """Create an empty repository."""
-    from .repository import Repository
+    from ..repository import Repository
 
-    repo = Repository.init(path or _state["repo"] or ".", default_branch=default_branch)
-    _report(
+    repo = Repository.init(path or state["repo"] or ".", default_branch=default_branch)
+    report(
         json_output,
         {"url": repo.url, "id": repo.id, "default_branch": default_branch},
         f"Initialized empty improv repository {repo.id} in {repo.url}",
@@ -120,10 +67,10 @@ def commit(
     table, ids and timestamps come from IFCB-style file names
     (D20240101T120000_IFCB107_00001.png).
     """
-    from ._progress import progress_bar
-    from .ingest import scan_directory
+    from .._progress import progress_bar
+    from ..ingest import scan_directory
 
-    repository = _open(repo)
+    repository = open_repo(repo)
     metadata, paths = scan_directory(source)
     with progress_bar("hashing and packing", total=len(paths), disable=quiet or json_output) as advance:
         tx = repository.transaction(
@@ -138,7 +85,7 @@ def commit(
         "new_images": added if commit_id else 0,
     }
     if json_output:
-        _print_json(result)
+        print_json(result)
     elif commit_id is None:
         typer.echo(f"Nothing new to commit: all {len(paths)} images are already on {tx.branch}")
     else:
@@ -156,11 +103,11 @@ def log(
     repo: RepoOption = None,
 ) -> None:
     """Show the commit history."""
-    from ._render import commit_dict, log_text
+    from .._render import commit_dict, log_text
 
-    entries = list(_open(repo).log(ref, limit=max_count))
+    entries = list(open_repo(repo).log(ref, limit=max_count))
     if json_output:
-        _print_json([commit_dict(oid, c) for oid, c in entries])
+        print_json([commit_dict(oid, c) for oid, c in entries])
         return
     if not entries:
         typer.echo("No commits yet.")
@@ -175,13 +122,13 @@ def show(
     repo: RepoOption = None,
 ) -> None:
     """Show a commit and its batches (row counts, time range, lat/lon/depth bounds)."""
-    from ._render import commit_dict, show_text
+    from .._render import commit_dict, show_text
 
-    oid, commit_obj = _open(repo).commit_info(ref)
+    oid, commit_obj = open_repo(repo).commit_info(ref)
     if json_output:
         data = commit_dict(oid, commit_obj)
         data["index"] = [s.model_dump(mode="json") for s in commit_obj.index]
-        _print_json(data)
+        print_json(data)
     else:
         typer.echo(show_text(oid, commit_obj), nl=False)
 
@@ -195,15 +142,15 @@ def branch(
     repo: RepoOption = None,
 ) -> None:
     """List branches, or create one at REF."""
-    repository = _open(repo)
+    repository = open_repo(repo)
     if name is None:
         default = repository.config.default_branch
         branches = repository.branches()
         lines = [f"{'*' if b == default else ' '} {b:<24} {c[:12]}" for b, c in branches.items()]
-        _report(json_output, {"default": default, "branches": branches}, "\n".join(lines) or "No branches yet.")
+        report(json_output, {"default": default, "branches": branches}, "\n".join(lines) or "No branches yet.")
         return
     target = repository.create_branch(name, ref)
-    _report(json_output, {"branch": name, "commit": target}, f"Created branch {name} at {target[:12]}")
+    report(json_output, {"branch": name, "commit": target}, f"Created branch {name} at {target[:12]}")
 
 
 @app.command()
@@ -216,13 +163,13 @@ def tag(
     repo: RepoOption = None,
 ) -> None:
     """List tags, or create one (tags never move)."""
-    repository = _open(repo)
+    repository = open_repo(repo)
     if name is None:
         tags = repository.tags()
-        _report(json_output, tags, "\n".join(f"{t:<24} {c[:12]}" for t, c in tags.items()) or "No tags yet.")
+        report(json_output, tags, "\n".join(f"{t:<24} {c[:12]}" for t, c in tags.items()) or "No tags yet.")
         return
     target = repository.create_tag(name, ref, message)
-    _report(json_output, {"tag": name, "commit": target}, f"Tagged {target[:12]} as {name}")
+    report(json_output, {"tag": name, "commit": target}, f"Tagged {target[:12]} as {name}")
 
 
 @app.command()
@@ -235,9 +182,9 @@ def get(
     repo: RepoOption = None,
 ) -> None:
     """Write one image's bytes (verified against its hash) to a file or stdout."""
-    from .errors import InvalidInputError
+    from ..errors import InvalidInputError
 
-    data = _open(repo).read_image(image_id, at=at)
+    data = open_repo(repo).read_image(image_id, at=at)
     if output is None:
         if sys.stdout.isatty():
             raise InvalidInputError("refusing to write image bytes to a terminal; use -o FILE or a pipe")
@@ -250,7 +197,7 @@ def get(
 
 def _write_file(output: Path, data: bytes, force: bool) -> None:
     """Write ``data`` to ``output`` atomically; never clobber without ``force``."""
-    from .errors import InvalidInputError
+    from ..errors import InvalidInputError
 
     output = output.absolute()
     if output.is_dir():
@@ -275,7 +222,7 @@ def demo(
 ) -> None:
     """Build a demo repository from generated IFCB-like images: two instruments,
     two days, several commits; then print the log and a count."""
-    from .demo import build_demo
+    from ..demo import build_demo
 
     repository = build_demo(path, images_per_bin=images_per_bin, quiet=quiet)
     typer.echo(f"Demo repository: {repository.url}\n")
@@ -286,27 +233,3 @@ def demo(
         f"{images.num_rows} images from {len(instruments)} instruments ({', '.join(instruments)}) "
         f"at {repository.config.default_branch}"
     )
-
-
-def main() -> None:
-    """Console entry point.
-
-    Exits through ``os._exit`` once output is flushed: Arrow's native thread
-    pools can abort the interpreter's own teardown (apache/arrow#34314), which
-    would turn a finished command into exit code 134.
-    """
-    try:
-        app()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:
-        pass
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    main()

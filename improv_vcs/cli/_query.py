@@ -1,0 +1,314 @@
+"""Query commands: query, export and dataset."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from ._common import JsonOption, QuietOption, RepoOption, app, handles_errors, open_repo, print_json, report
+
+if TYPE_CHECKING:
+    from ..query import Query
+
+At = Annotated[Optional[str], typer.Option("--at", help="Revision: commit, prefix, branch, tag or REF~N (default: the default branch).")]
+AsOf = Annotated[Optional[str], typer.Option("--as-of", help="Newest commit at or before this time on --at's first-parent line.")]
+Instrument = Annotated[Optional[list[str]], typer.Option("--instrument", "-i", help="Only these instruments (repeatable).")]
+Start = Annotated[Optional[str], typer.Option("--start", help="From this time (ISO 8601, UTC if no offset), inclusive.")]
+End = Annotated[Optional[str], typer.Option("--end", help="Until this time, exclusive.")]
+Bbox = Annotated[Optional[str], typer.Option("--bbox", help="LAT_MIN,LON_MIN,LAT_MAX,LON_MAX.")]
+Depth = Annotated[Optional[str], typer.Option("--depth", help="MIN:MAX (either side may be empty).")]
+DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", "-d", help="Only images inside this dataset's spans.")]
+Sample = Annotated[Optional[list[str]], typer.Option("--sample", help="Only these sample ids (repeatable).")]
+Where = Annotated[Optional[list[str]], typer.Option("--where", "-w", help="'COLUMN OP VALUE', OP in = != < <= > >= like (repeatable).")]
+Columns = Annotated[Optional[str], typer.Option("--columns", "-c", help="Comma-separated columns to return.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", "-n", min=0, help="At most N rows.")]
+FORMATS = ("table", "csv", "json", "jsonl", "parquet")
+
+
+def build_from_options(
+    instrument: list[str] | None,
+    start: str | None,
+    end: str | None,
+    bbox: str | None,
+    depth: str | None,
+    dataset: str | None,
+    sample: list[str] | None,
+    where: list[str] | None,
+    columns: str | None,
+    limit: int | None,
+) -> Query:
+    """The :class:`Query` the shared query options describe."""
+    from ..query import build_query, parse_bbox, parse_depth, parse_time, parse_where
+
+    return build_query(
+        instruments=tuple(instrument or ()),
+        start=parse_time(start, "--start") if start else None,
+        end=parse_time(end, "--end") if end else None,
+        bbox=parse_bbox(bbox) if bbox else None,
+        depth=parse_depth(depth) if depth else None,
+        dataset=dataset,
+        samples=tuple(sample or ()),
+        where=tuple(parse_where(w) for w in where or ()),
+        columns=tuple(c.strip() for c in columns.split(",")) if columns else None,
+        limit=limit,
+    )
+
+
+def _as_of(text: str | None) -> datetime | None:
+    from ..query import parse_time
+
+    return parse_time(text, "--as-of") if text else None
+
+
+@app.command()
+@handles_errors
+def query(
+    at: At = None,
+    as_of: AsOf = None,
+    instrument: Instrument = None,
+    start: Start = None,
+    end: End = None,
+    bbox: Bbox = None,
+    depth: Depth = None,
+    dataset: DatasetOpt = None,
+    sample: Sample = None,
+    where: Where = None,
+    columns: Columns = None,
+    limit: Limit = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "table",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of standard output.")] = None,
+    count: Annotated[bool, typer.Option("--count", help="Print only the number of matching images.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Print the SQL, its parameters and how many manifests were scanned.")] = False,
+    repo: RepoOption = None,
+) -> None:
+    """Find images at any snapshot: by time, instrument, place, depth, dataset,
+    sample or any manifest column. Filters are ANDed."""
+    from ..errors import InvalidInputError
+
+    if output_format not in FORMATS:
+        raise InvalidInputError(f"--format must be one of {', '.join(FORMATS)}")
+    q = build_from_options(instrument, start, end, bbox, depth, dataset, sample, where, columns, limit)
+    result = open_repo(repo).select(q, at=at, as_of=_as_of(as_of), count=count or explain)
+    if explain:
+        _print_explain(result)
+    elif count:
+        number = result.table.column(0)[0].as_py()
+        text = str(number)
+        _write_text(output, print_json_text({"count": number}) if output_format in ("json", "jsonl") else text + "\n")
+    else:
+        _write_rows(result.table, output_format, output)
+
+
+def print_json_text(data: Any) -> str:
+    import json
+
+    return json.dumps(data, default=str) + "\n"
+
+
+def _print_explain(result: Any) -> None:
+    typer.echo(f"snapshot: {result.commit_id or '(empty repository)'}")
+    typer.echo(f"manifests scanned: {result.manifests_scanned} of {result.manifests_total}")
+    typer.echo(f"sql: {result.sql}")
+    typer.echo(f"parameters: {[str(p) for p in result.params]}")
+    typer.echo(f"matching images: {result.table.column(0)[0].as_py()}")
+
+
+def _write_text(output: Path | None, text: str) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+
+
+def _write_rows(table: Any, output_format: str, output: Path | None) -> None:
+    import io
+    import json
+
+    if output_format == "parquet":
+        import pyarrow.parquet as pq
+
+        from ..errors import InvalidInputError
+
+        if output is None:
+            raise InvalidInputError("--format parquet needs -o FILE")
+        pq.write_table(table, output, compression="zstd")
+        return
+    if output_format == "csv":
+        import pyarrow.csv as csv
+
+        buffer = io.BytesIO()
+        csv.write_csv(table, buffer)
+        text = buffer.getvalue().decode()
+    elif output_format == "json":
+        text = json.dumps(table.to_pylist(), default=_json_value, indent=2) + "\n"
+    elif output_format == "jsonl":
+        text = "".join(json.dumps(r, default=_json_value) + "\n" for r in table.to_pylist())
+    else:
+        text = _table_text(table)
+    _write_text(output, text)
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _table_text(table: Any) -> str:
+    """Rows as aligned text columns, times in UTC."""
+    if table.num_rows == 0:
+        return "No matching images.\n"
+    rows = [table.column_names]
+    for record in table.to_pylist():
+        rows.append([_cell(record[c]) for c in table.column_names])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines) + f"\n({table.num_rows} image(s))\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:g}"
+    text = str(value)
+    return text[:12] if len(text) == 64 else text
+
+
+@app.command()
+@handles_errors
+def export(
+    dest: Annotated[Path, typer.Argument(help="Directory to write images and metadata into (created if missing).")],
+    at: At = None,
+    as_of: AsOf = None,
+    instrument: Instrument = None,
+    start: Start = None,
+    end: End = None,
+    bbox: Bbox = None,
+    depth: Depth = None,
+    dataset: DatasetOpt = None,
+    sample: Sample = None,
+    where: Where = None,
+    limit: Limit = None,
+    metadata_format: Annotated[str, typer.Option("--metadata-format", help="parquet or csv.")] = "parquet",
+    metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Write only the metadata table.")] = False,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Write the matching images (named IMAGE_ID.ext) and a metadata table to
+    DEST. Files already present with the right hash are skipped, so an
+    interrupted export resumes."""
+    from .._progress import progress_bar
+
+    repository = open_repo(repo)
+    q = build_from_options(instrument, start, end, bbox, depth, dataset, sample, where, None, limit)
+    total = repository.select(q, at=at, as_of=_as_of(as_of), count=True).table.column(0)[0].as_py()
+    with progress_bar("exporting", total=total, disable=quiet or json_output or metadata_only) as advance:
+        result = repository.export(
+            dest,
+            at=at,
+            as_of=_as_of(as_of),
+            metadata_format=metadata_format,
+            metadata_only=metadata_only,
+            progress=advance,
+            **q.model_dump(exclude={"columns"}),
+        )
+    data = {
+        "images": result.images,
+        "written": result.written,
+        "skipped": result.skipped,
+        "bytes_written": result.bytes_written,
+        "metadata": str(result.metadata),
+    }
+    report(
+        json_output,
+        data,
+        f"Exported {result.images} image(s) to {dest}: {result.written} written, "
+        f"{result.skipped} already present; metadata in {result.metadata.name}",
+    )
+
+
+dataset_app = typer.Typer(help="Named datasets: time spans per instrument, versioned with the repository.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("add")
+@handles_errors
+def dataset_add(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    instrument: Annotated[str, typer.Option("--instrument", "-i", help="Instrument of the span.")],
+    start: Annotated[str, typer.Option("--start", help="Span start (inclusive).")],
+    end: Annotated[str, typer.Option("--end", help="Span end (exclusive).")],
+    description: Annotated[Optional[str], typer.Option("--description", help="Describe the dataset.")] = None,
+    branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to commit to.")] = None,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Add a span to a dataset (created if new); the change is a commit."""
+    from ..errors import ImprovError
+    from ..query import parse_time
+
+    repository = open_repo(repo)
+    try:
+        known = repository.instruments(branch)
+    except ImprovError:
+        known = []
+    if instrument not in known:
+        typer.echo(f"warning: no images from instrument {instrument!r} yet", err=True)
+    commit_id = repository.add_dataset_span(
+        name, instrument, parse_time(start, "--start"), parse_time(end, "--end"), description, branch
+    )
+    text = f"Dataset {name}: added {instrument} span" + (f" in {commit_id[:12]}" if commit_id else " (already there)")
+    report(json_output, {"dataset": name, "commit": commit_id}, text)
+
+
+@dataset_app.command("remove-span")
+@handles_errors
+def dataset_remove_span(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    instrument: Annotated[str, typer.Option("--instrument", "-i", help="Instrument of the span.")],
+    start: Annotated[str, typer.Option("--start", help="Span start, as given when added.")],
+    end: Annotated[str, typer.Option("--end", help="Span end, as given when added.")],
+    branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to commit to.")] = None,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Remove one span from a dataset (the last span removes the dataset)."""
+    from ..query import parse_time
+
+    commit_id = open_repo(repo).remove_dataset_span(
+        name, instrument, parse_time(start, "--start"), parse_time(end, "--end"), branch
+    )
+    report(json_output, {"dataset": name, "commit": commit_id}, f"Dataset {name}: removed {instrument} span in {commit_id[:12] if commit_id else '-'}")
+
+
+@dataset_app.command("list")
+@handles_errors
+def dataset_list(at: At = None, json_output: JsonOption = False, repo: RepoOption = None) -> None:
+    """List datasets at a revision."""
+    datasets = open_repo(repo).datasets(at)
+    data = {name: d.model_dump(mode="json") for name, d in datasets.items()}
+    lines = [f"{name:<24} {len(d.spans)} span(s)  {d.description}".rstrip() for name, d in datasets.items()]
+    report(json_output, data, "\n".join(lines) or "No datasets yet.")
+
+
+@dataset_app.command("show")
+@handles_errors
+def dataset_show(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    at: At = None,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Show a dataset's description and spans at a revision."""
+    found = open_repo(repo).dataset(name, at)
+    lines = [f"dataset {name}", f"    {found.description}" if found.description else ""]
+    lines += [
+        f"  {s.instrument:<12} {s.start.isoformat()} .. {s.end.isoformat()}" for s in found.spans
+    ]
+    report(json_output, found.model_dump(mode="json"), "\n".join(line for line in lines if line))

@@ -1,0 +1,169 @@
+"""Write a query's images and metadata to a local directory.
+
+Images are named ``<image_id><extension>``; every file is written atomically
+(temporary name, then rename) and verified against its hash, and a file
+already present with the right hash is skipped, so an interrupted export
+resumes where it stopped. Blobs are read per pack in offset order, adjacent
+ones in one ranged read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import IntegrityError, InvalidInputError, StorageError
+from .objects import ObjectDatabase
+from .packs import pack_key
+
+_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/tiff": ".tif"}
+_MAX_GAP = 64 * 2**10
+_MAX_READ = 16 * 2**20
+METADATA_FORMATS = ("parquet", "csv")
+BLOB_COLUMNS = ["image_id", "blob_id", "pack", "offset", "size", "media_type"]
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    images: int
+    written: int
+    skipped: int
+    bytes_written: int
+    metadata: Path
+
+
+def extension(media_type: str | None) -> str:
+    if media_type in _EXTENSIONS:
+        return _EXTENSIONS[media_type]
+    return (mimetypes.guess_extension(media_type) if media_type else None) or ".bin"
+
+
+def file_names(rows: pa.Table) -> pa.Array:
+    """``<image_id><extension>`` for every row."""
+    media = rows.column("media_type").to_pylist()
+    ids = rows.column("image_id").to_pylist()
+    return pa.array([i + extension(m) for i, m in zip(ids, media)], pa.string())
+
+
+def export_rows(
+    odb: ObjectDatabase,
+    rows: pa.Table,
+    dest: Path,
+    metadata_format: str = "parquet",
+    metadata_only: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ExportReport:
+    """Write the images of ``rows`` (manifest rows) and their metadata into ``dest``."""
+    if metadata_format not in METADATA_FORMATS:
+        raise InvalidInputError(f"metadata format must be one of {', '.join(METADATA_FORMATS)}")
+    if dest.exists() and not dest.is_dir():
+        raise InvalidInputError(f"{dest} exists and is not a directory")
+    missing = [c for c in BLOB_COLUMNS if c not in rows.column_names]
+    if missing:
+        raise InvalidInputError(f"export needs the columns {', '.join(missing)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    names = file_names(rows)
+    written = skipped = nbytes = 0
+    if not metadata_only:
+        for name, blob_id, data in _blobs(odb, rows, names):
+            target = dest / name
+            if target.is_file() and _sha256_file(target) == blob_id:
+                skipped += 1
+            else:
+                _write_atomic(target, data)
+                written += 1
+                nbytes += len(data)
+            if progress:
+                progress(1)
+    table = rows.append_column("file", names)
+    metadata = dest / f"metadata.{metadata_format}"
+    _write_metadata(table, metadata)
+    return ExportReport(rows.num_rows, written, skipped, nbytes, metadata)
+
+
+def _blobs(odb: ObjectDatabase, rows: pa.Table, names: pa.Array) -> Iterator[tuple[str, str, bytes]]:
+    """``(file name, blob id, verified bytes)`` in pack and offset order."""
+    order = pc.sort_indices(rows, sort_keys=[("pack", "ascending"), ("offset", "ascending")])
+    picked = rows.select(["blob_id", "pack", "offset", "size"]).take(order)
+    records = zip(
+        names.take(order).to_pylist(),
+        picked.column("blob_id").to_pylist(),
+        picked.column("pack").to_pylist(),
+        picked.column("offset").to_pylist(),
+        picked.column("size").to_pylist(),
+    )
+    run: list[tuple[str, str, str, int, int]] = []
+    for record in records:
+        if run and not _extends(run, record):
+            yield from _read_run(odb, run)
+            run = []
+        run.append(record)
+    if run:
+        yield from _read_run(odb, run)
+
+
+def _extends(run: list[tuple[str, str, str, int, int]], record: tuple[str, str, str, int, int]) -> bool:
+    first, last = run[0], run[-1]
+    end = last[3] + last[4]
+    return (
+        record[2] == last[2]
+        and record[3] - end <= _MAX_GAP
+        and record[3] + record[4] - first[3] <= _MAX_READ
+    )
+
+
+def _read_run(odb: ObjectDatabase, run: list[tuple[str, str, str, int, int]]) -> Iterator[tuple[str, str, bytes]]:
+    pack, start = run[0][2], run[0][3]
+    end = max(r[3] + r[4] for r in run)
+    if len(run) == 1:
+        name, blob_id, _, offset, size = run[0]
+        yield name, blob_id, odb.read_blob(pack, offset, size, blob_id)
+        return
+    block = memoryview(odb.store.get_range(pack_key(pack), start, end - start))
+    for name, blob_id, _, offset, size in run:
+        data = bytes(block[offset - start : offset - start + size])
+        if hashlib.sha256(data).hexdigest() != blob_id:
+            raise IntegrityError(f"blob {blob_id} in pack {pack} is corrupt")
+        yield name, blob_id, data
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.improv-tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
+
+
+def _write_metadata(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.improv-tmp")
+    try:
+        if path.suffix == ".csv":
+            import pyarrow.csv as csv
+
+            csv.write_csv(table, tmp)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -1,0 +1,287 @@
+"""Queries: a pure description of a selection, its parsing from text, batch
+pruning by statistics, and compilation into one parameterized SQL statement.
+
+Nothing here runs SQL or reads objects; :mod:`improv_vcs.engine` does.
+User values only ever reach DuckDB as bound parameters; column names are
+checked against the snapshot's columns and the identifier grammar first.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Literal, Union
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import InvalidInputError
+from .ids import column_name, instrument_name
+from .model import Span
+
+Operator = Literal["=", "!=", "<", "<=", ">", ">=", "like"]
+_WHERE = re.compile(
+    r"^\s*(?P<column>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>!=|<=|>=|=|<|>|\s+like\s+)\s*(?P<value>.*?)\s*$",
+    re.IGNORECASE,
+)
+Scalar = Union[bool, int, float, str]
+
+
+class Condition(BaseModel):
+    """``column op value`` on a manifest column."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    column: str
+    op: Operator
+    value: Scalar
+
+    @field_validator("column")
+    @classmethod
+    def _column(cls, value: str) -> str:
+        return column_name(value)
+
+    def __str__(self) -> str:
+        return f"{self.column} {self.op} {self.value!r}"
+
+
+class Query(BaseModel):
+    """A selection of images; every filter present is ANDed. Its canonical
+    JSON form (``model_dump(mode="json")``) identifies it in citations."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    instruments: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    bbox: tuple[float, float, float, float] | None = Field(
+        default=None, description="lat_min, lon_min, lat_max, lon_max"
+    )
+    depth: tuple[float | None, float | None] | None = None
+    dataset: str | None = None
+    samples: tuple[str, ...] = ()
+    where: tuple[Condition, ...] = ()
+    columns: tuple[str, ...] | None = None
+    limit: int | None = Field(default=None, ge=0)
+
+    @field_validator("instruments")
+    @classmethod
+    def _instruments(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted({instrument_name(v) for v in value}))
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("times need a time zone (e.g. 2024-05-01T00:00:00Z)")
+        return value.astimezone(timezone.utc) if value else value
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(column_name(v) for v in value)
+
+
+def build_query(**options: object) -> Query:
+    """A :class:`Query` from keyword options, errors as :class:`InvalidInputError`."""
+    from pydantic import ValidationError
+
+    try:
+        query = Query(**options)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise InvalidInputError(f"{where}: {error['msg'].removeprefix('Value error, ')}") from None
+    if query.start and query.end and query.start >= query.end:
+        raise InvalidInputError("--start must be before --end")
+    if query.bbox and (query.bbox[0] > query.bbox[2] or query.bbox[1] > query.bbox[3]):
+        raise InvalidInputError("bbox must be LAT_MIN,LON_MIN,LAT_MAX,LON_MAX with min <= max")
+    return query
+
+
+# -- parsing text options ------------------------------------------------------
+def parse_time(text: str, what: str = "time") -> datetime:
+    """ISO 8601; a date or a time without an offset is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(f"{what}: cannot read {text!r} as an ISO 8601 time") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInputError(f"{what}: {text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InvalidInputError(f"{what}: {text!r} is not a finite number")
+    return value
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise InvalidInputError(f"--bbox needs LAT_MIN,LON_MIN,LAT_MAX,LON_MAX, got {text!r}")
+    lat_min, lon_min, lat_max, lon_max = (_number(p, "--bbox") for p in parts)
+    return lat_min, lon_min, lat_max, lon_max
+
+
+def parse_depth(text: str) -> tuple[float | None, float | None]:
+    """``MIN:MAX``, either side may be empty."""
+    low, colon, high = text.partition(":")
+    if not colon or not (low.strip() or high.strip()):
+        raise InvalidInputError(f"--depth needs MIN:MAX (either may be empty), got {text!r}")
+    lower = _number(low, "--depth") if low.strip() else None
+    upper = _number(high, "--depth") if high.strip() else None
+    if lower is not None and upper is not None and lower > upper:
+        raise InvalidInputError(f"--depth {text!r}: MIN is greater than MAX")
+    return lower, upper
+
+
+def parse_where(text: str) -> Condition:
+    """``COLUMN OP VALUE`` with OP one of = != < <= > >= like; VALUE is text
+    (optionally quoted), typed later by the column it is compared with."""
+    match = _WHERE.match(text)
+    if not match or not match.group("value"):
+        raise InvalidInputError(
+            f"--where needs 'COLUMN OP VALUE' with OP one of = != < <= > >= like, got {text!r}"
+        )
+    raw = match.group("value")
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        raw = raw[1:-1]
+    return Condition(column=match.group("column"), op=match.group("op").strip().lower(), value=raw)
+
+
+# -- pruning -------------------------------------------------------------------
+def prune(batches: pa.Table, query: Query, spans: tuple[Span, ...] | None) -> pa.Table:
+    """The batches whose statistics allow a match (a superset of what is needed)."""
+    keep = pa.array([True] * batches.num_rows, pa.bool_())
+
+    def both(mask: pa.ChunkedArray | pa.Array) -> None:
+        nonlocal keep
+        keep = pc.and_kleene(keep, pc.fill_null(mask, False))
+
+    if query.instruments:
+        both(pc.is_in(batches.column("instrument"), value_set=pa.array(query.instruments)))
+    both(_overlaps_time(batches, query.start, query.end))
+    if query.bbox:
+        lat_min, lon_min, lat_max, lon_max = query.bbox
+        both(_overlaps(batches, "lat", lat_min, lat_max))
+        both(_overlaps(batches, "lon", lon_min, lon_max))
+    if query.depth:
+        both(_overlaps(batches, "depth", *query.depth))
+    if spans is not None:
+        in_any = pa.array([False] * batches.num_rows, pa.bool_())
+        for span in spans:
+            mask = pc.and_(
+                pc.equal(batches.column("instrument"), span.instrument),
+                _overlaps_time(batches, span.start, span.end),
+            )
+            in_any = pc.or_(in_any, mask)
+        both(in_any)
+    return batches.filter(keep)
+
+
+def _overlaps_time(batches: pa.Table, start: datetime | None, end: datetime | None) -> pa.Array:
+    mask = pa.array([True] * batches.num_rows, pa.bool_())
+    if start is not None:
+        mask = pc.and_(mask, pc.greater_equal(batches.column("time_max"), pa.scalar(start, _TS)))
+    if end is not None:
+        mask = pc.and_(mask, pc.less(batches.column("time_min"), pa.scalar(end, _TS)))
+    return mask
+
+
+def _overlaps(batches: pa.Table, name: str, low: float | None, high: float | None) -> pa.Array:
+    mask = pc.is_valid(batches.column(f"{name}_min"))
+    if low is not None:
+        mask = pc.and_(mask, pc.greater_equal(batches.column(f"{name}_max"), low))
+    if high is not None:
+        mask = pc.and_(mask, pc.less_equal(batches.column(f"{name}_min"), high))
+    return mask
+
+
+_TS = pa.timestamp("us", tz="UTC")
+
+
+# -- compilation -----------------------------------------------------------------
+ORDER = ["timestamp", "image_id"]
+
+
+def compile_sql(
+    query: Query, spans: tuple[Span, ...] | None, schema: pa.Schema, count: bool = False
+) -> tuple[str, list[object]]:
+    """One SELECT over the view ``images`` and its bound parameters."""
+    available = set(schema.names)
+    for name in [*(query.columns or ()), *(c.column for c in query.where)]:
+        if name not in available:
+            raise InvalidInputError(
+                f"unknown column {name!r}; columns here: {', '.join(schema.names)}"
+            )
+    clauses: list[str] = []
+    params: list[object] = []
+
+    def add(clause: str, *values: object) -> None:
+        clauses.append(clause)
+        params.extend(values)
+
+    if query.instruments:
+        add(f"instrument IN ({', '.join('?' for _ in query.instruments)})", *query.instruments)
+    if query.start is not None:
+        add("timestamp >= ?", query.start)
+    if query.end is not None:
+        add("timestamp < ?", query.end)
+    if query.bbox:
+        lat_min, lon_min, lat_max, lon_max = query.bbox
+        add("lat BETWEEN ? AND ?", lat_min, lat_max)
+        add("lon BETWEEN ? AND ?", lon_min, lon_max)
+    if query.depth:
+        low, high = query.depth
+        if low is not None:
+            add("depth >= ?", low)
+        if high is not None:
+            add("depth <= ?", high)
+    if spans is not None:
+        if not spans:
+            add("FALSE")
+        else:
+            ors = " OR ".join("(instrument = ? AND timestamp >= ? AND timestamp < ?)" for _ in spans)
+            add(f"({ors})", *[v for s in spans for v in (s.instrument, s.start, s.end)])
+    if query.samples:
+        add(f"sample_id IN ({', '.join('?' for _ in query.samples)})", *query.samples)
+    for condition in query.where:
+        op = "LIKE" if condition.op == "like" else condition.op
+        add(f'"{condition.column}" {op} ?', _typed(condition, schema))
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    if count:
+        return f"SELECT count(*) AS images FROM images{where}", params
+    columns = ", ".join(f'"{c}"' for c in query.columns) if query.columns else "*"
+    sql = f"SELECT {columns} FROM images{where} ORDER BY timestamp, image_id"
+    if query.limit is not None:
+        sql += " LIMIT ?"
+        params.append(query.limit)
+    return sql, params
+
+
+def _typed(condition: Condition, schema: pa.Schema) -> object:
+    """The condition's value converted to its column's type."""
+    kind = schema.field(condition.column).type
+    value = condition.value
+    if condition.op == "like":
+        if not pa.types.is_string(kind) and not pa.types.is_large_string(kind):
+            raise InvalidInputError(f"'like' needs a text column; {condition.column} is {kind}")
+        return str(value)
+    if pa.types.is_timestamp(kind):
+        return parse_time(str(value), f"--where {condition.column}")
+    if pa.types.is_boolean(kind):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise InvalidInputError(f"{condition.column} is true/false; got {value!r}")
+        return value
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        if isinstance(value, str):
+            return _number(value, f"--where {condition.column}")
+        if isinstance(value, bool):
+            raise InvalidInputError(f"{condition.column} is numeric; got {value!r}")
+        return value
+    return str(value)
