@@ -29,12 +29,16 @@ def to_parquet(table: pa.Table, kind: str, row_group_size: int = 65536) -> bytes
 
 
 def from_parquet(data: bytes, kind: str, columns: list[str] | None = None) -> pa.Table:
-    """Parse Parquet bytes written by :func:`to_parquet` for ``kind``."""
+    """Parse Parquet bytes written by :func:`to_parquet` for ``kind``; of
+    ``columns``, those the file lacks are left out."""
     try:
         parquet = pq.ParquetFile(pa.BufferReader(data))
         stamped = (parquet.schema_arrow.metadata or {}).get(KIND_KEY)
         if stamped != kind.encode():
             raise IntegrityError(f"expected a {kind} Parquet object, found {stamped!r}")
+        if columns is not None:
+            present = set(parquet.schema_arrow.names)
+            columns = [c for c in columns if c in present]
         return parquet.read(columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise IntegrityError(f"{kind} is not readable Parquet: {exc}") from None

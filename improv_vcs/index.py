@@ -42,6 +42,7 @@ SCHEMA = pa.schema(
         ("lon_max", pa.float64()),
         ("depth_min", pa.float64()),
         ("depth_max", pa.float64()),
+        ("extra_columns", pa.list_(pa.string())),
     ]
 )
 

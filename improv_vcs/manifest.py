@@ -209,4 +209,5 @@ def summarize(manifest: pa.Table, manifest_id: ObjectId) -> Batch:
         lon_max=lon_max,
         depth_min=depth_min,
         depth_max=depth_max,
+        extra_columns=tuple(c for c in manifest.column_names if c not in CORE_ORDER),
     )

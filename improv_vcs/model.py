@@ -64,6 +64,7 @@ class Batch(_Frozen):
     lon_max: float | None = None
     depth_min: float | None = None
     depth_max: float | None = None
+    extra_columns: tuple[str, ...] = Field(default=(), description="the batch's own metadata columns")
 
 
 class IndexSegment(_Frozen):

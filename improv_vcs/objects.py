@@ -23,14 +23,46 @@ def object_key(oid: str) -> str:
     return f"objects/{oid[:2]}/{oid[2:]}"
 
 
-class ObjectDatabase:
-    """Reads and writes immutable objects, verifying every hash."""
+class _Cache:
+    """A thread-safe LRU bounded by entry count and by the ``nbytes`` of the
+    values that report one (Arrow tables)."""
 
-    def __init__(self, store: Store, cache_entries: int = 4096):
-        self.store = store
-        self._cache: OrderedDict[str, object] = OrderedDict()
-        self._cache_entries = cache_entries
+    def __init__(self, max_entries: int, max_bytes: int):
+        self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self._max_entries, self._max_bytes, self._bytes = max_entries, max_bytes, 0
         self._lock = threading.Lock()
+
+    def get(self, key: str) -> object | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: str, value: object) -> None:
+        size = int(getattr(value, "nbytes", 0))
+        if size > self._max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._bytes += size - (old[1] if old else 0)
+            self._items[key] = (value, size)
+            while len(self._items) > self._max_entries or self._bytes > self._max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+
+class ObjectDatabase:
+    """Reads and writes immutable objects, verifying every hash.
+
+    Parsed objects (commits, index segments, manifests, pack indexes) are
+    cached in memory: they are immutable and were verified when loaded.
+    """
+
+    def __init__(self, store: Store, cache_entries: int = 8192, cache_bytes: int = 256 * 2**20):
+        self.store = store
+        self._cache = _Cache(cache_entries, cache_bytes)
 
     # -- loose objects -------------------------------------------------
     def put_bytes(self, data: bytes) -> ObjectId:
@@ -64,16 +96,11 @@ class ObjectDatabase:
     # -- commits and tags ------------------------------------------------
     def put_object(self, obj: Commit | Tag) -> ObjectId:
         oid = self.put_bytes(canonical_json(obj))
-        self._remember(oid, obj)
+        self._cache.put(oid, obj)
         return oid
 
     def get_object(self, oid: str) -> Commit | Tag:
-        cached = self._recall(oid)
-        if cached is not None:
-            return cached  # type: ignore[return-value]
-        obj = decode_object(self.get_bytes(oid), f"object {oid}")
-        self._remember(oid, obj)
-        return obj
+        return self.cached(oid, lambda: decode_object(self.get_bytes(oid), f"object {oid}"))
 
     def get_commit(self, oid: str) -> Commit:
         obj = self.get_object(oid)
@@ -83,24 +110,11 @@ class ObjectDatabase:
 
     def cached(self, key: str, load):  # type: ignore[no-untyped-def]
         """Memoize ``load()`` under ``key``; only for immutable, verified values."""
-        value = self._recall(key)
+        value = self._cache.get(key)
         if value is None:
             value = load()
-            self._remember(key, value)
+            self._cache.put(key, value)
         return value
-
-    def _recall(self, key: str) -> object | None:
-        with self._lock:
-            value = self._cache.get(key)
-            if value is not None:
-                self._cache.move_to_end(key)
-            return value
-
-    def _remember(self, key: str, value: object) -> None:
-        with self._lock:
-            self._cache[key] = value
-            while len(self._cache) > self._cache_entries:
-                self._cache.popitem(last=False)
 
     # -- packs -------------------------------------------------------------
     def pack_writer(self) -> PackWriter:

@@ -75,6 +75,11 @@ class Query(BaseModel):
             raise ValueError("times need a time zone (e.g. 2024-05-01T00:00:00Z)")
         return value.astimezone(timezone.utc) if value else value
 
+    @field_validator("depth")
+    @classmethod
+    def _depth(cls, value: tuple[float | None, float | None] | None) -> tuple[float | None, float | None] | None:
+        return None if value == (None, None) else value
+
     @field_validator("columns")
     @classmethod
     def _columns(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -95,6 +100,8 @@ def build_query(**options: object) -> Query:
         raise InvalidInputError("--start must be before --end")
     if query.bbox and (query.bbox[0] > query.bbox[2] or query.bbox[1] > query.bbox[3]):
         raise InvalidInputError("bbox must be LAT_MIN,LON_MIN,LAT_MAX,LON_MAX with min <= max")
+    if query.depth and None not in query.depth and query.depth[0] > query.depth[1]:  # type: ignore[operator]
+        raise InvalidInputError("depth must be MIN:MAX with MIN <= MAX")
     return query
 
 
@@ -149,7 +156,12 @@ def parse_where(text: str) -> Condition:
     raw = match.group("value")
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
         raw = raw[1:-1]
-    return Condition(column=match.group("column"), op=match.group("op").strip().lower(), value=raw)
+    column = match.group("column")
+    try:
+        column_name(column)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"--where {text!r}: {exc}") from None
+    return Condition(column=column, op=match.group("op").strip().lower(), value=raw)
 
 
 # -- pruning -------------------------------------------------------------------
@@ -180,6 +192,55 @@ def prune(batches: pa.Table, query: Query, spans: tuple[Span, ...] | None) -> pa
             in_any = pc.or_(in_any, mask)
         both(in_any)
     return batches.filter(keep)
+
+
+def fully_covered(batches: pa.Table, query: Query, spans: tuple[Span, ...] | None) -> pa.Array:
+    """Batches whose every row matches (only for queries whose filters are all
+    decided per batch: instruments, time range, dataset); their stored row
+    counts can stand in for scanning them."""
+    if query.bbox or query.depth or query.samples or query.where:
+        return pa.array([False] * batches.num_rows, pa.bool_())
+    mask = _within_time(batches, query.start, query.end)
+    if query.instruments:
+        mask = pc.and_(mask, pc.is_in(batches.column("instrument"), value_set=pa.array(query.instruments)))
+    if spans is not None:
+        in_one = pa.array([False] * batches.num_rows, pa.bool_())
+        for span in spans:
+            inside = pc.and_(
+                pc.equal(batches.column("instrument"), span.instrument),
+                _within_time(batches, span.start, span.end),
+            )
+            in_one = pc.or_(in_one, inside)
+        mask = pc.and_(mask, in_one)
+    return mask
+
+
+def _within_time(batches: pa.Table, start: datetime | None, end: datetime | None) -> pa.Array:
+    mask = pa.array([True] * batches.num_rows, pa.bool_())
+    if start is not None:
+        mask = pc.and_(mask, pc.greater_equal(batches.column("time_min"), pa.scalar(start, _TS)))
+    if end is not None:
+        mask = pc.and_(mask, pc.less(batches.column("time_max"), pa.scalar(end, _TS)))
+    return mask
+
+
+def needed_columns(query: Query, spans: tuple[Span, ...] | None, count: bool) -> list[str] | None:
+    """The manifest columns a query reads (None: all of them)."""
+    if not count and query.columns is None:
+        return None
+    needed = {*(query.columns or ()), *(("image_id",) if count else ORDER)}
+    if query.instruments or spans is not None:
+        needed.add("instrument")
+    if query.start or query.end or spans is not None:
+        needed.add("timestamp")
+    if query.bbox:
+        needed.update(("lat", "lon"))
+    if query.depth:
+        needed.add("depth")
+    if query.samples:
+        needed.add("sample_id")
+    needed.update(c.column for c in query.where)
+    return sorted(needed)
 
 
 def _overlaps_time(batches: pa.Table, start: datetime | None, end: datetime | None) -> pa.Array:
@@ -266,6 +327,8 @@ def _typed(condition: Condition, schema: pa.Schema) -> object:
     """The condition's value converted to its column's type."""
     kind = schema.field(condition.column).type
     value = condition.value
+    if pa.types.is_null(kind):  # no values here: nothing can match, any value will do
+        return str(value)
     if condition.op == "like":
         if not pa.types.is_string(kind) and not pa.types.is_large_string(kind):
             raise InvalidInputError(f"'like' needs a text column; {condition.column} is {kind}")

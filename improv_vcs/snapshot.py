@@ -28,7 +28,9 @@ class Snapshot:
         return index.load(self.odb, self.commit.index if self.commit else ())
 
     def manifest(self, manifest_id: str, columns: list[str] | None = None) -> pa.Table:
-        return manifest.decode(self.odb.get_bytes(manifest_id), columns)
+        """A batch's manifest rows (only ``columns`` it has, when given)."""
+        key = f"manifest:{manifest_id}:{','.join(columns) if columns is not None else '*'}"
+        return self.odb.cached(key, lambda: manifest.decode(self.odb.get_bytes(manifest_id), columns))
 
     def batches_covering_ids(self, low: str, high: str) -> list[str]:
         """Manifest ids of batches whose image id range meets ``[low, high]``."""

@@ -39,8 +39,12 @@ def test_query_filters_count_and_explain(runner, committed):
     assert ok(invoke(runner, *base, "--count", "--depth", ":1")).stdout == "0\n"
     assert ok(invoke(runner, *base, "--count", "--at", "HEAD~1")).stdout == "2\n"
     assert ok(invoke(runner, *base, "--count", "--where", "lat > 41")).stdout == "1\n"
-    explained = ok(invoke(runner, *base, "--explain", "--start", "2024-01-02")).stdout
+    explained = ok(invoke(runner, *base, "--explain", "--start", "2024-01-02", "--where", "lat > 0")).stdout
     assert "manifests scanned: 1 of 2" in explained
+    assert "matching images: 1" in explained
+    whole = ok(invoke(runner, *base, "--explain", "--start", "2024-01-02")).stdout
+    assert "manifests scanned: 0 of 2" in whole and "counted whole from their statistics: 1" in whole
+    assert "matching images: 1" in whole
     assert "timestamp >= ?" in explained and "2024-01-02" not in explained.split("sql:")[1].split("\n")[0]
 
 

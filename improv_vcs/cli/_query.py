@@ -112,6 +112,7 @@ def print_json_text(data: Any) -> str:
 def _print_explain(result: Any) -> None:
     typer.echo(f"snapshot: {result.commit_id or '(empty repository)'}")
     typer.echo(f"manifests scanned: {result.manifests_scanned} of {result.manifests_total}")
+    typer.echo(f"batches counted whole from their statistics: {result.batches_counted_whole}")
     typer.echo(f"sql: {result.sql}")
     typer.echo(f"parameters: {[str(p) for p in result.params]}")
     typer.echo(f"matching images: {result.table.column(0)[0].as_py()}")
