@@ -76,6 +76,7 @@ class Transaction:
                 f"no branch named {branch!r}; create it first with `improv branch {branch} REF`"
             )
         self._pending: list[_PendingBatch] = []
+        self._pending_blobs: dict[str, str] = {}  # image id → blob id, all pending batches
         self._writer: PackWriter | None = None
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="improv-publish")
         self._pack_futures: list[Future[ObjectId]] = []
@@ -162,6 +163,7 @@ class Transaction:
                 self._progress(len(digests))
         if keep:
             rows = metadata if len(keep) == metadata.num_rows else metadata.take(keep)
+            self._pending_blobs.update(zip(rows.column("image_id").to_pylist(), blob_ids))
             self._pending.append(
                 _PendingBatch(instrument, rows, blob_ids, sizes, pack_numbers, offsets)
             )
@@ -172,18 +174,18 @@ class Transaction:
         or earlier in this transaction."""
         found = self._repo._snapshot_at(self._base).find(ids, ["image_id", "blob_id"])
         known = dict(zip(found.column("image_id").to_pylist(), found.column("blob_id").to_pylist()))
-        for pending in self._pending:
-            pending_ids = pending.metadata.column("image_id")
-            hits = pc.is_in(pending_ids, value_set=ids)
-            if pc.any(hits).as_py():
-                for i in pc.indices_nonzero(hits).to_pylist():
-                    known[pending_ids[i].as_py()] = pending.blob_ids[i]
+        if self._pending_blobs:
+            for image in ids.to_pylist():
+                blob = self._pending_blobs.get(image)
+                if blob is not None:
+                    known[image] = blob
         return known
 
     def abort(self) -> None:
         """Give up: nothing of this transaction becomes visible."""
         self._closed = True
         self._pending.clear()
+        self._pending_blobs.clear()
         if self._writer is not None:
             self._writer.discard()
             self._writer = None
