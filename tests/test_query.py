@@ -188,7 +188,8 @@ def histories(draw) -> History:
         if number > 0 and draw(st.booleans()):
             name = draw(st.sampled_from(DATASETS))
             instrument = draw(st.sampled_from(INSTRUMENTS))
-            start, end = draw(BOUNDS), draw(BOUNDS)
+            times = st.sampled_from([r["timestamp"] for r in current.rows]) | BOUNDS
+            start, end = draw(times), draw(times)
             if end <= start:
                 end = start + timedelta(hours=draw(st.integers(1, 30)))
             span = (instrument, start, end)
@@ -283,37 +284,43 @@ def where_texts(draw, state: State) -> str:
 
 @st.composite
 def queries(draw, state: State) -> dict:
-    """Keyword options for :meth:`Repository.query`."""
+    """Keyword options for :meth:`Repository.query`; each filter is present
+    with a low probability (shrinking towards absent) so results are rarely empty."""
+
+    def sometimes(label: str) -> bool:
+        return draw(st.integers(0, 3), label=label) == 3
+
     options: dict = {}
-    if draw(st.booleans()):
+    if sometimes("instruments"):
         options["instruments"] = draw(st.lists(st.sampled_from(INSTRUMENTS), min_size=1, max_size=3))
     times = present(state, "timestamp", [hours(0)]) | BOUNDS
-    start = draw(st.none() | times)
-    end = draw(st.none() | times)
+    start = draw(times) if sometimes("start") else None
+    end = draw(times) if sometimes("end") else None
     if start is not None and end is not None and start >= end:
         start, end = (end, start) if end < start else (start, None)
     if start is not None:
         options["start"] = start.astimezone(draw(OFFSETS))
     if end is not None:
         options["end"] = end.astimezone(draw(OFFSETS))
-    if draw(st.booleans()):
+    if sometimes("bbox"):
         lats = sorted(draw(st.lists(present(state, "lat", LAT_GRID), min_size=2, max_size=2)))
         lons = sorted(draw(st.lists(present(state, "lon", LON_GRID), min_size=2, max_size=2)))
         options["bbox"] = (lats[0], lons[0], lats[1], lons[1])
-    if draw(st.booleans()):
+    if sometimes("depth"):
         depths = st.none() | present(state, "depth", DEPTH_GRID)
         low, high = draw(depths), draw(depths)
         if low is not None and high is not None and low > high:
             low, high = high, low
         options["depth"] = (low, high)
-    if draw(st.integers(0, 3)) == 0:
-        options["dataset"] = draw(st.sampled_from(DATASETS))
-    if draw(st.booleans()):
+    if sometimes("dataset"):
+        options["dataset"] = draw(st.sampled_from(sorted(state.datasets) or DATASETS) | st.sampled_from(DATASETS))
+    if sometimes("samples"):
         options["samples"] = draw(st.lists(st.sampled_from([*SAMPLES, "S9", "x' OR 1=1 --"]), min_size=1, max_size=3))
-    options["where"] = [parse_where(w) for w in draw(st.lists(where_texts(state), max_size=2))]
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3), label="where") > 0:
+        options["where"] = [parse_where(w) for w in draw(st.lists(where_texts(state), min_size=1, max_size=2))]
+    if sometimes("columns"):
         options["columns"] = draw(st.lists(st.sampled_from(state.columns()), min_size=1, max_size=4, unique=True))
-    if draw(st.booleans()):
+    if sometimes("limit"):
         options["limit"] = draw(st.integers(0, 5))
     return options
 
@@ -322,7 +329,7 @@ def queries(draw, state: State) -> dict:
 def scenarios(draw) -> tuple[History, list[tuple[int, str, dict]]]:
     history = draw(histories())
     asks = []
-    for _ in range(draw(st.integers(1, 6))):
+    for _ in range(draw(st.integers(1, 10))):  # queries are cheap next to building the history
         back = draw(st.integers(0, len(history.states) - 1))
         how = draw(st.sampled_from(["default", "HEAD~N", "id"]))
         asks.append((back, how, draw(queries(history.states[-1 - back]))))
