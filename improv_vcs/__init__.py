@@ -15,6 +15,11 @@ _EXPORTS = {
     "Repository": "repository",
     "Transaction": "transaction",
     "Snapshot": "snapshot",
+    "Query": "query",
+    "QueryResult": "engine",
+    "build_query": "query",
+    "Dataset": "model",
+    "Span": "model",
     "Batch": "model",
     "Commit": "model",
     "Tag": "model",
@@ -28,9 +33,10 @@ _EXPORTS = {
     "StorageError": "errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [*sorted(_EXPORTS), "__version__"]
 
 if TYPE_CHECKING:
+    from .engine import QueryResult
     from .errors import (
         ConflictError,
         ImprovError,
@@ -41,7 +47,8 @@ if TYPE_CHECKING:
         ReadOnlyError,
         StorageError,
     )
-    from .model import Batch, Commit, Tag
+    from .model import Batch, Commit, Dataset, Span, Tag
+    from .query import Query, build_query
     from .repository import Repository
     from .snapshot import Snapshot
     from .transaction import Transaction

@@ -28,7 +28,6 @@ from .ids import ObjectId, instrument_name, ref_name
 from .model import Batch, Commit, Datasets
 from .objects import PackWriter
 from .packs import DEFAULT_PACK_SIZE
-from .snapshot import Snapshot
 
 if TYPE_CHECKING:
     from .repository import Repository

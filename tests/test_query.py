@@ -187,11 +187,12 @@ def histories(draw) -> History:
     for number in range(n_steps):
         if number > 0 and draw(st.booleans()):
             name = draw(st.sampled_from(DATASETS))
-            instrument = draw(st.sampled_from(INSTRUMENTS))
-            times = st.sampled_from([r["timestamp"] for r in current.rows]) | BOUNDS
+            # often bounded by, and of the instrument of, images already there
+            instrument = draw(st.sampled_from(sorted({r["instrument"] for r in current.rows})) | st.sampled_from(INSTRUMENTS))
+            times = st.sampled_from([r["timestamp"] for r in current.rows if r["instrument"] == instrument] or [DAY0]) | BOUNDS
             start, end = draw(times), draw(times)
             if end <= start:
-                end = start + timedelta(hours=draw(st.integers(1, 30)))
+                start, end = (end, start) if end < start else (start, start + timedelta(hours=draw(st.integers(1, 30))))
             span = (instrument, start, end)
             noop = span in current.datasets.get(name, frozenset())
             steps.append(("span", name, instrument, start, end, noop))
@@ -284,43 +285,47 @@ def where_texts(draw, state: State) -> str:
 
 @st.composite
 def queries(draw, state: State) -> dict:
-    """Keyword options for :meth:`Repository.query`; each filter is present
-    with a low probability (shrinking towards absent) so results are rarely empty."""
-
-    def sometimes(label: str) -> bool:
-        return draw(st.integers(0, 3), label=label) == 3
-
+    """Keyword options for :meth:`Repository.query`: up to three filters (more
+    would leave almost every result empty on histories this small), columns
+    and a limit."""
+    kinds = draw(
+        st.lists(
+            st.sampled_from(["where", "instruments", "start", "end", "bbox", "depth", "dataset", "samples", "where"]),
+            max_size=3,
+            unique=True,
+        )
+    )
     options: dict = {}
-    if sometimes("instruments"):
+    if "instruments" in kinds:
         options["instruments"] = draw(st.lists(st.sampled_from(INSTRUMENTS), min_size=1, max_size=3))
     times = present(state, "timestamp", [hours(0)]) | BOUNDS
-    start = draw(times) if sometimes("start") else None
-    end = draw(times) if sometimes("end") else None
+    start = draw(times) if "start" in kinds else None
+    end = draw(times) if "end" in kinds else None
     if start is not None and end is not None and start >= end:
         start, end = (end, start) if end < start else (start, None)
     if start is not None:
         options["start"] = start.astimezone(draw(OFFSETS))
     if end is not None:
         options["end"] = end.astimezone(draw(OFFSETS))
-    if sometimes("bbox"):
+    if "bbox" in kinds:
         lats = sorted(draw(st.lists(present(state, "lat", LAT_GRID), min_size=2, max_size=2)))
         lons = sorted(draw(st.lists(present(state, "lon", LON_GRID), min_size=2, max_size=2)))
         options["bbox"] = (lats[0], lons[0], lats[1], lons[1])
-    if sometimes("depth"):
+    if "depth" in kinds:
         depths = st.none() | present(state, "depth", DEPTH_GRID)
         low, high = draw(depths), draw(depths)
         if low is not None and high is not None and low > high:
             low, high = high, low
         options["depth"] = (low, high)
-    if sometimes("dataset"):
+    if "dataset" in kinds:
         options["dataset"] = draw(st.sampled_from(sorted(state.datasets) or DATASETS) | st.sampled_from(DATASETS))
-    if sometimes("samples"):
+    if "samples" in kinds:
         options["samples"] = draw(st.lists(st.sampled_from([*SAMPLES, "S9", "x' OR 1=1 --"]), min_size=1, max_size=3))
-    if draw(st.integers(0, 3), label="where") > 0:
+    if "where" in kinds:
         options["where"] = [parse_where(w) for w in draw(st.lists(where_texts(state), min_size=1, max_size=2))]
-    if sometimes("columns"):
+    if draw(st.booleans(), label="columns"):
         options["columns"] = draw(st.lists(st.sampled_from(state.columns()), min_size=1, max_size=4, unique=True))
-    if sometimes("limit"):
+    if draw(st.booleans(), label="limit"):
         options["limit"] = draw(st.integers(0, 5))
     return options
 
@@ -329,7 +334,7 @@ def queries(draw, state: State) -> dict:
 def scenarios(draw) -> tuple[History, list[tuple[int, str, dict]]]:
     history = draw(histories())
     asks = []
-    for _ in range(draw(st.integers(1, 10))):  # queries are cheap next to building the history
+    for _ in range(draw(st.integers(1, 12))):  # queries are cheap next to building the history
         back = draw(st.integers(0, len(history.states) - 1))
         how = draw(st.sampled_from(["default", "HEAD~N", "id"]))
         asks.append((back, how, draw(queries(history.states[-1 - back]))))

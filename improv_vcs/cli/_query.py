@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ._common import JsonOption, QuietOption, RepoOption, app, handles_errors, open_repo, print_json, report
+from ._common import (
+    JsonOption,
+    QuietOption,
+    RepoOption,
+    app,
+    handles_errors,
+    open_repo,
+    report,
+)
 
 if TYPE_CHECKING:
     from ..query import Query
