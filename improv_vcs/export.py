@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import IntegrityError, InvalidInputError, StorageError
+from ._files import write_atomic
+from .errors import IntegrityError, InvalidInputError
 from .objects import ObjectDatabase
 from .packs import pack_key
 
@@ -77,7 +77,7 @@ def export_rows(
             if target.is_file() and _sha256_file(target) == blob_id:
                 skipped += 1
             else:
-                _write_atomic(target, data)
+                write_atomic(target, data)
                 written += 1
                 nbytes += len(data)
             if progress:
@@ -142,28 +142,14 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(target: Path, data: bytes) -> None:
-    tmp = target.with_name(f".{target.name}.improv-tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from exc
-
-
 def _write_metadata(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.improv-tmp")
-    try:
-        if path.suffix == ".csv":
-            import pyarrow.csv as csv
+    sink = pa.BufferOutputStream()
+    if path.suffix == ".csv":
+        import pyarrow.csv as csv
 
-            csv.write_csv(table, tmp)
-        else:
-            import pyarrow.parquet as pq
+        csv.write_csv(table, sink)
+    else:
+        import pyarrow.parquet as pq
 
-            pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        pq.write_table(table, sink, compression="zstd")
+    write_atomic(path, sink.getvalue().to_pybytes())

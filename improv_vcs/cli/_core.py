@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -197,6 +196,7 @@ def get(
 
 def _write_file(output: Path, data: bytes, force: bool) -> None:
     """Write ``data`` to ``output`` atomically; never clobber without ``force``."""
+    from .._files import write_atomic
     from ..errors import InvalidInputError
 
     output = output.absolute()
@@ -204,13 +204,7 @@ def _write_file(output: Path, data: bytes, force: bool) -> None:
         raise InvalidInputError(f"{output} is a directory; give a file name")
     if output.exists() and not force:
         raise InvalidInputError(f"{output} exists; pass --force to overwrite it")
-    tmp = output.with_name(f".{output.name}.improv-tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, output)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InvalidInputError(f"cannot write {output}: {exc.strerror or exc}") from None
+    write_atomic(output, data)
 
 
 @app.command()
