@@ -212,8 +212,15 @@ class Transaction:
         """Remove a span from dataset ``name`` in this commit."""
         span = datasets.make_span(instrument, start, end)
         edit = functools.partial(datasets.remove_span, name=name, span=span)
-        edit(self._repo._datasets_at(self._base))  # fail now, not at commit, if absent
+        edit(self._edited_datasets(self._base))  # fail now, not at commit, if absent
         self._dataset_edits.append(edit)
+
+    def _edited_datasets(self, base: ObjectId | None) -> Datasets:
+        """The definitions at ``base`` with this transaction's edits applied."""
+        doc = self._repo._datasets_at(base)
+        for edit in self._dataset_edits:
+            doc = edit(doc)
+        return doc
 
     # -- committing --------------------------------------------------------
     def commit(self) -> ObjectId | None:
@@ -274,11 +281,8 @@ class Transaction:
         parent = odb.get_commit(self._base) if self._base else None
         datasets_id = parent.datasets if parent else None
         if self._dataset_edits:
-            before = self._repo._datasets_at(self._base)
-            after = before
-            for edit in self._dataset_edits:
-                after = edit(after)
-            if after != before:
+            after = self._edited_datasets(self._base)
+            if after != self._repo._datasets_at(self._base):
                 datasets_id = odb.put_object(after)
         if not batches and datasets_id == (parent.datasets if parent else None):
             return None

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import operator
 import re
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import duckdb
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from improv_vcs import InvalidInputError, NotFoundError, Repository
+from improv_vcs import ConflictError, InvalidInputError, NotFoundError, Repository
 from improv_vcs.query import (
     Condition,
     Query,
@@ -153,7 +155,7 @@ DEPTHS = st.sampled_from([None, *DEPTH_GRID, *DEPTH_GRID]) | st.floats(-10, 100)
 @st.composite
 def batch_rows(draw, counter: list[int], extras: frozenset[str]) -> list[dict]:
     rows = []
-    for _ in range(draw(st.integers(1, 4))):
+    for _ in range(draw(st.integers(1, 6))):
         counter[0] += 1
         row = {
             "image_id": draw(st.sampled_from(["a", "b", "Z", "m-"])) + str(counter[0]),
@@ -173,18 +175,46 @@ def batch_rows(draw, counter: list[int], extras: frozenset[str]) -> list[dict]:
 
 @dataclass
 class History:
-    steps: list[tuple]  # ("images", [(instrument, rows)]) or ("span", name, instrument, start, end, noop)
+    steps: list[tuple]  # ("images", [(instrument, rows)]) or ("span", name, instrument, start, end)
     states: list[State]  # one per commit, oldest first
+    noops: list[bool]  # per step: True when it makes no commit (a span already there)
+
+
+def apply(current: State, step: tuple) -> State | None:
+    """The state after ``step``; None when it changes nothing (no commit)."""
+    if step[0] == "span":
+        _, name, instrument, start, end = step
+        spans = current.datasets.get(name, frozenset())
+        if (instrument, start, end) in spans:
+            return None
+        datasets = {**current.datasets, name: spans | {(instrument, start, end)}}
+        return State(current.rows, current.batches, datasets, current.extras)
+    rows = list(current.rows)
+    extras = set(current.extras)
+    for instrument, new in step[1]:
+        extras |= {c for r in new for c in r if c in EXTRAS}
+        rows += [{"instrument": instrument, "media_type": None, "score": None, "note": None, **r} for r in new]
+    batches = current.batches + [[r["image_id"] for r in new] for _, new in step[1]]
+    return State(rows, batches, current.datasets, frozenset(extras))
+
+
+def replay(steps: list[tuple]) -> History:
+    current, states, noops = State(), [], []
+    for step in steps:
+        after = apply(current, step)
+        noops.append(after is None)
+        if after is not None:
+            current = after
+            states.append(current)
+    return History(steps, states, noops)
 
 
 @st.composite
 def histories(draw) -> History:
     counter = [0]
     steps: list[tuple] = []
-    states: list[State] = []
     current = State()
-    n_steps = draw(st.integers(1, 5))
-    for number in range(n_steps):
+    for number in range(draw(st.integers(1, 5))):
         if number > 0 and draw(st.booleans()):
             name = draw(st.sampled_from(DATASETS))
             # often bounded by, and of the instrument of, images already there
@@ -193,39 +223,33 @@ def histories(draw) -> History:
             start, end = draw(times), draw(times)
             if end <= start:
                 start, end = (end, start) if end < start else (start, start + timedelta(hours=draw(st.integers(1, 30))))
-            span = (instrument, start, end)
-            noop = span in current.datasets.get(name, frozenset())
-            steps.append(("span", name, instrument, start, end, noop))
-            if not noop:
-                datasets = {**current.datasets, name: current.datasets.get(name, frozenset()) | {span}}
-                current = State(current.rows, current.batches, datasets, current.extras)
-                states.append(current)
-            continue
-        batches = []
-        for _ in range(draw(st.integers(1, 2))):
-            instrument = draw(st.sampled_from(INSTRUMENTS))
-            extras = frozenset(draw(st.sets(st.sampled_from(EXTRAS))))
-            batches.append((instrument, extras, draw(batch_rows(counter, extras))))
-        steps.append(("images", [(i, r) for i, _, r in batches]))
-        rows = list(current.rows)
-        for instrument, extras, new in batches:
-            for row in new:
-                rows.append({"instrument": instrument, "media_type": None, "score": None, "note": None, **row})
-        current = State(
-            rows,
-            current.batches + [[r["image_id"] for r in new] for _, _, new in batches],
-            current.datasets,
-            current.extras | frozenset().union(*(e for _, e, _ in batches)),
-        )
-        states.append(current)
-    return History(steps, states)
+            step: tuple = ("span", name, instrument, start, end)
+        else:
+            batches = []
+            for _ in range(draw(st.integers(1, 2))):
+                instrument = draw(st.sampled_from(INSTRUMENTS))
+                extras = frozenset(draw(st.sets(st.sampled_from(EXTRAS))))
+                batches.append((instrument, draw(batch_rows(counter, extras))))
+            step = ("images", batches)
+        steps.append(step)
+        current = apply(current, step) or current
+    return replay(steps)
+
+
+_BUILT: OrderedDict[str, tuple[Repository, list[str]]] = OrderedDict()
 
 
 def build(history: History) -> tuple[Repository, list[str]]:
-    """A memory repository holding ``history``, and its commit ids, oldest first."""
+    """A memory repository holding ``history``, and its commit ids, oldest
+    first. Queries never write, so a repository is reused while Hypothesis
+    shrinks the queries of one history."""
+    key = repr(history.steps)
+    if key in _BUILT:
+        _BUILT.move_to_end(key)
+        return _BUILT[key]
     repo = Repository.init(memory_url())
     commits = []
-    for step in history.steps:
+    for step, noop in zip(history.steps, history.noops):
         if step[0] == "images":
             with repo.transaction(message="images") as tx:
                 for instrument, rows in step[1]:
@@ -233,12 +257,15 @@ def build(history: History) -> tuple[Repository, list[str]]:
             assert tx.commit_id is not None
             commits.append(tx.commit_id)
         else:
-            _, name, instrument, start, end, noop = step
+            _, name, instrument, start, end = step
             made = repo.add_dataset_span(name, instrument, start, end)
             assert (made is None) == noop
             if made is not None:
                 commits.append(made)
     assert len(commits) == len(history.states)
+    _BUILT[key] = repo, commits
+    while len(_BUILT) > 8:
+        _BUILT.popitem(last=False)
     return repo, commits
 
 
@@ -345,8 +372,25 @@ def project(row: dict, columns: list[str]) -> dict:
     return {c: row.get(c) for c in columns}
 
 
+# Known mismatches, pinned so the property fails deterministically until they
+# are fixed (random search at the ci profile only finds them now and then):
+# IFCB1's batch has no ``score`` and an all-null ``note``; IFCB2's has both.
+_A1 = {"image_id": "a1", "timestamp": hours(0), "lat": None, "lon": None, "depth": None, "sample_id": None, "note": None}
+_B1 = {"image_id": "b1", "timestamp": hours(1), "lat": 10.0, "lon": 0.0, "depth": 5.0, "sample_id": "S1", "score": 2.5, "note": "hi"}
+MIXED = replay([("images", [("IFCB1", [_A1]), ("IFCB2", [_B1])])])
+
+
+def _ask(**options) -> tuple[History, list]:
+    return MIXED, [(0, "default", options)]
+
+
 @settings(deadline=None)
 @given(scenarios())
+@example(_ask(where=[parse_where("score > 1")], columns=["image_id", "score", "note"]))
+@example(_ask(instruments=["IFCB1"], where=[parse_where("score > 1")]))
+@example(_ask(instruments=["IFCB1"], columns=["image_id", "score"]))
+@example(_ask(instruments=["IFCB1"], where=[parse_where("note like h%")]))
+@example(_ask(depth=(None, None)))
 def test_queries_match_a_python_model(scenario):
     history, asks = scenario
     repo, commits = build(history)
@@ -386,6 +430,7 @@ def test_queries_match_a_python_model(scenario):
 
         unlimited = {k: v for k, v in options.items() if k != "limit"}
         assert repo.count(at=at, **unlimited) == len(everything)
+        assert repo.count(at=at, **options) == len(limited)
 
 
 # -- focused reproductions of model mismatches ------------------------------------
@@ -451,6 +496,53 @@ def test_count_respects_limit(mixed):
     assert len(mixed.query(limit=1)) == 1
     assert mixed.count(limit=1) == 1
     assert mixed.count(limit=0) == 0
+
+
+@pytest.mark.parametrize("first, second, same_commit", [(1.5, "high", False), (True, "yes", True)])
+def test_an_extra_column_with_conflicting_types_is_refused_or_readable(first, second, same_commit):
+    """``score`` arrives as a number in one batch and as text in another: the
+    append must be refused, or every read must still work. Today both are
+    committed and every read that meets both batches fails with pyarrow's
+    ArrowTypeError ("Unable to merge: Field score has incompatible types")."""
+    repo = Repository.init(memory_url())
+    rows = {"A": [{"image_id": "a1", "timestamp": DAY0, "score": first}],
+            "B": [{"image_id": "b1", "timestamp": DAY0, "score": second}]}
+    try:
+        if same_commit:
+            with repo.transaction(message="both") as tx:
+                for instrument, meta in rows.items():
+                    tx.append_bytes(instrument, meta, [blob(meta[0]["image_id"])])
+        else:
+            for instrument, meta in rows.items():
+                with repo.transaction(message=instrument) as tx:
+                    tx.append_bytes(instrument, meta, [blob(meta[0]["image_id"])])
+    except (InvalidInputError, ConflictError):
+        return  # refused: fine
+    assert sorted(repo.images().column("image_id").to_pylist()) == ["a1", "b1"]
+    assert ids_of(repo.query()) == ["a1", "b1"]
+    assert repo.count(where=[parse_where("score != zzz")]) in (0, 1, 2)
+    assert repo.query(columns=["image_id", "score"]).num_rows == 2
+    connection = repo.duckdb()
+    assert connection.sql("SELECT count(*) FROM images").fetchall()[0][0] == 2
+    connection.close()
+
+
+@pytest.mark.parametrize("where", ["tags = x", "meta > 1", "tags like x%"])
+def test_where_on_a_list_or_struct_column_is_invalid_input(where):
+    """Extra columns may hold lists or structs; comparing one with a scalar
+    must be refused as invalid input (today DuckDB's ConversionException
+    escapes for every operator but ``like``)."""
+    repo = Repository.init(memory_url())
+    with repo.transaction(message="nested") as tx:
+        tx.append_bytes("A", [{"image_id": "a1", "timestamp": DAY0, "tags": ["x", "y"], "meta": {"k": 1}}], [b"a1"])
+    assert repo.query(columns=["image_id", "tags", "meta"]).to_pylist() == [
+        {"image_id": "a1", "tags": ["x", "y"], "meta": {"k": 1}}
+    ]
+    try:
+        rows = repo.query(where=[parse_where(where)]).num_rows
+    except InvalidInputError:
+        return
+    assert rows == 0
 
 
 # -- time travel -------------------------------------------------------------------
@@ -622,6 +714,93 @@ def test_pruning_by_dataset_spans():
     assert result.manifests_total == 8
     assert ids_of(result.table) == ["IFCB2-0", "IFCB1-1", "IFCB1-2"]
     assert repo.count(dataset="cruise", instruments=["IFCB2"]) == 1
+
+
+def count_result(repo: Repository, **options):
+    result = repo.select(build_query(**options), count=True)
+    return result.table.column(0)[0].as_py(), result
+
+
+@pytest.mark.parametrize(
+    "options, count, whole, scanned",
+    [
+        # whole days: every batch counted from its statistics, none read
+        ({"instruments": ["IFCB1"], "start": DAY0 + timedelta(days=1), "end": DAY0 + timedelta(days=3)}, 6, 2, 0),
+        ({}, 54, 18, 0),
+        ({"end": DAY0 + timedelta(days=1)}, 9, 3, 0),
+        # a window cutting into day 1 reads day 1's batches, counts day 2's
+        ({"start": DAY0 + timedelta(days=1, hours=5), "end": DAY0 + timedelta(days=3)}, 15, 3, 3),
+        # the boundaries: a batch's last image at end - 1us is inside, at end it is not
+        ({"start": DAY0, "end": DAY0 + timedelta(hours=23, microseconds=1)}, 9, 3, 0),
+        ({"start": DAY0, "end": DAY0 + timedelta(hours=23)}, 6, 0, 3),
+        ({"start": DAY0 + timedelta(microseconds=1), "end": DAY0 + timedelta(days=1)}, 6, 0, 3),
+        # filters decided per row always read the batches they may match
+        ({"instruments": ["IFCB1"], "depth": (0.0, None)}, 18, 0, 6),
+        ({"instruments": ["IFCB1"], "where": [parse_where("depth >= 7")]}, 12, 0, 6),
+        ({"instruments": ["IFCB1"], "limit": 4}, 4, 6, 0),
+        ({"instruments": ["IFCB1"], "limit": 40}, 18, 6, 0),
+    ],
+)
+def test_counts_use_batch_statistics_exactly(daily, options, count, whole, scanned):
+    got, result = count_result(daily, **options)
+    assert got == count
+    assert daily.count(**options) == count
+    assert len(daily.query(**options)) == count
+    assert (result.batches_counted_whole, result.manifests_scanned) == (whole, scanned)
+
+
+def test_counts_of_datasets_from_batch_statistics():
+    repo = Repository.init(memory_url())
+    with repo.transaction(message="days") as tx:
+        for day in range(3):
+            for instrument in INSTRUMENTS[:2]:
+                rows = [
+                    {"image_id": f"{instrument}-{day}-{h}", "timestamp": DAY0 + timedelta(days=day, hours=h)}
+                    for h in (1, 12)
+                ]
+                tx.append_bytes(instrument, rows, [blob(r["image_id"]) for r in rows])
+    # IFCB1 day 0 whole; IFCB1 day 1 cut at 12:00; IFCB2 days 1-2 whole, in two
+    # overlapping spans, each image counted once
+    repo.add_dataset_span("d", "IFCB1", DAY0, DAY0 + timedelta(days=1, hours=12))
+    repo.add_dataset_span("d", "IFCB2", DAY0 + timedelta(days=1), DAY0 + timedelta(days=3))
+    repo.add_dataset_span("d", "IFCB2", DAY0 + timedelta(days=1), DAY0 + timedelta(days=2, hours=2))
+    expected = ["IFCB1-0-1", "IFCB1-0-12", "IFCB1-1-1", "IFCB2-1-1", "IFCB2-1-12", "IFCB2-2-1", "IFCB2-2-12"]
+    assert sorted(ids_of(repo.query(dataset="d"))) == expected
+    got, result = count_result(repo, dataset="d")
+    assert got == len(expected)
+    assert result.batches_counted_whole == 3
+    assert repo.count(dataset="d", instruments=["IFCB2"]) == 4
+    assert repo.count(dataset="d", start=DAY0 + timedelta(days=1)) == 5
+    assert repo.count(dataset="d", limit=2) == 2
+
+
+def test_concurrent_queries_from_many_threads(daily):
+    """Queries from several threads at once (each with its own DuckDB
+    connection) give the same answers as one after another."""
+    asks = [
+        {"instruments": [INSTRUMENTS[n % 3]], "start": DAY0 + timedelta(days=n % DAYS), "end": DAY0 + timedelta(days=n % DAYS + 2)}
+        for n in range(12)
+    ] + [{"where": [parse_where(f"depth > {n}")], "columns": ["image_id", "depth"]} for n in (0, 7, 22)]
+    expected = [(daily.query(**a).to_pylist(), daily.count(**a)) for a in asks]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def worker(offset: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(len(asks) * 2):
+                n = (i + offset) % len(asks)
+                assert daily.query(**asks[n]).to_pylist() == expected[n][0]
+                assert daily.count(**asks[n]) == expected[n][1]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k * 3,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
 
 
 # -- parsing ---------------------------------------------------------------------
@@ -932,6 +1111,23 @@ def test_well_typed_where_values(small):
     assert ids("sample_id < S2") == ["a1"]
     assert ids_of(small.query(where=[{"column": "score", "op": ">", "value": 2}])) == ["a2"]
     assert ids_of(small.query(where=[{"column": "score", "op": "<", "value": 2.0}])) == ["a1"]
+
+
+def test_columns_named_like_sql_keywords():
+    repo = Repository.init(memory_url())
+    rows = [
+        {"image_id": "a1", "timestamp": DAY0, "select": 1.0, "order": "x", "FROM": "y", "_": "z"},
+        {"image_id": "a2", "timestamp": DAY0, "select": 2.0, "order": "y", "FROM": "y", "_": "z"},
+    ]
+    with repo.transaction(message="keywords") as tx:
+        tx.append_bytes("A", rows, [blob(r["image_id"]) for r in rows])
+    assert ids_of(repo.query(where=[parse_where("select > 1")])) == ["a2"]
+    assert ids_of(repo.query(where=[parse_where("order like x%"), parse_where("FROM = y")])) == ["a1"]
+    assert repo.query(columns=["order", "select", "_"]).to_pylist() == [
+        {"order": "x", "select": 1.0, "_": "z"},
+        {"order": "y", "select": 2.0, "_": "z"},
+    ]
+    assert repo.count(where=[parse_where("_ = z")]) == 2
 
 
 # -- the raw DuckDB connection -------------------------------------------------------
