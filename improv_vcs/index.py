@@ -43,6 +43,7 @@ SCHEMA = pa.schema(
         ("depth_min", pa.float64()),
         ("depth_max", pa.float64()),
         ("extra_columns", pa.list_(pa.string())),
+        ("extra_types", pa.list_(pa.string())),
     ]
 )
 

@@ -142,6 +142,30 @@ def _first(ids: pa.ChunkedArray, mask: pa.ChunkedArray) -> str:
     return pc.filter(ids, mask)[0].as_py()
 
 
+def check_extra_columns(metadata: pa.Table, known: dict[str, str]) -> None:
+    """Refuse extra columns that clash with the snapshot's: a different type
+    for the same name (nulls and integer/float mixes are fine), or a name that
+    differs from a core or known column only by letter case (SQL would not
+    tell them apart). ``known`` maps column names to Arrow type names."""
+    reserved = {c.lower(): c for c in CORE_ORDER}
+    seen = {**reserved, **{name.lower(): name for name in known}}
+    for name in metadata.column_names:
+        if name in USER_COLUMNS:
+            continue
+        other = seen.get(name.lower())
+        if other is not None and other != name:
+            raise InvalidInputError(f"column {name!r} differs from column {other!r} only by letter case")
+        seen[name.lower()] = name
+        kind = str(metadata.schema.field(name).type)
+        if name in known and not _compatible(known[name], kind):
+            raise InvalidInputError(f"column {name!r} holds {kind} here but {known[name]} in earlier batches")
+
+
+def _compatible(a: str, b: str) -> bool:
+    numeric = ("int", "uint", "float", "double", "halffloat")
+    return a == b or "null" in (a, b) or (a.startswith(numeric) and b.startswith(numeric))
+
+
 def build_manifest(
     metadata: pa.Table,
     instrument: str,
@@ -187,6 +211,7 @@ def summarize(manifest: pa.Table, manifest_id: ObjectId) -> Batch:
         result = pc.min_max(manifest.column(name))
         return result["min"].as_py(), result["max"].as_py()
 
+    extras = [c for c in manifest.column_names if c not in CORE_ORDER]
     time_min, time_max = bounds("timestamp")
     id_min, id_max = bounds("image_id")
     lat_min, lat_max = bounds("lat")
@@ -209,5 +234,6 @@ def summarize(manifest: pa.Table, manifest_id: ObjectId) -> Batch:
         lon_max=lon_max,
         depth_min=depth_min,
         depth_max=depth_max,
-        extra_columns=tuple(c for c in manifest.column_names if c not in CORE_ORDER),
+        extra_columns=tuple(extras),
+        extra_types=tuple(str(manifest.schema.field(c).type) for c in extras),
     )

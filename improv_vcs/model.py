@@ -65,6 +65,13 @@ class Batch(_Frozen):
     depth_min: float | None = None
     depth_max: float | None = None
     extra_columns: tuple[str, ...] = Field(default=(), description="the batch's own metadata columns")
+    extra_types: tuple[str, ...] = Field(default=(), description="their Arrow types, aligned")
+
+    @model_validator(mode="after")
+    def _aligned(self) -> Batch:
+        if len(self.extra_columns) != len(self.extra_types):
+            raise ValueError("extra_columns and extra_types differ in length")
+        return self
 
 
 class IndexSegment(_Frozen):

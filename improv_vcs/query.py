@@ -329,6 +329,8 @@ def _typed(condition: Condition, schema: pa.Schema) -> object:
     value = condition.value
     if pa.types.is_null(kind):  # no values here: nothing can match, any value will do
         return str(value)
+    if pa.types.is_nested(kind):
+        raise InvalidInputError(f"cannot compare {condition.column} ({kind}) with a value")
     if condition.op == "like":
         if not pa.types.is_string(kind) and not pa.types.is_large_string(kind):
             raise InvalidInputError(f"'like' needs a text column; {condition.column} is {kind}")

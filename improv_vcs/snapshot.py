@@ -32,6 +32,17 @@ class Snapshot:
         key = f"manifest:{manifest_id}:{','.join(columns) if columns is not None else '*'}"
         return self.odb.cached(key, lambda: manifest.decode(self.odb.get_bytes(manifest_id), columns))
 
+    def extra_column_types(self) -> dict[str, str]:
+        """Every extra column of the snapshot with its (first non-null) Arrow type."""
+        b = self.batches
+        names = pc.list_flatten(b.column("extra_columns")).to_pylist()
+        kinds = pc.list_flatten(b.column("extra_types")).to_pylist()
+        found: dict[str, str] = {}
+        for name, kind in zip(names, kinds):
+            if found.get(name, "null") == "null":
+                found[name] = kind
+        return found
+
     def batches_covering_ids(self, low: str, high: str) -> list[str]:
         """Manifest ids of batches whose image id range meets ``[low, high]``."""
         b = self.batches

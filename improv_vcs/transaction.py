@@ -129,6 +129,7 @@ class Transaction:
     ) -> int:
         instrument_name(instrument)
         metadata = manifest.normalize_metadata(metadata)
+        manifest.check_extra_columns(metadata, self._known_extra_types(self._base))
         ids = metadata.column("image_id").combine_chunks()
         known = self._known_blob_ids(ids)
         stream = blobs if blobs is not None else hash_files(paths)
@@ -167,6 +168,15 @@ class Transaction:
                 _PendingBatch(instrument, rows, blob_ids, sizes, pack_numbers, offsets)
             )
         return len(keep)
+
+    def _known_extra_types(self, base: ObjectId | None) -> dict[str, str]:
+        """Extra column types of the snapshot at ``base`` and of pending batches."""
+        known = self._repo._snapshot_at(base).extra_column_types()
+        for pending in self._pending:
+            for field in pending.metadata.schema:
+                if field.name not in manifest.USER_COLUMNS and known.get(field.name, "null") == "null":
+                    known[field.name] = str(field.type)
+        return known
 
     def _known_blob_ids(self, ids: pa.Array) -> dict[str, str]:
         """image id → blob id for the given ids already in the base snapshot
@@ -305,8 +315,13 @@ class Transaction:
         old = set(self._repo._snapshot_at(self._base).batches.column("manifest").to_pylist())
         new = self._repo._snapshot_at(tip)
         concurrent = [m for m in new.batches.column("manifest").to_pylist() if m not in old]
+        known = new.extra_column_types()
         rebased = []
         for table in tables:
+            try:
+                manifest.check_extra_columns(table.drop_columns(list(manifest.STORED_COLUMNS)), known)
+            except InvalidInputError as exc:
+                raise ConflictError(f"a concurrent commit clashes: {exc}") from None
             ids = table.column("image_id").combine_chunks()
             theirs = new.find(ids, ["image_id", "blob_id"], among=concurrent)
             if theirs.num_rows:
