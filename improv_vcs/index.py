@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._parquet import from_parquet, to_parquet
+from .errors import IntegrityError
 from .model import Batch, IndexSegment
 from .objects import ObjectDatabase
 
@@ -72,9 +73,14 @@ def _write_segment(odb: ObjectDatabase, table: pa.Table, level: int) -> IndexSeg
 
 
 def read_segment(odb: ObjectDatabase, segment: IndexSegment) -> pa.Table:
-    return odb.cached(
-        f"seg:{segment.id}", lambda: from_parquet(odb.get_bytes(segment.id), KIND).cast(SCHEMA)
-    )
+    def load() -> pa.Table:
+        table = from_parquet(odb.get_bytes(segment.id), KIND)
+        try:
+            return table.cast(SCHEMA)
+        except (ValueError, pa.ArrowInvalid):
+            raise IntegrityError(f"snapshot index segment {segment.id} does not match format 1") from None
+
+    return odb.cached(f"seg:{segment.id}", load)
 
 
 def append(

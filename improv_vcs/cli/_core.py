@@ -215,11 +215,18 @@ def demo(
     quiet: QuietOption = False,
 ) -> None:
     """Build a demo repository from generated IFCB-like images: two instruments,
-    two days, several commits; then print the log and a count."""
+    two days, several commits; then print the log and a count. An existing demo
+    repository at PATH is shown again, not rebuilt."""
     from ..demo import build_demo
+    from ..errors import NotARepositoryError
+    from ..repository import Repository
 
-    repository = build_demo(path, images_per_bin=images_per_bin, quiet=quiet)
-    typer.echo(f"Demo repository: {repository.url}\n")
+    try:
+        repository = Repository.open(path)
+        typer.echo(f"Demo repository already built: {repository.url}\n")
+    except NotARepositoryError:
+        repository = build_demo(path, images_per_bin=images_per_bin, quiet=quiet)
+        typer.echo(f"Demo repository: {repository.url}\n")
     log(ref=None, max_count=None, json_output=False, repo=repository.url)
     images = repository.images()
     instruments = sorted(set(images.column("instrument").to_pylist()))
