@@ -36,12 +36,12 @@ from .packs import DEFAULT_PACK_SIZE
 from .query import Query, build_query
 from .refs import RefStore
 from .snapshot import Snapshot
+from .store import Store, open_store
+from .transaction import Progress, Transaction
 
 if TYPE_CHECKING:
     from .engine import QueryResult
     from .export import ExportReport
-from .store import Store, open_store
-from .transaction import Progress, Transaction
 
 CONFIG_KEY = "improv.json"
 
