@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,6 +39,20 @@ def scan_directory(source: str | os.PathLike[str]) -> tuple[pa.Table, list[str]]
         raise InvalidInputError(f"{source} is not a directory")
     tables: list[pa.Table] = []
     paths: list[str] = []
+    named: list[str] = []  # files of folders without a table, parsed together
+
+    def add(table: pa.Table, files: list[str], where: str) -> None:
+        try:
+            tables.append(cast_known_columns(table))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where}: {exc}") from None
+        paths.extend(files)
+
+    def flush_named() -> None:
+        if named:
+            add(_named_files(named), list(named), str(root))
+            named.clear()
+
     for directory, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         names = sorted(n for n in filenames if not n.startswith("."))
@@ -46,16 +61,11 @@ def scan_directory(source: str | os.PathLike[str]) -> tuple[pa.Table, list[str]]
         if len(table_names) > 1:
             raise InvalidInputError(f"{directory} has both metadata.csv and metadata.parquet; keep one")
         if table_names:
-            table, files = _described_folder(Path(directory), table_names[0], images)
-        elif images:
-            table, files = _named_folder(Path(directory), images)
+            flush_named()
+            add(*_described_folder(Path(directory), table_names[0], images), directory)
         else:
-            continue
-        try:
-            tables.append(cast_known_columns(table))
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{directory}: {exc}") from None
-        paths.extend(files)
+            named.extend(_join(Path(directory), images))
+    flush_named()
     if not paths:
         raise InvalidInputError(f"no image files under {source}")
     try:
@@ -65,12 +75,14 @@ def scan_directory(source: str | os.PathLike[str]) -> tuple[pa.Table, list[str]]
     return table, paths
 
 
-def _named_folder(directory: Path, images: list[str]) -> tuple[pa.Table, list[str]]:
-    names = pa.array(images, pa.string())
+def _named_files(paths: list[str]) -> pa.Table:
+    """Ids, times, samples and media types of files in folders without a table."""
+    names = pa.array([os.path.basename(p) for p in paths], pa.string())
     table = pa.table({"image_id": _stems(names)})
-    table = _with_ifcb_fields(table, where=f"in {directory} (no metadata table there)")
-    table = table.append_column("media_type", _media_types(names))
-    return table, _join(directory, images)
+    table = _with_ifcb_fields(
+        table, lambda row: f"in {os.path.dirname(paths[row])} (no metadata table there)"
+    )
+    return table.append_column("media_type", _media_types(names))
 
 
 def _join(directory: Path, names: list[str]) -> list[str]:
@@ -121,7 +133,7 @@ def _described_folder(directory: Path, table_name: str, images: list[str]) -> tu
             f"{path} does not describe {len(unlisted)} file(s) in its folder, e.g. {sorted(unlisted)[0]!r}"
         )
     if "timestamp" not in table.column_names:
-        table = _with_ifcb_fields(table, where=f"({path} has no timestamp column)")
+        table = _with_ifcb_fields(table, lambda _: f"({path} has no timestamp column)")
     if "media_type" not in table.column_names:
         table = table.append_column("media_type", _media_types(pa.array(names, pa.string())))
     return table, _join(directory, names)
@@ -143,7 +155,7 @@ def read_table(path: Path) -> pa.Table:
         raise InvalidInputError(f"cannot read {path}: {exc}") from None
 
 
-def _with_ifcb_fields(table: pa.Table, where: str) -> pa.Table:
+def _with_ifcb_fields(table: pa.Table, where: Callable[[int], str]) -> pa.Table:
     """Add ``timestamp`` (and ``sample_id`` when absent) parsed from IFCB-style ids."""
     ids = table.column("image_id").combine_chunks()
     times, bins = [], []
@@ -154,9 +166,9 @@ def _with_ifcb_fields(table: pa.Table, where: str) -> pa.Table:
         bins.append(pc.if_else(parts.is_valid(), parts.field("bin"), pa.scalar(None, pa.string())))
     timestamp = pc.coalesce(*times)
     if timestamp.null_count:
-        bad = ids[pc.index(pc.is_null(timestamp), True).as_py()].as_py()
+        row = pc.index(pc.is_null(timestamp), True).as_py()
         raise InvalidInputError(
-            f"cannot tell the time of image {bad!r} {where}: give a timestamp column in "
+            f"cannot tell the time of image {ids[row].as_py()!r} {where(row)}: give a timestamp column in "
             "metadata.csv/metadata.parquet, or use IFCB-style names like "
             "D20240101T120000_IFCB107_00001.png"
         )
