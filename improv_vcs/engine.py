@@ -8,7 +8,6 @@ disabled, so a query cannot read or write any file.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,7 @@ import pyarrow.compute as pc
 from .manifest import CORE_ORDER
 from .model import Span
 from .query import Query, compile_sql, fully_covered, needed_columns, prune
-from .snapshot import Snapshot, empty_manifest
+from .snapshot import Snapshot
 
 
 @dataclass(frozen=True)
@@ -51,24 +50,6 @@ def _connection() -> Any:
     if getattr(_local, "connection", None) is None:
         _local.connection = connect()
     return _local.connection
-
-
-def load_manifests(snapshot: Snapshot, manifest_ids: list[str], columns: list[str] | None = None) -> pa.Table:
-    """The rows of the given manifests as one table (extra columns unified),
-    reading only ``columns`` when given."""
-    if not manifest_ids:
-        empty = empty_manifest()
-        return empty if columns is None else empty.select([c for c in columns if c in empty.schema.names])
-
-    def read(manifest_id: str) -> pa.Table:
-        return snapshot.manifest(manifest_id, columns)
-
-    if len(manifest_ids) == 1:
-        tables = [read(manifest_ids[0])]
-    else:
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="improv-manifest") as pool:
-            tables = list(pool.map(read, manifest_ids))
-    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _add_unscanned_columns(snapshot: Snapshot, batches: pa.Table, rows: pa.Table, query: Query) -> pa.Table:
@@ -104,7 +85,7 @@ def run(snapshot: Snapshot, query: Query, spans: tuple[Span, ...] | None, count:
         whole_batches = pc.sum(whole).as_py() or 0
         candidates = candidates.filter(pc.invert(whole))
     survivors = candidates.column("manifest").to_pylist()
-    rows = load_manifests(snapshot, survivors, needed_columns(query, spans, count))
+    rows = snapshot.rows(survivors, needed_columns(query, spans, count))
     rows = _add_unscanned_columns(snapshot, batches, rows, query)
     sql, params = compile_sql(query, spans, rows.schema, count=count)
     connection = _connection()

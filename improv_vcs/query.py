@@ -175,7 +175,7 @@ def prune(batches: pa.Table, query: Query, spans: tuple[Span, ...] | None) -> pa
 
     if query.instruments:
         both(pc.is_in(batches.column("instrument"), value_set=pa.array(query.instruments)))
-    both(_overlaps_time(batches, query.start, query.end))
+    both(_time_mask(batches, query.start, query.end, whole=False))
     if query.bbox:
         lat_min, lon_min, lat_max, lon_max = query.bbox
         both(_overlaps(batches, "lat", lat_min, lat_max))
@@ -183,14 +183,7 @@ def prune(batches: pa.Table, query: Query, spans: tuple[Span, ...] | None) -> pa
     if query.depth:
         both(_overlaps(batches, "depth", *query.depth))
     if spans is not None:
-        in_any = pa.array([False] * batches.num_rows, pa.bool_())
-        for span in spans:
-            mask = pc.and_(
-                pc.equal(batches.column("instrument"), span.instrument),
-                _overlaps_time(batches, span.start, span.end),
-            )
-            in_any = pc.or_(in_any, mask)
-        both(in_any)
+        both(_in_any_span(batches, spans, whole=False))
     return batches.filter(keep)
 
 
@@ -200,27 +193,31 @@ def fully_covered(batches: pa.Table, query: Query, spans: tuple[Span, ...] | Non
     counts can stand in for scanning them."""
     if query.bbox or query.depth or query.samples or query.where:
         return pa.array([False] * batches.num_rows, pa.bool_())
-    mask = _within_time(batches, query.start, query.end)
+    mask = _time_mask(batches, query.start, query.end, whole=True)
     if query.instruments:
         mask = pc.and_(mask, pc.is_in(batches.column("instrument"), value_set=pa.array(query.instruments)))
     if spans is not None:
-        in_one = pa.array([False] * batches.num_rows, pa.bool_())
-        for span in spans:
-            inside = pc.and_(
-                pc.equal(batches.column("instrument"), span.instrument),
-                _within_time(batches, span.start, span.end),
-            )
-            in_one = pc.or_(in_one, inside)
-        mask = pc.and_(mask, in_one)
+        mask = pc.and_(mask, _in_any_span(batches, spans, whole=True))
     return mask
 
 
-def _within_time(batches: pa.Table, start: datetime | None, end: datetime | None) -> pa.Array:
+def _in_any_span(batches: pa.Table, spans: tuple[Span, ...], whole: bool) -> pa.Array:
+    """Batches of a span's instrument that meet its time range (``whole``: lie inside it)."""
+    mask = pa.array([False] * batches.num_rows, pa.bool_())
+    for span in spans:
+        same = pc.equal(batches.column("instrument"), span.instrument)
+        mask = pc.or_(mask, pc.and_(same, _time_mask(batches, span.start, span.end, whole)))
+    return mask
+
+
+def _time_mask(batches: pa.Table, start: datetime | None, end: datetime | None, whole: bool) -> pa.Array:
+    """Batches whose time range meets ``[start, end)`` (``whole``: lies inside it)."""
+    first, last = ("time_min", "time_max") if whole else ("time_max", "time_min")
     mask = pa.array([True] * batches.num_rows, pa.bool_())
     if start is not None:
-        mask = pc.and_(mask, pc.greater_equal(batches.column("time_min"), pa.scalar(start, _TS)))
+        mask = pc.and_(mask, pc.greater_equal(batches.column(first), pa.scalar(start, _TS)))
     if end is not None:
-        mask = pc.and_(mask, pc.less(batches.column("time_max"), pa.scalar(end, _TS)))
+        mask = pc.and_(mask, pc.less(batches.column(last), pa.scalar(end, _TS)))
     return mask
 
 
@@ -241,15 +238,6 @@ def needed_columns(query: Query, spans: tuple[Span, ...] | None, count: bool) ->
         needed.add("sample_id")
     needed.update(c.column for c in query.where)
     return sorted(needed)
-
-
-def _overlaps_time(batches: pa.Table, start: datetime | None, end: datetime | None) -> pa.Array:
-    mask = pa.array([True] * batches.num_rows, pa.bool_())
-    if start is not None:
-        mask = pc.and_(mask, pc.greater_equal(batches.column("time_max"), pa.scalar(start, _TS)))
-    if end is not None:
-        mask = pc.and_(mask, pc.less(batches.column("time_min"), pa.scalar(end, _TS)))
-    return mask
 
 
 def _overlaps(batches: pa.Table, name: str, low: float | None, high: float | None) -> pa.Array:

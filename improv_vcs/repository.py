@@ -219,10 +219,21 @@ class Repository:
         """Write the matching images (``<image_id><ext>``) and a metadata table
         into the directory ``dest``; files already there with the right hash
         are skipped, so an interrupted export resumes."""
+        query = build_query(**filters).model_copy(update={"columns": None})
+        rows = self.select(query, at=at, as_of=as_of).table
+        return self.export_rows(rows, dest, metadata_format, metadata_only, progress)
+
+    def export_rows(
+        self,
+        rows: pa.Table,
+        dest: str | os.PathLike[str],
+        metadata_format: str = "parquet",
+        metadata_only: bool = False,
+        progress: Progress | None = None,
+    ) -> ExportReport:
+        """:meth:`export` for rows already selected (all manifest columns)."""
         from .export import export_rows
 
-        query = build_query(**filters)
-        rows = self.select(query.model_copy(update={"columns": None}), at=at, as_of=as_of).table
         return export_rows(self.odb, rows, Path(dest), metadata_format, metadata_only, progress)
 
     def duckdb(self, at: str | None = None, as_of: datetime | None = None) -> Any:
@@ -232,8 +243,7 @@ class Repository:
 
         snapshot = self._snapshot_at(self._commit_for(at, as_of))
         connection = engine.connect()
-        rows = engine.load_manifests(snapshot, snapshot.batches.column("manifest").to_pylist())
-        connection.register("images", rows)
+        connection.register("images", snapshot.images())
         return connection
 
     # -- datasets ------------------------------------------------------------

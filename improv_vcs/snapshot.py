@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 import pyarrow as pa
@@ -88,13 +89,22 @@ class Snapshot:
         row = self.record(image)
         return self.odb.read_blob(row["pack"], row["offset"], row["size"], row["blob_id"])
 
+    def rows(self, manifest_ids: list[str], columns: list[str] | None = None) -> pa.Table:
+        """The rows of the given manifests as one table (extra columns unified),
+        reading only ``columns`` when given; several manifests load in parallel."""
+        if not manifest_ids:
+            empty = empty_manifest()
+            return empty if columns is None else empty.select([c for c in columns if c in empty.schema.names])
+        if len(manifest_ids) == 1:
+            tables = [self.manifest(manifest_ids[0], columns)]
+        else:
+            with ThreadPoolExecutor(max_workers=4, thread_name_prefix="improv-manifest") as pool:
+                tables = list(pool.map(lambda m: self.manifest(m, columns), manifest_ids))
+        return pa.concat_tables(tables, promote_options="permissive")
+
     def images(self) -> pa.Table:
         """Every image row of the snapshot (all manifests, extra columns unified)."""
-        ids = self.batches.column("manifest").to_pylist()
-        if not ids:
-            return empty_manifest()
-        tables = [self.manifest(m) for m in ids]
-        return pa.concat_tables(tables, promote_options="permissive")
+        return self.rows(self.batches.column("manifest").to_pylist())
 
 
 def empty_manifest() -> pa.Table:

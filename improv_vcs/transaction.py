@@ -28,6 +28,7 @@ from .ids import ObjectId, instrument_name, ref_name
 from .model import Batch, Commit, Datasets
 from .objects import PackWriter
 from .packs import DEFAULT_PACK_SIZE
+from .snapshot import Snapshot
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -70,6 +71,7 @@ class Transaction:
         self._pack_size = pack_size
         self._progress = progress
         self._base = repo.refs.branch(branch)
+        self._snapshot: Snapshot | None = None
         if self._base is None and repo.refs.branches():
             raise NotFoundError(
                 f"no branch named {branch!r}; create it first with `improv branch {branch} REF`"
@@ -129,7 +131,7 @@ class Transaction:
     ) -> int:
         instrument_name(instrument)
         metadata = manifest.normalize_metadata(metadata)
-        manifest.check_extra_columns(metadata, self._known_extra_types(self._base))
+        manifest.check_extra_columns(metadata, self._known_extra_types())
         ids = metadata.column("image_id").combine_chunks()
         known = self._known_blob_ids(ids)
         stream = blobs if blobs is not None else hash_files(paths)
@@ -169,9 +171,15 @@ class Transaction:
             )
         return len(keep)
 
-    def _known_extra_types(self, base: ObjectId | None) -> dict[str, str]:
-        """Extra column types of the snapshot at ``base`` and of pending batches."""
-        known = self._repo._snapshot_at(base).extra_column_types()
+    def _base_snapshot(self) -> Snapshot:
+        """The snapshot this transaction appends to (kept while the base holds)."""
+        if self._snapshot is None or self._snapshot.commit_id != self._base:
+            self._snapshot = self._repo._snapshot_at(self._base)
+        return self._snapshot
+
+    def _known_extra_types(self) -> dict[str, str]:
+        """Extra column types of the base snapshot and of pending batches."""
+        known = self._base_snapshot().extra_column_types()
         for pending in self._pending:
             for field in pending.metadata.schema:
                 if field.name not in manifest.USER_COLUMNS and known.get(field.name, "null") == "null":
@@ -181,7 +189,7 @@ class Transaction:
     def _known_blob_ids(self, ids: pa.Array) -> dict[str, str]:
         """image id → blob id for the given ids already in the base snapshot
         or earlier in this transaction."""
-        found = self._repo._snapshot_at(self._base).find(ids, ["image_id", "blob_id"])
+        found = self._base_snapshot().find(ids, ["image_id", "blob_id"])
         known = dict(zip(found.column("image_id").to_pylist(), found.column("blob_id").to_pylist()))
         if self._pending_blobs:
             for image in ids.to_pylist():
@@ -312,7 +320,7 @@ class Transaction:
         """Our manifests re-checked against what other writers committed between
         our base and ``tip``: identical images are dropped, different bytes
         under the same id are a conflict."""
-        old = set(self._repo._snapshot_at(self._base).batches.column("manifest").to_pylist())
+        old = set(self._base_snapshot().batches.column("manifest").to_pylist())
         new = self._repo._snapshot_at(tip)
         concurrent = [m for m in new.batches.column("manifest").to_pylist() if m not in old]
         known = new.extra_column_types()

@@ -105,16 +105,10 @@ def query(
         _print_explain(result)
     elif count:
         number = result.table.column(0)[0].as_py()
-        text = str(number)
-        _write_text(output, print_json_text({"count": number}) if output_format in ("json", "jsonl") else text + "\n")
+        as_json = output_format in ("json", "jsonl")
+        _write_text(output, f'{{"count": {number}}}\n' if as_json else f"{number}\n")
     else:
         _write_rows(result.table, output_format, output)
-
-
-def print_json_text(data: Any) -> str:
-    import json
-
-    return json.dumps(data, default=str) + "\n"
 
 
 def _print_explain(result: Any) -> None:
@@ -216,17 +210,9 @@ def export(
 
     repository = open_repo(repo)
     q = build_from_options(instrument, start, end, bbox, depth, dataset, sample, where, None, limit)
-    total = repository.select(q, at=at, as_of=_as_of(as_of), count=True).table.column(0)[0].as_py()
-    with progress_bar("exporting", total=total, disable=quiet or json_output or metadata_only) as advance:
-        result = repository.export(
-            dest,
-            at=at,
-            as_of=_as_of(as_of),
-            metadata_format=metadata_format,
-            metadata_only=metadata_only,
-            progress=advance,
-            **q.model_dump(exclude={"columns"}),
-        )
+    rows = repository.select(q, at=at, as_of=_as_of(as_of)).table
+    with progress_bar("exporting", total=rows.num_rows, disable=quiet or json_output or metadata_only) as advance:
+        result = repository.export_rows(rows, dest, metadata_format, metadata_only, progress=advance)
     data = {
         "images": result.images,
         "written": result.written,
