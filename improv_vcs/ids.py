@@ -92,3 +92,11 @@ def instrument_name(value: str) -> str:
             f"invalid instrument name {value!r}: use letters, digits, '.', '_' and '-' (at most 64)"
         )
     return value
+
+
+def label(value: str, what: str) -> str:
+    """Validate a free-text name such as a provenance source or run id:
+    1 to 200 printable characters, no surrounding spaces."""
+    if not isinstance(value, str) or not value or len(value) > 200 or not value.isprintable() or value != value.strip():
+        raise InvalidInputError(f"invalid {what} {value!r}: use 1 to 200 printable characters")
+    return value

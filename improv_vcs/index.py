@@ -1,4 +1,5 @@
-"""The snapshot index: every batch reachable from a commit, without walking history.
+"""Snapshot indexes: every batch (and every provenance segment) reachable from
+a commit, without walking history.
 
 A commit carries its snapshot index as a short list of Parquet *segments*,
 each one row per batch with the batch's statistics. Appending a commit writes
@@ -8,29 +9,32 @@ segments of equal level (a binary counter, as in an LSM tree) up to
 costs O(its batches) plus amortized O(log H) for merges, and a commit lists at
 most ``MAX_LEVEL + 1 + H / 2**MAX_LEVEL`` segments. Each segment's summary
 (time range) lets a reader skip it without opening it.
+
+The same structure indexes two things, each with its own :class:`Layout`:
+batches (:data:`BATCHES`) and provenance segments (:data:`PROVENANCE`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._parquet import from_parquet, to_parquet
 from .errors import IntegrityError
-from .model import Batch, IndexSegment
+from .model import Batch, IndexSegment, ProvenanceSegment
 from .objects import ObjectDatabase
 
-KIND = "snapshot-index"
 MAX_LEVEL = 12
 _TIME = pa.timestamp("us", tz="UTC")
-SCHEMA = pa.schema(
+_TEXTS = pa.list_(pa.string())
+BATCH_SCHEMA = pa.schema(
     [
         ("instrument", pa.string()),
         ("manifest", pa.string()),
-        ("packs", pa.list_(pa.string())),
-        ("segments", pa.list_(pa.string())),
+        ("packs", _TEXTS),
         ("rows", pa.int64()),
         ("bytes", pa.int64()),
         ("time_min", _TIME),
@@ -43,66 +47,95 @@ SCHEMA = pa.schema(
         ("lon_max", pa.float64()),
         ("depth_min", pa.float64()),
         ("depth_max", pa.float64()),
-        ("extra_columns", pa.list_(pa.string())),
-        ("extra_types", pa.list_(pa.string())),
+        ("extra_columns", _TEXTS),
+        ("extra_types", _TEXTS),
+    ]
+)
+PROVENANCE_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),
+        ("id", pa.string()),
+        ("packs", _TEXTS),
+        ("rows", pa.int64()),
+        ("image_id_min", pa.string()),
+        ("image_id_max", pa.string()),
+        ("time_min", _TIME),
+        ("time_max", _TIME),
+        ("sources", _TEXTS),
+        ("runs", _TEXTS),
+        ("columns", _TEXTS),
+        ("types", _TEXTS),
+        ("bound_columns", _TEXTS),
+        ("bound_min", pa.list_(pa.float64())),
+        ("bound_max", pa.list_(pa.float64())),
     ]
 )
 
 
-def batches_table(batches: Sequence[Batch]) -> pa.Table:
-    """Batches as rows of the index schema."""
-    rows = [b.model_dump() for b in batches]
-    return pa.Table.from_pylist(rows, schema=SCHEMA)
+@dataclass(frozen=True)
+class Layout:
+    """What an index holds: its Parquet kind stamp and row schema."""
+
+    kind: str
+    schema: pa.Schema
 
 
-def table_batches(table: pa.Table) -> list[Batch]:
-    return [Batch.model_validate(row) for row in table.to_pylist()]
+BATCHES = Layout("snapshot-index", BATCH_SCHEMA)
+PROVENANCE = Layout("provenance-index", PROVENANCE_SCHEMA)
 
 
-def _write_segment(odb: ObjectDatabase, table: pa.Table, level: int) -> IndexSegment:
-    oid = odb.put_bytes(to_parquet(table, KIND))
+def entries_table(entries: Sequence[Batch | ProvenanceSegment], layout: Layout) -> pa.Table:
+    """Batches or provenance segments as rows of ``layout``'s schema."""
+    return pa.Table.from_pylist([e.model_dump() for e in entries], schema=layout.schema)
+
+
+def _write_segment(odb: ObjectDatabase, table: pa.Table, level: int, layout: Layout) -> IndexSegment:
+    oid = odb.put_bytes(to_parquet(table, layout.kind))
     times = pc.min_max(table.column("time_min")), pc.min_max(table.column("time_max"))
     return IndexSegment(
         id=oid,
         level=level,
-        batches=table.num_rows,
+        entries=table.num_rows,
         rows=pc.sum(table.column("rows")).as_py(),
         time_min=times[0]["min"].as_py(),
         time_max=times[1]["max"].as_py(),
     )
 
 
-def read_segment(odb: ObjectDatabase, segment: IndexSegment) -> pa.Table:
+def read_segment(odb: ObjectDatabase, segment: IndexSegment, layout: Layout) -> pa.Table:
     def load() -> pa.Table:
-        table = from_parquet(odb.get_bytes(segment.id), KIND)
+        table = from_parquet(odb.get_bytes(segment.id), layout.kind)
         try:
-            return table.cast(SCHEMA)
+            return table.cast(layout.schema)
         except (ValueError, pa.ArrowInvalid):
-            raise IntegrityError(f"snapshot index segment {segment.id} does not match format 1") from None
+            raise IntegrityError(f"{layout.kind} segment {segment.id} does not match format 1") from None
 
     return odb.cached(f"seg:{segment.id}", load)
 
 
 def append(
-    odb: ObjectDatabase, index: Sequence[IndexSegment], batches: Sequence[Batch]
+    odb: ObjectDatabase,
+    index: Sequence[IndexSegment],
+    entries: Sequence[Batch | ProvenanceSegment],
+    layout: Layout = BATCHES,
 ) -> tuple[IndexSegment, ...]:
-    """The index after appending ``batches`` to the snapshot ``index``."""
+    """The index after appending ``entries`` to ``index``."""
     segments = list(index)
-    if batches:
-        segments.append(_write_segment(odb, batches_table(batches), 0))
+    if entries:
+        segments.append(_write_segment(odb, entries_table(entries, layout), 0, layout))
     while (
         len(segments) >= 2
         and segments[-1].level == segments[-2].level
         and segments[-1].level < MAX_LEVEL
     ):
         older, newer = segments[-2], segments[-1]
-        merged = pa.concat_tables([read_segment(odb, older), read_segment(odb, newer)])
-        segments[-2:] = [_write_segment(odb, merged, older.level + 1)]
+        merged = pa.concat_tables([read_segment(odb, older, layout), read_segment(odb, newer, layout)])
+        segments[-2:] = [_write_segment(odb, merged, older.level + 1, layout)]
     return tuple(segments)
 
 
-def load(odb: ObjectDatabase, index: Sequence[IndexSegment]) -> pa.Table:
-    """Every batch of a snapshot, oldest first, as one table."""
+def load(odb: ObjectDatabase, index: Sequence[IndexSegment], layout: Layout = BATCHES) -> pa.Table:
+    """Every entry of an index, oldest first, as one table."""
     if not index:
-        return SCHEMA.empty_table()
-    return pa.concat_tables([read_segment(odb, s) for s in index])
+        return layout.schema.empty_table()
+    return pa.concat_tables([read_segment(odb, s, layout) for s in index])

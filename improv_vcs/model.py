@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from .errors import IntegrityError
-from .ids import ObjectId, instrument_name, object_id, ref_name
+from .ids import ObjectId, column_name, instrument_name, object_id, ref_name
 
 FORMAT_VERSION = 1
 
@@ -51,7 +51,6 @@ class Batch(_Frozen):
     instrument: str
     manifest: Oid
     packs: tuple[Oid, ...]
-    segments: tuple[Oid, ...] = ()
     rows: int = Field(ge=1)
     bytes: int = Field(ge=0)
     time_min: UtcDatetime
@@ -74,20 +73,50 @@ class Batch(_Frozen):
         return self
 
 
+class ProvenanceSegment(_Frozen):
+    """One Parquet segment of provenance records of one kind, with the
+    statistics queries prune by."""
+
+    kind: Annotated[str, AfterValidator(column_name)]
+    id: Oid
+    packs: tuple[Oid, ...] = Field(default=(), description="packs holding the records' blobs (masks)")
+    rows: int = Field(ge=1)
+    image_id_min: str
+    image_id_max: str
+    time_min: UtcDatetime = Field(description="earliest recorded_at")
+    time_max: UtcDatetime = Field(description="latest recorded_at")
+    sources: tuple[str, ...] = Field(description="with runs: the (source, run_id) pairs present")
+    runs: tuple[str, ...]
+    columns: tuple[str, ...] = Field(default=(), description="the kind's columns present")
+    types: tuple[str, ...] = Field(default=(), description="their Arrow types, aligned")
+    bound_columns: tuple[str, ...] = Field(default=(), description="indexed columns with values")
+    bound_min: tuple[float, ...] = ()
+    bound_max: tuple[float, ...] = ()
+
+    @model_validator(mode="after")
+    def _aligned(self) -> ProvenanceSegment:
+        if len(self.sources) != len(self.runs) or len(self.columns) != len(self.types):
+            raise ValueError("sources/runs or columns/types differ in length")
+        if not len(self.bound_columns) == len(self.bound_min) == len(self.bound_max):
+            raise ValueError("bound columns and values differ in length")
+        return self
+
+
 class IndexSegment(_Frozen):
-    """A reference to one Parquet segment of a snapshot index, with a summary
-    that lets readers skip the whole segment."""
+    """A reference to one Parquet segment of an index (of batches or of
+    provenance segments), with a summary that lets readers skip it whole."""
 
     id: Oid
     level: int = Field(ge=0)
-    batches: int = Field(ge=1)
-    rows: int = Field(ge=0)
+    entries: int = Field(ge=1, description="rows of the segment")
+    rows: int = Field(ge=0, description="images or records across its entries")
     time_min: UtcDatetime
     time_max: UtcDatetime
 
 
 class Commit(_Frozen):
-    """A commit: the batches it appends and the snapshot index after it."""
+    """A commit: the batches and provenance records it appends, and the
+    snapshot indexes after it."""
 
     kind: Literal["commit"] = "commit"
     format: Literal[1] = FORMAT_VERSION
@@ -98,6 +127,8 @@ class Commit(_Frozen):
     time: UtcDatetime
     batches: tuple[Batch, ...] = ()
     index: tuple[IndexSegment, ...] = ()
+    provenance: tuple[ProvenanceSegment, ...] = ()
+    provenance_index: tuple[IndexSegment, ...] = ()
     datasets: Oid | None = Field(
         default=None, description="the dataset definitions in force at this commit"
     )
@@ -189,6 +220,7 @@ __all__ = [
     "FORMAT_VERSION",
     "IndexSegment",
     "ObjectId",
+    "ProvenanceSegment",
     "RepositoryConfig",
     "Span",
     "Tag",

@@ -42,6 +42,7 @@ from .transaction import Progress, Transaction
 if TYPE_CHECKING:
     from .engine import QueryResult
     from .export import ExportReport
+    from .provenance.view import Record
 
 CONFIG_KEY = "improv.json"
 
@@ -319,6 +320,58 @@ class Repository:
             pack_size=pack_size,
             progress=progress,
         )
+
+    # -- provenance ----------------------------------------------------------
+    def add_provenance(
+        self,
+        kind: str,
+        records: Any,
+        source: str | None = None,
+        run_id: str | None = None,
+        masks: Any = None,
+        message: str | None = None,
+        branch: str | None = None,
+        author: str | None = None,
+    ) -> ObjectId | None:
+        """Commit provenance records of ``kind`` (see
+        :meth:`Transaction.add_provenance`); None if all were already there."""
+        author = author or default_author()
+        source = source or author
+        text = message or f"Provenance: {kind} from {source}" + (f" (run {run_id})" if run_id else "")
+        with self.transaction(branch, text, author) as tx:
+            tx.add_provenance(kind, records, source, run_id, masks)
+        return tx.commit_id
+
+    def provenance(
+        self, image_id: str, kind: str | None = None, at: str | None = None, as_of: datetime | None = None
+    ) -> list[Record]:
+        """Every provenance record of one image (all runs), oldest first."""
+        from .provenance import view
+
+        return view.history(self.snapshot(at, as_of), image_id, kind)
+
+    def provenance_records(
+        self, kind: str, at: str | None = None, as_of: datetime | None = None, run: str | None = None
+    ) -> pa.Table:
+        """Every record of ``kind`` in the snapshot (of one run, when given), as Arrow."""
+        from .provenance import kinds, view
+
+        kinds.get_kind(kind)
+        snapshot = self.snapshot(at, as_of)
+        found = view.segments(snapshot, kind, run)
+        table = view.read(snapshot, found.column("id").to_pylist())
+        if run is not None:
+            table = table.filter(pa.compute.equal(table.column("run_id"), run))
+        return table
+
+    def read_mask(
+        self, image_id: str, run: str | None = None, at: str | None = None, as_of: datetime | None = None
+    ) -> bytes:
+        """The segmentation mask of an image (the latest run, or ``run``), verified."""
+        from .provenance import view
+
+        row = view.mask_location(self.snapshot(at, as_of), image_id, run)
+        return self.odb.read_blob(row["pack"], row["offset"], row["size"], row["blob_id"])
 
     # -- refs --------------------------------------------------------------
     def branches(self) -> dict[str, ObjectId]:

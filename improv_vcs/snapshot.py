@@ -28,6 +28,12 @@ class Snapshot:
         """One row per batch with its statistics (the index schema)."""
         return index.load(self.odb, self.commit.index if self.commit else ())
 
+    @cached_property
+    def provenance_segments(self) -> pa.Table:
+        """One row per provenance segment with its statistics."""
+        segments = self.commit.provenance_index if self.commit else ()
+        return index.load(self.odb, segments, index.PROVENANCE)
+
     def manifest(self, manifest_id: str, columns: list[str] | None = None) -> pa.Table:
         """A batch's manifest rows (only ``columns`` it has, when given)."""
         key = f"manifest:{manifest_id}:{','.join(columns) if columns is not None else '*'}"

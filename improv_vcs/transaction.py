@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,10 +24,12 @@ import pyarrow.compute as pc
 from . import datasets, index, manifest
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .hashing import Chunk, hash_blobs, hash_files
-from .ids import ObjectId, instrument_name, ref_name
-from .model import Batch, Commit, Datasets
+from .ids import ObjectId, instrument_name, label, ref_name
+from .media import media_type
+from .model import Batch, Commit, Datasets, ProvenanceSegment
 from .objects import PackWriter
 from .packs import DEFAULT_PACK_SIZE
+from .provenance import kinds, records, view
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -45,6 +47,12 @@ class _PendingBatch:
     sizes: list[int]
     pack_numbers: list[int]
     offsets: list[int]
+
+
+@dataclass
+class _PendingRecords:
+    kind: kinds.Kind
+    table: pa.Table  # segment columns; for blob kinds ``pack`` holds pack numbers
 
 
 class Transaction:
@@ -83,6 +91,7 @@ class Transaction:
         self._pack_futures: list[Future[ObjectId]] = []
         self._packs: list[ObjectId] = []
         self._dataset_edits: list[Callable[[Datasets], Datasets]] = []
+        self._records: list[_PendingRecords] = []
         self._closed = False
         self.commit_id: ObjectId | None = None
         self.batches: tuple[Batch, ...] = ()
@@ -114,10 +123,14 @@ class Transaction:
         blobs: Iterator[Chunk] | None,
         paths: Sequence[str] = (),
     ) -> int:
+        return self._guarded(self._append_checked, instrument, metadata, blobs, paths)
+
+    def _guarded(self, work: Callable[..., int], *args: Any) -> int:
+        """Run one append; any failure aborts the whole transaction."""
         if self._closed:
             raise InvalidInputError("this transaction is already committed or aborted")
         try:
-            return self._append_checked(instrument, metadata, blobs, paths)
+            return work(*args)
         except BaseException:
             self.abort()
             raise
@@ -147,15 +160,12 @@ class Transaction:
                 blob_id = digest.hex()
                 prior = known.get(id_list[row]) if known else None
                 if prior is None:
-                    if self._writer is None:
-                        self._writer = self._repo.odb.pack_writer()
                     keep.append(row)
                     blob_ids.append(blob_id)
                     sizes.append(len(data))
-                    pack_numbers.append(len(self._pack_futures))
-                    offsets.append(self._writer.add(digest, data))
-                    if len(self._writer) >= self._pack_size:
-                        self._flush_pack()
+                    number, offset = self._pack_blob(digest, data)
+                    pack_numbers.append(number)
+                    offsets.append(offset)
                 elif prior != blob_id:
                     raise ConflictError(
                         f"image {id_list[row]!r} is already committed with different bytes"
@@ -170,6 +180,104 @@ class Transaction:
                 _PendingBatch(instrument, rows, blob_ids, sizes, pack_numbers, offsets)
             )
         return len(keep)
+
+    def _pack_blob(self, digest: bytes, data: bytes) -> tuple[int, int]:
+        """Add a blob to the open pack: (pack number, offset)."""
+        if self._writer is None:
+            self._writer = self._repo.odb.pack_writer()
+        number, offset = len(self._pack_futures), self._writer.add(digest, data)
+        if len(self._writer) >= self._pack_size:
+            self._flush_pack()
+        return number, offset
+
+    # -- provenance --------------------------------------------------------
+    def add_provenance(
+        self,
+        kind: str,
+        records: pa.Table | Sequence[dict[str, Any]],
+        source: str,
+        run_id: str | None = None,
+        masks: Mapping[str, bytes] | None = None,
+    ) -> int:
+        """Attach records of ``kind`` (a table keyed by ``image_id``) to images
+        of the snapshot or of this transaction; returns how many are new.
+
+        Identical records (same kind, source, run and content) already
+        committed or already added are skipped. Without ``run_id`` the run is
+        named after the records' content, so re-submitting them adds nothing.
+        Kinds that carry blobs (``segmentation``) need ``masks``: image id →
+        mask bytes.
+        """
+        return self._guarded(self._add_provenance_checked, kind, records, source, run_id, masks)
+
+    def _add_provenance_checked(
+        self,
+        kind_name: str,
+        rows: pa.Table | Sequence[dict[str, Any]],
+        source: str,
+        run_id: str | None,
+        masks: Mapping[str, bytes] | None,
+    ) -> int:
+        kind = kinds.get_kind(kind_name)
+        source = label(source, "source")
+        if run_id is not None:
+            run_id = label(run_id, "run id")
+        table = _as_table(rows)
+        if table.num_rows == 0:
+            raise InvalidInputError("no records to add")
+        known = view.known_types(self._base_snapshot(), kind.name)
+        for pending in self._records:
+            if pending.kind is kind:
+                for field in pending.table.schema:
+                    known.setdefault(field.name, str(field.type))
+        table = kinds.normalize(kind, table, known)
+        self._require_images(table.column("image_id").combine_chunks())
+        blobs: list[bytes] = []
+        if kind.blob:
+            table, blobs = _with_masks(kind, table, masks)
+        elif masks:
+            raise InvalidInputError(f"{kind.name} records carry no masks")
+        content = records.content_rows(table)
+        run = run_id or records.default_run_id(kind.name, source, content)
+        ids = records.record_ids(records.envelope_prefix(kind.name, source, run), content)
+        keep = self._new_records(kind.name, source, run, table.column("image_id"), ids)
+        if not len(keep):
+            return 0
+        table, ids = table.take(keep), ids.take(keep)
+        if kind.blob:
+            digests = [bytes.fromhex(b) for b in table.column("blob_id").to_pylist()]
+            placed = [self._pack_blob(d, blobs[i]) for d, i in zip(digests, keep.to_pylist())]
+            table = table.append_column("pack", pa.array([p[0] for p in placed], pa.int64()))
+            table = table.append_column("offset", pa.array([p[1] for p in placed], pa.int64()))
+        recorded_at = datetime.now(timezone.utc)
+        segment = records.segment_table(kind, table, source, run, recorded_at, ids)
+        self._records.append(_PendingRecords(kind, segment))
+        return len(keep)
+
+    def _require_images(self, ids: pa.Array) -> None:
+        """Every id must name an image of the base snapshot or of this transaction."""
+        unique = pc.unique(ids)
+        if self._pending_blobs:
+            pending = pa.array(list(self._pending_blobs), pa.string())
+            unique = pc.filter(unique, pc.invert(pc.is_in(unique, value_set=pending)))
+        found = self._base_snapshot().find(unique, ["image_id"]).column("image_id")
+        missing = pc.filter(unique, pc.invert(pc.is_in(unique, value_set=found.combine_chunks())))
+        if len(missing):
+            where = f"commit {self._base[:12]}" if self._base else "this (empty) repository"
+            raise InvalidInputError(
+                f"{len(missing)} record(s) refer to images not in {where}, e.g. {missing[0].as_py()!r}"
+            )
+
+    def _new_records(self, kind: str, source: str, run: str, image_ids: pa.ChunkedArray, ids: pa.Array) -> pa.Array:
+        """Rows whose record id is neither committed, pending, nor repeated."""
+        bounds = pc.min_max(image_ids)
+        seen = [view.record_ids_for(self._base_snapshot(), kind, source, run, (bounds["min"].as_py(), bounds["max"].as_py()))]
+        seen += [p.table.column("record_id").combine_chunks() for p in self._records if p.kind.name == kind]
+        known = pa.concat_arrays([a.cast(pa.string()) for a in seen])
+        rows = pa.table({"id": ids, "row": pa.array(range(len(ids)), pa.int64())})
+        first = rows.group_by("id", use_threads=False).aggregate([("row", "min")]).column("row_min")
+        first = pc.take(first, pc.sort_indices(first)).combine_chunks()
+        return pc.filter(first, pc.invert(pc.is_in(pc.take(ids, first), value_set=known)))
 
     def _base_snapshot(self) -> Snapshot:
         """The snapshot this transaction appends to (kept while the base holds)."""
@@ -249,16 +357,18 @@ class Transaction:
         if self._closed:
             raise InvalidInputError("this transaction is already committed or aborted")
         self._closed = True
-        if not self._pending and not self._dataset_edits:
+        if not self._pending and not self._dataset_edits and not self._records:
             self._publisher.shutdown()
             return None
         self._flush_pack()
         self._packs = [future.result() for future in self._pack_futures]
         self._publisher.shutdown()
         tables = [self._manifest_table(p) for p in self._pending]
+        groups = self._record_groups()
         for attempt in range(MAX_ATTEMPTS):
             batches = [self._write_manifest(t) for t in tables]
-            commit_id = self._write_commit(batches)
+            segments = [s for kind, table in groups for s in self._write_records(kind, table)]
+            commit_id = self._write_commit(batches, segments)
             if commit_id is None:
                 return None
             try:
@@ -268,8 +378,9 @@ class Transaction:
                 if tip is None:
                     raise ConflictError(f"branch {self.branch!r} was deleted during the commit") from None
                 tables = self._rebase(tables, tip)
+                groups = self._rebase_records(groups, tip)
                 self._base = tip
-                if not tables and not self._dataset_edits:
+                if not tables and not groups and not self._dataset_edits:
                     return None
                 time.sleep(random.random() * min(0.5, 0.005 * 2**attempt))
                 continue
@@ -278,6 +389,52 @@ class Transaction:
         raise ConflictError(
             f"branch {self.branch!r} kept moving; gave up after {MAX_ATTEMPTS} attempts (nothing was committed)"
         )
+
+    def _record_groups(self) -> list[tuple[kinds.Kind, pa.Table]]:
+        """Pending records by kind, pack numbers replaced by pack ids, sorted
+        by image id (then time and record id)."""
+        by_kind: dict[str, list[_PendingRecords]] = {}
+        for pending in self._records:
+            by_kind.setdefault(pending.kind.name, []).append(pending)
+        groups = []
+        for name in sorted(by_kind):
+            tables = []
+            for pending in by_kind[name]:
+                table = pending.table
+                if "pack" in table.column_names:
+                    packs = pa.array(self._packs, pa.string()).take(table.column("pack"))
+                    table = table.set_column(table.schema.get_field_index("pack"), "pack", packs)
+                tables.append(table)
+            table = pa.concat_tables(tables, promote_options="permissive")
+            order = [("image_id", "ascending"), ("recorded_at", "ascending"), ("record_id", "ascending")]
+            groups.append((by_kind[name][0].kind, table.sort_by(order)))
+        return groups
+
+    def _write_records(self, kind: kinds.Kind, table: pa.Table) -> list[ProvenanceSegment]:
+        """Segments of at most ``records.SEGMENT_ROWS`` records each, by image-id range."""
+        out = []
+        for start in range(0, table.num_rows, records.SEGMENT_ROWS):
+            piece = table.slice(start, records.SEGMENT_ROWS)
+            segment_id = self._repo.odb.put_bytes(records.encode(piece))
+            out.append(records.summarize(kind, piece, segment_id))
+        return out
+
+    def _rebase_records(
+        self, groups: list[tuple[kinds.Kind, pa.Table]], tip: ObjectId
+    ) -> list[tuple[kinds.Kind, pa.Table]]:
+        """Our records minus those another writer committed between our base and ``tip``."""
+        old = set(self._base_snapshot().provenance_segments.column("id").to_pylist())
+        new = self._repo._snapshot_at(tip)
+        rebased = []
+        for kind, table in groups:
+            theirs = view.segments(new, kind.name)
+            concurrent = [s for s in theirs.column("id").to_pylist() if s not in old]
+            if concurrent:
+                known = view.read(new, concurrent, ["image_id", "record_id"]).column("record_id")
+                table = table.filter(pc.invert(pc.is_in(table.column("record_id"), value_set=known.combine_chunks())))
+            if table.num_rows:
+                rebased.append((kind, table))
+        return rebased
 
     def _manifest_table(self, pending: _PendingBatch) -> pa.Table:
         return manifest.build_manifest(
@@ -293,7 +450,7 @@ class Transaction:
         manifest_id = self._repo.odb.put_bytes(manifest.encode(table))
         return manifest.summarize(table, manifest_id)
 
-    def _write_commit(self, batches: list[Batch]) -> ObjectId | None:
+    def _write_commit(self, batches: list[Batch], segments: list[ProvenanceSegment]) -> ObjectId | None:
         """Write the commit on the current base; None when it would change nothing."""
         odb = self._repo.odb
         parent = odb.get_commit(self._base) if self._base else None
@@ -302,7 +459,7 @@ class Transaction:
             after = self._edited_datasets(self._base)
             if after != self._repo._datasets_at(self._base):
                 datasets_id = odb.put_object(after)
-        if not batches and datasets_id == (parent.datasets if parent else None):
+        if not batches and not segments and datasets_id == (parent.datasets if parent else None):
             return None
         commit = Commit(
             parents=(self._base,) if self._base else (),
@@ -312,6 +469,10 @@ class Transaction:
             time=datetime.now(timezone.utc),
             batches=tuple(batches),
             index=index.append(odb, parent.index if parent else (), batches),
+            provenance=tuple(segments),
+            provenance_index=index.append(
+                odb, parent.provenance_index if parent else (), segments, index.PROVENANCE
+            ),
             datasets=datasets_id,
         )
         return odb.put_object(commit)
@@ -352,6 +513,26 @@ class Transaction:
             self.abort()
         elif not self._closed:
             self.commit()
+
+
+def _with_masks(
+    kind: kinds.Kind, table: pa.Table, masks: Mapping[str, bytes] | None
+) -> tuple[pa.Table, list[bytes]]:
+    """``table`` with the blob columns of each record's mask, and the masks."""
+    if not masks:
+        raise InvalidInputError(f"{kind.name} records need masks (one per record)")
+    ids = table.column("image_id").to_pylist()
+    missing = [i for i in ids if i not in masks]
+    if missing:
+        raise InvalidInputError(f"no mask given for image {missing[0]!r}")
+    blobs = [masks[i] for i in ids]
+    digests = [d.hex() for chunk, _ in hash_blobs(blobs) for d in chunk]
+    table = table.append_column("blob_id", pa.array(digests, pa.string()))
+    table = table.append_column("size", pa.array([len(b) for b in blobs], pa.int64()))
+    table = table.append_column("media_type", pa.array([media_type(b) for b in blobs], pa.string()))
+    if kind.from_blobs is not None:
+        table = kind.from_blobs(table, blobs)
+    return table, blobs
 
 
 def _as_table(metadata: pa.Table | Iterable[dict[str, Any]]) -> pa.Table:

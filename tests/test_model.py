@@ -34,6 +34,7 @@ from improv_vcs.model import (
     Batch,
     Commit,
     IndexSegment,
+    ProvenanceSegment,
     RepositoryConfig,
     Tag,
     canonical_json,
@@ -61,7 +62,6 @@ batches = st.builds(
     instrument=texts,
     manifest=oids,
     packs=st.lists(oids, max_size=3).map(tuple),
-    segments=st.lists(oids, max_size=2).map(tuple),
     rows=st.integers(1, 2**63 - 1),
     bytes=counts,
     time_min=aware_datetimes,
@@ -79,10 +79,31 @@ segments = st.builds(
     IndexSegment,
     id=oids,
     level=st.integers(0, 64),
-    batches=st.integers(1, 2**40),
+    entries=st.integers(1, 2**40),
     rows=counts,
     time_min=aware_datetimes,
     time_max=aware_datetimes,
+)
+column_names = st.from_regex(r"[a-z_][a-z0-9_]{0,20}", fullmatch=True)
+provenance_segments = st.integers(0, 3).flatmap(
+    lambda n: st.builds(
+        ProvenanceSegment,
+        kind=column_names,
+        id=oids,
+        packs=st.lists(oids, max_size=2).map(tuple),
+        rows=st.integers(1, 2**63 - 1),
+        image_id_min=texts,
+        image_id_max=texts,
+        time_min=aware_datetimes,
+        time_max=aware_datetimes,
+        sources=st.lists(texts, min_size=n, max_size=n).map(tuple),
+        runs=st.lists(texts, min_size=n, max_size=n).map(tuple),
+        columns=st.lists(column_names, min_size=n, max_size=n).map(tuple),
+        types=st.lists(texts, min_size=n, max_size=n).map(tuple),
+        bound_columns=st.lists(column_names, min_size=n, max_size=n).map(tuple),
+        bound_min=st.lists(finite, min_size=n, max_size=n).map(tuple),
+        bound_max=st.lists(finite, min_size=n, max_size=n).map(tuple),
+    )
 )
 commits = st.builds(
     Commit,
@@ -93,6 +114,8 @@ commits = st.builds(
     time=aware_datetimes,
     batches=st.lists(batches, max_size=3).map(tuple),
     index=st.lists(segments, max_size=4).map(tuple),
+    provenance=st.lists(provenance_segments, max_size=2).map(tuple),
+    provenance_index=st.lists(segments, max_size=2).map(tuple),
 )
 tags = st.builds(
     Tag, name=texts, target=oids, tagger=texts, time=aware_datetimes, message=st.text(max_size=200)
@@ -226,7 +249,7 @@ def test_naive_datetimes_are_rejected():
     with pytest.raises(ValidationError):
         _batch(time_min=naive)
     with pytest.raises(ValidationError):
-        IndexSegment(id=OID, level=0, batches=1, rows=1, time_min=T0, time_max=naive)
+        IndexSegment(id=OID, level=0, entries=1, rows=1, time_min=T0, time_max=naive)
 
 
 @pytest.mark.parametrize("field", ["time", "batches.0.time_min"])

@@ -428,7 +428,7 @@ def test_snapshot_index_stays_short():
         commit = repo.odb.get_commit(tx.commit_id)
         assert commit.height == n + 1
         assert len(commit.index) <= 7, (n, [s.level for s in commit.index])
-        assert sum(s.batches for s in commit.index) == n + 1
+        assert sum(s.entries for s in commit.index) == n + 1
         assert sum(s.rows for s in commit.index) == n + 1
     assert image_ids(repo) == [f"img{n:03d}" for n in range(40)]
     assert image_ids(repo, "main~10") == [f"img{n:03d}" for n in range(30)]

@@ -1,0 +1,1 @@
+"""Append-only provenance: records of many kinds attached to images."""
