@@ -76,8 +76,11 @@ def run(snapshot: Snapshot, query: Query, spans: tuple[Span, ...] | None, count:
     A count adds the stored row counts of batches the filters cover whole and
     scans only the others.
     """
+    from .provenance.query import plan
+
     batches = snapshot.batches
-    candidates = prune(batches, query, spans)
+    planned = plan(snapshot, query, spans, prune(batches, query, spans))
+    candidates = planned.batches
     counted = whole_batches = 0
     if count:
         whole = fully_covered(candidates, query, spans)
@@ -87,13 +90,16 @@ def run(snapshot: Snapshot, query: Query, spans: tuple[Span, ...] | None, count:
     survivors = candidates.column("manifest").to_pylist()
     rows = snapshot.rows(survivors, needed_columns(query, spans, count))
     rows = _add_unscanned_columns(snapshot, batches, rows, query)
-    sql, params = compile_sql(query, spans, rows.schema, count=count)
+    sql, params = compile_sql(query, spans, rows.schema, count=count, provenance=planned.sql)
     connection = thread_connection()
-    connection.register("images", rows)
+    tables = {"images": rows, **planned.tables}
+    for name, table in tables.items():
+        connection.register(name, table)
     try:
         table = connection.sql(sql, params=params).to_arrow_table()
     finally:
-        connection.unregister("images")
+        for name in tables:
+            connection.unregister(name)
     if count:
         total = table.column(0)[0].as_py() + counted
         if query.limit is not None:

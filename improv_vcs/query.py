@@ -9,6 +9,7 @@ checked against the snapshot's columns and the identifier grammar first.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal, Union
 
@@ -17,7 +18,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import InvalidInputError
-from .ids import column_name, instrument_name
+from .ids import column_name, instrument_name, label
 from .model import Span
 
 Operator = Literal["=", "!=", "<", "<=", ">", ">=", "like"]
@@ -45,6 +46,40 @@ class Condition(BaseModel):
         return f"{self.column} {self.op} {self.value!r}"
 
 
+class ProvenanceCondition(Condition):
+    """``kind.column op value``: the image has a record of ``kind`` matching
+    (all conditions on one kind must hold for the same record)."""
+
+    kind: str
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        return column_name(value)
+
+    def __str__(self) -> str:
+        return f"{self.kind}.{self.column} {self.op} {self.value!r}"
+
+
+class RunChoice(BaseModel):
+    """Which run of a kind's records a query uses: ``latest`` (per image, the
+    run recorded last) or one run id; ``kind`` None means every kind."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: str | None = None
+    run: str
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str | None) -> str | None:
+        return None if value is None else column_name(value)
+
+    @field_validator("run")
+    @classmethod
+    def _run(cls, value: str) -> str:
+        return label(value, "run id")
+
+
 class Query(BaseModel):
     """A selection of images; every filter present is ANDed. Its canonical
     JSON form (``model_dump(mode="json")``) identifies it in citations."""
@@ -60,8 +95,42 @@ class Query(BaseModel):
     dataset: str | None = None
     samples: tuple[str, ...] = ()
     where: tuple[Condition, ...] = ()
+    kinds: tuple[str, ...] = Field(default=(), description="images having records of every one of these kinds")
+    provenance: tuple[ProvenanceCondition, ...] = ()
+    runs: tuple[RunChoice, ...] = ()
+    provenance_columns: tuple[str, ...] = Field(
+        default=(), description="KIND.COLUMN values joined into the result"
+    )
     columns: tuple[str, ...] | None = None
     limit: int | None = Field(default=None, ge=0)
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted({column_name(v) for v in value}))
+
+    @field_validator("provenance_columns")
+    @classmethod
+    def _provenance_columns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            kind, dot, column = item.partition(".")
+            if not dot:
+                raise ValueError(f"{item!r}: use KIND.COLUMN")
+            column_name(kind)
+            column_name(column)
+        return tuple(dict.fromkeys(value))
+
+    def provenance_kinds(self) -> list[str]:
+        """Every kind the query names, sorted."""
+        named = {*self.kinds, *(c.kind for c in self.provenance), *(r.kind for r in self.runs if r.kind)}
+        named.update(c.partition(".")[0] for c in self.provenance_columns)
+        return sorted(named)
+
+    def run_for(self, kind: str) -> str | None:
+        """The run choice that applies to ``kind`` (its own, else the general one)."""
+        own = [r.run for r in self.runs if r.kind == kind]
+        general = [r.run for r in self.runs if r.kind is None]
+        return (own or general or [None])[0]
 
     @field_validator("instruments")
     @classmethod
@@ -164,6 +233,28 @@ def parse_where(text: str) -> Condition:
     return Condition(column=column, op=match.group("op").strip().lower(), value=raw)
 
 
+def parse_provenance(text: str) -> ProvenanceCondition:
+    """``KIND.COLUMN OP VALUE`` (the ``--where`` grammar with a kind)."""
+    kind, dot, rest = text.strip().partition(".")
+    if not dot:
+        raise InvalidInputError(f"--prov needs 'KIND.COLUMN OP VALUE', got {text!r}")
+    try:
+        column_name(kind)
+        condition = parse_where(rest)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"--prov {text!r}: {exc}") from None
+    return ProvenanceCondition(kind=kind, **condition.model_dump())
+
+
+def parse_run(text: str) -> RunChoice:
+    """``latest``, ``RUN_ID``, ``KIND=latest`` or ``KIND=RUN_ID``."""
+    kind, equals, run = text.partition("=")
+    try:
+        return RunChoice(kind=kind.strip() if equals else None, run=run.strip() if equals else text.strip())
+    except ValueError as exc:
+        raise InvalidInputError(f"--run {text!r}: {exc}") from None
+
+
 # -- pruning -------------------------------------------------------------------
 def prune(batches: pa.Table, query: Query, spans: tuple[Span, ...] | None) -> pa.Table:
     """The batches whose statistics allow a match (a superset of what is needed)."""
@@ -191,7 +282,7 @@ def fully_covered(batches: pa.Table, query: Query, spans: tuple[Span, ...] | Non
     """Batches whose every row matches (only for queries whose filters are all
     decided per batch: instruments, time range, dataset); their stored row
     counts can stand in for scanning them."""
-    if query.bbox or query.depth or query.samples or query.where:
+    if query.bbox or query.depth or query.samples or query.where or query.kinds or query.provenance:
         return pa.array([False] * batches.num_rows, pa.bool_())
     mask = _time_mask(batches, query.start, query.end, whole=True)
     if query.instruments:
@@ -237,6 +328,8 @@ def needed_columns(query: Query, spans: tuple[Span, ...] | None, count: bool) ->
     if query.samples:
         needed.add("sample_id")
     needed.update(c.column for c in query.where)
+    if query.provenance_kinds():
+        needed.add("image_id")
     return sorted(needed)
 
 
@@ -256,10 +349,31 @@ _TS = pa.timestamp("us", tz="UTC")
 ORDER = ["timestamp", "image_id"]
 
 
+@dataclass(frozen=True)
+class ProvenanceSql:
+    """What provenance adds to a query's SQL (see
+    :mod:`improv_vcs.provenance.query`): common table expressions, filters
+    on ``image_id``, joined columns, and the name of a CTE ``(image_id, lat,
+    lon)`` giving positions to images whose manifest has none."""
+
+    ctes: tuple[str, ...] = ()
+    cte_params: tuple[object, ...] = ()
+    filters: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    joins: tuple[str, ...] = ()
+    located: str | None = None
+
+
 def compile_sql(
-    query: Query, spans: tuple[Span, ...] | None, schema: pa.Schema, count: bool = False
+    query: Query,
+    spans: tuple[Span, ...] | None,
+    schema: pa.Schema,
+    count: bool = False,
+    provenance: ProvenanceSql | None = None,
 ) -> tuple[str, list[object]]:
-    """One SELECT over the view ``images`` and its bound parameters."""
+    """One SELECT over the view ``images`` (and provenance tables) and its
+    bound parameters."""
+    provenance = provenance or ProvenanceSql()
     available = set(schema.names)
     for name in [*(query.columns or ()), *(c.column for c in query.where)]:
         if name not in available:
@@ -281,8 +395,17 @@ def compile_sql(
         add("timestamp < ?", query.end)
     if query.bbox:
         lat_min, lon_min, lat_max, lon_max = query.bbox
-        add("lat BETWEEN ? AND ?", lat_min, lat_max)
-        add("lon BETWEEN ? AND ?", lon_min, lon_max)
+        inside = "lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?"
+        box = (lat_min, lat_max, lon_min, lon_max)
+        if provenance.located is None:
+            add(f"({inside})", *box)
+        else:
+            add(
+                f"(({inside}) OR ((lat IS NULL OR lon IS NULL) AND image_id IN "
+                f"(SELECT image_id FROM {provenance.located} WHERE {inside})))",
+                *box,
+                *box,
+            )
     if query.depth:
         low, high = query.depth
         if low is not None:
@@ -299,19 +422,24 @@ def compile_sql(
         add(f"sample_id IN ({', '.join('?' for _ in query.samples)})", *query.samples)
     for condition in query.where:
         op = "LIKE" if condition.op == "like" else condition.op
-        add(f'"{condition.column}" {op} ?', _typed(condition, schema))
+        add(f'"{condition.column}" {op} ?', typed_value(condition, schema))
+    clauses.extend(provenance.filters)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    ctes = f"WITH {', '.join(provenance.ctes)} " if provenance.ctes else ""
+    params = [*provenance.cte_params, *params]
     if count:
-        return f"SELECT count(*) AS images FROM images{where}", params
-    columns = ", ".join(f'"{c}"' for c in query.columns) if query.columns else "*"
-    sql = f"SELECT {columns} FROM images{where} ORDER BY timestamp, image_id"
+        return f"{ctes}SELECT count(*) AS images FROM images{where}", params
+    columns = ", ".join(f'images."{c}"' for c in query.columns) if query.columns else "images.*"
+    columns = ", ".join([columns, *provenance.columns])
+    joins = "".join(f" {j}" for j in provenance.joins)
+    sql = f"{ctes}SELECT {columns} FROM images{joins}{where} ORDER BY images.timestamp, images.image_id"
     if query.limit is not None:
         sql += " LIMIT ?"
         params.append(query.limit)
     return sql, params
 
 
-def _typed(condition: Condition, schema: pa.Schema) -> object:
+def typed_value(condition: Condition, schema: pa.Schema) -> object:
     """The condition's value converted to its column's type."""
     kind = schema.field(condition.column).type
     value = condition.value
