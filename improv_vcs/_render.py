@@ -9,10 +9,20 @@ from .model import Batch, Commit
 
 
 def commit_dict(oid: str, commit: Commit) -> dict[str, Any]:
-    data = commit.model_dump(mode="json", exclude={"index"})
+    data = commit.model_dump(mode="json", exclude={"index", "provenance_index"})
     data["id"] = oid
     data["images"] = sum(b.rows for b in commit.batches)
+    data["records"] = sum(s.rows for s in commit.provenance)
     return data
+
+
+def provenance_lines(commit: Commit) -> list[str]:
+    """One line per (kind, runs) of provenance records the commit adds."""
+    totals: dict[tuple[str, tuple[str, ...]], int] = {}
+    for segment in commit.provenance:
+        key = (segment.kind, tuple(f"{r} ({s})" for s, r in zip(segment.sources, segment.runs)))
+        totals[key] = totals.get(key, 0) + segment.rows
+    return [f"{kind}: {rows} record(s), run {', '.join(runs)}" for (kind, runs), rows in totals.items()]
 
 
 def _time(value: datetime) -> str:
@@ -59,6 +69,7 @@ def _header(oid: str, commit: Commit) -> list[str]:
 
 def log_text(oid: str, commit: Commit) -> str:
     lines = _header(oid, commit) + [f"    + {batch_line(b)}" for b in commit.batches]
+    lines += [f"    + {line}" for line in provenance_lines(commit)]
     return "\n".join(lines) + "\n"
 
 
@@ -68,4 +79,7 @@ def show_text(oid: str, commit: Commit) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(BATCH_HEADER))]
     table = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
     lines = _header(oid, commit) + ["", f"{len(commit.batches)} batch(es), {sum(b.rows for b in commit.batches)} image(s):"]
-    return "\n".join(lines + table) + "\n"
+    records = [f"    {line}" for line in provenance_lines(commit)]
+    if records:
+        records.insert(0, "\nprovenance:")
+    return "\n".join(lines + table + records) + "\n"

@@ -95,6 +95,7 @@ class Transaction:
         self._closed = False
         self.commit_id: ObjectId | None = None
         self.batches: tuple[Batch, ...] = ()
+        self.segments: tuple[ProvenanceSegment, ...] = ()
 
     # -- appending -------------------------------------------------------
     def append_bytes(
@@ -384,7 +385,7 @@ class Transaction:
                     return None
                 time.sleep(random.random() * min(0.5, 0.005 * 2**attempt))
                 continue
-            self.commit_id, self.batches = commit_id, tuple(batches)
+            self.commit_id, self.batches, self.segments = commit_id, tuple(batches), tuple(segments)
             return commit_id
         raise ConflictError(
             f"branch {self.branch!r} kept moving; gave up after {MAX_ATTEMPTS} attempts (nothing was committed)"

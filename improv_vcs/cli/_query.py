@@ -32,6 +32,10 @@ Depth = Annotated[Optional[str], typer.Option("--depth", help="MIN:MAX (either s
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", "-d", help="Only images inside this dataset's spans.")]
 Sample = Annotated[Optional[list[str]], typer.Option("--sample", help="Only these sample ids (repeatable).")]
 Where = Annotated[Optional[list[str]], typer.Option("--where", "-w", help="'COLUMN OP VALUE', OP in = != < <= > >= like (repeatable).")]
+KindOpt = Annotated[Optional[list[str]], typer.Option("--kind", "-k", help="Only images with provenance records of this kind (repeatable).")]
+Prov = Annotated[Optional[list[str]], typer.Option("--prov", help="'KIND.COLUMN OP VALUE' on provenance records; conditions on one kind hold for the same record (repeatable).")]
+Run = Annotated[Optional[list[str]], typer.Option("--run", help="Which run's records count: 'latest' (per image) or a run id; 'KIND=…' for one kind (repeatable).")]
+With = Annotated[Optional[list[str]], typer.Option("--with", help="Add KIND.COLUMN from each image's latest matching record (repeatable).")]
 Columns = Annotated[Optional[str], typer.Option("--columns", "-c", help="Comma-separated columns to return.")]
 Limit = Annotated[Optional[int], typer.Option("--limit", "-n", min=0, help="At most N rows.")]
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")
@@ -48,9 +52,21 @@ def build_from_options(
     where: list[str] | None,
     columns: str | None,
     limit: int | None,
+    kind: list[str] | None = None,
+    prov: list[str] | None = None,
+    run: list[str] | None = None,
+    with_: list[str] | None = None,
 ) -> Query:
     """The :class:`Query` the shared query options describe."""
-    from ..query import build_query, parse_bbox, parse_depth, parse_time, parse_where
+    from ..query import (
+        build_query,
+        parse_bbox,
+        parse_depth,
+        parse_provenance,
+        parse_run,
+        parse_time,
+        parse_where,
+    )
 
     return build_query(
         instruments=tuple(instrument or ()),
@@ -61,6 +77,10 @@ def build_from_options(
         dataset=dataset,
         samples=tuple(sample or ()),
         where=tuple(parse_where(w) for w in where or ()),
+        kinds=tuple(kind or ()),
+        provenance=tuple(parse_provenance(p) for p in prov or ()),
+        runs=tuple(parse_run(r) for r in run or ()),
+        provenance_columns=tuple(w.strip() for w in with_ or ()),
         columns=tuple(c.strip() for c in columns.split(",")) if columns else None,
         limit=limit,
     )
@@ -85,6 +105,10 @@ def query(
     dataset: DatasetOpt = None,
     sample: Sample = None,
     where: Where = None,
+    kind: KindOpt = None,
+    prov: Prov = None,
+    run: Run = None,
+    with_: With = None,
     columns: Columns = None,
     limit: Limit = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "table",
@@ -94,12 +118,14 @@ def query(
     repo: RepoOption = None,
 ) -> None:
     """Find images at any snapshot: by time, instrument, place, depth, dataset,
-    sample or any manifest column. Filters are ANDed."""
+    sample, any manifest column, or provenance records. Filters are ANDed."""
     from ..errors import InvalidInputError
 
     if output_format not in FORMATS:
         raise InvalidInputError(f"--format must be one of {', '.join(FORMATS)}")
-    q = build_from_options(instrument, start, end, bbox, depth, dataset, sample, where, columns, limit)
+    q = build_from_options(
+        instrument, start, end, bbox, depth, dataset, sample, where, columns, limit, kind, prov, run, with_
+    )
     result = open_repo(repo).select(q, at=at, as_of=_as_of(as_of), count=count or explain)
     if explain:
         _print_explain(result)
@@ -196,6 +222,9 @@ def export(
     dataset: DatasetOpt = None,
     sample: Sample = None,
     where: Where = None,
+    kind: KindOpt = None,
+    prov: Prov = None,
+    run: Run = None,
     limit: Limit = None,
     metadata_format: Annotated[str, typer.Option("--metadata-format", help="parquet or csv.")] = "parquet",
     metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Write only the metadata table.")] = False,
@@ -209,7 +238,9 @@ def export(
     from .._progress import progress_bar
 
     repository = open_repo(repo)
-    q = build_from_options(instrument, start, end, bbox, depth, dataset, sample, where, None, limit)
+    q = build_from_options(
+        instrument, start, end, bbox, depth, dataset, sample, where, None, limit, kind, prov, run
+    )
     rows = repository.select(q, at=at, as_of=_as_of(as_of)).table
     with progress_bar("exporting", total=rows.num_rows, disable=quiet or json_output or metadata_only) as advance:
         result = repository.export_rows(rows, dest, metadata_format, metadata_only, progress=advance)

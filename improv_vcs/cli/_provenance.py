@@ -1,0 +1,116 @@
+"""Provenance commands: add, show, kinds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ._common import JsonOption, RepoOption, app, handles_errors, open_repo, print_json, report
+from ._query import AsOf, At
+
+provenance_app = typer.Typer(
+    help="Append-only records about images: classifications, masks, features, annotations …",
+    no_args_is_help=True,
+)
+app.add_typer(provenance_app, name="provenance")
+
+
+def _constants(pairs: list[str] | None) -> dict[str, str]:
+    from ..errors import InvalidInputError
+
+    out = {}
+    for pair in pairs or ():
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise InvalidInputError(f"--set needs COLUMN=VALUE, got {pair!r}")
+        out[name.strip()] = value
+    return out
+
+
+@provenance_app.command("add")
+@handles_errors
+def provenance_add(
+    kind: Annotated[str, typer.Argument(help="Record kind (see `improv provenance kinds`).")],
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet records keyed by image_id (or file_name, or IFCB roi_number).")],
+    source: Annotated[Optional[str], typer.Option("--source", help="Who or what produced the records (default: you).")] = None,
+    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Name of this run (default: derived from the records, so re-adding them is a no-op).")] = None,
+    message: Annotated[Optional[str], typer.Option("--message", "-m", help="Commit message.")] = None,
+    masks: Annotated[Optional[Path], typer.Option("--masks", help="Directory of mask files named IMAGE_ID.ext (segmentation).")] = None,
+    constants: Annotated[Optional[list[str]], typer.Option("--set", help="COLUMN=VALUE added to every record, e.g. model=resnet50 (repeatable).")] = None,
+    branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to commit to.")] = None,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Attach records to images as a new commit. Nothing is replaced: a re-run
+    with a new run id sits next to the old one; identical records are skipped."""
+    from ..provenance.files import read_masks, read_records
+    from ..repository import default_author
+
+    repository = open_repo(repo)
+    table = read_records(file, _constants(constants))
+    mask_bytes = read_masks(masks, table.column("image_id").to_pylist()) if masks else None
+    source = source or default_author()
+    with repository.transaction(branch, message or f"Provenance: {kind} from {source}") as tx:
+        added = tx.add_provenance(kind, table, source, run_id, mask_bytes)
+    runs = sorted({r for s in tx.segments for r in s.runs})
+    data = {"kind": kind, "records": table.num_rows, "added": added, "commit": tx.commit_id, "runs": runs}
+    where = f" in {tx.commit_id[:12]}" if tx.commit_id else " (all were already there)"
+    run_text = f", run {', '.join(runs)}" if runs else ""
+    report(json_output, data, f"Added {added} of {table.num_rows} {kind} record(s){run_text}{where}")
+
+
+@provenance_app.command("show")
+@handles_errors
+def provenance_show(
+    image_id: Annotated[str, typer.Argument(help="Image id.")],
+    kind: Annotated[Optional[str], typer.Option("--kind", "-k", help="Only records of this kind.")] = None,
+    at: At = None,
+    as_of: AsOf = None,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """The whole history of one image: every record of every run, oldest first."""
+    from ._query import _as_of
+
+    found = open_repo(repo).provenance(image_id, kind, at, _as_of(as_of))
+    if json_output:
+        print_json([r.to_json() for r in found])
+        return
+    if not found:
+        typer.echo(f"No provenance records for {image_id}.")
+        return
+    for record in found:
+        typer.echo(
+            f"{record.recorded_at:%Y-%m-%d %H:%M:%S}  {record.kind:<15} run {record.run_id}  "
+            f"source {record.source}  record {record.record_id[:12]}"
+        )
+        for name, value in record.values.items():
+            typer.echo(f"    {name}: {_value(value)}")
+        if record.blob_id:
+            typer.echo(f"    mask: {record.blob_id[:12]}")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items() if v is not None)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+@provenance_app.command("kinds")
+@handles_errors
+def provenance_kinds(json_output: JsonOption = False) -> None:
+    """List the record kinds this installation knows (built-in and plugins)."""
+    from ..provenance.kinds import registry
+
+    described = [k.describe() for k in registry().values()]
+    lines = []
+    for kind in described:
+        columns = ", ".join(c["name"] + ("*" if c["required"] else "") for c in kind["columns"])
+        if kind["open_columns"]:
+            columns += (", " if columns else "") + f"any {kind['open_columns']} columns"
+        lines.append(f"{kind['name']:<15} {kind['description']}\n{'':<15} columns: {columns or '-'}")
+    report(json_output, described, "\n".join(lines) + "\n(* required)")
