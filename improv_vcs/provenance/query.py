@@ -134,8 +134,8 @@ def _segments(snapshot: Snapshot, query: Query, kind: Kind, candidates: pa.Table
     """Segments of ``kind`` that can hold records the query uses."""
     run = query.run_for(kind.name)
     segments = view.segments(snapshot, kind.name, run, _id_range(candidates))
-    if not filtering:
-        return segments
+    if not filtering or run == view.RUN_LATEST:
+        return segments  # which run is latest depends on records that fail the conditions too
     keep = []
     conditions = [c for c in query.provenance if c.kind == kind.name and c.column in kind.indexed]
     for row in segments.select(["bound_columns", "bound_min", "bound_max"]).to_pylist():
@@ -210,16 +210,31 @@ def _located(snapshot: Snapshot, query: Query) -> pa.Table | None:
     segments = segments.filter(pa.array(keep, pa.bool_()))
     if segments.num_rows == 0:
         return None
-    table = view.read(snapshot, segments.column("id").to_pylist(), ["image_id", "recorded_at", "record_id", "lat", "lon"])
+    columns = ["image_id", "recorded_at", "record_id", "lat", "lon"]
+    placed = view.read(snapshot, segments.column("id").to_pylist(), columns)
+    placed = placed.filter(_inside(placed, query.bbox))
+    if placed.num_rows == 0:
+        return None
+    # an image's latest position may lie in a segment outside the box
+    ids = pc.unique(placed.column("image_id"))
+    span = pc.min_max(ids)
+    around = view.segments(snapshot, "geolocation", id_range=(span["min"].as_py(), span["max"].as_py()))
+    table = view.read(snapshot, around.column("id").to_pylist(), columns)
+    table = table.filter(pc.is_in(table.column("image_id"), value_set=ids))
     order = [("image_id", "ascending"), ("recorded_at", "ascending"), ("record_id", "ascending")]
     latest = table.sort_by(order).group_by("image_id", use_threads=False).aggregate([("lat", "last"), ("lon", "last")])
     latest = latest.rename_columns(["image_id", "lat", "lon"])
-    inside = pc.and_(
-        pc.and_(pc.greater_equal(latest.column("lat"), lat_min), pc.less_equal(latest.column("lat"), lat_max)),
-        pc.and_(pc.greater_equal(latest.column("lon"), lon_min), pc.less_equal(latest.column("lon"), lon_max)),
-    )
-    latest = latest.filter(inside)
+    latest = latest.filter(_inside(latest, query.bbox))
     return latest if latest.num_rows else None
+
+
+def _inside(table: pa.Table, bbox: tuple[float, float, float, float]) -> pa.Array:
+    lat_min, lon_min, lat_max, lon_max = bbox
+    lat, lon = table.column("lat"), table.column("lon")
+    return pc.and_(
+        pc.and_(pc.greater_equal(lat, lat_min), pc.less_equal(lat, lat_max)),
+        pc.and_(pc.greater_equal(lon, lon_min), pc.less_equal(lon, lon_max)),
+    )
 
 
 def _with_located_batches(snapshot: Snapshot, query: Query, spans, candidates: pa.Table, located: pa.Table) -> pa.Table:  # type: ignore[no-untyped-def]
