@@ -60,6 +60,7 @@ import pstats
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -137,7 +138,9 @@ def bin_ids(rows: int, start: datetime) -> list[str]:
     return [f"{name}_{roi:05d}" for roi in range(1, rows + 1)]
 
 
-def make_batch(seed: int, index: int, rows: int, start: datetime, seconds: float) -> tuple[pa.Table, list[bytes]]:
+def make_batch(
+    seed: int, index: int, rows: int, start: datetime, seconds: float
+) -> tuple[pa.Table, list[bytes]]:
     """One bin: ``rows`` images spread over ``[start, start + seconds)`` with
     increasing timestamps, and their (unique, 16-byte) image bytes.  A pure
     function of the arguments."""
@@ -157,13 +160,16 @@ def make_batch(seed: int, index: int, rows: int, start: datetime, seconds: float
     # 8 bytes naming (seed, batch, row) make every blob unique; 8 random bytes follow.
     noise = rng.bytes(8 * rows)
     prefix = (seed & 0xFFFF) << 48 | (index & 0xFFFFFF) << 24
-    blobs = [(prefix | roi).to_bytes(8, "little") + noise[8 * roi : 8 * roi + 8] for roi in range(rows)]
+    blobs = [
+        (prefix | roi).to_bytes(8, "little") + noise[8 * roi : 8 * roi + 8] for roi in range(rows)
+    ]
     return table, blobs
 
 
 def all_ids(images: int, batches: int) -> pa.Array:
     """Every image id of the repository, in time order."""
-    return pa.array([i for n, start, _ in layout(images, batches) for i in bin_ids(n, start)], pa.string())
+    ids = [i for n, start, _ in layout(images, batches) for i in bin_ids(n, start)]
+    return pa.array(ids, pa.string())
 
 
 def classification(ids: pa.Array, seed: int, run: int) -> pa.Table:
@@ -201,7 +207,8 @@ def build_repo(path: Path, images: int, batches: int, seed: int, per_commit: int
     commits = 0
     for first in range(0, batches, per_commit):
         t0 = time.perf_counter()
-        work = [make_batch(seed, i, *plan[i]) for i in range(first, min(first + per_commit, batches))]
+        last = min(first + per_commit, batches)
+        work = [make_batch(seed, i, *plan[i]) for i in range(first, last)]
         t1 = time.perf_counter()
         with repo.transaction(message=f"bench: batches {first}..{first + len(work) - 1}",
                               author="bench") as tx:
@@ -234,7 +241,9 @@ def export_baseline(repo_path: Path, out: Path, images: int, batches: int, seed:
             "baseline_rows": joined.num_rows}
 
 
-def prepare(workdir: Path, images: int, batches: int, seed: int, per_commit: int) -> tuple[Path, Path, dict]:
+def prepare(
+    workdir: Path, images: int, batches: int, seed: int, per_commit: int
+) -> tuple[Path, Path, dict]:
     """The cached (repository, baseline file, build info), building them if needed."""
     from improv_vcs.model import FORMAT_VERSION
 
@@ -283,7 +292,9 @@ def attach(repo_path: Path, table: pa.Table, run_id: str, branch: str | None = N
 
     repo = Repository.open(repo_path)
     started = time.perf_counter()
-    commit = repo.add_provenance(KIND, table, source=SOURCE, run_id=run_id, branch=branch, author="bench")
+    commit = repo.add_provenance(
+        KIND, table, source=SOURCE, run_id=run_id, branch=branch, author="bench"
+    )
     elapsed = time.perf_counter() - started
     if commit is None:
         sys.exit(f"attaching {run_id} committed nothing")
@@ -307,7 +318,9 @@ def query_filters(joined: bool = False) -> dict:
     return filters
 
 
-def runners(repo, repo_path: Path, connection, baseline: Path) -> dict:  # type: ignore[no-untyped-def]
+def runners(  # type: ignore[no-untyped-def]
+    repo, repo_path: Path, connection, baseline: Path
+) -> dict:
     from improv_vcs import Repository
 
     plain, joined = query_filters(), query_filters(joined=True)
@@ -380,6 +393,29 @@ def query_work(repo) -> dict:  # type: ignore[no-untyped-def]
     }
 
 
+def source_state() -> dict:
+    """The git commit of the improv_vcs source measured, and its locally changed
+    files (the working tree is what runs)."""
+    import improv_vcs
+
+    root = Path(improv_vcs.__file__).resolve().parent.parent
+
+    def git(*cmd: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *cmd], check=False,
+                                  capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    head = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--", "improv_vcs")
+    return {
+        "commit": head.strip() if head else None,
+        "changed_files": [line[3:] for line in status.splitlines()] if status else [],
+    }
+
+
 # -- main --------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -399,9 +435,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where the cached repository and Parquet file go "
                              f"(default {DEFAULT_WORKDIR})")
     parser.add_argument("--keep", action="store_true",
-                        help="keep the repository with the attached runs (under the work directory)")
+                        help="keep the repository with the attached runs "
+                             "(under the work directory)")
     parser.add_argument("--profile", action="store_true",
-                        help="print cProfile top lists of one more attach and of the query to stderr")
+                        help="print cProfile top lists of one more attach and of the query "
+                             "to stderr")
     args = parser.parse_args(argv)
     images, batches, repeat, runs = SCALES[args.scale]
     args.images = images if args.images is None else args.images
@@ -428,7 +466,9 @@ def main(argv: list[str] | None = None) -> None:
 
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    source, baseline, build = prepare(workdir, args.images, args.batches, args.seed, args.per_commit)
+    source, baseline, build = prepare(
+        workdir, args.images, args.batches, args.seed, args.per_commit
+    )
 
     scratch = Path(tempfile.mkdtemp(prefix="attach-", dir=workdir))
     repo_path = scratch / "repo"
@@ -467,8 +507,8 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
     if args.profile:
-        print(f"== cProfile of one attach of {args.images:,} records (cumulative; main thread only) ==",
-              file=sys.stderr)
+        print(f"== cProfile of one attach of {args.images:,} records "
+              "(cumulative; main thread only) ==", file=sys.stderr)
         print(profiles["attach"], file=sys.stderr)
         print("== cProfile of the warm improv query (5 runs, cumulative; main thread only: "
               "manifest loading in worker threads shows as lock waits) ==", file=sys.stderr)
@@ -506,7 +546,10 @@ def main(argv: list[str] | None = None) -> None:
         "ratio_improv_over_duckdb": ratio,
         "ratio_fresh_improv_over_duckdb": fresh_ratio,
         "ratio_with_columns_improv_over_duckdb": joined_ratio,
-        "targets": {"attach_records_per_s_ge": TARGET_RECORDS_PER_S, "query_ratio_le": TARGET_RATIO},
+        "targets": {
+            "attach_records_per_s_ge": TARGET_RECORDS_PER_S,
+            "query_ratio_le": TARGET_RATIO,
+        },
         "targets_met": {
             "attach_ge_200k_records_per_s": records_per_s >= TARGET_RECORDS_PER_S,
             "query_ratio_le_2": ratio <= TARGET_RATIO,
@@ -520,6 +563,7 @@ def main(argv: list[str] | None = None) -> None:
             "duckdb": duckdb.__version__,
             "pyarrow": pa.__version__,
             "numpy": np.__version__,
+            "source": source_state(),
         },
         "notes": [
             ("attach: add_provenance end to end, runs run-1..run-R one after the other on a "

@@ -72,15 +72,10 @@ class Snapshot:
         if among is not None:
             wanted = set(among)
             candidates = [m for m in candidates if m in wanted]
-        found = []
-        for manifest_id in candidates:
-            rows = self.manifest(manifest_id, columns)
-            rows = rows.filter(pc.is_in(rows.column("image_id"), value_set=ids))
-            if rows.num_rows:
-                found.append(rows)
-        if not found:
+        if not candidates:
             return empty
-        return pa.concat_tables(found, promote_options="permissive")
+        rows = self.rows(candidates, columns)
+        return rows.filter(pc.is_in(rows.column("image_id"), value_set=ids))
 
     def record(self, image: str) -> dict:
         """The manifest row of one image."""

@@ -85,7 +85,9 @@ def build_images(images: list[dict]) -> Repository:
 
 # -- classification runs and the model of the records ---------------------------------
 
-SCORES = st.integers(0, 100).map(lambda n: round(n / 100, 2))
+SCORES = st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.51, 0.75, 0.99, 1.0]) | st.integers(0, 100).map(
+    lambda n: round(n / 100, 2)
+)
 
 
 @st.composite
@@ -96,8 +98,11 @@ def runs(draw, images: list[dict], min_runs: int = 1, max_runs: int = 4) -> list
     for _ in range(draw(st.integers(min_runs, max_runs))):
         run_id = draw(st.sampled_from(RUN_POOL))
         chosen = draw(st.lists(st.sampled_from(ids), min_size=1, max_size=len(ids), unique=True))
+        # a few scores per run (sometimes none at all), so that a run's segment
+        # often has a narrow score range that a condition can rule out
+        pool = draw(st.lists(SCORES, min_size=1, max_size=3)) + draw(st.sampled_from([[], [], [], [None]]))
         rows = [
-            {"image_id": i, "model": "m", "winner": draw(st.sampled_from(CLASSES)), "score": draw(SCORES)}
+            {"image_id": i, "model": "m", "winner": draw(st.sampled_from(CLASSES)), "score": draw(st.sampled_from(pool))}
             for i in chosen
         ]
         out.append((run_id, rows))

@@ -144,10 +144,10 @@ def segment_table(
     n = records.num_rows
     envelope = {
         "image_id": records.column("image_id"),
-        "kind": pa.array([kind.name] * n, pa.string()),
-        "source": pa.array([source] * n, pa.string()),
-        "run_id": pa.array([run_id] * n, pa.string()),
-        "recorded_at": pa.array([recorded_at] * n, TIMESTAMP),
+        "kind": pa.repeat(pa.scalar(kind.name, pa.string()), n),
+        "source": pa.repeat(pa.scalar(source, pa.string()), n),
+        "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
+        "recorded_at": pa.repeat(pa.scalar(recorded_at, TIMESTAMP), n),
         "record_id": ids,
     }
     rest = {name: records.column(name) for name in records.column_names if name != "image_id"}
