@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
@@ -99,13 +100,18 @@ class Snapshot:
         if len(manifest_ids) == 1:
             tables = [self.manifest(manifest_ids[0], columns)]
         else:
-            with ThreadPoolExecutor(max_workers=4, thread_name_prefix="improv-manifest") as pool:
-                tables = list(pool.map(lambda m: self.manifest(m, columns), manifest_ids))
+            tables = list(_loader().map(lambda m: self.manifest(m, columns), manifest_ids))
         return pa.concat_tables(tables, promote_options="permissive")
 
     def images(self) -> pa.Table:
         """Every image row of the snapshot (all manifests, extra columns unified)."""
         return self.rows(self.batches.column("manifest").to_pylist())
+
+
+@functools.cache
+def _loader() -> ThreadPoolExecutor:
+    """Threads that load (fetch, verify, decode) manifests, shared by all snapshots."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="improv-manifest")
 
 
 def empty_manifest() -> pa.Table:

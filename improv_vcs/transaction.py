@@ -262,12 +262,13 @@ class Transaction:
             pending = pa.array(list(self._pending_blobs), pa.string())
             unique = pc.filter(unique, pc.invert(pc.is_in(unique, value_set=pending)))
         found = self._base_snapshot().find(unique, ["image_id"]).column("image_id")
+        if len(found) == len(unique):
+            return  # ids are unique in a snapshot: every one was found
         missing = pc.filter(unique, pc.invert(pc.is_in(unique, value_set=found.combine_chunks())))
-        if len(missing):
-            where = f"commit {self._base[:12]}" if self._base else "this (empty) repository"
-            raise InvalidInputError(
-                f"{len(missing)} record(s) refer to images not in {where}, e.g. {missing[0].as_py()!r}"
-            )
+        where = f"commit {self._base[:12]}" if self._base else "this (empty) repository"
+        raise InvalidInputError(
+            f"{len(missing)} record(s) refer to images not in {where}, e.g. {missing[0].as_py()!r}"
+        )
 
     def _new_records(self, kind: str, source: str, run: str, image_ids: pa.ChunkedArray, ids: pa.Array) -> pa.Array:
         """Rows whose record id is neither committed, pending, nor repeated."""
@@ -275,9 +276,14 @@ class Transaction:
         seen = [view.record_ids_for(self._base_snapshot(), kind, source, run, (bounds["min"].as_py(), bounds["max"].as_py()))]
         seen += [p.table.column("record_id").combine_chunks() for p in self._records if p.kind.name == kind]
         known = pa.concat_arrays([a.cast(pa.string()) for a in seen])
-        rows = pa.table({"id": ids, "row": pa.array(range(len(ids)), pa.int64())})
-        first = rows.group_by("id", use_threads=False).aggregate([("row", "min")]).column("row_min")
-        first = pc.take(first, pc.sort_indices(first)).combine_chunks()
+        if pc.count_distinct(ids).as_py() == len(ids):
+            first = pa.array(range(len(ids)), pa.int64())
+        else:
+            rows = pa.table({"id": ids, "row": pa.array(range(len(ids)), pa.int64())})
+            first = rows.group_by("id", use_threads=False).aggregate([("row", "min")]).column("row_min")
+            first = pc.take(first, pc.sort_indices(first)).combine_chunks()
+        if len(known) == 0:
+            return first
         return pc.filter(first, pc.invert(pc.is_in(pc.take(ids, first), value_set=known)))
 
     def _base_snapshot(self) -> Snapshot:

@@ -23,7 +23,6 @@ from ..snapshot import Snapshot
 from . import view
 from .kinds import BLOB_COLUMNS, ENVELOPE, TIMESTAMP, Kind, get_kind
 
-_ALWAYS = ["image_id", "run_id", "recorded_at", "record_id"]
 _ENVELOPE_TYPES = {"recorded_at": TIMESTAMP, "size": pa.int64(), "offset": pa.int64()}
 _MAX_RANGE_CHECKS = 2000
 _LOWER = {">": True, ">=": True, "=": True}
@@ -120,14 +119,22 @@ def _arrow_type(name: str) -> pa.DataType:
 
 
 def _needed(query: Query, kind: Kind, columns: dict[str, pa.DataType]) -> list[str]:
+    """The record columns the query reads: the image id, the run's columns
+    when a run is chosen, the ordering columns when values are joined."""
     wanted = [c.column for c in query.provenance if c.kind == kind.name]
-    wanted += [c.partition(".")[2] for c in query.provenance_columns if c.partition(".")[0] == kind.name]
-    for name in wanted:
+    joined = [c.partition(".")[2] for c in query.provenance_columns if c.partition(".")[0] == kind.name]
+    for name in [*wanted, *joined]:
         if name not in columns:
             raise InvalidInputError(
                 f"unknown column {name!r} of kind {kind.name!r}; its columns: {', '.join(columns)}"
             )
-    return list(dict.fromkeys([*_ALWAYS, *wanted]))
+    run = query.run_for(kind.name)
+    always = ["image_id"]
+    if run is not None:
+        always += ["run_id", "recorded_at"] if run == view.RUN_LATEST else ["run_id"]
+    if joined:
+        always += ["recorded_at", "record_id"]
+    return list(dict.fromkeys([*always, *wanted, *joined]))
 
 
 def _segments(snapshot: Snapshot, query: Query, kind: Kind, candidates: pa.Table, filtering: bool) -> pa.Table:
