@@ -7,9 +7,10 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def progress_bar(description: str, total: int, disable: bool = False) -> Iterator[Callable[[int], None] | None]:
+def progress_bar(description: str, total: int | None, disable: bool = False) -> Iterator[Callable[[int], None] | None]:
     """Yield an ``advance(n)`` callback driving a progress bar on an interactive
-    stderr, or None when disabled or not a terminal."""
+    stderr (``total`` None: a running count), or None when disabled or not a
+    terminal."""
     import sys
 
     if disable or not sys.stderr.isatty():

@@ -10,12 +10,19 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from .errors import IntegrityError, NotFoundError
 from .ids import ObjectId, hash_bytes, is_hex_prefix, object_id
 from .model import Commit, Tag, canonical_json, decode_object
 from .packs import PackBuilder, PackIndex, index_key, pack_key
 from .store import Staging, Store
+
+
+def blob_cache_key(blob_id: str) -> str:
+    """Where a metadata-only clone keeps a blob it fetched on demand."""
+    object_id(blob_id)
+    return f"blobs/{blob_id[:2]}/{blob_id[2:]}"
 
 
 def object_key(oid: str) -> str:
@@ -63,6 +70,8 @@ class ObjectDatabase:
     def __init__(self, store: Store, cache_entries: int = 8192, cache_bytes: int = 256 * 2**20):
         self.store = store
         self._cache = _Cache(cache_entries, cache_bytes)
+        self.remote_blobs: Callable[[str, int, int], bytes] | None = None
+        """Set for a metadata-only clone: reads a blob the local store lacks."""
 
     # -- loose objects -------------------------------------------------
     def put_bytes(self, data: bytes) -> ObjectId:
@@ -131,13 +140,29 @@ class ObjectDatabase:
         return self.cached(f"idx:{pack_id}", load)
 
     def read_blob(self, pack_id: str, offset: int, length: int, blob_id: str) -> bytes:
-        """One blob by its location, verified against ``blob_id``."""
+        """One blob by its location, verified against ``blob_id``. A
+        metadata-only clone fetches a missing blob from its remote once and
+        keeps it under ``blobs/``."""
         try:
             data = self.store.get_range(pack_key(object_id(pack_id)), offset, length)
         except NotFoundError:
-            raise NotFoundError(f"pack {pack_id} is missing") from None
+            if self.remote_blobs is None:
+                raise NotFoundError(f"pack {pack_id} is missing") from None
+            return self._remote_blob(pack_id, offset, length, blob_id)
         if hashlib.sha256(data).hexdigest() != blob_id:
             raise IntegrityError(f"blob {blob_id} in pack {pack_id} is corrupt")
+        return data
+
+    def _remote_blob(self, pack_id: str, offset: int, length: int, blob_id: str) -> bytes:
+        key = blob_cache_key(blob_id)
+        data = self.store.get_if_exists(key)
+        if data is not None and hashlib.sha256(data).hexdigest() == blob_id:
+            return data
+        assert self.remote_blobs is not None
+        data = self.remote_blobs(pack_id, offset, length)
+        if hashlib.sha256(data).hexdigest() != blob_id:
+            raise IntegrityError(f"blob {blob_id} from the remote is corrupt; it was not kept")
+        self.store.put_if_absent(key, data)
         return data
 
 

@@ -35,6 +35,7 @@ from .objects import ObjectDatabase
 from .packs import DEFAULT_PACK_SIZE
 from .query import Query, build_query
 from .refs import RefStore
+from .remotes import Remotes
 from .snapshot import Snapshot
 from .store import Store, open_store
 from .transaction import Progress, Transaction
@@ -64,6 +65,11 @@ class Repository:
         self.config = config
         self.odb = ObjectDatabase(store)
         self.refs = RefStore(store)
+        self.remotes = Remotes(store)
+        if self.remotes.promisor is not None:
+            from .sync.sites import remote_blob_reader
+
+            self.odb.remote_blobs = remote_blob_reader(self)
 
     # -- opening ---------------------------------------------------------
     @classmethod

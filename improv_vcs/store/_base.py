@@ -111,6 +111,10 @@ class Store(ABC):
         """Every key starting with ``prefix``, in sorted order."""
 
     @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if it exists (only for local state and garbage)."""
+
+    @abstractmethod
     def compare_and_swap(self, key: str, expected: bytes | None, new: bytes) -> None:
         """Replace the value of ``key`` with ``new`` iff it currently equals
         ``expected`` (``None``: the key must not exist). Raises

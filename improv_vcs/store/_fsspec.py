@@ -63,6 +63,14 @@ class FsspecStore(Store):
         except OSError as exc:
             raise StorageError(f"cannot stat {key} on {self.url}: {exc}") from exc
 
+    def delete(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self._path(key))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StorageError(f"cannot remove {key} from {self.url}: {exc}") from exc
+
     def list(self, prefix: str = "") -> Iterator[str]:
         check_prefix(prefix)
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""

@@ -107,6 +107,15 @@ class LocalStore(Store):
         _fsync_dir(path.parent)
         return True
 
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot remove {path}: {exc.strerror or exc}") from exc
+        if path.parent.exists():
+            _fsync_dir(path.parent)
+
     def staging(self) -> Staging:
         return _FileStaging(self)
 

@@ -1,0 +1,177 @@
+"""Site-to-site commands: remote, push, fetch, pull, clone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ._common import JsonOption, QuietOption, RepoOption, app, handles_errors, open_repo, report
+from ._query import Bbox, DatasetOpt, End, Instrument, Sample, Start, Where, build_from_options
+
+remote_app = typer.Typer(help="Other copies of this repository (paths, file:// or s3:// URLs).", no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+
+RemoteArg = Annotated[Optional[str], typer.Argument(help="Remote name or URL (default: origin).")]
+BranchArg = Annotated[Optional[str], typer.Argument(help="Branch (default: the default branch).")]
+Endpoint = Annotated[Optional[str], typer.Option("--endpoint-url", help="S3 endpoint (e.g. http://127.0.0.1:9000).")]
+
+
+def _summary(verb: str, result: Any) -> str:
+    moved = result.transfer
+    lines = [
+        f"{verb} {result.remote}: {moved.commits} commit(s), {moved.objects} object(s), {moved.packs} pack(s), "
+        f"{_size(moved.bytes)}; {moved.skipped} already there"
+    ]
+    lines += [f"  {ref} -> {target[:12]}" for ref, target in sorted(result.refs.items())]
+    lines += [f"  note: {note}" for note in result.notes]
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def _transferring(quiet: bool) -> Any:
+    from .._progress import progress_bar
+
+    return progress_bar("transferring objects", total=None, disable=quiet)
+
+
+@remote_app.command("add")
+@handles_errors
+def remote_add(
+    name: Annotated[str, typer.Argument(help="Remote name, e.g. origin or shore-lab.")],
+    url: Annotated[str, typer.Argument(help="A path, file:// or s3://bucket/prefix URL.")],
+    endpoint_url: Endpoint = None,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Remember another copy of this repository under a name."""
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    remote = open_repo(repo).remotes.add(name, url, options)
+    report(json_output, {"name": name, **remote.model_dump()}, f"Added remote {name}: {remote.url}")
+
+
+@remote_app.command("list")
+@handles_errors
+def remote_list(json_output: JsonOption = False, repo: RepoOption = None) -> None:
+    """List remotes."""
+    repository = open_repo(repo)
+    remotes = repository.remotes.all()
+    promisor = repository.remotes.promisor
+    data = {name: {**r.model_dump(), "image_bytes_from_here": name == promisor} for name, r in remotes.items()}
+    lines = [f"{name:<16} {r.url}" + ("  (image bytes fetched on demand)" if name == promisor else "") for name, r in remotes.items()]
+    report(json_output, data, "\n".join(lines) or "No remotes.")
+
+
+@remote_app.command("remove")
+@handles_errors
+def remote_remove(
+    name: Annotated[str, typer.Argument(help="Remote name.")], json_output: JsonOption = False, repo: RepoOption = None
+) -> None:
+    """Forget a remote and its remote-tracking refs (nothing is deleted there)."""
+    open_repo(repo).remotes.remove(name)
+    report(json_output, {"removed": name}, f"Removed remote {name}")
+
+
+@app.command()
+@handles_errors
+def push(
+    remote: RemoteArg = None,
+    branch: BranchArg = None,
+    tags: Annotated[bool, typer.Option("--tags", help="Also push every tag.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Move the remote branch even if it is not a fast-forward.")] = False,
+    endpoint_url: Endpoint = None,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Send a branch (and tags) to a remote: only what it lacks, verified; its
+    branch moves last, by compare-and-swap. An empty remote location is
+    initialized as a copy of this repository."""
+    from ..sync.sites import push as run
+
+    with _transferring(quiet or json_output) as advance:
+        result = run(open_repo(repo), remote, branch, tags, force, endpoint_url, advance)
+    report(json_output, result.to_json(), _summary("Pushed to", result))
+
+
+@app.command()
+@handles_errors
+def fetch(
+    remote: RemoteArg = None,
+    blobs: Annotated[bool, typer.Option("--blobs", help="Metadata-only clone: fetch the image bytes the query options select.")] = False,
+    instrument: Instrument = None,
+    start: Start = None,
+    end: End = None,
+    bbox: Bbox = None,
+    dataset: DatasetOpt = None,
+    sample: Sample = None,
+    where: Where = None,
+    endpoint_url: Endpoint = None,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Copy new commits from a remote and record its branches under
+    refs/remotes/REMOTE/; local branches do not move. With --blobs, fetch the
+    image bytes of the selected images instead."""
+    from ..sync.sites import fetch as run
+    from ..sync.sites import fetch_blobs
+
+    repository = open_repo(repo)
+    with _transferring(quiet or json_output) as advance:
+        if blobs:
+            query = build_from_options(instrument, start, end, bbox, None, dataset, sample, where, None, None)
+            moved = fetch_blobs(repository, repository.select(query).table, advance)
+            report(json_output, moved.to_json(), f"Fetched {moved.packs} pack(s), {_size(moved.bytes)}; {moved.skipped} already here")
+            return
+        result = run(repository, remote, endpoint_url, advance)
+    report(json_output, result.to_json(), _summary("Fetched from", result))
+
+
+@app.command()
+@handles_errors
+def pull(
+    remote: RemoteArg = None,
+    branch: BranchArg = None,
+    endpoint_url: Endpoint = None,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Fetch, then bring the remote branch into the local one: fast-forward,
+    or a merge commit holding both sides' images when both appended. If an
+    image id holds different bytes on the two sides nothing changes and the
+    ids are listed."""
+    from ..sync.sites import pull as run
+
+    with _transferring(quiet or json_output) as advance:
+        result = run(open_repo(repo), remote, branch, None, endpoint_url, advance)
+    text = _summary("Pulled from", result) + f"\n{result.action}: {result.commit[:12] if result.commit else '-'}"
+    report(json_output, result.to_json(), text)
+
+
+@app.command()
+@handles_errors
+def clone(
+    url: Annotated[str, typer.Argument(help="Path, file:// or s3:// URL of the repository to copy.")],
+    dest: Annotated[Path, typer.Argument(help="New local directory.")],
+    branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Create only this local branch (default: all).")] = None,
+    metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Copy commits, manifests and segments; fetch image bytes on first read.")] = False,
+    endpoint_url: Endpoint = None,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Copy a repository to a new directory, with the source as remote 'origin'."""
+    from ..sync.sites import clone as run
+
+    with _transferring(quiet or json_output) as advance:
+        _, result = run(url, dest, branch, metadata_only, endpoint_url, advance)
+    report(json_output, result.to_json(), _summary(f"Cloned into {dest} from", result))

@@ -1,0 +1,131 @@
+"""Merge commits: the union of two snapshots that diverged.
+
+Appends of different images never conflict. The merge commit appends, on
+top of ``ours``, every batch and provenance segment only ``theirs`` has;
+images (and records) both sides appended identically are kept once; the same
+image id with different bytes on the two sides is a conflict, and nothing is
+written. Dataset definitions merge per dataset against the merge base: a side
+that did not change a dataset takes the other side's; when both changed it,
+their spans are united.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import index, manifest
+from ..errors import ConflictError
+from ..ids import ObjectId
+from ..model import Batch, Commit, Dataset, Datasets, ProvenanceSegment
+from ..provenance import kinds, records, view
+from ..snapshot import Snapshot
+from . import graph
+
+if TYPE_CHECKING:
+    from ..repository import Repository
+
+_LISTED = 20
+
+
+def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -> ObjectId:
+    """Write the merge commit of ``theirs`` into ``ours`` and return its id
+    (the branch is not moved)."""
+    mine, other = repo._snapshot_at(ObjectId(ours)), repo._snapshot_at(ObjectId(theirs))
+    batches = _their_batches(repo, mine, other)
+    segments = _their_segments(repo, mine, other)
+    base = graph.merge_base(repo.odb, ours, theirs)
+    datasets = _merged_datasets(repo, ObjectId(ours), ObjectId(theirs), base)
+    parent = mine.commit
+    commit = Commit(
+        parents=(ours, theirs),
+        height=max(parent.height, other.commit.height) + 1,
+        author=author,
+        message=message,
+        time=datetime.now(timezone.utc),
+        batches=tuple(batches),
+        index=index.append(repo.odb, parent.index, batches),
+        provenance=tuple(segments),
+        provenance_index=index.append(repo.odb, parent.provenance_index, segments, index.PROVENANCE),
+        datasets=datasets,
+    )
+    return repo.odb.put_object(commit)
+
+
+def _their_batches(repo: Repository, mine: Snapshot, other: Snapshot) -> list[Batch]:
+    """Batches only ``other`` has, without the images ``mine`` already holds."""
+    have = set(mine.batches.column("manifest").to_pylist())
+    theirs = other.batches.filter(pc.invert(pc.is_in(other.batches.column("manifest"), value_set=pa.array(list(have), pa.string()))))
+    out = []
+    conflicts: list[str] = []
+    for manifest_id in theirs.column("manifest").to_pylist():
+        table = other.manifest(manifest_id)
+        ids = table.column("image_id").combine_chunks()
+        shared = mine.find(ids, ["image_id", "blob_id"])
+        if shared.num_rows:
+            theirs_blobs = dict(zip(ids.to_pylist(), table.column("blob_id").to_pylist()))
+            for image, blob in zip(shared.column("image_id").to_pylist(), shared.column("blob_id").to_pylist()):
+                if theirs_blobs[image] != blob:
+                    conflicts.append(image)
+            table = table.filter(pc.invert(pc.is_in(table.column("image_id"), value_set=shared.column("image_id"))))
+            if table.num_rows == 0:
+                continue
+            manifest_id = repo.odb.put_bytes(manifest.encode(table))
+            out.append(manifest.summarize(table, manifest_id))
+        else:
+            out.append(_batch(other, manifest_id))
+    if conflicts:
+        listed = ", ".join(sorted(conflicts)[:_LISTED]) + (" …" if len(conflicts) > _LISTED else "")
+        raise ConflictError(
+            f"{len(conflicts)} image id(s) hold different bytes on the two sides; nothing was merged: {listed}"
+        )
+    return out
+
+
+def _batch(snapshot: Snapshot, manifest_id: str) -> Batch:
+    row = snapshot.batches.filter(pc.equal(snapshot.batches.column("manifest"), manifest_id)).to_pylist()[0]
+    return Batch.model_validate(row)
+
+
+def _their_segments(repo: Repository, mine: Snapshot, other: Snapshot) -> list[ProvenanceSegment]:
+    """Provenance segments only ``other`` has, without records ``mine`` holds."""
+    have = set(mine.provenance_segments.column("id").to_pylist())
+    out = []
+    for row in other.provenance_segments.to_pylist():
+        if row["id"] in have:
+            continue
+        segment = ProvenanceSegment.model_validate(row)
+        table = view.read(other, [segment.id])
+        range_ = (segment.image_id_min, segment.image_id_max)
+        ours = view.segments(mine, segment.kind, id_range=range_)
+        known = view.read(mine, ours.column("id").to_pylist(), ["image_id", "record_id"], range_).column("record_id")
+        kept = table.filter(pc.invert(pc.is_in(table.column("record_id"), value_set=known.combine_chunks())))
+        if kept.num_rows == table.num_rows:
+            out.append(segment)
+        elif kept.num_rows:
+            segment_id = repo.odb.put_bytes(records.encode(kept))
+            out.append(records.summarize(kinds.get_kind(segment.kind), kept, segment_id))
+    return out
+
+
+def _merged_datasets(repo: Repository, ours: ObjectId, theirs: ObjectId, base: ObjectId | None) -> str | None:
+    mine, other = repo._datasets_at(ours), repo._datasets_at(theirs)
+    if mine == other:
+        return repo.odb.get_commit(ours).datasets
+    common = repo._datasets_at(base) if base else Datasets()
+    merged: dict[str, Dataset] = {}
+    for name in sorted({*mine.datasets, *other.datasets}):
+        a, b, was = mine.datasets.get(name), other.datasets.get(name), common.datasets.get(name)
+        if a == was:
+            chosen = b
+        elif b == was or a == b:
+            chosen = a
+        else:
+            spans = sorted({*(a.spans if a else ()), *(b.spans if b else ())}, key=lambda s: (s.instrument, s.start, s.end))
+            chosen = Dataset(description=(a or b).description, spans=tuple(spans))  # type: ignore[union-attr]
+        if chosen is not None:
+            merged[name] = chosen
+    return repo.odb.put_object(Datasets(datasets=merged))

@@ -1,0 +1,284 @@
+"""Push, fetch, pull and clone between sites, and on-demand image bytes.
+
+Every site is just a repository at a URL (a path, ``file://``, ``s3://``).
+Refs move last, by compare-and-swap, after everything they name is in place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConflictError, InvalidInputError, NotARepositoryError, NotFoundError
+from ..ids import ObjectId, ref_name
+from ..model import canonical_json
+from ..remotes import normalize_url
+from . import graph
+from .merge import merge
+from .transfer import Progress, Transfer, TransferReport
+
+if TYPE_CHECKING:
+    from ..repository import Repository
+
+_CAS_ATTEMPTS = 20
+
+
+@dataclass
+class SyncResult:
+    """What a push, fetch, pull or clone did."""
+
+    remote: str
+    transfer: TransferReport = field(default_factory=TransferReport)
+    refs: dict[str, str] = field(default_factory=dict)  # ref → new commit id
+    action: str = ""
+    commit: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            **self.transfer.to_json(),
+            "refs": self.refs,
+            "action": self.action,
+            "commit": self.commit,
+            "notes": self.notes,
+        }
+
+
+def open_remote(repo: Repository, remote: str | None, endpoint_url: str | None = None) -> tuple[str, Repository]:
+    """``(display name, repository)`` for a remote name (default ``origin``) or URL."""
+    from ..repository import Repository
+
+    name = remote or "origin"
+    known = repo.remotes.all()
+    if name in known:
+        found = known[name]
+        options = dict(found.options)
+        url = found.url
+    else:
+        if remote is None:
+            raise NotFoundError("no remote named 'origin'; give a remote name or URL")
+        if "://" not in name and not os.path.exists(name):
+            raise NotFoundError(f"{name!r} is neither a remote of this repository nor an existing path")
+        url, options = normalize_url(name), {}
+    if endpoint_url:
+        options["endpoint_url"] = endpoint_url
+    other = Repository.open(url, **options)
+    _same_repository(repo, other)
+    return name, other
+
+
+def _same_repository(repo: Repository, other: Repository) -> None:
+    if other.id != repo.id:
+        raise ConflictError(
+            f"{other.url} holds another repository (id {other.id}, not {repo.id}); nothing was transferred"
+        )
+
+
+def _init_like(repo: Repository, url: str, options: dict[str, str]) -> Repository:
+    """An empty repository at ``url`` with ``repo``'s identity (for a first push)."""
+    from ..repository import CONFIG_KEY, Repository
+    from ..store import open_store
+
+    store = open_store(url, **options)
+    store.put_if_absent(CONFIG_KEY, canonical_json(repo.config))
+    return Repository.open(url, **options)
+
+
+def push(
+    repo: Repository,
+    remote: str | None = None,
+    branch: str | None = None,
+    tags: bool = False,
+    force: bool = False,
+    endpoint_url: str | None = None,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Send ``branch`` (default: the default branch) and, with ``tags``, every
+    tag; move the remote branch by compare-and-swap, refusing a move that is
+    not a fast-forward unless ``force``."""
+    branch = ref_name(branch or repo.config.default_branch)
+    try:
+        name, other = open_remote(repo, remote, endpoint_url)
+    except NotARepositoryError:
+        found = repo.remotes.all().get(remote or "origin")
+        url = found.url if found else normalize_url(remote or "")
+        options = {**(found.options if found else {}), **({"endpoint_url": endpoint_url} if endpoint_url else {})}
+        name, other = remote or "origin", _init_like(repo, url, options)
+    tip = repo.refs.require_branch(branch)
+    theirs = other.refs.branch(branch)
+    result = SyncResult(name)
+    if theirs is not None and not force:
+        if not repo.odb.has(theirs) or not graph.is_ancestor(repo.odb, theirs, tip):
+            raise ConflictError(
+                f"the remote's {branch!r} has commits this site lacks (not a fast-forward): "
+                f"run `improv pull {name} {branch}` first, or push --force"
+            )
+    tag_pointers = dict(repo.refs.tags()) if tags else {}
+    transfer = Transfer(repo, other, progress=progress)
+    tips = [tip, *(repo.resolve_tag_target(p) for p in tag_pointers.values())]
+    transfer.send(tips)
+    if theirs != tip:
+        other.refs.set_branch(branch, theirs, tip)
+    result.refs[f"refs/heads/{branch}"] = tip
+    for tag, pointer in sorted(tag_pointers.items()):
+        existing = other.refs.tag(tag)
+        if existing == pointer:
+            continue
+        if existing is not None:
+            result.notes.append(f"tag {tag!r} differs on the remote; left as it is (tags never move)")
+            continue
+        transfer.send_tag(pointer)
+        other.refs.create_tag(tag, pointer)
+        result.refs[f"refs/tags/{tag}"] = pointer
+    if repo.remotes.all().get(name):
+        repo.remotes.set_tracking(name, branch, tip)
+    result.transfer = transfer.report
+    result.action = "up-to-date" if theirs == tip else ("forced" if force and theirs else "pushed")
+    result.commit = tip
+    return result
+
+
+def fetch(
+    repo: Repository, remote: str | None = None, endpoint_url: str | None = None, progress: Progress | None = None
+) -> SyncResult:
+    """Copy every commit of the remote's branches and tags that this site
+    lacks; record the remote branches under ``refs/remotes/<remote>/``."""
+    return _fetch(repo, remote, endpoint_url, progress)[0]
+
+
+def _fetch(
+    repo: Repository, remote: str | None, endpoint_url: str | None, progress: Progress | None
+) -> tuple[SyncResult, dict[str, ObjectId]]:
+    """:func:`fetch`, also returning the remote's branches."""
+    name, other = open_remote(repo, remote, endpoint_url)
+    result = SyncResult(name)
+    branches = other.refs.branches()
+    tags = other.refs.tags()
+    blobs = repo.remotes.promisor is None
+    transfer = Transfer(other, repo, blobs=blobs, progress=progress)
+    transfer.send([*branches.values(), *(other.resolve_tag_target(p) for p in tags.values())])
+    for tag, pointer in sorted(tags.items()):
+        mine = repo.refs.tag(tag)
+        if mine is None:
+            transfer.send_tag(pointer)
+            repo.refs.create_tag(tag, pointer)
+            result.refs[f"refs/tags/{tag}"] = pointer
+        elif mine != pointer:
+            result.notes.append(f"tag {tag!r} differs on the remote; kept this site's")
+    if name in repo.remotes.all():
+        for branch, target in branches.items():
+            repo.remotes.set_tracking(name, branch, target)
+            result.refs[f"refs/remotes/{name}/{branch}"] = target
+        repo.remotes.drop_tracking(name, set(branches))
+    result.transfer = transfer.report
+    result.action = "fetched"
+    return result, branches
+
+
+def pull(
+    repo: Repository,
+    remote: str | None = None,
+    branch: str | None = None,
+    author: str | None = None,
+    endpoint_url: str | None = None,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Fetch, then bring the remote's ``branch`` into the local one: create
+    it, fast-forward it, or write a merge commit when both sides appended."""
+    from ..repository import default_author
+
+    branch = ref_name(branch or repo.config.default_branch)
+    result, branches = _fetch(repo, remote, endpoint_url, progress)
+    theirs = branches.get(branch)
+    if theirs is None:
+        raise NotFoundError(f"the remote has no branch {branch!r}")
+    for _ in range(_CAS_ATTEMPTS):
+        ours = repo.refs.branch(branch)
+        if ours is None:
+            action, new = "created", theirs
+        elif graph.is_ancestor(repo.odb, theirs, ours):
+            result.action, result.commit = "up-to-date", ours
+            return result
+        elif graph.is_ancestor(repo.odb, ours, theirs):
+            action, new = "fast-forward", theirs
+        else:
+            message = f"Merge {result.remote}/{branch} into {branch}"
+            action, new = "merge", merge(repo, ours, theirs, author or default_author(), message)
+        try:
+            repo.refs.set_branch(branch, ours, new)
+        except ConflictError:
+            continue  # a local commit landed meanwhile: integrate again
+        result.action, result.commit = action, new
+        result.refs[f"refs/heads/{branch}"] = new
+        return result
+    raise ConflictError(f"branch {branch!r} kept moving during the pull; nothing was changed")
+
+
+def clone(
+    url: str,
+    dest: str | os.PathLike[str],
+    branch: str | None = None,
+    metadata_only: bool = False,
+    endpoint_url: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[Repository, SyncResult]:
+    """A new repository at ``dest`` holding everything (or, with
+    ``metadata_only``, everything but image and mask bytes) of ``url``, with
+    ``url`` as its remote ``origin``."""
+    from ..repository import CONFIG_KEY, Repository
+    from ..store import open_store
+
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    source = Repository.open(normalize_url(url), **options)
+    store = open_store(os.fspath(dest))
+    if store.exists(CONFIG_KEY):
+        existing = Repository.open(os.fspath(dest))
+        if existing.id != source.id:
+            raise ConflictError(f"{dest} already holds another repository")
+    elif any(True for _ in store.list("")):
+        raise InvalidInputError(f"{dest} is not empty")
+    else:
+        store.put_if_absent(CONFIG_KEY, canonical_json(source.config))
+    repo = Repository.open(os.fspath(dest))
+    if "origin" not in repo.remotes.all():
+        repo.remotes.add("origin", url, options, promisor=metadata_only)
+    result, branches = _fetch(repo, "origin", None, progress)
+    wanted = [branch] if branch else list(branches)
+    if branch and branch not in branches:
+        raise NotFoundError(f"{url} has no branch {branch!r}")
+    for name in wanted:
+        if repo.refs.branch(name) is None:
+            repo.refs.set_branch(name, None, branches[name])
+            result.refs[f"refs/heads/{name}"] = branches[name]
+    result.action = "cloned"
+    result.commit = branches.get(repo.config.default_branch)
+    return Repository.open(os.fspath(dest)), result  # reopened: it now knows its remote
+
+
+def fetch_blobs(repo: Repository, rows: Any, progress: Progress | None = None) -> TransferReport:
+    """Copy (verified) the packs holding the image bytes of ``rows`` (manifest
+    rows, e.g. a query result) from the promisor remote of a metadata-only clone."""
+    promisor = repo.remotes.promisor
+    if promisor is None:
+        raise InvalidInputError("this repository is not a metadata-only clone; it already holds every image")
+    _, other = open_remote(repo, promisor)
+    transfer = Transfer(other, repo, progress=progress)
+    return transfer.send_packs(sorted(set(rows.column("pack").to_pylist())) if rows.num_rows else [])
+
+
+def remote_blob_reader(repo: Repository) -> Any:
+    """For a metadata-only clone: a function reading one blob's bytes from
+    the promisor remote (opened on first use; the caller verifies them)."""
+    from ..packs import pack_key
+
+    opened: list[Repository] = []
+
+    def read(pack_id: str, offset: int, length: int) -> bytes:
+        if not opened:
+            opened.append(open_remote(repo, repo.remotes.promisor)[1])
+        return opened[0].store.get_range(pack_key(pack_id), offset, length)
+
+    return read
+

@@ -1,0 +1,191 @@
+"""Copy what one repository has and another lacks, verifying every byte.
+
+Order keeps the destination consistent at every instant, so a transfer
+killed at any point can simply be run again:
+
+1. the objects the missing commits need (packs: data, then index;
+   manifests, segments, dataset definitions), in parallel, each verified
+   against its id before it is written;
+2. the commits, parents before children;
+3. (by the caller) refs, by compare-and-swap, last.
+
+A destination that has a commit therefore has everything it needs, and the
+walk for missing commits stops there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from itertools import groupby
+from typing import TYPE_CHECKING
+
+from ..errors import IntegrityError, NotFoundError
+from ..ids import ObjectId, hash_bytes
+from ..model import Commit, Tag
+from ..objects import object_key
+from ..packs import PackIndex, index_key, pack_key
+from . import graph
+
+if TYPE_CHECKING:
+    from ..repository import Repository
+
+Progress = Callable[[int], None]
+_LIST_THRESHOLD = 256  # above this many candidates, one listing beats many existence checks
+
+
+@dataclass
+class TransferReport:
+    """What a transfer moved."""
+
+    commits: int = 0
+    objects: int = 0
+    packs: int = 0
+    bytes: int = 0
+    skipped: int = 0
+
+    def add(self, other: TransferReport) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def commit_objects(commit: Commit, blobs: bool = True) -> tuple[list[str], list[str]]:
+    """The loose objects and packs a commit needs besides its parents."""
+    loose = [b.manifest for b in commit.batches]
+    loose += [s.id for s in commit.index]
+    loose += [s.id for s in commit.provenance]
+    loose += [s.id for s in commit.provenance_index]
+    if commit.datasets:
+        loose.append(commit.datasets)
+    packs: list[str] = []
+    if blobs:
+        packs = [p for b in commit.batches for p in b.packs]
+        packs += [p for s in commit.provenance for p in s.packs]
+    return loose, packs
+
+
+class Transfer:
+    """Sends commits (and tags) from ``source`` to ``dest``."""
+
+    def __init__(
+        self,
+        source: Repository,
+        dest: Repository,
+        blobs: bool = True,
+        progress: Progress | None = None,
+        workers: int | None = None,
+    ):
+        self.source, self.dest = source, dest
+        self.blobs = blobs
+        self.progress = progress
+        self.workers = workers or (16 if "://" in dest.url or "://" in source.url else 4)
+        self.report = TransferReport()
+        self._lock = threading.Lock()
+
+    def missing(self, tips: Iterable[str]) -> list[tuple[ObjectId, Commit]]:
+        """Commits reachable from ``tips`` that ``dest`` lacks, parents first."""
+        return graph.missing_commits(self.source.odb, tips, self.dest.odb.has)
+
+    def send(self, tips: Iterable[str], missing: list[tuple[ObjectId, Commit]] | None = None) -> TransferReport:
+        """Copy every commit reachable from ``tips`` that ``dest`` lacks."""
+        missing = self.missing(tips) if missing is None else missing
+        loose: dict[str, None] = {}
+        packs: dict[str, None] = {}
+        for _, commit in missing:
+            objects, blobs = commit_objects(commit, self.blobs)
+            loose.update(dict.fromkeys(objects))
+            packs.update(dict.fromkeys(blobs))
+        absent_packs = self._absent([index_key(p) for p in packs])
+        absent_loose = self._absent([object_key(o) for o in loose])
+        work = [(self._copy_pack, p) for p in packs if index_key(p) in absent_packs]
+        work += [(self._copy_loose, o) for o in loose if object_key(o) in absent_loose]
+        self.report.skipped += len(packs) + len(loose) - len(work)
+        self._run(work)  # everything the commits need, before any commit
+        for _, level in groupby(missing, key=lambda item: item[1].height):
+            self._run([(self._copy_loose, oid) for oid, _ in level])
+        self.report.commits += len(missing)
+        return self.report
+
+    def send_packs(self, packs: list[str]) -> TransferReport:
+        """Copy the given packs that ``dest`` lacks."""
+        absent = self._absent([index_key(p) for p in packs])
+        self._run([(self._copy_pack, p) for p in packs if index_key(p) in absent])
+        self.report.skipped += len(packs) - len(absent)
+        return self.report
+
+    def send_tag(self, pointer: str) -> None:
+        """Copy an annotated tag object (its target commit must be sent already)."""
+        obj = self.source.odb.get_object(pointer)
+        if isinstance(obj, Tag) and not self.dest.odb.has(pointer):
+            self._copy_loose(pointer)
+
+    # -- copying ---------------------------------------------------------------
+    def _run(self, work: list[tuple[Callable[[str], None], str]]) -> None:
+        if len(work) <= 1 or self.workers == 1:
+            for copy, item in work:
+                copy(item)
+            return
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="improv-sync") as pool:
+            for future in [pool.submit(copy, item) for copy, item in work]:
+                future.result()
+
+    def _absent(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` the destination lacks."""
+        store = self.dest.store
+        if len(keys) > _LIST_THRESHOLD:
+            present = set(store.list("objects/")) | set(store.list("packs/"))
+            return {k for k in keys if k not in present}
+        if len(keys) <= 1 or self.workers == 1:
+            return {k for k in keys if not store.exists(k)}
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="improv-sync") as pool:
+            flags = list(pool.map(store.exists, keys))
+        return {k for k, there in zip(keys, flags) if not there}
+
+    def _copy_loose(self, oid: str) -> None:
+        try:
+            data = self.source.store.get(object_key(oid))
+        except NotFoundError:
+            raise NotFoundError(f"object {oid} is missing at {self.source.url}") from None
+        if hash_bytes(data) != oid:
+            raise IntegrityError(f"object {oid} from {self.source.url} is corrupt: its bytes hash differently")
+        self._written(self.dest.store.put_if_absent(object_key(oid), data), len(data), pack=False)
+
+    def _copy_pack(self, pack_id: str) -> None:
+        try:
+            index = self.source.store.get(index_key(pack_id))
+        except NotFoundError:
+            partial = self.source.remotes.promisor
+            hint = f" (a metadata-only clone: run `improv fetch --blobs` from {partial!r} first)" if partial else ""
+            raise NotFoundError(f"pack {pack_id} is missing at {self.source.url}{hint}") from None
+        if hash_bytes(index) != pack_id:
+            raise IntegrityError(f"pack {pack_id} from {self.source.url} is corrupt: its index hashes differently")
+        data = self.source.store.get(pack_key(pack_id))
+        try:
+            PackIndex.parse(index).verify(data)
+        except IntegrityError as exc:
+            raise IntegrityError(f"pack {pack_id} from {self.source.url} is corrupt: {exc}") from None
+        wrote = self.dest.store.put_if_absent(pack_key(pack_id), data)
+        self.dest.store.put_if_absent(index_key(pack_id), index)  # the index publishes the pack
+        self._written(wrote, len(data) + len(index), pack=True)
+
+    def _written(self, wrote: bool, size: int, pack: bool) -> None:
+        with self._lock:
+            self._count(wrote, size, pack)
+        if self.progress:
+            self.progress(1)
+
+    def _count(self, wrote: bool, size: int, pack: bool) -> None:
+        if wrote:
+            if pack:
+                self.report.packs += 1
+            else:
+                self.report.objects += 1
+            self.report.bytes += size
+        else:
+            self.report.skipped += 1
+
