@@ -197,9 +197,9 @@ def _records(snapshot: Snapshot, query: Query, kind: Kind, segments: pa.Table, c
     table = view.read(snapshot, segments.column("id").to_pylist(), needed, _id_range(candidates))
     columns = {}
     for name in needed:
-        if name in table.column_names:
+        if name in table.column_names and table.num_rows:
             columns[name] = table.column(name)
-        else:
+        else:  # no segment has it (or none was read): typed as the kind says
             columns[name] = pa.nulls(table.num_rows, types[name])
     return pa.table(columns)
 
