@@ -6,7 +6,7 @@ created once and never move.
 
 from __future__ import annotations
 
-from .errors import ConflictError, IntegrityError, NotFoundError, ReadOnlyError
+from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from .ids import ObjectId, is_object_id, ref_name
 from .store import Store
 
@@ -30,9 +30,14 @@ class RefStore:
     def _all(self, prefix: str) -> dict[str, ObjectId]:
         out = {}
         for key in self.store.list(prefix):
+            name = key[len(prefix) :]
+            try:
+                ref_name(name)
+            except InvalidInputError:
+                raise IntegrityError(f"{self.store.url}: invalid ref name {key!r}") from None
             target = self._read(key)
             if target is not None:
-                out[key[len(prefix) :]] = target
+                out[name] = target
         return out
 
     def branch(self, name: str) -> ObjectId | None:
