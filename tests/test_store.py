@@ -146,3 +146,53 @@ def test_staging_publishes_once_and_discards(store):
     with store.staging() as staged:
         staged.write(b"never published")
     assert list(store.list()) == ["packs/s.pack"]
+
+
+# -- delete (local state: remote-tracking refs) -------------------------------------
+
+
+def test_delete_removes_only_that_key(store):
+    store.put_if_absent("refs/remotes/origin/main", b"a")
+    store.put_if_absent("refs/remotes/origin/dev", b"b")
+    store.put_if_absent("refs/remotes/origin2/main", b"c")
+    store.delete("refs/remotes/origin/main")
+    assert not store.exists("refs/remotes/origin/main")
+    assert store.get_if_exists("refs/remotes/origin/main") is None
+    with pytest.raises(NotFoundError):
+        store.get("refs/remotes/origin/main")
+    with pytest.raises(NotFoundError):
+        store.size("refs/remotes/origin/main")
+    assert list(store.list("refs/remotes/")) == ["refs/remotes/origin/dev", "refs/remotes/origin2/main"]
+    assert store.get("refs/remotes/origin/dev") == b"b"
+    store.delete("refs/remotes/origin/dev")
+    assert list(store.list("refs/remotes/origin/")) == []
+    assert list(store.list()) == ["refs/remotes/origin2/main"]
+
+
+def test_delete_of_an_absent_key_is_a_no_op(store):
+    store.delete("refs/remotes/never/there")
+    store.put_if_absent("objects/ab/one", b"x")
+    store.delete("objects/ab/two")
+    store.delete("objects/ab/one")
+    store.delete("objects/ab/one")
+    assert list(store.list()) == []
+
+
+def test_a_deleted_key_can_be_created_again(store):
+    store.compare_and_swap("refs/remotes/origin/main", None, b"one")
+    store.delete("refs/remotes/origin/main")
+    with pytest.raises(ConflictError):
+        store.compare_and_swap("refs/remotes/origin/main", b"one", b"two")
+    store.compare_and_swap("refs/remotes/origin/main", None, b"two")
+    assert store.get("refs/remotes/origin/main") == b"two"
+    store.delete("refs/remotes/origin/main")
+    assert store.put_if_absent("refs/remotes/origin/main", b"three") is True
+    assert store.get("refs/remotes/origin/main") == b"three"
+
+
+def test_delete_rejects_hostile_keys(store):
+    store.put_if_absent("a/b", b"kept")
+    for key in ["", "/abs", "../x", "a/../b", ".hidden", "a/.tmp", "a b", "a//b"]:
+        with pytest.raises(InvalidInputError):
+            store.delete(key)
+    assert list(store.list()) == ["a/b"] and store.get("a/b") == b"kept"

@@ -59,29 +59,33 @@ def _their_batches(repo: Repository, mine: Snapshot, other: Snapshot) -> list[Ba
     """Batches only ``other`` has, without the images ``mine`` already holds."""
     have = set(mine.batches.column("manifest").to_pylist())
     theirs = other.batches.filter(pc.invert(pc.is_in(other.batches.column("manifest"), value_set=pa.array(list(have), pa.string()))))
-    out = []
+    kept: list[tuple[str, pa.Table | None]] = []  # manifest id, its rows without shared images
     conflicts: list[str] = []
     for manifest_id in theirs.column("manifest").to_pylist():
         table = other.manifest(manifest_id)
         ids = table.column("image_id").combine_chunks()
         shared = mine.find(ids, ["image_id", "blob_id"])
-        if shared.num_rows:
-            theirs_blobs = dict(zip(ids.to_pylist(), table.column("blob_id").to_pylist()))
-            for image, blob in zip(shared.column("image_id").to_pylist(), shared.column("blob_id").to_pylist()):
-                if theirs_blobs[image] != blob:
-                    conflicts.append(image)
-            table = table.filter(pc.invert(pc.is_in(table.column("image_id"), value_set=shared.column("image_id"))))
-            if table.num_rows == 0:
-                continue
-            manifest_id = repo.odb.put_bytes(manifest.encode(table))
-            out.append(manifest.summarize(table, manifest_id))
-        else:
-            out.append(_batch(other, manifest_id))
+        if not shared.num_rows:
+            kept.append((manifest_id, None))
+            continue
+        theirs_blobs = dict(zip(ids.to_pylist(), table.column("blob_id").to_pylist()))
+        for image, blob in zip(shared.column("image_id").to_pylist(), shared.column("blob_id").to_pylist()):
+            if theirs_blobs[image] != blob:
+                conflicts.append(image)
+        table = table.filter(pc.invert(pc.is_in(table.column("image_id"), value_set=shared.column("image_id"))))
+        if table.num_rows:
+            kept.append((manifest_id, table))
     if conflicts:
         listed = ", ".join(sorted(conflicts)[:_LISTED]) + (" …" if len(conflicts) > _LISTED else "")
         raise ConflictError(
             f"{len(conflicts)} image id(s) hold different bytes on the two sides; nothing was merged: {listed}"
         )
+    out = []
+    for manifest_id, table in kept:  # written only once the merge is known to succeed
+        if table is None:
+            out.append(_batch(other, manifest_id))
+        else:
+            out.append(manifest.summarize(table, repo.odb.put_bytes(manifest.encode(table))))
     return out
 
 

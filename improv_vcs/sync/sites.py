@@ -82,6 +82,8 @@ def _init_like(repo: Repository, url: str, options: dict[str, str]) -> Repositor
     from ..store import open_store
 
     store = open_store(url, **options)
+    if any(True for _ in store.list("")):
+        raise InvalidInputError(f"{url} is neither an improv repository nor empty; nothing was pushed")
     store.put_if_absent(CONFIG_KEY, canonical_json(repo.config))
     return Repository.open(url, **options)
 

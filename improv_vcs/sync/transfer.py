@@ -169,9 +169,10 @@ class Transfer:
             PackIndex.parse(index).verify(data)
         except IntegrityError as exc:
             raise IntegrityError(f"pack {pack_id} from {self.source.url} is corrupt: {exc}") from None
-        wrote = self.dest.store.put_if_absent(pack_key(pack_id), data)
-        self.dest.store.put_if_absent(index_key(pack_id), index)  # the index publishes the pack
-        self._written(wrote, len(data) + len(index), pack=True)
+        sent = len(data) if self.dest.store.put_if_absent(pack_key(pack_id), data) else 0
+        if self.dest.store.put_if_absent(index_key(pack_id), index):  # the index publishes the pack
+            sent += len(index)
+        self._written(sent > 0, sent, pack=True)
 
     def _written(self, wrote: bool, size: int, pack: bool) -> None:
         with self._lock:
