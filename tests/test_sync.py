@@ -563,22 +563,31 @@ def test_racing_pushers_one_wins_no_commit_lost(origin, tmp_path, monkeypatch):
 
 
 def _failing_writes(monkeypatch, root: str, allowed: int, spare=lambda key: False):
-    """Make ``put_if_absent`` on the local store at ``root`` fail (StorageError)
-    after ``allowed`` writes, except for keys ``spare`` accepts."""
-    put = LocalStore.put_if_absent
+    """Make writes (``put_if_absent``, and ``adopt``: a hard link) to the local
+    store at ``root`` fail (StorageError) after ``allowed`` of them, except
+    for keys ``spare`` accepts."""
+    put, adopt = LocalStore.put_if_absent, LocalStore.adopt
     lock = threading.Lock()
     count = [0]
 
-    def failing(self, key, data):
+    def check(self, key):
         if str(self.root) == root and not spare(key):
             with lock:
                 count[0] += 1
                 over = count[0] > allowed
             if over:
                 raise StorageError(f"injected failure writing {key}")
+
+    def failing_put(self, key, data):
+        check(self, key)
         return put(self, key, data)
 
-    monkeypatch.setattr(LocalStore, "put_if_absent", failing)
+    def failing_adopt(self, source, key):
+        check(self, key)
+        return adopt(self, source, key)
+
+    monkeypatch.setattr(LocalStore, "put_if_absent", failing_put)
+    monkeypatch.setattr(LocalStore, "adopt", failing_adopt)
     return count
 
 

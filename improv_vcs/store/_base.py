@@ -124,6 +124,17 @@ class Store(ABC):
         """A place to stream a large value whose key is known only at the end."""
         return BufferStaging(self)
 
+    def get_view(self, key: str) -> Bytes:
+        """The whole value as a read-only buffer (a local store maps the file)."""
+        return self.get(key)
+
+    def adopt(self, source: Store, key: str) -> bool:
+        """Make ``key`` hold what ``source`` holds under it without copying
+        bytes, when both stores can share them (hard links on one file
+        system); False when this store cannot, or the key already exists.
+        Only for immutable, already verified values."""
+        return False
+
     def get_if_exists(self, key: str) -> bytes | None:
         from ..errors import NotFoundError
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 import uuid
 from collections.abc import Iterator
@@ -38,6 +39,34 @@ class LocalStore(Store):
             raise NotFoundError(f"no such key: {key}") from None
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    def get_view(self, key: str) -> Bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size == 0:
+                    return b""
+                return memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(f"no such key: {key}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    def adopt(self, source: Store, key: str) -> bool:
+        if not isinstance(source, LocalStore):
+            return False
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source._path(key), path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                return False  # another file system, or links not allowed: copy instead
+            raise StorageError(f"cannot link {path}: {exc.strerror or exc}") from exc
+        _fsync_dir(path.parent)
+        return True
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         path = self._path(key)

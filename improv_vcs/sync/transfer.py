@@ -15,6 +15,7 @@ walk for missing commits stops there.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -83,7 +84,8 @@ class Transfer:
         self.source, self.dest = source, dest
         self.blobs = blobs
         self.progress = progress
-        self.workers = workers or (16 if "://" in dest.url or "://" in source.url else 4)
+        remote = "://" in dest.url or "://" in source.url
+        self.workers = workers or (16 if remote else max(2, os.cpu_count() or 2))
         self.report = TransferReport()
         self._lock = threading.Lock()
 
@@ -164,12 +166,14 @@ class Transfer:
             raise NotFoundError(f"pack {pack_id} is missing at {self.source.url}{hint}") from None
         if hash_bytes(index) != pack_id:
             raise IntegrityError(f"pack {pack_id} from {self.source.url} is corrupt: its index hashes differently")
-        data = self.source.store.get(pack_key(pack_id))
+        data = self.source.store.get_view(pack_key(pack_id))
         try:
             PackIndex.parse(index).verify(data)
         except IntegrityError as exc:
             raise IntegrityError(f"pack {pack_id} from {self.source.url} is corrupt: {exc}") from None
-        sent = len(data) if self.dest.store.put_if_absent(pack_key(pack_id), data) else 0
+        key = pack_key(pack_id)
+        linked = self.dest.store.adopt(self.source.store, key)  # same disk: share the verified file
+        sent = len(data) if linked or self.dest.store.put_if_absent(key, data) else 0
         if self.dest.store.put_if_absent(index_key(pack_id), index):  # the index publishes the pack
             sent += len(index)
         self._written(sent > 0, sent, pack=True)
