@@ -31,6 +31,7 @@ class QueryResult:
     manifests_total: int
     commit_id: str | None
     batches_counted_whole: int = 0
+    record_ids: tuple[str, ...] = ()
 
 
 _local = threading.local()
@@ -70,16 +71,23 @@ def _add_unscanned_columns(snapshot: Snapshot, batches: pa.Table, rows: pa.Table
     return rows
 
 
-def run(snapshot: Snapshot, query: Query, spans: tuple[Span, ...] | None, count: bool = False) -> QueryResult:
+def run(
+    snapshot: Snapshot,
+    query: Query,
+    spans: tuple[Span, ...] | None,
+    count: bool = False,
+    record_ids: bool = False,
+) -> QueryResult:
     """Execute ``query`` on ``snapshot``; ``spans`` are the dataset's, if any.
 
     A count adds the stored row counts of batches the filters cover whole and
-    scans only the others.
+    scans only the others. With ``record_ids``, the result also names every
+    provenance record the selection used (the matching records of its images).
     """
     from .provenance.query import plan
 
     batches = snapshot.batches
-    planned = plan(snapshot, query, spans, prune(batches, query, spans))
+    planned = plan(snapshot, query, spans, prune(batches, query, spans), record_ids and not count)
     candidates = planned.batches
     counted = whole_batches = 0
     if count:
@@ -95,8 +103,19 @@ def run(snapshot: Snapshot, query: Query, spans: tuple[Span, ...] | None, count:
     tables = {"images": rows, **planned.tables}
     for name, table in tables.items():
         connection.register(name, table)
+    used: list[str] = []
     try:
         table = connection.sql(sql, params=params).to_arrow_table()
+        if record_ids and not count and planned.sql.ctes:
+            connection.register("cited", table.select(["image_id"]))
+            tables["cited"] = table
+            for kind in query.provenance_kinds():
+                found = connection.sql(
+                    f'WITH {", ".join(planned.sql.ctes)} SELECT DISTINCT record_id FROM "match_{kind}" '
+                    "WHERE image_id IN (SELECT image_id FROM cited)",
+                    params=list(planned.sql.cte_params),
+                ).to_arrow_table()
+                used.extend(found.column(0).to_pylist())
     finally:
         for name in tables:
             connection.unregister(name)
@@ -106,5 +125,6 @@ def run(snapshot: Snapshot, query: Query, spans: tuple[Span, ...] | None, count:
             total = min(total, query.limit)
         table = pa.table({"images": pa.array([total], pa.int64())})
     return QueryResult(
-        table, sql, params, len(survivors), batches.num_rows, snapshot.commit_id, whole_batches
+        table, sql, params, len(survivors), batches.num_rows, snapshot.commit_id, whole_batches,
+        tuple(sorted(used)),
     )

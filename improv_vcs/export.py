@@ -72,7 +72,7 @@ def export_rows(
     names = file_names(rows)
     written = skipped = nbytes = 0
     if not metadata_only:
-        for name, blob_id, data in _blobs(odb, rows, names):
+        for name, blob_id, data in iter_blobs(odb, rows, names):
             target = dest / name
             if target.is_file() and _sha256_file(target) == blob_id:
                 skipped += 1
@@ -88,8 +88,8 @@ def export_rows(
     return ExportReport(rows.num_rows, written, skipped, nbytes, metadata)
 
 
-def _blobs(odb: ObjectDatabase, rows: pa.Table, names: pa.Array) -> Iterator[tuple[str, str, bytes]]:
-    """``(file name, blob id, verified bytes)`` in pack and offset order."""
+def iter_blobs(odb: ObjectDatabase, rows: pa.Table, names: pa.Array) -> Iterator[tuple[str, str, bytes]]:
+    """``(name, blob id, verified bytes)`` for every row, in pack and offset order."""
     order = pc.sort_indices(rows, sort_keys=[("pack", "ascending"), ("offset", "ascending")])
     picked = rows.select(["blob_id", "pack", "offset", "size"]).take(order)
     records = zip(
@@ -122,9 +122,9 @@ def _extends(run: list[tuple[str, str, str, int, int]], record: tuple[str, str, 
 def _read_run(odb: ObjectDatabase, run: list[tuple[str, str, str, int, int]]) -> Iterator[tuple[str, str, bytes]]:
     pack, start = run[0][2], run[0][3]
     end = max(r[3] + r[4] for r in run)
-    if len(run) == 1:
-        name, blob_id, _, offset, size = run[0]
-        yield name, blob_id, odb.read_blob(pack, offset, size, blob_id)
+    if len(run) == 1 or not odb.store.exists(pack_key(pack)):  # one blob, or fetched on demand
+        for name, blob_id, _, offset, size in run:
+            yield name, blob_id, odb.read_blob(pack, offset, size, blob_id)
         return
     block = memoryview(odb.store.get_range(pack_key(pack), start, end - start))
     for name, blob_id, _, offset, size in run:

@@ -164,7 +164,8 @@ class Datasets(_Frozen):
 
 
 class Tag(_Frozen):
-    """An annotated tag: a named, immutable pointer to a commit with a message."""
+    """An annotated tag: a named, immutable pointer to a commit with a
+    message, and for a release its bibliographic metadata."""
 
     kind: Literal["tag"] = "tag"
     format: Literal[1] = FORMAT_VERSION
@@ -173,6 +174,11 @@ class Tag(_Frozen):
     tagger: str
     time: UtcDatetime
     message: str
+    title: str | None = None
+    authors: tuple[str, ...] = ()
+    license: str | None = None
+    description: str | None = None
+    doi: str | None = Field(default=None, pattern=r"^10\.\d{4,9}/\S+$")
 
 
 class RepositoryConfig(_Frozen):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from pydantic import ValidationError
 
 from . import revparse
 from .errors import (
@@ -41,6 +42,7 @@ from .store import Store, open_store
 from .transaction import Progress, Transaction
 
 if TYPE_CHECKING:
+    from .citation import Citation
     from .engine import QueryResult
     from .export import ExportReport
     from .provenance.view import Record
@@ -187,10 +189,16 @@ class Repository:
 
     # -- queries -------------------------------------------------------------
     def select(
-        self, query: Query, at: str | None = None, as_of: datetime | None = None, count: bool = False
+        self,
+        query: Query,
+        at: str | None = None,
+        as_of: datetime | None = None,
+        count: bool = False,
+        record_ids: bool = False,
     ) -> QueryResult:
         """Run ``query`` at a snapshot (``at`` a revision, or ``as_of`` a time on
-        ``at``'s first-parent line) and say how it was answered."""
+        ``at``'s first-parent line) and say how it was answered (with
+        ``record_ids``, also which provenance records it used)."""
         from . import engine
 
         commit_id = self._commit_for(at, as_of)
@@ -201,7 +209,7 @@ class Repository:
                 where = commit_id[:12] if commit_id else "an empty repository"
                 raise NotFoundError(f"no dataset named {query.dataset!r} at {where}")
             spans = found.spans
-        return engine.run(self._snapshot_at(commit_id), query, spans, count=count)
+        return engine.run(self._snapshot_at(commit_id), query, spans, count=count, record_ids=record_ids)
 
     def query(self, at: str | None = None, as_of: datetime | None = None, **filters: Any) -> pa.Table:
         """Image rows matching ``filters`` (the fields of :class:`Query`), as Arrow,
@@ -404,9 +412,16 @@ class Repository:
         return ObjectId(oid)
 
     def create_tag(
-        self, name: str, at: str | None = None, message: str | None = None, tagger: str | None = None
+        self,
+        name: str,
+        at: str | None = None,
+        message: str | None = None,
+        tagger: str | None = None,
+        **release: Any,
     ) -> ObjectId:
-        """Create tag ``name`` at ``at``; with a message it is an annotated tag object.
+        """Create tag ``name`` at ``at``; with a message it is an annotated tag
+        object, which may carry release metadata (``title``, ``authors``,
+        ``license``, ``description``, ``doi``) for citations.
 
         Tags never move: creating an existing tag raises :class:`ReadOnlyError`.
         """
@@ -415,16 +430,40 @@ class Repository:
         if self.refs.tag(name) is not None:
             self.refs.create_tag(name, target)  # raises ReadOnlyError
         pointer = target
+        if release and message is None:
+            message = release.get("title") or f"Release {name}"
         if message is not None:
             if not message.strip():
                 raise InvalidInputError("a tag message cannot be empty")
-            tag = Tag(
-                name=name,
-                target=target,
-                tagger=tagger or default_author(),
-                time=datetime.now(timezone.utc),
-                message=message,
-            )
+            try:
+                tag = Tag(
+                    name=name,
+                    target=target,
+                    tagger=tagger or default_author(),
+                    time=datetime.now(timezone.utc),
+                    message=message,
+                    **release,
+                )
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                raise InvalidInputError(f"{'.'.join(map(str, error['loc']))}: {error['msg']}") from None
             pointer = self.odb.put_object(tag)
         self.refs.create_tag(name, pointer)
         return target
+
+    def tag_object(self, name: str) -> Tag | None:
+        """The annotated tag object of ``name`` (None for a lightweight tag)."""
+        pointer = self.refs.tag(name)
+        if pointer is None:
+            raise NotFoundError(f"no tag named {name!r}")
+        found = self.odb.get_object(pointer)
+        return found if isinstance(found, Tag) else None
+
+    # -- citations ---------------------------------------------------------
+    def cite(self, at: str | None = None, tag: str | None = None, **options: Any) -> Citation:
+        """A citation of the selection ``options`` describe (query filters, and
+        ``title``, ``authors``, ``license``, ``description``, ``doi``) at
+        ``at``, or of a release ``tag``. See :mod:`improv_vcs.cite`."""
+        from . import cite
+
+        return cite.make(self, at=at, tag=tag, **options)

@@ -38,9 +38,10 @@ class Plan:
     sql: ProvenanceSql = field(default_factory=ProvenanceSql)
 
 
-def plan(snapshot: Snapshot, query: Query, spans, candidates: pa.Table) -> Plan:  # type: ignore[no-untyped-def]
+def plan(snapshot: Snapshot, query: Query, spans, candidates: pa.Table, record_ids: bool = False) -> Plan:  # type: ignore[no-untyped-def]
     """Provenance work for ``query`` on ``snapshot``; ``candidates`` are the
-    batches left after pruning by the manifest filters."""
+    batches left after pruning by the manifest filters. With ``record_ids``
+    the record tables keep their ids (to name the records a result used)."""
     named = query.provenance_kinds()
     located = _located(snapshot, query) if query.bbox else None
     if not named and located is None:
@@ -60,7 +61,7 @@ def plan(snapshot: Snapshot, query: Query, spans, candidates: pa.Table) -> Plan:
         segments = _segments(snapshot, query, kind, candidates, name in filtering)
         if name in filtering:
             candidates = _overlapping(candidates, segments)
-        table = _records(snapshot, query, kind, segments, candidates)
+        table = _records(snapshot, query, kind, segments, candidates, record_ids)
         tables[f"prov_{name}"] = table
         run = query.run_for(name)
         if run == view.RUN_LATEST:
@@ -189,11 +190,14 @@ def _overlapping(batches: pa.Table, segments: pa.Table) -> pa.Table:
     return batches.filter(keep)
 
 
-def _records(snapshot: Snapshot, query: Query, kind: Kind, segments: pa.Table, candidates: pa.Table) -> pa.Table:
+def _records(
+    snapshot: Snapshot, query: Query, kind: Kind, segments: pa.Table, candidates: pa.Table, record_ids: bool
+) -> pa.Table:
     """The needed columns of the records in ``segments`` within the candidates'
     id range, every needed column present and typed."""
     types = _columns_of(snapshot, kind)
-    needed = _needed(query, kind, types)
+    needed = _needed(query, kind, types) + (["record_id"] if record_ids else [])
+    needed = list(dict.fromkeys(needed))
     table = view.read(snapshot, segments.column("id").to_pylist(), needed, _id_range(candidates))
     columns = {}
     for name in needed:
