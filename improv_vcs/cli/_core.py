@@ -158,16 +158,23 @@ def tag(
     name: Annotated[Optional[str], typer.Argument(help="Tag to create (omit to list tags).")] = None,
     ref: Annotated[Optional[str], typer.Argument(help="Commit to tag (default: the default branch).")] = None,
     message: Annotated[Optional[str], typer.Option("--message", "-m", help="Make an annotated tag with this message.")] = None,
+    title: Annotated[Optional[str], typer.Option("--title", help="Release title (makes an annotated tag; used by `improv cite --tag`).")] = None,
+    author: Annotated[Optional[list[str]], typer.Option("--author", help="Release author (repeatable).")] = None,
+    license: Annotated[Optional[str], typer.Option("--license", help="Release license, e.g. CC-BY-4.0.")] = None,
+    description: Annotated[Optional[str], typer.Option("--description", help="Release description.")] = None,
+    doi: Annotated[Optional[str], typer.Option("--doi", help="DOI minted for the release (10.xxxx/...).")] = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """List tags, or create one (tags never move)."""
+    """List tags, or create one (tags never move). Release metadata makes it
+    citable with `improv cite --tag NAME`."""
     repository = open_repo(repo)
     if name is None:
         tags = repository.tags()
         report(json_output, tags, "\n".join(f"{t:<24} {c[:12]}" for t, c in tags.items()) or "No tags yet.")
         return
-    target = repository.create_tag(name, ref, message)
+    release = {"title": title, "authors": tuple(author or ()), "license": license, "description": description, "doi": doi}
+    target = repository.create_tag(name, ref, message, **{k: v for k, v in release.items() if v})
     report(json_output, {"tag": name, "commit": target}, f"Tagged {target[:12]} as {name}")
 
 
