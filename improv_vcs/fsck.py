@@ -1,0 +1,227 @@
+"""Check a repository: everything reachable from a ref is present, parses,
+and (with ``full``) hashes to its id.
+
+Loose objects are re-hashed whenever they are read, so every check reads
+them; packs are checked for presence and size, and every manifest row must
+point at exactly the pack entry of its blob. ``full`` also re-hashes every
+blob of every pack. A metadata-only clone lacks packs by design: those are
+counted as remote, not reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import index, manifest
+from .errors import ImprovError
+from .model import Commit, Datasets, Tag
+from .packs import PackIndex, index_key, pack_key
+from .provenance import records
+
+if TYPE_CHECKING:
+    from .repository import Repository
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong, named by the object it concerns."""
+
+    object_id: str
+    what: str  # commit, tag, manifest, pack, segment, datasets, ref
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.object_id}: {self.detail}"
+
+
+@dataclass
+class FsckReport:
+    refs: int = 0
+    commits: int = 0
+    objects: int = 0
+    packs: int = 0
+    packs_remote: int = 0
+    bytes_hashed: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "refs": self.refs,
+            "commits": self.commits,
+            "objects": self.objects,
+            "packs": self.packs,
+            "packs_remote": self.packs_remote,
+            "bytes_hashed": self.bytes_hashed,
+            "problems": [p.__dict__ for p in self.problems],
+        }
+
+
+def fsck(repo: Repository, full: bool = False, progress: Callable[[int], None] | None = None) -> FsckReport:
+    """Check everything reachable from every branch, tag and remote-tracking ref."""
+    checker = _Checker(repo, full, progress)
+    checker.run()
+    return checker.report
+
+
+class _Checker:
+    def __init__(self, repo: Repository, full: bool, progress: Callable[[int], None] | None):
+        self.repo, self.full, self.progress = repo, full, progress
+        self.report = FsckReport()
+        self.seen: set[str] = set()
+        self.packs: dict[str, PackIndex | None] = {}
+        self.partial = repo.remotes.promisor is not None
+
+    def problem(self, oid: str, what: str, detail: str) -> None:
+        self.report.problems.append(Problem(oid, what, detail))
+
+    def _attempt(self, oid: str, what: str, work: Callable[[], Any]) -> Any:
+        try:
+            return work()
+        except ImprovError as exc:
+            self.problem(oid, what, str(exc))
+            return None
+
+    def run(self) -> None:
+        tips = self._ref_targets()
+        stack = list(tips)
+        while stack:
+            oid = stack.pop()
+            if oid in self.seen:
+                continue
+            self.seen.add(oid)
+            commit = self._attempt(oid, "commit", lambda o=oid: self.repo.odb.get_commit(o))
+            if commit is None:
+                continue
+            self.report.commits += 1
+            self._check_commit(oid, commit)
+            stack.extend(commit.parents)
+            if self.progress:
+                self.progress(1)
+        if self.full:
+            self._hash_packs()
+
+    def _ref_targets(self) -> list[str]:
+        targets = []
+        refs = [*self.repo.refs.branches().items()]
+        for name in self.repo.remotes.all():
+            refs += [(f"{name}/{b}", t) for b, t in self.repo.remotes.tracking(name).items()]
+        for name, pointer in self.repo.refs.tags().items():
+            found = self._attempt(pointer, "tag", lambda p=pointer: self.repo.odb.get_object(p))
+            if isinstance(found, Tag):
+                refs.append((name, found.target))
+            elif found is not None:
+                refs.append((name, pointer))
+        self.report.refs = len(refs)
+        for name, target in refs:
+            if not self.repo.odb.has(target):
+                self.problem(target, "ref", f"{name} points at a missing commit")
+            else:
+                targets.append(target)
+        return targets
+
+    def _check_commit(self, oid: str, commit: Commit) -> None:
+        odb = self.repo.odb
+        for parent in commit.parents:
+            if not odb.has(parent):
+                self.problem(parent, "commit", f"parent of {oid[:12]} is missing")
+        for segment in (*commit.index, *commit.provenance_index):
+            if segment.id not in self.seen:
+                self.seen.add(segment.id)
+                self.report.objects += 1
+                layout = index.BATCHES if segment in commit.index else index.PROVENANCE
+                self._attempt(segment.id, "index segment", lambda s=segment, lay=layout: index.read_segment(odb, s, lay))
+        if commit.datasets and commit.datasets not in self.seen:
+            self.seen.add(commit.datasets)
+            self.report.objects += 1
+            found = self._attempt(commit.datasets, "datasets", lambda: odb.get_object(commit.datasets))
+            if found is not None and not isinstance(found, Datasets):
+                self.problem(commit.datasets, "datasets", f"is a {found.kind}")
+        for batch in commit.batches:
+            if batch.manifest in self.seen:
+                continue
+            self.seen.add(batch.manifest)
+            self.report.objects += 1
+            table = self._attempt(batch.manifest, "manifest", lambda b=batch: manifest.decode(odb.get_bytes(b.manifest)))
+            if table is not None:
+                if table.num_rows != batch.rows:
+                    self.problem(batch.manifest, "manifest", f"holds {table.num_rows} rows, its batch says {batch.rows}")
+                self._check_locations(batch.manifest, "manifest", table)
+        for segment in commit.provenance:
+            if segment.id in self.seen:
+                continue
+            self.seen.add(segment.id)
+            self.report.objects += 1
+            table = self._attempt(segment.id, "provenance segment", lambda s=segment: records.decode(odb.get_bytes(s.id)))
+            if table is not None and "pack" in table.column_names:
+                self._check_locations(segment.id, "provenance segment", table)
+
+    def _pack(self, pack_id: str) -> PackIndex | None:
+        if pack_id not in self.packs:
+            self.packs[pack_id] = self._load_pack(pack_id)
+        return self.packs[pack_id]
+
+    def _load_pack(self, pack_id: str) -> PackIndex | None:
+        store = self.repo.store
+        if not store.exists(index_key(pack_id)):
+            if self.partial:
+                self.report.packs_remote += 1
+            else:
+                self.problem(pack_id, "pack", "is missing")
+            return None
+        self.report.packs += 1
+        parsed = self._attempt(pack_id, "pack", lambda: self.repo.odb.pack_index(pack_id))
+        if parsed is None:
+            return None
+        size = self._attempt(pack_id, "pack", lambda: store.size(pack_key(pack_id)))
+        if size is not None and size != parsed.pack_length:
+            self.problem(pack_id, "pack", f"is {size} bytes, its index says {parsed.pack_length}")
+            return None
+        return parsed
+
+    def _check_locations(self, owner: str, what: str, table: pa.Table) -> None:
+        """Every row's (blob, offset, size) must be its pack's entry for the blob."""
+        for pack_id in table.column("pack").unique().to_pylist():
+            parsed = self._pack(pack_id)
+            if parsed is None:
+                continue
+            rows = table.filter(pc.equal(table.column("pack"), pack_id))
+            entries = pa.table({
+                "blob_id": pa.array([d.hex() for d in parsed.digests], pa.string()),
+                "entry_offset": pa.array(parsed.offsets, pa.int64()),
+                "entry_size": pa.array(parsed.lengths, pa.int64()),
+            })
+            joined = rows.select(["image_id", "blob_id", "offset", "size"]).join(entries, "blob_id", join_type="left outer")
+            bad = pc.or_kleene(
+                pc.not_equal(joined.column("offset"), joined.column("entry_offset")),
+                pc.not_equal(joined.column("size"), joined.column("entry_size")),
+            )
+            bad = pc.fill_null(bad, True)
+            if pc.any(bad).as_py():
+                image = joined.filter(bad).column("image_id")[0].as_py()
+                self.problem(owner, what, f"image {image!r} points outside its pack {pack_id[:12]}'s entries")
+
+    def _hash_packs(self) -> None:
+        present = [(p, parsed) for p, parsed in self.packs.items() if parsed is not None]
+
+        def verify(item: tuple[str, PackIndex]) -> int:
+            pack_id, parsed = item
+            try:
+                parsed.verify(self.repo.store.get_view(pack_key(pack_id)))
+            except ImprovError as exc:
+                self.problem(pack_id, "pack", str(exc))
+                return 0
+            return parsed.pack_length
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="improv-fsck") as pool:
+            self.report.bytes_hashed = sum(pool.map(verify, present))
