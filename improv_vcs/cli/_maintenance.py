@@ -1,4 +1,4 @@
-"""Maintenance commands: fsck."""
+"""Maintenance commands: fsck and gc."""
 
 from __future__ import annotations
 
@@ -36,3 +36,25 @@ def fsck(
     report(json_output, result.to_json(), "\n".join(lines))
     if not result.ok:
         raise typer.Exit(IntegrityError.exit_code)
+
+
+@app.command()
+@handles_errors
+def gc(
+    grace: Annotated[str, typer.Option("--grace", help="Keep unreachable objects younger than this (e.g. 24h, 30m, 0).")] = "24h",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be removed.")] = False,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Remove objects and packs no branch, tag or remote-tracking ref can
+    reach, once older than the grace period (so commits in flight are safe),
+    and unfinished writes that old."""
+    from ..gc import gc as run
+    from ..gc import parse_duration
+
+    result = run(open_repo(repo), parse_duration(grace), dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    lines = [f"{verb} {len(result.removed)} unreachable object(s) ({result.removed_bytes} bytes)"
+             f" and {len(result.temporaries)} unfinished write(s); kept {result.kept_young} younger than {grace}"]
+    lines += [f"  {key}" for key in result.removed[:50]]
+    report(json_output, result.to_json(), "\n".join(lines))

@@ -111,6 +111,15 @@ class Store(ABC):
         """Every key starting with ``prefix``, in sorted order."""
 
     @abstractmethod
+    def modified(self, key: str) -> float:
+        """When the value was written, as a POSIX timestamp."""
+
+    def sweep_temporaries(self, before: float, dry_run: bool = False) -> list[str]:
+        """Remove unfinished writes (temporary files) older than ``before``;
+        returns their names. Stores whose writes are atomic have none."""
+        return []
+
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key`` if it exists (only for local state and garbage)."""
 

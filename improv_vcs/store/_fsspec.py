@@ -63,6 +63,18 @@ class FsspecStore(Store):
         except OSError as exc:
             raise StorageError(f"cannot stat {key} on {self.url}: {exc}") from exc
 
+    def modified(self, key: str) -> float:
+        try:
+            info = self.fs.info(self._path(key))
+        except FileNotFoundError:
+            raise NotFoundError(f"no such key: {key}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot stat {key} on {self.url}: {exc}") from exc
+        when = info.get("LastModified") or info.get("created") or info.get("mtime")
+        if when is None:
+            raise StorageError(f"{self.url} does not say when {key} was written")
+        return when.timestamp() if hasattr(when, "timestamp") else float(when)
+
     def delete(self, key: str) -> None:
         try:
             self.fs.rm_file(self._path(key))

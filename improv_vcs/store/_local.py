@@ -91,6 +91,24 @@ class LocalStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"no such key: {key}") from None
 
+    def modified(self, key: str) -> float:
+        try:
+            return self._path(key).stat().st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(f"no such key: {key}") from None
+
+    def sweep_temporaries(self, before: float, dry_run: bool = False) -> list[str]:
+        removed = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                path = Path(dirpath) / name
+                if name.startswith(".tmp-") and path.stat().st_mtime < before:
+                    if not dry_run:
+                        path.unlink(missing_ok=True)
+                    removed.append(str(path.relative_to(self.root)))
+        return removed
+
     def list(self, prefix: str = "") -> Iterator[str]:
         check_prefix(prefix)
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
