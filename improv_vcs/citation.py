@@ -14,6 +14,7 @@ it, so any rendering can be verified too.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from typing import Any, Literal
@@ -25,7 +26,8 @@ from .errors import InvalidInputError
 from .model import Oid, Span, UtcDatetime
 
 PREFIX = "improv:1:"
-_IDENTIFIER = re.compile(r"improv:1:[A-Za-z0-9_-]+")
+_IDENTIFIER = re.compile(r"improv:1:[A-Za-z0-9_.-]+")
+DOI_PATTERN = r"^10\.\d{4,9}/\S+$"
 DIGEST_METHOD = "sha256-v1"
 """SHA-256 over ``image_id TAB blob_id LF`` for every cited image, sorted by
 image id, then ``record TAB record_id LF`` for every provenance record the
@@ -58,7 +60,7 @@ class Citation(BaseModel):
     authors: tuple[str, ...] = ()
     license: str | None = None
     description: str | None = None
-    doi: str | None = None
+    doi: str | None = Field(default=None, pattern=DOI_PATTERN)
     version: str | None = Field(default=None, description="a release tag name")
     created: UtcDatetime
 
@@ -193,8 +195,11 @@ def describe_query(query: dict[str, Any]) -> str:
     return "; ".join(parts) or "all images"
 
 
+_BIBTEX_SPECIAL = {"\\": "\\textbackslash{}", "{": "\\{", "}": "\\}"}
+
+
 def _bibtex_escape(value: str) -> str:
-    return value.replace("\\", "\\textbackslash{}").replace("{", "\\{").replace("}", "\\}")
+    return "".join(_BIBTEX_SPECIAL.get(c, c) for c in value)
 
 
 def _csl_name(author: str) -> dict[str, str]:
@@ -208,7 +213,13 @@ def _csl_name(author: str) -> dict[str, str]:
 def encode_identifier(pinned: Pinned) -> str:
     payload = json.dumps(pinned.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
     packed = zstandard.ZstdCompressor(level=19).compress(payload)
-    return PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
+    body = base64.urlsafe_b64encode(packed).decode().rstrip("=")
+    return f"{PREFIX}{body}.{_check(body)}"
+
+
+def _check(body: str) -> str:
+    """A checksum that tells a damaged identifier from a different one."""
+    return hashlib.sha256(body.encode()).hexdigest()[:8]
 
 
 def decode_identifier(identifier: str) -> Pinned:
@@ -216,7 +227,9 @@ def decode_identifier(identifier: str) -> Pinned:
     text = identifier.strip()
     if not _IDENTIFIER.fullmatch(text):
         raise InvalidInputError(f"not an improv citation identifier: {text[:40]!r}")
-    body = text[len(PREFIX):]
+    body, dot, check = text[len(PREFIX):].rpartition(".")
+    if not dot or _check(body) != check:
+        raise InvalidInputError("the citation identifier is damaged (its checksum does not match)")
     try:
         packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         payload = zstandard.ZstdDecompressor().decompress(packed, max_output_size=1 << 20)

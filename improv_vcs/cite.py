@@ -95,9 +95,13 @@ def make(
 
 def load(text_or_path: str) -> Pinned:
     """The pinned selection of an identifier, or of a citation file in any format."""
-    candidate = Path(text_or_path)
-    if not text_or_path.startswith("improv:") and len(text_or_path) < 4096 and candidate.is_file():
-        return find_identifier(candidate.read_text(encoding="utf-8", errors="replace"))
+    if "improv:1:" not in text_or_path:
+        try:
+            candidate = Path(text_or_path)
+            if candidate.is_file():
+                return find_identifier(candidate.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, ValueError):
+            pass  # not a usable path: read it as text
     return find_identifier(text_or_path)
 
 
@@ -123,7 +127,10 @@ def _rows(repo: Repository, pinned: Pinned) -> tuple[Query, Any]:
     hint = _pull_hint(repo)
     if not repo.odb.has(pinned.commit):
         raise NotFoundError(f"commit {pinned.commit[:12]} is not at this site; {hint}")
-    query = Query.model_validate(pinned.query)
+    try:
+        query = Query.model_validate(pinned.query)
+    except ValidationError:
+        raise InvalidInputError("the citation's query is not valid (a damaged or foreign citation)") from None
     try:
         return query, repo.select(query, at=pinned.commit, record_ids=True)
     except NotFoundError as exc:
