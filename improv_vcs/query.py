@@ -126,6 +126,11 @@ class Query(BaseModel):
         named.update(c.partition(".")[0] for c in self.provenance_columns)
         return sorted(named)
 
+    def filtering_kinds(self) -> set[str]:
+        """Kinds an image must have records of: named by --kind, by a
+        condition, or by a run choice for that kind."""
+        return {*self.kinds, *(c.kind for c in self.provenance), *(r.kind for r in self.runs if r.kind)}
+
     def run_for(self, kind: str) -> str | None:
         """The run choice that applies to ``kind`` (its own, else the general one)."""
         own = [r.run for r in self.runs if r.kind == kind]
@@ -282,7 +287,7 @@ def fully_covered(batches: pa.Table, query: Query, spans: tuple[Span, ...] | Non
     """Batches whose every row matches (only for queries whose filters are all
     decided per batch: instruments, time range, dataset); their stored row
     counts can stand in for scanning them."""
-    if query.bbox or query.depth or query.samples or query.where or query.kinds or query.provenance:
+    if query.bbox or query.depth or query.samples or query.where or query.filtering_kinds():
         return pa.array([False] * batches.num_rows, pa.bool_())
     mask = _time_mask(batches, query.start, query.end, whole=True)
     if query.instruments:

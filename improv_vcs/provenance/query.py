@@ -50,7 +50,7 @@ def plan(snapshot: Snapshot, query: Query, spans, candidates: pa.Table, record_i
     if located is not None:
         candidates = _with_located_batches(snapshot, query, spans, candidates, located)
         tables["located"] = located
-    filtering = {*query.kinds, *(c.kind for c in query.provenance), *(r.kind for r in query.runs if r.kind)}
+    filtering = query.filtering_kinds()
     ctes: list[str] = []
     params: list[object] = []
     filters: list[str] = []
@@ -85,7 +85,7 @@ def plan(snapshot: Snapshot, query: Query, spans, candidates: pa.Table, record_i
         joined = [c.partition(".")[2] for c in query.provenance_columns if c.partition(".")[0] == name]
         if joined:
             picks = ", ".join(
-                f'arg_max("{c}", (recorded_at, record_id)) AS "{name}.{c}"' for c in joined
+                f'arg_max_null("{c}", (recorded_at, record_id)) AS "{name}.{c}"' for c in joined
             )
             joins.append(
                 f'LEFT JOIN (SELECT image_id, {picks} FROM "match_{name}" GROUP BY image_id) '
