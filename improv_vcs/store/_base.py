@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..errors import InvalidInputError
 
@@ -132,6 +133,12 @@ class Store(ABC):
     def staging(self) -> Staging:
         """A place to stream a large value whose key is known only at the end."""
         return BufferStaging(self)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group many writes; what was written is durable when the block
+        exits (stores whose every write is durable do nothing special)."""
+        yield
 
     def get_view(self, key: str) -> Bytes:
         """The whole value as a read-only buffer (a local store maps the file)."""

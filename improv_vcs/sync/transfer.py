@@ -107,16 +107,19 @@ class Transfer:
         work = [(self._copy_pack, p) for p in packs if index_key(p) in absent_packs]
         work += [(self._copy_loose, o) for o in loose if object_key(o) in absent_loose]
         self.report.skipped += len(packs) + len(loose) - len(work)
-        self._run(work)  # everything the commits need, before any commit
-        for _, level in groupby(missing, key=lambda item: item[1].height):
-            self._run([(self._copy_loose, oid) for oid, _ in level])
+        with self.dest.store.batch():  # durable before any commit is written
+            self._run(work)
+        with self.dest.store.batch():  # durable before any ref moves
+            for _, level in groupby(missing, key=lambda item: item[1].height):
+                self._run([(self._copy_loose, oid) for oid, _ in level])
         self.report.commits += len(missing)
         return self.report
 
     def send_packs(self, packs: list[str]) -> TransferReport:
         """Copy the given packs that ``dest`` lacks."""
         absent = self._absent([index_key(p) for p in packs])
-        self._run([(self._copy_pack, p) for p in packs if index_key(p) in absent])
+        with self.dest.store.batch():
+            self._run([(self._copy_pack, p) for p in packs if index_key(p) in absent])
         self.report.skipped += len(packs) - len(absent)
         return self.report
 
