@@ -130,38 +130,38 @@ class _Checker:
                 targets.append(target)
         return targets
 
+    def _first_visit(self, oid: str) -> bool:
+        """True the first time an object is met (and count it)."""
+        if oid in self.seen:
+            return False
+        self.seen.add(oid)
+        self.report.objects += 1
+        return True
+
     def _check_commit(self, oid: str, commit: Commit) -> None:
         odb = self.repo.odb
         for parent in commit.parents:
             if not odb.has(parent):
                 self.problem(parent, "commit", f"parent of {oid[:12]} is missing")
-        for segment in (*commit.index, *commit.provenance_index):
-            if segment.id not in self.seen:
-                self.seen.add(segment.id)
-                self.report.objects += 1
-                layout = index.BATCHES if segment in commit.index else index.PROVENANCE
+        segments = [(s, index.BATCHES) for s in commit.index] + [(s, index.PROVENANCE) for s in commit.provenance_index]
+        for segment, layout in segments:
+            if self._first_visit(segment.id):
                 self._attempt(segment.id, "index segment", lambda s=segment, lay=layout: index.read_segment(odb, s, lay))
-        if commit.datasets and commit.datasets not in self.seen:
-            self.seen.add(commit.datasets)
-            self.report.objects += 1
+        if commit.datasets and self._first_visit(commit.datasets):
             found = self._attempt(commit.datasets, "datasets", lambda: odb.get_object(commit.datasets))
             if found is not None and not isinstance(found, Datasets):
                 self.problem(commit.datasets, "datasets", f"is a {found.kind}")
         for batch in commit.batches:
-            if batch.manifest in self.seen:
+            if not self._first_visit(batch.manifest):
                 continue
-            self.seen.add(batch.manifest)
-            self.report.objects += 1
             table = self._attempt(batch.manifest, "manifest", lambda b=batch: manifest.decode(odb.get_bytes(b.manifest)))
             if table is not None:
                 if table.num_rows != batch.rows:
                     self.problem(batch.manifest, "manifest", f"holds {table.num_rows} rows, its batch says {batch.rows}")
                 self._check_locations(batch.manifest, "manifest", table)
         for segment in commit.provenance:
-            if segment.id in self.seen:
+            if not self._first_visit(segment.id):
                 continue
-            self.seen.add(segment.id)
-            self.report.objects += 1
             table = self._attempt(segment.id, "provenance segment", lambda s=segment: records.decode(odb.get_bytes(s.id)))
             if table is not None and "pack" in table.column_names:
                 self._check_locations(segment.id, "provenance segment", table)

@@ -119,18 +119,16 @@ def append(
     entries: Sequence[Batch | ProvenanceSegment],
     layout: Layout = BATCHES,
 ) -> tuple[IndexSegment, ...]:
-    """The index after appending ``entries`` to ``index``."""
+    """The index after appending ``entries`` to ``index``. Merges happen in
+    memory, so only the segments the new index lists are written."""
     segments = list(index)
-    if entries:
-        segments.append(_write_segment(odb, entries_table(entries, layout), 0, layout))
-    while (
-        len(segments) >= 2
-        and segments[-1].level == segments[-2].level
-        and segments[-1].level < MAX_LEVEL
-    ):
-        older, newer = segments[-2], segments[-1]
-        merged = pa.concat_tables([read_segment(odb, older, layout), read_segment(odb, newer, layout)])
-        segments[-2:] = [_write_segment(odb, merged, older.level + 1, layout)]
+    if not entries:
+        return tuple(segments)
+    pending, level = entries_table(entries, layout), 0
+    while segments and segments[-1].level == level and level < MAX_LEVEL:
+        pending = pa.concat_tables([read_segment(odb, segments.pop(), layout), pending])
+        level += 1
+    segments.append(_write_segment(odb, pending, level, layout))
     return tuple(segments)
 
 
