@@ -53,9 +53,12 @@ def scan_directory(source: str | os.PathLike[str]) -> tuple[pa.Table, list[str]]
             add(_named_files(named), list(named), str(root))
             named.clear()
 
+    inside = root.resolve()
     for directory, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        names = sorted(n for n in filenames if not n.startswith("."))
+        names = sorted(n for n in filenames if not n.startswith(".") and _within(inside, Path(directory) / n))
+        for name in names:
+            _require_utf8(Path(directory) / name)
         images = [n for n in names if n not in TABLE_NAMES]
         table_names = [n for n in names if n in TABLE_NAMES]
         if len(table_names) > 1:
@@ -73,6 +76,25 @@ def scan_directory(source: str | os.PathLike[str]) -> tuple[pa.Table, list[str]]
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InvalidInputError(f"metadata tables under {source} disagree on column types: {exc}") from None
     return table, paths
+
+
+def _within(root: Path, path: Path) -> bool:
+    """Whether ``path`` (after following links) lies inside ``root``; a link
+    leading outside SOURCE is skipped, never followed."""
+    if not path.is_symlink():
+        return True
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):
+        return True  # a broken or looping link: reading it reports the error
+
+
+def _require_utf8(path: Path) -> None:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise InvalidInputError(f"file name {shown!r} is not UTF-8; rename it") from None
 
 
 def _named_files(paths: list[str]) -> pa.Table:
@@ -150,9 +172,14 @@ def read_table(path: Path) -> pa.Table:
             return csv.read_csv(path, convert_options=csv.ConvertOptions(column_types=types))
         import pyarrow.parquet as pq
 
+        names = pq.read_schema(path).names
+        if len(set(names)) != len(names):
+            duplicate = next(n for n in names if names.count(n) > 1)
+            raise InvalidInputError(f"{path}: duplicate column {duplicate!r}")
         return pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidInputError(f"cannot read {path}: {exc}") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInputError(f"cannot read {path}: {first}") from None
 
 
 def _with_ifcb_fields(table: pa.Table, where: Callable[[int], str]) -> pa.Table:

@@ -143,6 +143,7 @@ class ObjectDatabase:
         """One blob by its location, verified against ``blob_id``. A
         metadata-only clone fetches a missing blob from its remote once and
         keeps it under ``blobs/``."""
+        object_id(blob_id)
         try:
             data = self.store.get_range(pack_key(object_id(pack_id)), offset, length)
         except NotFoundError:
