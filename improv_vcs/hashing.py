@@ -19,8 +19,8 @@ from .errors import InvalidInputError
 CHUNK = 512
 _FIRST_READ = 1 << 16
 
-Chunk = tuple[list[bytes], list[bytes]]
-"""SHA-256 digests and the bytes they hash, aligned."""
+Chunk = tuple[list[bytes], list]
+"""SHA-256 digests and the bytes they hash (or a :class:`LargeFile`), aligned."""
 
 
 def read_file(path: str) -> bytes:
@@ -43,9 +43,55 @@ def read_file(path: str) -> bytes:
         os.close(fd)
 
 
+LARGE = 64 * 2**20
+"""Files at least this large are streamed, never held in memory whole."""
+_BLOCK = 8 * 2**20
+
+
+class LargeFile:
+    """A file too large to hold in memory: its length, and its bytes read
+    block by block (the content must not change while it is committed)."""
+
+    def __init__(self, path: str, size: int):
+        self.path, self.size = path, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def blocks(self) -> Iterator[bytes]:
+        try:
+            with open(self.path, "rb") as f:
+                while block := f.read(_BLOCK):
+                    yield block
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+
+    def digest(self) -> bytes:
+        digest = hashlib.sha256()
+        size = 0
+        for block in self.blocks():
+            digest.update(block)
+            size += len(block)
+        if size != self.size:
+            raise InvalidInputError(f"{self.path} changed while it was being read")
+        return digest.digest()
+
+
+def _read_one(path: str) -> tuple[bytes, bytes | LargeFile]:
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if size >= LARGE:
+        large = LargeFile(path, size)
+        return large.digest(), large
+    data = read_file(path)
+    return hashlib.sha256(data).digest(), data
+
+
 def _read_chunk(paths: Sequence[str]) -> Chunk:
-    blobs = [read_file(p) for p in paths]
-    return [hashlib.sha256(b).digest() for b in blobs], blobs
+    pairs = [_read_one(p) for p in paths]
+    return [d for d, _ in pairs], [b for _, b in pairs]
 
 
 def hash_files(paths: Sequence[str], workers: int = 2) -> Iterator[Chunk]:

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from .errors import IntegrityError, NotFoundError
+from .hashing import LargeFile
 from .ids import ObjectId, hash_bytes, is_hex_prefix, object_id
 from .model import Commit, Tag, canonical_json, decode_object
 from .packs import PackBuilder, PackIndex, index_key, pack_key
@@ -183,11 +184,16 @@ class PackWriter:
     def blob_count(self) -> int:
         return self._layout.blob_count
 
-    def add(self, digest: bytes, data: bytes) -> int:
-        """Append a blob (``digest`` = its SHA-256); returns its offset in the pack."""
+    def add(self, digest: bytes, data: bytes | LargeFile) -> int:
+        """Append a blob (``digest`` = its SHA-256); returns its offset in the
+        pack. A large file is copied block by block."""
         offset, new = self._layout.add(digest, len(data))
         if new:
-            self._staging.write(data)
+            if isinstance(data, LargeFile):
+                for block in data.blocks():
+                    self._staging.write(block)
+            else:
+                self._staging.write(data)
         return offset
 
     def finish(self) -> ObjectId:

@@ -566,11 +566,6 @@ _BIG = textwrap.dedent(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="hashing.read_file reads each whole file into one bytes object (and b''.join copies it), "
-    "PackWriter.add takes the whole blob: committing a 2 GiB file peaks at ~4.1 GiB RSS",
-)
 def test_a_2gb_file_is_committed_with_bounded_memory(tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", _BIG, str(tmp_path)], capture_output=True, text=True, timeout=600
