@@ -84,9 +84,11 @@ def _within(root: Path, path: Path) -> bool:
     if not path.is_symlink():
         return True
     try:
+        if not path.exists():
+            return True  # a broken or looping link: reading it reports the error
         return path.resolve().is_relative_to(root)
     except (OSError, RuntimeError):
-        return True  # a broken or looping link: reading it reports the error
+        return True
 
 
 def _require_utf8(path: Path) -> None:
