@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InvalidInputError
-from ..query import ProvenanceSql, Query, prune, typed_value
+from ..model import Span
+from ..query import ProvenanceCondition, ProvenanceSql, Query, prune, typed_value
 from ..snapshot import Snapshot
 from . import view
 from .kinds import BLOB_COLUMNS, ENVELOPE, TIMESTAMP, Kind, get_kind
@@ -38,7 +39,13 @@ class Plan:
     sql: ProvenanceSql = field(default_factory=ProvenanceSql)
 
 
-def plan(snapshot: Snapshot, query: Query, spans, candidates: pa.Table, record_ids: bool = False) -> Plan:  # type: ignore[no-untyped-def]
+def plan(
+    snapshot: Snapshot,
+    query: Query,
+    spans: tuple[Span, ...] | None,
+    candidates: pa.Table,
+    record_ids: bool = False,
+) -> Plan:
     """Provenance work for ``query`` on ``snapshot``; ``candidates`` are the
     batches left after pruning by the manifest filters. With ``record_ids``
     the record tables keep their ids (to name the records a result used)."""
@@ -152,7 +159,7 @@ def _segments(snapshot: Snapshot, query: Query, kind: Kind, candidates: pa.Table
     return segments.filter(pa.array(keep, pa.bool_()))
 
 
-def _may_match(condition, bounds: tuple[float, float] | None) -> bool:  # type: ignore[no-untyped-def]
+def _may_match(condition: ProvenanceCondition, bounds: tuple[float, float] | None) -> bool:
     if condition.op in ("!=", "like"):
         return True
     if bounds is None:
@@ -248,7 +255,9 @@ def _inside(table: pa.Table, bbox: tuple[float, float, float, float]) -> pa.Arra
     )
 
 
-def _with_located_batches(snapshot: Snapshot, query: Query, spans, candidates: pa.Table, located: pa.Table) -> pa.Table:  # type: ignore[no-untyped-def]
+def _with_located_batches(
+    snapshot: Snapshot, query: Query, spans: tuple[Span, ...] | None, candidates: pa.Table, located: pa.Table
+) -> pa.Table:
     """``candidates`` plus the batches (pruned by every filter but the box)
     holding images that geolocation records place inside the box."""
     unboxed = prune(snapshot.batches, query.model_copy(update={"bbox": None}), spans)
