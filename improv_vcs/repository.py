@@ -368,6 +368,8 @@ class Repository:
         self, kind: str, at: str | None = None, as_of: datetime | None = None, run: str | None = None
     ) -> pa.Table:
         """Every record of ``kind`` in the snapshot (of one run, when given), as Arrow."""
+        import pyarrow.compute as pc
+
         from .provenance import kinds, view
 
         kinds.get_kind(kind)
@@ -375,7 +377,7 @@ class Repository:
         found = view.segments(snapshot, kind, run)
         table = view.read(snapshot, found.column("id").to_pylist())
         if run is not None:
-            table = table.filter(pa.compute.equal(table.column("run_id"), run))
+            table = table.filter(pc.equal(table.column("run_id"), run))
         return table
 
     def read_mask(

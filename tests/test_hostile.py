@@ -19,8 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_cli import assert_error, images, invoke, ok
-from typer.testing import CliRunner
+from test_cli import _clean_env, assert_error, images, invoke, ok, runner  # noqa: F401  (fixtures)
 
 from improv_vcs import IntegrityError, InvalidInputError, NotFoundError, Repository, StorageError
 from improv_vcs.fsck import fsck
@@ -32,17 +31,6 @@ from improv_vcs.sync.sites import clone, fetch, pull
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
 A1 = "D20240101T120000_IFCB107_00001"
 A2 = "D20240101T120000_IFCB107_00002"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    monkeypatch.delenv("IMPROV_REPO", raising=False)
-    monkeypatch.setenv("IMPROV_AUTHOR", "tester")
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 # -- helpers ---------------------------------------------------------------------
