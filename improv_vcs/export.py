@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from ._files import write_atomic
 from .errors import IntegrityError, InvalidInputError
+from .ids import relative_path
 from .objects import ObjectDatabase
 from .packs import pack_key
 
@@ -72,23 +73,64 @@ def export_rows(
     names = file_names(rows)
     written = skipped = nbytes = 0
     if not metadata_only:
-        for name, blob_id, data in iter_blobs(odb, rows, names):
-            target = dest / name
-            if target.is_file() and _sha256_file(target) == blob_id:
-                skipped += 1
-            else:
-                write_atomic(target, data)
-                written += 1
-                nbytes += len(data)
-            if progress:
-                progress(1)
+        written, skipped, nbytes = _write_blobs(odb, rows, names, dest, progress)
     table = rows.append_column("file", names)
     metadata = dest / f"metadata.{metadata_format}"
     _write_metadata(table, metadata)
     return ExportReport(rows.num_rows, written, skipped, nbytes, metadata)
 
 
-def iter_blobs(odb: ObjectDatabase, rows: pa.Table, names: pa.Array) -> Iterator[tuple[str, str, bytes]]:
+@dataclass(frozen=True)
+class FilesReport:
+    files: int
+    written: int
+    skipped: int
+    bytes_written: int
+
+
+def export_files(
+    odb: ObjectDatabase, files: pa.Table, dest: Path, progress: Callable[[int], None] | None = None
+) -> FilesReport:
+    """Write original files (rows of a sources table) under ``dest`` at their
+    recorded relative paths, byte for byte."""
+    if dest.exists() and not dest.is_dir():
+        raise InvalidInputError(f"{dest} exists and is not a directory")
+    first: dict[str, int] = {}  # path → first row holding it
+    blobs = files.column("blob_id").to_pylist()
+    for row, path in enumerate(files.column("path").to_pylist()):
+        relative_path(path)
+        if blobs[first.setdefault(path, row)] != blobs[row]:
+            raise InvalidInputError(f"two selected samples hold different files at {path!r}; export them one sample at a time")
+    chosen = files.take(list(first.values()))
+    dest.mkdir(parents=True, exist_ok=True)
+    for parent in {(dest / p).parent for p in chosen.column("path").to_pylist()}:
+        parent.mkdir(parents=True, exist_ok=True)
+    written, skipped, nbytes = _write_blobs(odb, chosen, chosen.column("path"), dest, progress)
+    return FilesReport(chosen.num_rows, written, skipped, nbytes)
+
+
+def _write_blobs(
+    odb: ObjectDatabase, rows: pa.Table, names: pa.Array | pa.ChunkedArray, dest: Path, progress: Callable[[int], None] | None
+) -> tuple[int, int, int]:
+    """Write each row's blob to ``dest / name`` unless a file with its hash is
+    there already: (written, skipped, bytes written)."""
+    written = skipped = nbytes = 0
+    for name, blob_id, data in iter_blobs(odb, rows, names):
+        target = dest / name
+        if target.is_file() and _sha256_file(target) == blob_id:
+            skipped += 1
+        else:
+            write_atomic(target, data)
+            written += 1
+            nbytes += len(data)
+        if progress:
+            progress(1)
+    return written, skipped, nbytes
+
+
+def iter_blobs(
+    odb: ObjectDatabase, rows: pa.Table, names: pa.Array | pa.ChunkedArray
+) -> Iterator[tuple[str, str, bytes]]:
     """``(name, blob id, verified bytes)`` for every row, in pack and offset order."""
     order = pc.sort_indices(rows, sort_keys=[("pack", "ascending"), ("offset", "ascending")])
     picked = rows.select(["blob_id", "pack", "offset", "size"]).take(order)

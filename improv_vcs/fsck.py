@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import index, manifest
+from . import index, manifest, sources
 from .errors import ImprovError
 from .model import Commit, Datasets, Tag
 from .packs import PackIndex, index_key, pack_key
@@ -144,6 +144,7 @@ class _Checker:
             if not odb.has(parent):
                 self.problem(parent, "commit", f"parent of {oid[:12]} is missing")
         segments = [(s, index.BATCHES) for s in commit.index] + [(s, index.PROVENANCE) for s in commit.provenance_index]
+        segments += [(s, index.SOURCES) for s in commit.sources_index]
         for segment, layout in segments:
             if self._first_visit(segment.id):
                 self._attempt(segment.id, "index segment", lambda s=segment, lay=layout: index.read_segment(odb, s, lay))
@@ -165,6 +166,14 @@ class _Checker:
             table = self._attempt(segment.id, "provenance segment", lambda s=segment: records.decode(odb.get_bytes(s.id)))
             if table is not None and "pack" in table.column_names:
                 self._check_locations(segment.id, "provenance segment", table)
+        for files in commit.sources:
+            if not self._first_visit(files.table):
+                continue
+            table = self._attempt(files.table, "sources table", lambda f=files: sources.decode(odb.get_bytes(f.table)))
+            if table is not None:
+                if table.num_rows != files.rows:
+                    self.problem(files.table, "sources table", f"holds {table.num_rows} rows, its commit says {files.rows}")
+                self._check_locations(files.table, "sources table", table, key="path")
 
     def _pack(self, pack_id: str) -> PackIndex | None:
         if pack_id not in self.packs:
@@ -189,8 +198,9 @@ class _Checker:
             return None
         return parsed
 
-    def _check_locations(self, owner: str, what: str, table: pa.Table) -> None:
-        """Every row's (blob, offset, size) must be its pack's entry for the blob."""
+    def _check_locations(self, owner: str, what: str, table: pa.Table, key: str = "image_id") -> None:
+        """Every row's (blob, offset, size) must be its pack's entry for the
+        blob; a bad row is named by its ``key`` column."""
         for pack_id in table.column("pack").unique().to_pylist():
             parsed = self._pack(pack_id)
             if parsed is None:
@@ -201,15 +211,15 @@ class _Checker:
                 "entry_offset": pa.array(parsed.offsets, pa.int64()),
                 "entry_size": pa.array(parsed.lengths, pa.int64()),
             })
-            joined = rows.select(["image_id", "blob_id", "offset", "size"]).join(entries, "blob_id", join_type="left outer")
+            joined = rows.select([key, "blob_id", "offset", "size"]).join(entries, "blob_id", join_type="left outer")
             bad = pc.or_kleene(
                 pc.not_equal(joined.column("offset"), joined.column("entry_offset")),
                 pc.not_equal(joined.column("size"), joined.column("entry_size")),
             )
             bad = pc.fill_null(bad, True)
             if pc.any(bad).as_py():
-                image = joined.filter(bad).column("image_id")[0].as_py()
-                self.problem(owner, what, f"image {image!r} points outside its pack {pack_id[:12]}'s entries")
+                name = joined.filter(bad).column(key)[0].as_py()
+                self.problem(owner, what, f"{key} {name!r} points outside its pack {pack_id[:12]}'s entries")
 
     def _hash_packs(self) -> None:
         present = [(p, parsed) for p, parsed in self.packs.items() if parsed is not None]

@@ -100,3 +100,21 @@ def label(value: str, what: str) -> str:
     if not isinstance(value, str) or not value or len(value) > 200 or not value.isprintable() or value != value.strip():
         raise InvalidInputError(f"invalid {what} {value!r}: use 1 to 200 printable characters")
     return value
+
+
+MAX_PATH_LENGTH = 1024
+
+
+def relative_path(value: str) -> str:
+    """Validate the relative path an original file is restored under
+    (``D2024/D20240101T120000_IFCB107.adc``): ``/``-separated names, none
+    empty, ``.`` or ``..``, no backslash or control character, so it can
+    never leave the directory it is written into."""
+    if not isinstance(value, str) or not value or len(value) > MAX_PATH_LENGTH:
+        raise InvalidInputError(f"invalid file path {value!r}")
+    for part in value.split("/"):
+        if part in ("", ".", "..") or "\\" in part or len(part) > 255 or not part.isprintable():
+            raise InvalidInputError(
+                f"invalid file path {value!r}: give a relative path of printable names without '..'"
+            )
+    return value

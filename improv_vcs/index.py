@@ -10,8 +10,9 @@ costs O(its batches) plus amortized O(log H) for merges, and a commit lists at
 most ``MAX_LEVEL + 1 + H / 2**MAX_LEVEL`` segments. Each segment's summary
 (time range) lets a reader skip it without opening it.
 
-The same structure indexes two things, each with its own :class:`Layout`:
-batches (:data:`BATCHES`) and provenance segments (:data:`PROVENANCE`).
+The same structure indexes three things, each with its own :class:`Layout`:
+batches (:data:`BATCHES`), provenance segments (:data:`PROVENANCE`) and
+tables of original files (:data:`SOURCES`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 
 from ._parquet import from_parquet, to_parquet
 from .errors import IntegrityError
-from .model import Batch, IndexSegment, ProvenanceSegment
+from .model import Batch, IndexSegment, ProvenanceSegment, SourceFiles
 from .objects import ObjectDatabase
 
 MAX_LEVEL = 12
@@ -70,6 +71,20 @@ PROVENANCE_SCHEMA = pa.schema(
         ("bound_max", pa.list_(pa.float64())),
     ]
 )
+SOURCES_SCHEMA = pa.schema(
+    [
+        ("instrument", pa.string()),
+        ("table", pa.string()),
+        ("packs", _TEXTS),
+        ("rows", pa.int64()),
+        ("bytes", pa.int64()),
+        ("time_min", _TIME),
+        ("time_max", _TIME),
+        ("sample_id_min", pa.string()),
+        ("sample_id_max", pa.string()),
+    ]
+)
+Entry = Batch | ProvenanceSegment | SourceFiles
 
 
 @dataclass(frozen=True)
@@ -82,10 +97,11 @@ class Layout:
 
 BATCHES = Layout("snapshot-index", BATCH_SCHEMA)
 PROVENANCE = Layout("provenance-index", PROVENANCE_SCHEMA)
+SOURCES = Layout("sources-index", SOURCES_SCHEMA)
 
 
-def entries_table(entries: Sequence[Batch | ProvenanceSegment], layout: Layout) -> pa.Table:
-    """Batches or provenance segments as rows of ``layout``'s schema."""
+def entries_table(entries: Sequence[Entry], layout: Layout) -> pa.Table:
+    """Index entries as rows of ``layout``'s schema."""
     return pa.Table.from_pylist([e.model_dump() for e in entries], schema=layout.schema)
 
 
@@ -116,7 +132,7 @@ def read_segment(odb: ObjectDatabase, segment: IndexSegment, layout: Layout) -> 
 def append(
     odb: ObjectDatabase,
     index: Sequence[IndexSegment],
-    entries: Sequence[Batch | ProvenanceSegment],
+    entries: Sequence[Entry],
     layout: Layout = BATCHES,
 ) -> tuple[IndexSegment, ...]:
     """The index after appending ``entries`` to ``index``. Merges happen in

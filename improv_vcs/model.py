@@ -102,21 +102,37 @@ class ProvenanceSegment(_Frozen):
         return self
 
 
+class SourceFiles(_Frozen):
+    """Original instrument files (raw bins, whole stacks, their metadata
+    documents) kept byte for byte: one table per commit and instrument, one
+    row per file, keyed by sample and relative path."""
+
+    instrument: Annotated[str, AfterValidator(instrument_name)]
+    table: Oid
+    packs: tuple[Oid, ...]
+    rows: int = Field(ge=1)
+    bytes: int = Field(ge=0)
+    time_min: UtcDatetime = Field(description="earliest sample time")
+    time_max: UtcDatetime
+    sample_id_min: str
+    sample_id_max: str
+
+
 class IndexSegment(_Frozen):
-    """A reference to one Parquet segment of an index (of batches or of
-    provenance segments), with a summary that lets readers skip it whole."""
+    """A reference to one Parquet segment of an index (of batches, provenance
+    segments or source files), with a summary that lets readers skip it whole."""
 
     id: Oid
     level: int = Field(ge=0)
     entries: int = Field(ge=1, description="rows of the segment")
-    rows: int = Field(ge=0, description="images or records across its entries")
+    rows: int = Field(ge=0, description="images, records or files across its entries")
     time_min: UtcDatetime
     time_max: UtcDatetime
 
 
 class Commit(_Frozen):
-    """A commit: the batches and provenance records it appends, and the
-    snapshot indexes after it."""
+    """A commit: the batches, provenance records and original files it
+    appends, and the snapshot indexes after it."""
 
     kind: Literal["commit"] = "commit"
     format: Literal[1] = FORMAT_VERSION
@@ -129,6 +145,8 @@ class Commit(_Frozen):
     index: tuple[IndexSegment, ...] = ()
     provenance: tuple[ProvenanceSegment, ...] = ()
     provenance_index: tuple[IndexSegment, ...] = ()
+    sources: tuple[SourceFiles, ...] = ()
+    sources_index: tuple[IndexSegment, ...] = ()
     datasets: Oid | None = Field(
         default=None, description="the dataset definitions in force at this commit"
     )

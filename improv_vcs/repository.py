@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import ValidationError
 
 from . import revparse
@@ -44,8 +45,11 @@ from .transaction import Progress, Transaction
 if TYPE_CHECKING:
     from .citation import Citation
     from .engine import QueryResult
-    from .export import ExportReport
+    import numpy as np
+
+    from .export import ExportReport, FilesReport
     from .provenance.view import Record
+    from .stack import Selector
 
 CONFIG_KEY = "improv.json"
 
@@ -368,8 +372,6 @@ class Repository:
         self, kind: str, at: str | None = None, as_of: datetime | None = None, run: str | None = None
     ) -> pa.Table:
         """Every record of ``kind`` in the snapshot (of one run, when given), as Arrow."""
-        import pyarrow.compute as pc
-
         from .provenance import kinds, view
 
         kinds.get_kind(kind)
@@ -388,6 +390,88 @@ class Repository:
 
         row = view.mask_location(self.snapshot(at, as_of), image_id, run)
         return self.odb.read_blob(row["pack"], row["offset"], row["size"], row["blob_id"])
+
+    # -- original files and stacks -------------------------------------------
+    def source_files(
+        self, at: str | None = None, as_of: datetime | None = None, **filters: Any
+    ) -> pa.Table:
+        """Original files (raw bins, whole stacks, metadata documents) of the
+        samples ``filters`` select: instrument, time, sample and dataset
+        filters apply to the samples themselves (so samples without images
+        count); any image filter keeps the samples of the matching images."""
+        from . import sources
+
+        query = build_query(**filters)
+        commit_id = self._commit_for(at, as_of)
+        snapshot = self._snapshot_at(commit_id)
+        files = snapshot.source_files(list(query.samples) or None)
+        spans = None
+        if query.dataset is not None:
+            spans = self.dataset(query.dataset, at=commit_id).spans if commit_id else ()
+        files = sources.select(files, query, spans)
+        if any(getattr(query, f) for f in sources.IMAGE_FILTERS):
+            rows = self.select(query.model_copy(update={"columns": ("sample_id",), "limit": None}), at=commit_id).table
+            samples = rows.column("sample_id").unique()
+            files = files.filter(pc.is_in(files.column("sample_id"), value_set=samples.combine_chunks()))
+        return files
+
+    def read_source(self, sample_id: str, path: str, at: str | None = None) -> bytes:
+        """The bytes of one original file, verified against its hash."""
+        files = self.snapshot(at).source_files([sample_id])
+        row = files.filter(pc.equal(files.column("path"), path)).to_pylist()
+        if not row:
+            raise NotFoundError(f"no original file {path!r} of sample {sample_id!r}")
+        found = row[0]
+        return self.odb.read_blob(found["pack"], found["offset"], found["size"], found["blob_id"])
+
+    def export_sources(
+        self,
+        dest: str | os.PathLike[str],
+        at: str | None = None,
+        as_of: datetime | None = None,
+        progress: Progress | None = None,
+        **filters: Any,
+    ) -> FilesReport:
+        """Write the original files :meth:`source_files` selects under
+        ``dest``, at their recorded relative paths, byte for byte."""
+        from .export import export_files
+
+        files = self.source_files(at, as_of, **filters)
+        if files.num_rows == 0:
+            raise NotFoundError("no original files match (were they ingested with --no-raw?)")
+        return export_files(self.odb, files, Path(dest), progress)
+
+    def read_stack(
+        self,
+        sample: str | None = None,
+        at: str | None = None,
+        as_of: datetime | None = None,
+        query: Query | None = None,
+        p: Selector = None,
+        t: Selector = None,
+        c: Selector = None,
+        z: Selector = None,
+    ) -> np.ndarray:
+        """The N-D array of one stack's planes, shaped ``(P, T, C, Z, Y, X[, S])``
+        before selection; ``p, t, c, z`` index it like numpy (an int drops the
+        axis, a slice or list keeps it). Give the ``sample`` or a ``query``
+        matching the planes of exactly one sample. Only selected planes are read."""
+        from . import stack
+        from .export import iter_blobs
+
+        if (sample is None) == (query is None):
+            raise InvalidInputError("give either a sample or a query")
+        if query is None:
+            query = build_query(samples=(sample,))
+        rows = self.select(query.model_copy(update={"columns": None}), at=at, as_of=as_of).table
+        if rows.num_rows == 0:
+            raise NotFoundError(f"no planes of sample {sample!r}" if sample else "no images match the query")
+        samples = rows.column("sample_id").unique().to_pylist()
+        if len(samples) > 1:
+            raise InvalidInputError(f"the query matches {len(samples)} samples; read one stack at a time")
+        picked, chosen = stack.select(rows, {"p": p, "t": t, "c": c, "z": z})
+        planes = ((image, data) for image, _, data in iter_blobs(self.odb, picked, picked.column("image_id")))
+        return stack.assemble(picked, chosen, planes)
 
     # -- refs --------------------------------------------------------------
     def branches(self) -> dict[str, ObjectId]:

@@ -9,7 +9,7 @@ from functools import cached_property
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import index, manifest
+from . import index, manifest, sources
 from .errors import NotFoundError
 from .ids import ObjectId, image_id
 from .model import Commit
@@ -34,6 +34,32 @@ class Snapshot:
         """One row per provenance segment with its statistics."""
         segments = self.commit.provenance_index if self.commit else ()
         return index.load(self.odb, segments, index.PROVENANCE)
+
+    @cached_property
+    def source_tables(self) -> pa.Table:
+        """One row per sources table (original files) with its statistics."""
+        segments = self.commit.sources_index if self.commit else ()
+        return index.load(self.odb, segments, index.SOURCES)
+
+    def source_files(self, sample_ids: list[str] | None = None) -> pa.Table:
+        """Every original file of the snapshot (of ``sample_ids`` when given),
+        by sample and path."""
+        tables = self.source_tables
+        if sample_ids is not None:
+            if not sample_ids:
+                return sources.SCHEMA.empty_table()
+            low, high = min(sample_ids), max(sample_ids)
+            tables = tables.filter(
+                pc.and_(pc.greater_equal(tables.column("sample_id_max"), low), pc.less_equal(tables.column("sample_id_min"), high))
+            )
+        ids = tables.column("table").to_pylist()
+        if not ids:
+            return sources.SCHEMA.empty_table()
+        loaded = _loader().map(lambda t: self.odb.cached(f"sources:{t}", lambda: sources.decode(self.odb.get_bytes(t))), ids)
+        files = pa.concat_tables(list(loaded))
+        if sample_ids is not None:
+            files = files.filter(pc.is_in(files.column("sample_id"), value_set=pa.array(sample_ids, pa.string())))
+        return files.sort_by([(k, "ascending") for k in sources.KEY])
 
     def manifest(self, manifest_id: str, columns: list[str] | None = None) -> pa.Table:
         """A batch's manifest rows (only ``columns`` it has, when given)."""

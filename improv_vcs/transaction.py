@@ -10,6 +10,8 @@ retried with backoff, so no commit is ever lost.
 from __future__ import annotations
 
 import functools
+import itertools
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,16 +23,17 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import datasets, index, manifest
+from . import datasets, index, manifest, sources
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .hashing import Chunk, hash_blobs, hash_files
 from .ids import ObjectId, instrument_name, label, ref_name
 from .media import media_type
-from .model import Batch, Commit, Datasets, ProvenanceSegment
+from .model import Batch, Commit, Datasets, ProvenanceSegment, SourceFiles
 from .objects import PackWriter
 from .packs import DEFAULT_PACK_SIZE
 from .provenance import kinds, records, view
 from .snapshot import Snapshot
+from .sources import SourceFile
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -41,8 +44,10 @@ Progress = Callable[[int], None]
 
 @dataclass
 class _PendingBatch:
+    """New images (or original files) of one instrument and where their bytes went."""
+
     instrument: str
-    metadata: pa.Table  # normalized, only the rows that are new
+    metadata: pa.Table  # normalized manifest metadata (or source descriptions), new rows only
     blob_ids: list[str]
     sizes: list[int]
     pack_numbers: list[int]
@@ -92,22 +97,26 @@ class Transaction:
         self._packs: list[ObjectId] = []
         self._dataset_edits: list[Callable[[Datasets], Datasets]] = []
         self._records: list[_PendingRecords] = []
+        self._pending_sources: list[_PendingBatch] = []
+        self._placed: dict[bytes, tuple[int, int]] = {}  # digest → (pack number, offset)
         self._closed = False
         self.commit_id: ObjectId | None = None
         self.batches: tuple[Batch, ...] = ()
         self.segments: tuple[ProvenanceSegment, ...] = ()
+        self.sources: tuple[SourceFiles, ...] = ()
 
     # -- appending -------------------------------------------------------
     def append_bytes(
-        self, instrument: str, metadata: pa.Table | Sequence[dict[str, Any]], blobs: Sequence[bytes]
+        self, instrument: str, metadata: pa.Table | Sequence[dict[str, Any]], blobs: Iterable[bytes]
     ) -> int:
-        """Append images given as bytes, aligned with the rows of ``metadata``.
+        """Append images given as bytes, aligned with the rows of ``metadata``;
+        ``blobs`` may be a generator (bytes produced as they are packed).
 
         Returns the number of new images (already-committed identical images
         are skipped).
         """
         table = _as_table(metadata)
-        if len(blobs) != table.num_rows:
+        if isinstance(blobs, Sequence) and len(blobs) != table.num_rows:
             raise InvalidInputError(f"{len(blobs)} blobs for {table.num_rows} metadata rows")
         return self._append(instrument, table, hash_blobs(blobs))
 
@@ -149,7 +158,25 @@ class Transaction:
         ids = metadata.column("image_id").combine_chunks()
         known = self._known_blob_ids(ids)
         stream = blobs if blobs is not None else hash_files(paths)
-        id_list = ids.to_pylist()
+        pending = self._pack_new(instrument, metadata, ids.to_pylist(), known, stream, "image {!r}")
+        if pending is None:
+            return 0
+        self._pending_blobs.update(zip(pending.metadata.column("image_id").to_pylist(), pending.blob_ids))
+        self._pending.append(pending)
+        return pending.metadata.num_rows
+
+    def _pack_new(
+        self,
+        instrument: str,
+        rows: pa.Table,
+        keys: list[str],
+        known: Mapping[str, str],
+        stream: Iterable[Chunk],
+        what: str,
+    ) -> _PendingBatch | None:
+        """Pack the blobs of ``stream`` (aligned with ``rows`` and ``keys``)
+        whose key is not in ``known`` (key → blob id); the same key with other
+        bytes is a conflict. Returns the new rows with their locations."""
         keep: list[int] = []
         blob_ids: list[str] = []
         sizes: list[int] = []
@@ -157,9 +184,11 @@ class Transaction:
         offsets: list[int] = []
         row = 0
         for digests, datas in stream:
+            if row + len(digests) > len(keys):
+                raise InvalidInputError(f"more blobs than the {len(keys)} rows they belong to")
             for digest, data in zip(digests, datas):
                 blob_id = digest.hex()
-                prior = known.get(id_list[row]) if known else None
+                prior = known.get(keys[row]) if known else None
                 if prior is None:
                     keep.append(row)
                     blob_ids.append(blob_id)
@@ -168,28 +197,58 @@ class Transaction:
                     pack_numbers.append(number)
                     offsets.append(offset)
                 elif prior != blob_id:
-                    raise ConflictError(
-                        f"image {id_list[row]!r} is already committed with different bytes"
-                    )
+                    raise ConflictError(f"{what.format(keys[row])} is already committed with different bytes")
                 row += 1
             if self._progress:
                 self._progress(len(digests))
-        if keep:
-            rows = metadata if len(keep) == metadata.num_rows else metadata.take(keep)
-            self._pending_blobs.update(zip(rows.column("image_id").to_pylist(), blob_ids))
-            self._pending.append(
-                _PendingBatch(instrument, rows, blob_ids, sizes, pack_numbers, offsets)
-            )
-        return len(keep)
+        if row != len(keys):
+            raise InvalidInputError(f"{row} blobs for {len(keys)} rows")
+        if not keep:
+            return None
+        kept = rows if len(keep) == rows.num_rows else rows.take(keep)
+        return _PendingBatch(instrument, kept, blob_ids, sizes, pack_numbers, offsets)
 
     def _pack_blob(self, digest: bytes, data: bytes) -> tuple[int, int]:
-        """Add a blob to the open pack: (pack number, offset)."""
+        """Add a blob to the open pack: (pack number, offset). Bytes already
+        packed by this transaction are not packed again."""
+        placed = self._placed.get(digest)
+        if placed is not None:
+            return placed
         if self._writer is None:
             self._writer = self._repo.odb.pack_writer()
-        number, offset = len(self._pack_futures), self._writer.add(digest, data)
+        placed = len(self._pack_futures), self._writer.add(digest, data)
+        self._placed[digest] = placed
         if len(self._writer) >= self._pack_size:
             self._flush_pack()
-        return number, offset
+        return placed
+
+    # -- original files ------------------------------------------------------
+    def add_source_files(self, instrument: str, files: Sequence[SourceFile]) -> int:
+        """Keep original files (raw bins, whole stacks, metadata documents)
+        byte for byte, keyed by ``(sample_id, path)``; returns how many are new.
+        Files already committed with the same bytes are skipped."""
+        return self._guarded(self._add_sources_checked, instrument, files)
+
+    def _add_sources_checked(self, instrument: str, files: Sequence[SourceFile]) -> int:
+        instrument_name(instrument)
+        if not files:
+            return 0
+        ordered = [f for f in files if f.data is None] + [f for f in files if f.data is not None]
+        table = sources.describe(ordered, instrument)
+        sources.require_unique(table)
+        keys = sources.keys(table)
+        known = _committed_sources(self._base_snapshot(), table)
+        for pending in self._pending_sources:
+            known.update(zip(sources.keys(pending.metadata), pending.blob_ids))
+        stream = itertools.chain(
+            hash_files([os.fspath(f.location) for f in ordered if f.data is None]),
+            hash_blobs([f.data for f in ordered if f.data is not None]),
+        )
+        pending = self._pack_new(instrument, table, keys, known, stream, "source file {!r}")
+        if pending is None:
+            return 0
+        self._pending_sources.append(pending)
+        return pending.metadata.num_rows
 
     # -- provenance --------------------------------------------------------
     def add_provenance(
@@ -318,6 +377,7 @@ class Transaction:
         self._closed = True
         self._pending.clear()
         self._pending_blobs.clear()
+        self._pending_sources.clear()
         if self._writer is not None:
             self._writer.discard()
             self._writer = None
@@ -364,7 +424,7 @@ class Transaction:
         if self._closed:
             raise InvalidInputError("this transaction is already committed or aborted")
         self._closed = True
-        if not self._pending and not self._dataset_edits and not self._records:
+        if not self._pending and not self._dataset_edits and not self._records and not self._pending_sources:
             self._publisher.shutdown()
             return None
         self._flush_pack()
@@ -372,10 +432,12 @@ class Transaction:
         self._publisher.shutdown()
         tables = [self._manifest_table(p) for p in self._pending]
         groups = self._record_groups()
+        files = self._source_tables()
         for attempt in range(MAX_ATTEMPTS):
             batches = [self._write_manifest(t) for t in tables]
             segments = [s for kind, table in groups for s in self._write_records(kind, table)]
-            commit_id = self._write_commit(batches, segments)
+            kept = [self._write_sources(t) for t in files]
+            commit_id = self._write_commit(batches, segments, kept)
             if commit_id is None:
                 return None
             try:
@@ -386,12 +448,14 @@ class Transaction:
                     raise ConflictError(f"branch {self.branch!r} was deleted during the commit") from None
                 tables = self._rebase(tables, tip)
                 groups = self._rebase_records(groups, tip)
+                files = self._rebase_sources(files, tip)
                 self._base = tip
-                if not tables and not groups and not self._dataset_edits:
+                if not tables and not groups and not files and not self._dataset_edits:
                     return None
                 time.sleep(random.random() * min(0.5, 0.005 * 2**attempt))
                 continue
             self.commit_id, self.batches, self.segments = commit_id, tuple(batches), tuple(segments)
+            self.sources = tuple(kept)
             return commit_id
         raise ConflictError(
             f"branch {self.branch!r} kept moving; gave up after {MAX_ATTEMPTS} attempts (nothing was committed)"
@@ -443,6 +507,36 @@ class Transaction:
                 rebased.append((kind, table))
         return rebased
 
+    def _source_tables(self) -> list[pa.Table]:
+        """Pending original files, one table per instrument, with pack ids."""
+        by_instrument: dict[str, list[pa.Table]] = {}
+        for p in self._pending_sources:
+            located = p.metadata.append_column("blob_id", pa.array(p.blob_ids, pa.string()))
+            located = located.append_column("size", pa.array(p.sizes, pa.int64()))
+            located = located.append_column("pack", pa.array([self._packs[n] for n in p.pack_numbers], pa.string()))
+            located = located.append_column("offset", pa.array(p.offsets, pa.int64()))
+            by_instrument.setdefault(p.instrument, []).append(located)
+        return [pa.concat_tables(by_instrument[name]) for name in sorted(by_instrument)]
+
+    def _write_sources(self, table: pa.Table) -> SourceFiles:
+        return sources.summarize(table, self._repo.odb.put_bytes(sources.encode(table)))
+
+    def _rebase_sources(self, tables: list[pa.Table], tip: ObjectId) -> list[pa.Table]:
+        """Our original files minus those another writer committed with the
+        same bytes; other bytes under the same key are a conflict."""
+        new = self._repo._snapshot_at(tip)
+        rebased = []
+        for table in tables:
+            theirs = _committed_sources(new, table)
+            ours = sources.keys(table)
+            for key, blob in zip(ours, table.column("blob_id").to_pylist()):
+                if theirs.get(key, blob) != blob:
+                    raise ConflictError(f"source file {key!r} was committed concurrently with different bytes")
+            table = table.filter(pc.invert(pc.is_in(pa.array(ours, pa.string()), value_set=pa.array(list(theirs), pa.string()))))
+            if table.num_rows:
+                rebased.append(table)
+        return rebased
+
     def _manifest_table(self, pending: _PendingBatch) -> pa.Table:
         return manifest.build_manifest(
             pending.metadata,
@@ -457,7 +551,9 @@ class Transaction:
         manifest_id = self._repo.odb.put_bytes(manifest.encode(table))
         return manifest.summarize(table, manifest_id)
 
-    def _write_commit(self, batches: list[Batch], segments: list[ProvenanceSegment]) -> ObjectId | None:
+    def _write_commit(
+        self, batches: list[Batch], segments: list[ProvenanceSegment], files: list[SourceFiles]
+    ) -> ObjectId | None:
         """Write the commit on the current base; None when it would change nothing."""
         odb = self._repo.odb
         parent = odb.get_commit(self._base) if self._base else None
@@ -466,7 +562,7 @@ class Transaction:
             after = self._edited_datasets(self._base)
             if after != self._repo._datasets_at(self._base):
                 datasets_id = odb.put_object(after)
-        if not batches and not segments and datasets_id == (parent.datasets if parent else None):
+        if not batches and not segments and not files and datasets_id == (parent.datasets if parent else None):
             return None
         commit = Commit(
             parents=(self._base,) if self._base else (),
@@ -480,6 +576,8 @@ class Transaction:
             provenance_index=index.append(
                 odb, parent.provenance_index if parent else (), segments, index.PROVENANCE
             ),
+            sources=tuple(files),
+            sources_index=index.append(odb, parent.sources_index if parent else (), files, index.SOURCES),
             datasets=datasets_id,
         )
         return odb.put_object(commit)
@@ -520,6 +618,13 @@ class Transaction:
             self.abort()
         elif not self._closed:
             self.commit()
+
+
+def _committed_sources(snapshot: Snapshot, table: pa.Table) -> dict[str, str]:
+    """Key → blob id of the files of ``table``'s samples already in ``snapshot``."""
+    samples = table.column("sample_id").unique().to_pylist()
+    found = snapshot.source_files(samples)
+    return dict(zip(sources.keys(found), found.column("blob_id").to_pylist()))
 
 
 def _with_masks(

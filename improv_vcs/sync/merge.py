@@ -1,10 +1,10 @@
 """Merge commits: the union of two snapshots that diverged.
 
 Appends of different images never conflict. The merge commit appends, on
-top of ``ours``, every batch and provenance segment only ``theirs`` has;
-images (and records) both sides appended identically are kept once; the same
-image id with different bytes on the two sides is a conflict, and nothing is
-written. Dataset definitions merge per dataset against the merge base: a side
+top of ``ours``, every batch, provenance segment and sources table only
+``theirs`` has; images (records, original files) both sides appended
+identically are kept once; the same image id (or file) with different bytes
+on the two sides is a conflict, and nothing is written. Dataset definitions merge per dataset against the merge base: a side
 that did not change a dataset takes the other side's; when both changed it,
 their spans are united.
 """
@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import index, manifest
+from .. import index, manifest, sources
 from ..errors import ConflictError
 from ..ids import ObjectId
-from ..model import Batch, Commit, Dataset, Datasets, ProvenanceSegment
+from ..model import Batch, Commit, Dataset, Datasets, ProvenanceSegment, SourceFiles
 from ..provenance import kinds, records, view
 from ..snapshot import Snapshot
 from . import graph
@@ -37,6 +37,7 @@ def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -
     mine, other = repo._snapshot_at(ObjectId(ours)), repo._snapshot_at(ObjectId(theirs))
     batches = _their_batches(repo, mine, other)
     segments = _their_segments(repo, mine, other)
+    files = _their_sources(repo, mine, other)
     base = graph.merge_base(repo.odb, ours, theirs)
     datasets = _merged_datasets(repo, ObjectId(ours), ObjectId(theirs), base)
     parent = mine.commit
@@ -50,6 +51,8 @@ def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -
         index=index.append(repo.odb, parent.index, batches),
         provenance=tuple(segments),
         provenance_index=index.append(repo.odb, parent.provenance_index, segments, index.PROVENANCE),
+        sources=tuple(files),
+        sources_index=index.append(repo.odb, parent.sources_index, files, index.SOURCES),
         datasets=datasets,
     )
     return repo.odb.put_object(commit)
@@ -76,9 +79,8 @@ def _their_batches(repo: Repository, mine: Snapshot, other: Snapshot) -> list[Ba
         if table.num_rows:
             kept.append((manifest_id, table))
     if conflicts:
-        listed = ", ".join(sorted(conflicts)[:_LISTED]) + (" …" if len(conflicts) > _LISTED else "")
         raise ConflictError(
-            f"{len(conflicts)} image id(s) hold different bytes on the two sides; nothing was merged: {listed}"
+            f"{len(conflicts)} image id(s) hold different bytes on the two sides; nothing was merged: {_listed(conflicts)}"
         )
     out = []
     for manifest_id, table in kept:  # written only once the merge is known to succeed
@@ -113,6 +115,33 @@ def _their_segments(repo: Repository, mine: Snapshot, other: Snapshot) -> list[P
             segment_id = repo.odb.put_bytes(records.encode(kept))
             out.append(records.summarize(kinds.get_kind(segment.kind), kept, segment_id))
     return out
+
+
+def _their_sources(repo: Repository, mine: Snapshot, other: Snapshot) -> list[SourceFiles]:
+    """Sources tables only ``other`` has, without the files ``mine`` holds."""
+    have = set(mine.source_tables.column("table").to_pylist())
+    out, conflicts = [], []
+    for row in other.source_tables.to_pylist():
+        if row["table"] in have:
+            continue
+        entry = SourceFiles.model_validate(row)
+        table = sources.decode(repo.odb.get_bytes(entry.table))
+        ours = mine.source_files(table.column("sample_id").unique().to_pylist())
+        held = dict(zip(sources.keys(ours), ours.column("blob_id").to_pylist()))
+        keys = sources.keys(table)
+        conflicts += [k for k, b in zip(keys, table.column("blob_id").to_pylist()) if held.get(k, b) != b]
+        kept = table.filter(pc.invert(pc.is_in(pa.array(keys, pa.string()), value_set=pa.array(list(held), pa.string()))))
+        if kept.num_rows == table.num_rows:
+            out.append(entry)
+        elif kept.num_rows:
+            out.append(sources.summarize(kept, repo.odb.put_bytes(sources.encode(kept))))
+    if conflicts:
+        raise ConflictError(f"{len(conflicts)} original file(s) hold different bytes on the two sides; nothing was merged: {_listed(conflicts)}")
+    return out
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(sorted(names)[:_LISTED]) + (" …" if len(names) > _LISTED else "")
 
 
 def _merged_datasets(repo: Repository, ours: ObjectId, theirs: ObjectId, base: ObjectId | None) -> str | None:

@@ -61,12 +61,15 @@ def commit_objects(commit: Commit, blobs: bool = True) -> tuple[list[str], list[
     loose += [s.id for s in commit.index]
     loose += [s.id for s in commit.provenance]
     loose += [s.id for s in commit.provenance_index]
+    loose += [s.table for s in commit.sources]
+    loose += [s.id for s in commit.sources_index]
     if commit.datasets:
         loose.append(commit.datasets)
     packs: list[str] = []
     if blobs:
         packs = [p for b in commit.batches for p in b.packs]
         packs += [p for s in commit.provenance for p in s.packs]
+        packs += [p for s in commit.sources for p in s.packs]
     return loose, packs
 
 
