@@ -393,15 +393,16 @@ class Repository:
 
     # -- original files and stacks -------------------------------------------
     def source_files(
-        self, at: str | None = None, as_of: datetime | None = None, **filters: Any
+        self, at: str | None = None, as_of: datetime | None = None, query: Query | None = None, **filters: Any
     ) -> pa.Table:
         """Original files (raw bins, whole stacks, metadata documents) of the
         samples ``filters`` select: instrument, time, sample and dataset
         filters apply to the samples themselves (so samples without images
-        count); any image filter keeps the samples of the matching images."""
+        count); any image filter keeps the samples of the matching images.
+        Give the filters as a :class:`Query` or as its fields."""
         from . import sources
 
-        query = build_query(**filters)
+        query = query or build_query(**filters)
         commit_id = self._commit_for(at, as_of)
         snapshot = self._snapshot_at(commit_id)
         files = snapshot.source_files(list(query.samples) or None)
@@ -412,15 +413,15 @@ class Repository:
         if any(getattr(query, f) for f in sources.IMAGE_FILTERS):
             rows = self.select(query.model_copy(update={"columns": ("sample_id",), "limit": None}), at=commit_id).table
             samples = rows.column("sample_id").unique()
-            files = files.filter(pc.is_in(files.column("sample_id"), value_set=samples.combine_chunks()))
+            files = files.filter(pc.is_in(files.column("sample_id"), value_set=samples))
         return files
 
-    def read_source(self, sample_id: str, path: str, at: str | None = None) -> bytes:
-        """The bytes of one original file, verified against its hash."""
+    def read_source(self, sample_id: str, name: str, at: str | None = None) -> bytes:
+        """The bytes of one original file (by file name or recorded path), verified."""
         files = self.snapshot(at).source_files([sample_id])
-        row = files.filter(pc.equal(files.column("path"), path)).to_pylist()
+        row = files.filter(pc.or_(pc.equal(files.column("name"), name), pc.equal(files.column("path"), name))).to_pylist()
         if not row:
-            raise NotFoundError(f"no original file {path!r} of sample {sample_id!r}")
+            raise NotFoundError(f"no original file {name!r} of sample {sample_id!r}")
         found = row[0]
         return self.odb.read_blob(found["pack"], found["offset"], found["size"], found["blob_id"])
 
@@ -430,13 +431,14 @@ class Repository:
         at: str | None = None,
         as_of: datetime | None = None,
         progress: Progress | None = None,
+        query: Query | None = None,
         **filters: Any,
     ) -> FilesReport:
         """Write the original files :meth:`source_files` selects under
         ``dest``, at their recorded relative paths, byte for byte."""
         from .export import export_files
 
-        files = self.source_files(at, as_of, **filters)
+        files = self.source_files(at, as_of, query, **filters)
         if files.num_rows == 0:
             raise NotFoundError("no original files match (were they ingested with --no-raw?)")
         return export_files(self.odb, files, Path(dest), progress)

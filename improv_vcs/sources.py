@@ -2,8 +2,10 @@
 whole microscope stacks, OME-XML documents.
 
 A commit lists one *sources table* per instrument it added files for: a
-Parquet object with one row per file, keyed by ``(sample_id, path)``, with
-the blob's location like a manifest row. Sources tables are indexed like
+Parquet object with one row per file, keyed by ``(sample_id, name)`` (the
+file name), with the path it was ingested under (relative to the ingest
+root, where ``export --raw`` restores it) and the blob's location like a
+manifest row. Ingesting the same file again from another root adds nothing. Sources tables are indexed like
 batches (:data:`improv_vcs.index.SOURCES`), so a snapshot finds every file of
 a sample without walking history.
 """
@@ -36,6 +38,7 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema(
     [
         ("sample_id", pa.string()),
+        ("name", pa.string()),
         ("path", pa.string()),
         ("instrument", pa.string()),
         ("role", pa.string()),
@@ -47,7 +50,7 @@ SCHEMA = pa.schema(
         ("offset", pa.int64()),
     ]
 )
-KEY = ["sample_id", "path"]
+KEY = ["sample_id", "name"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ def describe(files: list[SourceFile], instrument: str) -> pa.Table:
     return pa.table(
         {
             "sample_id": pa.array([f.sample_id for f in files], pa.string()),
+            "name": pa.array([f.path.rsplit("/", 1)[-1] for f in files], pa.string()),
             "path": pa.array([f.path for f in files], pa.string()),
             "instrument": pa.array([instrument] * len(files), pa.string()),
             "role": pa.array([f.role for f in files], pa.string()),
@@ -89,18 +93,17 @@ def describe(files: list[SourceFile], instrument: str) -> pa.Table:
 
 
 def keys(table: pa.Table) -> list[str]:
-    """``sample_id/path`` of each row (sample ids hold no ``/``): how a file is named in messages."""
-    return [f"{s}/{p}" for s, p in zip(table.column("sample_id").to_pylist(), table.column("path").to_pylist())]
+    """``sample_id/name`` of each row (neither holds a ``/``): a file's key, as messages show it."""
+    return [f"{s}/{n}" for s, n in zip(table.column("sample_id").to_pylist(), table.column("name").to_pylist())]
 
 
 def require_unique(table: pa.Table) -> None:
-    """Each ``(sample_id, path)`` at most once."""
-    keys = pc.binary_join_element_wise(table.column("sample_id"), table.column("path"), "\x00")
-    if pc.count_distinct(keys).as_py() != table.num_rows:
-        counts = pc.value_counts(keys)
-        duplicate = pc.filter(counts, pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
-        sample, path = duplicate.split("\x00", 1)
-        raise InvalidInputError(f"source file {path!r} of sample {sample!r} is given twice")
+    """Each ``(sample_id, name)`` at most once."""
+    seen: set[str] = set()
+    for key in keys(table):
+        if key in seen:
+            raise InvalidInputError(f"source file {key!r} is given twice (one file name per sample)")
+        seen.add(key)
 
 
 def encode(table: pa.Table) -> bytes:
@@ -115,8 +118,9 @@ def decode(data: bytes) -> pa.Table:
     except (KeyError, ValueError, pa.ArrowInvalid):
         raise IntegrityError("a sources table does not match format 1") from None
     try:
-        for path in table.column("path").to_pylist():
-            relative_path(path)
+        for name, path in zip(table.column("name").to_pylist(), table.column("path").to_pylist()):
+            if relative_path(path).rsplit("/", 1)[-1] != name:
+                raise InvalidInputError(f"file name {name!r} does not end path {path!r}")
     except InvalidInputError as exc:
         raise IntegrityError(f"a sources table lists an unsafe path: {exc}") from None
     return table

@@ -9,6 +9,7 @@ the way numpy does: an ``int`` picks one position and drops the axis, a
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Union
 
@@ -77,6 +78,8 @@ def select_each_sample(rows: pa.Table, selectors: Mapping[str, Selector]) -> pa.
 def _pick(present: list[int], selector: Selector, axis: str) -> list[int] | int:
     if selector is None:
         return present
+    if isinstance(selector, (str, bytes)):
+        raise InvalidInputError(f"{axis} must be an int, a slice or a list of ints, not {selector!r}")
     try:
         if isinstance(selector, (int, np.integer)) and not isinstance(selector, bool):
             return present[int(selector)]
@@ -85,7 +88,7 @@ def _pick(present: list[int], selector: Selector, axis: str) -> list[int] | int:
         return [present[int(i)] for i in selector]
     except IndexError:
         raise InvalidInputError(f"{axis}={selector!r} is out of range: the stack has {len(present)} {axis} position(s)") from None
-    except TypeError:
+    except (TypeError, ValueError):
         raise InvalidInputError(f"{axis} must be an int, a slice or a list of ints, not {selector!r}") from None
 
 
@@ -95,9 +98,12 @@ def assemble(
     """The array of the selected planes: ``planes`` gives ``(image_id, bytes)``
     for every row of ``rows`` (in any order)."""
     kept = [a for a in AXES if not isinstance(chosen[a], int)]
-    position = {a: {v: i for i, v in enumerate(chosen[a])} for a in kept}  # type: ignore[union-attr]
+    slots: dict[str, dict[int, list[int]]] = {a: {} for a in kept}  # index value → positions (repeats allowed)
+    for a in kept:
+        for i, v in enumerate(chosen[a]):  # type: ignore[arg-type]
+            slots[a].setdefault(v, []).append(i)
     where = {
-        image: tuple(position[a][row[a]] for a in kept)
+        image: list(itertools.product(*(slots[a][row[a]] for a in kept)))
         for image, row in zip(rows.column("image_id").to_pylist(), rows.select(list(AXES)).to_pylist())
     }
     shape = tuple(len(chosen[a]) for a in kept)  # type: ignore[arg-type]
@@ -111,8 +117,9 @@ def assemble(
             raise InvalidInputError(
                 f"plane {image!r} is {plane.dtype} {plane.shape}, others are {out.dtype} {out.shape[len(shape):]}"
             )
-        out[where[image]] = plane
-        filled[where[image]] = True
+        for slot in where[image]:
+            out[slot] = plane
+            filled[slot] = True
     if out is None:
         raise InvalidInputError("no planes selected")
     if not filled.all():

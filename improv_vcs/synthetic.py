@@ -24,7 +24,7 @@ from statistics import NormalDist
 import numpy as np
 from PIL import Image
 
-__all__ = ["bin_id", "encode_png", "generate_tree", "roi_pixels"]
+__all__ = ["bin_id", "encode_png", "generate_tree", "roi_pixels", "write_raw_bin"]
 
 MAX_PARTICLES = 4
 
@@ -101,6 +101,59 @@ def _write_bin(root: str, instrument: str, name: str, seed: int, index: int, cou
     return count
 
 
+ADC_FORMAT = (
+    "trigger#, ADCtime, PMTA, PMTB, PMTC, PMTD, PeakA, PeakB, PeakC, PeakD, TimeOfFlight, GrabTimeStart, "
+    "GrabTimeEnd, RoiX, RoiY, RoiWidth, RoiHeight, StartByte, ComparatorOut, StartPoint, SignalLength, Status, "
+    "RunTime, InhibitTime"
+)
+
+
+def write_raw_bin(directory: str | os.PathLike[str], name: str, rng: np.random.Generator, count: int) -> None:
+    """Write a bin of ``count`` ROIs as the instrument does: ``<name>.hdr``
+    (``key: value`` lines naming the 24 ADC columns), ``<name>.adc`` (one CSV
+    row per trigger; about one trigger in three has no image, 0 x 0) and
+    ``<name>.roi`` (the ROIs' pixels back to back)."""
+    rows, blobs, offset, trigger, clock = [], [], 0, 0, 0.0
+    for _ in range(count):
+        while rng.random() < 0.33:  # a trigger without an image
+            trigger += 1
+            clock += float(rng.exponential(0.5))
+            rows.append(_adc_row(trigger, clock, 0, 0, 0, 0, offset))
+        pixels = roi_pixels(rng)
+        trigger += 1
+        clock += float(rng.exponential(0.5))
+        height, width = pixels.shape
+        rows.append(_adc_row(trigger, clock, int(rng.integers(0, 1300)), int(rng.integers(0, 1000)), width, height, offset))
+        blobs.append(pixels.tobytes())
+        offset += width * height
+    base = os.path.join(os.fspath(directory), name)
+    with open(base + ".hdr", "w", newline="\r\n") as f:
+        f.write(
+            f"softwareVersion: Imaging FlowCytobot Acquisition Software version 2.0.0.0\n"
+            f"triggerCount: {trigger}\nroiCount: {count}\nhumidity: 41.5\ntemperature: 19.25\n"
+            f"runTime: {clock + 1.0:.4f}\ninhibitTime: {clock / 20:.4f}\nADCFileFormat: {ADC_FORMAT}\n"
+        )
+    with open(base + ".adc", "w", newline="\r\n") as f:
+        f.write("".join(line + "\n" for line in rows))
+    with open(base + ".roi", "wb") as f:
+        f.write(b"".join(blobs))
+
+
+def _adc_row(trigger: int, clock: float, x: int, y: int, width: int, height: int, start: int) -> str:
+    values = [trigger, f"{clock:.6f}", "0.63", "0.025", "-0.0017", "0.0011", "3.43", "0.26", "0.0103", "0.0097",
+              "54.35", f"{clock:.6f}", f"{clock + 0.04:.6f}", x, y, width, height, start if width else 0,
+              0, 0, 0, 0, f"{clock:.6f}", f"{clock / 20:.6f}"]
+    return ",".join(str(v) for v in values)
+
+
+def _write_raw(root: str, instrument: str, name: str, seed: int, index: int, count: int) -> int:
+    """Write one raw bin under ``root/D<year>/D<yyyymmdd>/``, seeded by ``(seed, index)``."""
+    directory = os.path.join(root, name[:5], name[:9])
+    os.makedirs(directory, exist_ok=True)
+    write_raw_bin(directory, name, np.random.default_rng([seed, index]), count)
+    return count
+
+
 def generate_tree(
     root: str | os.PathLike[str],
     images: int,
@@ -110,12 +163,15 @@ def generate_tree(
     per_bin: int = 500,
     seed: int = 0,
     workers: int = 2,
+    raw: bool = False,
 ) -> int:
     """Write exactly ``images`` PNG ROIs under ``root`` and return how many were written.
 
     Bins of ``per_bin`` ROIs alternate between ``instruments``; each
     instrument's bins are spaced evenly over ``days`` days from ``start``.
     Bins are written by a pool of ``workers`` processes (1: in this process).
+    With ``raw``, bins are written in the instrument's own format
+    (:func:`write_raw_bin`) in a dated tree ``root/D2024/D20240501/``.
     """
     if images < 0 or per_bin < 1 or days < 1 or not instruments or workers < 1:
         raise ValueError("need images >= 0, per_bin >= 1, days >= 1, instruments, workers >= 1")
@@ -130,7 +186,8 @@ def generate_tree(
         name = bin_id(instrument, start + timedelta(seconds=spacing * (index // len(instruments))))
         count = min(per_bin, images - index * per_bin)
         jobs.append((os.fspath(Path(root)), instrument, name, seed, index, count))
+    write = _write_raw if raw else _write_bin
     if workers == 1 or bins <= 1:
-        return sum(_write_bin(*job) for job in jobs)
+        return sum(write(*job) for job in jobs)
     with ProcessPoolExecutor(max_workers=min(workers, bins)) as pool:
-        return sum(pool.map(_write_bin, *zip(*jobs)))
+        return sum(pool.map(write, *zip(*jobs)))

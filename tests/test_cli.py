@@ -143,14 +143,15 @@ def test_commit_json_and_recommit(runner, repo, tmp_path):
     src = images(tmp_path / "src", A1, A2)
     data = json.loads(ok(invoke(runner, "commit", src, "-i", "IFCB107", "--json", "--repo", repo)).stdout)
     head = Repository.open(repo).resolve()
-    assert data == {"commit": head, "branch": "main", "images": 2, "new_images": 2}
+    common = {"format": "files", "instruments": ["IFCB107"], "files": 0, "new_files": 0}
+    assert data == {"commit": head, "branch": "main", "images": 2, "new_images": 2, **common}
 
     # the same tree again: nothing new, no commit
     result = ok(invoke(runner, "commit", src, "-i", "IFCB107", "--repo", repo))
     assert "Nothing new" in result.stdout
     assert Repository.open(repo).resolve() == head
     data = json.loads(ok(invoke(runner, "commit", src, "-i", "IFCB107", "--json", "--repo", repo)).stdout)
-    assert data == {"commit": None, "branch": "main", "images": 2, "new_images": 0}
+    assert data == {"commit": None, "branch": "main", "images": 2, "new_images": 0, **common}
     assert len(list(Repository.open(repo).log())) == 1
 
     # one more file: only it is new

@@ -97,7 +97,7 @@ def _setup_gc(root: Path) -> None:
     tx._packs = [future.result() for future in tx._pack_futures]
     tx._publisher.shutdown()
     batches = [tx._write_manifest(tx._manifest_table(p)) for p in tx._pending]
-    assert tx._write_commit(batches, []) is not None
+    assert tx._write_commit(batches, [], []) is not None
     tip = site.resolve()
     site.odb.put_object(Tag(name="orphan", target=tip, tagger="t", time=w.T0, message="orphan"))
 

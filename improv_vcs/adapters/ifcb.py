@@ -21,10 +21,12 @@ import io
 import os
 import re
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as csv
@@ -198,16 +200,43 @@ class Bin:
         columns.update({name: pa.array([value.as_py()] * n, value.type) for name, value in header_columns(self.header).items()})
         return pa.table(columns)
 
-    def images(self) -> Iterator[bytes]:
-        """PNG bytes of each ROI, in row order."""
+    def roi_arrays(self) -> list[np.ndarray]:
+        """Each ROI's pixels as a ``(height, width)`` uint8 array (views of the
+        ``.roi`` bytes), in row order."""
         rois = self.rois
         if not rois.num_rows:
-            return
-        pixels = read_bytes(self.files[".roi"])
-        for width, height, start in zip(
-            rois.column("roi_width").to_pylist(), rois.column("roi_height").to_pylist(), rois.column("start_byte").to_pylist()
-        ):
-            yield encode_png(pixels[start : start + width * height], width, height)
+            return []
+        pixels = np.frombuffer(read_bytes(self.files[".roi"]), np.uint8)
+        return [
+            pixels[start : start + width * height].reshape(height, width)
+            for width, height, start in zip(
+                rois.column("roi_width").to_pylist(), rois.column("roi_height").to_pylist(), rois.column("start_byte").to_pylist()
+            )
+        ]
+
+
+def encoded_rois(bins: list[Bin], workers: int = 2) -> Iterator[bytes]:
+    """PNG bytes of every ROI of ``bins`` in order, encoded on ``workers``
+    threads (libpng releases the GIL) in runs of up to ``_RUN`` ROIs, the next
+    bin while this one is consumed."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="improv-png") as pool:
+        ahead: Iterator[list[bytes]] | None = None
+        for b in bins:
+            arrays = b.roi_arrays()
+            current = pool.map(_encode_run, [arrays[i : i + _RUN] for i in range(0, len(arrays), _RUN)])
+            if ahead is not None:
+                for run in ahead:
+                    yield from run
+            ahead = current
+        for run in ahead or ():
+            yield from run
+
+
+_RUN = 64
+
+
+def _encode_run(arrays: list[np.ndarray]) -> list[bytes]:
+    return [encode_png(a) for a in arrays]
 
 
 def read_bytes(path: Path) -> bytes:
@@ -217,13 +246,11 @@ def read_bytes(path: Path) -> bytes:
         raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def encode_png(pixels: bytes, width: int, height: int) -> bytes:
-    """A lossless 8-bit greyscale PNG of ``height`` rows of ``width`` pixels."""
-    from PIL import Image
+def encode_png(pixels: np.ndarray) -> bytes:
+    """A lossless 8-bit greyscale PNG of a ``(height, width)`` uint8 array."""
+    import imagecodecs
 
-    out = io.BytesIO()
-    Image.frombuffer("L", (width, height), pixels, "raw", "L", 0, 1).save(out, format="PNG")
-    return out.getvalue()
+    return bytes(imagecodecs.png_encode(pixels))
 
 
 def load_bin(files: dict[str, Path]) -> Bin:
@@ -235,16 +262,21 @@ def load_bin(files: dict[str, Path]) -> Bin:
             raise InvalidInputError(f"bin {bin_id.bin_id} has no {suffix} file next to {any_file}")
     header = parse_header(read_bytes(files[".hdr"]).decode("latin-1"))
     adc = parse_adc(read_bytes(files[".adc"]), adc_column_names(header, bin_id.legacy), str(files[".adc"]))
+    for column in ("roi_width", "roi_height", "start_byte"):
+        if adc.column(column).null_count:
+            row = pc.index(pc.is_null(adc.column(column)), True).as_py()
+            raise InvalidInputError(f"{files['.adc']}: row {row + 1} has no {column}")
     found = Bin(bin_id, files, adc, header)
     rois = found.rois
     if rois.num_rows:
         if ".roi" not in files:
             raise InvalidInputError(f"bin {bin_id.bin_id} lists {rois.num_rows} ROIs but has no .roi file")
         size = os.stat(files[".roi"]).st_size
-        ends = pc.add(rois.column("start_byte"), pc.multiply(rois.column("roi_width"), rois.column("roi_height")))
-        if pc.min(rois.column("start_byte")).as_py() < 0 or pc.max(ends).as_py() > size:
-            beyond = pc.index(pc.greater(ends, size), True).as_py()
-            number = rois.column("roi_number")[max(beyond, 0)].as_py()
+        starts = rois.column("start_byte")
+        ends = pc.add(starts, pc.multiply(rois.column("roi_width"), rois.column("roi_height")))
+        outside = pc.or_(pc.less(starts, 0), pc.greater(ends, size))
+        if pc.any(outside).as_py():
+            number = rois.column("roi_number")[pc.index(outside, True).as_py()].as_py()
             raise InvalidInputError(f"ROI {number} of bin {bin_id.bin_id} lies outside its {size}-byte .roi file")
     return found
 
@@ -297,7 +329,7 @@ class IfcbAdapter(Adapter):
             with_rois = [b for b in group if b.rois.num_rows]
             if with_rois:
                 metadata = pa.concat_tables([b.metadata() for b in with_rois], promote_options="permissive")
-                plan.batches.append(PlannedBatch(name, metadata, blobs=lambda g=with_rois: (i for b in g for i in b.images())))
+                plan.batches.append(PlannedBatch(name, metadata, blobs=lambda g=with_rois: encoded_rois(g)))
             if keep_raw:
                 plan.sources[name] = [
                     SourceFile(

@@ -200,10 +200,11 @@ class Stack:
                 ome = parse_ome(self.ome_xml) if self.ome_xml else []
                 self.series = [self._series(i, s, ome, axes) for i, s in enumerate(tif.series)]
                 tag = tif.pages[0].tags.get("DateTime") if tif.pages else None
+                tagged = _tag_time(tag.value if tag is not None else None)
         except (OSError, ValueError, tifffile.TiffFileError) as exc:
             raise InvalidInputError(f"cannot read {path} as TIFF: {exc}") from None
         acquired = next((s.ome.acquired for s in self.series if s.ome.acquired), None)
-        self.time = time or acquired or _tag_time(tag)
+        self.time = time or acquired or tagged
         if self.time is None:
             raise InvalidInputError(
                 f"cannot tell when {path} was acquired (no OME AcquisitionDate or TIFF DateTime); "
@@ -320,11 +321,12 @@ def _without_suffix(path: str) -> str:
     return path
 
 
-def _tag_time(tag: Any) -> datetime | None:
-    if tag is None:
+def _tag_time(value: Any) -> datetime | None:
+    """The time of a TIFF ``DateTime`` tag value (``YYYY:MM:DD HH:MM:SS``, taken as UTC)."""
+    if value is None:
         return None
     try:
-        return datetime.strptime(str(tag.value).strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone.utc)
+        return datetime.strptime(str(value).strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone.utc)
     except ValueError:
         return None
 

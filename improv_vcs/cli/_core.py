@@ -50,8 +50,12 @@ def init(
 @app.command()
 @handles_errors
 def commit(
-    source: Annotated[Path, typer.Argument(help="Directory of image files, searched recursively, with optional metadata.csv/metadata.parquet tables.")],
-    instrument: Annotated[str, typer.Option("--instrument", "-i", help="Instrument that took the images.")],
+    source: Annotated[Path, typer.Argument(help="What to ingest: a directory of image files (--format files), IFCB bins or a dated tree of them (ifcb), TIFF/OME-TIFF files or a directory of them (tiff).")],
+    instrument: Annotated[Optional[str], typer.Option("--instrument", "-i", help="Instrument that took the images (ifcb: default from each bin id).")] = None,
+    format_: Annotated[str, typer.Option("--format", "-f", help="Input format: files, ifcb, tiff, or an installed adapter (see `improv formats`).")] = "files",
+    split: Annotated[Optional[str], typer.Option("--split", help="tiff: 'planes' (each 2-D plane an image, the default) or 'none' (each file one image).")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", help="Adapter option KEY=VALUE (repeatable), e.g. time=2024-05-01T12:00:00Z for tiff.")] = None,
+    raw: Annotated[bool, typer.Option("--raw/--no-raw", help="Keep the original files (IFCB .hdr/.adc/.roi, whole stacks, OME-XML) byte for byte.")] = True,
     message: Annotated[str, typer.Option("--message", "-m", help="Commit message.")] = "",
     branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to append to (default: the default branch).")] = None,
     author: Annotated[Optional[str], typer.Option(help="Author (default: $IMPROV_AUTHOR or the login name).")] = None,
@@ -59,38 +63,62 @@ def commit(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Append the images under SOURCE as one batch and commit it.
+    """Ingest SOURCE as one commit: a batch of images per instrument, plus the
+    original files when the format has them.
 
-    Each folder's metadata table gives image_id (or filename) and timestamp, and
-    optionally lat, lon, depth, sample_id and any extra columns. Without a
-    table, ids and timestamps come from IFCB-style file names
-    (D20240101T120000_IFCB107_00001.png).
+    --format files: each folder's metadata table gives image_id (or filename)
+    and timestamp, and optionally lat, lon, depth, sample_id and any extra
+    columns; without a table, ids and timestamps come from IFCB-style file
+    names (D20240101T120000_IFCB107_00001.png).
+    --format ifcb: every ROI of every bin becomes a PNG image with its ADC row
+    and header fields as columns; the bin is the sample.
+    --format tiff: planes get t, c, z, p indices and channel names; the stack
+    is the sample (read it back with Repository.read_stack).
     """
     from .._progress import progress_bar
-    from ..ingest import scan_directory
+    from ..adapters import apply, get_adapter, parse_options
+    from ..errors import InvalidInputError
 
     repository = open_repo(repo)
-    metadata, paths = scan_directory(source)
-    with progress_bar("hashing and packing", total=len(paths), disable=quiet or json_output) as advance:
+    adapter = get_adapter(format_)
+    options = parse_options(option or ())
+    if split is not None:
+        options["split"] = split
+    plan = adapter.plan(source, instrument, options, keep_raw=raw)
+    if not plan.images and not plan.files:
+        raise InvalidInputError(f"{source} holds no images, and --no-raw keeps no original files")
+    instruments = ", ".join(plan.instruments)
+    with progress_bar("ingesting", total=plan.images + plan.files, disable=quiet or json_output) as advance:
         tx = repository.transaction(
-            branch=branch, message=message or f"Add {len(paths)} images from {instrument}", author=author, progress=advance
+            branch=branch, message=message or _default_message(plan.images, plan.files, instruments), author=author, progress=advance
         )
-        added = tx.append_files(instrument, metadata, paths)
+        added, kept = apply(tx, plan)
         commit_id = tx.commit()
     result = {
         "commit": commit_id,
         "branch": tx.branch,
-        "images": len(paths),
+        "format": adapter.name,
+        "instruments": plan.instruments,
+        "images": plan.images,
         "new_images": added if commit_id else 0,
+        "files": plan.files,
+        "new_files": kept if commit_id else 0,
     }
+    files_note = f" and {kept} original file(s)" if kept else ""
     if json_output:
         print_json(result)
     elif commit_id is None:
-        typer.echo(f"Nothing new to commit: all {len(paths)} images are already on {tx.branch}")
+        parts = [f"{plan.images} images" if plan.images else "", f"{plan.files} original files" if plan.files else ""]
+        typer.echo(f"Nothing new to commit: all {' and '.join(p for p in parts if p)} are already on {tx.branch}")
     else:
-        skipped = len(paths) - added
+        skipped = plan.images - added
         note = f" ({skipped} already committed)" if skipped else ""
-        typer.echo(f"[{tx.branch} {commit_id[:12]}] {added} image(s) from {instrument}{note}")
+        typer.echo(f"[{tx.branch} {commit_id[:12]}] {added} image(s){files_note} from {instruments}{note}")
+
+
+def _default_message(images: int, files: int, instruments: str) -> str:
+    kept = f" and {files} original files" if files else ""
+    return f"Add {images} images{kept} from {instruments}"
 
 
 @app.command()

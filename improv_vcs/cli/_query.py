@@ -228,20 +228,37 @@ def export(
     limit: Limit = None,
     metadata_format: Annotated[str, typer.Option("--metadata-format", help="parquet or csv.")] = "parquet",
     metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Write only the metadata table.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Write the selected samples' original files (IFCB .hdr/.adc/.roi, whole stacks, OME-XML) at their ingest paths, byte for byte, instead of images.")] = False,
+    p: Annotated[Optional[str], typer.Option("--p", help="Stack planes: position index N, A:B (end exclusive) or A,B,C.")] = None,
+    t: Annotated[Optional[str], typer.Option("--t", help="Stack planes: time index (as --p).")] = None,
+    c: Annotated[Optional[str], typer.Option("--c", help="Stack planes: channel index (as --p).")] = None,
+    z: Annotated[Optional[str], typer.Option("--z", help="Stack planes: z index (as --p).")] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
     """Write the matching images (named IMAGE_ID.ext) and a metadata table to
     DEST. Files already present with the right hash are skipped, so an
-    interrupted export resumes."""
+    interrupted export resumes. --p/--t/--c/--z pick planes of each stack
+    (positions as in numpy: --z 0:5 is the first five z planes); --raw writes
+    original files instead."""
     from .._progress import progress_bar
+    from ..errors import InvalidInputError
+    from ..stack import parse_selector, select_each_sample
 
     repository = open_repo(repo)
     q = build_from_options(
         instrument, start, end, bbox, depth, dataset, sample, where, None, limit, kind, prov, run
     )
+    selectors = {axis: parse_selector(text, axis) for axis, text in {"p": p, "t": t, "c": c, "z": z}.items() if text is not None}
+    if raw:
+        if selectors or metadata_only or limit is not None:
+            raise InvalidInputError("--raw exports whole samples; it does not combine with --p/--t/--c/--z, --limit or --metadata-only")
+        _export_raw(repository, q, dest, at, as_of, quiet or json_output, json_output)
+        return
     rows = repository.select(q, at=at, as_of=_as_of(as_of)).table
+    if selectors:
+        rows = select_each_sample(rows, selectors)
     with progress_bar("exporting", total=rows.num_rows, disable=quiet or json_output or metadata_only) as advance:
         result = repository.export_rows(rows, dest, metadata_format, metadata_only, progress=advance)
     data = {
@@ -256,6 +273,18 @@ def export(
         data,
         f"Exported {result.images} image(s) to {dest}: {result.written} written, "
         f"{result.skipped} already present; metadata in {result.metadata.name}",
+    )
+
+
+def _export_raw(repository: Any, q: Query, dest: Path, at: str | None, as_of: str | None, quiet: bool, json_output: bool) -> None:
+    from .._progress import progress_bar
+
+    with progress_bar("exporting original files", total=None, disable=quiet) as advance:
+        result = repository.export_sources(dest, at=at, as_of=_as_of(as_of), progress=advance, query=q)
+    report(
+        json_output,
+        {"files": result.files, "written": result.written, "skipped": result.skipped, "bytes_written": result.bytes_written},
+        f"Exported {result.files} original file(s) to {dest}: {result.written} written, {result.skipped} already present",
     )
 
 
