@@ -9,10 +9,11 @@ from .model import Batch, Commit
 
 
 def commit_dict(oid: str, commit: Commit) -> dict[str, Any]:
-    data = commit.model_dump(mode="json", exclude={"index", "provenance_index"})
+    data = commit.model_dump(mode="json", exclude={"index", "provenance_index", "sources_index"})
     data["id"] = oid
     data["images"] = sum(b.rows for b in commit.batches)
     data["records"] = sum(s.rows for s in commit.provenance)
+    data["files"] = sum(s.rows for s in commit.sources)
     return data
 
 
@@ -82,4 +83,7 @@ def show_text(oid: str, commit: Commit) -> str:
     records = [f"    {line}" for line in provenance_lines(commit)]
     if records:
         records.insert(0, "\nprovenance:")
-    return "\n".join(lines + table + records) + "\n"
+    files = [f"    {s.instrument}: {s.rows} file(s), {s.bytes} bytes" for s in commit.sources]
+    if files:
+        files.insert(0, "\noriginal files:")
+    return "\n".join(lines + table + records + files) + "\n"

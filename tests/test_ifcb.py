@@ -588,6 +588,27 @@ def test_synthesized_bins_round_trip_exactly(spec):
 # -- 6. sources travel; fsck ---------------------------------------------------------
 
 
+def test_gc_keeps_original_files_and_collects_abandoned_ones(runner, repo_path, bins, tmp_path):
+    from improv_vcs.gc import gc
+    from improv_vcs.packs import index_key, pack_key
+
+    for b in (MODERN, EMPTY):
+        commit_cli(runner, repo_path, bins[b])
+    repo = Repository.open(repo_path)
+    abandoned = repo.transaction(message="never committed")
+    abandoned.add_source_files("IFCB999", [SourceFile("S1", "s1.bin", datetime(2024, 1, 1, tzinfo=UTC), data=b"orphan")])
+    abandoned._flush_pack()
+    orphan_pack = abandoned._pack_futures[0].result()
+    abandoned.abort()
+    done = gc(repo, grace=0)
+    assert done.removed == [index_key(orphan_pack), pack_key(orphan_pack)]
+    assert not fsck(Repository.open(repo_path), full=True).problems
+    for b in (MODERN, EMPTY):
+        out = tmp_path / f"raw-{b}"
+        ok(invoke(runner, "--repo", repo_path, "export", out, "--raw", "--sample", b))
+        assert tree(out) == tree(bins[b])
+
+
 def test_sources_travel_with_push_and_clone_and_fsck_checks_them(runner, repo_path, bins, tmp_path):
     for b in (WHITE, OLD, EMPTY):
         commit_cli(runner, repo_path, bins[b])
