@@ -27,7 +27,7 @@ from improv_vcs.errors import ConflictError
 from improv_vcs.fsck import fsck
 from improv_vcs.objects import object_key
 from improv_vcs.sources import SourceFile
-from test_cli import assert_error, invoke, ok, runner  # noqa: F401
+from test_cli import assert_error, invoke, ok, repo, runner  # noqa: F401
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 UTC = timezone.utc
@@ -102,10 +102,8 @@ def n_commits(repo_path: Path) -> int:
 
 
 @pytest.fixture
-def repo_path(runner, tmp_path):
-    path = tmp_path / "repo"
-    ok(invoke(runner, "init", path))
-    return path
+def repo_path(repo):
+    return repo
 
 
 @pytest.fixture

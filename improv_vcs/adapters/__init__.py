@@ -20,12 +20,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from .. import _plugins
 from ..errors import InvalidInputError
 from ..sources import SourceFile
 
@@ -121,18 +121,7 @@ def _builtin() -> dict[str, Adapter]:
 @cache
 def registry() -> dict[str, Adapter]:
     """Every known adapter by name: built-ins, then entry-point plugins."""
-    adapters = _builtin()
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        if point.name in adapters:
-            continue  # built-ins cannot be replaced
-        loaded = point.load()
-        adapter = loaded() if isinstance(loaded, type) else loaded
-        if not isinstance(adapter, Adapter) or adapter.name != point.name:
-            raise InvalidInputError(
-                f"entry point {point.name!r} in {ENTRY_POINT_GROUP} does not give an Adapter named {point.name!r}"
-            )
-        adapters[adapter.name] = adapter
-    return adapters
+    return _plugins.load(ENTRY_POINT_GROUP, _builtin(), Adapter, "an Adapter")
 
 
 def get_adapter(name: str) -> Adapter:

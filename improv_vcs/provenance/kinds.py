@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal
 
 import annotated_types
@@ -34,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
+from .. import _plugins
 from ..errors import InvalidInputError
 from ..ids import column_name
 
@@ -182,18 +182,7 @@ def _builtin() -> dict[str, Kind]:
 @cache
 def registry() -> dict[str, Kind]:
     """Every known kind by name: built-ins, then entry-point plugins."""
-    kinds = _builtin()
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        if point.name in kinds:
-            continue  # built-ins cannot be replaced
-        loaded = point.load()
-        kind = loaded() if callable(loaded) and not isinstance(loaded, Kind) else loaded
-        if not isinstance(kind, Kind) or kind.name != point.name:
-            raise InvalidInputError(
-                f"entry point {point.name!r} in {ENTRY_POINT_GROUP} does not give a Kind named {point.name!r}"
-            )
-        kinds[kind.name] = kind
-    return kinds
+    return _plugins.load(ENTRY_POINT_GROUP, _builtin(), Kind, "a Kind")
 
 
 def get_kind(name: str) -> Kind:
