@@ -35,9 +35,10 @@ RemoteName = Annotated[str, AfterValidator(remote_name)]
 
 
 class Remote(BaseModel):
-    """Where a remote lives: a path, ``file://`` or ``s3://`` URL, and the
-    storage options (e.g. ``endpoint_url``) needed to open it. Credentials are
-    never stored: they come from the environment, as for fsspec/s3fs."""
+    """Where a remote lives: a path, ``file://``, ``s3://`` or ``http(s)://``
+    URL, and the storage options (e.g. ``endpoint_url``) needed to open it.
+    Credentials are never stored: they come from the environment (as for
+    fsspec/s3fs; ``$IMPROV_TOKEN`` for served repositories)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     url: str = Field(min_length=1)
@@ -55,8 +56,8 @@ class RemotesFile(BaseModel):
 def normalize_url(url: str) -> str:
     """Local paths become absolute; URLs are kept."""
     if "://" in url:
-        if not url.startswith(("file://", "s3://", "memory://")):
-            raise InvalidInputError(f"unsupported remote URL {url!r}: use a path, file://, s3:// or memory://")
+        if not url.startswith(("file://", "s3://", "memory://", "http://", "https://")):
+            raise InvalidInputError(f"unsupported remote URL {url!r}: use a path, file://, s3://, http(s):// or memory://")
         return url
     return os.path.abspath(url)
 

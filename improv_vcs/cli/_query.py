@@ -41,49 +41,12 @@ Limit = Annotated[Optional[int], typer.Option("--limit", "-n", min=0, help="At m
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")
 
 
-def build_from_options(
-    instrument: list[str] | None,
-    start: str | None,
-    end: str | None,
-    bbox: str | None,
-    depth: str | None,
-    dataset: str | None,
-    sample: list[str] | None,
-    where: list[str] | None,
-    columns: str | None,
-    limit: int | None,
-    kind: list[str] | None = None,
-    prov: list[str] | None = None,
-    run: list[str] | None = None,
-    with_: list[str] | None = None,
-) -> Query:
-    """The :class:`Query` the shared query options describe."""
-    from ..query import (
-        build_query,
-        parse_bbox,
-        parse_depth,
-        parse_provenance,
-        parse_run,
-        parse_time,
-        parse_where,
-    )
+def build_from_options(*options: Any, **named: Any) -> Query:
+    """The :class:`Query` the shared query options describe (imported lazily
+    to keep start-up fast)."""
+    from ..query import query_from_options
 
-    return build_query(
-        instruments=tuple(instrument or ()),
-        start=parse_time(start, "--start") if start else None,
-        end=parse_time(end, "--end") if end else None,
-        bbox=parse_bbox(bbox) if bbox else None,
-        depth=parse_depth(depth) if depth else None,
-        dataset=dataset,
-        samples=tuple(sample or ()),
-        where=tuple(parse_where(w) for w in where or ()),
-        kinds=tuple(kind or ()),
-        provenance=tuple(parse_provenance(p) for p in prov or ()),
-        runs=tuple(parse_run(r) for r in run or ()),
-        provenance_columns=tuple(w.strip() for w in with_ or ()),
-        columns=tuple(c.strip() for c in columns.split(",")) if columns else None,
-        limit=limit,
-    )
+    return query_from_options(*options, **named)
 
 
 def _as_of(text: str | None) -> datetime | None:

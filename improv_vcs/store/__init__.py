@@ -12,9 +12,14 @@ __all__ = ["LocalStore", "MemoryStore", "S3Store", "Staging", "Store", "check_ke
 
 
 def open_store(url: str, **storage_options: Any) -> Store:
-    """The store for ``url``: a local path, ``file://``, ``memory://`` or ``s3://``."""
+    """The store for ``url``: a local path, ``file://``, ``memory://``,
+    ``s3://`` or ``http(s)://`` (a repository served by ``improv serve``)."""
     from ..errors import InvalidInputError
 
+    if url.startswith(("http://", "https://")):
+        from ._http import HttpStore
+
+        return HttpStore(url, **storage_options)
     if url.startswith("s3://"):
         return S3Store(url, **storage_options)
     if url.startswith("memory://"):
@@ -22,5 +27,5 @@ def open_store(url: str, **storage_options: Any) -> Store:
     if url.startswith("file://"):
         return LocalStore(url[len("file://") :])
     if "://" in url:
-        raise InvalidInputError(f"unsupported repository URL {url!r}: use a path, file://, s3:// or memory://")
+        raise InvalidInputError(f"unsupported repository URL {url!r}: use a path, file://, s3://, http(s):// or memory://")
     return LocalStore(url)

@@ -1,0 +1,200 @@
+"""The FastAPI application: authentication, limits, error handling, and the
+store protocol that push, pull, fetch and clone speak (the REST API is in
+:mod:`improv_vcs.service.api`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from .._http import API, STORE, error_body, status_of
+from ..errors import ImprovError, InvalidInputError, NotFoundError
+from .auth import Access, Scope
+from .site import Site, readable, readable_prefix, receive, swap_ref
+
+log = logging.getLogger("improv_vcs.service")
+
+MAX_BODY = 16 * 2**20
+"""Largest JSON request body (bytes)."""
+MAX_UPLOAD = 2 * 2**30
+"""Largest object or pack a client may upload (bytes)."""
+LIST_PAGE = 10_000
+
+
+def create_app(url: str, access: Access, max_body: int = MAX_BODY, max_upload: int = MAX_UPLOAD) -> FastAPI:
+    """The service for the repository at ``url`` (which may still be empty:
+    a first push creates it)."""
+    from .api import router as api_router
+
+    app = FastAPI(
+        title="improv_vcs",
+        version=__version__,
+        description="Search, fetch and cite a versioned imaging repository; push and pull between sites.",
+    )
+    app.state.site = Site(url)
+    app.state.access = access
+    app.state.max_body = max_body
+    app.state.max_upload = max_upload
+
+    @app.exception_handler(ImprovError)
+    async def _improv_error(request: Request, exc: ImprovError) -> JSONResponse:
+        if isinstance(exc, RangeError):
+            headers = {"Content-Range": f"bytes */{exc.size}"}
+            return JSONResponse(error_body(exc), status_code=416, headers=headers)
+        status = status_of(exc)
+        if status >= 500:
+            log.warning("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
+            return JSONResponse(error_body(exc, "the server could not complete the request"), status_code=status)
+        message = str(exc).replace(app.state.site.url, "<repository>")
+        return JSONResponse(error_body(exc, message), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        message = f"{where}: {first.get('msg', 'invalid')}"
+        return JSONResponse(error_body(InvalidInputError(message)), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "NotFoundError", 405: "InvalidInputError"}.get(exc.status_code, "HTTPError")
+        message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
+        return JSONResponse({"error": {"type": kind, "message": message}}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": {"type": "InternalError", "message": "internal server error"}}, status_code=500)
+
+    @app.middleware("http")
+    async def _limit_bodies(request: Request, call_next: Callable[..., Any]) -> Response:
+        limit = max_upload if request.url.path.startswith(STORE) else max_body
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            error = InvalidInputError(f"the request body is larger than the server's limit of {limit} bytes")
+            return JSONResponse(error_body(error), status_code=413)
+        return await call_next(request)
+
+    app.include_router(api_router, prefix=API)
+    _store_routes(app)
+    return app
+
+
+def site(request: Request) -> Site:
+    return request.app.state.site
+
+
+def allowed(scope: Scope) -> Callable[..., str]:
+    """A dependency that admits callers with ``scope`` (and names them)."""
+
+    def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+        return request.app.state.access.check(authorization, scope)
+
+    return check
+
+
+Reader = Annotated[str, Depends(allowed("read"))]
+Writer = Annotated[str, Depends(allowed("write"))]
+SiteDep = Annotated[Site, Depends(site)]
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body, read within the size limit."""
+    limit = request.app.state.max_body
+    data = bytearray()
+    async for part in request.stream():
+        data += part
+        if len(data) > limit:
+            raise InvalidInputError(f"the request body is larger than the server's limit of {limit} bytes")
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise InvalidInputError("the request body is not JSON") from None
+
+
+def _store_routes(app: FastAPI) -> None:
+    """The store protocol: keys of the repository, read and (checked) written."""
+
+    @app.get(STORE, tags=["sync"], summary="List keys")
+    def list_keys(
+        here: SiteDep,
+        _: Reader,
+        prefix: Annotated[str, Query(max_length=1024)] = "",
+        after: Annotated[str, Query(max_length=1024)] = "",
+    ) -> dict[str, Any]:
+        keys = []
+        for key in here.store.list(readable_prefix(prefix)):
+            if key <= after:
+                continue
+            try:
+                keys.append(readable(key))
+            except NotFoundError:
+                continue
+            if len(keys) == LIST_PAGE:
+                return {"keys": keys, "more": True}
+        return {"keys": keys, "more": False}
+
+    @app.api_route(STORE + "/{key:path}", methods=["GET", "HEAD"], tags=["sync"], summary="Read a key")
+    def read_key(request: Request, key: str, here: SiteDep, _: Reader) -> Response:
+        readable(key)
+        size = here.store.size(key)
+        headers = {"X-Improv-Modified": repr(here.store.modified(key)), "Accept-Ranges": "bytes"}
+        if request.method == "HEAD":
+            return Response(headers={**headers, "Content-Length": str(size)})
+        wanted = byte_range(request.headers.get("range"), size)
+        if wanted is None:
+            return Response(here.store.get(key), media_type="application/octet-stream", headers=headers)
+        start, end = wanted
+        data = here.store.get_range(key, start, end - start)
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        return Response(data, status_code=206, media_type="application/octet-stream", headers=headers)
+
+    @app.put(STORE + "/{key:path}", tags=["sync"], summary="Write a key unless it exists (checked)")
+    async def write_key(request: Request, key: str, here: SiteDep, _: Writer) -> Response:
+        written = await receive(here, key, request.stream(), request.app.state.max_upload)
+        return Response(status_code=201 if written else 200)
+
+    @app.post(STORE + "/{key:path}", tags=["sync"], summary="Move a ref by compare-and-swap")
+    async def swap_key(request: Request, key: str, here: SiteDep, _: Writer) -> Response:
+        body = await json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("new"), str) or not isinstance(body.get("expected"), (str, type(None))):
+            raise InvalidInputError('send {"expected": <old value or null>, "new": <new value>}')
+        swap_ref(here, key, body["expected"], body["new"])
+        return Response(status_code=204)
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The ``[start, end)`` a single ``Range: bytes=…`` header asks for, or None
+    for the whole value; :class:`InvalidInputError` when unsatisfiable."""
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    first, dash, last = spec.strip().partition("-")
+    try:
+        if unit.strip() != "bytes" or not dash or "," in spec:
+            raise ValueError
+        if not first:
+            start, end = max(0, size - int(last)), size
+        else:
+            start, end = int(first), (min(int(last) + 1, size) if last else size)
+    except ValueError:
+        raise RangeError(f"unsupported Range header {header!r}", size) from None
+    if start >= end or start >= size:
+        raise RangeError(f"range {header!r} is outside the {size}-byte value", size)
+    return start, end
+
+
+class RangeError(InvalidInputError):
+    """An unsatisfiable range (HTTP 416)."""
+
+    def __init__(self, message: str, size: int):
+        super().__init__(message)
+        self.size = size

@@ -1,0 +1,140 @@
+"""The served location and what may be written to it over HTTP.
+
+Reads may name any shared key (configuration, objects, packs, branches and
+tags; never site-local state such as ``remotes.json``). Writes are checked
+before they become visible, so a client can never make the repository
+inconsistent:
+
+- a loose object must hash to the id its key names;
+- a pack's data is accepted unchecked but stays invisible until its index
+  arrives; the index must hash to the pack id and verify every blob of the
+  pack (a pack that fails is removed, so a correct retry succeeds);
+- ``improv.json`` may only be created (a first push to an empty location);
+- refs move only by compare-and-swap, to a ``<object id>\\n`` value naming an
+  object the repository has; tags are only created, never moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import AsyncIterator
+
+from ..errors import ConflictError, IntegrityError, InvalidInputError, NotARepositoryError, NotFoundError, ReadOnlyError
+from ..ids import is_object_id, ref_name
+from ..model import decode_config
+from ..packs import PackIndex, index_key, pack_key
+from ..refs import HEADS, TAGS
+from ..repository import CONFIG_KEY, Repository
+from ..store import Store, check_key, open_store
+
+_OBJECT = re.compile(r"objects/([0-9a-f]{2})/([0-9a-f]{62})\Z")
+_PACK = re.compile(r"packs/([0-9a-f]{64})\.(pack|idx)\Z")
+_SHARED_PREFIXES = ("objects/", "packs/", HEADS, TAGS)
+
+
+class Site:
+    """A repository location served over HTTP (possibly still empty)."""
+
+    def __init__(self, url: str):
+        self.store: Store = open_store(url)
+        self.url = self.store.url
+        self._repo: Repository | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def repo(self) -> Repository:
+        """The repository, once it exists (a first push may create it)."""
+        with self._lock:
+            if self._repo is None:
+                data = self.store.get_if_exists(CONFIG_KEY)
+                if data is None:
+                    raise NotFoundError("no repository is served here yet; push one to create it")
+                self._repo = Repository(self.store, decode_config(data))
+            return self._repo
+
+    def require_repository(self) -> None:
+        try:
+            self.repo
+        except NotFoundError:
+            raise NotARepositoryError("no repository is served here yet") from None
+
+
+def readable(key: str) -> str:
+    """``key`` if clients may read it."""
+    check_key(key)
+    if key != CONFIG_KEY and not key.startswith(_SHARED_PREFIXES):
+        raise NotFoundError(f"no such key: {key}")
+    return key
+
+
+def readable_prefix(prefix: str) -> str:
+    if prefix and not (prefix.startswith(_SHARED_PREFIXES) or any(p.startswith(prefix) for p in _SHARED_PREFIXES)):
+        raise InvalidInputError(f"cannot list {prefix!r}")
+    return prefix
+
+
+async def receive(site: Site, key: str, body: AsyncIterator[bytes], limit: int) -> bool:
+    """Store an uploaded value under ``key`` after checking it; True if
+    written, False if the key already held it."""
+    check_key(key)
+    data = await _read_limited(body, limit)
+    if key == CONFIG_KEY:
+        decode_config(data)  # a valid configuration, or IntegrityError
+        return site.store.put_if_absent(key, data)
+    if match := _OBJECT.match(key):
+        if hashlib.sha256(data).hexdigest() != match.group(1) + match.group(2):
+            raise IntegrityError(f"object {key} does not hash to its id")
+        return site.store.put_if_absent(key, data)
+    if match := _PACK.match(key):
+        pack_id, part = match.groups()
+        if part == "pack":
+            if site.store.exists(index_key(pack_id)):
+                return False  # published already; its bytes were verified then
+            return site.store.put_if_absent(key, data)
+        return _publish_index(site, pack_id, data)
+    raise ReadOnlyError(f"{key} cannot be written over HTTP")
+
+
+def _publish_index(site: Site, pack_id: str, index: bytes) -> bool:
+    if hashlib.sha256(index).hexdigest() != pack_id:
+        raise IntegrityError(f"the index of pack {pack_id} does not hash to its id")
+    if not site.store.exists(pack_key(pack_id)):
+        raise ConflictError(f"pack {pack_id}: send the pack before its index")
+    try:
+        PackIndex.parse(index).verify(site.store.get_view(pack_key(pack_id)))
+    except IntegrityError as exc:
+        if not site.store.exists(index_key(pack_id)):
+            site.store.delete(pack_key(pack_id))  # unpublished and wrong: let a retry send it again
+        raise IntegrityError(f"pack {pack_id} does not match its index: {exc}") from None
+    return site.store.put_if_absent(index_key(pack_id), index)
+
+
+def swap_ref(site: Site, key: str, expected: str | None, new: str) -> None:
+    """Move a branch (or create a tag) by compare-and-swap."""
+    check_key(key)
+    if key.startswith(HEADS):
+        ref_name(key[len(HEADS) :])
+    elif key.startswith(TAGS):
+        ref_name(key[len(TAGS) :])
+        if expected is not None:
+            raise ReadOnlyError("tags never move")
+    else:
+        raise ReadOnlyError(f"{key} cannot be changed over HTTP")
+    target = new[:-1] if new.endswith("\n") else ""
+    if not is_object_id(target):
+        raise InvalidInputError(f"a ref holds '<object id>\\n', not {new[:80]!r}")
+    if not site.repo.odb.has(target):
+        raise ConflictError(f"{key} cannot point at {target[:12]}: the object is not here (send it first)")
+    site.store.compare_and_swap(key, expected.encode() if expected is not None else None, new.encode())
+
+
+async def _read_limited(body: AsyncIterator[bytes], limit: int) -> bytes:
+    parts, size = [], 0
+    async for part in body:
+        size += len(part)
+        if size > limit:
+            raise InvalidInputError(f"the upload is larger than the server's limit of {limit} bytes")
+        parts.append(part)
+    return b"".join(parts)
