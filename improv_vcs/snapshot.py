@@ -86,11 +86,14 @@ class Snapshot:
         )
         return b.filter(mask).column("manifest").to_pylist()
 
-    def find(self, ids: pa.Array, columns: list[str], among: list[str] | None = None) -> pa.Table:
+    def find(
+        self, ids: pa.Array, columns: list[str], among: list[str] | None = None, every_column: bool = False
+    ) -> pa.Table:
         """Manifest rows (``columns``, which must include ``image_id``) for the
         given image ids, looking only in batches whose id range can hold them
-        (and, with ``among``, only in those manifests). Ids absent from the
-        snapshot are absent from the result."""
+        (and, with ``among``, only in those manifests; with ``every_column``,
+        all of their columns). Ids absent from the snapshot are absent from
+        the result."""
         empty = pa.table({c: pa.array([], pa.string()) for c in columns})
         if len(ids) == 0 or self.commit is None:
             return empty
@@ -101,13 +104,13 @@ class Snapshot:
             candidates = [m for m in candidates if m in wanted]
         if not candidates:
             return empty
-        rows = self.rows(candidates, columns)
+        rows = self.rows(candidates, None if every_column else columns)
         return rows.filter(pc.is_in(rows.column("image_id"), value_set=ids))
 
-    def record(self, image: str) -> dict:
-        """The manifest row of one image."""
+    def record(self, image: str, extra: bool = False) -> dict:
+        """The manifest row of one image (with its batch's own columns when ``extra``)."""
         image_id(image)
-        rows = self.find(pa.array([image]), list(manifest.CORE_ORDER))
+        rows = self.find(pa.array([image]), list(manifest.CORE_ORDER), every_column=extra)
         if rows.num_rows == 0:
             where = f"commit {self.commit_id[:12]}" if self.commit_id else "an empty repository"
             raise NotFoundError(f"no image {image!r} in {where}")

@@ -125,7 +125,7 @@ def search(
 
 @router.get("/images/{image}", tags=["images"], summary="One image's metadata")
 def image_metadata(image: str, here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Response:
-    return json_response(here.repo.snapshot(at, _as_of(as_of)).record(valid_image_id(image)))
+    return json_response(here.repo.snapshot(at, _as_of(as_of)).record(valid_image_id(image), extra=True))
 
 
 @router.get("/images/{image}/data", tags=["images"], summary="One image's bytes")
