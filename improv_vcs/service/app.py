@@ -164,10 +164,12 @@ def _store_routes(app: FastAPI) -> None:
 
     @app.post(STORE + "/{key:path}", tags=["sync"], summary="Move a ref by compare-and-swap")
     async def swap_key(request: Request, key: str, here: SiteDep, _: Writer) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
         body = await json_body(request)
         if not isinstance(body, dict) or not isinstance(body.get("new"), str) or not isinstance(body.get("expected"), (str, type(None))):
             raise InvalidInputError('send {"expected": <old value or null>, "new": <new value>}')
-        swap_ref(here, key, body["expected"], body["new"])
+        await run_in_threadpool(swap_ref, here, key, body["expected"], body["new"])
         return Response(status_code=204)
 
 

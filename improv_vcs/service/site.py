@@ -6,8 +6,8 @@ before they become visible, so a client can never make the repository
 inconsistent:
 
 - a loose object must hash to the id its key names;
-- a pack's data is accepted unchecked but stays invisible until its index
-  arrives; the index must hash to the pack id and verify every blob of the
+- a pack's data is streamed to the store unchecked but stays invisible until
+  its index arrives; the index must hash to the pack id and verify every blob of the
   pack (a pack that fails is removed, so a correct retry succeeds);
 - ``improv.json`` may only be created (a first push to an empty location);
 - refs move only by compare-and-swap, to a ``<object id>\\n`` value naming an
@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import AsyncIterator
 
-from ..errors import ConflictError, IntegrityError, InvalidInputError, NotARepositoryError, NotFoundError, ReadOnlyError
+from ..errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from ..ids import is_object_id, ref_name
 from ..model import decode_config
 from ..packs import PackIndex, index_key, pack_key
@@ -54,12 +54,6 @@ class Site:
                 self._repo = Repository(self.store, decode_config(data))
             return self._repo
 
-    def require_repository(self) -> None:
-        try:
-            self.repo
-        except NotFoundError:
-            raise NotARepositoryError("no repository is served here yet") from None
-
 
 def readable(key: str) -> str:
     """``key`` if clients may read it."""
@@ -77,9 +71,28 @@ def readable_prefix(prefix: str) -> str:
 
 async def receive(site: Site, key: str, body: AsyncIterator[bytes], limit: int) -> bool:
     """Store an uploaded value under ``key`` after checking it; True if
-    written, False if the key already held it."""
+    written, False if the key already held it. Pack data streams to the
+    store; checks and writes run off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+
     check_key(key)
+    match = _PACK.match(key)
+    if match and match.group(2) == "pack":
+        if await run_in_threadpool(site.store.exists, index_key(match.group(1))):
+            return False  # published already; its bytes were verified then
+        with site.store.staging() as staging:
+            size = 0
+            async for part in body:
+                size += len(part)
+                if size > limit:
+                    raise InvalidInputError(f"the upload is larger than the server's limit of {limit} bytes")
+                await run_in_threadpool(staging.write, part)
+            return await run_in_threadpool(staging.publish, key)
     data = await _read_limited(body, limit)
+    return await run_in_threadpool(_store_checked, site, key, data)
+
+
+def _store_checked(site: Site, key: str, data: bytes) -> bool:
     if key == CONFIG_KEY:
         decode_config(data)  # a valid configuration, or IntegrityError
         return site.store.put_if_absent(key, data)
@@ -88,12 +101,7 @@ async def receive(site: Site, key: str, body: AsyncIterator[bytes], limit: int) 
             raise IntegrityError(f"object {key} does not hash to its id")
         return site.store.put_if_absent(key, data)
     if match := _PACK.match(key):
-        pack_id, part = match.groups()
-        if part == "pack":
-            if site.store.exists(index_key(pack_id)):
-                return False  # published already; its bytes were verified then
-            return site.store.put_if_absent(key, data)
-        return _publish_index(site, pack_id, data)
+        return _publish_index(site, match.group(1), data)
     raise ReadOnlyError(f"{key} cannot be written over HTTP")
 
 
