@@ -24,7 +24,12 @@ TOKEN_ENV = "IMPROV_TOKEN"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 PARQUET = "application/vnd.apache.parquet"
 
+class TooLargeError(InvalidInputError):
+    """A request body over the server's limit (413)."""
+
+
 STATUS: dict[type[ImprovError], int] = {
+    TooLargeError: 413,
     InvalidInputError: 400,
     ReadOnlyError: 403,
     NotFoundError: 404,

@@ -36,7 +36,7 @@ class Client:
         self.url = url.rstrip("/")
         token = token or os.environ.get(TOKEN_ENV)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url + API, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -51,7 +51,7 @@ class Client:
         import httpx
 
         try:
-            response = self._http.request(method, path, **options)
+            response = self._http.request(method, API + path, **options)
         except httpx.HTTPError as exc:
             raise StorageError(f"cannot reach {self.url}: {exc}") from None
         if response.status_code >= 400:

@@ -254,8 +254,13 @@ def parse_provenance(text: str) -> ProvenanceCondition:
 def parse_run(text: str) -> RunChoice:
     """``latest``, ``RUN_ID``, ``KIND=latest`` or ``KIND=RUN_ID``."""
     kind, equals, run = text.partition("=")
+    from pydantic import ValidationError
+
     try:
         return RunChoice(kind=kind.strip() if equals else None, run=run.strip() if equals else text.strip())
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise InvalidInputError(f"--run {text!r}: {reason}") from None
     except ValueError as exc:
         raise InvalidInputError(f"--run {text!r}: {exc}") from None
 

@@ -188,13 +188,20 @@ async def add_records(request: Request, kind: str, here: SiteDep, who: Writer) -
 
 # -- datasets ---------------------------------------------------------------------
 @router.get("/datasets", tags=["datasets"], summary="Every dataset")
-def datasets(here: SiteDep, _: Reader, at: At = None) -> Response:
-    return json_response({name: d.model_dump(mode="json") for name, d in here.repo.datasets(at).items()})
+def datasets(here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Response:
+    found = here.repo.datasets(_revision(here, at, as_of))
+    return json_response({name: d.model_dump(mode="json") for name, d in found.items()})
 
 
 @router.get("/datasets/{name}", tags=["datasets"], summary="One dataset")
-def dataset(name: str, here: SiteDep, _: Reader, at: At = None) -> Response:
-    return json_response(here.repo.dataset(name, at).model_dump(mode="json"))
+def dataset(name: str, here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Response:
+    return json_response(here.repo.dataset(name, _revision(here, at, as_of)).model_dump(mode="json"))
+
+
+def _revision(here: Any, at: str | None, as_of: str | None) -> str | None:
+    """``at``, or the commit ``as_of`` names on ``at``'s line."""
+    when = _as_of(as_of)
+    return here.repo.resolve_as_of(when, at) if when is not None else at
 
 
 @router.post("/datasets/{name}/spans", tags=["datasets"], summary="Add a span (write scope)", status_code=201)

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from .._http import API, STORE, error_body, status_of
+from .._http import API, STORE, TooLargeError, error_body, status_of
 from ..errors import ImprovError, InvalidInputError, NotFoundError
 from .auth import Access, Scope
 from .site import Site, readable, readable_prefix, receive, swap_ref
@@ -79,7 +79,7 @@ def create_app(url: str, access: Access, max_body: int = MAX_BODY, max_upload: i
         limit = max_upload if request.url.path.startswith(STORE) else max_body
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            error = InvalidInputError(f"the request body is larger than the server's limit of {limit} bytes")
+            error = TooLargeError(f"the request body is larger than the server's limit of {limit} bytes")
             return JSONResponse(error_body(error), status_code=413)
         return await call_next(request)
 
@@ -113,7 +113,7 @@ async def json_body(request: Request) -> Any:
     async for part in request.stream():
         data += part
         if len(data) > limit:
-            raise InvalidInputError(f"the request body is larger than the server's limit of {limit} bytes")
+            raise TooLargeError(f"the request body is larger than the server's limit of {limit} bytes")
     try:
         return json.loads(data)
     except ValueError:

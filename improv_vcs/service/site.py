@@ -21,6 +21,7 @@ import re
 import threading
 from collections.abc import AsyncIterator
 
+from .._http import TooLargeError
 from ..errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
 from ..ids import is_object_id, ref_name
 from ..model import decode_config
@@ -85,7 +86,7 @@ async def receive(site: Site, key: str, body: AsyncIterator[bytes], limit: int) 
             async for part in body:
                 size += len(part)
                 if size > limit:
-                    raise InvalidInputError(f"the upload is larger than the server's limit of {limit} bytes")
+                    raise TooLargeError(f"the upload is larger than the server's limit of {limit} bytes")
                 await run_in_threadpool(staging.write, part)
             return await run_in_threadpool(staging.publish, key)
     data = await _read_limited(body, limit)
@@ -143,6 +144,6 @@ async def _read_limited(body: AsyncIterator[bytes], limit: int) -> bytes:
     async for part in body:
         size += len(part)
         if size > limit:
-            raise InvalidInputError(f"the upload is larger than the server's limit of {limit} bytes")
+            raise TooLargeError(f"the upload is larger than the server's limit of {limit} bytes")
         parts.append(part)
     return b"".join(parts)
