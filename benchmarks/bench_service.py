@@ -108,7 +108,8 @@ async def run_phase(seconds: float, request) -> dict[str, float]:
             while time.monotonic() < stop:
                 began = time.perf_counter()
                 try:
-                    moved += await request(client, rng)
+                    size = await request(client, rng)
+                    moved += size
                 except Exception:  # every failure counts; the phase goes on
                     errors += 1
                 latencies.append(time.perf_counter() - began)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import heapq
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from .stack import Selector
 
 CONFIG_KEY = "improv.json"
+_RECENT_SNAPSHOTS = 8
 
 
 def default_author() -> str:
@@ -72,6 +74,8 @@ class Repository:
         self.odb = ObjectDatabase(store)
         self.refs = RefStore(store)
         self.remotes = Remotes(store)
+        self._snapshots: dict[ObjectId | None, Snapshot] = {}  # most recently used last
+        self._snapshots_lock = threading.Lock()
         if self.remotes.promisor is not None:
             from .sync.sites import remote_blob_reader
 
@@ -154,9 +158,17 @@ class Repository:
 
     # -- reading ---------------------------------------------------------
     def _snapshot_at(self, commit_id: ObjectId | None) -> Snapshot:
-        """The view at a commit id (None: the empty snapshot)."""
-        commit = self.odb.get_commit(commit_id) if commit_id else None
-        return Snapshot(self.odb, commit_id, commit)
+        """The view at a commit id (None: the empty snapshot). The last few
+        are kept, with what they loaded: a snapshot never changes."""
+        with self._snapshots_lock:
+            found = self._snapshots.pop(commit_id, None)
+            if found is None:
+                commit = self.odb.get_commit(commit_id) if commit_id else None
+                found = Snapshot(self.odb, commit_id, commit)
+            self._snapshots[commit_id] = found
+            while len(self._snapshots) > _RECENT_SNAPSHOTS:
+                self._snapshots.pop(next(iter(self._snapshots)))
+            return found
 
     def snapshot(self, at: str | None = None, as_of: datetime | None = None) -> Snapshot:
         """The read-only view at a revision (default: the default branch)."""

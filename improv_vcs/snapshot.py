@@ -108,13 +108,26 @@ class Snapshot:
         return rows.filter(pc.is_in(rows.column("image_id"), value_set=ids))
 
     def record(self, image: str, extra: bool = False) -> dict:
-        """The manifest row of one image (with its batch's own columns when ``extra``)."""
+        """The manifest row of one image (with its batch's own columns when
+        ``extra``). Repeated lookups are answered from per-manifest id maps."""
         image_id(image)
-        rows = self.find(pa.array([image]), list(manifest.CORE_ORDER), every_column=extra)
-        if rows.num_rows == 0:
-            where = f"commit {self.commit_id[:12]}" if self.commit_id else "an empty repository"
-            raise NotFoundError(f"no image {image!r} in {where}")
-        return rows.to_pylist()[0]
+        columns = None if extra else list(manifest.CORE_ORDER)
+        for low, high, manifest_id in self._id_ranges:
+            if low <= image <= high:
+                found = self._rows_by_id(manifest_id, columns).get(image)
+                if found is not None:
+                    return found
+        where = f"commit {self.commit_id[:12]}" if self.commit_id else "an empty repository"
+        raise NotFoundError(f"no image {image!r} in {where}")
+
+    @cached_property
+    def _id_ranges(self) -> list[tuple[str, str, str]]:
+        b = self.batches
+        return list(zip(b.column("image_id_min").to_pylist(), b.column("image_id_max").to_pylist(), b.column("manifest").to_pylist()))
+
+    def _rows_by_id(self, manifest_id: str, columns: list[str] | None) -> _RowsById:
+        key = f"rows-by-id:{manifest_id}:{'*' if columns is None else 'core'}"
+        return self.odb.cached(key, lambda: _RowsById(self.manifest(manifest_id, columns)))
 
     def read_image(self, image: str) -> bytes:
         row = self.record(image)
@@ -135,6 +148,19 @@ class Snapshot:
     def images(self) -> pa.Table:
         """Every image row of the snapshot (all manifests, extra columns unified)."""
         return self.rows(self.batches.column("manifest").to_pylist())
+
+
+class _RowsById:
+    """A manifest's rows with a map from image id to row position."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        self.position = {image: n for n, image in enumerate(table.column("image_id").to_pylist())}
+        self.nbytes = table.nbytes + 100 * len(self.position)  # what the object cache weighs
+
+    def get(self, image: str) -> dict | None:
+        n = self.position.get(image)
+        return None if n is None else self.table.slice(n, 1).to_pylist()[0]
 
 
 @functools.cache
