@@ -35,6 +35,6 @@ class HttpSyncMachine(SyncMachine):
 
 
 HttpSyncMachine.TestCase.settings = settings(
-    max_examples=max(5, settings.default.max_examples // 3), stateful_step_count=15, deadline=None
+    max_examples=max(3, settings.default.max_examples // 8), stateful_step_count=12, deadline=None
 )
 test_sync_over_http_state_machine = HttpSyncMachine.TestCase
