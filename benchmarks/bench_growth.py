@@ -18,7 +18,7 @@ The baseline for the ingest rate is the same run's first commits: the
 median rate of the first quarter of commits over that of the last quarter
 shows whether commits slow down as history grows.
 
-    python benchmarks/bench_growth.py                 # CI size: 10 commits x 500 images
+    python benchmarks/bench_growth.py                 # CI size: 16 commits x 500 images
     python benchmarks/bench_growth.py --scale full    # 40 commits x 2,500 images
 """
 
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from improv_vcs.repository import Repository  # noqa: E402
 
-SCALES = {"ci": (10, 500, 5), "full": (40, 2_500, 5)}  # commits, images per commit, query every N commits
+SCALES = {"ci": (16, 500, 5), "full": (40, 2_500, 5)}  # commits, images per commit, query every N commits
 BLOB_BYTES = 7_000
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 TARGET_LAST_OVER_FIRST = 1.5  # late commits ingest at least 1/1.5 as fast as early ones
@@ -68,7 +68,7 @@ def timed(fn, repeat: int = 3) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="ci", help="ci: 10 x 500 images; full: 40 x 2,500")
+    parser.add_argument("--scale", choices=SCALES, default="ci", help="ci: 16 x 500 images; full: 40 x 2,500")
     args = parser.parse_args(argv)
     commits, size, every = SCALES[args.scale]
     rng = np.random.default_rng(0)
