@@ -28,10 +28,12 @@ cd "$work"
 # pack, ...), which `improv commit` refuses, so it is removed: ids, times and
 # samples then come from the IFCB-style file names.
 improv demo demo --images-per-bin 5 --quiet > /dev/null
-improv export batches/ifcb107 --repo demo -i IFCB107 --quiet > /dev/null
-improv export batches/ifcb110-day1 --repo demo -i IFCB110 --start 2024-05-01 --end 2024-05-02 --quiet > /dev/null
-improv export batches/ifcb110-day2 --repo demo -i IFCB110 --start 2024-05-02 --end 2024-05-03 --quiet > /dev/null
-rm batches/*/metadata.parquet
+improv export batches/all --repo demo --quiet > /dev/null
+rm batches/all/metadata.parquet
+mkdir batches/ifcb107 batches/ifcb110-day1 batches/ifcb110-day2
+mv batches/all/D2024050?T*_IFCB107_* batches/ifcb107/
+mv batches/all/D20240501T*_IFCB110_* batches/ifcb110-day1/
+mv batches/all/D20240502T*_IFCB110_* batches/ifcb110-day2/
 
 # Site A: a new repository and a first commit.
 improv init site-a > /dev/null
@@ -62,7 +64,8 @@ fi
 echo "site B: push refused (not a fast-forward), pulling"
 improv pull origin --repo site-b --quiet > /dev/null
 echo "site B: merged, $(improv query --repo site-b --count) images"
-improv log --repo site-b --limit 1 | grep -q "^Merge:" && echo "site B: HEAD is a merge commit"
+improv log --repo site-b -n 1 | grep -q "^Merge:"
+echo "site B: HEAD is a merge commit"
 
 # A release at site B, cited, and published with its tag.
 improv tag v1 --repo site-b --title "Two-site IFCB survey, May 2024" \
