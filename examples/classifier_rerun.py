@@ -58,8 +58,11 @@ def main(directory: Path) -> None:
     rng = np.random.default_rng(11)
     start = datetime(2024, 5, 1, tzinfo=timezone.utc)
     rows = [
-        {"image_id": f"D20240501T000000_IFCB107_{roi:05d}", "timestamp": start + timedelta(seconds=roi),
-         "sample_id": "D20240501T000000_IFCB107"}
+        {
+            "image_id": f"D20240501T000000_IFCB107_{roi:05d}",
+            "timestamp": start + timedelta(seconds=roi),
+            "sample_id": "D20240501T000000_IFCB107",
+        }
         for roi in range(1, IMAGES + 1)
     ]
     with repo.transaction(message="One bin of IFCB107") as tx:
@@ -67,18 +70,30 @@ def main(directory: Path) -> None:
     ids = [r["image_id"] for r in rows]
     print(f"committed {IMAGES} images")
 
-    first = repo.add_provenance("classification", run(ids, "2022", seed=1, flip_every=None),
-                                source="ifcb-classifier", run_id="cnn-2022")
+    first = repo.add_provenance(
+        "classification",
+        run(ids, "2022", seed=1, flip_every=None),
+        source="ifcb-classifier",
+        run_id="cnn-2022",
+    )
     repo.create_tag("classified-2022", message="Before the re-run")
-    second = repo.add_provenance("classification", run(ids, "2024", seed=2, flip_every=3),
-                                 source="ifcb-classifier", run_id="cnn-2024")
-    print(f"run cnn-2022 in commit {first[:12]} (tagged classified-2022), run cnn-2024 in commit {second[:12]}")
+    second = repo.add_provenance(
+        "classification",
+        run(ids, "2024", seed=2, flip_every=3),
+        source="ifcb-classifier",
+        run_id="cnn-2024",
+    )
+    print(
+        f"run cnn-2022 in commit {first[:12]} (tagged classified-2022), run cnn-2024 in commit {second[:12]}"
+    )
 
     # Both runs, side by side.
     old = repo.provenance_records("classification", run="cnn-2022")
     new = repo.provenance_records("classification", run="cnn-2024")
-    print(f"records: {old.num_rows} in cnn-2022, {new.num_rows} in cnn-2024, "
-          f"{repo.provenance_records('classification').num_rows} in all")
+    print(
+        f"records: {old.num_rows} in cnn-2022, {new.num_rows} in cnn-2024, "
+        f"{repo.provenance_records('classification').num_rows} in all"
+    )
     before = dict(zip(old.column("image_id").to_pylist(), old.column("winner").to_pylist()))
     after = dict(zip(new.column("image_id").to_pylist(), new.column("winner").to_pylist()))
     changed = sorted(i for i in ids if before[i] != after[i])
@@ -89,24 +104,34 @@ def main(directory: Path) -> None:
     history = repo.provenance(image, kind="classification")
     print(f"history of {image}: {len(history)} records")
     for record in history:
-        print(f"  {record.run_id}: winner {record.values['winner']}, score {record.values['score']:.3f} "
-              f"(model_version {record.values['model_version']})")
+        print(
+            f"  {record.run_id}: winner {record.values['winner']}, score {record.values['score']:.3f} "
+            f"(model_version {record.values['model_version']})"
+        )
 
     # Queries: the latest run per image, or a named run.
     meso = parse_provenance(f"classification.winner = {CLASSES[0]}")
     latest = repo.count(provenance=(meso,), runs=(parse_run("latest"),))
     named = repo.count(provenance=(meso,), runs=(parse_run("classification=cnn-2022"),))
     print(f"{CLASSES[0]}: {latest} images with run latest, {named} with run cnn-2022")
-    table = repo.query(samples=["D20240501T000000_IFCB107"], runs=(parse_run("latest"),),
-                       provenance_columns=("classification.winner",), limit=1)
-    print(f"  latest winner of {table.column('image_id')[0]}: {table.column('classification.winner')[0]}")
+    table = repo.query(
+        samples=["D20240501T000000_IFCB107"],
+        runs=(parse_run("latest"),),
+        provenance_columns=("classification.winner",),
+        limit=1,
+    )
+    print(
+        f"  latest winner of {table.column('image_id')[0]}: {table.column('classification.winner')[0]}"
+    )
 
     # The tagged commit predates the re-run: its latest run is cnn-2022, as it was.
     then = repo.count(at="classified-2022", provenance=(meso,), runs=(parse_run("latest"),))
     assert then == named
     old_history = repo.provenance(image, kind="classification", at="classified-2022")
-    print(f"at classified-2022: {then} {CLASSES[0]} with run latest, "
-          f"history of {image} has {len(old_history)} record ({old_history[0].run_id})")
+    print(
+        f"at classified-2022: {then} {CLASSES[0]} with run latest, "
+        f"history of {image} has {len(old_history)} record ({old_history[0].run_id})"
+    )
 
 
 if __name__ == "__main__":

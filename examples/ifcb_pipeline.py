@@ -87,42 +87,64 @@ def main(directory: Path) -> None:
     # 1. Ingest: each ROI becomes a PNG image <bin>_<roi:05d>; the bin is the sample.
     sources = [REAL_BIN, WHITE_BIN] if use_real else []
     generated = directory / "generated-bins"
-    generate_tree(generated, 40, instruments=("IFCB134",), start=DAY.replace(hour=6), days=1,
-                  per_bin=20, seed=3, workers=1, raw=True)
+    generate_tree(
+        generated,
+        40,
+        instruments=("IFCB134",),
+        start=DAY.replace(hour=6),
+        days=1,
+        per_bin=20,
+        seed=3,
+        workers=1,
+        raw=True,
+    )
     sources.append(generated)
     for source in sources:
         plan = adapter.plan(source, None, {})
         with repo.transaction(message=f"IFCB bins from {source.name}") as tx:
             images, files = apply(tx, plan)
-        print(f"committed {tx.commit_id[:12]}: {images} ROIs and {files} raw files "
-              f"({', '.join(plan.instruments)}) from {source.name}")
+        print(
+            f"committed {tx.commit_id[:12]}: {images} ROIs and {files} raw files "
+            f"({', '.join(plan.instruments)}) from {source.name}"
+        )
     table = repo.images()
     print(f"{table.num_rows} images in {len(table.column('sample_id').unique())} bins")
 
     # 2. Features: the real bin's feature file, keyed by roi_number in a file named after the bin.
-    ids_134 = repo.query(instruments=["IFCB134"], columns=("image_id",)).column("image_id").to_pylist()
+    ids_134 = (
+        repo.query(instruments=["IFCB134"], columns=("image_id",)).column("image_id").to_pylist()
+    )
     if use_real:
         features = read_records(DATA / "irfcb" / "D20220522T003051_IFCB134_fea_v2.csv")
         repo.add_provenance("ifcb_features", features, source="ifcb-analysis", run_id="v2")
-        print(f"features: {features.num_rows} records, {features.num_columns - 1} columns "
-              f"(Area of {features.column('image_id')[0]}: {features.column('Area')[0]})")
+        print(
+            f"features: {features.num_rows} records, {features.num_columns - 1} columns "
+            f"(Area of {features.column('image_id')[0]}: {features.column('Area')[0]})"
+        )
 
     # 3. Classifications: the real class file (file_name, class_name -> label,
     #    class_name_auto -> winner, score) and a generated run for the other images.
     with repo.transaction(message="Classifier run cnn-2022") as tx:
         classified = 0
         if use_real:
-            real = read_records(DATA / "irfcb" / "D20220522T003051_IFCB134_class.csv",
-                                {"model": "cnn", "model_version": "2022"})
-            classified += tx.add_provenance("classification", real, source="ifcb-classifier", run_id="cnn-2022")
+            real = read_records(
+                DATA / "irfcb" / "D20220522T003051_IFCB134_class.csv",
+                {"model": "cnn", "model_version": "2022"},
+            )
+            classified += tx.add_provenance(
+                "classification", real, source="ifcb-classifier", run_id="cnn-2022"
+            )
             done = set(real.column("image_id").to_pylist())
             ids_134 = [i for i in ids_134 if i not in done]
-        classified += tx.add_provenance("classification", classify(ids_134), source="ifcb-classifier",
-                                        run_id="cnn-2022")
+        classified += tx.add_provenance(
+            "classification", classify(ids_134), source="ifcb-classifier", run_id="cnn-2022"
+        )
     print(f"classifications: {classified} records (run cnn-2022)")
 
     # 4. A dataset: IFCB134 on 22 May 2022 (half-open span).
-    repo.add_dataset_span("may22", "IFCB134", DAY, DAY.replace(day=23), description="IFCB134, 22 May 2022")
+    repo.add_dataset_span(
+        "may22", "IFCB134", DAY, DAY.replace(day=23), description="IFCB134, 22 May 2022"
+    )
     in_dataset = repo.count(dataset="may22")
     print(f"dataset may22: {in_dataset} images")
 
@@ -130,31 +152,45 @@ def main(directory: Path) -> None:
     #    bloom class with a score above 0.8.
     bloom = repo.query(
         dataset="may22",
-        provenance=(parse_provenance(f"classification.winner = {BLOOM_CLASS}"),
-                    parse_provenance("classification.score > 0.8")),
+        provenance=(
+            parse_provenance(f"classification.winner = {BLOOM_CLASS}"),
+            parse_provenance("classification.score > 0.8"),
+        ),
         runs=(parse_run("latest"),),
         provenance_columns=("classification.winner", "classification.score"),
     )
-    winners = repo.query(dataset="may22", runs=(parse_run("latest"),), kinds=("classification",),
-                         provenance_columns=("classification.winner",))
+    winners = repo.query(
+        dataset="may22",
+        runs=(parse_run("latest"),),
+        kinds=("classification",),
+        provenance_columns=("classification.winner",),
+    )
     same_class = pc.sum(pc.equal(winners.column("classification.winner"), BLOOM_CLASS)).as_py() or 0
-    print(f"bloom: {bloom.num_rows} of {in_dataset} images are {BLOOM_CLASS} with score > 0.8 "
-          f"({same_class} have it as winner at any score)")
+    print(
+        f"bloom: {bloom.num_rows} of {in_dataset} images are {BLOOM_CLASS} with score > 0.8 "
+        f"({same_class} have it as winner at any score)"
+    )
     scores = bloom.column("classification.score").to_pylist()
     for row in bloom.slice(0, 3).to_pylist():
-        print(f"  {row['image_id']}  {row['timestamp']:%H:%M:%S}  score {row['classification.score']:.3f}")
+        print(
+            f"  {row['image_id']}  {row['timestamp']:%H:%M:%S}  score {row['classification.score']:.3f}"
+        )
     assert all(s > 0.8 for s in scores)
 
     # 6. The raw files of one bin, back byte for byte.
     sample = REAL_BIN.name if use_real else table.column("sample_id")[0].as_py()
     dest = directory / "raw-export"
     repo.export_sources(dest, samples=[sample])
-    originals = {p.name: p for p in (REAL_BIN.parent if use_real else generated).rglob(f"{sample}.*")}
+    originals = {
+        p.name: p for p in (REAL_BIN.parent if use_real else generated).rglob(f"{sample}.*")
+    }
     exported = sorted(p for p in dest.rglob(f"{sample}.*"))
     for path in exported:
         assert sha256(path.read_bytes()) == sha256(originals[path.name].read_bytes()), path
-    print(f"exported {len(exported)} raw files of {sample}, byte-identical: "
-          + ", ".join(f"{p.name} ({p.stat().st_size} B)" for p in exported))
+    print(
+        f"exported {len(exported)} raw files of {sample}, byte-identical: "
+        + ", ".join(f"{p.name} ({p.stat().st_size} B)" for p in exported)
+    )
 
     # The history: one commit per step.
     print(f"{sum(1 for _ in repo.log())} commits on main")

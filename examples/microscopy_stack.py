@@ -30,7 +30,9 @@ SAMPLE = "plate1_well3"
 
 def improv(*args: str) -> str:
     """Run the ``improv`` command line (this interpreter's copy) and return what it printed."""
-    result = subprocess.run([sys.executable, "-m", "improv_vcs.cli", *args], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "improv_vcs.cli", *args], check=False, capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise SystemExit(f"improv {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result.stdout
@@ -49,19 +51,47 @@ def main(directory: Path) -> None:
     print(f"wrote {stack_file.name}: TCZYX {written.shape} {written.dtype}")
 
     improv("init", str(repo_path))
-    improv("commit", "--repo", str(repo_path), "--format", "tiff", str(stack_file), "-i", "scope-a",
-           "--option", "time=2024-05-01T12:00:00Z", "-m", "plate 1, well 3", "--quiet")
+    improv(
+        "commit",
+        "--repo",
+        str(repo_path),
+        "--format",
+        "tiff",
+        str(stack_file),
+        "-i",
+        "scope-a",
+        "--option",
+        "time=2024-05-01T12:00:00Z",
+        "-m",
+        "plate 1, well 3",
+        "--quiet",
+    )
     files = {SAMPLE: stack_file}
     if REAL_STACK.is_file():
-        improv("commit", "--repo", str(repo_path), "--format", "tiff", str(REAL_STACK), "-i", "scope-b",
-               "--option", "time=2024-05-02T12:00:00Z", "-m", "aicsimageio sample", "--quiet")
+        improv(
+            "commit",
+            "--repo",
+            str(repo_path),
+            "--format",
+            "tiff",
+            str(REAL_STACK),
+            "-i",
+            "scope-b",
+            "--option",
+            "time=2024-05-02T12:00:00Z",
+            "-m",
+            "aicsimageio sample",
+            "--quiet",
+        )
         files[REAL_STACK.name.split(".")[0]] = REAL_STACK
     else:
         print("real data: no (../shared/data is absent), generated stack only")
 
     repo = Repository.open(repo_path)
     table = repo.images()
-    print(f"committed {table.num_rows} planes of {len(files)} stacks in {sum(1 for _ in repo.log())} commits")
+    print(
+        f"committed {table.num_rows} planes of {len(files)} stacks in {sum(1 for _ in repo.log())} commits"
+    )
     for name in files:
         n = len(repo.source_files(samples=[name]))
         print(f"  {name}: {repo.count(samples=[name])} planes, {n} original files kept")
@@ -72,7 +102,9 @@ def main(directory: Path) -> None:
         expected = tifffile.imread(path)
         assert array.dtype == expected.dtype
         assert np.array_equal(array.reshape(expected.shape), expected), name
-        print(f"read_stack({name!r}): shape {array.shape} {array.dtype}, equal to tifffile's {expected.shape}")
+        print(
+            f"read_stack({name!r}): shape {array.shape} {array.dtype}, equal to tifffile's {expected.shape}"
+        )
 
     # A sub-stack: channel 0 (the axis drops), first three z planes (the axis stays).
     sub = repo.read_stack(SAMPLE, c=0, z=slice(0, 3))
@@ -84,7 +116,9 @@ def main(directory: Path) -> None:
 
     # Some planes as image files, with a metadata table beside them.
     dest = directory / "planes"
-    improv("export", str(dest), "--repo", str(repo_path), "--sample", SAMPLE, "--z", "0:2", "--quiet")
+    improv(
+        "export", str(dest), "--repo", str(repo_path), "--sample", SAMPLE, "--z", "0:2", "--quiet"
+    )
     exported = sorted(p.name for p in dest.iterdir() if p.name.startswith(SAMPLE))
     print(f"exported {len(exported)} planes with --z 0:2: {exported[0]} ... {exported[-1]}")
     assert np.array_equal(tifffile.imread(dest / f"{SAMPLE}_p0_t1_c0_z1.tif"), written[1, 0, 1])

@@ -37,45 +37,44 @@ mv batches/all/D20240502T*_IFCB110_* batches/ifcb110-day2/
 
 # Site A: a new repository and a first commit.
 improv init site-a > /dev/null
-improv commit batches/ifcb107 --repo site-a -i IFCB107 -m "IFCB107, 1-2 May" --quiet > /dev/null
-echo "site A: $(improv query --repo site-a --count) images"
+echo "== site A: init, commit, push to an empty directory (the hub)"
+improv commit batches/ifcb107 --repo site-a -i IFCB107 -m "IFCB107, 1-2 May" --quiet
 
 # A bare copy: pushing to an empty directory creates the repository there.
 improv remote add origin "$work/hub" --repo site-a > /dev/null
-improv push origin --repo site-a --quiet > /dev/null
-echo "pushed site A to $work/hub"
+improv push origin --repo site-a --quiet
 
 # Site B: a verified clone of the hub (its origin is the hub).
-improv clone "$work/hub" site-b --quiet > /dev/null
-echo "site B: cloned, $(improv query --repo site-b --count) images"
+echo "== site B: clone the hub"
+improv clone "$work/hub" site-b --quiet
 
 # Both sites append: A pushes first, so B must pull (a merge commit) before pushing.
-improv commit batches/ifcb110-day1 --repo site-a -i IFCB110 -m "IFCB110, 1 May (site A)" --quiet > /dev/null
-improv push origin --repo site-a --quiet > /dev/null
-improv commit batches/ifcb110-day2 --repo site-b -i IFCB110 -m "IFCB110, 2 May (site B)" --quiet > /dev/null
+echo "== both sites commit; A pushes first"
+improv commit batches/ifcb110-day1 --repo site-a -i IFCB110 -m "IFCB110, 1 May (site A)" --quiet
+improv push origin --repo site-a --quiet
+improv commit batches/ifcb110-day2 --repo site-b -i IFCB110 -m "IFCB110, 2 May (site B)" --quiet
 if [[ -f "$real_bin.roi" ]]; then
-    improv commit --format ifcb "$real_bin.hdr" --repo site-b -m "Real IFCB134 bin (site B)" --quiet > /dev/null
-    echo "site B: committed the real bin $(basename "$real_bin")"
+    improv commit --format ifcb "$real_bin.hdr" --repo site-b -m "Real IFCB134 bin (site B)" --quiet
 fi
 if improv push origin --repo site-b --quiet > /dev/null 2>&1; then
     echo "unexpected: site B pushed without pulling" >&2
     exit 1
 fi
 echo "site B: push refused (not a fast-forward), pulling"
-improv pull origin --repo site-b --quiet > /dev/null
+improv pull origin --repo site-b --quiet
 echo "site B: merged, $(improv query --repo site-b --count) images"
-improv log --repo site-b -n 1 | grep -q "^Merge:"
-echo "site B: HEAD is a merge commit"
 
 # A release at site B, cited, and published with its tag.
+echo "== site B: tag, cite and push release v1"
 improv tag v1 --repo site-b --title "Two-site IFCB survey, May 2024" \
     --author "Lovelace, Ada" --license CC-BY-4.0 > /dev/null
-improv cite --repo site-b --tag v1 --format bibtex -o "$work/v1.bib" > /dev/null
+improv cite --repo site-b --tag v1 --format bibtex -o "$work/v1.bib" 2>&1
 echo "site B: cited v1 in v1.bib ($(grep -c '' "$work/v1.bib") lines)"
-improv push origin --repo site-b --tags --quiet > /dev/null
+improv push origin --repo site-b --tags --quiet
 
 # Back at site A: pull (a fast-forward), then check the citation there.
-improv pull origin --repo site-a --quiet > /dev/null
+echo "== site A: pull, verify the citation"
+improv pull origin --repo site-a --quiet
 echo "site A: pulled, $(improv query --repo site-a --count) images"
 improv cite verify "$work/v1.bib" --repo site-a
 echo "verified at site A"

@@ -34,12 +34,14 @@ def _main(
 def init(
     path: Annotated[Optional[str], typer.Argument(help="Directory or URL (s3://bucket/prefix) for the new repository (default: --repo, else the current directory).")] = None,
     default_branch: Annotated[str, typer.Option(help="Name of the default branch.")] = "main",
+    endpoint_url: Annotated[Optional[str], typer.Option("--endpoint-url", help="S3 endpoint for s3:// URLs other than AWS (e.g. http://127.0.0.1:9000).")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create an empty repository."""
     from ..repository import Repository
 
-    repo = Repository.init(path or state["repo"] or ".", default_branch=default_branch)
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    repo = Repository.init(path or state["repo"] or ".", default_branch=default_branch, **options)
     report(
         json_output,
         {"url": repo.url, "id": repo.id, "default_branch": default_branch},
