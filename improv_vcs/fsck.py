@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import index, manifest, sources
+from . import index, manifest, registry, sources
 from .errors import ImprovError
-from .model import Commit, Datasets, Tag
+from .model import Commit, Datasets, Registry, Tag
 from .packs import PackIndex, index_key, pack_key
 from .provenance import records
 
@@ -148,6 +148,14 @@ class _Checker:
         for segment, layout in segments:
             if self._first_visit(segment.id):
                 self._attempt(segment.id, "index segment", lambda s=segment, lay=layout: index.read_segment(odb, s, lay))
+        if commit.registry and self._first_visit(commit.registry):
+            found = self._attempt(commit.registry, "registry", lambda: odb.get_object(commit.registry))
+            if found is not None and not isinstance(found, Registry):
+                self.problem(commit.registry, "registry", f"is a {found.kind}")
+            elif found is not None:
+                for segment in found.samples:
+                    if self._first_visit(segment):
+                        self._attempt(segment, "samples segment", lambda s=segment: registry.decode_samples(odb.get_bytes(s)))
         if commit.datasets and self._first_visit(commit.datasets):
             found = self._attempt(commit.datasets, "datasets", lambda: odb.get_object(commit.datasets))
             if found is not None and not isinstance(found, Datasets):

@@ -61,7 +61,7 @@ def reachable(repo: Repository) -> tuple[set[str], set[str]]:
             continue
         loose.add(oid)
         commit = odb.get_commit(oid)
-        objects, blobs = commit_objects(commit)
+        objects, blobs = commit_objects(commit, odb=repo.odb)
         loose.update(objects)
         packs.update(blobs)
         stack.extend(p for p in commit.parents if p not in loose)

@@ -150,6 +150,8 @@ class Commit(_Frozen):
     datasets: Oid | None = Field(
         default=None, description="the dataset definitions in force at this commit"
     )
+    registry: Oid | None = Field(default=None, description="the organizing metadata in force at this commit")
+    task: str | None = Field(default=None, description="the ingest task this commit records")
 
 
 class Span(_Frozen):
@@ -181,6 +183,58 @@ class Datasets(_Frozen):
     datasets: dict[Annotated[str, AfterValidator(ref_name)], Dataset] = {}
 
 
+class Deployment(_Frozen):
+    """When an instrument was in the water (or on the bench): ``[start, end)``,
+    ``end`` None while it still is."""
+
+    start: UtcDatetime
+    end: UtcDatetime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Deployment:
+        if self.end is not None and self.start >= self.end:
+            raise ValueError(f"deployment start {self.start.isoformat()} is not before its end {self.end.isoformat()}")
+        return self
+
+    def covers(self, when: datetime) -> bool:
+        return self.start <= when and (self.end is None or when < self.end)
+
+
+class Instrument(_Frozen):
+    """One version of an instrument's record; an update is a new version."""
+
+    type: str | None = None
+    serial: str | None = None
+    description: str | None = None
+    deployments: tuple[Deployment, ...] = ()
+    version: int = Field(default=1, ge=1)
+
+
+class Taxonomy(_Frozen):
+    """A classifier version's ordered class list: position i of a score
+    vector is ``classes[i]``."""
+
+    classes: tuple[str, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Taxonomy:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("class names repeat")
+        return self
+
+
+class Registry(_Frozen):
+    """The organizing metadata in force at a commit: instruments, taxonomies
+    and the sample records (Parquet segments of sample versions, oldest first)."""
+
+    kind: Literal["registry"] = "registry"
+    format: Literal[1] = FORMAT_VERSION
+    instruments: dict[Annotated[str, AfterValidator(instrument_name)], Instrument] = {}
+    taxonomies: dict[str, Taxonomy] = Field(default={}, description="by 'CLASSIFIER@MODEL_VERSION'")
+    samples: tuple[Oid, ...] = ()
+    strict_instruments: bool = Field(default=False, description="refuse commits to unregistered instruments")
+
+
 class Tag(_Frozen):
     """An annotated tag: a named, immutable pointer to a commit with a
     message, and for a release its bibliographic metadata."""
@@ -210,7 +264,7 @@ class RepositoryConfig(_Frozen):
     created: UtcDatetime
 
 
-JsonObject = Annotated[Union[Commit, Tag, Datasets], Field(discriminator="kind")]
+JsonObject = Annotated[Union[Commit, Tag, Datasets, Registry], Field(discriminator="kind")]
 _JSON_OBJECT = TypeAdapter(JsonObject)
 
 

@@ -29,6 +29,7 @@ from .model import (
     Commit,
     Dataset,
     Datasets,
+    Registry,
     RepositoryConfig,
     Tag,
     canonical_json,
@@ -340,8 +341,13 @@ class Repository:
         author: str | None = None,
         pack_size: int = DEFAULT_PACK_SIZE,
         progress: Progress | None = None,
+        task: str | None = None,
+        allow_outside_deployment: bool = False,
     ) -> Transaction:
-        """Start appending batches to ``branch`` (default: the default branch)."""
+        """Start appending batches to ``branch`` (default: the default branch).
+        ``task`` names the ingest task the commit records (see
+        :meth:`task_commit`); images of registered instruments must fall in
+        their deployments unless ``allow_outside_deployment``."""
         return Transaction(
             self,
             self.config.default_branch if branch is None else branch,
@@ -349,7 +355,51 @@ class Repository:
             author or default_author(),
             pack_size=pack_size,
             progress=progress,
+            task=task,
+            allow_outside_deployment=allow_outside_deployment,
         )
+
+    # -- organizing metadata ---------------------------------------------------
+    def _registry_at(self, commit_id: ObjectId | None) -> Registry:
+        commit = self.odb.get_commit(commit_id) if commit_id else None
+        if commit is None or commit.registry is None:
+            return Registry()
+        found = self.odb.get_object(commit.registry)
+        if not isinstance(found, Registry):
+            raise IntegrityError(f"commit {commit_id} points at a {found.kind} as its registry")
+        return found
+
+    def registry(self, at: str | None = None, as_of: datetime | None = None) -> Registry:
+        """Instruments, taxonomies and the sample segments in force at a revision."""
+        return self._registry_at(self._commit_for(at, as_of))
+
+    def samples(self, at: str | None = None, as_of: datetime | None = None, history: bool = False) -> pa.Table:
+        """The latest version of every sample at a revision (every version, oldest
+        first, with ``history``)."""
+        from . import registry
+
+        doc = self.registry(at, as_of)
+        tables = [
+            self.odb.cached(f"samples:{s}", lambda s=s: registry.decode_samples(self.odb.get_bytes(s))) for s in doc.samples
+        ]
+        versions = pa.concat_tables(tables) if tables else registry.SAMPLE_SCHEMA.empty_table()
+        return versions if history else registry.latest(versions)
+
+    def edit_registry(
+        self, edit: Any, message: str, branch: str | None = None, author: str | None = None
+    ) -> ObjectId | None:
+        """Commit one registry edit (a function ``Registry -> Registry`` from
+        :mod:`improv_vcs.registry`); None when it changes nothing."""
+        with self.transaction(branch, message, author) as tx:
+            tx.edit_registry(edit)
+        return tx.commit_id
+
+    def task_commit(self, task: str, at: str | None = None) -> ObjectId | None:
+        """The commit that recorded ingest task ``task`` in the history of
+        ``at``, if any."""
+        if at is None and not self.refs.branches():
+            return None
+        return next((oid for oid, c in self.log(at) if c.task == task), None)
 
     # -- provenance ----------------------------------------------------------
     def add_provenance(

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import datasets, index, manifest, sources
+from . import datasets, index, manifest, registry, sources
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .hashing import Chunk, hash_blobs, hash_files
 from .ids import ObjectId, instrument_name, label, ref_name
 from .media import media_type
-from .model import Batch, Commit, Datasets, ProvenanceSegment, SourceFiles
+from .model import Batch, Commit, Datasets, ProvenanceSegment, Registry, SourceFiles
 from .objects import PackWriter
 from .packs import DEFAULT_PACK_SIZE
 from .provenance import kinds, records, view
@@ -76,11 +76,17 @@ class Transaction:
         author: str,
         pack_size: int = DEFAULT_PACK_SIZE,
         progress: Progress | None = None,
+        task: str | None = None,
+        allow_outside_deployment: bool = False,
     ):
         self._repo = repo
         self.branch = ref_name(branch)
         self.message = message
         self.author = author
+        self.task = label(task, "task id") if task is not None else None
+        self.allow_outside_deployment = allow_outside_deployment
+        self.warnings: list[str] = []
+        """Things worth telling the user that did not stop the commit (once each)."""
         self._pack_size = pack_size
         self._progress = progress
         self._base = repo.refs.branch(branch)
@@ -96,6 +102,8 @@ class Transaction:
         self._pack_futures: list[Future[ObjectId]] = []
         self._packs: list[ObjectId] = []
         self._dataset_edits: list[Callable[[Datasets], Datasets]] = []
+        self._registry_edits: list[Callable[[Registry], Registry]] = []
+        self._pending_samples: list[pa.Table] = []
         self._records: list[_PendingRecords] = []
         self._pending_sources: list[_PendingBatch] = []
         self._placed: dict[bytes, tuple[int, int]] = {}  # digest → (pack number, offset)
@@ -155,6 +163,7 @@ class Transaction:
         instrument_name(instrument)
         metadata = manifest.normalize_metadata(metadata)
         manifest.check_extra_columns(metadata, self._known_extra_types())
+        self._check_instrument(instrument, metadata)
         ids = metadata.column("image_id").combine_chunks()
         known = self._known_blob_ids(ids)
         stream = blobs if blobs is not None else hash_files(paths)
@@ -164,6 +173,40 @@ class Transaction:
         self._pending_blobs.update(zip(pending.metadata.column("image_id").to_pylist(), pending.blob_ids))
         self._pending.append(pending)
         return pending.metadata.num_rows
+
+    def _check_instrument(self, instrument: str, metadata: pa.Table) -> None:
+        """Images of a registered instrument must fall inside its deployment
+        windows and not in the future (unless allowed); an unregistered one
+        is refused in a strict repository, else noted once."""
+        doc = self._edited_registry(self._base)
+        found = doc.instruments.get(instrument)
+        if found is None:
+            if doc.strict_instruments:
+                raise InvalidInputError(
+                    f"instrument {instrument!r} is not registered and this repository is strict; "
+                    "add it with `improv instrument add`"
+                )
+            note = f"instrument {instrument!r} is not registered (`improv instrument add` records its deployments)"
+            if note not in self.warnings:
+                self.warnings.append(note)
+            return
+        if self.allow_outside_deployment:
+            return
+        ids = metadata.column("image_id").to_pylist()
+        times = metadata.column("timestamp").to_pylist()
+        now = datetime.now(timezone.utc)
+        future = next(((i, t) for i, t in zip(ids, times) if t > now), None)
+        if future is not None:
+            raise InvalidInputError(
+                f"image {future[0]!r} is dated {future[1].isoformat()}, in the future "
+                "(pass --allow-outside-deployment if that is right)"
+            )
+        outside = registry.outside_deployment(found, ids, times)
+        if outside is not None:
+            raise InvalidInputError(
+                f"image {outside[0]!r} ({outside[1].isoformat()}) is outside every deployment of {instrument}; "
+                "update the instrument or pass --allow-outside-deployment"
+            )
 
     def _pack_new(
         self,
@@ -415,6 +458,46 @@ class Transaction:
             doc = edit(doc)
         return doc
 
+    # -- organizing metadata -------------------------------------------------
+    def edit_registry(self, edit: Callable[[Registry], Registry]) -> None:
+        """Apply ``edit`` (see :mod:`improv_vcs.registry`) to the registry in
+        this commit; it is checked now, against the base and earlier edits."""
+        edit(self._edited_registry(self._base))
+        self._registry_edits.append(edit)
+
+    def add_samples(self, rows: Iterable[Mapping[str, Any]] | pa.Table) -> int:
+        """Record sample versions (``sample_id``, ``instrument``, ``start``,
+        ``end``, optional ``quality``, ``alt_ids``, ``meta``); the latest
+        version of a sample is the one queries see."""
+        listed = rows.to_pylist() if isinstance(rows, pa.Table) else list(rows)
+        table = registry.sample_rows(listed, datetime.now(timezone.utc))
+        self._pending_samples.append(table)
+        return table.num_rows
+
+    def _edited_registry(self, base: ObjectId | None) -> Registry:
+        doc = self._repo._registry_at(base)
+        for edit in self._registry_edits:
+            doc = edit(doc)
+        return doc
+
+    def _registry_after(self, parent: Commit | None) -> str | None:
+        """The registry id the new commit names: the parent's, or a new one."""
+        before = parent.registry if parent else None
+        if not self._registry_edits and not self._pending_samples:
+            return before
+        doc = self._edited_registry(self._base)
+        if self._pending_samples:
+            odb = self._repo.odb
+            segment = odb.put_bytes(registry.encode_samples(pa.concat_tables(self._pending_samples)))
+            segments = (*doc.samples, segment)
+            if len(segments) > registry.MAX_SAMPLE_SEGMENTS:
+                merged = pa.concat_tables([registry.decode_samples(odb.get_bytes(s)) for s in segments])
+                segments = (odb.put_bytes(registry.encode_samples(merged)),)
+            doc = doc.model_copy(update={"samples": segments})
+        if doc == self._repo._registry_at(self._base):
+            return before
+        return self._repo.odb.put_object(doc)
+
     # -- committing --------------------------------------------------------
     def commit(self) -> ObjectId | None:
         """Write manifests and the commit, then move the branch.
@@ -424,7 +507,8 @@ class Transaction:
         if self._closed:
             raise InvalidInputError("this transaction is already committed or aborted")
         self._closed = True
-        if not self._pending and not self._dataset_edits and not self._records and not self._pending_sources:
+        if not (self._pending or self._dataset_edits or self._records or self._pending_sources
+                or self._registry_edits or self._pending_samples):
             self._publisher.shutdown()
             return None
         self._flush_pack()
@@ -450,7 +534,7 @@ class Transaction:
                 groups = self._rebase_records(groups, tip)
                 files = self._rebase_sources(files, tip)
                 self._base = tip
-                if not tables and not groups and not files and not self._dataset_edits:
+                if not (tables or groups or files or self._dataset_edits or self._registry_edits or self._pending_samples):
                     return None
                 time.sleep(random.random() * min(0.5, 0.005 * 2**attempt))
                 continue
@@ -562,7 +646,9 @@ class Transaction:
             after = self._edited_datasets(self._base)
             if after != self._repo._datasets_at(self._base):
                 datasets_id = odb.put_object(after)
-        if not batches and not segments and not files and datasets_id == (parent.datasets if parent else None):
+        registry_id = self._registry_after(parent)
+        unchanged = datasets_id == (parent.datasets if parent else None) and registry_id == (parent.registry if parent else None)
+        if not batches and not segments and not files and unchanged:
             return None
         commit = Commit(
             parents=(self._base,) if self._base else (),
@@ -579,6 +665,8 @@ class Transaction:
             sources=tuple(files),
             sources_index=index.append(odb, parent.sources_index if parent else (), files, index.SOURCES),
             datasets=datasets_id,
+            registry=registry_id,
+            task=self.task,
         )
         return odb.put_object(commit)
 

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from .. import index, manifest, sources
 from ..errors import ConflictError
 from ..ids import ObjectId
-from ..model import Batch, Commit, Dataset, Datasets, ProvenanceSegment, SourceFiles
+from ..model import Batch, Commit, Dataset, Datasets, ProvenanceSegment, Registry, SourceFiles
 from ..provenance import kinds, records, view
 from ..snapshot import Snapshot
 from . import graph
@@ -40,6 +40,7 @@ def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -
     files = _their_sources(repo, mine, other)
     base = graph.merge_base(repo.odb, ours, theirs)
     datasets = _merged_datasets(repo, ObjectId(ours), ObjectId(theirs), base)
+    registry = _merged_registry(repo, ObjectId(ours), ObjectId(theirs), base)
     parent = mine.commit
     commit = Commit(
         parents=(ours, theirs),
@@ -54,6 +55,7 @@ def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -
         sources=tuple(files),
         sources_index=index.append(repo.odb, parent.sources_index, files, index.SOURCES),
         datasets=datasets,
+        registry=registry,
     )
     return repo.odb.put_object(commit)
 
@@ -142,6 +144,32 @@ def _their_sources(repo: Repository, mine: Snapshot, other: Snapshot) -> list[So
 
 def _listed(names: list[str]) -> str:
     return ", ".join(sorted(names)[:_LISTED]) + (" …" if len(names) > _LISTED else "")
+
+
+def _merged_registry(repo: Repository, ours: ObjectId, theirs: ObjectId, base: ObjectId | None) -> str | None:
+    """Instruments merge per instrument against the merge base (changed on
+    both sides differently: a conflict); taxonomies and sample records unite
+    (the other side's sample versions come after ours)."""
+    mine, other = repo._registry_at(ours), repo._registry_at(theirs)
+    if mine == other:
+        return repo.odb.get_commit(ours).registry
+    common = repo._registry_at(base) if base else Registry()
+    instruments = {}
+    for name in sorted({*mine.instruments, *other.instruments}):
+        a, b, was = mine.instruments.get(name), other.instruments.get(name), common.instruments.get(name)
+        if a != b and a != was and b != was:
+            raise ConflictError(f"instrument {name!r} was changed on both sides; update it on one side, then pull")
+        chosen = b if a == was else a
+        if chosen is not None:
+            instruments[name] = chosen
+    taxonomies = dict(mine.taxonomies)
+    for key, taxonomy in other.taxonomies.items():
+        if taxonomies.setdefault(key, taxonomy) != taxonomy:
+            raise ConflictError(f"taxonomy {key} has different classes on the two sides")
+    samples = (*mine.samples, *(s for s in other.samples if s not in mine.samples))
+    merged = Registry(instruments=instruments, taxonomies=taxonomies, samples=samples,
+                      strict_instruments=mine.strict_instruments or other.strict_instruments)
+    return repo.odb.put_object(merged)
 
 
 def _merged_datasets(repo: Repository, ours: ObjectId, theirs: ObjectId, base: ObjectId | None) -> str | None:

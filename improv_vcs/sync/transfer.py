@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, NotFoundError
 from ..ids import ObjectId, hash_bytes
-from ..model import Commit, Tag
-from ..objects import object_key
+from ..model import Commit, Registry, Tag
+from ..objects import ObjectDatabase, object_key
 from ..packs import PackIndex, index_key, pack_key
 from . import graph
 
@@ -55,22 +55,32 @@ class TransferReport:
         return asdict(self)
 
 
-def commit_objects(commit: Commit, blobs: bool = True) -> tuple[list[str], list[str]]:
-    """The loose objects and packs a commit needs besides its parents."""
+def commit_objects(commit: Commit, blobs: bool = True, odb: ObjectDatabase | None = None) -> tuple[list[str], list[str]]:
+    """The loose objects and packs a commit needs besides its parents (with
+    ``odb``, also the sample segments its registry lists)."""
     loose = [b.manifest for b in commit.batches]
     loose += [s.id for s in commit.index]
     loose += [s.id for s in commit.provenance]
     loose += [s.id for s in commit.provenance_index]
     loose += [s.table for s in commit.sources]
     loose += [s.id for s in commit.sources_index]
-    if commit.datasets:
-        loose.append(commit.datasets)
+    loose += [oid for oid in (commit.datasets, commit.registry) if oid]
+    if commit.registry and odb is not None:
+        loose += registry_objects(odb, commit.registry)
     packs: list[str] = []
     if blobs:
         packs = [p for b in commit.batches for p in b.packs]
         packs += [p for s in commit.provenance for p in s.packs]
         packs += [p for s in commit.sources for p in s.packs]
     return loose, packs
+
+
+def registry_objects(odb: ObjectDatabase, registry_id: str) -> list[str]:
+    """The sample segments a registry object lists."""
+    found = odb.get_object(registry_id)
+    if not isinstance(found, Registry):
+        raise IntegrityError(f"object {registry_id} is a {found.kind}, not a registry")
+    return list(found.samples)
 
 
 class Transfer:
@@ -102,7 +112,7 @@ class Transfer:
         loose: dict[str, None] = {}
         packs: dict[str, None] = {}
         for _, commit in missing:
-            objects, blobs = commit_objects(commit, self.blobs)
+            objects, blobs = commit_objects(commit, self.blobs, self.source.odb)
             loose.update(dict.fromkeys(objects))
             packs.update(dict.fromkeys(blobs))
         absent_packs = self._absent([index_key(p) for p in packs])
