@@ -101,6 +101,10 @@ def run(
     sql, params = compile_sql(query, spans, rows.schema, count=count, provenance=planned.sql)
     connection = thread_connection()
     tables = {"images": rows, **planned.tables}
+    if query.sample_quality or query.sample_columns:
+        from .registry import latest
+
+        tables["samples"] = latest(snapshot.sample_versions())
     for name, table in tables.items():
         connection.register(name, table)
     used: list[str] = []

@@ -101,6 +101,10 @@ class Query(BaseModel):
     provenance_columns: tuple[str, ...] = Field(
         default=(), description="KIND.COLUMN values joined into the result"
     )
+    sample_quality: tuple[Literal["good", "questionable", "bad"], ...] = Field(
+        default=(), description="only images whose sample's latest record has one of these qualities"
+    )
+    sample_columns: tuple[str, ...] = Field(default=(), description="sample record columns joined as sample.COLUMN")
     columns: tuple[str, ...] | None = None
     limit: int | None = Field(default=None, ge=0)
 
@@ -118,6 +122,16 @@ class Query(BaseModel):
                 raise ValueError(f"{item!r}: use KIND.COLUMN")
             column_name(kind)
             column_name(column)
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("sample_columns")
+    @classmethod
+    def _sample_columns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from .registry import SAMPLE_COLUMNS
+
+        for name in value:
+            if name not in SAMPLE_COLUMNS:
+                raise ValueError(f"sample.{name}: sample records have {', '.join(SAMPLE_COLUMNS)}")
         return tuple(dict.fromkeys(value))
 
     def provenance_kinds(self) -> list[str]:
@@ -292,7 +306,7 @@ def fully_covered(batches: pa.Table, query: Query, spans: tuple[Span, ...] | Non
     """Batches whose every row matches (only for queries whose filters are all
     decided per batch: instruments, time range, dataset); their stored row
     counts can stand in for scanning them."""
-    if query.bbox or query.depth or query.samples or query.where or query.filtering_kinds():
+    if query.bbox or query.depth or query.samples or query.sample_quality or query.where or query.filtering_kinds():
         return pa.array([False] * batches.num_rows, pa.bool_())
     mask = _time_mask(batches, query.start, query.end, whole=True)
     if query.instruments:
@@ -335,7 +349,7 @@ def needed_columns(query: Query, spans: tuple[Span, ...] | None, count: bool) ->
         needed.update(("lat", "lon"))
     if query.depth:
         needed.add("depth")
-    if query.samples:
+    if query.samples or query.sample_quality or query.sample_columns:
         needed.add("sample_id")
     needed.update(c.column for c in query.where)
     if query.provenance_kinds():
@@ -433,6 +447,9 @@ def compile_sql(
     for condition in query.where:
         op = "LIKE" if condition.op == "like" else condition.op
         add(f'"{condition.column}" {op} ?', typed_value(condition, schema))
+    if query.sample_quality:
+        marks = ", ".join("?" for _ in query.sample_quality)
+        add(f"images.sample_id IN (SELECT sample_id FROM samples WHERE quality IN ({marks}))", *query.sample_quality)
     clauses.extend(provenance.filters)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     ctes = f"WITH {', '.join(provenance.ctes)} " if provenance.ctes else ""
@@ -440,8 +457,10 @@ def compile_sql(
     if count:
         return f"{ctes}SELECT count(*) AS images FROM images{where}", params
     columns = ", ".join(f'images."{c}"' for c in query.columns) if query.columns else "images.*"
-    columns = ", ".join([columns, *provenance.columns])
+    columns = ", ".join([columns, *provenance.columns, *(f'samples."{c}" AS "sample.{c}"' for c in query.sample_columns)])
     joins = "".join(f" {j}" for j in provenance.joins)
+    if query.sample_columns:
+        joins += " LEFT JOIN samples ON samples.sample_id = images.sample_id"
     sql = f"{ctes}SELECT {columns} FROM images{joins}{where} ORDER BY images.timestamp, images.image_id"
     if query.limit is not None:
         sql += " LIMIT ?"
@@ -493,9 +512,13 @@ def query_from_options(
     prov: list[str] | None = None,
     run: list[str] | None = None,
     with_: list[str] | None = None,
+    sample_quality: list[str] | None = None,
 ) -> Query:
     """The :class:`Query` that query options given as text describe (the
-    CLI's and the HTTP API's): each is parsed, and errors name the option."""
+    CLI's and the HTTP API's): each is parsed, and errors name the option.
+    ``--with sample.COLUMN`` joins sample records; other ``--with`` values
+    name provenance ``KIND.COLUMN``."""
+    joined = [w.strip() for w in with_ or ()]
     return build_query(
         instruments=tuple(instrument or ()),
         start=parse_time(start, "--start") if start else None,
@@ -508,7 +531,9 @@ def query_from_options(
         kinds=tuple(kind or ()),
         provenance=tuple(parse_provenance(p) for p in prov or ()),
         runs=tuple(parse_run(r) for r in run or ()),
-        provenance_columns=tuple(w.strip() for w in with_ or ()),
+        provenance_columns=tuple(w for w in joined if not w.startswith("sample.")),
+        sample_columns=tuple(w.removeprefix("sample.") for w in joined if w.startswith("sample.")),
+        sample_quality=tuple(q.strip() for q in sample_quality or ()),
         columns=tuple(c.strip() for c in columns.split(",")) if columns else None,
         limit=limit,
     )

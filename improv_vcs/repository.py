@@ -361,29 +361,19 @@ class Repository:
 
     # -- organizing metadata ---------------------------------------------------
     def _registry_at(self, commit_id: ObjectId | None) -> Registry:
-        commit = self.odb.get_commit(commit_id) if commit_id else None
-        if commit is None or commit.registry is None:
-            return Registry()
-        found = self.odb.get_object(commit.registry)
-        if not isinstance(found, Registry):
-            raise IntegrityError(f"commit {commit_id} points at a {found.kind} as its registry")
-        return found
+        return self._snapshot_at(commit_id).registry
 
     def registry(self, at: str | None = None, as_of: datetime | None = None) -> Registry:
         """Instruments, taxonomies and the sample segments in force at a revision."""
-        return self._registry_at(self._commit_for(at, as_of))
+        return self.snapshot(at, as_of).registry
 
     def samples(self, at: str | None = None, as_of: datetime | None = None, history: bool = False) -> pa.Table:
         """The latest version of every sample at a revision (every version, oldest
         first, with ``history``)."""
-        from . import registry
+        from .registry import latest
 
-        doc = self.registry(at, as_of)
-        tables = [
-            self.odb.cached(f"samples:{s}", lambda s=s: registry.decode_samples(self.odb.get_bytes(s))) for s in doc.samples
-        ]
-        versions = pa.concat_tables(tables) if tables else registry.SAMPLE_SCHEMA.empty_table()
-        return versions if history else registry.latest(versions)
+        versions = self.snapshot(at, as_of).sample_versions()
+        return versions if history else latest(versions)
 
     def edit_registry(
         self, edit: Any, message: str, branch: str | None = None, author: str | None = None

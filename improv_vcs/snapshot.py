@@ -9,10 +9,10 @@ from functools import cached_property
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import index, manifest, sources
-from .errors import NotFoundError
+from . import index, manifest, registry, sources
+from .errors import IntegrityError, NotFoundError
 from .ids import ObjectId, image_id
-from .model import Commit
+from .model import Commit, Registry
 from .objects import ObjectDatabase
 
 
@@ -60,6 +60,24 @@ class Snapshot:
         if sample_ids is not None:
             files = files.filter(pc.is_in(files.column("sample_id"), value_set=pa.array(sample_ids, pa.string())))
         return files.sort_by([(k, "ascending") for k in sources.KEY])
+
+    @cached_property
+    def registry(self) -> Registry:
+        """Instruments, taxonomies and sample segments in force at this commit."""
+        if self.commit is None or self.commit.registry is None:
+            return Registry()
+        found = self.odb.get_object(self.commit.registry)
+        if not isinstance(found, Registry):
+            raise IntegrityError(f"commit {self.commit_id} points at a {found.kind} as its registry")
+        return found
+
+    def sample_versions(self) -> pa.Table:
+        """Every version of every sample record, oldest first."""
+        tables = [
+            self.odb.cached(f"samples:{s}", lambda s=s: registry.decode_samples(self.odb.get_bytes(s)))
+            for s in self.registry.samples
+        ]
+        return pa.concat_tables(tables) if tables else registry.SAMPLE_SCHEMA.empty_table()
 
     def manifest(self, manifest_id: str, columns: list[str] | None = None) -> pa.Table:
         """A batch's manifest rows (only ``columns`` it has, when given)."""
