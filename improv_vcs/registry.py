@@ -160,6 +160,18 @@ def sample_rows(rows: Iterable[Mapping[str, Any]], recorded_at: datetime) -> pa.
     return pa.Table.from_pylist(records, schema=SAMPLE_SCHEMA)
 
 
+def changed(known: pa.Table, new: pa.Table) -> pa.Table:
+    """The rows of ``new`` that differ from their sample's latest version in
+    ``known`` (``recorded_at`` aside)."""
+    current = {r["sample_id"]: _content(r) for r in latest(known).to_pylist()}
+    keep = [n for n, r in enumerate(new.to_pylist()) if current.get(r["sample_id"]) != _content(r)]
+    return new if len(keep) == new.num_rows else new.take(pa.array(keep, pa.int64()))
+
+
+def _content(row: Mapping[str, Any]) -> tuple:
+    return tuple(row[c] for c in SAMPLE_SCHEMA.names if c != "recorded_at")
+
+
 def encode_samples(table: pa.Table) -> bytes:
     return to_parquet(table.cast(SAMPLE_SCHEMA), SAMPLES_KIND)
 

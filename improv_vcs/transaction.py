@@ -468,10 +468,14 @@ class Transaction:
     def add_samples(self, rows: Iterable[Mapping[str, Any]] | pa.Table) -> int:
         """Record sample versions (``sample_id``, ``instrument``, ``start``,
         ``end``, optional ``quality``, ``alt_ids``, ``meta``); the latest
-        version of a sample is the one queries see."""
+        version of a sample is the one queries see. Rows equal to a sample's
+        current record are skipped; returns how many are new versions."""
         listed = rows.to_pylist() if isinstance(rows, pa.Table) else list(rows)
         table = registry.sample_rows(listed, datetime.now(timezone.utc))
-        self._pending_samples.append(table)
+        known = self._base_snapshot().sample_versions()
+        table = registry.changed(pa.concat_tables([known, *self._pending_samples]), table)
+        if table.num_rows:
+            self._pending_samples.append(table)
         return table.num_rows
 
     def _edited_registry(self, base: ObjectId | None) -> Registry:

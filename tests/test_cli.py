@@ -143,7 +143,7 @@ def test_commit_json_and_recommit(runner, repo, tmp_path):
     src = images(tmp_path / "src", A1, A2)
     data = json.loads(ok(invoke(runner, "commit", src, "-i", "IFCB107", "--json", "--repo", repo)).stdout)
     head = Repository.open(repo).resolve()
-    common = {"format": "files", "instruments": ["IFCB107"], "files": 0, "new_files": 0}
+    common = {"task": None, "format": "files", "instruments": ["IFCB107"], "files": 0, "new_files": 0}
     assert data == {"commit": head, "branch": "main", "images": 2, "new_images": 2, **common}
 
     # the same tree again: nothing new, no commit

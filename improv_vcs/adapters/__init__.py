@@ -56,6 +56,8 @@ class IngestPlan:
 
     batches: list[PlannedBatch] = field(default_factory=list)
     sources: dict[str, list[SourceFile]] = field(default_factory=dict)
+    samples: list[dict] = field(default_factory=list)
+    """Sample records to register (see :meth:`Transaction.add_samples`)."""
 
     @property
     def images(self) -> int:
@@ -107,6 +109,8 @@ def apply(tx: Transaction, plan: IngestPlan) -> tuple[int, int]:
             images += tx.append_bytes(batch.instrument, batch.metadata, batch.blobs())
     for instrument in sorted(plan.sources):
         files += tx.add_source_files(instrument, plan.sources[instrument])
+    if plan.samples:
+        tx.add_samples(plan.samples)
     return images, files
 
 

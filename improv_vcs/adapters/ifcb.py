@@ -12,7 +12,9 @@ Every ROI (an ADC row with a non-zero width and height) becomes an image:
 a lossless PNG of its pixels, id ``<bin>_<roi number:05d>`` (the 1-based ADC
 row), timestamp the bin's, ``sample_id`` the bin id, with the ADC row as
 columns (canonical snake-case names) and selected header fields as ``bin_*``
-columns. The three files are kept byte for byte as original files.
+columns. The three files are kept byte for byte as original files, and the
+bin is registered as a sample (its run window, volume analyzed and header
+facts as metadata).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import re
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +202,15 @@ class Bin:
         columns.update({name: pa.array([value.as_py()] * n, value.type) for name, value in header_columns(self.header).items()})
         return pa.table(columns)
 
+    def sample(self, instrument: str) -> dict:
+        """The bin's sample record: its run (run time from the header, at
+        least a second) and the volume analyzed."""
+        facts = header_columns(self.header)
+        run = facts["bin_run_time"].as_py()
+        meta = {k.removeprefix("bin_"): v.as_py() for k, v in facts.items() if v.as_py() is not None}
+        return {"sample_id": self.id.bin_id, "instrument": instrument, "start": self.id.time,
+                "end": self.id.time + timedelta(seconds=max(run or 0.0, 1.0)), "meta": meta}
+
     def roi_arrays(self) -> list[np.ndarray]:
         """Each ROI's pixels as a ``(height, width)`` uint8 array (views of the
         ``.roi`` bytes), in row order."""
@@ -332,6 +343,7 @@ class IfcbAdapter(Adapter):
             if with_rois:
                 metadata = pa.concat_tables([b.metadata() for b in with_rois], promote_options="permissive")
                 plan.batches.append(PlannedBatch(name, metadata, blobs=lambda g=with_rois: encoded_rois(g)))
+            plan.samples += [b.sample(name) for b in group]
             if keep_raw:
                 plan.sources[name] = [
                     SourceFile(

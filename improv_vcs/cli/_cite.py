@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import JsonOption, QuietOption, RepoOption, app, handles_errors, open_repo, print_json, report
-from ._query import Bbox, DatasetOpt, Depth, End, Instrument, KindOpt, Prov, Run, Sample, Start, Where, build_from_options
+from ._query import Bbox, DatasetOpt, Depth, End, Instrument, KindOpt, Prov, Run, Sample, SampleQuality, Start, Where, build_from_options
 
 CITE_HELP = """Cite a snapshot selection, verify a citation, or materialize it.
 
@@ -49,6 +49,7 @@ def cite(
     kind: KindOpt = None,
     prov: Prov = None,
     run: Run = None,
+    sample_quality: SampleQuality = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
@@ -68,7 +69,7 @@ def cite(
         return
     if len(words) > 1:
         raise InvalidInputError("give at most one revision to cite")
-    query = build_from_options(instrument, start, end, bbox, depth, dataset, sample, where, None, None, kind, prov, run)
+    query = build_from_options(instrument, start, end, bbox, depth, dataset, sample, where, None, None, kind, prov, run, None, sample_quality)
     filters = query.model_dump(exclude_defaults=True)
     citation = open_repo(repo).cite(
         at=words[0] if words else None, tag=tag, title=title, authors=tuple(author or ()),

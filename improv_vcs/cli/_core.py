@@ -58,6 +58,9 @@ def commit(
     split: Annotated[Optional[str], typer.Option("--split", help="tiff: 'planes' (each 2-D plane an image, the default) or 'none' (each file one image).")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="Adapter option KEY=VALUE (repeatable), e.g. time=2024-05-01T12:00:00Z for tiff.")] = None,
     raw: Annotated[bool, typer.Option("--raw/--no-raw", help="Keep the original files (IFCB .hdr/.adc/.roi, whole stacks, OME-XML) byte for byte.")] = True,
+    task_id: Annotated[Optional[str], typer.Option("--task-id", help="The ingest task this commit records; running the same task again does nothing and prints its commit.")] = None,
+    allow_outside_deployment: Annotated[bool, typer.Option("--allow-outside-deployment", help="Accept images outside their registered instrument's deployments, or dated in the future.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse images of instruments that are not registered.")] = False,
     message: Annotated[str, typer.Option("--message", "-m", help="Commit message.")] = "",
     branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to append to (default: the default branch).")] = None,
     author: Annotated[Optional[str], typer.Option(help="Author (default: $IMPROV_AUTHOR or the login name).")] = None,
@@ -82,6 +85,12 @@ def commit(
     from ..errors import InvalidInputError
 
     repository = open_repo(repo)
+    if task_id is not None:
+        done = repository.task_commit(task_id, branch)
+        if done is not None:
+            report(json_output, {"commit": done, "task": task_id, "already_done": True},
+                   f"Task {task_id} is already committed as {done[:12]}; nothing to do")
+            return
     adapter = get_adapter(format_)
     options = parse_options(option or ())
     if split is not None:
@@ -92,13 +101,22 @@ def commit(
     instruments = ", ".join(plan.instruments)
     with progress_bar("ingesting", total=plan.images + plan.files, disable=quiet or json_output) as advance:
         tx = repository.transaction(
-            branch=branch, message=message or _default_message(plan.images, plan.files, instruments), author=author, progress=advance
+            branch=branch, message=message or _default_message(plan.images, plan.files, instruments), author=author,
+            progress=advance, task=task_id, allow_outside_deployment=allow_outside_deployment,
         )
+        if strict:
+            unknown = [i for i in plan.instruments if i not in repository.registry(branch).instruments]
+            if unknown:
+                tx.abort()
+                raise InvalidInputError(f"instrument {unknown[0]!r} is not registered (--strict); add it with `improv instrument add`")
         added, kept = apply(tx, plan)
         commit_id = tx.commit()
+    for warning in tx.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     result = {
         "commit": commit_id,
         "branch": tx.branch,
+        "task": task_id,
         "format": adapter.name,
         "instruments": plan.instruments,
         "images": plan.images,
@@ -128,13 +146,19 @@ def _default_message(images: int, files: int, instruments: str) -> str:
 def log(
     ref: Annotated[Optional[str], typer.Argument(help="Where to start (default: the default branch).")] = None,
     max_count: Annotated[Optional[int], typer.Option("-n", "--max-count", min=1, help="Show at most N commits.")] = None,
+    task_id: Annotated[Optional[str], typer.Option("--task-id", help="Only the commit that recorded this ingest task.")] = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
     """Show the commit history."""
+    from itertools import islice
+
     from .._render import commit_dict, log_text
 
-    entries = list(open_repo(repo).log(ref, limit=max_count))
+    history = open_repo(repo).log(ref)
+    if task_id is not None:
+        history = (entry for entry in history if entry[1].task == task_id)
+    entries = list(islice(history, max_count))
     if json_output:
         print_json([commit_dict(oid, c) for oid, c in entries])
         return

@@ -31,11 +31,12 @@ Bbox = Annotated[Optional[str], typer.Option("--bbox", help="LAT_MIN,LON_MIN,LAT
 Depth = Annotated[Optional[str], typer.Option("--depth", help="MIN:MAX (either side may be empty).")]
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", "-d", help="Only images inside this dataset's spans.")]
 Sample = Annotated[Optional[list[str]], typer.Option("--sample", help="Only these sample ids (repeatable).")]
+SampleQuality = Annotated[Optional[list[str]], typer.Option("--sample-quality", help="Only images whose sample's latest record has this quality: good, questionable, bad (repeatable).")]
 Where = Annotated[Optional[list[str]], typer.Option("--where", "-w", help="'COLUMN OP VALUE', OP in = != < <= > >= like (repeatable).")]
 KindOpt = Annotated[Optional[list[str]], typer.Option("--kind", "-k", help="Only images with provenance records of this kind (repeatable).")]
 Prov = Annotated[Optional[list[str]], typer.Option("--prov", help="'KIND.COLUMN OP VALUE' on provenance records; conditions on one kind hold for the same record (repeatable).")]
 Run = Annotated[Optional[list[str]], typer.Option("--run", help="Which run's records count: 'latest' (per image) or a run id; 'KIND=…' for one kind (repeatable).")]
-With = Annotated[Optional[list[str]], typer.Option("--with", help="Add KIND.COLUMN from each image's latest matching record (repeatable).")]
+With = Annotated[Optional[list[str]], typer.Option("--with", help="Add KIND.COLUMN from each image's latest matching record, or sample.COLUMN from its sample's record (repeatable).")]
 Columns = Annotated[Optional[str], typer.Option("--columns", "-c", help="Comma-separated columns to return.")]
 Limit = Annotated[Optional[int], typer.Option("--limit", "-n", min=0, help="At most N rows.")]
 FORMATS = ("table", "csv", "json", "jsonl", "parquet")
@@ -72,6 +73,7 @@ def query(
     prov: Prov = None,
     run: Run = None,
     with_: With = None,
+    sample_quality: SampleQuality = None,
     columns: Columns = None,
     limit: Limit = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "table",
@@ -87,7 +89,7 @@ def query(
     if output_format not in FORMATS:
         raise InvalidInputError(f"--format must be one of {', '.join(FORMATS)}")
     q = build_from_options(
-        instrument, start, end, bbox, depth, dataset, sample, where, columns, limit, kind, prov, run, with_
+        instrument, start, end, bbox, depth, dataset, sample, where, columns, limit, kind, prov, run, with_, sample_quality
     )
     result = open_repo(repo).select(q, at=at, as_of=_as_of(as_of), count=count or explain)
     if explain:
@@ -188,6 +190,7 @@ def export(
     kind: KindOpt = None,
     prov: Prov = None,
     run: Run = None,
+    sample_quality: SampleQuality = None,
     limit: Limit = None,
     metadata_format: Annotated[str, typer.Option("--metadata-format", help="parquet or csv.")] = "parquet",
     metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Write only the metadata table.")] = False,
@@ -211,7 +214,7 @@ def export(
 
     repository = open_repo(repo)
     q = build_from_options(
-        instrument, start, end, bbox, depth, dataset, sample, where, None, limit, kind, prov, run
+        instrument, start, end, bbox, depth, dataset, sample, where, None, limit, kind, prov, run, None, sample_quality
     )
     selectors = {axis: parse_selector(text, axis) for axis, text in {"p": p, "t": t, "c": c, "z": z}.items() if text is not None}
     if raw:
