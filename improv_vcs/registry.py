@@ -119,6 +119,24 @@ def decode_scores(taxonomy: Taxonomy, vector: str | Sequence[float]) -> dict[str
     return {name: float(v) for name, v in zip(taxonomy.classes, values)}
 
 
+def with_class_scores(records: pa.Table, doc: Registry) -> pa.Table:
+    """Classification records with ``class_scores`` (class name → score)
+    decoded from their ``score_vector`` through the taxonomy of their model
+    and model version; null where there is no vector, no such taxonomy, or a
+    vector of another length."""
+    if "score_vector" not in records.column_names:
+        return records
+    versions = records.column("model_version").to_pylist() if "model_version" in records.column_names else [None] * records.num_rows
+    decoded = []
+    for model, version, vector in zip(records.column("model").to_pylist(), versions, records.column("score_vector").to_pylist()):
+        taxonomy = doc.taxonomies.get(f"{model}@{version}") if vector is not None and version is not None else None
+        try:
+            decoded.append(None if taxonomy is None else list(decode_scores(taxonomy, vector).items()))
+        except InvalidInputError:  # a vector whose length is not the taxonomy's: not decodable
+            decoded.append(None)
+    return records.append_column("class_scores", pa.array(decoded, pa.map_(pa.string(), pa.float64())))
+
+
 # -- samples ------------------------------------------------------------------------
 def sample_rows(rows: Iterable[Mapping[str, Any]], recorded_at: datetime) -> pa.Table:
     """Validated sample versions (``sample_id``, ``instrument``, ``start``,

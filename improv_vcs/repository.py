@@ -423,8 +423,12 @@ class Repository:
     def provenance_records(
         self, kind: str, at: str | None = None, as_of: datetime | None = None, run: str | None = None
     ) -> pa.Table:
-        """Every record of ``kind`` in the snapshot (of one run, when given), as Arrow."""
+        """Every record of ``kind`` in the snapshot (of one run, when given), as
+        Arrow. Classification records with a positional ``score_vector`` get
+        ``class_scores`` decoded through the taxonomy in force at the snapshot."""
         from .provenance import kinds, view
+
+        from .registry import with_class_scores
 
         kinds.get_kind(kind)
         snapshot = self.snapshot(at, as_of)
@@ -432,7 +436,7 @@ class Repository:
         table = view.read(snapshot, found.column("id").to_pylist())
         if run is not None:
             table = table.filter(pc.equal(table.column("run_id"), run))
-        return table
+        return with_class_scores(table, snapshot.registry) if kind == "classification" else table
 
     def read_mask(
         self, image_id: str, run: str | None = None, at: str | None = None, as_of: datetime | None = None

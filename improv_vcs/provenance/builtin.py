@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 import pyarrow as pa
@@ -44,6 +45,10 @@ class Classification(BaseModel):
     score: float | None = Field(default=None, ge=0, le=1, description="the winner's score")
     label: str | None = Field(default=None, description="the class after thresholds (e.g. 'unclassified')")
     scores: Scores | None = Field(default=None, description="every class's score, by class name")
+    score_vector: JsonText | None = Field(
+        default=None,
+        description="every class's score by position (a JSON array), decoded through the taxonomy of model and model_version",
+    )
 
 
 class Annotation(BaseModel):
@@ -107,6 +112,22 @@ def _check_annotation(table: pa.Table) -> None:
             raise InvalidInputError(f"annotation record {row + 1}: {message}")
 
 
+def _check_score_vectors(table: pa.Table) -> None:
+    """A score vector is a JSON array of numbers and needs the model version
+    whose taxonomy names its positions."""
+    if "score_vector" not in table.column_names:
+        return
+    versions = table.column("model_version").to_pylist() if "model_version" in table.column_names else [None] * table.num_rows
+    for row, (vector, version) in enumerate(zip(table.column("score_vector").to_pylist(), versions), start=1):
+        if vector is None:
+            continue
+        values = json.loads(vector)
+        if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise InvalidInputError(f"classification record {row}: score_vector must be a JSON array of numbers")
+        if version is None:
+            raise InvalidInputError(f"classification record {row}: a score_vector needs model_version (to find its class list)")
+
+
 BUILTIN_KINDS = (
     Kind(
         "geolocation",
@@ -126,9 +147,10 @@ BUILTIN_KINDS = (
     Kind(
         "classification",
         Classification,
-        "a classifier's output: winner class and score, and every class's score",
+        "a classifier's output: winner class and score, and every class's score (by name, or by position)",
         indexed=("score",),
         aliases={"class_name_auto": "winner", "class_name": "label", "model_name": "model"},
+        check=_check_score_vectors,
     ),
     Kind(
         "annotation",
