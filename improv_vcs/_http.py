@@ -61,6 +61,24 @@ def error_body(exc: ImprovError, message: str | None = None) -> dict[str, Any]:
     return {"error": {"type": kind, "message": message if message is not None else str(exc)}}
 
 
+def send(client: Any, method: str, path: str, url: str, **options: Any) -> Any:
+    """``client.request(...)`` (an ``httpx.Client``), with transport failures
+    as :class:`StorageError` and error responses as the exceptions they stand for."""
+    import httpx
+
+    try:
+        response = client.request(method, path, **options)
+    except httpx.HTTPError as exc:
+        raise StorageError(f"cannot reach {url}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        raise_for(response.status_code, body, url)
+    return response
+
+
 def raise_for(status: int, body: Any, url: str) -> None:
     """Raise the exception an error response stands for."""
     detail = body.get("error") if isinstance(body, dict) else None

@@ -20,8 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._http import API, ARROW_STREAM, TOKEN_ENV, raise_for
-from .errors import IntegrityError, StorageError
+from ._http import API, ARROW_STREAM, TOKEN_ENV, send
+from .errors import IntegrityError
 
 PAGE = 100_000
 _LISTS = ("instrument", "sample", "where", "kind", "prov", "run", "with")
@@ -48,19 +48,7 @@ class Client:
         self.close()
 
     def _call(self, method: str, path: str, **options: Any) -> Any:
-        import httpx
-
-        try:
-            response = self._http.request(method, API + path, **options)
-        except httpx.HTTPError as exc:
-            raise StorageError(f"cannot reach {self.url}: {exc}") from None
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            raise_for(response.status_code, body, self.url)
-        return response
+        return send(self._http, method, API + path, self.url, **options)
 
     def _json(self, method: str, path: str, **options: Any) -> Any:
         return self._call(method, path, **options).json()

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import ValidationError
 
 from ._parquet import from_parquet, to_parquet

@@ -13,6 +13,9 @@ from ._common import JsonOption, RepoOption, app, handles_errors, open_repo, pri
 At = Annotated[Optional[str], typer.Option("--at", help="Revision (default: the default branch).")]
 Branch = Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to commit to (default: the default branch).")]
 Deployed = Annotated[Optional[list[str]], typer.Option("--deployed", help="Deployment window START..END, or START.. while deployed (repeatable).")]
+TypeOpt = Annotated[Optional[str], typer.Option("--type", help="Kind of instrument (IFCB, microscope, …).")]
+Serial = Annotated[Optional[str], typer.Option("--serial", help="Serial number.")]
+Description = Annotated[Optional[str], typer.Option("--description", help="Free text.")]
 
 instrument_app = typer.Typer(help="Instruments and their deployment windows, versioned with the repository.", no_args_is_help=True)
 sample_app = typer.Typer(help="Samples: time window, quality, alternate ids and metadata, versioned with the repository.", no_args_is_help=True)
@@ -65,10 +68,10 @@ def _edit_instrument(create: bool, name: str, type_: str | None, serial: str | N
 @handles_errors
 def instrument_add(
     name: Annotated[str, typer.Argument(help="Instrument name (as images name it, e.g. IFCB107).")],
-    type_: Annotated[Optional[str], typer.Option("--type", help="Kind of instrument (IFCB, microscope, …).")] = None,
-    serial: Annotated[Optional[str], typer.Option(help="Serial number.")] = None,
+    type_: TypeOpt = None,
+    serial: Serial = None,
     deployed: Deployed = None,
-    description: Annotated[Optional[str], typer.Option(help="Free text.")] = None,
+    description: Description = None,
     branch: Branch = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,
@@ -82,10 +85,10 @@ def instrument_add(
 @handles_errors
 def instrument_update(
     name: Annotated[str, typer.Argument(help="Instrument name.")],
-    type_: Annotated[Optional[str], typer.Option("--type", help="Kind of instrument.")] = None,
-    serial: Annotated[Optional[str], typer.Option(help="Serial number.")] = None,
+    type_: TypeOpt = None,
+    serial: Serial = None,
     deployed: Deployed = None,
-    description: Annotated[Optional[str], typer.Option(help="Free text.")] = None,
+    description: Description = None,
     branch: Branch = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from .._http import STORE, TOKEN_ENV, raise_for
+from .._http import STORE, TOKEN_ENV, send
 from ..errors import ReadOnlyError, StorageError
 from ._base import Bytes, Store, check_key, check_prefix
 
@@ -35,19 +35,7 @@ class HttpStore(Store):
         self._client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def _request(self, method: str, path: str, **options: Any) -> Any:
-        import httpx
-
-        try:
-            response = self._client.request(method, path, **options)
-        except httpx.HTTPError as exc:
-            raise StorageError(f"cannot reach {self.url}: {exc}") from None
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            raise_for(response.status_code, body, self.url)
-        return response
+        return send(self._client, method, path, self.url, **options)
 
     def _key_path(self, key: str) -> str:
         return f"{STORE}/{quote(check_key(key))}"
