@@ -341,7 +341,6 @@ def test_sample_import_csv_and_parquet_and_errors(runner, repo, tmp_path):
     assert state(repo) == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: sample import reads an empty CSV quality cell as '' and refuses it instead of 'no quality'")
 def test_sample_import_csv_empty_optional_quality_means_none(runner, repo, tmp_path):
     csv_file = tmp_path / "samples.csv"
     csv_file.write_text(
@@ -619,3 +618,176 @@ def test_ifcb_bins_register_their_samples(runner, repo, tmp_path):
     n134 = Repository.open(repo).count(instruments=["IFCB134"])
     assert n134 > 0 and Repository.open(repo).count(sample_quality=["good"]) == n134
     assert Repository.open(repo).count(at=head, sample_quality=["good"]) == 0
+
+
+# -- 8. every past commit keeps its answers ----------------------------------------------
+
+WINDOWS = {"jan": (t(2024, 1, 1), t(2024, 2, 1)), "open": (t(2024, 3, 1), None)}
+TIMES = {"in-jan": t(2024, 1, 15), "gap": t(2024, 2, 15), "late": t(2024, 6, 1)}
+SAMPLE_IDS = ("S1", "S2", "S3")
+TASKS = ("T1", "T2")
+QUALITY_SETS = (("good",), ("questionable", "bad"))
+
+
+class RegistryHistory(RuleBasedStateMachine):
+    """Random edits; after every commit the answers of that commit are
+    recorded, and every recorded commit must keep answering the same."""
+
+    @initialize()
+    def start(self):
+        import uuid
+
+        self.repo = Repository.init(f"memory://registry-{uuid.uuid4().hex}")
+        self.instruments: dict[str, tuple[int, tuple[str, ...], str | None]] = {}  # name -> (version, windows, serial)
+        self.taxonomies: dict[str, tuple[str, ...]] = {}
+        self.samples: dict[str, tuple[str, str | None]] = {}  # id -> (instrument, quality)
+        self.versions = 0
+        self.images: list[str] = []  # sample id of every committed image
+        self.tasks: dict[str, str] = {}
+        self.recorded: dict[str, dict] = {}
+        self.serial = 0
+
+    def answers(self, at: str) -> dict:
+        return {
+            "registry": self.repo.registry(at),
+            "samples": self.repo.samples(at).to_pylist(),
+            "history": self.repo.samples(at, history=True).num_rows,
+            "counts": [self.repo.count(at=at, sample_quality=list(q)) for q in QUALITY_SETS],
+            "tasks": [self.repo.task_commit(task, at=at) for task in TASKS],
+        }
+
+    def expected(self) -> dict:
+        quality = {s: q for s, (_, q) in self.samples.items()}
+        return {
+            "instruments": {n: (v, w, s) for n, (v, w, s) in self.instruments.items()},
+            "taxonomies": dict(self.taxonomies),
+            "samples": {s: self.samples[s] for s in sorted(self.samples)},
+            "history": self.versions,
+            "counts": [sum(quality.get(s) in q for s in self.images) for q in QUALITY_SETS],
+            "tasks": [self.tasks.get(task) for task in TASKS],
+        }
+
+    def committed(self, commit_id: str | None) -> None:
+        """A new commit must be the head; record its answers and check them against the model."""
+        assert commit_id is not None and self.repo.resolve() == commit_id
+        found = self.answers(commit_id)
+        doc = found["registry"]
+        inverse = {w: k for k, w in WINDOWS.items()}
+        got = {
+            "instruments": {n: (i.version, tuple(inverse[(d.start, d.end)] for d in i.deployments), i.serial) for n, i in doc.instruments.items()},
+            "taxonomies": {k: tx.classes for k, tx in doc.taxonomies.items()},
+            "samples": {r["sample_id"]: (r["instrument"], r["quality"]) for r in found["samples"]},
+            "history": found["history"],
+            "counts": found["counts"],
+            "tasks": found["tasks"],
+        }
+        assert got == self.expected()
+        self.recorded[commit_id] = found
+
+    def unchanged(self, before: str | None) -> None:
+        assert (self.repo.resolve() if self.repo.branches() else None) == before
+
+    def head(self) -> str | None:
+        return self.repo.resolve() if self.repo.branches() else None
+
+    @rule(name=st.sampled_from(["I1", "I2"]), windows=st.lists(st.sampled_from(sorted(WINDOWS)), unique=True, max_size=2))
+    def add_instrument(self, name, windows):
+        before = self.head()
+        edit = lambda d: reg.add_instrument(d, name, deployments=tuple(reg.deployment(*WINDOWS[w]) for w in windows))  # noqa: E731
+        if name in self.instruments:
+            with pytest.raises(ConflictError):
+                self.repo.edit_registry(edit, "add")
+            self.unchanged(before)
+            return
+        commit_id = self.repo.edit_registry(edit, "add")
+        self.instruments[name] = (1, tuple(windows), None)
+        self.committed(commit_id)
+
+    @rule(name=st.sampled_from(["I1", "I2"]), windows=st.none() | st.lists(st.sampled_from(sorted(WINDOWS)), unique=True, max_size=2))
+    def update_instrument(self, name, windows):
+        before = self.head()
+        self.serial += 1
+        fields = {"serial": f"s{self.serial}"}
+        if windows is not None:
+            fields["deployments"] = tuple(reg.deployment(*WINDOWS[w]) for w in windows)
+        edit = lambda d: reg.update_instrument(d, name, **fields)  # noqa: E731
+        if name not in self.instruments:
+            with pytest.raises(Exception, match=name):
+                self.repo.edit_registry(edit, "update")
+            self.unchanged(before)
+            return
+        commit_id = self.repo.edit_registry(edit, "update")
+        version, old, _ = self.instruments[name]
+        self.instruments[name] = (version + 1, old if windows is None else tuple(windows), fields["serial"])
+        self.committed(commit_id)
+
+    @rule(sample=st.sampled_from(SAMPLE_IDS), instrument=st.sampled_from(["I1", "I2"]),
+          quality=st.sampled_from([None, "good", "questionable", "bad"]))
+    def add_sample(self, sample, instrument, quality):
+        before = self.head()
+        with self.repo.transaction(message="sample") as tx:
+            new = tx.add_samples([{"sample_id": sample, "instrument": instrument, "start": t(2024, 1, 1), "end": t(2024, 1, 2), "quality": quality}])
+        if self.samples.get(sample) == (instrument, quality):
+            assert new == 0 and tx.commit_id is None
+            self.unchanged(before)
+            return
+        assert new == 1
+        self.samples[sample] = (instrument, quality)
+        self.versions += 1
+        self.committed(tx.commit_id)
+
+    @rule(version=st.sampled_from(["v1", "v2"]), classes=st.sampled_from([("a", "b"), ("b", "a", "c")]))
+    def add_taxonomy(self, version, classes):
+        before = self.head()
+        key = f"cnn@{version}"
+        edit = lambda d: reg.add_taxonomy(d, "cnn", version, classes)  # noqa: E731
+        if key in self.taxonomies:
+            if self.taxonomies[key] != classes:
+                with pytest.raises(ConflictError):
+                    self.repo.edit_registry(edit, "taxonomy")
+            else:
+                assert self.repo.edit_registry(edit, "taxonomy") is None
+            self.unchanged(before)
+            return
+        commit_id = self.repo.edit_registry(edit, "taxonomy")
+        self.taxonomies[key] = classes
+        self.committed(commit_id)
+
+    @rule(instrument=st.sampled_from(["I1", "I2", "I3"]), when=st.sampled_from(sorted(TIMES)),
+          samples=st.lists(st.sampled_from(SAMPLE_IDS), min_size=1, max_size=3), task=st.none() | st.sampled_from(TASKS))
+    def commit_images(self, instrument, when, samples, task):
+        before = self.head()
+        if task is not None and task in self.tasks:
+            assert self.repo.task_commit(task) == self.tasks[task]  # the CLI's no-op check
+            return
+        ids = [f"img{len(self.images) + n}" for n in range(len(samples))]
+        rows = [{"image_id": i, "timestamp": TIMES[when] + timedelta(seconds=n), "sample_id": s} for n, (i, s) in enumerate(zip(ids, samples))]
+        found = self.instruments.get(instrument)
+        fits = found is None or any(
+            WINDOWS[w][0] <= TIMES[when] and (WINDOWS[w][1] is None or TIMES[when] + timedelta(seconds=len(ids)) < WINDOWS[w][1]) for w in found[1])
+        tx = self.repo.transaction(message="images", task=task)
+        if not fits:
+            with pytest.raises(InvalidInputError, match="outside every deployment"):
+                with tx:
+                    tx.append_bytes(instrument, rows, [blob(i) for i in ids])
+            self.unchanged(before)
+            return
+        with tx:
+            tx.append_bytes(instrument, rows, [blob(i) for i in ids])
+        assert tx.warnings == ([] if found is not None else [f"instrument {instrument!r} is not registered (`improv instrument add` records its deployments)"])
+        self.images += samples
+        if task is not None:
+            self.tasks[task] = tx.commit_id
+        self.committed(tx.commit_id)
+
+    @invariant()
+    def past_commits_answer_as_recorded(self):
+        if not hasattr(self, "recorded"):
+            return
+        for commit_id, found in self.recorded.items():
+            assert self.answers(commit_id) == found, commit_id
+
+
+TestRegistryHistory = RegistryHistory.TestCase
+TestRegistryHistory.settings = settings(max_examples=10, stateful_step_count=15, deadline=None,
+                                        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

@@ -178,13 +178,14 @@ def sample_import(
 
     rows = []
     for record in read_table(file).to_pylist():
+        record = {k: v for k, v in record.items() if v not in (None, "")}  # an empty cell is no value
         row = {k: record.pop(k, None) for k in ("sample_id", "instrument", "start", "end", "quality", "alt_ids")}
         for key in ("start", "end"):
             if isinstance(row[key], str):
                 row[key] = parse_time(row[key], key)
         if isinstance(row["alt_ids"], str):
             row["alt_ids"] = [a.strip() for a in row["alt_ids"].split(";") if a.strip()]
-        row["meta"] = {k: v for k, v in record.items() if v is not None}
+        row["meta"] = record
         rows.append({k: v for k, v in row.items() if v is not None})
     commit = _commit_samples(open_repo(repo), rows, f"Import {len(rows)} samples from {file.name}", branch)
     report(json_output, {"commit": commit, "samples": len(rows)}, f"Recorded {len(rows)} sample(s) in {commit[:12]}" if commit else "Unchanged")
