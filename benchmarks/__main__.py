@@ -4,7 +4,7 @@
 
     python -m benchmarks                         # CI size, every benchmark
     python -m benchmarks --scale full            # full size (under 45 min on 2 cores)
-    python -m benchmarks --only ifcb service     # some of them
+    python -m benchmarks --only ifcb service     # some of them (the others' last results are kept)
     python -m benchmarks --no-write              # print only (CI smoke test)
 
 Each benchmark is a script printing one JSON object; it measures its own
@@ -94,12 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"running {name} ({args.scale}) …", file=sys.stderr, flush=True)
         results.append(run_one(name, args.scale))
-    rows = [row for r in results for row in summary.rows(r)]
-    print(summary.table(rows))
+    print(summary.table([row for r in results for row in summary.rows(r)]))
     failed = [r["name"] for r in results if not r["ok"]]
     if not args.no_write:
-        data = {"scale": args.scale, "started": started.isoformat(), "machine": machine(), "results": results, "rows": rows}
         out = HERE / "out" / f"results-{args.scale}.json"
+        if args.only and out.is_file():  # keep the other benchmarks' latest results
+            fresh = {r["name"] for r in results}
+            kept = [r for r in json.loads(out.read_text())["results"] if r["name"] not in fresh]
+            results = sorted([*kept, *results], key=lambda r: ORDER.index(r["name"]))
+        rows = [row for r in results for row in summary.rows(r)]
+        data = {"scale": args.scale, "started": started.isoformat(), "machine": machine(), "results": results, "rows": rows}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(data, indent=2, default=str))
         plots = summary.plots(results, HERE / "plots")

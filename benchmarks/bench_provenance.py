@@ -253,7 +253,7 @@ def prepare(
               "format": FORMAT_VERSION, "generator": generator_key()}
     if marker.is_file():
         info = json.loads(marker.read_text())
-        if info.get("key") == wanted and repo.is_dir() and baseline.is_file():
+        if info.get("key") == wanted and repo.is_dir() and baseline.is_file() and _readable(repo):
             return repo, baseline, {**info["build"], "cached": True}
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
@@ -272,6 +272,18 @@ def link_copy(source: Path, target: Path) -> None:
     """A copy of a repository whose files are hard links (objects never change in
     place; refs are replaced, not rewritten, so the source is never touched)."""
     shutil.copytree(source, target, copy_function=os.link)
+
+
+def _readable(path: Path) -> bool:
+    """Whether a cached repository still opens with this code (the format may
+    have changed before its first release)."""
+    from improv_vcs import ImprovError, Repository
+
+    try:
+        Repository.open(path).commit_info()
+        return True
+    except ImprovError:
+        return False
 
 
 # -- measuring ---------------------------------------------------------------------
