@@ -87,7 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=("ci", "full"), default="ci")
     parser.add_argument("--only", nargs="+", choices=ORDER, help="run only these benchmarks")
     parser.add_argument("--no-write", action="store_true", help="print the table only; write no JSON, RESULTS.md or plots")
+    parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md and the plots from the last saved results; run nothing")
     args = parser.parse_args(argv)
+    if args.report_only:
+        data = json.loads((HERE / "out" / f"results-{args.scale}.json").read_text())
+        (HERE / "RESULTS.md").write_text(summary.results_md(data, summary.plots(data["results"], HERE / "plots")))
+        print(summary.table(data["rows"]))
+        return 0
     names = [n for n in ORDER if not args.only or n in args.only]
     started = datetime.now(timezone.utc)
     results = []
