@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import ValidationError
 
 from ._parquet import from_parquet, to_parquet
@@ -85,13 +86,21 @@ def set_strict(doc: Registry, strict: bool) -> Registry:
     return doc.model_copy(update={"strict_instruments": strict})
 
 
-def outside_deployment(instrument: Instrument, ids: Sequence[str], times: Sequence[datetime]) -> tuple[str, datetime] | None:
-    """The first image taken outside every deployment window, if any."""
-    windows = instrument.deployments
-    for image, when in zip(ids, times):
-        if not any(w.covers(when) for w in windows):
-            return image, when
-    return None
+def outside_deployment(
+    instrument: Instrument, ids: pa.Array | Sequence[str], times: pa.Array | Sequence[datetime]
+) -> tuple[str, datetime] | None:
+    """The first image (in row order) taken outside every deployment window,
+    if any; computed column-wise."""
+    ids, times = pa.array(ids, pa.string()), pa.array(times, TIMESTAMP)
+    inside = pa.array([False] * len(times), pa.bool_())
+    for window in instrument.deployments:
+        after = pc.greater_equal(times, pa.scalar(window.start, TIMESTAMP))
+        before = pc.less(times, pa.scalar(window.end, TIMESTAMP)) if window.end is not None else after
+        inside = pc.or_(inside, pc.and_(after, before))
+    if pc.all(inside).as_py() is not False:
+        return None
+    row = pc.index(inside, False).as_py()
+    return ids[row].as_py(), times[row].as_py()
 
 
 # -- taxonomies ---------------------------------------------------------------------

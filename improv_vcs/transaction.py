@@ -192,13 +192,13 @@ class Transaction:
             return
         if self.allow_outside_deployment:
             return
-        ids = metadata.column("image_id").to_pylist()
-        times = metadata.column("timestamp").to_pylist()
-        now = datetime.now(timezone.utc)
-        future = next(((i, t) for i, t in zip(ids, times) if t > now), None)
-        if future is not None:
+        ids = metadata.column("image_id").combine_chunks()
+        times = metadata.column("timestamp").combine_chunks()
+        future = pc.greater(times, pa.scalar(datetime.now(timezone.utc), times.type))
+        if pc.any(future).as_py():
+            row = pc.index(future, True).as_py()
             raise InvalidInputError(
-                f"image {future[0]!r} is dated {future[1].isoformat()}, in the future "
+                f"image {ids[row].as_py()!r} is dated {times[row].as_py().isoformat()}, in the future "
                 "(pass --allow-outside-deployment if that is right)"
             )
         outside = registry.outside_deployment(found, ids, times)
