@@ -1090,3 +1090,17 @@ def test_improv_serve_cli(runner_fixture, tmp_path):
     bad.write_text("{nope")
     assert_error(invoke(runner, "serve", repo.url, "--tokens", bad), 2, "invalid")
     assert_error(invoke(runner, "serve", repo.url, "--tokens", tmp_path / "missing.json"), 2, "cannot read")
+
+
+def test_registry_and_samples_endpoints(reader, built):
+    repo = built.repo
+    doc = reader.get("/v1/registry").json()
+    assert doc == repo.registry().model_dump(mode="json", include={"instruments", "taxonomies", "strict_instruments"})
+    rows = reader.get("/v1/samples").json()["rows"]
+    assert [r["sample_id"] for r in rows] == repo.samples().column("sample_id").to_pylist() == sorted([WHITE, MODERN, OLD])
+    assert [r["sample_id"] for r in reader.get("/v1/samples", params={"at": built.c1}).json()["rows"]] == [WHITE]
+    arrow = pa.ipc.open_stream(reader.get("/v1/samples", headers={"Accept": ARROW}).content).read_all()
+    assert arrow.equals(repo.samples())
+    assert reader.get("/v1/samples", params={"history": "true"}).json()["rows"] == json.loads(
+        json.dumps(repo.samples(history=True).to_pylist(), default=lambda v: v.isoformat())
+    )

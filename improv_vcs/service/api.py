@@ -1,5 +1,5 @@
-"""The REST API: images, provenance, datasets, commits, refs and citations
-at any snapshot (``at`` a revision, ``as_of`` a time). Tables come back as
+"""The REST API: images, provenance, datasets, the registry (instruments,
+taxonomies, samples), commits, refs and citations at any snapshot (``at`` a revision, ``as_of`` a time). Tables come back as
 JSON, or as Arrow IPC or Parquet when the ``Accept`` header asks."""
 
 from __future__ import annotations
@@ -215,6 +215,19 @@ async def add_span(request: Request, name: str, here: SiteDep, who: Writer) -> R
         here.repo.add_dataset_span, name, body["instrument"], start, end, body.get("description"), body.get("branch"), who
     )
     return json_response({"commit": commit}, status=201)
+
+
+# -- organizing metadata ------------------------------------------------------------
+@router.get("/registry", tags=["registry"], summary="Instruments and taxonomies")
+def registry(here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Response:
+    doc = here.repo.registry(at, _as_of(as_of))
+    return json_response(doc.model_dump(mode="json", include={"instruments", "taxonomies", "strict_instruments"}))
+
+
+@router.get("/samples", tags=["registry"], summary="Sample records")
+def samples(request: Request, here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None, history: bool = False) -> Response:
+    """The latest record of every sample (every version, oldest first, with ``history``)."""
+    return table_response(request, here.repo.samples(at, _as_of(as_of), history=history))
 
 
 # -- citations --------------------------------------------------------------------
