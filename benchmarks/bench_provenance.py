@@ -71,6 +71,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from bench_query import readable  # this script's directory is on sys.path
 
 # images, batches, timed query rounds, attached runs
 SCALES = {"ci": (50_000, 100, 5, 3), "full": (1_000_000, 1_000, 7, 3)}
@@ -253,7 +254,7 @@ def prepare(
               "format": FORMAT_VERSION, "generator": generator_key()}
     if marker.is_file():
         info = json.loads(marker.read_text())
-        if info.get("key") == wanted and repo.is_dir() and baseline.is_file() and _readable(repo):
+        if info.get("key") == wanted and repo.is_dir() and baseline.is_file() and readable(repo):
             return repo, baseline, {**info["build"], "cached": True}
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
@@ -272,18 +273,6 @@ def link_copy(source: Path, target: Path) -> None:
     """A copy of a repository whose files are hard links (objects never change in
     place; refs are replaced, not rewritten, so the source is never touched)."""
     shutil.copytree(source, target, copy_function=os.link)
-
-
-def _readable(path: Path) -> bool:
-    """Whether a cached repository still opens with this code (the format may
-    have changed before its first release)."""
-    from improv_vcs import ImprovError, Repository
-
-    try:
-        Repository.open(path).commit_info()
-        return True
-    except ImprovError:
-        return False
 
 
 # -- measuring ---------------------------------------------------------------------

@@ -312,7 +312,7 @@ def prepare(
               "format": FORMAT_VERSION, "generator": generator_key(rows, batches, seed)}
     if marker.is_file():
         info = json.loads(marker.read_text())
-        if info.get("key") == wanted and repo.is_dir() and baseline.is_file() and _readable(repo):
+        if info.get("key") == wanted and repo.is_dir() and baseline.is_file() and readable(repo):
             return repo, baseline, {**info["build"], "cached": True}
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
@@ -327,7 +327,7 @@ def prepare(
     return repo, baseline, {**build, "cached": False}
 
 
-def _readable(path: Path) -> bool:
+def readable(path: Path) -> bool:
     """Whether a cached repository still opens with this code (the format may
     have changed before its first release)."""
     from improv_vcs import ImprovError, Repository
