@@ -184,12 +184,13 @@ def plots(results: list[dict], directory: Path) -> list[Path]:
 
 NOT_MET = {
     "ingest": "The ingest figures vary widely between runs on this machine because they are dominated by the disk's "
-    "write-back (in this run improv took 5.6–14.6 s, git 23.7–43.2 s, tar 2.6–6.5 s for the same files); the same "
-    "code measured 1.6× read + SHA-256 and git 8.9× slower on a quieter disk (docs/performance.md, Ingest), and an "
-    "A/B run of this version against the previous one gave the same CPU time (user 3.6–4.0 s, system 2.6–3.0 s). "
+    "write-back (in this run improv took 5.6–14.6 s, git 23.7–43.2 s, tar 2.6–6.5 s for the same files); an "
+    "earlier version measured 1.6× read + SHA-256 and git 8.9× slower on a quieter disk (docs/performance.md, Ingest), "
+    "and an A/B run of this version against that one on the same files gave the same CPU time (user 3.6–4.0 s, "
+    "system 2.6–3.0 s). "
     "The process is I/O- and CPU-bound on two cores: it reads, hashes and writes every byte once.",
-    "provenance": "Attach throughput fell with the machine's I/O in this run (251,000 records/s measured before on the "
-    "same code path); a fresh process pays for decoding many small manifests before its first query, while warm "
+    "provenance": "Attach throughput fell with the machine's I/O in this run (an earlier run measured 251,000 "
+    "records/s); a fresh process pays for decoding many small manifests before its first query, while warm "
     "queries meet the target. See docs/performance.md, Provenance.",
     "sync": "A full local clone verifies every byte it copies (a SHA-256 pass that alone takes longer than `cp -r` "
     "when the page cache is warm); see docs/performance.md, Sync / Local clone.",

@@ -186,6 +186,27 @@ def sample_rows(rows: Iterable[Mapping[str, Any]], recorded_at: datetime) -> pa.
     return pa.Table.from_pylist(records, schema=SAMPLE_SCHEMA)
 
 
+def rows_from_table(table: pa.Table) -> list[dict[str, Any]]:
+    """Sample rows from an imported table (CSV or Parquet): ``sample_id``,
+    ``instrument``, ``start``, ``end``, optional ``quality`` and ``alt_ids``
+    (``;``-separated in text), every other column as metadata; an empty cell
+    is no value."""
+    from .query import parse_time
+
+    rows = []
+    for record in table.to_pylist():
+        record = {k: v for k, v in record.items() if v not in (None, "")}
+        row = {k: record.pop(k, None) for k in ("sample_id", "instrument", "start", "end", "quality", "alt_ids")}
+        for key in ("start", "end"):
+            if isinstance(row[key], str):
+                row[key] = parse_time(row[key], key)
+        if isinstance(row["alt_ids"], str):
+            row["alt_ids"] = [a.strip() for a in row["alt_ids"].split(";") if a.strip()]
+        row["meta"] = record
+        rows.append({k: v for k, v in row.items() if v is not None})
+    return rows
+
+
 def changed(known: pa.Table, new: pa.Table) -> pa.Table:
     """The rows of ``new`` that differ from their sample's latest version in
     ``known`` (``recorded_at`` aside)."""

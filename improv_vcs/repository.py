@@ -343,11 +343,13 @@ class Repository:
         progress: Progress | None = None,
         task: str | None = None,
         allow_outside_deployment: bool = False,
+        strict: bool = False,
     ) -> Transaction:
         """Start appending batches to ``branch`` (default: the default branch).
         ``task`` names the ingest task the commit records (see
         :meth:`task_commit`); images of registered instruments must fall in
-        their deployments unless ``allow_outside_deployment``."""
+        their deployments unless ``allow_outside_deployment``; with
+        ``strict``, unregistered instruments are refused."""
         return Transaction(
             self,
             self.config.default_branch if branch is None else branch,
@@ -357,6 +359,7 @@ class Repository:
             progress=progress,
             task=task,
             allow_outside_deployment=allow_outside_deployment,
+            strict=strict,
         )
 
     # -- organizing metadata ---------------------------------------------------
@@ -383,6 +386,21 @@ class Repository:
         with self.transaction(branch, message, author) as tx:
             tx.edit_registry(edit)
         return tx.commit_id
+
+    def tasks(
+        self, at: str | None = None, instrument: str | None = None, since: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The ingest tasks recorded in the history of ``at``, newest first:
+        task, commit, time, author, images and instruments."""
+        found = []
+        for oid, commit in self.log(at):
+            instruments = sorted({b.instrument for b in commit.batches})
+            if commit.task is None or (since is not None and commit.time < since):
+                continue
+            if instrument is None or instrument in instruments:
+                found.append({"task": commit.task, "commit": oid, "time": commit.time.isoformat(), "author": commit.author,
+                              "images": sum(b.rows for b in commit.batches), "instruments": instruments})
+        return found
 
     def task_commit(self, task: str, at: str | None = None) -> ObjectId | None:
         """The commit that recorded ingest task ``task`` in the history of

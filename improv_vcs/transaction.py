@@ -78,6 +78,7 @@ class Transaction:
         progress: Progress | None = None,
         task: str | None = None,
         allow_outside_deployment: bool = False,
+        strict: bool = False,
     ):
         self._repo = repo
         self.branch = ref_name(branch)
@@ -85,6 +86,7 @@ class Transaction:
         self.author = author
         self.task = label(task, "task id") if task is not None else None
         self.allow_outside_deployment = allow_outside_deployment
+        self.strict = strict
         self.warnings: list[str] = []
         """Things worth telling the user that did not stop the commit (once each)."""
         self._pack_size = pack_size
@@ -177,14 +179,13 @@ class Transaction:
     def _check_instrument(self, instrument: str, metadata: pa.Table) -> None:
         """Images of a registered instrument must fall inside its deployment
         windows and not in the future (unless allowed); an unregistered one
-        is refused in a strict repository, else noted once."""
+        is refused in a strict repository or transaction, else noted once."""
         doc = self._edited_registry(self._base)
         found = doc.instruments.get(instrument)
         if found is None:
-            if doc.strict_instruments:
+            if doc.strict_instruments or self.strict:
                 raise InvalidInputError(
-                    f"instrument {instrument!r} is not registered and this repository is strict; "
-                    "add it with `improv instrument add`"
+                    f"instrument {instrument!r} is not registered (strict); add it with `improv instrument add`"
                 )
             note = f"instrument {instrument!r} is not registered (`improv instrument add` records its deployments)"
             if note not in self.warnings:

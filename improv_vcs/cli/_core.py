@@ -102,13 +102,8 @@ def commit(
     with progress_bar("ingesting", total=plan.images + plan.files, disable=quiet or json_output) as advance:
         tx = repository.transaction(
             branch=branch, message=message or _default_message(plan.images, plan.files, instruments), author=author,
-            progress=advance, task=task_id, allow_outside_deployment=allow_outside_deployment,
+            progress=advance, task=task_id, allow_outside_deployment=allow_outside_deployment, strict=strict,
         )
-        if strict:
-            unknown = [i for i in plan.instruments if i not in repository.registry(branch).instruments]
-            if unknown:
-                tx.abort()
-                raise InvalidInputError(f"instrument {unknown[0]!r} is not registered (--strict); add it with `improv instrument add`")
         added, kept = apply(tx, plan)
         commit_id = tx.commit()
     for warning in tx.warnings:

@@ -174,19 +174,9 @@ def sample_import(
 ) -> None:
     """Record many samples at once (one commit)."""
     from ..ingest import read_table
-    from ..query import parse_time
+    from ..registry import rows_from_table
 
-    rows = []
-    for record in read_table(file).to_pylist():
-        record = {k: v for k, v in record.items() if v not in (None, "")}  # an empty cell is no value
-        row = {k: record.pop(k, None) for k in ("sample_id", "instrument", "start", "end", "quality", "alt_ids")}
-        for key in ("start", "end"):
-            if isinstance(row[key], str):
-                row[key] = parse_time(row[key], key)
-        if isinstance(row["alt_ids"], str):
-            row["alt_ids"] = [a.strip() for a in row["alt_ids"].split(";") if a.strip()]
-        row["meta"] = record
-        rows.append({k: v for k, v in row.items() if v is not None})
+    rows = rows_from_table(read_table(file))
     commit = _commit_samples(open_repo(repo), rows, f"Import {len(rows)} samples from {file.name}", branch)
     report(json_output, {"commit": commit, "samples": len(rows)}, f"Recorded {len(rows)} sample(s) in {commit[:12]}" if commit else "Unchanged")
 
@@ -288,16 +278,7 @@ def tasks(
     when, by whom, with how many images."""
     from ..query import parse_time
 
-    after = parse_time(since, "--since") if since else None
-    rows = []
-    for oid, commit in open_repo(repo).log(ref):
-        if commit.task is None or (after is not None and commit.time < after):
-            continue
-        instruments = sorted({b.instrument for b in commit.batches})
-        if instrument is not None and instrument not in instruments:
-            continue
-        rows.append({"task": commit.task, "commit": oid, "time": commit.time.isoformat(), "author": commit.author,
-                     "images": sum(b.rows for b in commit.batches), "instruments": instruments})
+    rows = open_repo(repo).tasks(ref, instrument, parse_time(since, "--since") if since else None)
     if json_output:
         print_json(rows)
         return

@@ -18,7 +18,7 @@ from .. import __version__
 from .._http import API, STORE, TooLargeError, error_body, status_of
 from ..errors import ImprovError, InvalidInputError, NotFoundError
 from .auth import Access, Scope
-from .site import Site, readable, readable_prefix, receive, swap_ref
+from .site import Site, read_limited, readable, readable_prefix, receive, swap_ref
 
 log = logging.getLogger("improv_vcs.service")
 
@@ -108,12 +108,7 @@ SiteDep = Annotated[Site, Depends(site)]
 
 async def json_body(request: Request) -> Any:
     """The request's JSON body, read within the size limit."""
-    limit = request.app.state.max_body
-    data = bytearray()
-    async for part in request.stream():
-        data += part
-        if len(data) > limit:
-            raise TooLargeError(f"the request body is larger than the server's limit of {limit} bytes")
+    data = await read_limited(request.stream(), request.app.state.max_body)
     try:
         return json.loads(data)
     except ValueError:

@@ -89,7 +89,7 @@ async def receive(site: Site, key: str, body: AsyncIterator[bytes], limit: int) 
                     raise TooLargeError(f"the upload is larger than the server's limit of {limit} bytes")
                 await run_in_threadpool(staging.write, part)
             return await run_in_threadpool(staging.publish, key)
-    data = await _read_limited(body, limit)
+    data = await read_limited(body, limit)
     return await run_in_threadpool(_store_checked, site, key, data)
 
 
@@ -139,7 +139,8 @@ def swap_ref(site: Site, key: str, expected: str | None, new: str) -> None:
     site.store.compare_and_swap(key, expected.encode() if expected is not None else None, new.encode())
 
 
-async def _read_limited(body: AsyncIterator[bytes], limit: int) -> bytes:
+async def read_limited(body: AsyncIterator[bytes], limit: int) -> bytes:
+    """The whole body, refused (413) once it passes ``limit`` bytes."""
     parts, size = [], 0
     async for part in body:
         size += len(part)
