@@ -1,28 +1,49 @@
 """Garbage collection: remove objects no ref can reach, once they are old.
 
-A transaction writes packs and objects first and moves its branch last, so
-its objects are unreachable while it runs. The grace period (default 24 h)
-protects them: only objects unreachable from every branch, tag and
-remote-tracking ref *and* written before ``now - grace`` are removed, along
-with unfinished writes (temporary files) that old. A pack loses its index
-first, which unpublishes it, then its data.
+A writer writes packs and objects first and moves its ref last, so its
+objects are unreachable while it runs; the grace period (default 24 h)
+protects them. One run:
+
+1. **plan**: everything reachable from every branch, tag and
+   remote-tracking ref is kept; of the rest, what was written (or
+   freshened) within the grace period is kept, and so is everything a young
+   commit or tag reaches (a write in flight may build on old garbage);
+2. **publish** the doomed keys under ``gc/state`` (see :mod:`improv_vcs.fence`:
+   writers refuse to rely on them from now on);
+3. **look again**: refs read anew and every doomed key's age re-checked,
+   sparing what a writer reached or freshened between 1 and 2;
+4. **delete** in an order that keeps every state in between consistent:
+   tag objects and commits first (children before parents), then the other
+   objects, then pack indexes (which unpublishes a pack), then pack data. A
+   gc killed at any point leaves only commits with all their parents and
+   objects;
+5. **clear** the doomed keys.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .model import Tag
+from .closure import commit_keys
+from .errors import ConflictError, ImprovError, NotFoundError
+from .fence import STATE_KEY, GcState, read_state
+from .ids import ObjectId
+from .model import Commit, Tag
 from .objects import object_key
-from .packs import index_key, pack_key
-from .sync.transfer import commit_objects
 
 if TYPE_CHECKING:
     from .repository import Repository
 
 DEFAULT_GRACE = 24 * 3600.0
+LEASE = 3600.0
+"""A gc state younger than this belongs to a gc that may still be running."""
+
+Step = Callable[[str, str | None], None]
+"""Called at each step (``planned``, ``published``, ``delete`` with its key)."""
 
 
 @dataclass
@@ -39,56 +60,158 @@ class GcReport:
         return {**self.__dict__, "removed_count": len(self.removed)}
 
 
-def reachable(repo: Repository) -> tuple[set[str], set[str]]:
-    """Loose object ids and pack ids reachable from every ref."""
-    odb = repo.odb
-    loose: set[str] = set()
-    tips = list(repo.refs.branches().values())
+class _Reach:
+    """Keys reachable from a growing set of commits and tags."""
+
+    def __init__(self, repo: Repository):
+        self.odb = repo.odb
+        self.visited: set[str] = set()
+        self.keys: set[str] = set()
+
+    def walk(self, tips: Iterable[str], strict: bool = True) -> None:
+        """Add what ``tips`` reach; with ``strict`` off, a missing or
+        unreadable object ends its path instead of failing the walk."""
+        stack = list(tips)
+        while stack:
+            oid = stack.pop()
+            if oid in self.visited:
+                continue
+            self.visited.add(oid)
+            try:
+                obj = self.odb.get_object(oid)
+                if isinstance(obj, Tag):
+                    self.keys.add(object_key(oid))
+                    stack.append(obj.target)
+                elif isinstance(obj, Commit):
+                    self.keys |= commit_keys(self.odb, oid, obj)
+                    stack.extend(obj.parents)
+            except ImprovError:
+                if strict:
+                    raise
+
+
+def _tips(repo: Repository) -> list[str]:
+    tips = [*repo.refs.branches().values(), *repo.refs.tags().values()]
     for name in repo.remotes.all():
         tips += list(repo.remotes.tracking(name).values())
-    for pointer in repo.refs.tags().values():
-        obj = odb.get_object(pointer)
-        if isinstance(obj, Tag):
-            loose.add(pointer)
-            tips.append(obj.target)
-        else:
-            tips.append(pointer)
-    packs: set[str] = set()
-    stack = list(tips)
-    while stack:
-        oid = stack.pop()
-        if oid in loose:
+    return tips
+
+
+def _roots(repo: Repository, keys: Iterable[str]) -> list[ObjectId]:
+    """The commits and tag objects among loose-object ``keys``."""
+    found = []
+    for key in keys:
+        if not key.startswith("objects/"):
             continue
-        loose.add(oid)
-        commit = odb.get_commit(oid)
-        objects, blobs = commit_objects(commit, odb=repo.odb)
-        loose.update(objects)
-        packs.update(blobs)
-        stack.extend(p for p in commit.parents if p not in loose)
-    return loose, packs
+        oid = ObjectId(key[8:10] + key[11:])
+        try:
+            if repo.odb.is_json_object(oid) and isinstance(repo.odb.get_object(oid), (Commit, Tag)):
+                found.append(oid)
+        except ImprovError:
+            continue
+    return found
 
 
-def gc(repo: Repository, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> GcReport:
-    """Remove unreachable objects and packs older than ``grace`` seconds."""
-    cutoff = time.time() - grace
-    loose, packs = reachable(repo)
+def _ages(repo: Repository, keys: Iterable[str]) -> dict[str, float]:
+    """Modification time of each key still present."""
+    ages = {}
+    for key in keys:
+        try:
+            ages[key] = repo.store.modified(key)
+        except NotFoundError:
+            continue
+    return ages
+
+
+def gc(
+    repo: Repository,
+    grace: float = DEFAULT_GRACE,
+    dry_run: bool = False,
+    force: bool = False,
+    clock: Callable[[], float] = time.time,
+    on_step: Step | None = None,
+) -> GcReport:
+    """Remove unreachable objects and packs older than ``grace`` seconds.
+
+    Refuses while another gc may be running (its state is younger than
+    :data:`LEASE`) unless ``force``: a gc killed midway is taken over.
+    """
+    step = on_step or (lambda name, key: None)
     store = repo.store
-    report = GcReport(len(loose), len(packs), dry_run=dry_run)
-    keep = {object_key(o) for o in loose} | {index_key(p) for p in packs} | {pack_key(p) for p in packs}
-    candidates = [k for k in store.list("objects/") if k not in keep]
-    pack_keys = [k for k in store.list("packs/") if k not in keep]
-    # indexes before data: a pack without its index is unpublished, never half-visible
-    candidates += sorted(pack_keys, key=lambda k: not k.endswith(".idx"))
-    for key in candidates:
-        if store.modified(key) >= cutoff:
-            report.kept_young += 1
-            continue
-        report.removed_bytes += store.size(key)
+    now = clock()
+    cutoff = now - grace
+    raw, previous = read_state(store)
+    if previous.collecting and not force and previous.started is not None and now - previous.started < LEASE:
+        raise ConflictError(
+            f"another gc started {int(now - previous.started)} s ago and may still be running; "
+            "wait for it, or pass --force if it was killed"
+        )
+
+    reach = _Reach(repo)
+    reach.walk(_tips(repo))
+    report = GcReport(dry_run=dry_run)
+    candidates = [k for k in [*store.list("objects/"), *store.list("packs/")] if k not in reach.keys]
+    ages = _ages(repo, candidates)
+    young = {k for k, t in ages.items() if t >= cutoff}
+    reach.walk(_roots(repo, young), strict=False)
+    doomed = {k for k in ages if k not in young and k not in reach.keys}
+    step("planned", None)
+    if not dry_run:
+        owner = uuid.uuid4().hex
+        publishing = GcState(previous.generation + 1, frozenset(doomed | previous.doomed), now, owner)
+        store.compare_and_swap(STATE_KEY, raw, publishing.encode())
+        step("published", None)
+        reach.walk(_tips(repo))
+        ages = _ages(repo, doomed - reach.keys)
+        revived = {k for k, t in ages.items() if t >= cutoff}
+        reach.walk(_roots(repo, revived), strict=False)
+        young |= revived
+        doomed = {k for k in ages if k not in revived and k not in reach.keys}
+    report.kept_young = len(young - reach.keys)
+    report.reachable_objects = sum(k.startswith("objects/") for k in reach.keys)
+    report.reachable_packs = sum(k.endswith(".idx") for k in reach.keys)
+    for key in _deletion_order(repo, doomed):
         report.removed.append(key)
+        report.removed_bytes += _size(repo, key)
         if not dry_run:
+            step("delete", key)
             store.delete(key)
     report.temporaries = store.sweep_temporaries(cutoff, dry_run)
+    if not dry_run:
+        _release(repo, owner)
     return report
+
+
+def _deletion_order(repo: Repository, doomed: set[str]) -> list[str]:
+    """Tag objects, then commits from the highest, then other objects, then
+    pack indexes, then pack data: no state in between has a commit without
+    its parents or objects, or a pack index without its data."""
+    rank: dict[str, tuple[int, int]] = {}
+    for oid in _roots(repo, doomed):
+        obj = repo.odb.get_object(oid)
+        rank[object_key(oid)] = (0, 0) if isinstance(obj, Tag) else (1, -obj.height)  # type: ignore[union-attr]
+    for key in doomed:
+        if key not in rank:
+            rank[key] = (2, 0) if key.startswith("objects/") else (3, 0) if key.endswith(".idx") else (4, 0)
+    return sorted(doomed, key=lambda k: (rank[k], k))
+
+
+def _size(repo: Repository, key: str) -> int:
+    try:
+        return repo.store.size(key)
+    except NotFoundError:
+        return 0
+
+
+def _release(repo: Repository, owner: str) -> None:
+    """Clear the doomed keys, unless another gc took over meanwhile."""
+    raw, state = read_state(repo.store)
+    if state.owner != owner:
+        return
+    try:
+        repo.store.compare_and_swap(STATE_KEY, raw, GcState(state.generation + 1).encode())
+    except ConflictError:
+        pass  # taken over: the new owner clears it
 
 
 def parse_duration(text: str) -> float:

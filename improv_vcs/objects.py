@@ -76,8 +76,10 @@ class ObjectDatabase:
 
     # -- loose objects -------------------------------------------------
     def put_bytes(self, data: bytes) -> ObjectId:
+        """Store an object (or, if it exists, freshen it: a writer may be
+        reusing garbage that only its age protects from gc)."""
         oid = hash_bytes(data)
-        self.store.put_if_absent(object_key(oid), data)
+        self.store.put_or_freshen(object_key(oid), data)
         return oid
 
     def get_bytes(self, oid: str) -> bytes:
@@ -170,7 +172,8 @@ class ObjectDatabase:
 
 class PackWriter:
     """Streams blobs into a store's staging area and publishes the pack:
-    data first, then the index whose existence makes the pack visible."""
+    data first, then the index whose existence makes the pack visible. A
+    pack that already exists is freshened instead."""
 
     def __init__(self, store: Store):
         self._store = store
@@ -199,7 +202,7 @@ class PackWriter:
     def finish(self) -> ObjectId:
         pack_id, index = self._layout.finish()
         self._staging.publish(pack_key(pack_id))
-        self._store.put_if_absent(index_key(pack_id), index)
+        self._store.put_or_freshen(index_key(pack_id), index)
         return pack_id
 
     def discard(self) -> None:

@@ -24,7 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import datasets, index, manifest, registry, sources
+from .closure import commit_keys
 from .errors import ConflictError, InvalidInputError, NotFoundError
+from .fence import Fence
 from .hashing import Chunk, hash_blobs, hash_files
 from .ids import ObjectId, instrument_name, label, ref_name
 from .media import media_type
@@ -34,6 +36,7 @@ from .packs import DEFAULT_PACK_SIZE
 from .provenance import kinds, records, view
 from .snapshot import Snapshot
 from .sources import SourceFile
+from .sync import graph
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -91,6 +94,7 @@ class Transaction:
         """Things worth telling the user that did not stop the commit (once each)."""
         self._pack_size = pack_size
         self._progress = progress
+        self._fence = Fence(repo.store)  # before anything is written
         self._base = repo.refs.branch(branch)
         self._snapshot: Snapshot | None = None
         if self._base is None and repo.refs.branches():
@@ -111,6 +115,8 @@ class Transaction:
         self._placed: dict[bytes, tuple[int, int]] = {}  # digest → (pack number, offset)
         self._closed = False
         self.commit_id: ObjectId | None = None
+        self.task_done: ObjectId | None = None
+        """When the task was already committed on the branch: that commit (this one is a no-op)."""
         self.batches: tuple[Batch, ...] = ()
         self.segments: tuple[ProvenanceSegment, ...] = ()
         self.sources: tuple[SourceFiles, ...] = ()
@@ -513,7 +519,7 @@ class Transaction:
             raise InvalidInputError("this transaction is already committed or aborted")
         self._closed = True
         if not (self._pending or self._dataset_edits or self._records or self._pending_sources
-                or self._registry_edits or self._pending_samples):
+                or self._registry_edits or self._pending_samples) or self._task_done_since(None):
             self._publisher.shutdown()
             return None
         self._flush_pack()
@@ -529,12 +535,15 @@ class Transaction:
             commit_id = self._write_commit(batches, segments, kept)
             if commit_id is None:
                 return None
+            self._fence.check(commit_keys(self._repo.odb, commit_id, self._repo.odb.get_commit(commit_id)))
             try:
                 self._repo.refs.set_branch(self.branch, self._base, commit_id)
             except ConflictError:
                 tip = self._repo.refs.branch(self.branch)
                 if tip is None:
                     raise ConflictError(f"branch {self.branch!r} was deleted during the commit") from None
+                if self._task_done_since(tip):
+                    return None
                 tables = self._rebase(tables, tip)
                 groups = self._rebase_records(groups, tip)
                 files = self._rebase_sources(files, tip)
@@ -549,6 +558,19 @@ class Transaction:
         raise ConflictError(
             f"branch {self.branch!r} kept moving; gave up after {MAX_ATTEMPTS} attempts (nothing was committed)"
         )
+
+    def _task_done_since(self, tip: ObjectId | None) -> bool:
+        """Whether this transaction's task is already committed: on the base
+        (``tip`` None), or by a writer that moved the branch from our base to
+        ``tip``. Then the transaction is a no-op naming that commit."""
+        if self.task is None:
+            return False
+        if tip is None:
+            self.task_done = self._repo.task_commit(self.task, self._base) if self._base else None
+        else:
+            floor = self._repo.odb.get_commit(self._base).height if self._base else 0
+            self.task_done = graph.find_above(self._repo.odb, tip, floor, lambda c: c.task == self.task)
+        return self.task_done is not None
 
     def _record_groups(self) -> list[tuple[kinds.Kind, pa.Table]]:
         """Pending records by kind, pack numbers replaced by pack ids, sorted

@@ -32,7 +32,7 @@ from improv_vcs.objects import blob_cache_key, object_key
 from improv_vcs.packs import index_key, pack_key
 from improv_vcs.store import LocalStore
 from improv_vcs.sync.sites import clone, fetch, fetch_blobs, pull, push
-from improv_vcs.sync.transfer import commit_objects
+from improv_vcs.closure import commit_objects
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
 REPORT_FIELDS = {"remote", "commits", "objects", "packs", "bytes", "skipped", "refs", "action", "commit", "notes"}

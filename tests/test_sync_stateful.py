@@ -34,7 +34,7 @@ from improv_vcs.packs import index_key, pack_key
 from improv_vcs.provenance import view
 from improv_vcs.query import parse_run
 from improv_vcs.sync.sites import clone, fetch, pull, push
-from improv_vcs.sync.transfer import commit_objects
+from improv_vcs.closure import commit_objects
 
 IDS = [f"img{i:02d}" for i in range(8)]
 SITES = ("A", "B")

@@ -106,6 +106,10 @@ def commit(
         )
         added, kept = apply(tx, plan)
         commit_id = tx.commit()
+    if tx.task_done is not None:  # another writer committed the task meanwhile
+        report(json_output, {"commit": tx.task_done, "task": task_id, "already_done": True},
+               f"Task {task_id} is already committed as {tx.task_done[:12]}; nothing to do")
+        return
     for warning in tx.warnings:
         typer.echo(f"warning: {warning}", err=True)
     result = {

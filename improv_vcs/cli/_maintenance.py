@@ -43,16 +43,18 @@ def fsck(
 def gc(
     grace: Annotated[str, typer.Option("--grace", help="Keep unreachable objects younger than this (e.g. 24h, 30m, 0).")] = "24h",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be removed.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Take over from another gc that started within the hour (one that was killed).")] = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
     """Remove objects and packs no branch, tag or remote-tracking ref can
     reach, once older than the grace period (so commits in flight are safe),
-    and unfinished writes that old."""
+    and unfinished writes that old. Safe beside concurrent commits and
+    transfers; a killed gc leaves the repository consistent."""
     from ..gc import gc as run
     from ..gc import parse_duration
 
-    result = run(open_repo(repo), parse_duration(grace), dry_run)
+    result = run(open_repo(repo), parse_duration(grace), dry_run, force=force)
     verb = "Would remove" if dry_run else "Removed"
     lines = [f"{verb} {len(result.removed)} unreachable object(s) ({result.removed_bytes} bytes)"
              f" and {len(result.temporaries)} unfinished write(s); kept {result.kept_young} younger than {grace}"]

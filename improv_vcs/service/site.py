@@ -10,8 +10,14 @@ inconsistent:
   its index arrives; the index must hash to the pack id and verify every blob of the
   pack (a pack that fails is removed, so a correct retry succeeds);
 - ``improv.json`` may only be created (a first push to an empty location);
-- refs move only by compare-and-swap, to a ``<object id>\\n`` value naming an
-  object the repository has; tags are only created, never moved.
+- refs move only by compare-and-swap; tags are only created, never moved.
+  A branch must name a commit, a tag a commit or a tag object, and the
+  server must hold the target's whole history: every commit down to what a
+  ref already reaches, with its parents, objects and packs (each verified
+  when it was uploaded). The walk freshens what it finds and checks gc's
+  fence, so a concurrent gc cannot take it away. A write token can add
+  history; it cannot make the repository inconsistent.
+- ``gc/state`` may be read, so a client writing here can honour gc's fence.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import threading
 from collections.abc import AsyncIterator
 
 from .._http import TooLargeError
+from ..closure import commit_keys
 from ..errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
+from ..fence import STATE_KEY, Fence, read_state
 from ..ids import is_object_id, ref_name
-from ..model import decode_config
+from ..model import Commit, Tag, decode_config
+from ..objects import object_key
 from ..packs import PackIndex, index_key, pack_key
 from ..refs import HEADS, TAGS
 from ..repository import CONFIG_KEY, Repository
@@ -32,7 +41,7 @@ from ..store import Store, check_key, open_store
 
 _OBJECT = re.compile(r"objects/([0-9a-f]{2})/([0-9a-f]{62})\Z")
 _PACK = re.compile(r"packs/([0-9a-f]{64})\.(pack|idx)\Z")
-_SHARED_PREFIXES = ("objects/", "packs/", HEADS, TAGS)
+_SHARED_PREFIXES = ("objects/", "packs/", HEADS, TAGS, STATE_KEY)
 
 
 class Site:
@@ -43,6 +52,8 @@ class Site:
         self.url = self.store.url
         self._repo: Repository | None = None
         self._lock = threading.Lock()
+        self._complete: tuple[int, set[str]] = (-1, set())
+        """Commits whose whole history was found here, for one gc generation."""
 
     @property
     def repo(self) -> Repository:
@@ -79,7 +90,7 @@ async def receive(site: Site, key: str, body: AsyncIterator[bytes], limit: int) 
     check_key(key)
     match = _PACK.match(key)
     if match and match.group(2) == "pack":
-        if await run_in_threadpool(site.store.exists, index_key(match.group(1))):
+        if await run_in_threadpool(_freshen_pack, site, match.group(1)):
             return False  # published already; its bytes were verified then
         with site.store.staging() as staging:
             size = 0
@@ -93,6 +104,11 @@ async def receive(site: Site, key: str, body: AsyncIterator[bytes], limit: int) 
     return await run_in_threadpool(_store_checked, site, key, data)
 
 
+def _freshen_pack(site: Site, pack_id: str) -> bool:
+    """Freshen a published pack (both halves); False if it is not published."""
+    return site.store.freshen(index_key(pack_id)) and site.store.freshen(pack_key(pack_id))
+
+
 def _store_checked(site: Site, key: str, data: bytes) -> bool:
     if key == CONFIG_KEY:
         decode_config(data)  # a valid configuration, or IntegrityError
@@ -100,7 +116,7 @@ def _store_checked(site: Site, key: str, data: bytes) -> bool:
     if match := _OBJECT.match(key):
         if hashlib.sha256(data).hexdigest() != match.group(1) + match.group(2):
             raise IntegrityError(f"object {key} does not hash to its id")
-        return site.store.put_if_absent(key, data)
+        return site.store.put_or_freshen(key, data)
     if match := _PACK.match(key):
         return _publish_index(site, match.group(1), data)
     raise ReadOnlyError(f"{key} cannot be written over HTTP")
@@ -117,7 +133,7 @@ def _publish_index(site: Site, pack_id: str, index: bytes) -> bool:
         if not site.store.exists(index_key(pack_id)):
             site.store.delete(pack_key(pack_id))  # unpublished and wrong: let a retry send it again
         raise IntegrityError(f"pack {pack_id} does not match its index: {exc}") from None
-    return site.store.put_if_absent(index_key(pack_id), index)
+    return site.store.put_or_freshen(index_key(pack_id), index)
 
 
 def swap_ref(site: Site, key: str, expected: str | None, new: str) -> None:
@@ -134,9 +150,60 @@ def swap_ref(site: Site, key: str, expected: str | None, new: str) -> None:
     target = new[:-1] if new.endswith("\n") else ""
     if not is_object_id(target):
         raise InvalidInputError(f"a ref holds '<object id>\\n', not {new[:80]!r}")
-    if not site.repo.odb.has(target):
-        raise ConflictError(f"{key} cannot point at {target[:12]}: the object is not here (send it first)")
+    fence = Fence(site.store)
+    keys = _history_held(site, key, target, expected)
+    fence.check(keys)
     site.store.compare_and_swap(key, expected.encode() if expected is not None else None, new.encode())
+
+
+def _history_held(site: Site, key: str, target: str, expected: str | None) -> set[str]:
+    """The keys ``target``'s new history relies on, freshened; refuses
+    (:class:`ConflictError`) a target of the wrong kind or with any part
+    missing. The walk stops at commits a ref (or the ref's old value)
+    already reaches, or that an earlier check found complete."""
+    repo = site.repo
+    odb = repo.odb
+    if not odb.has(target):
+        raise ConflictError(f"{key} cannot point at {target[:12]}: the object is not here (send it first)")
+    found = odb.get_object(target) if odb.is_json_object(target) else None
+    keys = {object_key(target)}
+    if isinstance(found, Tag) and key.startswith(TAGS):
+        commit = found.target
+        if not odb.has(commit) or not odb.is_json_object(commit) or not isinstance(odb.get_object(commit), Commit):
+            raise ConflictError(f"{key}: tag object {target[:12]} does not name a commit held here")
+        keys.add(object_key(commit))
+    elif isinstance(found, Commit):
+        commit = target
+    else:
+        raise ConflictError(f"{key} cannot point at {target[:12]}: it is not a commit{' or tag' if key.startswith(TAGS) else ''}")
+    generation = read_state(site.store)[1].generation
+    with site._lock:
+        if site._complete[0] != generation:
+            site._complete = (generation, set())
+        complete = site._complete[1]
+    known = {*complete, *repo.refs.branches().values(), *repo.refs.tags().values()}
+    if expected is not None:
+        known.add(expected.strip())
+    stack, walked = [commit], []
+    while stack:
+        oid = stack.pop()
+        if oid in known:
+            continue
+        known.add(oid)
+        if not odb.has(oid) or not odb.is_json_object(oid) or not isinstance(odb.get_object(oid), Commit):
+            raise ConflictError(f"{key} cannot point at {target[:12]}: its history lacks commit {oid[:12]}")
+        found_commit = odb.get_commit(oid)
+        needed = commit_keys(odb, oid, found_commit)
+        missing = sorted(k for k in needed if not site.store.freshen(k))
+        if missing:
+            raise ConflictError(f"{key} cannot point at {target[:12]}: commit {oid[:12]} lacks {missing[0]}")
+        keys |= needed
+        walked.append(oid)
+        stack.extend(found_commit.parents)
+    with site._lock:
+        if site._complete[0] == generation:
+            site._complete[1].update(walked)
+    return keys
 
 
 async def read_limited(body: AsyncIterator[bytes], limit: int) -> bytes:

@@ -11,8 +11,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, StorageError
 
+_FRESHEN_ATTEMPTS = 5
 _KEY_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
 
 Bytes = bytes | bytearray | memoryview
@@ -45,7 +46,8 @@ class Staging(ABC):
 
     @abstractmethod
     def publish(self, key: str) -> bool:
-        """Store what was written under ``key`` unless it exists; True if written."""
+        """Store what was written under ``key``, or freshen it if it exists
+        (see :meth:`Store.put_or_freshen`); True if written."""
 
     @abstractmethod
     def discard(self) -> None: ...
@@ -70,7 +72,7 @@ class BufferStaging(Staging):
 
     def publish(self, key: str) -> bool:
         assert self._buffer is not None, "staging already published or discarded"
-        written = self._store.put_if_absent(key, self._buffer)
+        written = self._store.put_or_freshen(key, self._buffer)
         self._buffer = None
         return written
 
@@ -98,6 +100,26 @@ class Store(ABC):
     @abstractmethod
     def put_if_absent(self, key: str, data: Bytes) -> bool:
         """Write ``data`` unless the key exists; True when this call wrote it."""
+
+    @abstractmethod
+    def freshen(self, key: str) -> bool:
+        """Make ``key`` look just written (its modification time becomes now),
+        so gc's grace period protects it again; False if it is absent."""
+
+    def put_or_freshen(self, key: str, data: Bytes) -> bool:
+        """Write ``data`` unless the key exists, in which case freshen it.
+        Afterwards the key holds its value and is young, even when a gc
+        deleted it in between. True when this call wrote it.
+
+        Writers of immutable objects use this rather than
+        :meth:`put_if_absent`: an object they reuse may be garbage that a gc
+        is about to remove (see :mod:`improv_vcs.fence`)."""
+        for _ in range(_FRESHEN_ATTEMPTS):
+            if self.put_if_absent(key, data):
+                return True
+            if self.freshen(key):
+                return False
+        raise StorageError(f"{key} kept disappearing while it was written to {self.url}")
 
     @abstractmethod
     def exists(self, key: str) -> bool:

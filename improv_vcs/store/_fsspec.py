@@ -121,6 +121,14 @@ class MemoryStore(FsspecStore):
             self.fs.pipe_file(path, bytes(data))
         return True
 
+    def freshen(self, key: str) -> bool:
+        path = self._path(key)
+        with self._lock:
+            if not self.fs.exists(path):
+                return False
+            self.fs.pipe_file(path, self.fs.cat_file(path))  # a new file: written now
+        return True
+
     def compare_and_swap(self, key: str, expected: bytes | None, new: bytes) -> None:
         path = self._path(key)
         with self._lock:
@@ -154,6 +162,20 @@ class S3Store(FsspecStore):
             if _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 return False
             raise StorageError(f"cannot write {key} to {self.url}: {exc}") from exc
+        return True
+
+    def freshen(self, key: str) -> bool:
+        """Copy the object onto itself, which sets its ``LastModified`` to now."""
+        bucket, path = self._bucket_key(key)
+        source = {"Bucket": bucket, "Key": path}
+        try:
+            self.fs.call_s3("copy_object", Bucket=bucket, Key=path, CopySource=source, MetadataDirective="REPLACE")
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404"):
+                return False
+            raise StorageError(f"cannot refresh {key} on {self.url}: {exc}") from exc
         return True
 
     def compare_and_swap(self, key: str, expected: bytes | None, new: bytes) -> None:

@@ -58,6 +58,11 @@ class HttpStore(Store):
         response = self._request("PUT", self._key_path(key), content=bytes(data))
         return response.status_code == 201
 
+    def freshen(self, key: str) -> bool:
+        """Whether the key exists: the server keeps its own objects young (it
+        freshens what a client re-sends and what a ref move makes reachable)."""
+        return self.exists(key)
+
     def exists(self, key: str) -> bool:
         from ..errors import NotFoundError
 

@@ -113,6 +113,15 @@ class LocalStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"no such key: {key}") from None
 
+    def freshen(self, key: str) -> bool:
+        try:
+            os.utime(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot touch {key}: {exc.strerror or exc}") from exc
+        return True
+
     def sweep_temporaries(self, before: float, dry_run: bool = False) -> list[str]:
         removed = []
         for dirpath, dirnames, filenames in os.walk(self.root):
@@ -156,13 +165,19 @@ class LocalStore(Store):
             return False
         return self._publish(self._write_temp(path.parent, data), path)
 
-    def _publish(self, tmp: Path, path: Path) -> bool:
-        """Link a flushed temporary file to ``path`` unless it exists, then drop it."""
+    def _publish(self, tmp: Path, path: Path, freshen: bool = False) -> bool:
+        """Link a flushed temporary file to ``path`` unless it exists (then,
+        with ``freshen``, touch it, linking again if it vanished meanwhile),
+        then drop the temporary file."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
+            while True:
+                try:
+                    os.link(tmp, path)
+                    break
+                except FileExistsError:
+                    if not freshen or self.freshen(self._key(path)):
+                        return False
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
         finally:
@@ -170,6 +185,9 @@ class LocalStore(Store):
         if not self._deferred:
             _fsync_dir(path.parent)
         return True
+
+    def _key(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -264,7 +282,7 @@ class _FileStaging(Staging):
             self.discard()
             raise StorageError(f"cannot write in {self._store.root}: {exc.strerror or exc}") from exc
         self._close()
-        return self._store._publish(self._tmp, path)
+        return self._store._publish(self._tmp, path, freshen=True)
 
     def _close(self) -> None:
         self._writer.shutdown(wait=True)

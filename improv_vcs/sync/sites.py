@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConflictError, InvalidInputError, NotARepositoryError, NotFoundError
+from ..closure import commit_keys
+from ..fence import Fence
 from ..ids import ObjectId, ref_name
 from ..model import canonical_json
+from ..objects import object_key
 from ..remotes import normalize_url
 from . import graph
 from .merge import merge
@@ -118,10 +121,12 @@ def push(
                 f"run `improv pull {name} {branch}` first, or push --force"
             )
     tag_pointers = dict(repo.refs.tags()) if tags else {}
+    fence = Fence(other.store)
     transfer = Transfer(repo, other, progress=progress)
     tips = [tip, *(repo.resolve_tag_target(p) for p in tag_pointers.values())]
     transfer.send(tips)
     if theirs != tip:
+        fence.check(transfer.relied | {object_key(tip)})
         other.refs.set_branch(branch, theirs, tip)
     result.refs[f"refs/heads/{branch}"] = tip
     for tag, pointer in sorted(tag_pointers.items()):
@@ -132,6 +137,7 @@ def push(
             result.notes.append(f"tag {tag!r} differs on the remote; left as it is (tags never move)")
             continue
         transfer.send_tag(pointer)
+        fence.check(transfer.relied | {object_key(pointer)})
         other.refs.create_tag(tag, pointer)
         result.refs[f"refs/tags/{tag}"] = pointer
     if repo.remotes.all().get(name):
@@ -152,19 +158,23 @@ def fetch(
 
 def _fetch(
     repo: Repository, remote: str | None, endpoint_url: str | None, progress: Progress | None
-) -> tuple[SyncResult, dict[str, ObjectId]]:
-    """:func:`fetch`, also returning the remote's branches."""
+) -> tuple[SyncResult, dict[str, ObjectId], Fence]:
+    """:func:`fetch`, also returning the remote's branches and the fence
+    opened on this site before the transfer (for later ref moves)."""
     name, other = open_remote(repo, remote, endpoint_url)
     result = SyncResult(name)
     branches = other.refs.branches()
     tags = other.refs.tags()
     blobs = repo.remotes.promisor is None
+    fence = Fence(repo.store)
     transfer = Transfer(other, repo, blobs=blobs, progress=progress)
     transfer.send([*branches.values(), *(other.resolve_tag_target(p) for p in tags.values())])
+    fence.check(transfer.relied | {object_key(t) for t in branches.values()})
     for tag, pointer in sorted(tags.items()):
         mine = repo.refs.tag(tag)
         if mine is None:
             transfer.send_tag(pointer)
+            fence.check({object_key(pointer)})
             repo.refs.create_tag(tag, pointer)
             result.refs[f"refs/tags/{tag}"] = pointer
         elif mine != pointer:
@@ -176,7 +186,7 @@ def _fetch(
         repo.remotes.drop_tracking(name, set(branches))
     result.transfer = transfer.report
     result.action = "fetched"
-    return result, branches
+    return result, branches, fence
 
 
 def pull(
@@ -192,7 +202,7 @@ def pull(
     from ..repository import default_author
 
     branch = ref_name(branch or repo.config.default_branch)
-    result, branches = _fetch(repo, remote, endpoint_url, progress)
+    result, branches, fence = _fetch(repo, remote, endpoint_url, progress)
     theirs = branches.get(branch)
     if theirs is None:
         raise NotFoundError(f"the remote has no branch {branch!r}")
@@ -208,6 +218,7 @@ def pull(
         else:
             message = f"Merge {result.remote}/{branch} into {branch}"
             action, new = "merge", merge(repo, ours, theirs, author or default_author(), message)
+            fence.check(commit_keys(repo.odb, new, repo.odb.get_commit(new)))
         try:
             repo.refs.set_branch(branch, ours, new)
         except ConflictError:
@@ -246,7 +257,7 @@ def clone(
     repo = Repository.open(os.fspath(dest))
     if "origin" not in repo.remotes.all():
         repo.remotes.add("origin", url, options, promisor=metadata_only)
-    result, branches = _fetch(repo, "origin", None, progress)
+    result, branches, _ = _fetch(repo, "origin", None, progress)
     wanted = [branch] if branch else list(branches)
     if branch and branch not in branches:
         raise NotFoundError(f"{url} has no branch {branch!r}")

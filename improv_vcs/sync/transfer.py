@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, NotFoundError
 from ..ids import ObjectId, hash_bytes
-from ..model import Commit, Registry, Tag
+from ..closure import commit_objects
+from ..model import Commit, Tag
 from ..objects import ObjectDatabase, object_key
 from ..packs import PackIndex, index_key, pack_key
 from . import graph
@@ -55,34 +56,6 @@ class TransferReport:
         return asdict(self)
 
 
-def commit_objects(commit: Commit, blobs: bool = True, odb: ObjectDatabase | None = None) -> tuple[list[str], list[str]]:
-    """The loose objects and packs a commit needs besides its parents (with
-    ``odb``, also the sample segments its registry lists)."""
-    loose = [b.manifest for b in commit.batches]
-    loose += [s.id for s in commit.index]
-    loose += [s.id for s in commit.provenance]
-    loose += [s.id for s in commit.provenance_index]
-    loose += [s.table for s in commit.sources]
-    loose += [s.id for s in commit.sources_index]
-    loose += [oid for oid in (commit.datasets, commit.registry) if oid]
-    if commit.registry and odb is not None:
-        loose += registry_objects(odb, commit.registry)
-    packs: list[str] = []
-    if blobs:
-        packs = [p for b in commit.batches for p in b.packs]
-        packs += [p for s in commit.provenance for p in s.packs]
-        packs += [p for s in commit.sources for p in s.packs]
-    return loose, packs
-
-
-def registry_objects(odb: ObjectDatabase, registry_id: str) -> list[str]:
-    """The sample segments a registry object lists."""
-    found = odb.get_object(registry_id)
-    if not isinstance(found, Registry):
-        raise IntegrityError(f"object {registry_id} is a {found.kind}, not a registry")
-    return list(found.samples)
-
-
 class Transfer:
     """Sends commits (and tags) from ``source`` to ``dest``."""
 
@@ -100,15 +73,38 @@ class Transfer:
         remote = "://" in dest.url or "://" in source.url
         self.workers = workers or (16 if remote else max(2, os.cpu_count() or 2))
         self.report = TransferReport()
+        self.relied: set[str] = set()
+        """Keys at ``dest`` the sent history relies on (see :class:`improv_vcs.fence.Fence`)."""
         self._lock = threading.Lock()
 
     def missing(self, tips: Iterable[str]) -> list[tuple[ObjectId, Commit]]:
-        """Commits reachable from ``tips`` that ``dest`` lacks, parents first."""
-        return graph.missing_commits(self.source.odb, tips, self.dest.odb.has)
+        """Commits reachable from ``tips`` that ``dest`` lacks, parents first.
+        A commit ``dest`` holds counts only if its objects and parents are
+        there too (a site damaged by hand or by an old gc is repaired)."""
+        return graph.missing_commits(self.source.odb, tips, self._complete_at_dest)
 
-    def send(self, tips: Iterable[str], missing: list[tuple[ObjectId, Commit]] | None = None) -> TransferReport:
-        """Copy every commit reachable from ``tips`` that ``dest`` lacks."""
-        missing = self.missing(tips) if missing is None else missing
+    def _keys(self, oid: str, commit: Commit) -> list[str]:
+        """The store keys ``dest`` needs for ``commit`` (not its parents)."""
+        objects, packs = commit_objects(commit, self.blobs, self.source.odb)
+        return [object_key(oid), *(object_key(o) for o in objects), *(index_key(p) for p in packs)]
+
+    def _complete_at_dest(self, oid: str) -> bool:
+        if not self.dest.odb.has(oid):
+            return False
+        commit = self.source.odb.get_commit(oid)
+        keys = self._keys(oid, commit) + [object_key(p) for p in commit.parents]
+        complete = not self._absent(keys)
+        if complete:
+            self.relied.update(keys)
+        return complete
+
+    def send(self, tips: Iterable[str]) -> TransferReport:
+        """Copy every commit reachable from ``tips`` that ``dest`` lacks.
+
+        What ``dest`` already holds is freshened rather than copied, and
+        every key the sent history relies on is collected in
+        :attr:`relied`, for the fence check before a ref moves."""
+        missing = self.missing(tips)
         loose: dict[str, None] = {}
         packs: dict[str, None] = {}
         for _, commit in missing:
@@ -120,13 +116,25 @@ class Transfer:
         work = [(self._copy_pack, p) for p in packs if index_key(p) in absent_packs]
         work += [(self._copy_loose, o) for o in loose if object_key(o) in absent_loose]
         self.report.skipped += len(packs) + len(loose) - len(work)
+        present = [index_key(p) for p in packs if index_key(p) not in absent_packs]
+        present += [pack_key(p) for p in packs if index_key(p) not in absent_packs]
+        present += [object_key(o) for o in loose if object_key(o) not in absent_loose]
+        boundary = {p for _, commit in missing for p in commit.parents} - {oid for oid, _ in missing}
+        present += [object_key(b) for b in boundary]  # a young commit keeps its history from gc
+        self.relied.update(present)
+        self.relied.update(k for oid, commit in missing for k in self._keys(oid, commit))
+        self.relied.update(pack_key(p) for p in packs)
         with self.dest.store.batch():  # durable before any commit is written
-            self._run(work)
+            self._run([(self._freshen, k) for k in present] + work)
         with self.dest.store.batch():  # durable before any ref moves
             for _, level in groupby(missing, key=lambda item: item[1].height):
                 self._run([(self._copy_loose, oid) for oid, _ in level])
         self.report.commits += len(missing)
         return self.report
+
+    def _freshen(self, key: str) -> None:
+        if not self.dest.store.freshen(key):
+            raise NotFoundError(f"{key} vanished from {self.dest.url} during the transfer (a gc?); run it again")
 
     def send_packs(self, packs: list[str]) -> TransferReport:
         """Copy the given packs that ``dest`` lacks."""
