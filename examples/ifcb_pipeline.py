@@ -3,14 +3,15 @@
     python examples/ifcb_pipeline.py [DIRECTORY]
 
 Ingests raw IFCB bins (.hdr/.adc/.roi) with the ``ifcb`` adapter: the real
-bins under ../shared/data when they are there (the iRfcb bin
+bins the repository keeps under tests/data (the iRfcb bin
 D20220522T003051_IFCB134 and pyifcb's "white" bin), plus two generated bins
 of the same instrument later that day, so there is a bloom to find. Then it
 attaches morphometric features (``ifcb_features``, from the real
 ``_fea_v2.csv`` file) and classifier output (``classification``, from the real
 ``_class.csv`` file and from a generated run over the other images), defines
 a dataset for the day, queries the bloom inside it, and exports the raw files
-of one bin byte for byte. Without ../shared/data it runs on generated bins only.
+of one bin byte for byte. Run from a copy outside the repository, where
+tests/data is absent, it uses generated bins only.
 
 The command-line equivalent of the provenance steps is
 
@@ -37,7 +38,7 @@ from improv_vcs.provenance.files import read_records
 from improv_vcs.query import parse_provenance, parse_run
 from improv_vcs.synthetic import generate_tree
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 REAL_BIN = DATA / "irfcb" / "D20220522T003051_IFCB134"
 WHITE_BIN = DATA / "pyifcb" / "white" / "D20130526T095207_IFCB013"
 DAY = datetime(2022, 5, 22, tzinfo=timezone.utc)

@@ -5,8 +5,9 @@
 Writes a small generated OME-TIFF (T=2, C=2, Z=5 planes of 64x48, uint16) and
 commits it with ``improv commit --format tiff`` (every 2-D plane an image with
 t, c, z, p indices; the whole file and its OME-XML kept as original files),
-together with the real OME-TIFF under ../shared/data/aicsimageio when it is
-there. Then ``Repository.read_stack`` rebuilds each stack as an N-D array
+together with the real OME-TIFF the repository keeps under
+tests/data/aicsimageio (when the example runs outside the repository, without
+it, only the generated stack). Then ``Repository.read_stack`` rebuilds each stack as an N-D array
 (checked against tifffile's own read of the file), selects a sub-stack, and
 ``improv export --sample S --z 0:2`` writes a few planes as files.
 """
@@ -23,7 +24,7 @@ import tifffile
 
 from improv_vcs import Repository
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 REAL_STACK = DATA / "aicsimageio" / "s_1_t_1_c_1_z_1.ome.tiff"
 SAMPLE = "plate1_well3"
 
@@ -85,7 +86,7 @@ def main(directory: Path) -> None:
         )
         files[REAL_STACK.name.split(".")[0]] = REAL_STACK
     else:
-        print("real data: no (../shared/data is absent), generated stack only")
+        print(f"real data: no ({DATA} is absent), generated stack only")
 
     repo = Repository.open(repo_path)
     table = repo.images()

@@ -6,12 +6,13 @@
 #
 # Uses the `improv` command line only (it must be on PATH). The images come
 # from `improv demo` (generated IFCB-like ROIs, exported as PNG files with a
-# metadata table), plus the real IFCB bin under ../shared/data/irfcb when it is
-# there (committed at site B with --format ifcb).
+# metadata table), plus the real IFCB bin the repository keeps under
+# tests/data/irfcb (committed at site B with --format ifcb; skipped when the
+# script runs from a copy outside the repository).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-real_bin="$here/../../shared/data/irfcb/D20220522T003051_IFCB134"
+real_bin="$here/../tests/data/irfcb/D20220522T003051_IFCB134"
 if [[ $# -gt 0 ]]; then
     work="$1"
     mkdir -p "$work"

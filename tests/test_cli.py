@@ -333,9 +333,8 @@ def test_get_to_file(runner, repo, tmp_path):
 def test_get_real_png_to_stdout(runner, repo, tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    sample = Path("/work/shared/data/irfcb/png/D20220522T003051_IFCB134_00003.png")
-    if not sample.exists():
-        pytest.skip("sample PNG missing")
+    pngs = Path(__file__).resolve().parent / "data" / "irfcb" / "png"
+    sample = pngs / "D20220522T003051_IFCB134_00003.png"
     (src / sample.name).write_bytes(sample.read_bytes())
     ok(invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB134", "-q"))
     result = ok(invoke(runner, "--repo", repo, "get", sample.stem))

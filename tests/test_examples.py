@@ -24,12 +24,6 @@ def test_quickstart_example_runs(tmp_path):
     assert (tmp_path / "survey" / "improv.json").is_file()
 
 
-ROOT = EXAMPLES.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
-HAS_IFCB = (SHARED_DATA / "irfcb" / "D20220522T003051_IFCB134.roi").is_file()
-HAS_TIFF = (SHARED_DATA / "aicsimageio" / "s_1_t_1_c_1_z_1.ome.tiff").is_file()
-
-
 def run_example(script: Path, out: Path, timeout: int = 120) -> str:
     command = ["bash", str(script)] if script.suffix == ".sh" else [sys.executable, str(script)]
     env = {
@@ -43,8 +37,8 @@ def run_example(script: Path, out: Path, timeout: int = 120) -> str:
     return result.stdout
 
 
-def without_shared_data(tmp_path: Path, name: str) -> Path:
-    """A copy of an example in a project whose ../shared/data is absent."""
+def without_real_data(tmp_path: Path, name: str) -> Path:
+    """A copy of an example outside this repository, where tests/data (the real files) is absent."""
     copy = tmp_path / "project" / "examples" / name
     copy.parent.mkdir(parents=True)
     shutil.copy(EXAMPLES / name, copy)
@@ -54,29 +48,24 @@ def without_shared_data(tmp_path: Path, name: str) -> Path:
 def test_ifcb_pipeline_example(tmp_path):
     out = run_example(EXAMPLES / "ifcb_pipeline.py", tmp_path)
     assert "committed " in out and "40 ROIs and 6 raw files (IFCB134) from generated-bins" in out
-    if HAS_IFCB:
-        assert "real data: yes" in out
-        assert "2 ROIs and 3 raw files (IFCB134) from D20220522T003051_IFCB134" in out
-        assert "19 ROIs and 3 raw files (IFCB013) from D20130526T095207_IFCB013" in out
-        assert "61 images in 4 bins" in out
-        assert (
-            "features: 2 records, 236 columns (Area of D20220522T003051_IFCB134_00002: 5022)" in out
-        )
-        assert "classifications: 42 records (run cnn-2022)" in out
-        assert "dataset may22: 42 images" in out
-        assert "bloom: 23 of 42 images are Mesodinium_rubrum with score > 0.8 (35 have it" in out
-        assert (
-            "exported 3 raw files of D20220522T003051_IFCB134, byte-identical: D20220522T003051_IFCB134.adc (620 B), "
-            "D20220522T003051_IFCB134.hdr (3280 B), D20220522T003051_IFCB134.roi (30848 B)" in out
-        )
-        assert "6 commits on main" in out
-    else:
-        assert "bloom: 23 of 40 images" in out
+    assert "real data: yes" in out
+    assert "2 ROIs and 3 raw files (IFCB134) from D20220522T003051_IFCB134" in out
+    assert "19 ROIs and 3 raw files (IFCB013) from D20130526T095207_IFCB013" in out
+    assert "61 images in 4 bins" in out
+    assert "features: 2 records, 236 columns (Area of D20220522T003051_IFCB134_00002: 5022)" in out
+    assert "classifications: 42 records (run cnn-2022)" in out
+    assert "dataset may22: 42 images" in out
+    assert "bloom: 23 of 42 images are Mesodinium_rubrum with score > 0.8 (35 have it" in out
+    assert (
+        "exported 3 raw files of D20220522T003051_IFCB134, byte-identical: D20220522T003051_IFCB134.adc (620 B), "
+        "D20220522T003051_IFCB134.hdr (3280 B), D20220522T003051_IFCB134.roi (30848 B)" in out
+    )
+    assert "6 commits on main" in out
     assert (tmp_path / "ifcb-repo" / "improv.json").is_file()
 
 
-def test_ifcb_pipeline_example_without_shared_data(tmp_path):
-    out = run_example(without_shared_data(tmp_path, "ifcb_pipeline.py"), tmp_path / "out")
+def test_ifcb_pipeline_example_without_real_data(tmp_path):
+    out = run_example(without_real_data(tmp_path, "ifcb_pipeline.py"), tmp_path / "out")
     assert "real data: no, generated bins only" in out
     assert "40 images in 2 bins" in out
     assert "classifications: 40 records (run cnn-2022)" in out
@@ -100,17 +89,16 @@ def test_microscopy_stack_example(tmp_path):
         in out
     )
     assert "beside them: metadata.parquet" in out
-    if HAS_TIFF:
-        assert "committed 21 planes of 2 stacks in 2 commits" in out
-        assert (
-            "read_stack('s_1_t_1_c_1_z_1'): shape (1, 1, 1, 1, 325, 475) uint16, equal to tifffile's (325, 475)"
-            in out
-        )
+    assert "committed 21 planes of 2 stacks in 2 commits" in out
+    assert (
+        "read_stack('s_1_t_1_c_1_z_1'): shape (1, 1, 1, 1, 325, 475) uint16, equal to tifffile's (325, 475)"
+        in out
+    )
     assert len(list((tmp_path / "planes").glob("plate1_well3_*.tif"))) == 8
 
 
-def test_microscopy_stack_example_without_shared_data(tmp_path):
-    out = run_example(without_shared_data(tmp_path, "microscopy_stack.py"), tmp_path / "out")
+def test_microscopy_stack_example_without_real_data(tmp_path):
+    out = run_example(without_real_data(tmp_path, "microscopy_stack.py"), tmp_path / "out")
     assert "real data: no" in out
     assert "committed 20 planes of 1 stacks in 1 commits" in out
     assert "exported 8 planes" in out
@@ -131,10 +119,10 @@ def test_classifier_rerun_example(tmp_path):
 
 def test_two_sites_example(tmp_path):
     out = run_example(EXAMPLES / "two_sites.sh", tmp_path, timeout=240)
-    total = 62 if HAS_IFCB else 60
+    total = 62
     assert "30 image(s) from IFCB107" in out
     assert out.count("15 image(s) from IFCB110") == 2
-    assert ("2 image(s) and 3 original file(s) from IFCB134" in out) == HAS_IFCB
+    assert "2 image(s) and 3 original file(s) from IFCB134" in out
     assert "site B: push refused (not a fast-forward), pulling" in out
     assert "merge: " in out and "fast-forward: " in out
     assert f"site B: merged, {total} images" in out

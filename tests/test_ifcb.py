@@ -29,7 +29,7 @@ from improv_vcs.objects import object_key
 from improv_vcs.sources import SourceFile
 from test_cli import assert_error, invoke, ok, repo, runner  # noqa: F401
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 UTC = timezone.utc
 
 WHITE, OLD, EMPTY, MODERN = "D20130526T095207_IFCB013", "IFCB5_2012_028_081515", "D20150411T205456_IFCB012", "D20220522T003051_IFCB134"

@@ -19,7 +19,7 @@ from improv_vcs.errors import InvalidInputError
 from improv_vcs.ingest import scan_directory
 from improv_vcs.repository import Repository
 
-SAMPLE_PNGS = Path("/work/shared/data/irfcb/png")
+SAMPLE_PNGS = Path(__file__).resolve().parent / "data" / "irfcb" / "png"
 UTC = timezone.utc
 
 
@@ -94,8 +94,7 @@ def test_media_types_follow_extensions(tmp_path):
 
 def test_real_sample_pngs(tmp_path):
     sources = sorted(SAMPLE_PNGS.glob("*.png"))
-    if not sources:
-        pytest.skip(f"no sample PNGs in {SAMPLE_PNGS}")
+    assert len(sources) == 2, f"the sample PNGs are missing from {SAMPLE_PNGS}"
     for src in sources:
         shutil.copyfile(src, tmp_path / src.name)
     table, paths = scan_directory(tmp_path)

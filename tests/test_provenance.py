@@ -23,7 +23,7 @@ from improv_vcs.provenance import kinds as kinds_module
 from improv_vcs.query import parse_provenance, parse_run
 from test_cli import assert_error, invoke, ok, runner  # noqa: F401
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "irfcb"
+DATA = Path(__file__).resolve().parent / "data" / "irfcb"
 BIN = "D20220522T003051_IFCB134"
 ROI2, ROI3 = f"{BIN}_00002", f"{BIN}_00003"
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)

@@ -27,7 +27,7 @@ from improv_vcs.objects import object_key
 from improv_vcs.sync.sites import clone, pull, push
 
 UTC = timezone.utc
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(autouse=True)

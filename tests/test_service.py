@@ -46,7 +46,7 @@ from improv_vcs.service.auth import Access, TokenEntry
 from improv_vcs.service.server import BackgroundServer
 from improv_vcs.sync.sites import clone, fetch, pull, push
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 UTC = timezone.utc
 WHITE, MODERN, OLD = "D20130526T095207_IFCB013", "D20220522T003051_IFCB134", "IFCB5_2012_028_081515"
 BIN_DIRS = {WHITE: DATA / "pyifcb" / "white", MODERN: DATA / "irfcb", OLD: DATA / "pyifcb" / "old_format"}

@@ -27,7 +27,7 @@ from improv_vcs.errors import InvalidInputError, NotFoundError
 from improv_vcs.query import build_query
 from improv_vcs.stack import decode, parse_selector
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "aicsimageio"
+DATA = Path(__file__).resolve().parent / "data" / "aicsimageio"
 REAL = DATA / "s_1_t_1_c_1_z_1.ome.tiff"
 REAL_SAMPLE = "s_1_t_1_c_1_z_1"
 WHEN = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
