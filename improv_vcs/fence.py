@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from .errors import ConflictError, IntegrityError
 from .store import Store
@@ -78,9 +79,11 @@ class Fence:
         now = read_state(self.store)[1]
         doomed = sorted(keys & now.doomed)
         if doomed:
+            started = datetime.fromtimestamp(now.started or 0, timezone.utc).isoformat(timespec="seconds")
             raise ConflictError(
-                f"a gc is removing {len(doomed)} object(s) this write would rely on ({doomed[0]}); "
-                "nothing was changed: run it again once gc has finished"
+                f"a gc started at {started} is removing {len(doomed)} object(s) this write would rely on "
+                f"({doomed[0]}); nothing was changed: run it again once that gc has finished "
+                "(if it was killed, `improv gc --force` finishes its work)"
             )
         if now.generation != self.opened.generation:
             missing = sorted(k for k in keys if not self.store.exists(k))
