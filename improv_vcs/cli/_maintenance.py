@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -13,27 +13,37 @@ from ._common import JsonOption, QuietOption, RepoOption, app, handles_errors, o
 @handles_errors
 def fsck(
     full: Annotated[bool, typer.Option("--full", help="Also re-hash every blob of every pack.")] = False,
+    repair_from: Annotated[Optional[str], typer.Option("--repair-from", metavar="REMOTE", help="Replace what is missing or corrupt with verified copies from this remote (name or URL).")] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
     """Check that everything reachable from a ref is present and parses, that
     every manifest points at its blobs' pack entries, and (--full) that every
-    byte hashes to its id. Exits 5 when anything is wrong."""
+    byte hashes to its id. Exits 5 when anything is (still) wrong.
+
+    With --repair-from, each missing or corrupt object or pack is replaced
+    by a copy from REMOTE that verifies against its id."""
     from .._progress import progress_bar
     from ..errors import IntegrityError
     from ..fsck import fsck as run
+    from ..sync.sites import repair
 
+    replaced: list[str] = []
     with progress_bar("checking commits", total=None, disable=quiet or json_output) as advance:
-        result = run(open_repo(repo), full, advance)
-    lines = [
+        if repair_from is None:
+            result = run(open_repo(repo), full, advance)
+        else:
+            result, replaced = repair(open_repo(repo), repair_from, full, advance)
+    lines = [f"repaired {item} from {repair_from}" for item in replaced]
+    lines += [
         f"{result.refs} ref(s), {result.commits} commit(s), {result.objects} object(s), {result.packs} pack(s)"
         + (f", {result.packs_remote} pack(s) left at the remote" if result.packs_remote else "")
         + (f", {result.bytes_hashed} bytes re-hashed" if full else "")
     ]
     lines += [f"problem: {p}" for p in result.problems]
     lines.append("ok" if result.ok else f"{len(result.problems)} problem(s)")
-    report(json_output, result.to_json(), "\n".join(lines))
+    report(json_output, {**result.to_json(), "repaired": replaced}, "\n".join(lines))
     if not result.ok:
         raise typer.Exit(IntegrityError.exit_code)
 

@@ -165,6 +165,7 @@ def clone(
     dest: Annotated[Path, typer.Argument(help="New local directory.")],
     branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Create only this local branch (default: all).")] = None,
     metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Copy commits, manifests and segments; fetch image bytes on first read.")] = False,
+    hardlinks: Annotated[bool, typer.Option("--hardlinks/--no-hardlinks", help="On the same disk, share pack files by hard links (default) or copy them (an independent backup).")] = True,
     endpoint_url: Endpoint = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
@@ -173,5 +174,5 @@ def clone(
     from ..sync.sites import clone as run
 
     with _transferring(quiet or json_output) as advance:
-        _, result = run(url, dest, branch, metadata_only, endpoint_url, advance)
+        _, result = run(url, dest, branch, metadata_only, endpoint_url, advance, hardlinks)
     report(json_output, result.to_json(), _summary(f"Cloned into {dest} from", result))

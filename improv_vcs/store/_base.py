@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import InvalidInputError, StorageError
+from ..errors import InvalidInputError, ReadOnlyError, StorageError
 
 _FRESHEN_ATTEMPTS = 5
 _KEY_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
@@ -141,6 +141,11 @@ class Store(ABC):
         """Remove unfinished writes (temporary files) older than ``before``;
         returns their names. Stores whose writes are atomic have none."""
         return []
+
+    def replace(self, key: str, data: Bytes) -> None:
+        """Overwrite ``key`` atomically: only to repair a value that failed
+        verification with one that passed (values never change otherwise)."""
+        raise ReadOnlyError(f"{self.url} cannot be repaired from here; repair it on its own machine")
 
     @abstractmethod
     def delete(self, key: str) -> None:

@@ -75,6 +75,12 @@ class FsspecStore(Store):
             raise StorageError(f"{self.url} does not say when {key} was written")
         return when.timestamp() if hasattr(when, "timestamp") else float(when)
 
+    def replace(self, key: str, data: Bytes) -> None:
+        try:
+            self.fs.pipe_file(self._path(key), bytes(data))
+        except OSError as exc:
+            raise StorageError(f"cannot write {key} to {self.url}: {exc}") from exc
+
     def delete(self, key: str) -> None:
         try:
             self.fs.rm_file(self._path(key))

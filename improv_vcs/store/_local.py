@@ -189,6 +189,18 @@ class LocalStore(Store):
     def _key(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    def replace(self, key: str, data: Bytes) -> None:
+        """A new file renamed over the old one: a hard link elsewhere keeps
+        the old bytes, so a repair never writes through to another clone."""
+        path = self._path(key)
+        tmp = self._write_temp(path.parent, data)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        _fsync_dir(path.parent)
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:

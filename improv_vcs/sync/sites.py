@@ -157,7 +157,7 @@ def fetch(
 
 
 def _fetch(
-    repo: Repository, remote: str | None, endpoint_url: str | None, progress: Progress | None
+    repo: Repository, remote: str | None, endpoint_url: str | None, progress: Progress | None, hardlinks: bool = True
 ) -> tuple[SyncResult, dict[str, ObjectId], Fence]:
     """:func:`fetch`, also returning the remote's branches and the fence
     opened on this site before the transfer (for later ref moves)."""
@@ -167,7 +167,7 @@ def _fetch(
     tags = other.refs.tags()
     blobs = repo.remotes.promisor is None
     fence = Fence(repo.store)
-    transfer = Transfer(other, repo, blobs=blobs, progress=progress)
+    transfer = Transfer(other, repo, blobs=blobs, progress=progress, hardlinks=hardlinks)
     transfer.send([*branches.values(), *(other.resolve_tag_target(p) for p in tags.values())])
     fence.check(transfer.relied | {object_key(t) for t in branches.values()})
     for tag, pointer in sorted(tags.items()):
@@ -236,10 +236,12 @@ def clone(
     metadata_only: bool = False,
     endpoint_url: str | None = None,
     progress: Progress | None = None,
+    hardlinks: bool = True,
 ) -> tuple[Repository, SyncResult]:
     """A new repository at ``dest`` holding everything (or, with
     ``metadata_only``, everything but image and mask bytes) of ``url``, with
-    ``url`` as its remote ``origin``."""
+    ``url`` as its remote ``origin``. On the same disk, packs are shared by
+    hard links (they never change; ``hardlinks=False`` copies them)."""
     from ..repository import CONFIG_KEY, Repository
     from ..store import open_store
 
@@ -257,7 +259,7 @@ def clone(
     repo = Repository.open(os.fspath(dest))
     if "origin" not in repo.remotes.all():
         repo.remotes.add("origin", url, options, promisor=metadata_only)
-    result, branches, _ = _fetch(repo, "origin", None, progress)
+    result, branches, _ = _fetch(repo, "origin", None, progress, hardlinks)
     wanted = [branch] if branch else list(branches)
     if branch and branch not in branches:
         raise NotFoundError(f"{url} has no branch {branch!r}")
@@ -279,6 +281,27 @@ def fetch_blobs(repo: Repository, rows: Any, progress: Progress | None = None) -
     _, other = open_remote(repo, promisor)
     transfer = Transfer(other, repo, progress=progress)
     return transfer.send_packs(sorted(set(rows.column("pack").to_pylist())) if rows.num_rows else [])
+
+
+def repair(repo: Repository, remote: str | None, full: bool = True, progress: Progress | None = None) -> tuple[Any, list[str]]:
+    """Replace every object and pack fsck finds missing or corrupt with a
+    verified copy from ``remote``; returns the final fsck report and what
+    was replaced. Objects a replaced commit or manifest reveals as missing
+    are repaired in the next round."""
+    from ..fsck import fsck
+
+    _, other = open_remote(repo, remote)
+    transfer = Transfer(other, repo, progress=progress)
+    replaced: list[str] = []
+    while True:
+        report = fsck(repo, full=full)
+        todo = sorted({(p.what == "pack" and "pack" or "object", p.object_id) for p in report.problems if p.what != "ref"})
+        todo = [(what, oid) for what, oid in todo if f"{what} {oid}" not in replaced]
+        if not todo:
+            return report, replaced
+        for what, oid in todo:
+            transfer.replace(what, oid)
+            replaced.append(f"{what} {oid}")
 
 
 def remote_blob_reader(repo: Repository) -> Any:

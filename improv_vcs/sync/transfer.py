@@ -29,6 +29,7 @@ from ..closure import commit_objects
 from ..model import Commit, Tag
 from ..objects import ObjectDatabase, object_key
 from ..packs import PackIndex, index_key, pack_key
+from ..store import Bytes
 from . import graph
 
 if TYPE_CHECKING:
@@ -66,9 +67,12 @@ class Transfer:
         blobs: bool = True,
         progress: Progress | None = None,
         workers: int | None = None,
+        hardlinks: bool = True,
     ):
         self.source, self.dest = source, dest
         self.blobs = blobs
+        self.hardlinks = hardlinks
+        """Whether packs may be shared by hard links when both sites are on one disk."""
         self.progress = progress
         remote = "://" in dest.url or "://" in source.url
         self.workers = workers or (16 if remote else max(2, os.cpu_count() or 2))
@@ -172,16 +176,18 @@ class Transfer:
             flags = list(pool.map(store.exists, keys))
         return {k for k, there in zip(keys, flags) if not there}
 
-    def _copy_loose(self, oid: str) -> None:
+    def _read_loose(self, oid: str) -> bytes:
+        """An object's bytes from the source, verified against its id."""
         try:
             data = self.source.store.get(object_key(oid))
         except NotFoundError:
             raise NotFoundError(f"object {oid} is missing at {self.source.url}") from None
         if hash_bytes(data) != oid:
             raise IntegrityError(f"object {oid} from {self.source.url} is corrupt: its bytes hash differently")
-        self._written(self.dest.store.put_if_absent(object_key(oid), data), len(data), pack=False)
+        return data
 
-    def _copy_pack(self, pack_id: str) -> None:
+    def _read_pack(self, pack_id: str) -> tuple[bytes, Bytes]:
+        """A pack's index and data from the source, every blob verified."""
         try:
             index = self.source.store.get(index_key(pack_id))
         except NotFoundError:
@@ -195,12 +201,34 @@ class Transfer:
             PackIndex.parse(index).verify(data)
         except IntegrityError as exc:
             raise IntegrityError(f"pack {pack_id} from {self.source.url} is corrupt: {exc}") from None
+        return index, data
+
+    def _copy_loose(self, oid: str) -> None:
+        data = self._read_loose(oid)
+        self._written(self.dest.store.put_if_absent(object_key(oid), data), len(data), pack=False)
+
+    def _copy_pack(self, pack_id: str) -> None:
+        index, data = self._read_pack(pack_id)
         key = pack_key(pack_id)
-        linked = self.dest.store.adopt(self.source.store, key)  # same disk: share the verified file
+        linked = self.hardlinks and self.dest.store.adopt(self.source.store, key)  # same disk: share the verified file
         sent = len(data) if linked or self.dest.store.put_if_absent(key, data) else 0
         if self.dest.store.put_if_absent(index_key(pack_id), index):  # the index publishes the pack
             sent += len(index)
         self._written(sent > 0, sent, pack=True)
+
+    def replace(self, what: str, oid: str) -> None:
+        """Overwrite a corrupt or missing object (``what`` = ``object``) or
+        pack (``pack``: data, then index) at ``dest`` with the source's
+        verified copy."""
+        if what == "pack":
+            index, data = self._read_pack(oid)
+            self.dest.store.replace(pack_key(oid), data)
+            self.dest.store.replace(index_key(oid), index)
+            self._count(True, len(data) + len(index), pack=True)
+        else:
+            data = self._read_loose(oid)
+            self.dest.store.replace(object_key(oid), data)
+            self._count(True, len(data), pack=False)
 
     def _written(self, wrote: bool, size: int, pack: bool) -> None:
         with self._lock:
