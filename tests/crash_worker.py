@@ -91,7 +91,7 @@ def op_gc(root: Path) -> None:
     from improv_vcs import Repository
     from improv_vcs.gc import gc
 
-    gc(Repository.open(root / "site"), grace=0)
+    gc(Repository.open(root / "site"), grace=0, force=True)  # takes over from a killed run
 
 
 OPS = {"commit": op_commit, "push": op_push, "pull": op_pull, "export": op_export, "gc": op_gc}

@@ -84,7 +84,9 @@ def _setup_export(root: Path) -> None:
 def _setup_gc(root: Path) -> None:
     """Reachable: BASE and SITE_SIDE. Unreachable: the packs, manifests and
     commit of a transaction that died just before moving its branch, and a
-    loose annotated tag no ref names."""
+    loose annotated tag no ref names. ``remote``, a copy of the site, has
+    that commit on its main: a pull after a killed gc must bring back
+    whatever the gc took."""
     from improv_vcs.model import Tag
 
     site = _init_with_base(root)
@@ -97,9 +99,11 @@ def _setup_gc(root: Path) -> None:
     tx._packs = [future.result() for future in tx._pack_futures]
     tx._publisher.shutdown()
     batches = [tx._write_manifest(tx._manifest_table(p)) for p in tx._pending]
-    assert tx._write_commit(batches, [], []) is not None
+    died = tx._write_commit(batches, [], [])
     tip = site.resolve()
     site.odb.put_object(Tag(name="orphan", target=tip, tagger="t", time=w.T0, message="orphan"))
+    shutil.copytree(root / "site", root / "remote")
+    Repository.open(root / "remote").refs.set_branch("main", tip, died)
 
 
 SETUP = {"commit": _setup_commit, "push": _setup_push, "pull": _setup_pull,
@@ -323,7 +327,31 @@ def _killed_gc(t: Template, root: Path) -> str:
     now = verified_ids(root / "site")
     check(now == t.before["site"], "gc: the reachable state changed")
     left = tree_listing(root / "site")
+    _pull_after_gc(root)
     return "after" if left == tree_listing(t.reference / "site") else "partial"
+
+
+def _pull_after_gc(root: Path) -> None:
+    """On a copy: a pull of the history the gc was taking brings it all back
+    (after a gc --force finishes a killed run, if the pull asks for one)."""
+    from improv_vcs import ConflictError
+    from improv_vcs.gc import gc
+    from improv_vcs.sync.sites import pull
+
+    scratch = Path(tempfile.mkdtemp(dir=root.parent, prefix="pull-"))
+    try:
+        shutil.copytree(root / "site", scratch / "site")
+        site = Repository.open(scratch / "site")
+        try:
+            pull(site, str(root / "remote"))
+        except ConflictError as exc:
+            check("improv gc --force" in str(exc), f"gc: pull refused without saying why: {exc}")
+            gc(site, grace=0, force=True)
+            pull(site, str(root / "remote"))
+        remote = verified_ids(root / "remote")
+        check(verified_ids(scratch / "site")["main"] == remote["main"], "gc: pull after a killed gc is not whole")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 CHECK_KILLED = {"commit": _killed_commit, "push": _killed_push, "pull": _killed_pull,
