@@ -6,6 +6,12 @@ them; packs are checked for presence and size, and every manifest row must
 point at exactly the pack entry of its blob. ``full`` also re-hashes every
 blob of every pack. A metadata-only clone lacks packs by design: those are
 counted as remote, not reported.
+
+Each ref must point at the right kind of object: a branch or a
+remote-tracking ref at a commit, a tag at a tag object or a commit, and a
+tag object at a commit; each commit's parents must exist and be commits.
+Commits and the objects they hold are tracked apart, so an object met in
+one role is still checked when it appears in another.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import pyarrow.compute as pc
 
 from . import index, manifest, registry, sources
 from .errors import ImprovError
+from .refs import HEADS, TAGS
 from .model import Commit, Datasets, Registry, Tag
 from .packs import PackIndex, index_key, pack_key
 from .provenance import records
@@ -33,7 +40,7 @@ class Problem:
     """One thing wrong, named by the object it concerns."""
 
     object_id: str
-    what: str  # commit, tag, manifest, pack, segment, datasets, ref
+    what: str  # commit, tag, manifest, pack, segment, datasets, ref (the detail names the ref)
     detail: str
 
     def __str__(self) -> str:
@@ -78,7 +85,8 @@ class _Checker:
     def __init__(self, repo: Repository, full: bool, progress: Callable[[int], None] | None):
         self.repo, self.full, self.progress = repo, full, progress
         self.report = FsckReport()
-        self.seen: set[str] = set()
+        self.seen: set[str] = set()  # sub-objects (manifests, segments, ...)
+        self.commits_seen: set[str] = set()
         self.packs: dict[str, PackIndex | None] = {}
         self.partial = repo.remotes.promisor is not None
 
@@ -93,42 +101,92 @@ class _Checker:
             return None
 
     def run(self) -> None:
-        tips = self._ref_targets()
-        stack = list(tips)
+        # (commit id, the child naming it as a parent; None for a ref's target)
+        stack: list[tuple[str, str | None]] = [(tip, None) for tip in self._ref_targets()]
+        odb = self.repo.odb
         while stack:
-            oid = stack.pop()
-            if oid in self.seen:
+            oid, child = stack.pop()
+            if oid in self.commits_seen:
                 continue
-            self.seen.add(oid)
-            commit = self._attempt(oid, "commit", lambda o=oid: self.repo.odb.get_commit(o))
-            if commit is None:
+            self.commits_seen.add(oid)
+            if child is not None and not odb.is_json_object(oid):
+                self.problem(oid, "commit", f"parent of {child[:12]} is a data object, not a commit")
+                continue
+            found = self._attempt(oid, "commit", lambda o=oid: odb.get_object(o))
+            if found is None:
+                continue
+            if not isinstance(found, Commit):
+                named = f"parent of {child[:12]}" if child else oid[:12]
+                self.problem(oid, "commit", f"{named} is a {found.kind}, not a commit")
                 continue
             self.report.commits += 1
-            self._check_commit(oid, commit)
-            stack.extend(commit.parents)
+            stack.extend((parent, oid) for parent in self._check_commit(oid, found))
             if self.progress:
                 self.progress(1)
         if self.full:
             self._hash_packs()
 
     def _ref_targets(self) -> list[str]:
-        targets = []
-        refs = [*self.repo.refs.branches().items()]
-        for name in self.repo.remotes.all():
-            refs += [(f"{name}/{b}", t) for b, t in self.repo.remotes.tracking(name).items()]
-        for name, pointer in self.repo.refs.tags().items():
-            found = self._attempt(pointer, "tag", lambda p=pointer: self.repo.odb.get_object(p))
-            if isinstance(found, Tag):
-                refs.append((name, found.target))
-            elif found is not None:
-                refs.append((name, pointer))
+        """The commits the refs point at (tags peeled), after checking that
+        each ref points at an object of the right kind."""
+        refs = [(HEADS + name, target, "branch") for name, target in self.repo.refs.branches().items()]
+        for remote in self.repo.remotes.all():
+            refs += [(f"refs/remotes/{remote}/{b}", t, "branch") for b, t in self.repo.remotes.tracking(remote).items()]
+        refs += [(TAGS + name, pointer, "tag") for name, pointer in self.repo.refs.tags().items()]
         self.report.refs = len(refs)
-        for name, target in refs:
-            if not self.repo.odb.has(target):
-                self.problem(target, "ref", f"{name} points at a missing commit")
-            else:
-                targets.append(target)
+        targets = []
+        for ref, target, kind in refs:
+            commit = self._check_ref(ref, target, kind)
+            if commit is not None:
+                targets.append(commit)
         return targets
+
+    def _check_ref(self, ref: str, target: str, kind: str) -> str | None:
+        """The commit ``ref`` leads to (None if it leads to none); a ref of
+        the wrong kind is a problem naming the ref. A commit that cannot be
+        read is returned: the history walk reports it as a damaged commit."""
+        odb = self.repo.odb
+        wanted = "a commit" if kind == "branch" else "a tag or a commit"
+        if not odb.has(target):
+            self.problem(target, "ref", f"{ref} points at a missing {'commit' if kind == 'branch' else 'object'}")
+            return None
+        if not odb.is_json_object(target):
+            self.problem(target, "ref", f"{ref} points at a data object (manifest, segment or table), not {wanted}")
+            return None
+        if kind == "branch":
+            found = self._peek(target)
+            if found is not None and not isinstance(found, Commit):
+                self.problem(target, "ref", f"{ref} points at a {found.kind}, not a commit")
+                return None
+            return target
+        found = self._attempt(target, "tag", lambda: odb.get_object(target))
+        if found is None:
+            return None
+        if isinstance(found, Commit):
+            return target
+        if not isinstance(found, Tag):
+            self.problem(target, "ref", f"{ref} points at a {found.kind}, not {wanted}")
+            return None
+        inner = found.target
+        if not odb.has(inner):
+            self.problem(target, "tag", f"the tag object of {ref} targets a missing commit {inner}")
+            return None
+        if not odb.is_json_object(inner):
+            self.problem(target, "tag", f"the tag object of {ref} targets a data object {inner[:12]}, not a commit")
+            return None
+        peeled = self._peek(inner)
+        if peeled is not None and not isinstance(peeled, Commit):
+            self.problem(target, "tag", f"the tag object of {ref} targets a {peeled.kind} {inner[:12]}, not a commit")
+            return None
+        return inner
+
+    def _peek(self, oid: str) -> Any:
+        """The parsed object ``oid`` (None if it cannot be read: the caller
+        leaves reporting that to the check that owns the object)."""
+        try:
+            return self.repo.odb.get_object(oid)
+        except ImprovError:
+            return None
 
     def _first_visit(self, oid: str) -> bool:
         """True the first time an object is met (and count it)."""
@@ -138,11 +196,16 @@ class _Checker:
         self.report.objects += 1
         return True
 
-    def _check_commit(self, oid: str, commit: Commit) -> None:
+    def _check_commit(self, oid: str, commit: Commit) -> list[str]:
+        """Check one commit's sub-objects; returns its parents that exist
+        (the walk checks that they are commits)."""
         odb = self.repo.odb
+        parents = []
         for parent in commit.parents:
             if not odb.has(parent):
                 self.problem(parent, "commit", f"parent of {oid[:12]} is missing")
+            else:
+                parents.append(parent)
         segments = [(s, index.BATCHES) for s in commit.index] + [(s, index.PROVENANCE) for s in commit.provenance_index]
         segments += [(s, index.SOURCES) for s in commit.sources_index]
         for segment, layout in segments:
@@ -182,6 +245,7 @@ class _Checker:
                 if table.num_rows != files.rows:
                     self.problem(files.table, "sources table", f"holds {table.num_rows} rows, its commit says {files.rows}")
                 self._check_locations(files.table, "sources table", table, key="path")
+        return parents
 
     def _pack(self, pack_id: str) -> PackIndex | None:
         if pack_id not in self.packs:

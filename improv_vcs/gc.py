@@ -156,17 +156,37 @@ def gc(
     reach.walk(_roots(repo, young), strict=False)
     doomed = {k for k in ages if k not in young and k not in reach.keys}
     step("planned", None)
-    if not dry_run:
-        owner = uuid.uuid4().hex
-        publishing = GcState(previous.generation + 1, frozenset(doomed | previous.doomed), now, owner)
-        store.compare_and_swap(STATE_KEY, raw, publishing.encode())
+    if dry_run:
+        return _finish(repo, report, reach, young, doomed, cutoff, dry_run, step)
+    owner = uuid.uuid4().hex
+    publishing = GcState(previous.generation + 1, frozenset(doomed | previous.doomed), now, owner)
+    store.compare_and_swap(STATE_KEY, raw, publishing.encode())
+    try:
         step("published", None)
         reach.walk(_tips(repo))
         ages = _ages(repo, doomed - reach.keys)
         revived = {k for k, t in ages.items() if t >= cutoff}
         reach.walk(_roots(repo, revived), strict=False)
-        young |= revived
         doomed = {k for k in ages if k not in revived and k not in reach.keys}
+        _finish(repo, report, reach, young | revived, doomed, cutoff, dry_run, step)
+    except (Exception, KeyboardInterrupt):
+        _release(repo, owner)  # stopped by an error or Ctrl-C: nothing more will be deleted
+        raise
+    _release(repo, owner)
+    return report
+
+
+def _finish(
+    repo: Repository,
+    report: GcReport,
+    reach: _Reach,
+    young: set[str],
+    doomed: set[str],
+    cutoff: float,
+    dry_run: bool,
+    step: Step,
+) -> GcReport:
+    """Count, then delete ``doomed`` in a safe order, and sweep old temporaries."""
     report.kept_young = len(young - reach.keys)
     report.reachable_objects = sum(k.startswith("objects/") for k in reach.keys)
     report.reachable_packs = sum(k.endswith(".idx") for k in reach.keys)
@@ -175,10 +195,8 @@ def gc(
         report.removed_bytes += _size(repo, key)
         if not dry_run:
             step("delete", key)
-            store.delete(key)
-    report.temporaries = store.sweep_temporaries(cutoff, dry_run)
-    if not dry_run:
-        _release(repo, owner)
+            repo.store.delete(key)
+    report.temporaries = repo.store.sweep_temporaries(cutoff, dry_run)
     return report
 
 

@@ -63,6 +63,34 @@ def ref_name(value: str) -> str:
     return value
 
 
+def new_ref_name(value: str) -> str:
+    """Validate the name of a branch or tag about to be created.
+
+    On top of :func:`ref_name`, a new name must not be readable as another
+    revision, so that no ref can shadow one (see :mod:`improv_vcs.revparse`):
+
+    * not ``HEAD``, in any case (``HEAD`` names the default branch; ``head``
+      is refused too, as case-insensitive file systems would confuse them);
+    * not 4 to 64 lower-case hex digits (``abcd``, a full commit id): that is
+      read as a commit id or an abbreviation of one;
+    * no ``~`` (``main~1`` is revision syntax), which :func:`ref_name`
+      already refuses.
+
+    Refs that already exist are read with :func:`ref_name` alone, so an older
+    repository holding such a name still opens; only creating one is refused.
+    Whether the name is free (a branch and a tag never share a name) is
+    :meth:`improv_vcs.refs.RefStore.check_new_name`'s job.
+    """
+    ref_name(value)
+    if value.upper() == "HEAD":
+        raise InvalidInputError(f"invalid ref name {value!r}: HEAD names the default branch")
+    if is_hex_prefix(value):
+        raise InvalidInputError(
+            f"invalid ref name {value!r}: 4 to 64 hex digits would be read as a commit id"
+        )
+    return value
+
+
 def image_id(value: str) -> str:
     """Validate one image id (safe as a file name, at most 255 characters)."""
     if not isinstance(value, str) or not _IMAGE_ID.match(value):

@@ -2,12 +2,20 @@
 
 Branches move only by compare-and-swap from an expected old id; tags are
 created once and never move.
+
+A new branch or tag must have a name no revision could mean (not ``HEAD``,
+not a hex commit-id prefix: :func:`~improv_vcs.ids.new_ref_name`) and a name
+the other kind does not already use, so a ref never shadows a commit id and
+a branch never shadows a tag (:meth:`RefStore.check_new_name`). Refs that
+already exist are read, and branches moved, whatever their name.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from .errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
-from .ids import ObjectId, is_object_id, ref_name
+from .ids import ObjectId, is_object_id, new_ref_name, ref_name
 from .store import Store
 
 HEADS = "refs/heads/"
@@ -52,9 +60,31 @@ class RefStore:
     def tags(self) -> dict[str, ObjectId]:
         return self._all(TAGS)
 
+    def check_new_name(self, kind: Literal["branch", "tag"], name: str) -> str:
+        """Validate ``name`` for a new ``kind`` ("branch" or "tag") and return it.
+
+        :class:`InvalidInputError` when :func:`~improv_vcs.ids.new_ref_name`
+        refuses it, or when a ref of the other kind already has that name
+        (branch and tag names must differ, or one would shadow the other).
+        Whether a ref of the same kind exists is left to the write itself
+        (a compare-and-swap). The check is not atomic with that write: two
+        writers racing to create branch ``x`` and tag ``x`` can both pass,
+        and then revision parsing prefers the branch.
+        """
+        if kind not in ("branch", "tag"):
+            raise InvalidInputError(f"kind must be 'branch' or 'tag', not {kind!r}")
+        new_ref_name(name)
+        other = "tag" if kind == "branch" else "branch"
+        taken = self.tag(name) if kind == "branch" else self.branch(name)
+        if taken is not None:
+            raise InvalidInputError(f"a {other} named {name!r} exists; branch and tag names must differ")
+        return name
+
     def set_branch(self, name: str, old: str | None, new: str) -> None:
-        """Move branch ``name`` from ``old`` (None: it must not exist) to ``new``."""
-        key = HEADS + ref_name(name)
+        """Move branch ``name`` from ``old`` (None: create it; it must not
+        exist, and its name must pass :meth:`check_new_name`) to ``new``.
+        Moving an existing branch does not re-check its name."""
+        key = HEADS + (self.check_new_name("branch", name) if old is None else ref_name(name))
         expected = None if old is None else f"{old}\n".encode()
         try:
             self.store.compare_and_swap(key, expected, f"{new}\n".encode())
@@ -64,7 +94,10 @@ class RefStore:
             ) from None
 
     def create_tag(self, name: str, target: str) -> None:
-        key = TAGS + ref_name(name)
+        """Create tag ``name`` at ``target`` (a commit or tag object id); its
+        name must pass :meth:`check_new_name`. :class:`ReadOnlyError` if the
+        tag exists: tags never move."""
+        key = TAGS + self.check_new_name("tag", name)
         try:
             self.store.compare_and_swap(key, None, f"{target}\n".encode())
         except ConflictError:

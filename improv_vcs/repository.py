@@ -24,7 +24,8 @@ from .errors import (
     NotARepositoryError,
     NotFoundError,
 )
-from .ids import ObjectId, ref_name
+from .fence import Fence
+from .ids import ObjectId, new_ref_name
 from .model import (
     Commit,
     Dataset,
@@ -35,7 +36,7 @@ from .model import (
     canonical_json,
     decode_config,
 )
-from .objects import ObjectDatabase
+from .objects import ObjectDatabase, object_key
 from .packs import DEFAULT_PACK_SIZE
 from .query import Query, build_query
 from .refs import RefStore
@@ -89,7 +90,7 @@ class Repository:
         store = open_store(os.fspath(url), **storage_options)
         config = RepositoryConfig(
             id=str(uuid.uuid4()),
-            default_branch=ref_name(default_branch),
+            default_branch=new_ref_name(default_branch),
             created=datetime.now(timezone.utc),
         )
         if store.exists(CONFIG_KEY) or not store.put_if_absent(CONFIG_KEY, canonical_json(config)):
@@ -129,7 +130,12 @@ class Repository:
 
     # -- revisions -------------------------------------------------------
     def resolve(self, rev: str | None = None) -> ObjectId:
-        """The commit id a revision names (default: the default branch)."""
+        """The commit id a revision names (default: the default branch).
+
+        ``HEAD``, then a full object id, then a branch, then a tag, then a
+        unique hex prefix, each optionally followed by ``~N``: see
+        :mod:`improv_vcs.revparse`. A full commit id always means that commit.
+        """
         return revparse.resolve(self.odb, self.refs, rev or "HEAD", self.config.default_branch)
 
     def commit_info(self, rev: str | None = None) -> tuple[ObjectId, Commit]:
@@ -554,8 +560,17 @@ class Repository:
         return self.refs.branches()
 
     def create_branch(self, name: str, at: str | None = None) -> ObjectId:
-        """Create branch ``name`` at revision ``at`` (default: the default branch)."""
+        """Create branch ``name`` at revision ``at`` (default: the default branch).
+
+        The name must not read as another revision (``HEAD``, 4 to 64 hex
+        digits) nor be a tag's name: :class:`InvalidInputError`
+        (:meth:`RefStore.check_new_name`); an existing branch raises
+        :class:`ConflictError`.
+        """
+        self.refs.check_new_name("branch", name)
+        fence = Fence(self.store)
         target = self.resolve(at)
+        self._hold(fence, target)
         try:
             self.refs.set_branch(name, None, target)
         except ConflictError:
@@ -586,8 +601,12 @@ class Repository:
         ``license``, ``description``, ``doi``) for citations.
 
         Tags never move: creating an existing tag raises :class:`ReadOnlyError`.
+        The name must not read as another revision (``HEAD``, 4 to 64 hex
+        digits) nor be a branch's name: :class:`InvalidInputError`
+        (:meth:`RefStore.check_new_name`), before anything is written.
         """
-        ref_name(name)
+        self.refs.check_new_name("tag", name)
+        fence = Fence(self.store)
         target = self.resolve(at)
         if self.refs.tag(name) is not None:
             self.refs.create_tag(name, target)  # raises ReadOnlyError
@@ -610,8 +629,19 @@ class Repository:
                 error = exc.errors()[0]
                 raise InvalidInputError(f"{'.'.join(map(str, error['loc']))}: {error['msg']}") from None
             pointer = self.odb.put_object(tag)
+        self._hold(fence, target, pointer)
         self.refs.create_tag(name, pointer)
         return target
+
+    def _hold(self, fence: Fence, *oids: str) -> None:
+        """Before a new ref names existing objects (which may be old
+        garbage): freshen them, so gc keeps them and what they reach, and
+        check gc's fence (see :mod:`improv_vcs.fence`)."""
+        keys = [object_key(oid) for oid in oids]
+        for key in keys:
+            if not self.store.freshen(key):
+                raise NotFoundError(f"{key} vanished while the ref was being created (a gc?); nothing was changed")
+        fence.check(keys)
 
     def tag_object(self, name: str) -> Tag | None:
         """The annotated tag object of ``name`` (None for a lightweight tag)."""

@@ -1,8 +1,22 @@
 """Turn a revision string into a commit id.
 
-Accepted: a branch or tag name, ``HEAD`` (the default branch), a full commit
-id or a unique prefix of at least 4 hex digits, each optionally followed by
-``~N`` (the N-th first parent) or ``~`` (= ``~1``), repeatable.
+A revision is a name optionally followed by ``~N`` (the N-th first parent)
+or ``~`` (= ``~1``), repeatable. The name is read by one precedence, first
+match wins:
+
+1. ``HEAD``: the default branch (never a ref named ``HEAD``);
+2. a full object id (64 lower-case hex digits): that commit or tag object,
+   never a ref, so an id always means the same snapshot;
+3. a branch of that name;
+4. a tag of that name (an annotated tag is peeled to its commit);
+5. a unique prefix of at least 4 hex digits of a commit or tag object id.
+
+New refs cannot be named ``HEAD`` or like a hex prefix, nor share a name
+with a ref of the other kind (:func:`improv_vcs.ids.new_ref_name`,
+:meth:`improv_vcs.refs.RefStore.check_new_name`), so steps 3 to 5 never
+compete in a repository written by this version. A legacy ref named like a
+full id is unreachable here; read it by name with
+:meth:`~improv_vcs.refs.RefStore.branch` or ``tag``.
 """
 
 from __future__ import annotations
@@ -52,8 +66,18 @@ def resolve(odb: ObjectDatabase, refs: RefStore, spec: str, default_branch: str)
 
 
 def _resolve_name(odb: ObjectDatabase, refs: RefStore, name: str, default_branch: str) -> ObjectId:
+    """The object ``name`` (no ``~`` suffix) names, by the module's precedence."""
     if name == "HEAD":
-        name = default_branch
+        head = refs.branch(default_branch)
+        if head is None:
+            raise NotFoundError(f"no branch, tag or commit named {default_branch!r}")
+        return head
+    if is_object_id(name):
+        if not odb.has(name):
+            raise NotFoundError(f"no branch, tag or commit named {name!r}")
+        if not odb.is_json_object(name):
+            raise NotFoundError(f"{name[:12]} is not a commit or tag")
+        return ObjectId(name)
     named = None
     try:
         ref_name(name)
@@ -62,10 +86,6 @@ def _resolve_name(odb: ObjectDatabase, refs: RefStore, name: str, default_branch
         pass
     if named is not None:
         return named
-    if is_object_id(name) and odb.has(name):
-        if not odb.is_json_object(name):
-            raise NotFoundError(f"{name[:12]} is not a commit or tag")
-        return ObjectId(name)
     if is_hex_prefix(name):
         matches = [m for m in odb.expand_prefix(name) if odb.is_json_object(m)]
         if len(matches) == 1:

@@ -29,6 +29,10 @@ T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 DAY = 86400.0
 
 
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing of the process runs after it."""
+
+
 def rows(prefix: str, n: int = 4) -> list[dict]:
     return [{"image_id": f"{prefix}{k}", "timestamp": T0} for k in range(n)]
 
@@ -169,9 +173,9 @@ def test_a_gc_that_finds_another_running_refuses_unless_forced(tmp_path):
     add(repo, "a")
 
     def killed(name, key):
-        raise KeyboardInterrupt
+        raise Killed
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Killed):
         gc(repo, grace=0, on_step=lambda name, key: killed(name, key) if name == "published" else None)
     assert read_state(repo.store)[1].collecting
     with pytest.raises(ConflictError, match="another gc"):
@@ -179,6 +183,25 @@ def test_a_gc_that_finds_another_running_refuses_unless_forced(tmp_path):
     gc(repo, grace=0, force=True)
     assert not read_state(repo.store)[1].collecting
     assert gc(repo, grace=0, clock=lambda: time.time() + 7200).removed == []  # lease over: no --force needed
+
+
+@pytest.mark.parametrize("stop", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+def test_a_gc_stopped_by_an_error_or_ctrl_c_withdraws_its_doomed_keys(tmp_path, stop):
+    repo = Repository.init(tmp_path / "repo")
+    add(repo, "a")
+    abandoned_side(repo)
+    age_everything(tmp_path / "repo", 2 * DAY)
+
+    def step(name, key):
+        if name == "delete":
+            raise stop
+
+    with pytest.raises(type(stop)):
+        gc(repo, grace=DAY, on_step=step)
+    state = read_state(repo.store)[1]
+    assert not state.collecting and not state.doomed and state.generation == 2
+    add(repo, "x")  # reuses what gc had doomed: no refusal
+    readable_everywhere(repo)
 
 
 # -- a gc killed at every deletion, then transfers -------------------------------------
@@ -217,11 +240,11 @@ def test_a_gc_killed_at_any_deletion_leaves_transfers_whole(tmp_path):
         def step(name, key):
             if name == "delete":
                 if len(done) == kill_after:
-                    raise KeyboardInterrupt  # the process dies here
+                    raise Killed  # the process dies here
                 done.append(key)
 
         if kill_after < len(order):
-            with pytest.raises(KeyboardInterrupt):
+            with pytest.raises(Killed):
                 gc(site, grace=DAY, on_step=step)
         else:
             gc(site, grace=DAY, on_step=step)
@@ -337,3 +360,39 @@ def test_the_service_refuses_a_commit_missing_a_manifest(served, tmp_path):
         store.compare_and_swap("refs/heads/main", f"{main}\n".encode(), f"{hash_bytes(data)}\n".encode())
     assert repo.refs.branch("main") == main
     assert read_state(repo.store)[1].generation == 0 and not repo.store.exists(STATE_KEY)
+
+
+# -- new refs at old, unreachable commits ---------------------------------------------
+
+
+def test_a_branch_at_a_doomed_commit_is_refused_and_at_a_freshened_one_is_whole(tmp_path):
+    repo = Repository.init(tmp_path / "repo")
+    add(repo, "a")
+    side = abandoned_side(repo)
+    age_everything(tmp_path / "repo", 2 * DAY)
+
+    def step(name, key):
+        if name == "published":
+            with pytest.raises(ConflictError, match="is removing"):
+                repo.create_branch("revived", side)
+            with pytest.raises(ConflictError, match="is removing"):
+                repo.create_tag("revived-tag", side, message="too late")
+
+    gc(repo, grace=DAY, on_step=step)
+    assert set(repo.refs.branches()) == {"main"} and repo.refs.tags() == {}
+    readable_everywhere(repo)
+
+    other = Repository.init(tmp_path / "other")
+    add(other, "a")
+    dangling = abandoned_side(other)
+    age_everything(tmp_path / "other", 2 * DAY)
+    move = other.refs.set_branch
+
+    def gc_then_move(name, old, new):
+        gc(other, grace=DAY)  # runs whole after the commit was freshened
+        move(name, old, new)
+
+    other.refs.set_branch = gc_then_move
+    other.create_branch("revived", dangling)
+    assert sorted(other.images("revived").column("image_id").to_pylist()) == [f"{p}{k}" for p in "ax" for k in range(4)]
+    readable_everywhere(other)

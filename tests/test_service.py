@@ -371,7 +371,7 @@ def test_image_metadata_and_bytes(reader, built):
     assert reader.get(f"/v1/images/{image}/data", params={"as_of": t1}).content == repo.read_image(image, at=built.c1)
     assert reader.get(f"/v1/images/{image}/provenance", params={"as_of": t1}).json() == []
     full_id = reader.get(f"/v1/images/{image}/data", params={"at": built.c1})
-    assert full_id.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert full_id.headers["cache-control"] == "private, max-age=31536000, immutable"  # reads need a token
     for at in ("v1", "main", built.c1[:12]):
         assert reader.get(f"/v1/images/{image}/data", params={"at": at}).headers["cache-control"] == "no-cache"
     part = reader.get(f"/v1/images/{image}/data", headers={"Range": "bytes=10-19"})

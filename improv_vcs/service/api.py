@@ -27,6 +27,19 @@ Texts = Annotated[list[str], Query(max_length=1000)]
 MAX_PAGE = 100_000
 
 
+def _cache_control(at: str | None, anonymous_read: bool) -> str:
+    """The ``Cache-Control`` of a response read at revision ``at``: cacheable
+    forever only when ``at`` is a full object id, which always names the same
+    commit (revision parsing never lets a ref shadow it, and no new ref may be
+    named like one); anything else (a branch, a tag, ``HEAD``, a prefix,
+    ``~N``, no ``at``) can come to mean another commit, so it is revalidated.
+    ``as_of`` with a full id is fixed too: it walks that commit's history.
+    Shared caches may keep it only when anyone may read it."""
+    if at is None or not is_object_id(at):
+        return "no-cache"
+    return f"{'public' if anonymous_read else 'private'}, max-age=31536000, immutable"
+
+
 def _as_of(text: str | None) -> datetime | None:
     return parse_time(text, "as_of") if text else None
 
@@ -135,8 +148,7 @@ def image_data(request: Request, image: str, here: SiteDep, _: Reader, at: At = 
     snapshot = here.repo.snapshot(at, _as_of(as_of))
     row = snapshot.record(valid_image_id(image))
     etag = f'"{row["blob_id"]}"'
-    cache = "public, max-age=31536000, immutable" if at is not None and is_object_id(at) else "no-cache"
-    headers = {"ETag": etag, "Cache-Control": cache, "Accept-Ranges": "bytes"}
+    headers = {"ETag": etag, "Cache-Control": _cache_control(at, request.app.state.access.anonymous_read), "Accept-Ranges": "bytes"}
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     data = here.repo.odb.read_blob(row["pack"], row["offset"], row["size"], row["blob_id"])

@@ -140,13 +140,17 @@ def swap_ref(site: Site, key: str, expected: str | None, new: str) -> None:
     """Move a branch (or create a tag) by compare-and-swap."""
     check_key(key)
     if key.startswith(HEADS):
-        ref_name(key[len(HEADS) :])
+        kind, name = "branch", key[len(HEADS) :]
     elif key.startswith(TAGS):
-        ref_name(key[len(TAGS) :])
+        kind, name = "tag", key[len(TAGS) :]
         if expected is not None:
             raise ReadOnlyError("tags never move")
     else:
         raise ReadOnlyError(f"{key} cannot be changed over HTTP")
+    if expected is None:
+        site.repo.refs.check_new_name(kind, name)
+    else:
+        ref_name(name)
     target = new[:-1] if new.endswith("\n") else ""
     if not is_object_id(target):
         raise InvalidInputError(f"a ref holds '<object id>\\n', not {new[:80]!r}")

@@ -128,7 +128,13 @@ class LocalStore(Store):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
                 path = Path(dirpath) / name
-                if name.startswith(".tmp-") and path.stat().st_mtime < before:
+                if not name.startswith(".tmp-"):
+                    continue
+                try:
+                    stale = path.stat().st_mtime < before
+                except FileNotFoundError:
+                    continue  # a write finished meanwhile
+                if stale:
                     if not dry_run:
                         path.unlink(missing_ok=True)
                     removed.append(str(path.relative_to(self.root)))

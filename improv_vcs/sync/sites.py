@@ -91,6 +91,18 @@ def _init_like(repo: Repository, url: str, options: dict[str, str]) -> Repositor
     return Repository.open(url, **options)
 
 
+def _created(result: SyncResult, name: str, create: Any) -> bool:
+    """Run ``create`` (a new branch or tag); a name this version refuses
+    for new refs (one that could shadow a revision, from an older site) is
+    left out with a note instead of stopping the transfer."""
+    try:
+        create()
+    except InvalidInputError as exc:
+        result.notes.append(f"{name!r} was not created: {exc}")
+        return False
+    return True
+
+
 def push(
     repo: Repository,
     remote: str | None = None,
@@ -138,8 +150,8 @@ def push(
             continue
         transfer.send_tag(pointer)
         fence.check(transfer.relied | {object_key(pointer)})
-        other.refs.create_tag(tag, pointer)
-        result.refs[f"refs/tags/{tag}"] = pointer
+        if _created(result, tag, lambda: other.refs.create_tag(tag, pointer)):
+            result.refs[f"refs/tags/{tag}"] = pointer
     if repo.remotes.all().get(name):
         repo.remotes.set_tracking(name, branch, tip)
     result.transfer = transfer.report
@@ -175,8 +187,8 @@ def _fetch(
         if mine is None:
             transfer.send_tag(pointer)
             fence.check({object_key(pointer)})
-            repo.refs.create_tag(tag, pointer)
-            result.refs[f"refs/tags/{tag}"] = pointer
+            if _created(result, tag, lambda: repo.refs.create_tag(tag, pointer)):
+                result.refs[f"refs/tags/{tag}"] = pointer
         elif mine != pointer:
             result.notes.append(f"tag {tag!r} differs on the remote; kept this site's")
     if name in repo.remotes.all():
@@ -264,8 +276,7 @@ def clone(
     if branch and branch not in branches:
         raise NotFoundError(f"{url} has no branch {branch!r}")
     for name in wanted:
-        if repo.refs.branch(name) is None:
-            repo.refs.set_branch(name, None, branches[name])
+        if repo.refs.branch(name) is None and _created(result, name, lambda n=name: repo.refs.set_branch(n, None, branches[n])):
             result.refs[f"refs/heads/{name}"] = branches[name]
     result.action = "cloned"
     result.commit = branches.get(repo.config.default_branch)
