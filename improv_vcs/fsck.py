@@ -26,10 +26,10 @@ import pyarrow.compute as pc
 
 from . import index, manifest, registry, sources
 from .errors import ImprovError
-from .refs import HEADS, TAGS
 from .model import Commit, Datasets, Registry, Tag
 from .packs import PackIndex, index_key, pack_key
 from .provenance import records
+from .refs import HEADS, TAGS
 
 if TYPE_CHECKING:
     from .repository import Repository

@@ -19,9 +19,9 @@ from improv_vcs.closure import commit_keys
 from improv_vcs.fence import STATE_KEY, read_state
 from improv_vcs.fsck import fsck
 from improv_vcs.gc import gc
+from improv_vcs.ids import hash_bytes
 from improv_vcs.model import Commit, canonical_json
 from improv_vcs.objects import object_key
-from improv_vcs.ids import hash_bytes
 from improv_vcs.store._http import HttpStore
 from improv_vcs.sync.sites import pull, push
 
@@ -92,7 +92,7 @@ def site(request, tmp_path):
         age_everything(tmp_path / "repo", 2 * DAY)
         clock = time.time
     else:
-        clock = lambda: time.time() + 2 * DAY  # noqa: E731
+        clock = lambda: time.time() + 2 * DAY
     return repo, clock
 
 

@@ -11,7 +11,14 @@ import httpx
 import pytest
 from test_cli import _clean_env, assert_error, invoke, ok, runner  # noqa: F401  (fixtures)
 
-from improv_vcs import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, Repository, cite
+from improv_vcs import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ReadOnlyError,
+    Repository,
+    cite,
+)
 from improv_vcs.ids import new_ref_name, ref_name
 from improv_vcs.refs import HEADS, TAGS
 from improv_vcs.service.app import create_app

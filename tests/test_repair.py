@@ -35,7 +35,7 @@ def test_clone_shares_packs_by_default_and_copies_them_on_request(tmp_path, runn
     origin, pack = _origin(tmp_path)
     clone(str(tmp_path / "origin"), tmp_path / "linked")
     ok(invoke(runner, "clone", str(tmp_path / "origin"), str(tmp_path / "copied"), "--no-hardlinks", "-q"))
-    inode = lambda name: os.stat(tmp_path / name / pack_key(pack)).st_ino  # noqa: E731
+    inode = lambda name: os.stat(tmp_path / name / pack_key(pack)).st_ino
     assert inode("linked") == inode("origin") != inode("copied")
     _flip(tmp_path / "copied" / pack_key(pack))
     assert fsck(origin, full=True).ok  # the origin is intact

@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass
 from itertools import groupby
 from typing import TYPE_CHECKING
 
+from ..closure import commit_objects
 from ..errors import IntegrityError, NotFoundError
 from ..ids import ObjectId, hash_bytes
-from ..closure import commit_objects
 from ..model import Commit, Tag
-from ..objects import ObjectDatabase, object_key
+from ..objects import object_key
 from ..packs import PackIndex, index_key, pack_key
 from ..store import Bytes
 from . import graph
