@@ -250,3 +250,37 @@ def test_gc_running_beside_writers_that_reuse_its_garbage_loses_nothing(tmp_path
 
     gc(repo, grace=0)  # what is left is garbage only: the history stays whole
     assert fsck(repo, full=True).ok and sorted(repo.images().column("image_id").to_pylist()) == sorted(expected)
+
+
+def test_four_cli_processes_with_one_task_id_make_one_commit(tmp_path):
+    """`improv commit --task-id` from four processes at once (a retried
+    ingest job, say): exactly one commit records the task, whichever wins."""
+    import json
+    import subprocess
+    import sys
+
+    url = tmp_path / "repo"
+    Repository.init(url)
+    folders = []
+    for n in range(4):
+        folder = tmp_path / f"bin{n}"
+        folder.mkdir()
+        for k in range(3):
+            (folder / f"D20240501T000000_IFCB1_{n:02d}{k:03d}.png").write_bytes(f"run {n} image {k}".encode() * 20)
+        folders.append(folder)
+    command = [sys.executable, "-m", "improv_vcs.cli", "--repo", str(url), "commit"]
+    procs = [
+        subprocess.Popen([*command, str(f), "-i", "IFCB1", "--task-id", "bin-0001", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for f in folders
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err.decode() for _, err in outputs]
+    results = [json.loads(out) for out, _ in outputs]
+    repo = Repository.open(url)
+    tasks = [(oid, c.task) for oid, c in repo.log()]
+    assert [t for _, t in tasks] == ["bin-0001"]
+    landed = tasks[0][0]
+    assert sorted(r["commit"] for r in results) == [landed] * 4
+    assert sum(1 for r in results if r.get("already_done")) == 3
+    assert repo.count() == 3
