@@ -11,7 +11,7 @@ import pytest
 from test_cli import invoke, ok, runner  # noqa: F401  (fixture)
 from test_gc_races import add, image_ids
 
-from improv_vcs import IntegrityError, Repository
+from improv_vcs import IntegrityError, InvalidInputError, NotFoundError, Repository
 from improv_vcs.fsck import fsck
 from improv_vcs.objects import object_key
 from improv_vcs.packs import pack_key
@@ -64,3 +64,22 @@ def test_repair_refuses_a_copy_that_is_corrupt_at_the_remote_too(tmp_path):
     with pytest.raises(IntegrityError, match=f"pack {pack} from .* is corrupt"):
         repair(copy, "origin")
     assert not fsck(copy, full=True).ok and not fsck(origin, full=True).ok
+
+
+def test_clone_refuses_a_folder_that_is_not_empty_and_cleans_up_after_failing(tmp_path, runner):
+    _origin(tmp_path)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    result = invoke(runner, "clone", str(tmp_path / "origin"), str(tmp_path / "busy"), "-q")
+    assert result.exit_code == 2 and "already exists and is not empty" in result.output
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
+    clone(str(tmp_path / "origin"), tmp_path / "first")
+    with pytest.raises(InvalidInputError, match="not empty"):
+        clone(str(tmp_path / "origin"), tmp_path / "first")  # an existing copy is not re-fetched
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NotFoundError, match="no branch 'nope'"):
+        clone(str(tmp_path / "origin"), tmp_path / "empty", branch="nope")
+    assert (tmp_path / "empty").is_dir() and not any((tmp_path / "empty").iterdir())
+    with pytest.raises(NotFoundError):
+        clone(str(tmp_path / "origin"), tmp_path / "fresh", branch="nope")
+    assert not (tmp_path / "fresh").exists()

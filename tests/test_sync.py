@@ -684,11 +684,9 @@ def test_clone_of_a_corrupt_manifest_fails_and_references_nothing(runner, origin
     dest = tmp_path / "clone"
     with pytest.raises(IntegrityError, match=f"object {manifest} .* is corrupt"):
         clone(origin.url, dest)
-    partial = Repository.open(dest)
-    assert partial.branches() == {} and keys(partial, "refs/") == set()
-    assert not partial.odb.has(manifest) and not partial.odb.has(origin.resolve())
+    assert not dest.exists()  # nothing left behind
     assert_error(invoke(runner, "clone", origin.url, tmp_path / "cli-clone", "-q"), 5, "corrupt")
-    assert keys(Repository.open(tmp_path / "cli-clone"), "refs/") == set()
+    assert not (tmp_path / "cli-clone").exists()
 
     flip_byte(path, 0)  # repaired: cloning again into the same place completes
     again, result = clone(origin.url, dest)
@@ -809,7 +807,7 @@ def test_another_repository_is_refused_and_nothing_travels(runner, origin, tmp_p
 
     site, _ = clone(origin.url, tmp_path / "site")
     cloned = keys(site)
-    with pytest.raises(ConflictError, match="another repository"):
+    with pytest.raises(InvalidInputError, match="not empty"):
         clone(stranger.url, site.url)
     assert site.resolve() == tip and keys(site) == cloned
 

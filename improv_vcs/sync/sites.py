@@ -7,7 +7,9 @@ Refs move last, by compare-and-swap, after everything they name is in place.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConflictError, InvalidInputError, NotARepositoryError, NotFoundError
@@ -253,34 +255,52 @@ def clone(
     """A new repository at ``dest`` holding everything (or, with
     ``metadata_only``, everything but image and mask bytes) of ``url``, with
     ``url`` as its remote ``origin``. On the same disk, packs are shared by
-    hard links (they never change; ``hardlinks=False`` copies them)."""
+    hard links (they never change; ``hardlinks=False`` copies them).
+
+    ``dest`` must be absent or empty (as with ``git clone``); a local
+    ``dest`` is removed again when the clone fails."""
     from ..repository import CONFIG_KEY, Repository
-    from ..store import open_store
+    from ..store import LocalStore, open_store
 
     options = {"endpoint_url": endpoint_url} if endpoint_url else {}
     source = Repository.open(normalize_url(url), **options)
+    created = not os.path.exists(dest)
     store = open_store(os.fspath(dest))
-    if store.exists(CONFIG_KEY):
-        existing = Repository.open(os.fspath(dest))
-        if existing.id != source.id:
-            raise ConflictError(f"{dest} already holds another repository")
-    elif any(True for _ in store.list("")):
-        raise InvalidInputError(f"{dest} is not empty")
-    else:
+    if any(True for _ in store.list("")):
+        raise InvalidInputError(
+            f"{dest} already exists and is not empty; clone into a new folder "
+            f"(to update an existing copy, run `improv --repo {dest} pull`)"
+        )
+    try:
         store.put_if_absent(CONFIG_KEY, canonical_json(source.config))
-    repo = Repository.open(os.fspath(dest))
-    if "origin" not in repo.remotes.all():
+        repo = Repository.open(os.fspath(dest))
         repo.remotes.add("origin", url, options, promisor=metadata_only)
-    result, branches, _ = _fetch(repo, "origin", None, progress, hardlinks)
-    wanted = [branch] if branch else list(branches)
-    if branch and branch not in branches:
-        raise NotFoundError(f"{url} has no branch {branch!r}")
-    for name in wanted:
-        if repo.refs.branch(name) is None and _created(result, name, lambda n=name: repo.refs.set_branch(n, None, branches[n])):
-            result.refs[f"refs/heads/{name}"] = branches[name]
+        result, branches, _ = _fetch(repo, "origin", None, progress, hardlinks)
+        if branch and branch not in branches:
+            raise NotFoundError(f"{url} has no branch {branch!r}")
+        for name in [branch] if branch else list(branches):
+            if _created(result, name, lambda n=name: repo.refs.set_branch(n, None, branches[n])):
+                result.refs[f"refs/heads/{name}"] = branches[name]
+    except BaseException:
+        if isinstance(store, LocalStore):
+            _remove_local(store.root, created)
+        raise
     result.action = "cloned"
     result.commit = branches.get(repo.config.default_branch)
     return Repository.open(os.fspath(dest)), result  # reopened: it now knows its remote
+
+
+def _remove_local(root: Path, created: bool) -> None:
+    """Undo a failed clone into a local folder: remove the folder if the
+    clone created it, else empty it again."""
+    if created:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for child in root.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def fetch_blobs(repo: Repository, rows: Any, progress: Progress | None = None) -> TransferReport:
