@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .errors import ImprovError, InvalidInputError, StorageError
 from .manifest import CORE_ORDER
 from .model import Span
 from .query import Query, compile_sql, fully_covered, needed_columns, prune
@@ -51,6 +52,35 @@ def thread_connection() -> Any:
     if getattr(_local, "connection", None) is None:
         _local.connection = connect()
     return _local.connection
+
+
+def _execute(connection: Any, sql: str, params: list[object]) -> pa.Table:
+    """Run ``sql``; a DuckDB failure becomes an :class:`ImprovError` with a
+    one-line message (callers never see a raw ``duckdb`` exception)."""
+    import duckdb
+
+    try:
+        return connection.sql(sql, params=params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise query_error(exc) from None
+
+
+def query_error(exc: BaseException) -> BaseException:
+    """The :mod:`improv_vcs.errors` exception standing for a DuckDB error:
+    :class:`InvalidInputError` for a query DuckDB cannot bind, convert or
+    run (exit 2), :class:`StorageError` when it runs out of memory or disk,
+    ``KeyboardInterrupt`` when interrupted, :class:`ImprovError` otherwise."""
+    import duckdb
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    message = f"the query failed in DuckDB: {lines[0] if lines else type(exc).__name__}"
+    if isinstance(exc, duckdb.InterruptException):
+        return KeyboardInterrupt()
+    if isinstance(exc, (duckdb.OutOfMemoryException, duckdb.IOException)):
+        return StorageError(message)
+    if isinstance(exc, (duckdb.ProgrammingError, duckdb.DataError, duckdb.NotSupportedError)):
+        return InvalidInputError(message)
+    return ImprovError(message)
 
 
 def _add_unscanned_columns(snapshot: Snapshot, batches: pa.Table, rows: pa.Table, query: Query) -> pa.Table:
@@ -109,16 +139,17 @@ def run(
         connection.register(name, table)
     used: list[str] = []
     try:
-        table = connection.sql(sql, params=params).to_arrow_table()
+        table = _execute(connection, sql, params)
         if record_ids and not count and planned.sql.ctes:
             connection.register("cited", table.select(["image_id"]))
             tables["cited"] = table
             for kind in query.provenance_kinds():
-                found = connection.sql(
+                found = _execute(
+                    connection,
                     f'WITH {", ".join(planned.sql.ctes)} SELECT DISTINCT record_id FROM "match_{kind}" '
                     "WHERE image_id IN (SELECT image_id FROM cited)",
-                    params=list(planned.sql.cte_params),
-                ).to_arrow_table()
+                    list(planned.sql.cte_params),
+                )
                 used.extend(found.column(0).to_pylist())
     finally:
         for name in tables:

@@ -412,44 +412,47 @@ def compile_sql(
         params.extend(values)
 
     if query.instruments:
-        add(f"instrument IN ({', '.join('?' for _ in query.instruments)})", *query.instruments)
+        add(f"images.instrument IN ({', '.join('?' for _ in query.instruments)})", *query.instruments)
     if query.start is not None:
-        add("timestamp >= ?", query.start)
+        add("images.timestamp >= ?", query.start)
     if query.end is not None:
-        add("timestamp < ?", query.end)
+        add("images.timestamp < ?", query.end)
     if query.bbox:
         lat_min, lon_min, lat_max, lon_max = query.bbox
-        inside = "lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?"
+        inside = "images.lat BETWEEN ? AND ? AND images.lon BETWEEN ? AND ?"
         box = (lat_min, lat_max, lon_min, lon_max)
         if provenance.located is None:
             add(f"({inside})", *box)
         else:
+            located = f'"{provenance.located}"'
             add(
-                f"(({inside}) OR ((lat IS NULL OR lon IS NULL) AND image_id IN "
-                f"(SELECT image_id FROM {provenance.located} WHERE {inside})))",
+                f"(({inside}) OR ((images.lat IS NULL OR images.lon IS NULL) AND images.image_id IN "
+                f"(SELECT {located}.image_id FROM {located} WHERE {inside.replace('images.', located + '.')})))",
                 *box,
                 *box,
             )
     if query.depth:
         low, high = query.depth
         if low is not None:
-            add("depth >= ?", low)
+            add("images.depth >= ?", low)
         if high is not None:
-            add("depth <= ?", high)
+            add("images.depth <= ?", high)
     if spans is not None:
         if not spans:
             add("FALSE")
         else:
-            ors = " OR ".join("(instrument = ? AND timestamp >= ? AND timestamp < ?)" for _ in spans)
+            ors = " OR ".join(
+                "(images.instrument = ? AND images.timestamp >= ? AND images.timestamp < ?)" for _ in spans
+            )
             add(f"({ors})", *[v for s in spans for v in (s.instrument, s.start, s.end)])
     if query.samples:
-        add(f"sample_id IN ({', '.join('?' for _ in query.samples)})", *query.samples)
+        add(f"images.sample_id IN ({', '.join('?' for _ in query.samples)})", *query.samples)
     for condition in query.where:
         op = "LIKE" if condition.op == "like" else condition.op
-        add(f'"{condition.column}" {op} ?', typed_value(condition, schema))
+        add(f'images."{condition.column}" {op} ?', typed_value(condition, schema))
     if query.sample_quality:
         marks = ", ".join("?" for _ in query.sample_quality)
-        add(f"images.sample_id IN (SELECT sample_id FROM samples WHERE quality IN ({marks}))", *query.sample_quality)
+        add(f"images.sample_id IN (SELECT samples.sample_id FROM samples WHERE samples.quality IN ({marks}))", *query.sample_quality)
     clauses.extend(provenance.filters)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     ctes = f"WITH {', '.join(provenance.ctes)} " if provenance.ctes else ""
@@ -534,6 +537,16 @@ def query_from_options(
         provenance_columns=tuple(w for w in joined if not w.startswith("sample.")),
         sample_columns=tuple(w.removeprefix("sample.") for w in joined if w.startswith("sample.")),
         sample_quality=tuple(q.strip() for q in sample_quality or ()),
-        columns=tuple(c.strip() for c in columns.split(",")) if columns else None,
+        columns=parse_columns(columns),
         limit=limit,
     )
+
+
+def parse_columns(text: str | None) -> tuple[str, ...] | None:
+    """``--columns``: comma-separated names; ``*`` (or nothing) means every column."""
+    if text is None or not text.strip() or text.strip() == "*":
+        return None
+    names = tuple(c.strip() for c in text.split(","))
+    if "*" in names:
+        raise InvalidInputError("--columns: '*' means every column and stands alone")
+    return names

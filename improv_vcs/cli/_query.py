@@ -37,9 +37,30 @@ KindOpt = Annotated[Optional[list[str]], typer.Option("--kind", "-k", help="Only
 Prov = Annotated[Optional[list[str]], typer.Option("--prov", help="'KIND.COLUMN OP VALUE' on provenance records; conditions on one kind hold for the same record (repeatable).")]
 Run = Annotated[Optional[list[str]], typer.Option("--run", help="Which run's records count: 'latest' (per image) or a run id; 'KIND=…' for one kind (repeatable).")]
 With = Annotated[Optional[list[str]], typer.Option("--with", help="Add KIND.COLUMN from each image's latest matching record, or sample.COLUMN from its sample's record (repeatable).")]
-Columns = Annotated[Optional[str], typer.Option("--columns", "-c", help="Comma-separated columns to return.")]
+DEFAULT_COLUMNS = ("image_id", "instrument", "timestamp", "lat", "lon", "depth", "sample_id", "size")
+"""What ``improv query`` shows without ``--columns`` (``-c '*'`` shows all)."""
+Columns = Annotated[
+    Optional[str],
+    typer.Option(
+        "--columns",
+        "-c",
+        help=f"Comma-separated columns to return, or '*' for every column (default: {','.join(DEFAULT_COLUMNS)}).",
+    ),
+]
 Limit = Annotated[Optional[int], typer.Option("--limit", "-n", min=0, help="At most N rows.")]
-FORMATS = ("table", "csv", "json", "jsonl", "parquet")
+FORMATS = ("table", "csv", "json", "jsonl", "parquet", "arrow")
+EXTENSIONS = {
+    ".arrow": "arrow",
+    ".csv": "csv",
+    ".feather": "arrow",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".txt": "table",
+}
+"""The format each ``-o FILE`` extension implies (``arrow`` is an Arrow IPC file)."""
+BINARY = ("parquet", "arrow")
 
 
 def build_from_options(*options: Any, **named: Any) -> Query:
@@ -54,6 +75,49 @@ def _as_of(text: str | None) -> datetime | None:
     from ..query import parse_time
 
     return parse_time(text, "--as-of") if text else None
+
+
+def output_format_for(output_format: str | None, json_output: bool, output: Path | None) -> str:
+    """The format to write: ``--format``, ``--json``, else ``-o FILE``'s
+    extension, else a text table. Disagreements between them, an extension
+    that names no format, and a binary format without a file are refused."""
+    from ..errors import InvalidInputError
+
+    if output_format is not None and output_format not in FORMATS:
+        raise InvalidInputError(f"--format must be one of {', '.join(FORMATS)}")
+    if json_output:
+        if output_format not in (None, "json"):
+            raise InvalidInputError(f"--json means --format json; it contradicts --format {output_format}")
+        output_format = "json"
+    if output is None:
+        if output_format in BINARY:
+            raise InvalidInputError(f"--format {output_format} needs -o FILE")
+        return output_format or "table"
+    implied = EXTENSIONS.get(output.suffix.lower())
+    if output_format is None:
+        if implied is None:
+            known = ", ".join(EXTENSIONS)
+            raise InvalidInputError(
+                f"cannot tell which format to write to {output.name!r} from its extension; "
+                f"use one of {known} or give --format"
+            )
+        return implied
+    if implied is not None and implied != output_format:
+        raise InvalidInputError(
+            f"--format {output_format} disagrees with -o {output.name!r}, which names a {implied} file; "
+            "drop --format or rename the file"
+        )
+    return output_format
+
+
+def _check_output(output: Path) -> None:
+    """Refuse an output path that cannot be written, before the query runs."""
+    from ..errors import InvalidInputError
+
+    if output.is_dir():
+        raise InvalidInputError(f"-o {output}: is a directory")
+    if not output.parent.is_dir():
+        raise InvalidInputError(f"-o {output}: directory {output.parent} does not exist")
 
 
 @app.command()
@@ -76,18 +140,41 @@ def query(
     sample_quality: SampleQuality = None,
     columns: Columns = None,
     limit: Limit = None,
-    output_format: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "table",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of standard output.")] = None,
+    output_format: Annotated[
+        Optional[str],
+        typer.Option(
+            "--format",
+            "-f",
+            help=f"One of {', '.join(FORMATS)} (arrow: an Arrow IPC file). Default: from -o FILE's extension, else table.",
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Rows as JSON: the same as --format json.")] = False,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to FILE instead of standard output, atomically; its extension (.parquet, .csv, .json, "
+            ".jsonl, .arrow/.feather, .txt) picks the format.",
+        ),
+    ] = None,
     count: Annotated[bool, typer.Option("--count", help="Print only the number of matching images.")] = False,
     explain: Annotated[bool, typer.Option("--explain", help="Print the SQL, its parameters and how many manifests were scanned.")] = False,
     repo: RepoOption = None,
 ) -> None:
     """Find images at any snapshot: by time, instrument, place, depth, dataset,
-    sample, any manifest column, or provenance records. Filters are ANDed."""
+    sample, any manifest column, or provenance records. Filters are ANDed.
+    Without --columns, shows image_id, instrument, timestamp, lat, lon, depth,
+    sample_id and size; -c '*' shows every column."""
     from ..errors import InvalidInputError
 
-    if output_format not in FORMATS:
-        raise InvalidInputError(f"--format must be one of {', '.join(FORMATS)}")
+    if explain and output is not None:
+        raise InvalidInputError("--explain prints to the terminal; it does not combine with -o")
+    if output is not None:
+        _check_output(output)
+    chosen = "table" if explain else output_format_for(output_format, json_output, output)
+    if columns is None and not (count or explain):
+        columns = ",".join(DEFAULT_COLUMNS)
     q = build_from_options(
         instrument, start, end, bbox, depth, dataset, sample, where, columns, limit, kind, prov, run, with_, sample_quality
     )
@@ -95,11 +182,9 @@ def query(
     if explain:
         _print_explain(result)
     elif count:
-        number = result.table.column(0)[0].as_py()
-        as_json = output_format in ("json", "jsonl")
-        _write_text(output, f'{{"count": {number}}}\n' if as_json else f"{number}\n")
+        _write_count(result.table.column(0)[0].as_py(), chosen, output)
     else:
-        _write_rows(result.table, output_format, output)
+        _write_rows(result.table, chosen, output)
 
 
 def _print_explain(result: Any) -> None:
@@ -111,32 +196,86 @@ def _print_explain(result: Any) -> None:
     typer.echo(f"matching images: {result.table.column(0)[0].as_py()}")
 
 
+def _write_count(number: int, output_format: str, output: Path | None) -> None:
+    if output_format in BINARY:
+        import pyarrow as pa
+
+        _write_table(pa.table({"count": pa.array([number], pa.int64())}), output_format, output)
+    elif output_format in ("json", "jsonl"):
+        _write_text(output, f'{{"count": {number}}}\n')
+    elif output_format == "csv":
+        _write_text(output, f"count\n{number}\n")
+    else:
+        _write_text(output, f"{number}\n")
+
+
 def _write_text(output: Path | None, text: str) -> None:
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text)
+        write_atomically(output, lambda file: file.write(text.encode()))
 
 
-def _write_rows(table: Any, output_format: str, output: Path | None) -> None:
-    import io
-    import json
+def write_atomically(output: Path, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file next to ``output``, then
+    rename it into place: readers see the old file or the whole new one,
+    and a failure leaves no partial file behind."""
+    import os
+    import tempfile
 
+    from ..errors import StorageError
+
+    try:
+        mode = output.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mask = os.umask(0)
+        os.umask(mask)
+        mode = 0o666 & ~mask
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+    except OSError as exc:
+        raise StorageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, output)
+    except BaseException as exc:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise StorageError(f"cannot write {output}: {exc.strerror or exc}") from None
+        raise
+
+
+def _write_table(table: Any, output_format: str, output: Path | None) -> None:
+    """A binary format (parquet, Arrow IPC file) to ``output``."""
     if output_format == "parquet":
         import pyarrow.parquet as pq
 
-        from ..errors import InvalidInputError
+        write_atomically(output, lambda file: pq.write_table(table, file, compression="zstd"))  # type: ignore[arg-type]
+    else:
+        import pyarrow as pa
 
-        if output is None:
-            raise InvalidInputError("--format parquet needs -o FILE")
-        pq.write_table(table, output, compression="zstd")
+        def write_ipc(file: Any) -> None:
+            with pa.ipc.new_file(file, table.schema) as writer:
+                writer.write_table(table)
+
+        write_atomically(output, write_ipc)  # type: ignore[arg-type]
+
+
+def _write_rows(table: Any, output_format: str, output: Path | None) -> None:
+    import json
+
+    if output_format in BINARY:
+        _write_table(table, output_format, output)
         return
     if output_format == "csv":
-        import pyarrow.csv as csv
-
-        buffer = io.BytesIO()
-        csv.write_csv(table, buffer)
-        text = buffer.getvalue().decode()
+        text = _csv_text(table)
     elif output_format == "json":
         text = json.dumps(table.to_pylist(), default=_json_value, indent=2) + "\n"
     elif output_format == "jsonl":
@@ -144,6 +283,23 @@ def _write_rows(table: Any, output_format: str, output: Path | None) -> None:
     else:
         text = _table_text(table)
     _write_text(output, text)
+
+
+def _csv_text(table: Any) -> str:
+    """CSV, nested values (lists such as sample.alt_ids) as JSON text."""
+    import io
+    import json
+
+    import pyarrow as pa
+    import pyarrow.csv as csv
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_nested(field.type):
+            values = [None if v is None else json.dumps(v, default=_json_value) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, field.name, pa.array(values, pa.string()))
+    buffer = io.BytesIO()
+    csv.write_csv(table, buffer)
+    return buffer.getvalue().decode()
 
 
 def _json_value(value: Any) -> Any:
