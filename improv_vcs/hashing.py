@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -79,9 +80,12 @@ class LargeFile:
 
 def _read_one(path: str) -> tuple[bytes, bytes | LargeFile]:
     try:
-        size = os.stat(path).st_size
+        info = os.stat(path)
     except OSError as exc:
         raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block forever
+        raise InvalidInputError(f"cannot read {path}: not a regular file")
+    size = info.st_size
     if size >= LARGE:
         large = LargeFile(path, size)
         return large.digest(), large

@@ -58,6 +58,8 @@ class IngestPlan:
     sources: dict[str, list[SourceFile]] = field(default_factory=dict)
     samples: list[dict] = field(default_factory=list)
     """Sample records to register (see :meth:`Transaction.add_samples`)."""
+    warnings: list[str] = field(default_factory=list)
+    """What was skipped while planning (e.g. a FIFO among the files), for the user."""
 
     @property
     def images(self) -> int:

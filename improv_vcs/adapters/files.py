@@ -22,5 +22,6 @@ class FilesAdapter(Adapter):
         self.check_options(options)
         if instrument is None:
             raise InvalidInputError("--format files needs --instrument")
-        metadata, paths = scan_directory(source)
-        return IngestPlan(batches=[PlannedBatch(instrument, metadata, paths=paths)])
+        skipped: list[str] = []
+        metadata, paths = scan_directory(source, warn=skipped.append)
+        return IngestPlan(batches=[PlannedBatch(instrument, metadata, paths=paths)], warnings=skipped)

@@ -79,6 +79,12 @@ def commit(
     and header fields as columns; the bin is the sample.
     --format tiff: planes get t, c, z, p indices and channel names; the stack
     is the sample (read it back with Repository.read_stack).
+
+    Only regular files are read (FIFOs, sockets, devices and links to outside
+    SOURCE are skipped with a warning). Limits, raised through environment
+    variables: IMPROV_MAX_IMAGE_BYTES (one image file, default 256M),
+    IMPROV_MAX_METADATA_COLUMNS (default 1000), IMPROV_MAX_FIELD_BYTES (one
+    metadata field, default 1M); see docs/operations.md.
     """
     from .._progress import progress_bar
     from ..adapters import apply, get_adapter, parse_options
@@ -96,6 +102,8 @@ def commit(
     if split is not None:
         options["split"] = split
     plan = adapter.plan(source, instrument, options, keep_raw=raw)
+    for warning in plan.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     if not plan.images and not plan.files:
         raise InvalidInputError(f"{source} holds no images, and --no-raw keeps no original files")
     instruments = ", ".join(plan.instruments)

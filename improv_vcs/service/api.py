@@ -25,6 +25,8 @@ At = Annotated[str | None, Query(max_length=300, description="Revision: commit, 
 AsOf = Annotated[str | None, Query(max_length=64, description="Newest commit at or before this time on `at`'s line.")]
 Texts = Annotated[list[str], Query(max_length=1000)]
 MAX_PAGE = 100_000
+MAX_OFFSET = 10**9
+"""The deepest page of a search (a bigger offset is a 400, never an overflow)."""
 
 
 def _cache_control(at: str | None, anonymous_read: bool) -> str:
@@ -119,7 +121,7 @@ def search(
     with_: Annotated[list[str], Query(alias="with", max_length=1000)] = [],  # noqa: B006
     columns: Annotated[str | None, Query(max_length=4000)] = None,
     limit: Annotated[int, Query(ge=0, le=MAX_PAGE)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     count: bool = False,
 ) -> Response:
     """Images matching every filter (the query options of `improv query`),

@@ -113,6 +113,8 @@ async def json_body(request: Request) -> Any:
         return json.loads(data)
     except ValueError:
         raise InvalidInputError("the request body is not JSON") from None
+    except RecursionError:  # e.g. 100,000 nested [ — the parser recurses once a level
+        raise InvalidInputError("the request body nests JSON too deeply") from None
 
 
 def _store_routes(app: FastAPI) -> None:

@@ -18,6 +18,9 @@ from ._base import Bytes, Store, check_key, check_prefix
 class FsspecStore(Store):
     """Common reads over any fsspec filesystem rooted at ``root``."""
 
+    errors: tuple[type[BaseException], ...] = (OSError,)
+    """What the filesystem raises when it fails; each becomes a :class:`StorageError`."""
+
     def __init__(self, fs: Any, root: str, url: str):
         self.fs = fs
         self.root = root.rstrip("/")
@@ -31,7 +34,7 @@ class FsspecStore(Store):
             return self.fs.cat_file(self._path(key))
         except FileNotFoundError:
             raise NotFoundError(f"no such key: {key}") from None
-        except OSError as exc:
+        except self.errors as exc:
             raise StorageError(f"cannot read {key} from {self.url}: {exc}") from exc
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
@@ -43,7 +46,7 @@ class FsspecStore(Store):
             data = self.fs.cat_file(self._path(key), start=start, end=start + length)
         except FileNotFoundError:
             raise NotFoundError(f"no such key: {key}") from None
-        except OSError as exc:
+        except self.errors as exc:
             raise StorageError(f"cannot read {key} from {self.url}: {exc}") from exc
         if len(data) != length:
             raise StorageError(f"range {start}+{length} is past the end of {key}")
@@ -52,7 +55,7 @@ class FsspecStore(Store):
     def exists(self, key: str) -> bool:
         try:
             return bool(self.fs.isfile(self._path(key)))
-        except OSError as exc:
+        except self.errors as exc:
             raise StorageError(f"cannot stat {key} on {self.url}: {exc}") from exc
 
     def size(self, key: str) -> int:
@@ -60,7 +63,7 @@ class FsspecStore(Store):
             return int(self.fs.size(self._path(key)))
         except FileNotFoundError:
             raise NotFoundError(f"no such key: {key}") from None
-        except OSError as exc:
+        except self.errors as exc:
             raise StorageError(f"cannot stat {key} on {self.url}: {exc}") from exc
 
     def modified(self, key: str) -> float:
@@ -68,7 +71,7 @@ class FsspecStore(Store):
             info = self.fs.info(self._path(key))
         except FileNotFoundError:
             raise NotFoundError(f"no such key: {key}") from None
-        except OSError as exc:
+        except self.errors as exc:
             raise StorageError(f"cannot stat {key} on {self.url}: {exc}") from exc
         when = info.get("LastModified") or info.get("created") or info.get("mtime")
         if when is None:
@@ -78,7 +81,7 @@ class FsspecStore(Store):
     def replace(self, key: str, data: Bytes) -> None:
         try:
             self.fs.pipe_file(self._path(key), bytes(data))
-        except OSError as exc:
+        except self.errors as exc:
             raise StorageError(f"cannot write {key} to {self.url}: {exc}") from exc
 
     def delete(self, key: str) -> None:
@@ -86,7 +89,7 @@ class FsspecStore(Store):
             self.fs.rm_file(self._path(key))
         except FileNotFoundError:
             pass
-        except OSError as exc:
+        except self.errors as exc:
             raise StorageError(f"cannot remove {key} from {self.url}: {exc}") from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
@@ -97,7 +100,7 @@ class FsspecStore(Store):
             found = self.fs.find(start)
         except FileNotFoundError:
             return iter(())
-        except OSError as exc:
+        except self.errors as exc:
             raise StorageError(f"cannot list {self.url}: {exc}") from exc
         cut = len(self.root.lstrip("/")) + 1
         keys = (p.lstrip("/")[cut:] for p in found)
@@ -154,6 +157,11 @@ class S3Store(FsspecStore):
         options.update(storage_options)
         fs = s3fs.S3FileSystem(**options)
         super().__init__(fs, fs._strip_protocol(url), url)
+        from aiohttp import ClientError
+        from botocore.exceptions import BotoCoreError
+
+        # an unreachable endpoint, a timeout, missing credentials: not OSErrors
+        self.errors = (OSError, BotoCoreError, ClientError)
 
     def _bucket_key(self, key: str) -> tuple[str, str]:
         bucket, _, path = self._path(key).partition("/")
@@ -164,7 +172,7 @@ class S3Store(FsspecStore):
             self.fs.pipe_file(self._path(key), bytes(data), mode="create")
         except FileExistsError:
             return False
-        except OSError as exc:
+        except self.errors as exc:
             if _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 return False
             raise StorageError(f"cannot write {key} to {self.url}: {exc}") from exc
@@ -178,7 +186,7 @@ class S3Store(FsspecStore):
             self.fs.call_s3("copy_object", Bucket=bucket, Key=path, CopySource=source, MetadataDirective="REPLACE")
         except FileNotFoundError:
             return False
-        except OSError as exc:
+        except self.errors as exc:
             if _s3_code(exc) in ("NoSuchKey", "404"):
                 return False
             raise StorageError(f"cannot refresh {key} on {self.url}: {exc}") from exc
@@ -194,7 +202,7 @@ class S3Store(FsspecStore):
                 content, etag = _get_with_etag(self.fs, bucket, path)
             except FileNotFoundError:
                 raise ConflictError(f"{key} changed concurrently") from None
-            except OSError as exc:
+            except self.errors as exc:
                 raise StorageError(f"cannot read {key} from {self.url}: {exc}") from exc
             if content != expected:
                 raise ConflictError(f"{key} changed concurrently")
@@ -203,7 +211,7 @@ class S3Store(FsspecStore):
             self.fs.call_s3("put_object", Bucket=bucket, Key=path, Body=new, **condition)
         except FileExistsError:
             raise ConflictError(f"{key} changed concurrently") from None
-        except OSError as exc:
+        except self.errors as exc:
             if _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 raise ConflictError(f"{key} changed concurrently") from None
             raise StorageError(f"cannot write {key} to {self.url}: {exc}") from exc
