@@ -198,7 +198,10 @@ class LocalStore(Store):
     def replace(self, key: str, data: Bytes) -> None:
         """A new file renamed over the old one: a hard link elsewhere keeps
         the old bytes, so a repair never writes through to another clone."""
-        path = self._path(key)
+        self._rename_over(self._path(key), data)
+
+    def _rename_over(self, path: Path, data: Bytes) -> None:
+        """Write ``data`` to a flushed temporary file and rename it to ``path``."""
         tmp = self._write_temp(path.parent, data)
         try:
             os.replace(tmp, path)
@@ -238,13 +241,7 @@ class LocalStore(Store):
                 current = None
             if current != expected:
                 raise ConflictError(f"{key} changed concurrently")
-            tmp = self._write_temp(path.parent, new)
-            try:
-                os.replace(tmp, path)
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
-            _fsync_dir(path.parent)
+            self._rename_over(path, new)
 
 
 class _FileStaging(Staging):
