@@ -4,7 +4,7 @@ have equal bytes."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from .errors import InvalidInputError, NotFoundError
 from .ids import ref_name
@@ -15,6 +15,9 @@ def make_span(instrument: str, start: datetime, end: datetime) -> Span:
     """A validated span; :class:`InvalidInputError` when it is empty or reversed."""
     from pydantic import ValidationError
 
+    start, end = (  # a time without an offset is UTC, as everywhere
+        t.replace(tzinfo=timezone.utc) if isinstance(t, datetime) and t.tzinfo is None else t for t in (start, end)
+    )
     try:
         return Span(instrument=instrument, start=start, end=end)
     except ValidationError as exc:

@@ -131,7 +131,7 @@ def run(
     sql, params = compile_sql(query, spans, rows.schema, count=count, provenance=planned.sql)
     connection = thread_connection()
     tables = {"images": rows, **planned.tables}
-    if query.sample_quality or query.sample_columns:
+    if query.samples or query.sample_quality or query.sample_columns:
         from .registry import latest
 
         tables["samples"] = latest(snapshot.sample_versions())

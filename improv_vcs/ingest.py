@@ -10,7 +10,20 @@ Rules:
   every row a file;
 - without a table (or without a ``timestamp`` column), ids and timestamps come
   from IFCB-style names: ``D20240101T120000_IFCB107_00001`` or the legacy
-  ``IFCB5_2012_028_081515_00001``; the bin becomes the ``sample_id``.
+  ``IFCB5_2012_028_081515_00001``; the bin becomes the ``sample_id``; such
+  times are UTC (the IFCB convention);
+- a time without a UTC offset in a table is read in the zone given
+  (``improv commit --timezone``), UTC by default;
+- the instrument of a row is ``--instrument`` when given (a filled
+  ``instrument`` cell that disagrees is refused, naming its row), else its
+  ``instrument`` cell, else the instrument an IFCB-style name carries
+  (``IFCB107``); rows are split into one batch per instrument
+  (:func:`split_by_instrument`);
+- the columns the store computes may be present (a folder written by
+  ``improv export``): ``blob_id`` and ``size`` are checked against the
+  file's bytes, ``pack`` and ``offset`` (locations in another repository)
+  are ignored, ``media_type`` is kept as given, and a ``file`` column that
+  names each row's own file is dropped.
 
 What is read (see docs/operations.md, "What ingest reads"):
 - only regular files: FIFOs, sockets and devices are skipped with a warning,
@@ -29,18 +42,22 @@ import re
 import stat
 import warnings
 from collections.abc import Callable
+from datetime import timedelta, timezone, tzinfo
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InvalidInputError
+from .ids import instrument_name
 from .manifest import cast_known_columns
 
 TABLE_NAMES = ("metadata.csv", "metadata.parquet")
 _IFCB_NEW = r"^(?P<bin>D(?P<when>\d{8}T\d{6})_IFCB\d+)_(?P<roi>\d+)$"
 _IFCB_OLD = r"^(?P<bin>IFCB\d+_(?P<when>\d{4}_\d{3}_\d{6}))_(?P<roi>\d+)$"
-_KEY_COLUMNS = ("image_id", "filename", "timestamp", "sample_id", "media_type")
+_KEY_COLUMNS = ("image_id", "filename", "timestamp", "sample_id", "media_type", "instrument", "blob_id", "pack")
+_IFCB_INSTRUMENT = r"^(?:D\d{8}T\d{6}_(?P<new>IFCB\d+)|(?P<old>IFCB\d+)_\d{4}_\d{3}_\d{6})_\d+$"
+_BLOB_ID = re.compile(r"[0-9a-f]{64}")
 
 LIMITS = {
     "IMPROV_MAX_IMAGE_BYTES": (256 * 2**20, "one image file"),
@@ -89,12 +106,20 @@ def _bytes(n: int) -> str:
 
 
 def scan_directory(
-    source: str | os.PathLike[str], warn: Callable[[str], None] | None = None
+    source: str | os.PathLike[str],
+    warn: Callable[[str], None] | None = None,
+    instrument: str | None = None,
+    zone: str = "UTC",
 ) -> tuple[pa.Table, list[str]]:
     """The metadata table (not yet validated) and file paths of every image under ``source``.
 
     What is skipped (FIFOs, sockets, devices, links to outside ``source``) is
-    reported to ``warn``, by default as an :class:`IngestWarning`."""
+    reported to ``warn``, by default as an :class:`IngestWarning`. Each
+    table's ``instrument`` cells must equal ``instrument`` when it is given
+    (the column is kept, for :func:`split_by_instrument`); its ``blob_id`` and
+    ``size`` cells are checked against the files and dropped, with ``pack``
+    and ``offset``. Times without a UTC offset are read in ``zone`` (see
+    :func:`parse_timezone`)."""
     root = Path(source)
     if not root.is_dir():
         raise InvalidInputError(f"{source} is not a directory")
@@ -106,7 +131,7 @@ def scan_directory(
 
     def add(table: pa.Table, files: list[str], where: str) -> None:
         try:
-            tables.append(cast_known_columns(table))
+            tables.append(cast_known_columns(table, zone))
         except InvalidInputError as exc:
             raise InvalidInputError(f"{where}: {exc}") from None
         paths.extend(files)
@@ -135,7 +160,7 @@ def scan_directory(
             raise InvalidInputError(f"{directory} has both metadata.csv and metadata.parquet; keep one")
         if table_names:
             flush_named()
-            add(*_described_folder(Path(directory), table_names[0], images), directory)
+            add(*_described_folder(Path(directory), table_names[0], images, instrument), directory)
         else:
             named.extend(_join(Path(directory), images))
     flush_named()
@@ -206,7 +231,9 @@ def _stems(names: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(names, r"\.[^.]*$", "")
 
 
-def _described_folder(directory: Path, table_name: str, images: list[str]) -> tuple[pa.Table, list[str]]:
+def _described_folder(
+    directory: Path, table_name: str, images: list[str], instrument: str | None = None
+) -> tuple[pa.Table, list[str]]:
     path = directory / table_name
     table = read_table(path)
     if "filename" in table.column_names:
@@ -243,11 +270,181 @@ def _described_folder(directory: Path, table_name: str, images: list[str]) -> tu
         raise InvalidInputError(
             f"{path} does not describe {len(unlisted)} file(s) in its folder, e.g. {sorted(unlisted)[0]!r}"
         )
+    files = _join(directory, names)
+    table = _computed_columns(path, table, names, files)
+    if "instrument" in table.column_names:
+        table = _instrument_column(path, table, instrument)
+    for name in ("sample_id", "media_type"):  # an empty cell is no value (a CSV cannot say null)
+        if name in table.column_names and pa.types.is_string(table.column(name).type):
+            column = table.column(name).combine_chunks()
+            blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), False)
+            if pc.any(blank).as_py():
+                index = table.column_names.index(name)
+                table = table.set_column(index, name, pc.if_else(blank, pa.scalar(None, pa.string()), column))
     if "timestamp" not in table.column_names:
         table = _with_ifcb_fields(table, lambda _: f"({path} has no timestamp column)")
+    guessed = _media_types(pa.array(names, pa.string()))
     if "media_type" not in table.column_names:
-        table = table.append_column("media_type", _media_types(pa.array(names, pa.string())))
-    return table, _join(directory, names)
+        table = table.append_column("media_type", guessed)
+    elif pa.types.is_string(table.column("media_type").type) and table.column("media_type").null_count:
+        index = table.column_names.index("media_type")
+        table = table.set_column(index, "media_type", pc.coalesce(table.column("media_type").combine_chunks(), guessed))
+    return table, files
+
+
+def _where(path: Path, row: int) -> str:
+    """``path, row N`` (a data row, 1-based), with its line for a CSV file."""
+    line = f" (line {_line_of_row(path, row)})" if path.suffix == ".csv" else ""
+    return f"{path}, row {row}{line}"
+
+
+def _text_cells(path: Path, table: pa.Table, name: str) -> list[str | None]:
+    """The cells of column ``name`` as text without surrounding blanks, empty cells as None."""
+    column = table.column(name)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_null(column.type)):
+        raise InvalidInputError(f"{path}: column {name!r} must hold text, not {column.type}")
+    return [None if v is None or not v.strip() else v.strip() for v in column.to_pylist()]
+
+
+def _computed_columns(path: Path, table: pa.Table, names: list[str], files: list[str]) -> pa.Table:
+    """Check, then drop, the columns the store computes (as ``improv export``
+    writes them): ``blob_id`` (SHA-256 of the bytes) and ``size`` must match
+    the file of their row; ``pack`` and ``offset`` locate the image in
+    another repository and are ignored; a ``file`` column naming each row's
+    own file is dropped (other ``file`` columns are ordinary metadata)."""
+    if "size" in table.column_names:
+        try:
+            sizes = table.column("size").cast(pa.int64()).to_pylist()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise InvalidInputError(f"{path}: column 'size' must hold whole numbers (bytes)") from None
+        for row, (given, file, name) in enumerate(zip(sizes, files, names), start=1):
+            actual = os.stat(file).st_size
+            if given is not None and given != actual:
+                raise InvalidInputError(f"{_where(path, row)}: size {given} but {name!r} has {actual} bytes")
+    if "blob_id" in table.column_names:
+        given_ids = _text_cells(path, table, "blob_id")
+        for row, blob_id in enumerate(given_ids, start=1):
+            if blob_id is not None and not _BLOB_ID.fullmatch(blob_id):
+                raise InvalidInputError(f"{_where(path, row)}: blob_id {blob_id!r} is not a SHA-256 (64 hex digits)")
+        _check_blob_ids(path, given_ids, names, files)
+    if "file" in table.column_names and table.column("file").to_pylist() == names:
+        table = table.drop_columns(["file"])
+    return table.drop_columns([c for c in ("blob_id", "size", "pack", "offset") if c in table.column_names])
+
+
+def _check_blob_ids(path: Path, given: list[str | None], names: list[str], files: list[str]) -> None:
+    """Hash the files whose row gives a blob id (streamed, in parallel) and
+    refuse the first that differs."""
+    from .hashing import hash_files
+
+    rows = [row for row, blob_id in enumerate(given) if blob_id is not None]
+    done = 0
+    for digests, _ in hash_files([files[row] for row in rows]):
+        for digest in digests:
+            row = rows[done]
+            done += 1
+            if digest.hex() != given[row]:
+                raise InvalidInputError(
+                    f"{_where(path, row + 1)}: blob_id {given[row][:12]}… does not match the bytes of "
+                    f"{names[row]!r} (SHA-256 {digest.hex()[:12]}…)"
+                )
+
+
+def _instrument_column(path: Path, table: pa.Table, instrument: str | None) -> pa.Table:
+    """The table with its ``instrument`` column as valid names (empty cells
+    null); a cell other than ``instrument`` (``--instrument``), when given,
+    is refused with its row."""
+    cells = _text_cells(path, table, "instrument")
+    for row, value in enumerate(cells, start=1):
+        if value is None:
+            continue
+        if instrument is not None and value != instrument:
+            raise InvalidInputError(
+                f"{_where(path, row)}: instrument {value!r} disagrees with --instrument {instrument!r}"
+            )
+        try:
+            instrument_name(value)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{_where(path, row)}: {exc}") from None
+    index = table.column_names.index("instrument")
+    return table.set_column(index, "instrument", pa.array(cells, pa.string()))
+
+
+def split_by_instrument(
+    metadata: pa.Table, paths: list[str], instrument: str | None
+) -> list[tuple[str, pa.Table, list[str]]]:
+    """``(instrument, rows without the instrument column, their paths)`` per
+    instrument, sorted by name. A row's instrument is ``instrument`` when
+    given (``--instrument``; :func:`scan_directory` already refused cells that
+    disagree), else its ``instrument`` cell, else the one its IFCB-style image
+    id names; a row with none is refused."""
+    n = metadata.num_rows
+    if instrument is not None:
+        instrument_name(instrument)
+        rows = [instrument] * n
+    else:
+        cells = metadata.column("instrument").to_pylist() if "instrument" in metadata.column_names else [None] * n
+        named = pc.extract_regex(metadata.column("image_id").combine_chunks(), _IFCB_INSTRUMENT)
+        matched = named.is_valid().to_pylist()  # a group that took no part is "", an unmatched row null
+        new, old = named.field("new").to_pylist(), named.field("old").to_pylist()
+        rows = [cell or (m and (a or b)) or None for cell, m, a, b in zip(cells, matched, new, old)]
+        if all(r is None for r in rows):
+            raise InvalidInputError(
+                "--format files needs --instrument (or an instrument column in the metadata table, "
+                "or IFCB-style file names such as D20240501T001500_IFCB107_00001.png)"
+            )
+        if None in rows:
+            row = rows.index(None)
+            raise InvalidInputError(
+                f"{paths[row]}: no instrument for image {metadata.column('image_id')[row].as_py()!r}; "
+                "give --instrument, fill its instrument cell, or use an IFCB-style name"
+            )
+    if "instrument" in metadata.column_names:
+        metadata = metadata.drop_columns(["instrument"])
+    groups: dict[str, list[int]] = {}
+    for row, name in enumerate(rows):
+        groups.setdefault(name, []).append(row)
+    if len(groups) == 1:
+        return [(rows[0], metadata, list(paths))]
+    return [
+        (name, metadata.take(pa.array(groups[name], pa.int64())), [paths[row] for row in groups[name]])
+        for name in sorted(groups)
+    ]
+
+
+def parse_timezone(text: str) -> str:
+    """The zone naive metadata times are read in: an IANA name known to the
+    standard library's :mod:`zoneinfo` (``Europe/Stockholm``, ``UTC``) or an
+    offset ``±HH:MM``; returned as Arrow spells it. Anything else is refused
+    in one line."""
+    text = text.strip()
+    offset = re.fullmatch(r"([+-])(\d\d):(\d\d)", text)
+    if offset:
+        if int(offset[2]) > 23 or int(offset[3]) > 59:
+            raise InvalidInputError(f"--timezone {text!r}: an offset is ±HH:MM with HH up to 23 and MM up to 59")
+        return text
+    try:
+        zone_info(text)
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"--timezone {text!r}: unknown time zone; give an IANA name such as Europe/Stockholm, "
+            "or an offset such as +02:00"
+        ) from None
+    return text
+
+
+def zone_info(zone: str) -> tzinfo:
+    """The :class:`~datetime.tzinfo` of a zone :func:`parse_timezone` accepts."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    offset = re.fullmatch(r"([+-])(\d\d):(\d\d)", zone)
+    if offset:
+        minutes = (int(offset[2]) * 60 + int(offset[3])) * (-1 if offset[1] == "-" else 1)
+        return timezone(timedelta(minutes=minutes))
+    try:
+        return ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidInputError(f"unknown time zone {zone!r}") from None
 
 
 def read_table(path: Path) -> pa.Table:

@@ -37,7 +37,10 @@ STORED_COLUMNS: dict[str, pa.DataType] = {
     "pack": pa.string(),
     "offset": pa.int64(),
 }
-"""Columns improv fills in; a metadata table may not carry them."""
+"""Columns improv fills in. A table given to a transaction may not carry them;
+ingest of a folder (:mod:`improv_vcs.ingest`) checks ``blob_id`` and ``size``
+against the bytes, ignores ``pack`` and ``offset``, and splits batches by
+``instrument``."""
 
 CORE_ORDER = [
     "image_id",
@@ -103,21 +106,28 @@ def normalize_metadata(table: pa.Table) -> pa.Table:
     return table
 
 
-def cast_known_columns(table: pa.Table) -> pa.Table:
-    """``table`` with every column of :data:`USER_COLUMNS` cast to its type."""
+def cast_known_columns(table: pa.Table, zone: str = "UTC") -> pa.Table:
+    """``table`` with every column of :data:`USER_COLUMNS` cast to its type.
+
+    Times without a UTC offset (naive Arrow timestamps, or text such as
+    ``2024-05-01T12:00:00``) are read in ``zone``: UTC unless told otherwise
+    (``improv commit --timezone``); an IANA name or a ``±HH:MM`` offset."""
     for i, name in enumerate(table.column_names):
         if name in USER_COLUMNS:
-            table = table.set_column(i, name, _cast(name, table.column(i), USER_COLUMNS[name]))
+            table = table.set_column(i, name, _cast(name, table.column(i), USER_COLUMNS[name], zone))
     return table
 
 
-def _cast(name: str, column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
-    if pa.types.is_timestamp(column.type) and column.type.tz is None:
-        raise InvalidInputError(
-            f"column {name!r} holds timestamps without a time zone; give UTC offsets (e.g. 'Z')"
-        )
+_OFFSET = r"\d:\d\d(?::\d\d(?:[.,]\d*)?)?\s*(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"
+"""Text that ends in a time of day with a UTC offset (``…12:00:00Z``, ``…12:00+02:00``)."""
+_TIME_HINT = " (ISO 8601, e.g. 2024-05-01T12:00:00Z; without an offset it is read as UTC or in --timezone)"
+
+
+def _cast(name: str, column: pa.ChunkedArray, target: pa.DataType, zone: str = "UTC") -> pa.ChunkedArray:
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
+    if target == TIMESTAMP:
+        column = _localized(name, column, zone)
     try:
         return column.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -126,9 +136,89 @@ def _cast(name: str, column: pa.ChunkedArray, target: pa.DataType) -> pa.Chunked
         try:
             pa.array([value]).cast(target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            hint = " (ISO 8601 with a UTC offset, e.g. 2024-05-01T12:00:00Z)" if target == TIMESTAMP else ""
+            hint = _TIME_HINT if target == TIMESTAMP else ""
             raise InvalidInputError(f"column {name!r}: cannot read {value!r} as {target}{hint}") from None
     raise InvalidInputError(f"column {name!r} cannot be read as {target}")
+
+
+def _localized(name: str, column: pa.ChunkedArray, zone: str) -> pa.ChunkedArray:
+    """Times without an offset (naive timestamps, text without one) placed in
+    ``zone``; anything else unchanged (cast, and refused, by the caller)."""
+    if pa.types.is_timestamp(column.type):
+        return column if column.type.tz is not None else _assume(name, column.combine_chunks(), zone)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column
+    text = column.combine_chunks()
+    naive = pc.invert(pc.fill_null(pc.match_substring_regex(text, _OFFSET), True))  # nulls: not naive
+    if not pc.any(naive).as_py():
+        return column
+    plain = _parsed(name, pc.if_else(naive, text, pa.scalar(None, text.type)), pa.timestamp("us"))
+    offset = _parsed(name, pc.if_else(naive, pa.scalar(None, text.type), text), TIMESTAMP)
+    return pa.chunked_array([pc.if_else(naive, _assume(name, plain, zone).cast(TIMESTAMP), offset)])
+
+
+def _parsed(name: str, text: pa.Array, target: pa.DataType) -> pa.Array:
+    """``text`` cast to ``target``; the first value that will not cast is refused."""
+    try:
+        return text.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    for value in text.to_pylist():
+        try:
+            pa.array([value], text.type).cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise InvalidInputError(f"column {name!r}: cannot read {value!r} as {TIMESTAMP}{_TIME_HINT}") from None
+    raise InvalidInputError(f"column {name!r} cannot be read as {TIMESTAMP}")
+
+
+def _assume(name: str, values: pa.Array, zone: str) -> pa.Array:
+    """Naive ``values`` read in ``zone`` (the result carries the zone; casting
+    it to :data:`TIMESTAMP` gives UTC); a time the clocks skip or pass twice
+    in ``zone`` is refused, naming its row."""
+    try:
+        return pc.assume_timezone(values, timezone=zone)
+    except pa.ArrowInvalid as exc:
+        if "ambiguous" not in str(exc) and "nonexistent" not in str(exc):
+            return _assume_in_python(name, values, zone)  # a zone Arrow's database lacks
+    for kind, why in (("ambiguous", "passes twice (the clocks go back)"), ("nonexistent", "never happens (the clocks skip it)")):
+        early = pc.assume_timezone(values, timezone=zone, ambiguous="earliest", nonexistent="earliest")
+        late = pc.assume_timezone(
+            values, timezone=zone, ambiguous="latest" if kind == "ambiguous" else "earliest",
+            nonexistent="latest" if kind == "nonexistent" else "earliest",
+        )
+        differs = pc.fill_null(pc.not_equal(early, late), False)
+        if pc.any(differs).as_py():
+            _refuse_local_time(name, values, pc.index(differs, True).as_py(), zone, why)
+    raise InvalidInputError(f"column {name!r}: cannot read its times in {zone}")
+
+
+def _assume_in_python(name: str, values: pa.Array, zone: str) -> pa.Array:
+    """:func:`_assume` with the standard library's zone database."""
+    from datetime import timezone as fixed
+
+    from .ingest import zone_info
+
+    info = zone_info(zone)
+    out = []
+    for row, value in enumerate(values.to_pylist()):
+        if value is None:
+            out.append(None)
+            continue
+        first, second = value.replace(tzinfo=info), value.replace(tzinfo=info, fold=1)
+        if first.utcoffset() != second.utcoffset():
+            aware = first.astimezone(fixed.utc)
+            skipped = aware.astimezone(info).replace(tzinfo=None) != value
+            why = "never happens (the clocks skip it)" if skipped else "passes twice (the clocks go back)"
+            _refuse_local_time(name, values, row, zone, why)
+        out.append(first.astimezone(fixed.utc))
+    return pa.array(out, pa.timestamp(values.type.unit, tz="UTC"))
+
+
+def _refuse_local_time(name: str, values: pa.Array, row: int, zone: str, why: str) -> None:
+    shown = values[row].as_py().isoformat()
+    raise InvalidInputError(
+        f"column {name!r}, row {row + 1}: {shown} {why} in {zone}; give that time a UTC offset"
+    )
 
 
 def _require_no_nulls(table: pa.Table, name: str) -> None:

@@ -160,7 +160,7 @@ class Query(BaseModel):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            raise ValueError("times need a time zone (e.g. 2024-05-01T00:00:00Z)")
+            value = value.replace(tzinfo=timezone.utc)  # a time without an offset is UTC, as everywhere
         return value.astimezone(timezone.utc) if value else value
 
     @field_validator("depth")
@@ -350,7 +350,7 @@ def needed_columns(query: Query, spans: tuple[Span, ...] | None, count: bool) ->
     if query.depth:
         needed.add("depth")
     if query.samples or query.sample_quality or query.sample_columns:
-        needed.add("sample_id")
+        needed.update(("sample_id", "instrument", "timestamp"))  # a sample also holds its window's rows
     needed.update(c.column for c in query.where)
     if query.provenance_kinds():
         needed.add("image_id")
@@ -446,16 +446,27 @@ def compile_sql(
             )
             add(f"({ors})", *[v for s in spans for v in (s.instrument, s.start, s.end)])
     if query.samples:
-        add(f"images.sample_id IN ({', '.join('?' for _ in query.samples)})", *query.samples)
+        marks = ", ".join("?" for _ in query.samples)
+        add(
+            f"(images.sample_id IN ({marks}) OR {_IN_WINDOW.format(f'windows.sample_id IN ({marks})')})",
+            *query.samples,
+            *query.samples,
+        )
     for condition in query.where:
         op = "LIKE" if condition.op == "like" else condition.op
         add(f'images."{condition.column}" {op} ?', typed_value(condition, schema))
     if query.sample_quality:
         marks = ", ".join("?" for _ in query.sample_quality)
-        add(f"images.sample_id IN (SELECT samples.sample_id FROM samples WHERE samples.quality IN ({marks}))", *query.sample_quality)
+        add(
+            f"(images.sample_id IN (SELECT samples.sample_id FROM samples WHERE samples.quality IN ({marks})) "
+            f"OR {_IN_WINDOW.format(f'windows.quality IN ({marks})')})",
+            *query.sample_quality,
+            *query.sample_quality,
+        )
     clauses.extend(provenance.filters)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    ctes = f"WITH {', '.join(provenance.ctes)} " if provenance.ctes else ""
+    all_ctes = [*provenance.ctes, *([_WINDOW_SAMPLE] if query.sample_columns and not count else [])]
+    ctes = f"WITH {', '.join(all_ctes)} " if all_ctes else ""
     params = [*provenance.cte_params, *params]
     if count:
         return f"{ctes}SELECT count(*) AS images FROM images{where}", params
@@ -463,12 +474,34 @@ def compile_sql(
     columns = ", ".join([columns, *provenance.columns, *(f'samples."{c}" AS "sample.{c}"' for c in query.sample_columns)])
     joins = "".join(f" {j}" for j in provenance.joins)
     if query.sample_columns:
-        joins += " LEFT JOIN samples ON samples.sample_id = images.sample_id"
+        joins += (
+            " LEFT JOIN window_sample ON window_sample.image_id = images.image_id"
+            " LEFT JOIN samples ON samples.sample_id = coalesce(nullif(images.sample_id, ''), window_sample.sample_id)"
+        )
     sql = f"{ctes}SELECT {columns} FROM images{joins}{where} ORDER BY images.timestamp, images.image_id"
     if query.limit is not None:
         sql += " LIMIT ?"
         params.append(query.limit)
     return sql, params
+
+
+_IN_WINDOW = (
+    "(coalesce(images.sample_id, '') = '' AND EXISTS (SELECT 1 FROM samples AS windows WHERE {} "
+    "AND windows.instrument = images.instrument AND images.timestamp >= windows.\"start\" "
+    'AND images.timestamp < windows."end"))'
+)
+"""An image without a ``sample_id`` (null, or empty in older manifests)
+belongs to every sample of its instrument whose window ``[start, end)`` holds
+its timestamp; ``{}`` picks the samples."""
+
+_WINDOW_SAMPLE = (
+    "window_sample AS (SELECT image_id, sample_id FROM (SELECT i.image_id, w.sample_id, row_number() OVER "
+    "(PARTITION BY i.image_id ORDER BY w.\"start\" DESC, w.sample_id DESC) AS n FROM images AS i JOIN samples AS w "
+    "ON coalesce(i.sample_id, '') = '' AND w.instrument = i.instrument AND i.timestamp >= w.\"start\" AND i.timestamp < w.\"end\") "
+    "WHERE n = 1)"
+)
+"""The sample whose columns ``--with sample.COLUMN`` joins to an image
+without a ``sample_id``: of the windows holding it, the one starting last."""
 
 
 def typed_value(condition: Condition, schema: pa.Schema) -> object:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
@@ -58,7 +58,12 @@ def _valid(build: Any) -> Any:
 
 # -- instruments --------------------------------------------------------------------
 def deployment(start: datetime, end: datetime | None = None) -> Deployment:
-    return _valid(lambda: Deployment(start=start, end=end))
+    """A validated window; a time without an offset is UTC, as everywhere."""
+    return _valid(lambda: Deployment(start=_utc_if_naive(start), end=_utc_if_naive(end)))
+
+
+def _utc_if_naive(value: Any) -> Any:
+    return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) and value.tzinfo is None else value
 
 
 def add_instrument(doc: Registry, name: str, **fields: Any) -> Registry:

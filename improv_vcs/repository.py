@@ -191,8 +191,8 @@ class Repository:
 
     def resolve_as_of(self, when: datetime, rev: str | None = None) -> ObjectId:
         """The newest commit at or before ``when`` on the first-parent line of ``rev``."""
-        if when.tzinfo is None:
-            raise InvalidInputError("--as-of needs a time zone (e.g. 2024-06-01T00:00:00Z)")
+        if when.tzinfo is None:  # a time without an offset is UTC, as everywhere
+            when = when.replace(tzinfo=timezone.utc)
         oid = self.resolve(rev)
         commit = self.odb.get_commit(oid)
         while commit.time > when:
@@ -575,6 +575,27 @@ class Repository:
             self.refs.set_branch(name, None, target)
         except ConflictError:
             raise ConflictError(f"branch {name!r} already exists") from None
+        return target
+
+    def delete_branch(self, name: str) -> ObjectId:
+        """Delete branch ``name`` and return the commit it named.
+
+        Only the name goes: its commits stay while another ref reaches them,
+        and otherwise for gc's grace period from now (the tip is freshened
+        first, and gc keeps what a young commit reaches). The default branch
+        is refused (:class:`InvalidInputError`), a missing one is
+        :class:`NotFoundError`. A commit that moves the branch while it is
+        being deleted is not kept by the branch; it stays until gc's grace
+        period ends, like any unreachable commit.
+        """
+        from .ids import ref_name
+        from .refs import HEADS
+
+        if name == self.config.default_branch:
+            raise InvalidInputError(f"{name!r} is the default branch; it cannot be deleted")
+        target = self.refs.require_branch(name)
+        self.store.freshen(object_key(target))
+        self.store.delete(HEADS + ref_name(name))
         return target
 
     def tags(self) -> dict[str, ObjectId]:

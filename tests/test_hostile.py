@@ -404,11 +404,6 @@ HOSTILE_SOURCES = {
         lambda p: _parquet_source(p, pa.table({"image_id": ["b1"], "timestamp": _ts(), "lat": [0.0], "lon": [float("inf")]})),
         "lon",
     ),
-    "naive timestamp (csv)": (lambda p: _csv_source(p, "image_id,timestamp\nb1,2024-01-02T06:00:00\n"), "UTC offset"),
-    "naive timestamp (parquet)": (
-        lambda p: _parquet_source(p, pa.table({"image_id": ["b1"], "timestamp": _ts(naive=True)})),
-        "time zone",
-    ),
     "duplicate columns (csv)": (
         lambda p: _csv_source(p, "image_id,timestamp,lat,lat\nb1,2024-01-02T06:00:00Z,1,2\n"),
         "duplicate",
@@ -446,7 +441,6 @@ def test_hostile_metadata_through_the_api(tmp_path):
     cases = {
         "lat": [{"image_id": "b1", "timestamp": T0, "lat": float("nan"), "lon": 0.0}],
         "lat ": [{"image_id": "b1", "timestamp": T0, "lat": 95.0, "lon": 0.0}],
-        "time zone": [{"image_id": "b1", "timestamp": datetime(2024, 1, 1)}],
         "duplicate": pa.Table.from_arrays(
             [pa.array(["b1"]), pa.array([T0]), pa.array([1.0]), pa.array([2.0])], names=["image_id", "timestamp", "lat", "lat"]
         ),

@@ -10,6 +10,7 @@ huge ``offset`` and deeply nested JSON over HTTP; an unreachable S3 endpoint."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -339,8 +340,15 @@ def test_unreachable_s3_endpoint_is_a_storage_error_exit_7(closed_port, args):
     done = subprocess.run([*_COMMIT, *argv], check=False, capture_output=True, text=True, timeout=180, env=_s3_env(closed_port))
     assert done.returncode == 7, (done.returncode, done.stderr[-2000:])
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert "s3://bucket/x" in lines[0] and endpoint in lines[0]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    if "--json" in argv:  # errors are JSON too
+        error = json.loads(lines[0])["error"]
+        assert error["type"] == "StorageError"
+        message = error["message"]
+    else:
+        assert lines[0].startswith("error: ")
+        message = lines[0]
+    assert "s3://bucket/x" in message and endpoint in message
     assert done.stdout == ""
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_cli import A1, A2, assert_error, committed, images, invoke, ok, repo, runner  # noqa: F401
+from test_cli import A1, A2, assert_error, assert_json_error, committed, images, invoke, ok, repo, runner  # noqa: F401
 from test_registry import sample_images
 
 from improv_vcs import InvalidInputError, Repository
@@ -101,7 +101,6 @@ def test_matching_format_and_extension_agree(runner, committed, tmp_path):
         ("rows.json", ["-f", "jsonl"]),
         ("rows.arrow", ["-f", "parquet"]),
         ("rows.feather", ["-f", "json"]),
-        ("rows.csv", ["--json"]),
         ("rows.txt", ["-f", "csv"]),
     ],
 )
@@ -231,7 +230,11 @@ def test_json_flag_is_format_json(runner, committed, tmp_path):
     assert json.loads(as_flag) == JSON_ROWS
     ok(query(runner, committed, "--json", "--format", "json", "-o", tmp_path / "rows.json"))
     assert json.loads((tmp_path / "rows.json").read_text()) == JSON_ROWS
-    assert_error(query(runner, committed, "--json", "--format", "csv"), 2, "--json", "--format csv")
+    assert_json_error(query(runner, committed, "--json", "--format", "csv"), 2, "InvalidInputError", "--json", "--format csv")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    assert_json_error(query(runner, committed, "-o", out_dir / "rows.csv", "--json"), 2, "InvalidInputError", "rows.csv", "--format")
+    assert list(out_dir.iterdir()) == []
 
 
 # -- 3. sample joins with filters; DuckDB errors -------------------------------------------

@@ -172,7 +172,7 @@ def test_unregistered_instrument_warns_once_then_strict_refuses(runner, repo, tm
     src = tmp_path / "many"
     images(src / "a", *(iid("20240101T000000", n, "IFCB5") for n in range(1, 6)))
     images(src / "b", *(iid("20240102T000000", n, "IFCB5") for n in range(1, 6)))
-    result = ok(cli(runner, repo, "commit", src, "-i", "IFCB5", "-q"))
+    result = ok(cli(runner, repo, "commit", src, "-i", "IFCB5"))
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == ["warning: instrument 'IFCB5' is not registered (`improv instrument add` records its deployments)"]
     assert Repository.open(repo).count() == 10

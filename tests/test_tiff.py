@@ -776,7 +776,7 @@ def test_a_third_party_adapter_installs_through_an_entry_point(runner, repo, tmp
             "name": "npy", "description": "numpy .npy z-stacks",
             "options": {"time": "acquisition time (ISO 8601)"}, "needs_instrument": True,
         }
-        assert by_name["tiff"]["options"].keys() == {"split", "axes", "time"}
+        assert by_name["tiff"]["options"].keys() == {"split", "axes", "time", "timezone"}
         assert "npy" in ok(invoke(runner, "formats")).stdout
 
         data = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5) - 30

@@ -24,7 +24,7 @@ import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import InvalidInputError
-from ..query import parse_time
+from ..ingest import parse_timezone, zone_info
 from ..sources import SourceFile
 from . import Adapter, IngestPlan, PlannedBatch
 
@@ -84,8 +84,9 @@ class OmeImage:
     planes: dict[tuple[int, int, int], dict[str, float]] = field(default_factory=dict)  # (t, c, z) → fields
 
 
-def parse_ome(xml: str) -> list[OmeImage]:
-    """The images of an OME-XML document, in document order."""
+def parse_ome(xml: str, zone: tzinfo = timezone.utc) -> list[OmeImage]:
+    """The images of an OME-XML document, in document order (an
+    ``AcquisitionDate`` without an offset is read in ``zone``)."""
     try:
         root = ElementTree.fromstring(xml)
     except ElementTree.ParseError as exc:
@@ -98,7 +99,7 @@ def parse_ome(xml: str) -> list[OmeImage]:
         for child in element.iter():
             tag = _local(child.tag)
             if tag == "AcquisitionDate" and child.text:
-                image.acquired = _utc(datetime.fromisoformat(child.text.strip()))
+                image.acquired = _utc(datetime.fromisoformat(child.text.strip()), zone)
             elif tag == "Pixels":
                 for axis in "XYZ":
                     value = _number(child.get(f"PhysicalSize{axis}"))
@@ -131,8 +132,17 @@ def _number(text: str | None) -> float | None:
         return None
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+def _utc(value: datetime, zone: tzinfo = timezone.utc) -> datetime:
+    """``value`` in UTC; without an offset it is read in ``zone``."""
+    return (value.replace(tzinfo=zone) if value.tzinfo is None else value).astimezone(timezone.utc)
+
+
+def _time_option(text: str, zone: tzinfo) -> datetime:
+    """The ``time`` option: ISO 8601, read in ``zone`` without an offset."""
+    try:
+        return _utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")), zone)
+    except ValueError:
+        raise InvalidInputError(f"time: cannot read {text!r} as an ISO 8601 time") from None
 
 
 def stem(path: Path) -> str:
@@ -188,7 +198,7 @@ class Series:
 class Stack:
     """One TIFF file, opened for reading."""
 
-    def __init__(self, path: Path, root: Path, axes: str | None, time: datetime | None):
+    def __init__(self, path: Path, root: Path, axes: str | None, time: datetime | None, zone: tzinfo = timezone.utc):
         import tifffile
 
         self.path = path
@@ -197,10 +207,10 @@ class Stack:
         try:
             with tifffile.TiffFile(path) as tif:
                 self.ome_xml = tif.ome_metadata if tif.is_ome else None
-                ome = parse_ome(self.ome_xml) if self.ome_xml else []
+                ome = parse_ome(self.ome_xml, zone) if self.ome_xml else []
                 self.series = [self._series(i, s, ome, axes) for i, s in enumerate(tif.series)]
                 tag = tif.pages[0].tags.get("DateTime") if tif.pages else None
-                tagged = _tag_time(tag.value if tag is not None else None)
+                tagged = _tag_time(tag.value if tag is not None else None, zone)
         except (OSError, ValueError, tifffile.TiffFileError) as exc:
             raise InvalidInputError(f"cannot read {path} as TIFF: {exc}") from None
         acquired = next((s.ome.acquired for s in self.series if s.ome.acquired), None)
@@ -321,12 +331,12 @@ def _without_suffix(path: str) -> str:
     return path
 
 
-def _tag_time(value: Any) -> datetime | None:
-    """The time of a TIFF ``DateTime`` tag value (``YYYY:MM:DD HH:MM:SS``, taken as UTC)."""
+def _tag_time(value: Any, zone: tzinfo = timezone.utc) -> datetime | None:
+    """The time of a TIFF ``DateTime`` tag value (``YYYY:MM:DD HH:MM:SS``, read in ``zone``, UTC by default)."""
     if value is None:
         return None
     try:
-        return datetime.strptime(str(value).strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone.utc)
+        return _utc(datetime.strptime(str(value).strip(), "%Y:%m:%d %H:%M:%S"), zone)
     except ValueError:
         return None
 
@@ -349,6 +359,8 @@ class TiffAdapter(Adapter):
         "split": "planes (default): one image per 2-D plane; none: one image per file",
         "axes": "the file's axis letters when tifffile cannot tell them, e.g. ZYX for a plain multi-page z-stack",
         "time": "acquisition time (ISO 8601) for files without one",
+        "timezone": "the zone of times without a UTC offset (time=, OME AcquisitionDate, TIFF DateTime): "
+        "an IANA name (Europe/Stockholm) or ±HH:MM; default UTC",
     }
 
     def plan(
@@ -360,9 +372,10 @@ class TiffAdapter(Adapter):
         split = options.get("split", "planes")
         if split not in ("planes", "none"):
             raise InvalidInputError(f"split must be planes or none, not {split!r}")
-        time = parse_time(options["time"]) if "time" in options else None
+        zone = zone_info(parse_timezone(options["timezone"])) if "timezone" in options else timezone.utc
+        time = _time_option(options["time"], zone) if "time" in options else None
         root, paths = find_stacks(source)
-        stacks = [Stack(p, root, options.get("axes"), time) for p in paths]
+        stacks = [Stack(p, root, options.get("axes"), time, zone) for p in paths]
         seen: dict[str, Path] = {}
         for stack in stacks:
             if stack.sample_id in seen:

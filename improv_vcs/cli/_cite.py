@@ -7,26 +7,52 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import JsonOption, QuietOption, RepoOption, app, handles_errors, open_repo, print_json, report
-from ._query import Bbox, DatasetOpt, Depth, End, Instrument, KindOpt, Prov, Run, Sample, SampleQuality, Start, Where, build_from_options
+from ._common import (
+    QUERY,
+    JsonOption,
+    QuietOption,
+    RepoOption,
+    app,
+    handles_errors,
+    note,
+    open_repo,
+    print_json,
+    report,
+)
+from ._query import (
+    Bbox,
+    DatasetOpt,
+    Depth,
+    End,
+    Instrument,
+    KindOpt,
+    Prov,
+    Run,
+    Sample,
+    SampleQuality,
+    Start,
+    Where,
+    build_from_options,
+)
 
-CITE_HELP = """Cite a snapshot selection, verify a citation, or materialize it.
+CITE_HELP = """Cite a selection; verify or materialize a citation.
 
 \b
-  improv cite [REF] [--dataset NAME | query options] [--title T] [--author A ...] [--format F]
+  improv cite [REF] [--dataset NAME | query options] [--title T] ...
   improv cite --tag RELEASE [...]
-  improv cite verify CITATION          (an identifier, or a citation file in any format)
+  improv cite verify CITATION
   improv cite export CITATION DEST
 
 A citation pins the repository, the commit, the selection (dataset or query,
 provenance filters and runs included), the image count and a digest of the
-result; its identifier (improv:1:…) is all `verify` needs. `verify` exits 0
-only when the selection re-runs to the same images and records and every
-cited image's bytes match their hash.
+result. Its identifier (improv:1:...) is all `verify` and `export` need; a
+citation file in any format works too. `verify` exits 0 only when the
+selection re-runs to the same images and records and every cited image's
+bytes match their hash.
 """
 
 
-@app.command(help=CITE_HELP)
+@app.command(help=CITE_HELP, rich_help_panel=QUERY)
 @handles_errors
 def cite(
     args: Annotated[Optional[list[str]], typer.Argument(help="[REF] | verify CITATION | export CITATION DEST", show_default=False)] = None,
@@ -78,7 +104,7 @@ def cite(
     text = citation.render("json" if json_output else output_format)
     if output is not None:
         output.write_text(text)
-        typer.echo(f"Wrote the citation to {output}\nIdentifier: {citation.identifier}", err=True)
+        note(f"Wrote the citation to {output}\nIdentifier: {citation.identifier}", quiet)
     else:
         typer.echo(text, nl=False)
 

@@ -9,54 +9,81 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import (
+    INSPECT,
+    RECORD,
     REPO_HELP,
+    START,
     JsonOption,
     QuietOption,
     RepoOption,
     app,
     handles_errors,
+    note,
     open_repo,
     print_json,
     report,
     state,
+    warn,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"improv {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _main(
     repo: Annotated[Optional[str], typer.Option("--repo", "-R", envvar="IMPROV_REPO", help=REPO_HELP)] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     state["repo"] = repo
+    state["warned"] = set()
 
 
-@app.command()
+@app.command(rich_help_panel=START)
 @handles_errors
 def init(
     path: Annotated[Optional[str], typer.Argument(help="Directory or URL (s3://bucket/prefix) for the new repository (default: --repo, else the current directory).")] = None,
     default_branch: Annotated[str, typer.Option(help="Name of the default branch.")] = "main",
     endpoint_url: Annotated[Optional[str], typer.Option("--endpoint-url", help="S3 endpoint for s3:// URLs other than AWS (e.g. http://127.0.0.1:9000).")] = None,
+    create_bucket: Annotated[bool, typer.Option("--create-bucket", help="For s3:// URLs: create the bucket first if it does not exist.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Create an empty repository."""
+    from ..errors import InvalidInputError
     from ..repository import Repository
 
+    url = path or state["repo"] or "."
     options = {"endpoint_url": endpoint_url} if endpoint_url else {}
-    repo = Repository.init(path or state["repo"] or ".", default_branch=default_branch, **options)
-    report(
-        json_output,
-        {"url": repo.url, "id": repo.id, "default_branch": default_branch},
-        f"Initialized empty improv repository {repo.id} in {repo.url}",
-    )
+    created = None  # the bucket --create-bucket created
+    if create_bucket:
+        if not str(url).startswith("s3://"):
+            raise InvalidInputError(f"--create-bucket is for s3:// URLs, not {url!r}")
+        from ..store import S3Store
+
+        store = S3Store(url, **options)
+        created = store.bucket if store.create_bucket() else None
+    repo = Repository.init(url, default_branch=default_branch, **options)
+    data = {"url": repo.url, "id": repo.id, "default_branch": default_branch}
+    if create_bucket:
+        data["bucket_created"] = created is not None
+    text = f"Initialized empty improv repository {repo.id} in {repo.url}"
+    report(json_output, data, (f"Created bucket {created}\n" if created else "") + text)
 
 
-@app.command()
+@app.command(rich_help_panel=RECORD)
 @handles_errors
 def commit(
     source: Annotated[Path, typer.Argument(help="What to ingest: a directory of image files (--format files), IFCB bins or a dated tree of them (ifcb), TIFF/OME-TIFF files or a directory of them (tiff).")],
-    instrument: Annotated[Optional[str], typer.Option("--instrument", "-i", help="Instrument that took the images (ifcb: default from each bin id).")] = None,
+    instrument: Annotated[Optional[str], typer.Option("--instrument", "-i", help="Instrument that took the images (files: default from an instrument column or IFCB-style names, one batch per instrument; ifcb: default from each bin id).")] = None,
     format_: Annotated[str, typer.Option("--format", "-f", help="Input format: files, ifcb, tiff, or an installed adapter (see `improv formats`).")] = "files",
     split: Annotated[Optional[str], typer.Option("--split", help="tiff: 'planes' (each 2-D plane an image, the default) or 'none' (each file one image).")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", help="Adapter option KEY=VALUE (repeatable), e.g. time=2024-05-01T12:00:00Z for tiff.")] = None,
+    timezone: Annotated[Optional[str], typer.Option("--timezone", help="Read metadata times without a UTC offset in this zone: an IANA name (Europe/Stockholm) or ±HH:MM (default UTC; IFCB-style names are always UTC).")] = None,
     raw: Annotated[bool, typer.Option("--raw/--no-raw", help="Keep the original files (IFCB .hdr/.adc/.roi, whole stacks, OME-XML) byte for byte.")] = True,
     task_id: Annotated[Optional[str], typer.Option("--task-id", help="The ingest task this commit records; running the same task again does nothing and prints its commit.")] = None,
     allow_outside_deployment: Annotated[bool, typer.Option("--allow-outside-deployment", help="Accept images outside their registered instrument's deployments, or dated in the future.")] = False,
@@ -68,15 +95,21 @@ def commit(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Ingest SOURCE as one commit: a batch of images per instrument, plus the
-    original files when the format has them.
+    """Ingest images (and their original files) as one commit.
+
+    SOURCE becomes a batch of images per instrument, plus the original files
+    when the format has them.
 
     --format files: each folder's metadata table gives image_id (or filename)
-    and timestamp, and optionally lat, lon, depth, sample_id and any extra
-    columns; without a table, ids and timestamps come from IFCB-style file
-    names (D20240101T120000_IFCB107_00001.png).
+    and timestamp, and optionally lat, lon, depth, sample_id, instrument and
+    any extra columns; without a table, ids and timestamps come from IFCB-style
+    file names (D20240101T120000_IFCB107_00001.png). Columns `improv export`
+    writes are accepted: blob_id and size are checked against the bytes, pack
+    and offset ignored. Times without an offset are UTC unless --timezone.
+
     --format ifcb: every ROI of every bin becomes a PNG image with its ADC row
     and header fields as columns; the bin is the sample.
+
     --format tiff: planes get t, c, z, p indices and channel names; the stack
     is the sample (read it back with Repository.read_stack).
 
@@ -101,6 +134,10 @@ def commit(
     options = parse_options(option or ())
     if split is not None:
         options["split"] = split
+    if timezone is not None:
+        if "timezone" not in adapter.options:
+            raise InvalidInputError(f"--timezone does not apply to --format {adapter.name}: its times carry their zone")
+        options["timezone"] = timezone
     plan = adapter.plan(source, instrument, options, keep_raw=raw)
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
@@ -119,7 +156,7 @@ def commit(
                f"Task {task_id} is already committed as {tx.task_done[:12]}; nothing to do")
         return
     for warning in tx.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        warn(warning, quiet)
     result = {
         "commit": commit_id,
         "branch": tx.branch,
@@ -148,16 +185,17 @@ def _default_message(images: int, files: int, instruments: str) -> str:
     return f"Add {images} images{kept} from {instruments}"
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 @handles_errors
 def log(
     ref: Annotated[Optional[str], typer.Argument(help="Where to start (default: the default branch).")] = None,
-    max_count: Annotated[Optional[int], typer.Option("-n", "--max-count", min=1, help="Show at most N commits.")] = None,
+    max_count: Annotated[Optional[int], typer.Option("--max-count", "-n", "--limit", min=1, help="Show at most N commits.")] = None,
+    oneline: Annotated[bool, typer.Option("--oneline", help="One commit per line: short id and the message's first line.")] = False,
     task_id: Annotated[Optional[str], typer.Option("--task-id", help="Only the commit that recorded this ingest task.")] = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Show the commit history."""
+    """Show the commit history, newest first."""
     from itertools import islice
 
     from .._render import commit_dict, log_text
@@ -171,17 +209,23 @@ def log(
         return
     if not entries:
         typer.echo("No commits yet.")
-    typer.echo("\n".join(log_text(oid, c) for oid, c in entries), nl=False)
+    elif oneline:
+        typer.echo("\n".join(f"{oid[:12]} {(c.message.strip().splitlines() or [''])[0]}".rstrip() for oid, c in entries))
+    else:
+        typer.echo("\n".join(log_text(oid, c) for oid, c in entries), nl=False)
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 @handles_errors
 def show(
     ref: Annotated[str, typer.Argument(help="Commit, branch, tag, prefix or REF~N.")] = "HEAD",
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Show a commit and its batches (row counts, time range, lat/lon/depth bounds)."""
+    """Show a commit and its batches.
+
+    Each batch with its row count, time range and lat/lon/depth bounds.
+    """
     from .._render import commit_dict, show_text
 
     oid, commit_obj = open_repo(repo).commit_info(ref)
@@ -193,16 +237,34 @@ def show(
         typer.echo(show_text(oid, commit_obj), nl=False)
 
 
-@app.command()
+@app.command(rich_help_panel=RECORD)
 @handles_errors
 def branch(
-    name: Annotated[Optional[str], typer.Argument(help="Branch to create (omit to list branches).")] = None,
+    name: Annotated[Optional[str], typer.Argument(help="Branch to create or delete (omit to list branches).")] = None,
     ref: Annotated[Optional[str], typer.Argument(help="Where the new branch starts (default: the default branch).")] = None,
+    delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete branch NAME (not the default branch).")] = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """List branches, or create one at REF."""
+    """List branches, create one at REF, or delete one.
+
+    Deleting a branch removes only the name: its commits stay while another
+    ref reaches them, and otherwise for gc's grace period (24 h by default).
+    """
+    from ..errors import InvalidInputError
+
     repository = open_repo(repo)
+    if delete:
+        if name is None or ref is not None:
+            raise InvalidInputError("usage: improv branch --delete NAME")
+        target = repository.delete_branch(name)
+        report(
+            json_output,
+            {"deleted": name, "commit": target},
+            f"Deleted branch {name} (was {target[:12]}). Its commits stay while another ref reaches them; "
+            "otherwise gc keeps them for its grace period (24 h by default).",
+        )
+        return
     if name is None:
         default = repository.config.default_branch
         branches = repository.branches()
@@ -213,7 +275,7 @@ def branch(
     report(json_output, {"branch": name, "commit": target}, f"Created branch {name} at {target[:12]}")
 
 
-@app.command()
+@app.command(rich_help_panel=RECORD)
 @handles_errors
 def tag(
     name: Annotated[Optional[str], typer.Argument(help="Tag to create (omit to list tags).")] = None,
@@ -227,8 +289,10 @@ def tag(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """List tags, or create one (tags never move). Release metadata makes it
-    citable with `improv cite --tag NAME`."""
+    """List tags, or create one (tags never move).
+
+    Release metadata makes a tag citable with `improv cite --tag NAME`.
+    """
     repository = open_repo(repo)
     if name is None:
         tags = repository.tags()
@@ -239,18 +303,25 @@ def tag(
     report(json_output, {"tag": name, "commit": target}, f"Tagged {target[:12]} as {name}")
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 @handles_errors
 def get(
     image_id: Annotated[str, typer.Argument(help="Image id.")],
     at: Annotated[Optional[str], typer.Option("--at", help="Revision to read from (default: the default branch).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of standard output.")] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    quiet: QuietOption = False,
+    json_output: Annotated[bool, typer.Option("--json", help="With -o: describe the written file as JSON.")] = False,
     repo: RepoOption = None,
 ) -> None:
-    """Write one image's bytes (verified against its hash) to a file or stdout."""
+    """Write one image's verified bytes to a file or stdout.
+
+    The bytes are checked against the image's hash before anything is written.
+    """
     from ..errors import InvalidInputError
 
+    if json_output and output is None:
+        raise InvalidInputError("--json describes the file -o writes; give -o FILE")
     data = open_repo(repo).read_image(image_id, at=at)
     if output is None:
         if sys.stdout.isatty():
@@ -259,7 +330,10 @@ def get(
         sys.stdout.buffer.flush()
         return
     _write_file(output, data, force)
-    typer.echo(f"Wrote {len(data)} bytes to {output}", err=True)
+    if json_output:
+        print_json({"image_id": image_id, "output": str(output), "bytes": len(data)})
+    else:
+        note(f"Wrote {len(data)} bytes to {output}", quiet)
 
 
 def _write_file(output: Path, data: bytes, force: bool) -> None:
@@ -275,29 +349,43 @@ def _write_file(output: Path, data: bytes, force: bool) -> None:
     write_atomic(output, data)
 
 
-@app.command()
+@app.command(rich_help_panel=START)
 @handles_errors
 def demo(
     path: Annotated[Path, typer.Argument(help="Where to create the demo repository.")] = Path("improv-demo"),
     images_per_bin: Annotated[int, typer.Option(min=1, help="Images per generated IFCB bin.")] = 200,
     quiet: QuietOption = False,
+    json_output: JsonOption = False,
 ) -> None:
-    """Build a demo repository from generated IFCB-like images: two instruments,
-    two days, several commits; then print the log and a count. An existing demo
-    repository at PATH is shown again, not rebuilt."""
+    """Build a demo repository from generated IFCB-like images.
+
+    Two instruments, two days, several commits; then the log and a count are
+    printed. An existing demo repository at PATH is shown again, not rebuilt.
+    """
     from ..demo import build_demo
     from ..errors import NotARepositoryError
     from ..repository import Repository
 
     try:
         repository = Repository.open(path)
-        typer.echo(f"Demo repository already built: {repository.url}\n")
+        built = False
     except NotARepositoryError:
-        repository = build_demo(path, images_per_bin=images_per_bin, quiet=quiet)
-        typer.echo(f"Demo repository: {repository.url}\n")
-    log(ref=None, max_count=None, json_output=False, repo=repository.url)
+        repository = build_demo(path, images_per_bin=images_per_bin, quiet=quiet or json_output)
+        built = True
     images = repository.images()
     instruments = sorted(set(images.column("instrument").to_pylist()))
+    if json_output:
+        print_json({
+            "url": repository.url,
+            "built": built,
+            "commits": [oid for oid, _ in repository.log()],
+            "images": images.num_rows,
+            "instruments": instruments,
+            "branch": repository.config.default_branch,
+        })
+        return
+    typer.echo(f"Demo repository: {repository.url}\n" if built else f"Demo repository already built: {repository.url}\n")
+    log(ref=None, max_count=None, oneline=False, json_output=False, repo=repository.url)
     typer.echo(
         f"{images.num_rows} images from {len(instruments)} instruments ({', '.join(instruments)}) "
         f"at {repository.config.default_branch}"

@@ -6,10 +6,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import JsonOption, QuietOption, RepoOption, app, handles_errors, open_repo, report
+from ._common import (
+    MAINTAIN,
+    JsonOption,
+    QuietOption,
+    RepoOption,
+    app,
+    handles_errors,
+    open_repo,
+    report,
+)
 
 
-@app.command()
+@app.command(rich_help_panel=MAINTAIN)
 @handles_errors
 def fsck(
     full: Annotated[bool, typer.Option("--full", help="Also re-hash every blob of every pack.")] = False,
@@ -18,9 +27,11 @@ def fsck(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Check that everything reachable from a ref is present and parses, that
-    every manifest points at its blobs' pack entries, and (--full) that every
-    byte hashes to its id. Exits 5 when anything is (still) wrong.
+    """Check that the repository is complete and uncorrupted.
+
+    Everything reachable from a ref must be present and parse, every manifest
+    must point at its blobs' pack entries, and (--full) every byte must hash
+    to its id. Exits 5 when anything is (still) wrong.
 
     With --repair-from, each missing or corrupt object or pack is replaced
     by a copy from REMOTE that verifies against its id."""
@@ -48,7 +59,7 @@ def fsck(
         raise typer.Exit(IntegrityError.exit_code)
 
 
-@app.command()
+@app.command(rich_help_panel=MAINTAIN)
 @handles_errors
 def gc(
     grace: Annotated[str, typer.Option("--grace", help="Keep unreachable objects younger than this (e.g. 24h, 30m, 0).")] = "24h",
@@ -57,10 +68,13 @@ def gc(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Remove objects and packs no branch, tag or remote-tracking ref can
-    reach, once older than the grace period (so commits in flight are safe),
-    and unfinished writes that old. Safe beside concurrent commits and
-    transfers; a killed gc leaves the repository consistent."""
+    """Remove objects no ref reaches, once past the grace period.
+
+    Objects and packs no branch, tag or remote-tracking ref can reach are
+    removed once older than the grace period (so commits in flight are
+    safe), and so are unfinished writes that old. Safe beside concurrent
+    commits and transfers; a killed gc leaves the repository consistent.
+    """
     from ..gc import gc as run
     from ..gc import parse_duration
 

@@ -6,14 +6,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import JsonOption, RepoOption, app, handles_errors, open_repo, print_json
+from ._common import INSPECT, JsonOption, RepoOption, app, handles_errors, open_repo, print_json
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 @handles_errors
 def formats(json_output: JsonOption = False) -> None:
-    """List the input formats `improv commit --format` accepts (built-in and
-    installed adapters) and their options."""
+    """List the input formats `improv commit --format` accepts.
+
+    Built-in formats and installed adapters, with their options.
+    """
     from ..adapters import registry
 
     adapters = [
@@ -29,7 +31,7 @@ def formats(json_output: JsonOption = False) -> None:
             typer.echo(f"{'':<8}   --option {name}=…  {text}")
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 @handles_errors
 def sources(
     sample: Annotated[Optional[list[str]], typer.Option("--sample", help="Only these samples (repeatable).")] = None,
@@ -38,9 +40,11 @@ def sources(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """List the original files kept (raw bins, whole stacks, metadata
-    documents): sample, path, role and size. `improv export DEST --raw`
-    writes them back."""
+    """List the original files kept (raw bins, stacks, documents).
+
+    Each with its sample, path, role and size. `improv export DEST --raw`
+    writes them back.
+    """
     files = open_repo(repo).source_files(at=at, samples=tuple(sample or ()), instruments=tuple(instrument or ()))
     columns = ["sample_id", "path", "instrument", "role", "media_type", "size", "blob_id"]
     rows = files.select(columns).to_pylist()

@@ -7,14 +7,24 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import JsonOption, RepoOption, app, handles_errors, open_repo, print_json, report
+from ._common import (
+    RECORD,
+    App,
+    JsonOption,
+    RepoOption,
+    app,
+    handles_errors,
+    open_repo,
+    print_json,
+    report,
+)
 from ._query import AsOf, At
 
-provenance_app = typer.Typer(
-    help="Append-only records about images: classifications, masks, features, annotations …",
-    no_args_is_help=True,
+provenance_app = App(
+    help="Append-only records about images: classes, masks, features.\n\n"
+    "Classifications, segmentation masks, features, annotations and any kind a plugin adds.",
 )
-app.add_typer(provenance_app, name="provenance")
+app.add_typer(provenance_app, name="provenance", rich_help_panel=RECORD)
 
 
 def _constants(pairs: list[str] | None) -> dict[str, str]:
@@ -43,8 +53,11 @@ def provenance_add(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Attach records to images as a new commit. Nothing is replaced: a re-run
-    with a new run id sits next to the old one; identical records are skipped."""
+    """Attach records to images as a new commit.
+
+    Nothing is replaced: a re-run with a new run id sits next to the old one;
+    identical records are skipped.
+    """
     from ..provenance.files import read_masks, read_records
     from ..repository import default_author
 
@@ -71,7 +84,7 @@ def provenance_show(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """The whole history of one image: every record of every run, oldest first."""
+    """Show one image's records: every run, oldest first."""
     from ._query import _as_of
 
     found = open_repo(repo).provenance(image_id, kind, at, _as_of(as_of))
@@ -103,7 +116,7 @@ def _value(value: Any) -> str:
 @provenance_app.command("kinds")
 @handles_errors
 def provenance_kinds(json_output: JsonOption = False) -> None:
-    """List the record kinds this installation knows (built-in and plugins)."""
+    """List the record kinds known here (built-in and plugins)."""
     from ..provenance.kinds import registry
 
     described = [k.describe() for k in registry().values()]

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from ._common import (
+    QUERY,
+    RECORD,
+    App,
     JsonOption,
     QuietOption,
     RepoOption,
@@ -17,6 +20,7 @@ from ._common import (
     handles_errors,
     open_repo,
     report,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -27,15 +31,15 @@ AsOf = Annotated[Optional[str], typer.Option("--as-of", help="Newest commit at o
 Instrument = Annotated[Optional[list[str]], typer.Option("--instrument", "-i", help="Only these instruments (repeatable).")]
 Start = Annotated[Optional[str], typer.Option("--start", help="From this time (ISO 8601, UTC if no offset), inclusive.")]
 End = Annotated[Optional[str], typer.Option("--end", help="Until this time, exclusive.")]
-Bbox = Annotated[Optional[str], typer.Option("--bbox", help="LAT_MIN,LON_MIN,LAT_MAX,LON_MAX.")]
+Bbox = Annotated[Optional[str], typer.Option("--bbox", help="Bounding box S,W,N,E: minimum latitude, minimum longitude, maximum latitude, maximum longitude (e.g. 41,-71,42,-70).")]
 Depth = Annotated[Optional[str], typer.Option("--depth", help="MIN:MAX (either side may be empty).")]
-DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", "-d", help="Only images inside this dataset's spans.")]
+DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Only images inside this dataset's spans.")]
 Sample = Annotated[Optional[list[str]], typer.Option("--sample", help="Only these sample ids (repeatable).")]
 SampleQuality = Annotated[Optional[list[str]], typer.Option("--sample-quality", help="Only images whose sample's latest record has this quality: good, questionable, bad (repeatable).")]
 Where = Annotated[Optional[list[str]], typer.Option("--where", "-w", help="'COLUMN OP VALUE', OP in = != < <= > >= like (repeatable).")]
 KindOpt = Annotated[Optional[list[str]], typer.Option("--kind", "-k", help="Only images with provenance records of this kind (repeatable).")]
 Prov = Annotated[Optional[list[str]], typer.Option("--prov", help="'KIND.COLUMN OP VALUE' on provenance records; conditions on one kind hold for the same record (repeatable).")]
-Run = Annotated[Optional[list[str]], typer.Option("--run", help="Which run's records count: 'latest' (per image) or a run id; 'KIND=…' for one kind (repeatable).")]
+Run = Annotated[Optional[list[str]], typer.Option("--run", help="Which run's records count: 'latest' (per image) or a run id; 'KIND=RUN' for one kind (repeatable).")]
 With = Annotated[Optional[list[str]], typer.Option("--with", help="Add KIND.COLUMN from each image's latest matching record, or sample.COLUMN from its sample's record (repeatable).")]
 DEFAULT_COLUMNS = ("image_id", "instrument", "timestamp", "lat", "lon", "depth", "sample_id", "size")
 """What ``improv query`` shows without ``--columns`` (``-c '*'`` shows all)."""
@@ -44,7 +48,7 @@ Columns = Annotated[
     typer.Option(
         "--columns",
         "-c",
-        help=f"Comma-separated columns to return, or '*' for every column (default: {','.join(DEFAULT_COLUMNS)}).",
+        help=f"Comma-separated columns to return, or '*' for every column (default: {', '.join(DEFAULT_COLUMNS)}).",
     ),
 ]
 Limit = Annotated[Optional[int], typer.Option("--limit", "-n", min=0, help="At most N rows.")]
@@ -120,7 +124,7 @@ def _check_output(output: Path) -> None:
         raise InvalidInputError(f"-o {output}: directory {output.parent} does not exist")
 
 
-@app.command()
+@app.command(rich_help_panel=QUERY)
 @handles_errors
 def query(
     at: At = None,
@@ -162,10 +166,13 @@ def query(
     explain: Annotated[bool, typer.Option("--explain", help="Print the SQL, its parameters and how many manifests were scanned.")] = False,
     repo: RepoOption = None,
 ) -> None:
-    """Find images at any snapshot: by time, instrument, place, depth, dataset,
-    sample, any manifest column, or provenance records. Filters are ANDed.
-    Without --columns, shows image_id, instrument, timestamp, lat, lon, depth,
-    sample_id and size; -c '*' shows every column."""
+    """Find images at any snapshot, by metadata or provenance.
+
+    Filter by time, instrument, place, depth, dataset, sample, any manifest
+    column, or provenance records; filters are ANDed. Without --columns, shows
+    image_id, instrument, timestamp, lat, lon, depth, sample_id and size;
+    -c '*' shows every column.
+    """
     from ..errors import InvalidInputError
 
     if explain and output is not None:
@@ -329,7 +336,7 @@ def _cell(value: Any) -> str:
     return text[:12] if len(text) == 64 else text
 
 
-@app.command()
+@app.command(rich_help_panel=QUERY)
 @handles_errors
 def export(
     dest: Annotated[Path, typer.Argument(help="Directory to write images and metadata into (created if missing).")],
@@ -359,11 +366,13 @@ def export(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Write the matching images (named IMAGE_ID.ext) and a metadata table to
-    DEST. Files already present with the right hash are skipped, so an
-    interrupted export resumes. --p/--t/--c/--z pick planes of each stack
-    (positions as in numpy: --z 0:5 is the first five z planes); --raw writes
-    original files instead."""
+    """Write the matching images and a metadata table to a directory.
+
+    Images are named IMAGE_ID.ext in DEST. Files already present with the
+    right hash are skipped, so an interrupted export resumes. --p/--t/--c/--z
+    pick planes of each stack (positions as in numpy: --z 0:5 is the first
+    five z planes); --raw writes original files instead.
+    """
     from .._progress import progress_bar
     from ..errors import InvalidInputError
     from ..stack import parse_selector, select_each_sample
@@ -410,8 +419,8 @@ def _export_raw(repository: Any, q: Query, dest: Path, at: str | None, as_of: st
     )
 
 
-dataset_app = typer.Typer(help="Named datasets: time spans per instrument, versioned with the repository.", no_args_is_help=True)
-app.add_typer(dataset_app, name="dataset")
+dataset_app = App(help="Named datasets: versioned time spans per instrument.")
+app.add_typer(dataset_app, name="dataset", rich_help_panel=RECORD)
 
 
 @dataset_app.command("add")
@@ -423,10 +432,11 @@ def dataset_add(
     end: Annotated[str, typer.Option("--end", help="Span end (exclusive).")],
     description: Annotated[Optional[str], typer.Option("--description", help="Describe the dataset.")] = None,
     branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to commit to.")] = None,
+    quiet: QuietOption = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Add a span to a dataset (created if new); the change is a commit."""
+    """Add a span to a dataset (created if new) as a commit."""
     from ..errors import ImprovError
     from ..query import parse_time
 
@@ -436,7 +446,7 @@ def dataset_add(
     except ImprovError:
         known = []
     if instrument not in known:
-        typer.echo(f"warning: no images from instrument {instrument!r} yet", err=True)
+        warn(f"no images from instrument {instrument!r} yet", quiet)
     commit_id = repository.add_dataset_span(
         name, instrument, parse_time(start, "--start"), parse_time(end, "--end"), description, branch
     )
@@ -455,7 +465,10 @@ def dataset_remove_span(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Remove one span from a dataset (the last span removes the dataset)."""
+    """Remove one span from a dataset.
+
+    Removing the last span removes the dataset.
+    """
     from ..query import parse_time
 
     commit_id = open_repo(repo).remove_dataset_span(

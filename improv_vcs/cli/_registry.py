@@ -8,21 +8,32 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import JsonOption, RepoOption, app, handles_errors, open_repo, print_json, report
+from ._common import (
+    INSPECT,
+    RECORD,
+    App,
+    JsonOption,
+    RepoOption,
+    app,
+    handles_errors,
+    open_repo,
+    print_json,
+    report,
+)
 
 At = Annotated[Optional[str], typer.Option("--at", help="Revision (default: the default branch).")]
 Branch = Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to commit to (default: the default branch).")]
 Deployed = Annotated[Optional[list[str]], typer.Option("--deployed", help="Deployment window START..END, or START.. while deployed (repeatable).")]
-TypeOpt = Annotated[Optional[str], typer.Option("--type", help="Kind of instrument (IFCB, microscope, …).")]
+TypeOpt = Annotated[Optional[str], typer.Option("--type", help="Kind of instrument (IFCB, microscope, ...).")]
 Serial = Annotated[Optional[str], typer.Option("--serial", help="Serial number.")]
 Description = Annotated[Optional[str], typer.Option("--description", help="Free text.")]
 
-instrument_app = typer.Typer(help="Instruments and their deployment windows, versioned with the repository.", no_args_is_help=True)
-sample_app = typer.Typer(help="Samples: time window, quality, alternate ids and metadata, versioned with the repository.", no_args_is_help=True)
-taxonomy_app = typer.Typer(help="Classifier class lists, by model version (decode positional score vectors).", no_args_is_help=True)
-app.add_typer(instrument_app, name="instrument")
-app.add_typer(sample_app, name="sample")
-app.add_typer(taxonomy_app, name="taxonomy")
+instrument_app = App(help="Instruments and their deployment windows.\n\nVersioned with the repository.")
+sample_app = App(help="Samples: time window, quality, alternate ids, metadata.\n\nVersioned with the repository.")
+taxonomy_app = App(help="Classifier class lists, by model version.\n\nThey decode positional score vectors.")
+app.add_typer(instrument_app, name="instrument", rich_help_panel=RECORD)
+app.add_typer(sample_app, name="sample", rich_help_panel=RECORD)
+app.add_typer(taxonomy_app, name="taxonomy", rich_help_panel=RECORD)
 
 
 def _deployments(windows: list[str] | None) -> tuple | None:
@@ -76,8 +87,10 @@ def instrument_add(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Register an instrument (a commit). Images of a registered instrument
-    must fall inside its deployment windows."""
+    """Register an instrument (a commit).
+
+    Images of a registered instrument must fall inside its deployment windows.
+    """
     _edit_instrument(True, name, type_, serial, deployed, description, branch, json_output, repo)
 
 
@@ -93,15 +106,18 @@ def instrument_update(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Record a new version of an instrument (given fields replace the old
-    ones; --deployed replaces the whole list). Older commits keep the old version."""
+    """Record a new version of an instrument (a commit).
+
+    Given fields replace the old ones; --deployed replaces the whole list.
+    Older commits keep the old version.
+    """
     _edit_instrument(False, name, type_, serial, deployed, description, branch, json_output, repo)
 
 
 @instrument_app.command("list")
 @handles_errors
 def instrument_list(at: At = None, json_output: JsonOption = False, repo: RepoOption = None) -> None:
-    """Registered instruments and whether unregistered ones are refused."""
+    """List instruments, and whether unregistered ones are refused."""
     doc = open_repo(repo).registry(at)
     data = {"strict": doc.strict_instruments, "instruments": [_instrument_json(n, i) for n, i in sorted(doc.instruments.items())]}
     lines = [_instrument_text(n, i) for n, i in sorted(doc.instruments.items())] or ["No instruments registered."]
@@ -111,7 +127,7 @@ def instrument_list(at: At = None, json_output: JsonOption = False, repo: RepoOp
 @instrument_app.command("show")
 @handles_errors
 def instrument_show(name: Annotated[str, typer.Argument(help="Instrument name.")], at: At = None, json_output: JsonOption = False, repo: RepoOption = None) -> None:
-    """One instrument as of a revision."""
+    """Show one instrument as of a revision."""
     from ..errors import NotFoundError
 
     found = open_repo(repo).registry(at).instruments.get(name)
@@ -128,7 +144,7 @@ def instrument_strict(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Set whether this repository refuses images of unregistered instruments."""
+    """Refuse (on) or accept (off) unregistered instruments."""
     from .. import registry
     from ..errors import InvalidInputError
 
@@ -153,8 +169,11 @@ def sample_add(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Record a sample (a commit); recording it again with other values is a
-    new version, and queries at older commits keep the old one."""
+    """Record a sample (a commit).
+
+    Recording it again with other values is a new version; queries at older
+    commits keep the old one.
+    """
     from ..adapters import parse_options
     from ..query import parse_time
 
@@ -196,7 +215,7 @@ def sample_list(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """The latest record of every sample."""
+    """List the latest record of every sample."""
     rows = [r for r in open_repo(repo).samples(at).to_pylist()
             if (instrument is None or r["instrument"] == instrument) and (quality is None or r["quality"] == quality)]
     if json_output:
@@ -213,7 +232,7 @@ def sample_show(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Every version of a sample's record at a revision, oldest first."""
+    """Show every version of a sample's record, oldest first."""
     import pyarrow.compute as pc
 
     from ..errors import NotFoundError
@@ -241,8 +260,10 @@ def taxonomy_add(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Store a classifier version's ordered class list once; classification
-    records carrying a positional score_vector decode through it."""
+    """Store a classifier version's ordered class list (once).
+
+    Classification records carrying a positional score_vector decode through it.
+    """
     from .. import registry
     from ..errors import InvalidInputError
 
@@ -258,14 +279,14 @@ def taxonomy_add(
 @taxonomy_app.command("list")
 @handles_errors
 def taxonomy_list(at: At = None, json_output: JsonOption = False, repo: RepoOption = None) -> None:
-    """Every classifier version with a class list."""
+    """List every classifier version with a class list."""
     found = open_repo(repo).registry(at).taxonomies
     data = {key: list(t.classes) for key, t in sorted(found.items())}
     report(json_output, data, "\n".join(f"{k:<32} {len(v)} classes" for k, v in data.items()) or "No taxonomies.")
 
 
 # -- tasks --------------------------------------------------------------------------
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 @handles_errors
 def tasks(
     instrument: Annotated[Optional[str], typer.Option("--instrument", "-i", help="Only tasks that added images of this instrument.")] = None,
@@ -274,8 +295,10 @@ def tasks(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """The ingest tasks recorded in the history (`improv commit --task-id`):
-    when, by whom, with how many images."""
+    """List the ingest tasks recorded in the history.
+
+    Each task (`improv commit --task-id`) with when, by whom, and how many images.
+    """
     from ..query import parse_time
 
     rows = open_repo(repo).tasks(ref, instrument, parse_time(since, "--since") if since else None)

@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import app, handles_errors, state
+from ._common import SERVE, QuietOption, app, handles_errors, note, state
 
 
-@app.command()
+@app.command(rich_help_panel=SERVE)
 @handles_errors
 def serve(
     path: Annotated[Optional[str], typer.Argument(help="Repository to serve (default: --repo, else the current directory). An empty directory accepts a first push.")] = None,
@@ -20,11 +20,15 @@ def serve(
     anonymous_read: Annotated[bool, typer.Option("--anonymous-read", help="Let callers without a token read.")] = False,
     max_body: Annotated[int, typer.Option(min=1024, help="Largest JSON request body, in bytes.")] = 16 * 2**20,
     max_upload: Annotated[int, typer.Option(min=1024, help="Largest object or pack a push may upload, in bytes.")] = 2 * 2**30,
+    quiet: QuietOption = False,
 ) -> None:
-    """Serve a repository over HTTP: the REST API (OpenAPI docs at /docs) and
-    the protocol `improv push/pull/clone http://HOST:PORT` speak. Clients send
+    """Serve a repository over HTTP (REST API and sync protocol).
+
+    The REST API (OpenAPI docs at /docs) and the protocol
+    `improv push/pull/clone http://HOST:PORT` speak. Clients send
     `Authorization: Bearer TOKEN` ($IMPROV_TOKEN for improv itself); tokens
-    have the scope read or write."""
+    have the scope read or write.
+    """
     try:
         import uvicorn
 
@@ -41,5 +45,5 @@ def serve(
         raise InvalidInputError("no tokens configured: give --tokens FILE or $IMPROV_SERVE_TOKENS, or --anonymous-read")
     target = path or state["repo"] or "."
     url = target if "://" in target else str(Path(target).absolute())
-    typer.echo(f"Serving {url} on http://{host}:{port} (API docs at /docs)", err=True)
-    uvicorn.run(create_app(url, access, max_body, max_upload), host=host, port=port, log_level="warning")
+    note(f"Serving {url} on http://{host}:{port} (API docs at /docs)", quiet)
+    uvicorn.run(create_app(url, access, max_body, max_upload), host=host, port=port, log_level="error" if quiet else "warning")

@@ -7,11 +7,22 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import JsonOption, QuietOption, RepoOption, app, handles_errors, open_repo, report
+from ._common import (
+    SHARE,
+    START,
+    App,
+    JsonOption,
+    QuietOption,
+    RepoOption,
+    app,
+    handles_errors,
+    open_repo,
+    report,
+)
 from ._query import Bbox, DatasetOpt, End, Instrument, Sample, Start, Where, build_from_options
 
-remote_app = typer.Typer(help="Other copies of this repository (paths, file:// or s3:// URLs).", no_args_is_help=True)
-app.add_typer(remote_app, name="remote")
+remote_app = App(help="Other copies of this repository: paths or URLs.\n\nEach a path, or a file:// or s3:// URL.")
+app.add_typer(remote_app, name="remote", rich_help_panel=SHARE)
 
 RemoteArg = Annotated[Optional[str], typer.Argument(help="Remote name or URL (default: origin).")]
 BranchArg = Annotated[Optional[str], typer.Argument(help="Branch (default: the default branch).")]
@@ -75,12 +86,15 @@ def remote_list(json_output: JsonOption = False, repo: RepoOption = None) -> Non
 def remote_remove(
     name: Annotated[str, typer.Argument(help="Remote name.")], json_output: JsonOption = False, repo: RepoOption = None
 ) -> None:
-    """Forget a remote and its remote-tracking refs (nothing is deleted there)."""
+    """Forget a remote and its remote-tracking refs.
+
+    Nothing is deleted at the remote.
+    """
     open_repo(repo).remotes.remove(name)
     report(json_output, {"removed": name}, f"Removed remote {name}")
 
 
-@app.command()
+@app.command(rich_help_panel=SHARE)
 @handles_errors
 def push(
     remote: RemoteArg = None,
@@ -92,9 +106,12 @@ def push(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Send a branch (and tags) to a remote: only what it lacks, verified; its
-    branch moves last, by compare-and-swap. An empty remote location is
-    initialized as a copy of this repository."""
+    """Send a branch (and tags) to a remote.
+
+    Only what the remote lacks is sent, verified; its branch moves last, by
+    compare-and-swap. An empty remote location is initialized as a copy of
+    this repository.
+    """
     from ..sync.sites import push as run
 
     with _transferring(quiet or json_output) as advance:
@@ -102,7 +119,7 @@ def push(
     report(json_output, result.to_json(), _summary("Pushed to", result))
 
 
-@app.command()
+@app.command(rich_help_panel=SHARE)
 @handles_errors
 def fetch(
     remote: RemoteArg = None,
@@ -119,9 +136,11 @@ def fetch(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Copy new commits from a remote and record its branches under
-    refs/remotes/REMOTE/; local branches do not move. With --blobs, fetch the
-    image bytes of the selected images instead."""
+    """Copy new commits from a remote; local branches stay put.
+
+    The remote's branches are recorded under refs/remotes/REMOTE/. With
+    --blobs, fetch the image bytes of the selected images instead.
+    """
     from ..sync.sites import fetch as run
     from ..sync.sites import fetch_blobs
 
@@ -136,7 +155,7 @@ def fetch(
     report(json_output, result.to_json(), _summary("Fetched from", result))
 
 
-@app.command()
+@app.command(rich_help_panel=SHARE)
 @handles_errors
 def pull(
     remote: RemoteArg = None,
@@ -146,10 +165,12 @@ def pull(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    """Fetch, then bring the remote branch into the local one: fast-forward,
-    or a merge commit holding both sides' images when both appended. If an
-    image id holds different bytes on the two sides nothing changes and the
-    ids are listed."""
+    """Fetch, then bring the remote branch into the local one.
+
+    A fast-forward, or a merge commit holding both sides' images when both
+    appended. If an image id holds different bytes on the two sides nothing
+    changes and the ids are listed.
+    """
     from ..sync.sites import pull as run
 
     with _transferring(quiet or json_output) as advance:
@@ -158,7 +179,7 @@ def pull(
     report(json_output, result.to_json(), text)
 
 
-@app.command()
+@app.command(rich_help_panel=START)
 @handles_errors
 def clone(
     url: Annotated[str, typer.Argument(help="Path, file:// or s3:// URL of the repository to copy.")],
@@ -170,7 +191,7 @@ def clone(
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Copy a repository to a new directory, with the source as remote 'origin'."""
+    """Copy a repository to a new directory, as remote 'origin'."""
     from ..sync.sites import clone as run
 
     with _transferring(quiet or json_output) as advance:
