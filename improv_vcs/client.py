@@ -9,6 +9,8 @@
 Filters take the text forms of ``improv query``'s options (``bbox="41,-71,42,-70"``,
 ``where=["roi_width > 100"]``); tuples, numbers and datetimes are turned into them.
 Image bytes are checked against their SHA-256 (the response's ``ETag``).
+Reads are retried when the network blinks (see :mod:`improv_vcs._http`);
+writes are sent once. Every failure is an :class:`~improv_vcs.errors.ImprovError`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._http import API, ARROW_STREAM, TOKEN_ENV, send
-from .errors import IntegrityError
+from ._http import API, ARROW_STREAM, TOKEN_ENV, json_of, send
+from .errors import IntegrityError, InvalidInputError, StorageError
 
 PAGE = 100_000
 _LISTS = ("instrument", "sample", "where", "kind", "prov", "run", "with")
@@ -36,7 +38,10 @@ class Client:
         self.url = url.rstrip("/")
         token = token or os.environ.get(TOKEN_ENV)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        try:
+            self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise InvalidInputError(f"invalid URL {url!r}: {exc}") from None
 
     def close(self) -> None:
         self._http.close()
@@ -51,7 +56,13 @@ class Client:
         return send(self._http, method, API + path, self.url, **options)
 
     def _json(self, method: str, path: str, **options: Any) -> Any:
-        return self._call(method, path, **options).json()
+        return json_of(self._call(method, path, **options), self.url)
+
+    def _table(self, response: Any) -> pa.Table:
+        try:
+            return pa.ipc.open_stream(response.content).read_all()
+        except (pa.ArrowInvalid, OSError):
+            raise StorageError(f"{self.url} did not answer with an Arrow stream; is it an improv server?") from None
 
     # -- repository -----------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -75,7 +86,7 @@ class Client:
             size = PAGE if limit is None else min(PAGE, limit - offset)
             params = _params(at=at, as_of=as_of, limit=size, offset=offset, **filters)
             response = self._call("GET", "/images", params=params, headers={"Accept": ARROW_STREAM})
-            table = pa.ipc.open_stream(response.content).read_all()
+            table = self._table(response)
             tables.append(table)
             offset += table.num_rows
             if table.num_rows < size or (limit is not None and offset >= limit):
@@ -102,7 +113,7 @@ class Client:
 
     def provenance_records(self, kind: str, run: str | None = None, at: str | None = None, as_of: str | datetime | None = None) -> pa.Table:
         response = self._call("GET", f"/provenance/{kind}", params=_params(run=run, at=at, as_of=as_of), headers={"Accept": ARROW_STREAM})
-        return pa.ipc.open_stream(response.content).read_all()
+        return self._table(response)
 
     def add_provenance(self, kind: str, records: list[dict[str, Any]], source: str, run_id: str | None = None, branch: str | None = None, message: str | None = None) -> dict[str, Any]:
         body = {"records": records, "source": source, "run_id": run_id, "branch": branch, "message": message}
@@ -129,7 +140,8 @@ class Client:
     def verify(self, citation: str) -> dict[str, Any]:
         """Re-derive and re-read a cited selection on the server; raises
         :class:`IntegrityError` when it no longer matches."""
-        return self._json("POST", "/citations/verify", content=_dumps({"citation": citation}), headers={"Content-Type": "application/json"})
+        body = _dumps({"citation": citation})  # only reads: safe to repeat
+        return self._json("POST", "/citations/verify", content=body, headers={"Content-Type": "application/json"}, idempotent=True)
 
 
 def _text(value: Any) -> Any:

@@ -556,7 +556,7 @@ def test_authentication(leak, built):
     with leak.client() as anon:
         for path in ("/v1", "/v1/images", "/v1/store/improv.json", "/v1/refs"):
             r = anon.get(path)
-            assert r.status_code == 401 and r.json()["error"]["type"] == "ReadOnlyError", path
+            assert r.status_code == 401 and r.json()["error"]["type"] == "AuthError", path
         assert anon.post("/v1/datasets/x/spans", json={}).status_code == 401
         for header in ("Bearer", "Basic " + READ, READ, "Token " + READ, "Bearer\t" + READ):
             assert anon.get("/v1", headers={"Authorization": header}).status_code == 401, header

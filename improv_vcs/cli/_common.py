@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional, get_args
@@ -142,6 +143,7 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         from ..errors import ImprovError
 
         as_json = bool(kwargs.get("json_output"))
+        logging.getLogger("improv_vcs.network").disabled = bool(kwargs.get("quiet"))  # retry notes
         try:
             return func(*args, **kwargs)
         except ImprovError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -15,8 +16,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from .._http import API, STORE, TooLargeError, error_body, status_of
-from ..errors import ImprovError, InvalidInputError, NotFoundError
+from .._http import API, STORE, AuthError, TooLargeError, error_body, status_of
+from ..errors import ImprovError, InvalidInputError, NotFoundError, StorageError
+from ..store._fsspec import S3CredentialsError
 from .auth import Access, Scope
 from .site import Site, read_limited, readable, readable_prefix, receive, swap_ref
 
@@ -49,12 +51,16 @@ def create_app(url: str, access: Access, max_body: int = MAX_BODY, max_upload: i
         if isinstance(exc, RangeError):
             headers = {"Content-Range": f"bytes */{exc.size}"}
             return JSONResponse(error_body(exc), status_code=416, headers=headers)
+        kind = type(exc).__name__
+        if isinstance(exc, S3CredentialsError):  # the server's own storage failed, not the client's token
+            exc = StorageError(str(exc))
         status = status_of(exc)
         if status >= 500:
-            log.warning("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
+            log.warning("%s %s failed: %s", request.method, request.url.path, kind)
             return JSONResponse(error_body(exc, "the server could not complete the request"), status_code=status)
-        message = str(exc).replace(app.state.site.url, "<repository>")
-        return JSONResponse(error_body(exc, message), status_code=status)
+        message = http_words(str(exc).replace(app.state.site.url, "<repository>"))
+        headers = {"WWW-Authenticate": 'Bearer realm="improv"'} if isinstance(exc, AuthError) and status == 401 else None
+        return JSONResponse(error_body(exc, message), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -139,7 +145,8 @@ def _store_routes(app: FastAPI) -> None:
                 return {"keys": keys, "more": True}
         return {"keys": keys, "more": False}
 
-    @app.api_route(STORE + "/{key:path}", methods=["GET", "HEAD"], tags=["sync"], summary="Read a key")
+    @app.get(STORE + "/{key:path}", tags=["sync"], summary="Read a key")
+    @app.head(STORE + "/{key:path}", tags=["sync"], summary="Size and age of a key", operation_id="stat_key")
     def read_key(request: Request, key: str, here: SiteDep, _: Reader) -> Response:
         readable(key)
         size = here.store.size(key)
@@ -168,6 +175,24 @@ def _store_routes(app: FastAPI) -> None:
             raise InvalidInputError('send {"expected": <old value or null>, "new": <new value>}')
         await run_in_threadpool(swap_ref, here, key, body["expected"], body["new"])
         return Response(status_code=204)
+
+
+_CLI_ONLY = (
+    # hints at command-line options that have no HTTP counterpart
+    (" (pass --allow-outside-deployment if that is right)", ""),
+    (" or pass --allow-outside-deployment", ""),
+    (" or in --timezone", ""),
+)
+_OPTION = re.compile(r"(?<![\w-])--([a-z][a-z-]*)")
+
+
+def http_words(message: str) -> str:
+    """A library message as an HTTP client should read it: the query
+    parameters and body fields, not the command-line options they mirror
+    (``--as-of`` is ``as_of``, ``--bbox`` is ``bbox``)."""
+    for cli, http in _CLI_ONLY:
+        message = message.replace(cli, http)
+    return _OPTION.sub(lambda m: m[1].replace("-", "_"), message)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:

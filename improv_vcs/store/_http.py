@@ -6,6 +6,11 @@ bucket: the client verifies everything it reads, and the server verifies
 everything written to it (object ids, pack indexes against their packs, ref
 targets) before it becomes visible. A bearer token comes from the ``token``
 storage option or ``$IMPROV_TOKEN``.
+
+Reads, existence checks and writes of (content-addressed) keys are retried
+when the network blinks (see :mod:`improv_vcs._http`). A ref's
+compare-and-swap is not repeated blindly: when its answer is lost, the ref
+is read again to learn whether it moved.
 """
 
 from __future__ import annotations
@@ -16,11 +21,16 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from .._http import STORE, TOKEN_ENV, send
-from ..errors import ReadOnlyError, StorageError
+from .._http import STORE, TOKEN_ENV, json_of, retrying, send
+from ..errors import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, StorageError
 from ._base import Bytes, Store, check_key, check_prefix
 
 _TIMEOUT = 60.0
+
+
+class _NotMoved(StorageError):
+    """A compare-and-swap whose answer was lost, and which (the ref says) did
+    not happen: safe to send again."""
 
 
 class HttpStore(Store):
@@ -32,10 +42,19 @@ class HttpStore(Store):
         self.url = url.rstrip("/")
         token = token or os.environ.get(TOKEN_ENV)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        try:
+            self._client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise InvalidInputError(f"invalid URL {url!r}: {exc}") from None
 
     def _request(self, method: str, path: str, **options: Any) -> Any:
         return send(self._client, method, path, self.url, **options)
+
+    def _head(self, key: str, header: str) -> str:
+        value = self._request("HEAD", self._key_path(key)).headers.get(header)
+        if value is None:
+            raise StorageError(f"{self.url} did not say the {header} of {key}; is it an improv server?")
+        return value
 
     def _key_path(self, key: str) -> str:
         return f"{STORE}/{quote(check_key(key))}"
@@ -55,7 +74,8 @@ class HttpStore(Store):
         return data
 
     def put_if_absent(self, key: str, data: Bytes) -> bool:
-        response = self._request("PUT", self._key_path(key), content=bytes(data))
+        # content-addressed: the same bytes under the same key, so safe to repeat
+        response = self._request("PUT", self._key_path(key), content=bytes(data), idempotent=True)
         return response.status_code == 201
 
     def freshen(self, key: str) -> bool:
@@ -64,8 +84,6 @@ class HttpStore(Store):
         return self.exists(key)
 
     def exists(self, key: str) -> bool:
-        from ..errors import NotFoundError
-
         try:
             self._request("HEAD", self._key_path(key))
             return True
@@ -73,15 +91,24 @@ class HttpStore(Store):
             return False
 
     def size(self, key: str) -> int:
-        return int(self._request("HEAD", self._key_path(key)).headers["content-length"])
+        try:
+            return int(self._head(key, "content-length"))
+        except ValueError:
+            raise StorageError(f"{self.url} gave a malformed size for {key}") from None
 
     def modified(self, key: str) -> float:
-        return float(self._request("HEAD", self._key_path(key)).headers["x-improv-modified"])
+        try:
+            return float(self._head(key, "x-improv-modified"))
+        except ValueError:
+            raise StorageError(f"{self.url} gave a malformed time for {key}") from None
 
     def list(self, prefix: str = "") -> Iterator[str]:
         after = ""
         while True:
-            page = self._request("GET", STORE, params={"prefix": check_prefix(prefix), "after": after}).json()
+            response = self._request("GET", STORE, params={"prefix": check_prefix(prefix), "after": after})
+            page = json_of(response, self.url)
+            if not isinstance(page, dict) or not isinstance(page.get("keys"), list):
+                raise StorageError(f"{self.url} did not answer with a key listing; is it an improv server?")
             for key in page["keys"]:
                 yield check_key(key)
             if not page.get("more"):
@@ -92,5 +119,30 @@ class HttpStore(Store):
         raise ReadOnlyError(f"{self.url} does not delete over HTTP; run gc on the server")
 
     def compare_and_swap(self, key: str, expected: bytes | None, new: bytes) -> None:
-        body = {"expected": expected.decode() if expected is not None else None, "new": new.decode()}
-        self._request("POST", self._key_path(key), content=json.dumps(body), headers={"Content-Type": "application/json"})
+        """One ``POST``, not repeated blindly: if its answer is lost (the
+        connection drops, the server's storage fails) it may or may not have
+        happened, so the ref is read again. Holding ``new``, it moved; still
+        holding ``expected``, it did not, and the swap is sent again (with
+        backoff, a bounded number of times); holding anything else, another
+        writer moved it (:class:`ConflictError`)."""
+        body = json.dumps({"expected": expected.decode() if expected is not None else None, "new": new.decode()})
+        lost: list[str] = []  # answers lost so far
+
+        def swap() -> None:
+            try:
+                self._request("POST", self._key_path(key), content=body, headers={"Content-Type": "application/json"})
+            except ConflictError:
+                # after a lost answer, our own earlier swap may be what moved it
+                if lost and self.get_if_exists(key) == new:
+                    return
+                raise
+            except StorageError as exc:
+                lost.append(str(exc))
+                current = self.get_if_exists(key)
+                if current == new:
+                    return
+                if current == expected:
+                    raise _NotMoved(f"cannot move {key}: {exc} (it did not move)") from None
+                raise ConflictError(f"{key} changed concurrently") from None
+
+        retrying(lambda exc: isinstance(exc, _NotMoved), f"POST {self.url}{self._key_path(key)}")(swap)
