@@ -58,7 +58,7 @@ def _transferring(quiet: bool) -> Any:
 @handles_errors
 def remote_add(
     name: Annotated[str, typer.Argument(help="Remote name, e.g. origin or shore-lab.")],
-    url: Annotated[str, typer.Argument(help="A path, file:// or s3://bucket/prefix URL.")],
+    url: Annotated[str, typer.Argument(help="A path, file://, s3://bucket/prefix or http(s)://host:port (a site running improv serve).")],
     endpoint_url: Endpoint = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,
@@ -182,7 +182,7 @@ def pull(
 @app.command(rich_help_panel=START)
 @handles_errors
 def clone(
-    url: Annotated[str, typer.Argument(help="Path, file:// or s3:// URL of the repository to copy.")],
+    url: Annotated[str, typer.Argument(help="Path, file://, s3:// or http(s):// URL of the repository to copy.")],
     dest: Annotated[Path, typer.Argument(help="New local directory.")],
     branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Create only this local branch (default: all).")] = None,
     metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Copy commits, manifests and segments; fetch image bytes on first read.")] = False,
