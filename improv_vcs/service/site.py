@@ -33,7 +33,7 @@ from ..errors import ConflictError, IntegrityError, InvalidInputError, NotFoundE
 from ..fence import STATE_KEY, Fence, read_state
 from ..ids import is_object_id, ref_name
 from ..model import Commit, Tag, decode_config
-from ..objects import object_key
+from ..objects import ObjectDatabase, object_key
 from ..packs import PackIndex, index_key, pack_key
 from ..refs import HEADS, TAGS
 from ..repository import CONFIG_KEY, Repository
@@ -160,6 +160,15 @@ def swap_ref(site: Site, key: str, expected: str | None, new: str) -> None:
     site.store.compare_and_swap(key, expected.encode() if expected is not None else None, new.encode())
 
 
+def _held_object(odb: ObjectDatabase, oid: str) -> Commit | Tag | None:
+    """The commit or tag object ``oid`` names here, or None (absent, or
+    another kind of object)."""
+    if not odb.has(oid) or not odb.is_json_object(oid):
+        return None
+    found = odb.get_object(oid)
+    return found if isinstance(found, (Commit, Tag)) else None
+
+
 def _history_held(site: Site, key: str, target: str, expected: str | None) -> set[str]:
     """The keys ``target``'s new history relies on, freshened; refuses
     (:class:`ConflictError`) a target of the wrong kind or with any part
@@ -169,11 +178,11 @@ def _history_held(site: Site, key: str, target: str, expected: str | None) -> se
     odb = repo.odb
     if not odb.has(target):
         raise ConflictError(f"{key} cannot point at {target[:12]}: the object is not here (send it first)")
-    found = odb.get_object(target) if odb.is_json_object(target) else None
+    found = _held_object(odb, target)
     keys = {object_key(target)}
     if isinstance(found, Tag) and key.startswith(TAGS):
         commit = found.target
-        if not odb.has(commit) or not odb.is_json_object(commit) or not isinstance(odb.get_object(commit), Commit):
+        if not isinstance(_held_object(odb, commit), Commit):
             raise ConflictError(f"{key}: tag object {target[:12]} does not name a commit held here")
         keys.add(object_key(commit))
     elif isinstance(found, Commit):
@@ -194,9 +203,9 @@ def _history_held(site: Site, key: str, target: str, expected: str | None) -> se
         if oid in known:
             continue
         known.add(oid)
-        if not odb.has(oid) or not odb.is_json_object(oid) or not isinstance(odb.get_object(oid), Commit):
+        found_commit = _held_object(odb, oid)
+        if not isinstance(found_commit, Commit):
             raise ConflictError(f"{key} cannot point at {target[:12]}: its history lacks commit {oid[:12]}")
-        found_commit = odb.get_commit(oid)
         needed = commit_keys(odb, oid, found_commit)
         missing = sorted(k for k in needed if not site.store.freshen(k))
         if missing:
