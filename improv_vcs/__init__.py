@@ -31,6 +31,7 @@ _EXPORTS = {
     "IntegrityError": "errors",
     "ReadOnlyError": "errors",
     "StorageError": "errors",
+    "UnsupportedFormatError": "errors",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
         NotFoundError,
         ReadOnlyError,
         StorageError,
+        UnsupportedFormatError,
     )
     from .model import Batch, Commit, Dataset, Span, Tag
     from .query import Query, build_query

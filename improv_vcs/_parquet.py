@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import IntegrityError
+from .errors import IntegrityError, UnsupportedFormatError
 
 KIND_KEY = b"improv.kind"
 FORMAT_KEY = b"improv.format"
@@ -36,6 +36,9 @@ def from_parquet(data: bytes, kind: str, columns: list[str] | None = None) -> pa
         stamped = (parquet.schema_arrow.metadata or {}).get(KIND_KEY)
         if stamped != kind.encode():
             raise IntegrityError(f"expected a {kind} Parquet object, found {stamped!r}")
+        stamped_format = (parquet.schema_arrow.metadata or {}).get(FORMAT_KEY, b"1")
+        if stamped_format.isdigit() and int(stamped_format) > 1:
+            raise UnsupportedFormatError(f"a {kind} object is format {stamped_format.decode()}; upgrade improv_vcs to read it")
         if columns is not None:
             present = set(parquet.schema_arrow.names)
             columns = [c for c in columns if c in present]

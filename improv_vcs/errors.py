@@ -55,3 +55,11 @@ class StorageError(ImprovError, OSError):
     """The underlying store failed (I/O error, network, permissions)."""
 
     exit_code = 7
+
+
+class UnsupportedFormatError(ImprovError):
+    """The repository (or an object in it) is of a format newer than this
+    version of improv_vcs reads: upgrade improv_vcs (not a corruption)."""
+
+    exit_code = 8
+

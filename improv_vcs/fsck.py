@@ -25,11 +25,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import index, manifest, registry, sources
-from .errors import ImprovError
+from .errors import ImprovError, IntegrityError
+from .ids import hash_bytes
 from .model import Commit, Datasets, Registry, Tag
 from .packs import PackIndex, index_key, pack_key
 from .provenance import records
 from .refs import HEADS, TAGS
+from .store import BundledStore
+from .store._bundled import PREFIX as BUNDLES
+from .store._bundled import BundleIndex
+from .store._bundled import data_key as bundle_data_key
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -54,6 +59,7 @@ class FsckReport:
     objects: int = 0
     packs: int = 0
     packs_remote: int = 0
+    bundles: int = 0
     bytes_hashed: int = 0
     problems: list[Problem] = field(default_factory=list)
 
@@ -69,6 +75,7 @@ class FsckReport:
             "objects": self.objects,
             "packs": self.packs,
             "packs_remote": self.packs_remote,
+            "bundles": self.bundles,
             "bytes_hashed": self.bytes_hashed,
             "problems": [p.__dict__ for p in self.problems],
         }
@@ -101,6 +108,7 @@ class _Checker:
             return None
 
     def run(self) -> None:
+        self._check_bundles()
         # (commit id, the child naming it as a parent; None for a ref's target)
         stack: list[tuple[str, str | None]] = [(tip, None) for tip in self._ref_targets()]
         odb = self.repo.odb
@@ -125,6 +133,29 @@ class _Checker:
                 self.progress(1)
         if self.full:
             self._hash_packs()
+
+    def _check_bundles(self) -> None:
+        """Each bundle's index hashes to its id, is well formed, and matches
+        its data's length (the values inside are checked where they are read)."""
+        store = self.repo.store
+        if not isinstance(store, BundledStore):
+            return
+        for key in store.inner.list(BUNDLES):
+            if not key.endswith(".idx"):
+                continue
+            bundle_id = key[len(BUNDLES) : -len(".idx")]
+            try:
+                data = store.inner.get(key)
+                if hash_bytes(data) != bundle_id:
+                    raise IntegrityError("its index hashes differently")
+                index = BundleIndex(data)
+                index.check()
+                if store.inner.size(bundle_data_key(bundle_id)) != index.data_length:
+                    raise IntegrityError(f"its data is not {index.data_length} bytes long")
+            except ImprovError as exc:
+                self.problem(bundle_id, "bundle", str(exc))
+            else:
+                self.report.bundles += 1
 
     def _ref_targets(self) -> list[str]:
         """The commits the refs point at (tags peeled), after checking that

@@ -34,6 +34,10 @@ from .fence import STATE_KEY, GcState, read_state
 from .ids import ObjectId
 from .model import Commit, Tag
 from .objects import object_key
+from .store import BundledStore
+from .store._bundled import PREFIX as BUNDLES
+from .store._bundled import data_key as bundle_data_key
+from .store._bundled import index_key as bundle_index_key
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -53,6 +57,8 @@ class GcReport:
     removed: list[str] = field(default_factory=list)
     removed_bytes: int = 0
     kept_young: int = 0
+    kept_in_bundles: int = 0
+    """Unreachable keys kept because they share a bundle with reachable ones."""
     temporaries: list[str] = field(default_factory=list)
     dry_run: bool = False
 
@@ -190,28 +196,64 @@ def _finish(
     report.kept_young = len(young - reach.keys)
     report.reachable_objects = sum(k.startswith("objects/") for k in reach.keys)
     report.reachable_packs = sum(k.endswith(".idx") for k in reach.keys)
-    for key in _deletion_order(repo, doomed):
-        report.removed.append(key)
-        report.removed_bytes += _size(repo, key)
-        if not dry_run:
-            step("delete", key)
-            repo.store.delete(key)
+    loose, bundles = _physical(repo, doomed, cutoff)
+    report.kept_in_bundles = len(doomed - loose - {k for keys in bundles.values() for k in keys})
+    for keys in _deletion_order(repo, loose, bundles):
+        for key in keys:
+            report.removed.append(key)
+            report.removed_bytes += _size(repo, key)
+            if not dry_run:
+                step("delete", key)
+                repo.store.delete(key)
     report.temporaries = repo.store.sweep_temporaries(cutoff, dry_run)
     return report
 
 
-def _deletion_order(repo: Repository, doomed: set[str]) -> list[str]:
-    """Tag objects, then commits from the highest, then other objects, then
-    pack indexes, then pack data: no state in between has a commit without
-    its parents or objects, or a pack index without its data."""
-    rank: dict[str, tuple[int, int]] = {}
-    for oid in _roots(repo, doomed):
+def _physical(repo: Repository, doomed: set[str], cutoff: float) -> tuple[set[str], dict[tuple[str, ...], set[str]]]:
+    """What deleting ``doomed`` removes: the doomed keys with files of their
+    own, and the bundles (index, then data) whose every key is doomed, with
+    those keys; also bundle data left without an index (a write or a delete
+    that was stopped) once older than ``cutoff``. A bundle holding anything
+    else stays whole."""
+    store = repo.store
+    if not isinstance(store, BundledStore):
+        return doomed, {}
+    files = set(store.inner.list("objects/")) | set(store.inner.list("packs/")) | set(store.inner.list(BUNDLES))
+    bundles: dict[tuple[str, ...], set[str]] = {}
+    for bundle_id, index in store.bundles(refresh=True).items():
+        keys = set(index.key_names())
+        if keys <= doomed:
+            bundles[(bundle_index_key(bundle_id), bundle_data_key(bundle_id))] = keys
+    for key in files:
+        if key.endswith(".bundle") and bundle_index_key(key[len(BUNDLES) : -len(".bundle")]) not in files:
+            if _modified(repo, key) < cutoff:
+                bundles[(key,)] = set()
+    return doomed & files, bundles
+
+
+def _deletion_order(repo: Repository, loose: set[str], bundles: dict[tuple[str, ...], set[str]]) -> list[tuple[str, ...]]:
+    """Tag objects, then commits from the highest (a bundle goes at the place
+    of its highest commit), then other objects, then pack indexes, then pack
+    data: no state in between has a commit without its parents or objects,
+    or a pack index without its data."""
+    rank: dict[tuple[str, ...], tuple[int, int]] = {}
+    for oid in _roots(repo, loose):
         obj = repo.odb.get_object(oid)
-        rank[object_key(oid)] = (0, 0) if isinstance(obj, Tag) else (1, -obj.height)  # type: ignore[union-attr]
-    for key in doomed:
-        if key not in rank:
-            rank[key] = (2, 0) if key.startswith("objects/") else (3, 0) if key.endswith(".idx") else (4, 0)
-    return sorted(doomed, key=lambda k: (rank[k], k))
+        rank[(object_key(oid),)] = (0, 0) if isinstance(obj, Tag) else (1, -obj.height)  # type: ignore[union-attr]
+    for group, keys in bundles.items():
+        heights = [getattr(repo.odb.get_object(oid), "height", 0) for oid in _roots(repo, keys)]
+        rank[group] = (1, -max(heights)) if heights else (2, 0)
+    for key in loose:
+        if (key,) not in rank:
+            rank[(key,)] = (2, 0) if key.startswith("objects/") else (3, 0) if key.endswith(".idx") else (4, 0)
+    return sorted(rank, key=lambda group: (rank[group], group))
+
+
+def _modified(repo: Repository, key: str) -> float:
+    try:
+        return repo.store.modified(key)
+    except NotFoundError:
+        return float("inf")
 
 
 def _size(repo: Repository, key: str) -> int:

@@ -21,10 +21,12 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import IntegrityError
+from .errors import IntegrityError, UnsupportedFormatError
 from .ids import ObjectId, column_name, instrument_name, object_id, ref_name
 
 FORMAT_VERSION = 1
+REPOSITORY_FORMAT = 2
+"""Format of new repositories: 2 adds bundles (``docs/format.md``)."""
 
 Oid = Annotated[str, AfterValidator(object_id)]
 
@@ -257,7 +259,7 @@ class RepositoryConfig(_Frozen):
     """Contents of ``improv.json`` at the repository root."""
 
     kind: Literal["improv-repository"] = "improv-repository"
-    format: Literal[1] = FORMAT_VERSION
+    format: Literal[1, 2] = REPOSITORY_FORMAT
     id: str
     hash: Literal["sha256"] = "sha256"
     default_branch: Annotated[str, AfterValidator(ref_name)] = "main"
@@ -275,11 +277,25 @@ def canonical_json(model: BaseModel) -> bytes:
     ).encode()
 
 
+def _refuse_newer(data: bytes, newest: int, what: str) -> None:
+    """:class:`UnsupportedFormatError` when ``data`` is JSON whose ``format``
+    is a number above ``newest`` (a newer writer's, not a corruption)."""
+    try:
+        found = json.loads(data).get("format")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(found, int) and not isinstance(found, bool) and found > newest:
+        raise UnsupportedFormatError(
+            f"{what} is format {found}; this improv_vcs reads formats up to {newest}: upgrade improv_vcs"
+        )
+
+
 def decode_object(data: bytes, what: str = "object") -> Commit | Tag | Datasets:
     """Parse canonical JSON bytes into a commit, tag or dataset definitions."""
     try:
         return _JSON_OBJECT.validate_json(data)
     except ValidationError as exc:
+        _refuse_newer(data, FORMAT_VERSION, what)
         raise IntegrityError(f"{what} is not a valid commit, tag or datasets object: {exc.errors()[0]['msg']}") from None
 
 
@@ -287,6 +303,7 @@ def decode_config(data: bytes) -> RepositoryConfig:
     try:
         return RepositoryConfig.model_validate_json(data)
     except ValidationError as exc:
+        _refuse_newer(data, REPOSITORY_FORMAT, "this repository")
         raise IntegrityError(f"improv.json is invalid: {exc.errors()[0]['msg']}") from None
 
 
@@ -296,6 +313,7 @@ __all__ = [
     "Dataset",
     "Datasets",
     "FORMAT_VERSION",
+    "REPOSITORY_FORMAT",
     "IndexSegment",
     "ObjectId",
     "ProvenanceSegment",

@@ -42,7 +42,7 @@ from .query import Query, build_query
 from .refs import RefStore
 from .remotes import Remotes
 from .snapshot import Snapshot
-from .store import Store, open_store
+from .store import BundledStore, Store, open_store
 from .transaction import Progress, Transaction
 
 if TYPE_CHECKING:
@@ -71,11 +71,11 @@ class Repository:
     """A versioned store of images and their metadata at one URL."""
 
     def __init__(self, store: Store, config: RepositoryConfig):
-        self.store = store
+        self.store = store if store.resolves_bundles else BundledStore(store)
         self.config = config
-        self.odb = ObjectDatabase(store)
-        self.refs = RefStore(store)
-        self.remotes = Remotes(store)
+        self.odb = ObjectDatabase(self.store)
+        self.refs = RefStore(self.store)
+        self.remotes = Remotes(self.store)
         self._snapshots: dict[ObjectId | None, Snapshot] = {}  # most recently used last
         self._snapshots_lock = threading.Lock()
         if self.remotes.promisor is not None:
@@ -116,6 +116,19 @@ class Repository:
         raise NotARepositoryError(
             f"{here} is not inside an improv repository (use --repo or set IMPROV_REPO)"
         )
+
+    def upgrade(self) -> bool:
+        """Move the repository to the newest format (bundles: see
+        :mod:`improv_vcs.maintenance`); False when it is there already.
+        Older improv_vcs versions refuse an upgraded repository."""
+        from .model import REPOSITORY_FORMAT
+
+        if self.config.format >= REPOSITORY_FORMAT:
+            return False
+        newer = self.config.model_copy(update={"format": REPOSITORY_FORMAT})
+        self.store.compare_and_swap(CONFIG_KEY, canonical_json(self.config), canonical_json(newer))
+        self.config = newer
+        return True
 
     @property
     def id(self) -> str:

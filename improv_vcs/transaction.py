@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import datasets, index, manifest, registry, sources
+from . import datasets, index, maintenance, manifest, registry, sources
 from .closure import commit_keys
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .fence import Fence
@@ -554,6 +554,7 @@ class Transaction:
                 continue
             self.commit_id, self.batches, self.segments = commit_id, tuple(batches), tuple(segments)
             self.sources = tuple(kept)
+            maintenance.auto(self._repo, self._repo.odb.get_commit(commit_id).height)
             return commit_id
         raise ConflictError(
             f"branch {self.branch!r} kept moving; gave up after {MAX_ATTEMPTS} attempts (nothing was committed)"

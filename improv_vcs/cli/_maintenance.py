@@ -84,3 +84,44 @@ def gc(
              f" and {len(result.temporaries)} unfinished write(s); kept {result.kept_young} younger than {grace}"]
     lines += [f"  {key}" for key in result.removed[:50]]
     report(json_output, result.to_json(), "\n".join(lines))
+
+
+@app.command(rich_help_panel=MAINTAIN)
+@handles_errors
+def maintenance(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be bundled and merged.")] = False,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
+) -> None:
+    """Bundle loose objects and packs, and merge small bundles.
+
+    A history of many small commits becomes a few large files (every value
+    verified on the way), so clones, fsck and scans cost per bundle, not per
+    commit. Commits run it every 64 commits by themselves
+    (IMPROV_AUTO_MAINTENANCE=0 turns that off). Safe beside readers, writers
+    and gc; a killed run leaves the repository consistent."""
+    from .._progress import progress_bar
+    from ..maintenance import maintain
+
+    with progress_bar("bundling", total=None, disable=quiet or json_output) as advance:
+        result = maintain(open_repo(repo), dry_run, advance)
+    verb = "Would bundle" if dry_run else "Bundled"
+    text = (f"{verb} {result.bundled} loose object(s) and pack half(s), merging {result.merged_bundles} bundle(s); "
+            f"{result.bundles} bundle(s)" + (f" afterwards, {result.bytes_written} bytes written" if not dry_run else ""))
+    text += "".join(f"\nskipped (failed verification): {key}" for key in result.skipped)
+    report(json_output, result.to_json(), text)
+
+
+@app.command(rich_help_panel=MAINTAIN)
+@handles_errors
+def upgrade(json_output: JsonOption = False, repo: RepoOption = None) -> None:
+    """Move the repository to the newest format (format 2: bundles).
+
+    Older improv versions refuse an upgraded repository with their own
+    error (exit 8); nothing stored is rewritten."""
+    opened = open_repo(repo)
+    before = opened.config.format
+    changed = opened.upgrade()
+    text = f"upgraded from format {before} to {opened.config.format}" if changed else f"already format {before}"
+    report(json_output, {"format": opened.config.format, "previous": before, "upgraded": changed}, text)

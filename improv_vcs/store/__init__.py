@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ._base import Bytes, Staging, Store, check_key
+from ._bundled import BundledStore
 from ._fsspec import MemoryStore, S3Store
 from ._local import LocalStore
 
-__all__ = ["Bytes", "LocalStore", "MemoryStore", "S3Store", "Staging", "Store", "check_key", "open_store"]
+__all__ = ["BundledStore", "Bytes", "LocalStore", "MemoryStore", "S3Store", "Staging", "Store", "check_key", "open_store"]
 
 
 def open_store(url: str, **storage_options: Any) -> Store:

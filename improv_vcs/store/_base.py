@@ -88,6 +88,9 @@ class Store(ABC):
     """
 
     url: str
+    resolves_bundles = False
+    """Whether keys held in bundles are read through this store as loose
+    ones (a served repository does it on the server)."""
 
     @abstractmethod
     def get(self, key: str) -> bytes:

@@ -36,6 +36,8 @@ class _NotMoved(StorageError):
 class HttpStore(Store):
     """Keys of a served repository."""
 
+    resolves_bundles = True
+
     def __init__(self, url: str, token: str | None = None, timeout: float = _TIMEOUT):
         import httpx
 

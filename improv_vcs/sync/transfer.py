@@ -29,13 +29,16 @@ from ..ids import ObjectId, hash_bytes
 from ..model import Commit, Tag
 from ..objects import object_key
 from ..packs import PackIndex, index_key, pack_key
-from ..store import Bytes
+from ..store import BundledStore, Bytes
 from . import graph
+from .bundling import BundleSender
 
 if TYPE_CHECKING:
     from ..repository import Repository
 
 Progress = Callable[[int], None]
+BUNDLE_THRESHOLD = 32
+"""From this many values on, a transfer sends bundles (:mod:`.bundling`)."""
 _LIST_THRESHOLD = 256  # above this many candidates, one listing beats many existence checks
 
 
@@ -128,6 +131,18 @@ class Transfer:
         self.relied.update(present)
         self.relied.update(k for oid, commit in missing for k in self._keys(oid, commit))
         self.relied.update(pack_key(p) for p in packs)
+        if self._bundled(len(work) + len(missing)):
+            with self.dest.store.batch():  # durable before any ref moves
+                self._run([(self._freshen, k) for k in present])
+                keys = [k for copy, item in work for k in
+                        ((pack_key(item), index_key(item)) if copy == self._copy_pack else (object_key(item),))]
+                sent = BundleSender(self.source.store, self.dest.store, self.workers, self.hardlinks, self.progress)
+                sent.send(keys, [object_key(oid) for oid, _ in missing])
+                self.report.objects += sent.sent.objects
+                self.report.packs += sent.sent.packs
+                self.report.bytes += sent.sent.bytes
+            self.report.commits += len(missing)
+            return self.report
         with self.dest.store.batch():  # durable before any commit is written
             self._run([(self._freshen, k) for k in present] + work)
         with self.dest.store.batch():  # durable before any ref moves
@@ -135,6 +150,11 @@ class Transfer:
                 self._run([(self._copy_loose, oid) for oid, _ in level])
         self.report.commits += len(missing)
         return self.report
+
+    def _bundled(self, values: int) -> bool:
+        """Whether to send ``values`` as bundles: many of them, to a format-2
+        destination that reads bundles itself."""
+        return values >= BUNDLE_THRESHOLD and self.dest.config.format >= 2 and isinstance(self.dest.store, BundledStore)
 
     def _freshen(self, key: str) -> None:
         if not self.dest.store.freshen(key):
