@@ -36,7 +36,7 @@ import heapq
 import re
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..errors import IntegrityError, NotFoundError, StorageError
 from ..ids import hash_bytes
@@ -250,28 +250,41 @@ class BundledStore(Store):
         raise NotFoundError(f"{key} not found in {self.url}")
 
     # -- reading -----------------------------------------------------------------
-    def get(self, key: str) -> bytes:
-        try:
-            return self.inner.get(key)
-        except NotFoundError:
-            return self._bundled(key, 0, None)
+    def _known(self, key: str) -> tuple[str, int, int] | None:
+        """Where the bundles as last listed hold ``key`` (no request)."""
+        return self.locate(key, look_again=False)
 
-    def get_view(self, key: str) -> Bytes:
+    def _read(self, key: str, start: int, length: int | None, loose: Callable[[], Bytes]) -> Bytes:
+        """A key's bytes: from a bundle known to hold it (one request), else
+        its loose file, else a bundle listed anew. A repaired loose copy of a
+        bundled value is read once maintenance has merged that bundle (see
+        :func:`improv_vcs.sync.sites.repair`)."""
+        if self._known(key) is not None:
+            try:
+                return self._bundled(key, start, length)
+            except NotFoundError:
+                pass
         try:
-            return self.inner.get_view(key)
-        except NotFoundError:
-            return self._bundled(key, 0, None)
-
-    def get_range(self, key: str, start: int, length: int) -> bytes:
-        try:
-            return self.inner.get_range(key, start, length)
+            return loose()
         except NotFoundError:
             return self._bundled(key, start, length)
 
+    def get(self, key: str) -> bytes:
+        return bytes(self._read(key, 0, None, lambda: self.inner.get(key)))
+
+    def get_view(self, key: str) -> Bytes:
+        return self._read(key, 0, None, lambda: self.inner.get_view(key))
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        return bytes(self._read(key, start, length, lambda: self.inner.get_range(key, start, length)))
+
     def exists(self, key: str) -> bool:
-        return self.inner.exists(key) or self.locate(key) is not None
+        return self._known(key) is not None or self.inner.exists(key) or self.locate(key) is not None
 
     def size(self, key: str) -> int:
+        found = self._known(key)
+        if found is not None:
+            return found[2]
         try:
             return self.inner.size(key)
         except NotFoundError:
@@ -281,14 +294,25 @@ class BundledStore(Store):
             return found[2]
 
     def modified(self, key: str) -> float:
-        """A bundled key is as old as its bundle."""
+        """When a key was last written or freshened: the younger of its loose
+        file and its bundle."""
+        times = []
         try:
-            return self.inner.modified(key)
+            times.append(self.inner.modified(key))
         except NotFoundError:
-            found = self.locate(key)
+            pass
+        for attempt in range(_RETRIES):
+            found = self.locate(key, refresh=attempt > 0, look_again=not times)
             if found is None:
-                raise
-            return self.inner.modified(data_key(found[0]))
+                break
+            try:
+                times.append(self.inner.modified(data_key(found[0])))
+                break
+            except NotFoundError:
+                continue  # merged away meanwhile
+        if not times:
+            raise NotFoundError(f"{key} not found in {self.url}")
+        return max(times)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         bundled = sorted({k for parsed in self.bundles(refresh=True).values() for k in parsed.key_names() if k.startswith(prefix)})

@@ -320,19 +320,23 @@ def repair(repo: Repository, remote: str | None, full: bool = True, progress: Pr
     was replaced. Objects a replaced commit or manifest reveals as missing
     are repaired in the next round."""
     from ..fsck import fsck
+    from ..maintenance import maintain
 
     _, other = open_remote(repo, remote)
     transfer = Transfer(other, repo, progress=progress)
     replaced: list[str] = []
     while True:
         report = fsck(repo, full=full)
-        todo = sorted({(p.what == "pack" and "pack" or "object", p.object_id) for p in report.problems if p.what != "ref"})
+        todo = sorted({(p.what == "pack" and "pack" or "object", p.object_id)
+                       for p in report.problems if p.what not in ("ref", "bundle")})
         todo = [(what, oid) for what, oid in todo if f"{what} {oid}" not in replaced]
         if not todo:
             return report, replaced
         for what, oid in todo:
             transfer.replace(what, oid)
             replaced.append(f"{what} {oid}")
+        if repo.config.format >= 2:
+            maintain(repo)  # bundles holding a replaced value are rewritten with the good copy
 
 
 def remote_blob_reader(repo: Repository) -> Any:
