@@ -28,7 +28,7 @@ from pathlib import Path
 from . import summary
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["startup", "ingest", "ifcb", "query", "provenance", "sync", "fsck", "service", "growth"]
+ORDER = ["startup", "ingest", "ifcb", "query", "provenance", "sync", "fsck", "service", "growth", "history"]
 
 
 def run_one(name: str, scale: str) -> dict:

@@ -114,9 +114,51 @@ def _growth(r: dict) -> list[Row]:
                  f"first quarter {r['first_quarter_images_per_s']:,} images/s", r["first_over_last"], "≤ 1.5× slower", r["target_met"])]
 
 
+def _history(r: dict) -> list[Row]:
+    s, mb, ratio, met, b = r["median_seconds"], r["mb_per_s"], r["ratios"], r["targets_met"], r["build"]
+    repo, s3 = r["repository"], r["s3"]
+    git = s.get("git_fsck") is not None
+    maintained = repo["after_maintenance"]
+    return [
+        _row("history", f"commit time, last vs first {b['edge_commits']} of {r['commits']:,} commits of {r['images_per_commit']} images",
+             f"{b['commit_ms_last_median']:.1f} ms", f"first {b['commit_ms_first_median']:.1f} ms", ratio["commit_last_over_first"],
+             "≤ 1.3×", met["commit_last_le_1_3x_first"]),
+        _row("history", "`improv log -n 10`", f"{s['log_n10']:.3f} s", f"`python -c pass` {s['python_pass']:.3f} s",
+             ratio["log_n10_over_python_pass"], "≤ 0.15 s", met["log_n10_le_0_15s"]),
+        _row("history", f"one-day query ({r['rows']['one_day']:,} rows), fresh process", f"{s['query_one_day']:.3f} s",
+             target="≤ 0.3 s", met=met["query_one_day_le_0_3s"]),
+        _row("history", f"every image's id, time and depth ({r['images']:,} rows), fresh process", f"{s['query_full_3_columns']:.3f} s",
+             f"DuckDB over one Parquet, fresh {s['duckdb_full_fresh']:.3f} s", ratio["query_full_fresh_over_duckdb_fresh"],
+             "≤ 2×", met["query_full_fresh_le_2x_duckdb_fresh"]),
+        _row("history", "`--where \"depth = 3\" --count`, fresh process", f"{s['query_where_count']:.3f} s",
+             f"DuckDB, fresh {s['duckdb_where_count_fresh']:.3f} s", ratio["where_count_fresh_over_duckdb_fresh"]),
+        _row("history", "`fsck`", f"{s['fsck']:.2f} s", f"`git fsck` {s['git_fsck']:.2f} s" if git else "git absent",
+             ratio["fsck_over_git_fsck"], "≤ 1× git fsck", met["fsck_le_git_fsck"]),
+        _row("history", "`fsck --full`", f"{mb['fsck_full']:.0f} MB/s", f"sha256sum {mb['sha256sum']:.0f} MB/s",
+             ratio["fsck_full_mb_per_s_over_sha256sum"], "≥ 0.7× sha256sum", met["fsck_full_ge_0_7x_sha256sum"]),
+        _row("history", "local clone (`--no-hardlinks`)", f"{s['clone']:.2f} s",
+             f"`git clone --no-local` {s['git_clone_no_local']:.2f} s" if git else "git absent",
+             ratio["clone_over_git_clone"], "≤ 1× git clone", met["clone_le_1x_git_clone"]),
+        _row("history", "local clone: MB/s", f"{mb['clone']:.0f} MB/s", f"cp -r {mb['cp_r']:.0f} MB/s",
+             ratio["clone_mb_per_s_over_cp_r"], "≥ 0.5× cp -r", met["clone_ge_0_5x_cp_r"]),
+        _row("history", "`clone --metadata-only`", f"{s['clone_metadata_only']:.2f} s", target="≤ 2 s",
+             met=met["clone_metadata_only_le_2s"]),
+        _row("history", "clone from S3 (moto): requests", f"{s3['clone']['requests']:,} ({ratio['s3_clone_requests_per_1000_images']:g} per 1,000 images)",
+             f"{s3['clone']['seconds']:.1f} s", target=f"≤ 1 per 1,000 images + {r['targets']['s3_clone_requests_constant']}",
+             met=met["s3_clone_requests_le_1_per_1000_images_plus_constant"]),
+        _row("history", f"push of the last {s3['push_last_100']['commits']} commits to S3",
+             f"{s3['push_last_100']['seconds']:.1f} s, {s3['push_last_100']['requests']:,} requests"),
+        _row("history", "`gc --dry-run`", f"{s['gc_dry_run']:.2f} s"),
+        _row("history", "files in the repository", f"{repo['files']:,} ({ratio['files_per_50_commits']:g} per 50 commits)",
+             f"after `improv maintenance` {maintained['files']:,}" if maintained else "", target="≤ 1 per 50 commits",
+             met=met["files_le_1_per_50_commits"]),
+        _row("history", "peak memory", f"{r['peak_rss_mb']['max']:.0f} MB", target="< 500 MB", met=met["peak_rss_lt_500mb"]),
+    ]
+
+
 EXTRACT: dict[str, Callable[[dict], list[Row]]] = {
     "startup": _startup, "ingest": _ingest, "ifcb": _ifcb, "query": _query, "provenance": _provenance,
-    "sync": _sync, "fsck": _fsck, "service": _service, "growth": _growth,
+    "sync": _sync, "fsck": _fsck, "service": _service, "growth": _growth, "history": _history,
 }
 
 
