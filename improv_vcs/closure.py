@@ -1,7 +1,7 @@
 """What a commit references: the one list that transfers, fsck and gc share.
 
 A commit names its parents, the loose objects of its snapshot (manifests,
-index segments, provenance segments, tables of original files, the
+index segments and their parts, provenance segments, tables of original files, the
 datasets and registry objects, and the sample segments a registry lists)
 and the packs holding the bytes those objects locate.
 """
@@ -19,6 +19,7 @@ def commit_objects(commit: Commit, blobs: bool = True, odb: ObjectDatabase | Non
     ``odb``, also the sample segments its registry lists)."""
     loose = [b.manifest for b in commit.batches]
     loose += [s.id for s in commit.index]
+    loose += [p.id for s in commit.index for p in s.parts]
     loose += [s.id for s in commit.provenance]
     loose += [s.id for s in commit.provenance_index]
     loose += [s.table for s in commit.sources]

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import index, manifest, registry, sources
+from . import index, manifest, parts, registry, sources
 from .errors import ImprovError, IntegrityError
 from .ids import hash_bytes
-from .model import Commit, Datasets, Registry, Tag
+from .model import Commit, Datasets, IndexSegment, Registry, Tag
 from .packs import PackIndex, index_key, pack_key
 from .provenance import records
 from .refs import HEADS, TAGS
@@ -241,7 +241,9 @@ class _Checker:
         segments += [(s, index.SOURCES) for s in commit.sources_index]
         for segment, layout in segments:
             if self._first_visit(segment.id):
-                self._attempt(segment.id, "index segment", lambda s=segment, lay=layout: index.read_segment(odb, s, lay))
+                table = self._attempt(segment.id, "index segment", lambda s=segment, lay=layout: index.read_segment(odb, s, lay))
+                if table is not None and segment.parts:
+                    self._check_parts(segment, table)
         if commit.registry and self._first_visit(commit.registry):
             found = self._attempt(commit.registry, "registry", lambda: odb.get_object(commit.registry))
             if found is not None and not isinstance(found, Registry):
@@ -277,6 +279,27 @@ class _Checker:
                     self.problem(files.table, "sources table", f"holds {table.num_rows} rows, its commit says {files.rows}")
                 self._check_locations(files.table, "sources table", table, key="path")
         return parents
+
+    def _check_parts(self, segment: IndexSegment, batches: pa.Table) -> None:
+        """Each part of a segment parses and holds its rows; with --full, the
+        very images (ids and blobs, in order) of the manifests it covers."""
+        odb = self.repo.odb
+        position = 0
+        for part in segment.parts:
+            covered = batches.column("manifest").to_pylist()[position : position + part.entries]
+            position += part.entries
+            if not self._first_visit(part.id):
+                continue
+            columns = ["image_id", "blob_id"]
+            table = self._attempt(part.id, "part", lambda p=part: parts.decode(odb.get_bytes(p.id), columns))
+            if table is None:
+                continue
+            if table.num_rows != part.rows or len(covered) != part.entries:
+                self.problem(part.id, "part", f"holds {table.num_rows} rows of {len(covered)} batches, its segment says {part.rows} of {part.entries}")
+            elif self.full:
+                expected = pa.concat_tables([manifest.decode(odb.get_bytes(m), columns) for m in covered])
+                if not table.equals(expected):
+                    self.problem(part.id, "part", "its rows differ from the manifests it consolidates")
 
     def _pack(self, pack_id: str) -> PackIndex | None:
         if pack_id not in self.packs:

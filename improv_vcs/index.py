@@ -17,7 +17,7 @@ tables of original files (:data:`SOURCES`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from ._parquet import from_parquet, to_parquet
 from .errors import IntegrityError
-from .model import Batch, IndexSegment, ProvenanceSegment, SourceFiles
+from .model import Batch, IndexSegment, Part, ProvenanceSegment, SourceFiles
 from .objects import ObjectDatabase
 
 MAX_LEVEL = 12
@@ -129,22 +129,32 @@ def read_segment(odb: ObjectDatabase, segment: IndexSegment, layout: Layout) -> 
     return odb.cached(f"seg:{segment.id}", load)
 
 
+Consolidate = Callable[[Sequence[IndexSegment], pa.Table], tuple[Part, ...]]
+"""Builds the parts of a new segment from the segments it merges and its rows."""
+
+
 def append(
     odb: ObjectDatabase,
     index: Sequence[IndexSegment],
     entries: Sequence[Entry],
     layout: Layout = BATCHES,
+    consolidate: Consolidate | None = None,
 ) -> tuple[IndexSegment, ...]:
     """The index after appending ``entries`` to ``index``. Merges happen in
-    memory, so only the segments the new index lists are written."""
+    memory, so only the segments the new index lists are written. With
+    ``consolidate``, the new segment also lists the parts it returns."""
     segments = list(index)
     if not entries:
         return tuple(segments)
-    pending, level = entries_table(entries, layout), 0
+    pending, level, merged = entries_table(entries, layout), 0, []
     while segments and segments[-1].level == level and level < MAX_LEVEL:
-        pending = pa.concat_tables([read_segment(odb, segments.pop(), layout), pending])
+        merged.insert(0, segments.pop())
+        pending = pa.concat_tables([read_segment(odb, merged[0], layout), pending])
         level += 1
-    segments.append(_write_segment(odb, pending, level, layout))
+    segment = _write_segment(odb, pending, level, layout)
+    if consolidate is not None:
+        segment = segment.model_copy(update={"parts": consolidate(merged, pending)})
+    segments.append(segment)
     return tuple(segments)
 
 

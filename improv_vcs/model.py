@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
@@ -26,6 +27,8 @@ from .ids import ObjectId, column_name, instrument_name, object_id, ref_name
 
 FORMAT_VERSION = 1
 REPOSITORY_FORMAT = 2
+OBJECT_FORMAT = 2
+"""The newest JSON object format: commits of format 2 may list parts."""
 """Format of new repositories: 2 adds bundles (``docs/format.md``)."""
 
 Oid = Annotated[str, AfterValidator(object_id)]
@@ -120,6 +123,15 @@ class SourceFiles(_Frozen):
     sample_id_max: str
 
 
+class Part(_Frozen):
+    """A consolidated manifest: the rows of ``entries`` consecutive batches of
+    an index segment, in order, as one Parquet object (format 2)."""
+
+    id: Oid
+    entries: int = Field(ge=1)
+    rows: int = Field(ge=0)
+
+
 class IndexSegment(_Frozen):
     """A reference to one Parquet segment of an index (of batches, provenance
     segments or source files), with a summary that lets readers skip it whole."""
@@ -130,6 +142,15 @@ class IndexSegment(_Frozen):
     rows: int = Field(ge=0, description="images, records or files across its entries")
     time_min: UtcDatetime
     time_max: UtcDatetime
+    parts: tuple[Part, ...] = Field(default=(), description="consolidated manifests of its batches, in order (format 2)")
+
+    @model_serializer(mode="wrap")
+    def _without_empty_parts(self, handler: Any) -> dict[str, Any]:
+        """Leave ``parts`` out when empty, so format-1 segments keep their bytes."""
+        data = handler(self)
+        if not data.get("parts"):
+            data.pop("parts", None)
+        return data
 
 
 class Commit(_Frozen):
@@ -137,7 +158,7 @@ class Commit(_Frozen):
     appends, and the snapshot indexes after it."""
 
     kind: Literal["commit"] = "commit"
-    format: Literal[1] = FORMAT_VERSION
+    format: Literal[1, 2] = FORMAT_VERSION
     parents: tuple[Oid, ...] = ()
     height: int = Field(ge=1, description="1 + the largest parent height")
     author: str
@@ -154,6 +175,12 @@ class Commit(_Frozen):
     )
     registry: Oid | None = Field(default=None, description="the organizing metadata in force at this commit")
     task: str | None = Field(default=None, description="the ingest task this commit records")
+
+    @model_validator(mode="after")
+    def _parts_need_format_2(self) -> Commit:
+        if self.format < 2 and any(s.parts for s in self.index):
+            raise ValueError("consolidated manifests (parts) need commit format 2")
+        return self
 
 
 class Span(_Frozen):
@@ -295,7 +322,7 @@ def decode_object(data: bytes, what: str = "object") -> Commit | Tag | Datasets:
     try:
         return _JSON_OBJECT.validate_json(data)
     except ValidationError as exc:
-        _refuse_newer(data, FORMAT_VERSION, what)
+        _refuse_newer(data, OBJECT_FORMAT, what)
         raise IntegrityError(f"{what} is not a valid commit, tag or datasets object: {exc.errors()[0]['msg']}") from None
 
 

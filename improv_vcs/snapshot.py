@@ -9,10 +9,10 @@ from functools import cached_property
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import index, manifest, registry, sources
+from . import index, manifest, parts, registry, sources
 from .errors import IntegrityError, NotFoundError
 from .ids import ObjectId, image_id
-from .model import Commit, Registry
+from .model import Commit, Part, Registry
 from .objects import ObjectDatabase
 
 
@@ -157,11 +157,34 @@ class Snapshot:
         if not manifest_ids:
             empty = empty_manifest()
             return empty if columns is None else empty.select([c for c in columns if c in empty.schema.names])
-        if len(manifest_ids) == 1:
-            tables = [self.manifest(manifest_ids[0], columns)]
+        reads = self._reads(manifest_ids)
+        if len(reads) == 1:
+            tables = [reads[0](columns)]
         else:
-            tables = list(_loader().map(lambda m: self.manifest(m, columns), manifest_ids))
+            tables = list(_loader().map(lambda read: read(columns), reads))
         return pa.concat_tables(tables, promote_options="permissive")
+
+    def _reads(self, manifest_ids: list[str]) -> list:  # type: ignore[type-arg]
+        """What to read for ``manifest_ids``, in order: a part wherever the ids
+        run through every batch it covers, else each manifest."""
+        covering = self._parts
+        reads = []
+        i = 0
+        while i < len(manifest_ids):
+            found = covering.get(manifest_ids[i])
+            if found is not None and manifest_ids[i : i + len(found[1])] == found[1]:
+                reads.append(functools.partial(parts.read, self.odb, found[0].id))
+                i += len(found[1])
+            else:
+                reads.append(functools.partial(self.manifest, manifest_ids[i]))
+                i += 1
+        return reads
+
+    @cached_property
+    def _parts(self) -> dict[str, tuple[Part, list[str]]]:
+        if self.commit is None:
+            return {}
+        return parts.covering(self.commit.index, self.batches.column("manifest").to_pylist())
 
     def images(self) -> pa.Table:
         """Every image row of the snapshot (all manifests, extra columns unified)."""

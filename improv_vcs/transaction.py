@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import datasets, index, maintenance, manifest, registry, sources
+from . import datasets, index, maintenance, manifest, parts, registry, sources
 from .closure import commit_keys
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .fence import Fence
@@ -678,14 +678,17 @@ class Transaction:
         unchanged = datasets_id == (parent.datasets if parent else None) and registry_id == (parent.registry if parent else None)
         if not batches and not segments and not files and unchanged:
             return None
+        consolidation = parts.consolidator(odb, self._repo.config.format)
+        snapshot_index = index.append(odb, parent.index if parent else (), batches, consolidate=consolidation)
         commit = Commit(
+            format=parts.commit_format(snapshot_index),
             parents=(self._base,) if self._base else (),
             height=parent.height + 1 if parent else 1,
             author=self.author,
             message=self.message,
             time=datetime.now(timezone.utc),
             batches=tuple(batches),
-            index=index.append(odb, parent.index if parent else (), batches),
+            index=snapshot_index,
             provenance=tuple(segments),
             provenance_index=index.append(
                 odb, parent.provenance_index if parent else (), segments, index.PROVENANCE

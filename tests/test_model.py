@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from improv_vcs.errors import IntegrityError, InvalidInputError
+from improv_vcs.errors import IntegrityError, InvalidInputError, UnsupportedFormatError
 from improv_vcs.ids import (
     IMAGE_ID_PATTERN,
     column_name,
@@ -326,6 +326,15 @@ def test_hex_prefix():
     assert not is_hex_prefix(OID + "0")
 
 
+def test_newer_formats_are_refused_as_unsupported_not_corrupt():
+    with pytest.raises(UnsupportedFormatError, match="format 3"):
+        decode_object(json.dumps(_commit_dict(format=3)).encode())
+    config = json.loads(canonical_json(RepositoryConfig(id="x", created=T0)))
+    with pytest.raises(UnsupportedFormatError, match="format 3"):
+        decode_config(json.dumps({**config, "format": 3}).encode())
+    assert decode_config(json.dumps({**config, "format": 1}).encode()).format == 1
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -335,7 +344,7 @@ def test_hex_prefix():
         b"[]",
         b"{}",
         b'{"kind":"blob"}',
-        json.dumps(_commit_dict(format=2)).encode(),
+        json.dumps(_commit_dict(format="2")).encode(),
         json.dumps(_commit_dict(height=0)).encode(),
         json.dumps(_commit_dict(surprise=1)).encode(),
         json.dumps({k: v for k, v in _commit_dict().items() if k != "author"}).encode(),

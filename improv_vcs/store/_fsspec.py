@@ -187,6 +187,14 @@ class MemoryStore(FsspecStore):
             self.fs.pipe_file(path, self.fs.cat_file(path))  # a new file: written now
         return True
 
+    def list(self, prefix: str = "") -> Iterator[str]:
+        with self._lock:  # fsspec's memory filesystem iterates a dict that writers change
+            return iter(list(super().list(prefix)))
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            super().delete(key)
+
     def compare_and_swap(self, key: str, expected: bytes | None, new: bytes) -> None:
         path = self._path(key)
         with self._lock:

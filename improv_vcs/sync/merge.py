@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import index, manifest, sources
+from .. import index, manifest, parts, sources
 from ..errors import ConflictError
 from ..ids import ObjectId
 from ..model import Batch, Commit, Dataset, Datasets, ProvenanceSegment, Registry, SourceFiles
@@ -42,14 +42,17 @@ def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -
     datasets = _merged_datasets(repo, ObjectId(ours), ObjectId(theirs), base)
     registry = _merged_registry(repo, ObjectId(ours), ObjectId(theirs), base)
     parent = mine.commit
+    consolidation = parts.consolidator(repo.odb, repo.config.format)
+    snapshot_index = index.append(repo.odb, parent.index, batches, consolidate=consolidation)
     commit = Commit(
+        format=parts.commit_format(snapshot_index),
         parents=(ours, theirs),
         height=max(parent.height, other.commit.height) + 1,
         author=author,
         message=message,
         time=datetime.now(timezone.utc),
         batches=tuple(batches),
-        index=index.append(repo.odb, parent.index, batches),
+        index=snapshot_index,
         provenance=tuple(segments),
         provenance_index=index.append(repo.odb, parent.provenance_index, segments, index.PROVENANCE),
         sources=tuple(files),

@@ -24,7 +24,7 @@ from itertools import groupby
 from typing import TYPE_CHECKING
 
 from ..closure import commit_objects
-from ..errors import IntegrityError, NotFoundError
+from ..errors import IntegrityError, InvalidInputError, NotFoundError
 from ..ids import ObjectId, hash_bytes
 from ..model import Commit, Tag
 from ..objects import object_key
@@ -112,6 +112,11 @@ class Transfer:
         every key the sent history relies on is collected in
         :attr:`relied`, for the fence check before a ref moves."""
         missing = self.missing(tips)
+        if self.dest.config.format < 2 and any(commit.format >= 2 for _, commit in missing):
+            raise InvalidInputError(
+                f"{self.dest.url} is a format-1 repository and these commits are format 2: "
+                "run `improv upgrade` there first (its readers need improv_vcs with bundles)"
+            )
         loose: dict[str, None] = {}
         packs: dict[str, None] = {}
         for _, commit in missing:
