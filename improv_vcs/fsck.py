@@ -284,13 +284,13 @@ class _Checker:
         """Each part of a segment parses and holds its rows; with --full, the
         very images (ids and blobs, in order) of the manifests it covers."""
         odb = self.repo.odb
+        columns = ["image_id", "blob_id"]
         position = 0
         for part in segment.parts:
             covered = batches.column("manifest").to_pylist()[position : position + part.entries]
             position += part.entries
             if not self._first_visit(part.id):
                 continue
-            columns = ["image_id", "blob_id"]
             table = self._attempt(part.id, "part", lambda p=part: parts.decode(odb.get_bytes(p.id), columns))
             if table is None:
                 continue
