@@ -35,7 +35,7 @@ from improv_vcs.sync.sites import clone, fetch, fetch_blobs, pull, push
 from improv_vcs.closure import commit_objects
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
-REPORT_FIELDS = {"remote", "commits", "objects", "packs", "bytes", "skipped", "refs", "action", "commit", "notes"}
+REPORT_FIELDS = {"remote", "commits", "objects", "packs", "bytes", "skipped", "bundles", "refs", "action", "commit", "notes"}
 I1 = "D20240101T120000_IFCB107_00001"
 I2 = "D20240101T120000_IFCB107_00002"
 I3 = "D20240102T060000_IFCB107_00001"
@@ -256,7 +256,7 @@ def test_cli_push_refuses_non_fast_forward_then_force(runner, tmp_path):
     site = Repository.open(site_path)
     assert cloned == {
         "remote": "origin", "commits": 1, "objects": len(keys(site, "objects/")), "packs": 1,
-        "bytes": size_of(site, data_keys(site)), "skipped": 0,
+        "bytes": size_of(site, data_keys(site)), "skipped": 0, "bundles": 0,
         "refs": {"refs/heads/main": first, "refs/remotes/origin/main": first},
         "action": "cloned", "commit": first, "notes": [],
     }
@@ -751,7 +751,7 @@ def test_fetch_blobs_copies_only_the_selected_packs(runner, origin, tmp_path):
 
     out = json.loads(ok(invoke(runner, "--repo", site.url, "fetch", "--blobs", "--start", "2024-05-05T00:00:00Z",
                                "--end", "2024-05-06T00:00:00Z", "--json")).stdout)
-    assert out == {"commits": 0, "objects": 0, "packs": 1, "bytes": out["bytes"], "skipped": 0}
+    assert out == {"commits": 0, "objects": 0, "packs": 1, "bytes": out["bytes"], "skipped": 0, "bundles": 0}
     assert keys(site, "packs/") == {pack_key(p) for p in packs.values()} | {index_key(p) for p in packs.values()}
     assert out["bytes"] == size_of(site, {pack_key(packs[day4]), index_key(packs[day4])})
 

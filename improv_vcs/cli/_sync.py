@@ -33,7 +33,8 @@ def _summary(verb: str, result: Any) -> str:
     moved = result.transfer
     lines = [
         f"{verb} {result.remote}: {moved.commits} commit(s), {moved.objects} object(s), {moved.packs} pack(s), "
-        f"{_size(moved.bytes)}; {moved.skipped} already there"
+        + (f"{moved.bundles} whole bundle(s) of history, " if moved.bundles else "")
+        + f"{_size(moved.bytes)}; {moved.skipped} already there"
     ]
     lines += [f"  {ref} -> {target[:12]}" for ref, target in sorted(result.refs.items())]
     lines += [f"  note: {note}" for note in result.notes]

@@ -24,6 +24,7 @@ from ..store import BundledStore, Store
 from ..store._bundled import (
     PACK_DATA,
     PACK_INDEX,
+    BundleIndex,
     BundleWriter,
     data_key,
     entry_of,
@@ -106,38 +107,80 @@ class BundleSender:
         return self.sent
 
     # -- whole bundles ------------------------------------------------------------
+    def copy_bundles(self) -> Sent:
+        """Copy every source bundle ``dest`` lacks, whole and verified (a
+        clone's first step: a history's bundles travel as large reads, and the
+        walk for missing commits then stops at once)."""
+        if not isinstance(self.source, BundledStore):
+            return self.sent
+        for bundle_id, index in self.source.bundles(refresh=True).items():
+            if not self.dest.inner.exists(index_key(bundle_id)):
+                self._copy_whole(bundle_id, index)
+                self.dest.inner.put_or_freshen(index_key(bundle_id), self.source.inner.get(index_key(bundle_id)))
+        self.dest.bundles(refresh=True)
+        return self.sent
+
     def _adopt_whole_bundles(self, wanted: dict[str, None]) -> list[tuple[str, bytes]]:
-        """Hard-link the data of source bundles every value of which is wanted
-        (same disk only), after verifying them; their indexes are returned to
-        be written last. Their keys leave ``wanted``."""
-        if not (self.hardlinks and isinstance(self.source, BundledStore)):
+        """Copy the data of source bundles every value of which is wanted
+        (verified; shared by a hard link on the same disk); their indexes are
+        returned to be written last. Their keys leave ``wanted``."""
+        if not isinstance(self.source, BundledStore):
             return []
         adopted = []
         for bundle_id, index in self.source.bundles(refresh=True).items():
             keys = index.key_names()
-            if not all(k in wanted for k in keys):
-                continue
-            if not self.dest.inner.adopt(self.source.inner, data_key(bundle_id)):
-                return adopted
-            try:
-                data = self.dest.inner.get_view(data_key(bundle_id))
-                for role, digest, offset, length in index.entries():
-                    self._verify(key_of(role, digest), data[offset : offset + length])
-            except IntegrityError:
-                self.dest.inner.delete(data_key(bundle_id))
-                raise
-            adopted.append((bundle_id, self.source.inner.get(index_key(bundle_id))))
-            for key in keys:
-                del wanted[key]
-                self._count(key, 0)
-            self.sent.bytes += index.data_length
+            if all(k in wanted for k in keys):
+                self._copy_whole(bundle_id, index)
+                adopted.append((bundle_id, self.source.inner.get(index_key(bundle_id))))
+                for key in keys:
+                    del wanted[key]
         return adopted
+
+    def _copy_whole(self, bundle_id: str, index: BundleIndex) -> None:
+        """Write a source bundle's data at ``dest`` (not its index), every
+        value verified: by a hard link and a local read when both are on one
+        disk, else in ranged reads streamed to the destination."""
+        assert isinstance(self.source, BundledStore)
+        key = data_key(bundle_id)
+        entries = sorted(index.entries(), key=lambda e: e[2])
+        if self.hardlinks and self.dest.inner.adopt(self.source.inner, key):
+            try:
+                data = self.dest.inner.get_view(key)
+                for role, digest, offset, length in entries:
+                    self._verify(key_of(role, digest), data[offset : offset + length])
+                    self._count(key_of(role, digest), length)
+            except IntegrityError:
+                self.dest.inner.delete(key)
+                raise
+            return
+        groups: list[list[tuple[int, int, str]]] = [[]]
+        for role, digest, offset, length in entries:
+            if groups[-1] and offset + length - groups[-1][0][0] > RUN_BYTES:
+                groups.append([])
+            groups[-1].append((offset, length, key_of(role, digest)))
+        runs = [_bundle_run(bundle_id, group) for group in groups if group]
+        with self.dest.inner.staging() as staging:
+            written = 0
+            for run, data in self._read_all(runs):
+                view = memoryview(data)
+                for value_key, offset, length in run.values:
+                    self._verify(value_key, view[offset : offset + length])
+                    self._count(value_key, length)
+                if run.start != written:
+                    raise IntegrityError(f"bundle {bundle_id} at {self.source.url} has a gap at byte {written}")
+                staging.write(view)
+                written += len(view)
+            if written != index.data_length:
+                raise IntegrityError(f"bundle {bundle_id} at {self.source.url} is not {index.data_length} bytes long")
+            staging.publish(key)
 
     # -- reading in runs ----------------------------------------------------------
     def _runs(self, keys: list[str]) -> Iterator[tuple[_Run, bytes]]:
-        """Each read with its bytes, in parallel, in an order that keeps
-        ``keys``' order between loose values and bundled ones."""
-        plan = self._plan(keys)
+        """Each read for ``keys`` with its bytes."""
+        return self._read_all(self._plan(keys))
+
+    def _read_all(self, plan: list[_Run]) -> Iterator[tuple[_Run, bytes]]:
+        """Each read with its bytes, in order, several at a time."""
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="improv-bundle") as pool:
             for start in range(0, len(plan), self.workers):
                 window = plan[start : start + self.workers]

@@ -171,10 +171,12 @@ def fetch(
 
 
 def _fetch(
-    repo: Repository, remote: str | None, endpoint_url: str | None, progress: Progress | None, hardlinks: bool = True
+    repo: Repository, remote: str | None, endpoint_url: str | None, progress: Progress | None, hardlinks: bool = True,
+    whole_bundles: bool = False,
 ) -> tuple[SyncResult, dict[str, ObjectId], Fence]:
     """:func:`fetch`, also returning the remote's branches and the fence
-    opened on this site before the transfer (for later ref moves)."""
+    opened on this site before the transfer (for later ref moves). With
+    ``whole_bundles`` (a clone), the remote's bundles are copied first."""
     name, other = open_remote(repo, remote, endpoint_url)
     result = SyncResult(name)
     branches = other.refs.branches()
@@ -182,6 +184,8 @@ def _fetch(
     blobs = repo.remotes.promisor is None
     fence = Fence(repo.store)
     transfer = Transfer(other, repo, blobs=blobs, progress=progress, hardlinks=hardlinks)
+    if whole_bundles:
+        transfer.copy_bundles()
     transfer.send([*branches.values(), *(other.resolve_tag_target(p) for p in tags.values())])
     fence.check(transfer.relied | {object_key(t) for t in branches.values()})
     for tag, pointer in sorted(tags.items()):
@@ -275,7 +279,7 @@ def clone(
         store.put_if_absent(CONFIG_KEY, canonical_json(source.config))
         repo = Repository.open(os.fspath(dest))
         repo.remotes.add("origin", url, options, promisor=metadata_only)
-        result, branches, _ = _fetch(repo, "origin", None, progress, hardlinks)
+        result, branches, _ = _fetch(repo, "origin", None, progress, hardlinks, whole_bundles=True)
         if branch and branch not in branches:
             raise NotFoundError(f"{url} has no branch {branch!r}")
         for name in [branch] if branch else list(branches):
