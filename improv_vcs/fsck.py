@@ -88,6 +88,10 @@ def fsck(repo: Repository, full: bool = False, progress: Callable[[int], None] |
     return checker.report
 
 
+LOCATION_BATCH = 2**21
+"""Manifest rows whose locations are checked in one join."""
+
+
 class _Checker:
     def __init__(self, repo: Repository, full: bool, progress: Callable[[int], None] | None):
         self.repo, self.full, self.progress = repo, full, progress
@@ -96,6 +100,8 @@ class _Checker:
         self.commits_seen: set[str] = set()
         self.packs: dict[str, PackIndex | None] = {}
         self.partial = repo.remotes.promisor is not None
+        self._locations: list[pa.Table] = []
+        self._queued = 0
 
     def problem(self, oid: str, what: str, detail: str) -> None:
         self.report.problems.append(Problem(oid, what, detail))
@@ -131,6 +137,7 @@ class _Checker:
             stack.extend((parent, oid) for parent in self._check_commit(oid, found))
             if self.progress:
                 self.progress(1)
+        self._flush_locations()
         if self.full:
             self._hash_packs()
 
@@ -325,27 +332,49 @@ class _Checker:
         return parsed
 
     def _check_locations(self, owner: str, what: str, table: pa.Table, key: str = "image_id") -> None:
-        """Every row's (blob, offset, size) must be its pack's entry for the
-        blob; a bad row is named by its ``key`` column."""
+        """Queue a check that every row's (blob, offset, size) is its pack's
+        entry for the blob (a bad row is named by its ``key`` column); the
+        queue is checked in one join (:meth:`_flush_locations`)."""
         for pack_id in table.column("pack").unique().to_pylist():
-            parsed = self._pack(pack_id)
-            if parsed is None:
-                continue
-            rows = table.filter(pc.equal(table.column("pack"), pack_id))
-            entries = pa.table({
-                "blob_id": pa.array([d.hex() for d in parsed.digests], pa.string()),
-                "entry_offset": pa.array(parsed.offsets, pa.int64()),
-                "entry_size": pa.array(parsed.lengths, pa.int64()),
-            })
-            joined = rows.select([key, "blob_id", "offset", "size"]).join(entries, "blob_id", join_type="left outer")
-            bad = pc.or_kleene(
-                pc.not_equal(joined.column("offset"), joined.column("entry_offset")),
-                pc.not_equal(joined.column("size"), joined.column("entry_size")),
-            )
-            bad = pc.fill_null(bad, True)
-            if pc.any(bad).as_py():
-                name = joined.filter(bad).column(key)[0].as_py()
-                self.problem(owner, what, f"{key} {name!r} points outside its pack {pack_id[:12]}'s entries")
+            self._pack(pack_id)
+        n = table.num_rows
+        self._locations.append(pa.table({
+            "owner": pa.repeat(owner, n), "what": pa.repeat(what, n), "key": pa.repeat(key, n), "name": table.column(key),
+            "blob_id": table.column("blob_id"), "pack": table.column("pack"),
+            "offset": table.column("offset"), "size": table.column("size"),
+        }))
+        self._queued += n
+        if self._queued >= LOCATION_BATCH:
+            self._flush_locations()
+
+    def _flush_locations(self) -> None:
+        """Check the queued rows against their packs' entries, reporting the
+        first bad row of each owner."""
+        if not self._locations:
+            return
+        rows = pa.concat_tables(self._locations)
+        self._locations, self._queued = [], 0
+        present = [(p, parsed) for p, parsed in self.packs.items() if parsed is not None]
+        rows = rows.filter(pc.is_in(rows.column("pack"), value_set=pa.array([p for p, _ in present], pa.string())))
+        if not rows.num_rows:
+            return
+        entries = pa.table({
+            "pack": pa.array([p for p, parsed in present for _ in parsed.digests], pa.string()),
+            "blob_id": pa.array([d.hex() for _, parsed in present for d in parsed.digests], pa.string()),
+            "entry_offset": pa.array([o for _, parsed in present for o in parsed.offsets], pa.int64()),
+            "entry_size": pa.array([n for _, parsed in present for n in parsed.lengths], pa.int64()),
+        })
+        joined = rows.join(entries, ["pack", "blob_id"], join_type="left outer")
+        bad = pc.fill_null(pc.or_kleene(
+            pc.not_equal(joined.column("offset"), joined.column("entry_offset")),
+            pc.not_equal(joined.column("size"), joined.column("entry_size")),
+        ), True)
+        reported: set[str] = set()
+        for row in joined.filter(bad).select(["owner", "what", "key", "name", "pack"]).to_pylist():
+            if row["owner"] not in reported:
+                reported.add(row["owner"])
+                self.problem(row["owner"], row["what"],
+                             f"{row['key']} {row['name']!r} points outside its pack {row['pack'][:12]}'s entries")
 
     def _hash_packs(self) -> None:
         present = [(p, parsed) for p, parsed in self.packs.items() if parsed is not None]
