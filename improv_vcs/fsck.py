@@ -1,11 +1,17 @@
-"""Check a repository: everything reachable from a ref is present, parses,
-and (with ``full``) hashes to its id.
+"""Check a repository: everything reachable from a ref is present and
+hashes to its id, and (with ``full``) every structure parses and every blob
+re-hashes.
 
-Loose objects are re-hashed whenever they are read, so every check reads
-them; packs are checked for presence and size, and every manifest row must
-point at exactly the pack entry of its blob. ``full`` also re-hashes every
-blob of every pack. A metadata-only clone lacks packs by design: those are
-counted as remote, not reported.
+Objects are re-hashed whenever they are read, so every check reads them.
+Every commit and the snapshot structures of the commits refs point at are
+parsed, and every image's location (in a manifest, or in the part that
+consolidates it) must be exactly its blob's entry in its pack; packs are
+checked for presence and size. A long history is thus checked at the cost
+of reading it, not of parsing each of its small objects. ``full`` also
+parses every index segment and manifest, compares each part with the
+manifests it consolidates, and re-hashes every blob of every pack. A
+metadata-only clone lacks packs by design: those are counted as remote, not
+reported.
 
 Each ref must point at the right kind of object: a branch or a
 remote-tracking ref at a commit, a tag at a tag object or a commit, and a
@@ -102,6 +108,10 @@ class _Checker:
         self.partial = repo.remotes.promisor is not None
         self._locations: list[pa.Table] = []
         self._queued = 0
+        self.tip_segments: set[str] = set()
+        """Index segments of the commits refs point at: parsed by every fsck."""
+        self.covered: set[str] = set()
+        """Manifests a part of those segments stands for (plain fsck)."""
 
     def problem(self, oid: str, what: str, detail: str) -> None:
         self.report.problems.append(Problem(oid, what, detail))
@@ -116,7 +126,10 @@ class _Checker:
     def run(self) -> None:
         self._check_bundles()
         # (commit id, the child naming it as a parent; None for a ref's target)
-        stack: list[tuple[str, str | None]] = [(tip, None) for tip in self._ref_targets()]
+        tips = self._ref_targets()
+        if not self.full:
+            self._consolidated(tips)
+        stack: list[tuple[str, str | None]] = [(tip, None) for tip in tips]
         odb = self.repo.odb
         while stack:
             oid, child = stack.pop()
@@ -247,10 +260,17 @@ class _Checker:
         segments = [(s, index.BATCHES) for s in commit.index] + [(s, index.PROVENANCE) for s in commit.provenance_index]
         segments += [(s, index.SOURCES) for s in commit.sources_index]
         for segment, layout in segments:
-            if self._first_visit(segment.id):
+            if not self._first_visit(segment.id):
+                continue
+            if self.full or segment.id in self.tip_segments:
                 table = self._attempt(segment.id, "index segment", lambda s=segment, lay=layout: index.read_segment(odb, s, lay))
                 if table is not None and segment.parts:
                     self._check_parts(segment, table)
+            else:
+                self._attempt(segment.id, "index segment", lambda s=segment: odb.get_bytes(s.id))
+                for part in segment.parts:
+                    if self._first_visit(part.id):
+                        self._attempt(part.id, "part", lambda p=part: odb.get_bytes(p.id))
         if commit.registry and self._first_visit(commit.registry):
             found = self._attempt(commit.registry, "registry", lambda: odb.get_object(commit.registry))
             if found is not None and not isinstance(found, Registry):
@@ -265,6 +285,9 @@ class _Checker:
                 self.problem(commit.datasets, "datasets", f"is a {found.kind}")
         for batch in commit.batches:
             if not self._first_visit(batch.manifest):
+                continue
+            if batch.manifest in self.covered:
+                self._attempt(batch.manifest, "manifest", lambda b=batch: odb.get_bytes(b.manifest))
                 continue
             table = self._attempt(batch.manifest, "manifest", lambda b=batch: manifest.decode(odb.get_bytes(b.manifest)))
             if table is not None:
@@ -287,11 +310,31 @@ class _Checker:
                 self._check_locations(files.table, "sources table", table, key="path")
         return parents
 
-    def _check_parts(self, segment: IndexSegment, batches: pa.Table) -> None:
-        """Each part of a segment parses and holds its rows; with --full, the
-        very images (ids and blobs, in order) of the manifests it covers."""
+    def _consolidated(self, tips: list[str]) -> None:
+        """Read the index segments of the commits refs point at (all of them
+        are parsed), and note the manifests their parts stand for: a plain
+        fsck checks those manifests' hashes only, and their rows through the
+        part (``--full`` parses every manifest and compares)."""
         odb = self.repo.odb
-        columns = ["image_id", "blob_id"]
+        for tip in tips:
+            try:
+                commit = odb.get_commit(tip)
+                for segment in commit.index:
+                    self.tip_segments.add(segment.id)
+                    if segment.parts:
+                        table = index.read_segment(odb, segment, index.BATCHES)
+                        for _, covered in parts.covering([segment], table.column("manifest").to_pylist()).values():
+                            self.covered.update(covered)
+                self.tip_segments.update(s.id for s in (*commit.provenance_index, *commit.sources_index))
+            except ImprovError:
+                continue  # the walk reports it
+
+    def _check_parts(self, segment: IndexSegment, batches: pa.Table) -> None:
+        """Each part of a segment parses, holds its rows and points at its
+        packs' entries; with --full, it holds the very rows (images, blobs and
+        locations, in order) of the manifests it covers."""
+        odb = self.repo.odb
+        columns = ["image_id", "blob_id", "pack", "offset", "size"]
         position = 0
         for part in segment.parts:
             covered = batches.column("manifest").to_pylist()[position : position + part.entries]
@@ -303,7 +346,9 @@ class _Checker:
                 continue
             if table.num_rows != part.rows or len(covered) != part.entries:
                 self.problem(part.id, "part", f"holds {table.num_rows} rows of {len(covered)} batches, its segment says {part.rows} of {part.entries}")
-            elif self.full:
+                continue
+            self._check_locations(part.id, "part", table)
+            if self.full:
                 expected = pa.concat_tables([manifest.decode(odb.get_bytes(m), columns) for m in covered])
                 if not table.equals(expected):
                     self.problem(part.id, "part", "its rows differ from the manifests it consolidates")

@@ -106,3 +106,17 @@ def test_fsck_full_finds_a_part_that_differs_from_its_manifests(tmp_path):
     repo.store.replace(object_key(part.id), to_parquet(forged, parts.KIND))
     report = fsck(Repository.open(tmp_path / "r"), full=True)
     assert [p.what for p in report.problems] == ["part"]
+
+
+def test_plain_fsck_hash_checks_the_manifests_a_part_stands_for(tmp_path):
+    repo = Repository.init(tmp_path / "r")
+    for n in range(16):
+        _commit(repo, n, 2, None)
+    from improv_vcs.objects import object_key
+
+    first = repo.snapshot().batches.column("manifest")[0].as_py()
+    data = bytearray(repo.store.get(object_key(first)))
+    data[len(data) // 2] ^= 0xFF
+    repo.store.replace(object_key(first), bytes(data))
+    report = fsck(Repository.open(tmp_path / "r"))
+    assert [(p.what, p.object_id) for p in report.problems] == [("manifest", first)]

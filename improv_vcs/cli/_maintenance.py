@@ -29,9 +29,11 @@ def fsck(
 ) -> None:
     """Check that the repository is complete and uncorrupted.
 
-    Everything reachable from a ref must be present and parse, every manifest
-    must point at its blobs' pack entries, and (--full) every byte must hash
-    to its id. Exits 5 when anything is (still) wrong.
+    Everything reachable from a ref must be present and hash to its id, the
+    commits and the snapshot structures of the refs' commits must parse, and
+    every image must point at its blob's pack entry; --full also parses every
+    manifest and segment and re-hashes every blob. Exits 5 when anything is
+    (still) wrong.
 
     With --repair-from, each missing or corrupt object or pack is replaced
     by a copy from REMOTE that verifies against its id."""
