@@ -12,8 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import ValidationError
 
 from . import revparse
@@ -38,21 +36,22 @@ from .model import (
 )
 from .objects import ObjectDatabase, object_key
 from .packs import DEFAULT_PACK_SIZE
-from .query import Query, build_query
 from .refs import RefStore
 from .remotes import Remotes
-from .snapshot import Snapshot
 from .store import BundledStore, Store, open_store
-from .transaction import Progress, Transaction
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
     from .citation import Citation
     from .engine import QueryResult
-    import numpy as np
-
     from .export import ExportReport, FilesReport
     from .provenance.view import Record
+    from .query import Query
+    from .snapshot import Snapshot
     from .stack import Selector
+    from .transaction import Progress, Transaction
 
 CONFIG_KEY = "improv.json"
 _RECENT_SNAPSHOTS = 8
@@ -180,6 +179,8 @@ class Repository:
     def _snapshot_at(self, commit_id: ObjectId | None) -> Snapshot:
         """The view at a commit id (None: the empty snapshot). The last few
         are kept, with what they loaded: a snapshot never changes."""
+        from .snapshot import Snapshot
+
         with self._snapshots_lock:
             found = self._snapshots.pop(commit_id, None)
             if found is None:
@@ -250,10 +251,14 @@ class Repository:
     def query(self, at: str | None = None, as_of: datetime | None = None, **filters: Any) -> pa.Table:
         """Image rows matching ``filters`` (the fields of :class:`Query`), as Arrow,
         sorted by time then image id."""
+        from .query import build_query
+
         return self.select(build_query(**filters), at=at, as_of=as_of).table
 
     def count(self, at: str | None = None, as_of: datetime | None = None, **filters: Any) -> int:
         """How many images match ``filters``."""
+        from .query import build_query
+
         result = self.select(build_query(**filters), at=at, as_of=as_of, count=True)
         return int(result.table.column(0)[0].as_py())
 
@@ -270,6 +275,8 @@ class Repository:
         """Write the matching images (``<image_id><ext>``) and a metadata table
         into the directory ``dest``; files already there with the right hash
         are skipped, so an interrupted export resumes."""
+        from .query import build_query
+
         query = build_query(**filters).model_copy(update={"columns": None})
         rows = self.select(query, at=at, as_of=as_of).table
         return self.export_rows(rows, dest, metadata_format, metadata_only, progress)
@@ -369,6 +376,8 @@ class Repository:
         :meth:`task_commit`); images of registered instruments must fall in
         their deployments unless ``allow_outside_deployment``; with
         ``strict``, unregistered instruments are refused."""
+        from .transaction import Transaction
+
         return Transaction(
             self,
             self.config.default_branch if branch is None else branch,
@@ -463,8 +472,9 @@ class Repository:
         """Every record of ``kind`` in the snapshot (of one run, when given), as
         Arrow. Classification records with a positional ``score_vector`` get
         ``class_scores`` decoded through the taxonomy in force at the snapshot."""
-        from .provenance import kinds, view
+        import pyarrow.compute as pc
 
+        from .provenance import kinds, view
         from .registry import with_class_scores
 
         kinds.get_kind(kind)
@@ -493,7 +503,10 @@ class Repository:
         filters apply to the samples themselves (so samples without images
         count); any image filter keeps the samples of the matching images.
         Give the filters as a :class:`Query` or as its fields."""
+        import pyarrow.compute as pc
+
         from . import sources
+        from .query import build_query
 
         query = query or build_query(**filters)
         commit_id = self._commit_for(at, as_of)
@@ -511,6 +524,8 @@ class Repository:
 
     def read_source(self, sample_id: str, name: str, at: str | None = None) -> bytes:
         """The bytes of one original file (by file name or recorded path), verified."""
+        import pyarrow.compute as pc
+
         files = self.snapshot(at).source_files([sample_id])
         row = files.filter(pc.or_(pc.equal(files.column("name"), name), pc.equal(files.column("path"), name))).to_pylist()
         if not row:
@@ -553,6 +568,7 @@ class Repository:
         matching the planes of exactly one sample. Only selected planes are read."""
         from . import stack
         from .export import iter_blobs
+        from .query import build_query
 
         if (sample is None) == (query is None):
             raise InvalidInputError("give either a sample or a query")
