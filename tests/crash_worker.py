@@ -27,6 +27,8 @@ REMOTE_SIDE = [f"remote-{n:03d}" for n in range(200)]  # on the remote only (pus
 SITE_SIDE = [f"site-{n:03d}" for n in range(20)]  # pull: the site's own appends
 EXPORTED = [f"exp-{n:03d}" for n in range(260)]  # export: in the repository besides BASE
 GARBAGE = [f"junk-{n:03d}" for n in range(120)]  # gc: in an aborted transaction
+SMALL_COMMITS = 40  # maintenance and push_bundles: a history of small commits
+SMALL = [[f"small-{c:02d}-{n}" for n in range(4)] for c in range(SMALL_COMMITS)]
 
 
 def blob(image: str) -> bytes:
@@ -94,7 +96,19 @@ def op_gc(root: Path) -> None:
     gc(Repository.open(root / "site"), grace=0, force=True)  # takes over from a killed run
 
 
-OPS = {"commit": op_commit, "push": op_push, "pull": op_pull, "export": op_export, "gc": op_gc}
+def op_maintenance(root: Path) -> None:
+    from improv_vcs import Repository
+    from improv_vcs.maintenance import maintain
+
+    maintain(Repository.open(root / "site"))
+
+
+def op_push_bundles(root: Path) -> None:
+    op_push(root)
+
+
+OPS = {"commit": op_commit, "push": op_push, "pull": op_pull, "export": op_export, "gc": op_gc,
+       "maintenance": op_maintenance, "push_bundles": op_push_bundles}
 
 
 if __name__ == "__main__":
@@ -102,6 +116,8 @@ if __name__ == "__main__":
     import improv_vcs.gc
     import improv_vcs.repository
     import improv_vcs.sync.sites  # noqa: F401
+
+    import improv_vcs.maintenance  # noqa: F401
 
     op, root = sys.argv[1], Path(sys.argv[2])
     print("ready", flush=True)

@@ -106,8 +106,39 @@ def _setup_gc(root: Path) -> None:
     Repository.open(root / "remote").refs.set_branch("main", tip, died)
 
 
+def _small_history(site: Repository, prefix: str = "", offset: int = 6000) -> None:
+    for number, ids in enumerate(w.SMALL):
+        ids = [prefix + i for i in ids]
+        with site.transaction(message=f"small {prefix}{number}") as tx:
+            tx.append_bytes(w.INSTRUMENT, w.rows(ids, offset + 10 * number), [w.blob(i) for i in ids])
+
+
+def _setup_maintenance(root: Path) -> None:
+    """Eighty small commits, the first forty bundled (and those past the
+    64th by the automatic run): a run bundles the rest and merges."""
+    from improv_vcs.maintenance import maintain
+
+    site = _init_with_base(root)
+    _small_history(site)
+    maintain(site)
+    _small_history(site, "more-", 8000)
+
+
+def _setup_push_bundles(root: Path) -> None:
+    """A remote at the base; the site adds forty small commits, bundled: the
+    push sends them as bundles."""
+    from improv_vcs.maintenance import maintain
+
+    site = _init_with_base(root)
+    (root / "remote").mkdir()
+    push(site, str(root / "remote"))
+    _small_history(site)
+    maintain(site)
+
+
 SETUP = {"commit": _setup_commit, "push": _setup_push, "pull": _setup_pull,
-         "export": _setup_export, "gc": _setup_gc}
+         "export": _setup_export, "gc": _setup_gc, "maintenance": _setup_maintenance,
+         "push_bundles": _setup_push_bundles}
 
 # -- reading states ------------------------------------------------------------
 
@@ -166,7 +197,7 @@ class Template:
 
 
 def repos_of(op: str) -> list[str]:
-    return ["site", "remote"] if op in ("push", "pull") else ["site"]
+    return ["site", "remote"] if op in ("push", "pull", "push_bundles") else ["site"]
 
 
 def run_worker(op: str, root: Path, delay: float | None) -> tuple[bool, bool, float]:
@@ -354,8 +385,17 @@ def _pull_after_gc(root: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _killed_maintenance(t: Template, root: Path) -> str:
+    check(verified_ids(root / "site") == t.before["site"], "maintenance: the reachable state changed")
+    left = tree_listing(root / "site")
+    if left == tree_listing(t.root / "site"):
+        return "before"
+    return "after" if left == tree_listing(t.reference / "site") else "partial"
+
+
 CHECK_KILLED = {"commit": _killed_commit, "push": _killed_push, "pull": _killed_pull,
-                "export": _killed_export, "gc": _killed_gc}
+                "export": _killed_export, "gc": _killed_gc, "maintenance": _killed_maintenance,
+                "push_bundles": _killed_push}
 
 # -- after re-running: the end state of an uninterrupted run ---------------------
 
@@ -403,8 +443,15 @@ def _end_gc(t: Template, root: Path) -> None:
           "gc: end files differ from an uninterrupted gc")
 
 
+def _end_maintenance(t: Template, root: Path) -> None:
+    check(verified_ids(root / "site") == t.after["site"], "maintenance: end reachable state differs")
+    loose = [name for name in tree_listing(root / "site") if name.startswith(("objects/", "packs/"))]
+    check(not loose, f"maintenance: {len(loose)} loose file(s) left after a completed run")
+
+
 CHECK_END = {"commit": _end_commit, "push": _end_push, "pull": _end_pull,
-             "export": _end_export, "gc": _end_gc}
+             "export": _end_export, "gc": _end_gc, "maintenance": _end_maintenance,
+             "push_bundles": _end_push}
 
 # -- the tests ---------------------------------------------------------------
 
@@ -420,7 +467,7 @@ def test_worker_reaches_both_states(harness):
         t = harness.template(op)
         if op == "export":
             assert export_listing(t.reference / "export") and not (t.root / "export").exists()
-        elif op == "gc":
+        elif op in ("gc", "maintenance"):
             assert tree_listing(t.reference / "site") != tree_listing(t.root / "site")
             assert t.before == t.after
         else:
