@@ -6,7 +6,6 @@ it is reachable."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
