@@ -10,6 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from improv_vcs.fsck import fsck
 from improv_vcs.gc import gc
@@ -120,3 +122,23 @@ def test_gc_deletes_a_bundle_whose_every_value_is_unreachable(tmp_path):
     assert not [k for k in repo.store.inner.list(PREFIX) if report.bundle in k]
     assert set(_images(repo)) == {f"kept-{i}" for i in range(60)}
     assert fsck(repo, full=True).ok
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.lists(st.sampled_from(["commit", "commit", "commit", "branch", "maintain"]), min_size=5, max_size=40))
+def test_every_commit_reads_the_same_across_maintenance(tmp_path_factory, steps):
+    repo = Repository.init(tmp_path_factory.mktemp("m") / "r")
+    commits = []
+    for number, step in enumerate(steps):
+        if step == "maintain":
+            maintain(repo)
+        elif step == "branch" and commits:
+            repo.create_branch(f"b{number}", at=commits[-1])
+        else:
+            commits.append(_commit(repo, f"c{number}", n=1 + number % 3))
+    seen = {oid: (_images(repo, oid), repo.cite(at=oid).identifier) for oid in commits}
+    maintain(repo)
+    assert not _loose(repo)
+    again = Repository.open(repo.url)
+    assert {oid: (_images(again, oid), again.cite(at=oid).identifier) for oid in commits} == seen
+    assert fsck(again, full=True).ok
