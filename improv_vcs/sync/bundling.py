@@ -87,8 +87,10 @@ class BundleSender:
         try:
             for run_data in self._runs([k for k in wanted if k.endswith(".pack")]):
                 writer = self._write(run_data, writer)
-            for key in indexes:
-                writer = self._write((_Run(key, 0, -1, ((key, 0, -1),), False), self._pack_indexes[key[6:-4]]), writer)
+            for key in indexes:  # verified above
+                value = self._pack_indexes[key[len("packs/") : -len(".idx")]]
+                writer.add(key, value)
+                self._count(key, len(value))
             final = set(last)
             for run_data in self._runs([k for k in wanted if k.startswith("objects/") and k not in final]):
                 writer = self._write(run_data, writer)
@@ -116,7 +118,7 @@ class BundleSender:
         for bundle_id, index in self.source.bundles(refresh=True).items():
             if not self.dest.inner.exists(index_key(bundle_id)):
                 self._copy_whole(bundle_id, index)
-                self.dest.inner.put_or_freshen(index_key(bundle_id), self.source.inner.get(index_key(bundle_id)))
+                self.dest.inner.put_or_freshen(index_key(bundle_id), self._index_bytes(bundle_id))
         self.dest.bundles(refresh=True)
         return self.sent
 
@@ -131,10 +133,18 @@ class BundleSender:
             keys = index.key_names()
             if all(k in wanted for k in keys):
                 self._copy_whole(bundle_id, index)
-                adopted.append((bundle_id, self.source.inner.get(index_key(bundle_id))))
+                adopted.append((bundle_id, self._index_bytes(bundle_id)))
                 for key in keys:
                     del wanted[key]
         return adopted
+
+    def _index_bytes(self, bundle_id: str) -> bytes:
+        """A source bundle's index, verified against the bundle id."""
+        assert isinstance(self.source, BundledStore)
+        data = self.source.inner.get(index_key(bundle_id))
+        if hash_bytes(data) != bundle_id:
+            raise IntegrityError(f"bundle {bundle_id} at {self.source.url} is corrupt: its index hashes differently")
+        return data
 
     def _copy_whole(self, bundle_id: str, index: BundleIndex) -> None:
         """Write a source bundle's data at ``dest`` (not its index), every
