@@ -1,7 +1,9 @@
-"""CLI start-up benchmark: wall time of ``improv --help`` (and of ``improv
-log`` on an empty repository, which opens one) against ``python -c pass``,
+"""CLI start-up benchmark: wall time of ``improv --help``, of ``improv log``
+on an empty repository (which opens one) and of ``improv log -n 10`` on the
+``improv demo`` repository (four commits, a tag) against ``python -c pass``,
 the interpreter's own floor, in the same run. Median of N runs each, the
-sides interleaved. Target: ``improv --help`` under 0.3 s.
+sides interleaved. Targets: ``improv --help`` under 0.3 s, ``improv log -n
+10`` under 0.15 s.
 
     python benchmarks/bench_startup.py                 # 7 runs each
     python benchmarks/bench_startup.py --scale full    # 21 runs each
@@ -20,6 +22,8 @@ from pathlib import Path
 
 SCALES = {"ci": 7, "full": 21}
 TARGET_HELP_S = 0.3
+TARGET_LOG_N10_S = 0.15
+DEMO_IMAGES_PER_BIN = 5
 
 
 def wall(command: list[str]) -> float:
@@ -34,11 +38,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     improv = str(Path(sys.executable).with_name("improv"))
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
-        subprocess.run([improv, "init", tmp], check=True, stdout=subprocess.DEVNULL)
+        empty, demo = str(Path(tmp) / "empty"), str(Path(tmp) / "demo")
+        subprocess.run([improv, "init", empty], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([improv, "demo", demo, "--images-per-bin", str(DEMO_IMAGES_PER_BIN), "--quiet"],
+                       check=True, stdout=subprocess.DEVNULL)
         sides = {
             "python_pass": [sys.executable, "-c", "pass"],
             "improv_help": [improv, "--help"],
-            "improv_log_empty": [improv, "--repo", tmp, "log"],
+            "improv_log_empty": [improv, "--repo", empty, "log"],
+            "improv_log_n10": [improv, "--repo", demo, "log", "-n", "10"],
         }
         for command in sides.values():
             wall(command)  # warm the page cache
@@ -53,8 +61,11 @@ def main(argv: list[str] | None = None) -> None:
         "scale": args.scale,
         "median_seconds": medians,
         "help_over_python": round(medians["improv_help"] / medians["python_pass"], 2),
+        "log_n10_over_python": round(medians["improv_log_n10"] / medians["python_pass"], 2),
         "target_help_s_lt": TARGET_HELP_S,
         "target_met": medians["improv_help"] < TARGET_HELP_S,
+        "target_log_n10_s_lt": TARGET_LOG_N10_S,
+        "target_log_n10_met": medians["improv_log_n10"] < TARGET_LOG_N10_S,
         "runs_seconds": {name: [round(x, 4) for x in v] for name, v in runs.items()},
     }
     print(json.dumps(report, indent=2))

@@ -23,6 +23,8 @@ def _startup(r: dict) -> list[Row]:
              r["help_over_python"], "< 0.3 s", r["target_met"]),
         _row("startup", "`improv log` (empty repository)", f"{s['improv_log_empty']:.3f} s", f"`python -c pass` {s['python_pass']:.3f} s",
              round(s["improv_log_empty"] / s["python_pass"], 2)),
+        _row("startup", "`improv log -n 10` (demo repository)", f"{s['improv_log_n10']:.3f} s", f"`python -c pass` {s['python_pass']:.3f} s",
+             r["log_n10_over_python"], "< 0.15 s", r["target_log_n10_met"]),
     ]
 
 

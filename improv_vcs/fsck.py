@@ -22,6 +22,7 @@ one role is still checked when it appears in another.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -172,6 +173,8 @@ class _Checker:
                 index.check()
                 if store.inner.size(bundle_data_key(bundle_id)) != index.data_length:
                     raise IntegrityError(f"its data is not {index.data_length} bytes long")
+                if self.full and hashlib.sha256(store.inner.get_view(bundle_data_key(bundle_id))).digest() != index.data_digest:
+                    raise IntegrityError("its data hashes differently from what its index says")
             except ImprovError as exc:
                 self.problem(bundle_id, "bundle", str(exc))
             else:

@@ -76,14 +76,18 @@ def _verified(key: str, data: bytes, pack_index: bytes | None = None) -> bool:
 
 
 def _loose(store: BundledStore) -> list[str]:
-    """Loose keys bundles can hold; a pack's halves only once it is published
-    (both exist: a pack being written has no index yet)."""
+    """Loose keys bundles can hold: objects, and a pack's halves once the pack
+    is published (both halves loose, or the half already in a bundle too: a
+    copy a stopped run did not get to delete). A pack being written has no
+    index yet."""
     keys = [k for k in [*store.inner.list("objects/"), *store.inner.list("packs/")] if entry_of(k)]
     present = set(keys)
 
     def published(key: str) -> bool:
         stem = key.rsplit(".", 1)[0]
-        return not key.startswith("packs/") or {f"{stem}.idx", f"{stem}.pack"} <= present
+        if not key.startswith("packs/") or {f"{stem}.idx", f"{stem}.pack"} <= present:
+            return True
+        return store.locate(key, look_again=False) is not None
 
     return [k for k in keys if published(k)]
 
@@ -144,8 +148,9 @@ def maintain(repo: Repository, dry_run: bool = False, progress: Callable[[int], 
     for key in kept:
         store.inner.delete(key)
     for bundle_id in merging:
-        store.inner.delete(index_key(bundle_id))
-        store.inner.delete(data_key(bundle_id))
+        if bundle_id != report.bundle:  # a rewrite of the very same bytes is the same bundle
+            store.inner.delete(index_key(bundle_id))
+            store.inner.delete(data_key(bundle_id))
     store.bundles(refresh=True)
     report.bundled = len(kept)
     return report
@@ -162,7 +167,7 @@ def _add_loose(store: BundledStore, writer: BundleWriter, key: str) -> bool:
     """Add one loose value, verified; False (left loose) when it fails or vanished."""
     try:
         data = store.inner.get(key)
-        index = store.inner.get(key[:-4] + "idx") if key.endswith(".pack") else None
+        index = store.get(key[:-4] + "idx") if key.endswith(".pack") else None
     except NotFoundError:
         return False
     if not _verified(key, data, index):

@@ -45,9 +45,11 @@ class Staging(ABC):
     def write(self, data: Bytes) -> None: ...
 
     @abstractmethod
-    def publish(self, key: str) -> bool:
+    def publish(self, key: str, replace: bool = False) -> bool:
         """Store what was written under ``key``, or freshen it if it exists
-        (see :meth:`Store.put_or_freshen`); True if written."""
+        (see :meth:`Store.put_or_freshen`); True if written. With
+        ``replace``, overwrite it atomically instead (see :meth:`Store.replace`:
+        only for a value that failed verification)."""
 
     @abstractmethod
     def discard(self) -> None: ...
@@ -70,9 +72,13 @@ class BufferStaging(Staging):
         assert self._buffer is not None, "staging already published or discarded"
         self._buffer += data
 
-    def publish(self, key: str) -> bool:
+    def publish(self, key: str, replace: bool = False) -> bool:
         assert self._buffer is not None, "staging already published or discarded"
-        written = self._store.put_or_freshen(key, self._buffer)
+        if replace:
+            self._store.replace(key, self._buffer)
+            written = True
+        else:
+            written = self._store.put_or_freshen(key, self._buffer)
         self._buffer = None
         return written
 

@@ -8,7 +8,7 @@ checking a repository costs requests per bundle, not per value.
 A bundle is two keys: ``bundles/<id>.bundle`` (the values back to back) and
 ``bundles/<id>.idx``, whose SHA-256 is the bundle id::
 
-    b"IMPRVBDL" | u32 version | u32 0 | u64 data length | u64 entry count
+    b"IMPRVBDL" | u32 version | u32 0 | u64 data length | u64 entry count | 32-byte SHA-256 of the data
     entry*: u8 role | 32-byte digest | u64 offset | u64 length
 
 sorted by ``(role, digest)``. Only content-addressed keys are bundled, so
@@ -32,10 +32,12 @@ first). Deleting a bundled key does nothing: a bundle goes as a whole (see
 from __future__ import annotations
 
 import bisect
+import hashlib
 import heapq
 import re
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from ..errors import IntegrityError, NotFoundError, StorageError
@@ -45,11 +47,13 @@ from ._base import Bytes, Staging, Store
 PREFIX = "bundles/"
 MAGIC = b"IMPRVBDL"
 VERSION = 1
-_HEADER = struct.Struct("<8sIIQQ")
+_HEADER = struct.Struct("<8sIIQQ32s")
 _ENTRY = struct.Struct("<B32sQQ")
 _KEY = re.compile(r"objects/([0-9a-f]{2})/([0-9a-f]{62})\Z|packs/([0-9a-f]{64})\.(idx|pack)\Z")
 OBJECT, PACK_INDEX, PACK_DATA = 0, 1, 2
 _RETRIES = 3
+FRESH_FOR = 60.0
+"""Seconds a freshened bundle is not freshened again by the same reader."""
 
 
 def data_key(bundle_id: str) -> str:
@@ -84,7 +88,7 @@ class BundleIndex:
     def __init__(self, data: bytes):
         if len(data) < _HEADER.size:
             raise IntegrityError("bundle index is truncated")
-        magic, version, _, self.data_length, self.count = _HEADER.unpack_from(data)
+        magic, version, _, self.data_length, self.count, self.data_digest = _HEADER.unpack_from(data)
         if magic != MAGIC or version != VERSION:
             raise IntegrityError(f"not a version-{VERSION} bundle index")
         if len(data) != _HEADER.size + self.count * _ENTRY.size:
@@ -124,10 +128,11 @@ class BundleIndex:
             previous = name
 
 
-def build_index(entries: list[tuple[int, bytes, int, int]], data_length: int) -> bytes:
-    """Index bytes for ``entries`` (``(role, digest, offset, length)``)."""
+def build_index(entries: list[tuple[int, bytes, int, int]], data_length: int, data_digest: bytes) -> bytes:
+    """Index bytes for ``entries`` (``(role, digest, offset, length)``) of
+    data of ``data_length`` bytes whose SHA-256 is ``data_digest``."""
     entries = sorted(entries)
-    out = bytearray(_HEADER.pack(MAGIC, VERSION, 0, data_length, len(entries)))
+    out = bytearray(_HEADER.pack(MAGIC, VERSION, 0, data_length, len(entries), data_digest))
     for entry in entries:
         out += _ENTRY.pack(*entry)
     return bytes(out)
@@ -143,6 +148,7 @@ class BundleWriter:
         self._staging: Staging = store.staging()
         self._entries: dict[tuple[int, bytes], tuple[int, int]] = {}
         self._length = 0
+        self._digest = hashlib.sha256()
 
     def __len__(self) -> int:
         return self._length
@@ -161,15 +167,20 @@ class BundleWriter:
         if entry in self._entries:
             return
         self._staging.write(data)
+        self._digest.update(data)
         self._entries[entry] = (self._length, len(data))
         self._length += len(data)
 
     def finish(self) -> str:
-
-
-        index = build_index([(*k, *v) for k, v in self._entries.items()], self._length)
+        """Publish the bundle. When one with the same id exists (the very same
+        values rewritten) its data is kept if it is whole, and replaced if it
+        was damaged (a repair)."""
+        digest = self._digest.digest()
+        index = build_index([(*k, *v) for k, v in self._entries.items()], self._length, digest)
         bundle_id = hash_bytes(index)
-        self._staging.publish(data_key(bundle_id))
+        key = data_key(bundle_id)
+        damaged = self._store.exists(key) and hashlib.sha256(self._store.get_view(key)).digest() != digest
+        self._staging.publish(key, replace=damaged)
         self._store.put_or_freshen(index_key(bundle_id), index)
         return bundle_id
 
@@ -188,6 +199,7 @@ class BundledStore(Store):
         self._bundles: dict[str, BundleIndex] = {}
         self._lock = threading.Lock()
         self._loaded = False
+        self._freshened: dict[str, float] = {}
 
     # -- bundles ---------------------------------------------------------------
     def bundles(self, refresh: bool = False) -> dict[str, BundleIndex]:
@@ -295,7 +307,7 @@ class BundledStore(Store):
 
     def modified(self, key: str) -> float:
         """When a key was last written or freshened: the younger of its loose
-        file and its bundle."""
+        file and its bundle (its index: freshening rewrites only that)."""
         times = []
         try:
             times.append(self.inner.modified(key))
@@ -306,7 +318,7 @@ class BundledStore(Store):
             if found is None:
                 break
             try:
-                times.append(self.inner.modified(data_key(found[0])))
+                times.append(self.inner.modified(index_key(found[0])))
                 break
             except NotFoundError:
                 continue  # merged away meanwhile
@@ -329,14 +341,22 @@ class BundledStore(Store):
         return self.inner.put_if_absent(key, data)
 
     def freshen(self, key: str) -> bool:
-        """A bundled key is freshened by freshening its bundle."""
-        if self.inner.freshen(key):
+        """A bundled key is freshened by freshening its bundle's index (the
+        small half, whose age is the bundle's: see :meth:`modified`), at most
+        once a minute per bundle: a transfer relying on thousands of values
+        of one bundle costs one request, not thousands."""
+        if self._known(key) is None and self.inner.freshen(key):
             return True
         for attempt in range(_RETRIES):
             found = self.locate(key, refresh=attempt > 0)
             if found is None:
-                return False
-            if self.inner.freshen(data_key(found[0])) and self.inner.freshen(index_key(found[0])):
+                return self.inner.freshen(key)
+            with self._lock:
+                if time.monotonic() - self._freshened.get(found[0], -FRESH_FOR) < FRESH_FOR:
+                    return True
+            if self.inner.freshen(index_key(found[0])):
+                with self._lock:
+                    self._freshened[found[0]] = time.monotonic()
                 return True
         return False
 

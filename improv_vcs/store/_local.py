@@ -286,7 +286,7 @@ class _FileStaging(Staging):
             self.discard()
             raise StorageError(f"cannot write in {self._store.root}: {exc.strerror or exc}") from exc
 
-    def publish(self, key: str) -> bool:
+    def publish(self, key: str, replace: bool = False) -> bool:
         path = self._store._path(key)
         self._send()
         while self._in_flight:
@@ -297,7 +297,12 @@ class _FileStaging(Staging):
             self.discard()
             raise StorageError(f"cannot write in {self._store.root}: {exc.strerror or exc}") from exc
         self._close()
-        return self._store._publish(self._tmp, path, freshen=True)
+        if not replace:
+            return self._store._publish(self._tmp, path, freshen=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, path)  # a new file: a hard link elsewhere keeps the old bytes
+        _fsync_dir(path.parent)
+        return True
 
     def _close(self) -> None:
         self._writer.shutdown(wait=True)

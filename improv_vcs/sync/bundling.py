@@ -13,6 +13,7 @@ link after every value in it is verified.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -156,6 +157,8 @@ class BundleSender:
         if self.hardlinks and self.dest.inner.adopt(self.source.inner, key):
             try:
                 data = self.dest.inner.get_view(key)
+                if hashlib.sha256(data).digest() != index.data_digest:
+                    raise IntegrityError(f"bundle {bundle_id} at {self.source.url} is corrupt: its data hashes differently")
                 for role, digest, offset, length in entries:
                     self._verify(key_of(role, digest), data[offset : offset + length])
                     self._count(key_of(role, digest), length)
@@ -170,7 +173,7 @@ class BundleSender:
             groups[-1].append((offset, length, key_of(role, digest)))
         runs = [_bundle_run(bundle_id, group) for group in groups if group]
         with self.dest.inner.staging() as staging:
-            written = 0
+            written, whole = 0, hashlib.sha256()
             for run, data in self._read_all(runs):
                 view = memoryview(data)
                 for value_key, offset, length in run.values:
@@ -179,9 +182,10 @@ class BundleSender:
                 if run.start != written:
                     raise IntegrityError(f"bundle {bundle_id} at {self.source.url} has a gap at byte {written}")
                 staging.write(view)
+                whole.update(view)
                 written += len(view)
-            if written != index.data_length:
-                raise IntegrityError(f"bundle {bundle_id} at {self.source.url} is not {index.data_length} bytes long")
+            if written != index.data_length or whole.digest() != index.data_digest:
+                raise IntegrityError(f"bundle {bundle_id} at {self.source.url} is corrupt: its data is not what its index says")
             staging.publish(key)
 
     # -- reading in runs ----------------------------------------------------------
