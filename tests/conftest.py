@@ -75,3 +75,42 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def golden_figures(repo) -> dict:  # type: ignore[no-untyped-def]
+    """What ``tests/data/golden-format1.expected.json`` records of the golden
+    format-1 repository, computed anew from ``repo``."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    def digest(table) -> str:  # type: ignore[no-untyped-def]
+        rows = sorted(zip(table.column("image_id").to_pylist(), table.column("blob_id").to_pylist()))
+        return hashlib.sha256("".join(f"{a}\t{b}\n" for a, b in rows).encode()).hexdigest()
+
+    day = datetime(2024, 5, 1, tzinfo=timezone.utc), datetime(2024, 5, 2, tzinfo=timezone.utc)
+    ids = sorted(repo.images().column("image_id").to_pylist())
+    return {
+        "head": repo.resolve(),
+        "log": [[oid, c.message] for oid, c in repo.log()],
+        "branches": repo.branches(),
+        "tags": repo.tags(),
+        "images": repo.count(),
+        "images_digest": digest(repo.images()),
+        "images_at_day1": repo.count(at="day-1"),
+        "images_day1_digest": digest(repo.images(at="day-1")),
+        "ifcb107_first_day": repo.count(instruments=["IFCB107"], start=day[0], end=day[1]),
+        "dataset_spring": repo.count(dataset="spring"),
+        "classification_records": repo.provenance_records("classification").num_rows,
+        "classification_run2": repo.provenance_records("classification", run="run-2").num_rows,
+        "annotation_on_curation": repo.provenance_records("annotation", at="curation").num_rows,
+        "sources": [[r["sample_id"], r["name"], r["blob_id"]] for r in repo.source_files().to_pylist()],
+        "first_image_sha256": hashlib.sha256(repo.read_image(ids[0])).hexdigest(),
+        "instruments": sorted(repo.registry().instruments),
+        "citation": repo.cite(at="day-1").identifier,
+    }
+
+
+@pytest.fixture
+def observed():
+    """:func:`golden_figures`, for tests of the golden repository."""
+    return golden_figures

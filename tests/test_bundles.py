@@ -283,38 +283,13 @@ def test_every_commit_of_a_random_history_reads_the_same_across_maintenance(firs
 
 
 # -- 3. formats ----------------------------------------------------------------------
-def _observed(repo: Repository) -> dict:
-    """The figures of golden-format1.expected.json, recomputed."""
-    day = datetime(2024, 5, 1, tzinfo=timezone.utc), datetime(2024, 5, 2, tzinfo=timezone.utc)
-    ids = sorted(repo.images().column("image_id").to_pylist())
-
-    def _digest(table) -> str:  # type: ignore[no-untyped-def]
-        rows = sorted(zip(table.column("image_id").to_pylist(), table.column("blob_id").to_pylist()))
-        return hashlib.sha256("".join(f"{a}\t{b}\n" for a, b in rows).encode()).hexdigest()
-
-    return {
-        "head": repo.resolve(), "log": [[oid, c.message] for oid, c in repo.log()],
-        "branches": repo.branches(), "tags": repo.tags(), "images": repo.count(),
-        "images_digest": _digest(repo.images()), "images_at_day1": repo.count(at="day-1"),
-        "images_day1_digest": _digest(repo.images(at="day-1")),
-        "ifcb107_first_day": repo.count(instruments=["IFCB107"], start=day[0], end=day[1]),
-        "dataset_spring": repo.count(dataset="spring"),
-        "classification_records": repo.provenance_records("classification").num_rows,
-        "classification_run2": repo.provenance_records("classification", run="run-2").num_rows,
-        "annotation_on_curation": repo.provenance_records("annotation", at="curation").num_rows,
-        "sources": [[r["sample_id"], r["name"], r["blob_id"]] for r in repo.source_files().to_pylist()],
-        "first_image_sha256": hashlib.sha256(repo.read_image(ids[0])).hexdigest(),
-        "instruments": sorted(repo.registry().instruments), "citation": repo.cite(at="day-1").identifier,
-    }
-
-
 @pytest.fixture
 def golden(tmp_path: Path) -> Path:
     shutil.copytree(DATA / "golden-format1", tmp_path / "golden")
     return tmp_path / "golden"
 
 
-def test_the_golden_format1_repository_upgraded_and_bundled_reads_as_written(golden):
+def test_the_golden_format1_repository_upgraded_and_bundled_reads_as_written(golden, observed):
     repo = Repository.open(golden)
     config = json.loads((golden / "improv.json").read_text())
     loose = _loose(repo)
@@ -326,13 +301,13 @@ def test_the_golden_format1_repository_upgraded_and_bundled_reads_as_written(gol
     report = maintain(Repository.open(golden))
     assert report.bundled == len(loose) and not report.skipped and not _loose(repo)
     fresh = Repository.open(golden)
-    assert fresh.config.format == 2 and _observed(fresh) == EXPECTED
+    assert fresh.config.format == 2 and observed(fresh) == EXPECTED
     verified = cite.verify(fresh, cite.load(EXPECTED["citation"]))
     assert (verified.count, verified.images_checked) == (EXPECTED["images_at_day1"], EXPECTED["images_at_day1"])
     assert fsck(fresh, full=True).ok
 
 
-def test_the_cli_upgrades_then_maintains(golden):
+def test_the_cli_upgrades_then_maintains(golden, observed):
     refused = _cli("--repo", golden, "maintenance")
     assert refused.exit_code == InvalidInputError.exit_code and "improv upgrade" in refused.stderr
     out = _cli("--repo", golden, "upgrade", "--json")
@@ -347,7 +322,7 @@ def test_the_cli_upgrades_then_maintains(golden):
     done = json.loads(_cli("--repo", golden, "maintenance", "--json").stdout)
     assert done["bundled"] == len(loose) and (golden / data_key(done["bundle"])).is_file()
     assert json.loads(_cli("--repo", golden, "fsck", "--full", "--json").stdout)["ok"] is True
-    assert _observed(Repository.open(golden)) == EXPECTED
+    assert observed(Repository.open(golden)) == EXPECTED
 
 
 def test_a_repository_of_a_newer_format_is_refused(tmp_path):
