@@ -22,7 +22,6 @@ one role is still checked when it appears in another.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from .provenance import records
 from .refs import HEADS, TAGS
 from .store import BundledStore
 from .store._bundled import PREFIX as BUNDLES
-from .store._bundled import BundleIndex
+from .store._bundled import BundleIndex, data_digest
 from .store._bundled import data_key as bundle_data_key
 
 if TYPE_CHECKING:
@@ -95,7 +94,7 @@ def fsck(repo: Repository, full: bool = False, progress: Callable[[int], None] |
     return checker.report
 
 
-LOCATION_BATCH = 2**21
+LOCATION_BATCH = 2**18
 """Manifest rows whose locations are checked in one join."""
 
 
@@ -108,6 +107,8 @@ class _Checker:
         self.packs: dict[str, PackIndex | None] = {}
         self.partial = repo.remotes.promisor is not None
         self._locations: list[pa.Table] = []
+        self._owners: list[tuple[str, str, str]] = []
+        """(owner, what, key column) of each queued table, by position."""
         self._queued = 0
         self.tip_segments: set[str] = set()
         """Index segments of the commits refs point at: parsed by every fsck."""
@@ -173,7 +174,7 @@ class _Checker:
                 index.check()
                 if store.inner.size(bundle_data_key(bundle_id)) != index.data_length:
                     raise IntegrityError(f"its data is not {index.data_length} bytes long")
-                if self.full and hashlib.sha256(store.inner.get_view(bundle_data_key(bundle_id))).digest() != index.data_digest:
+                if self.full and data_digest(store.inner, bundle_id, index.data_length) != index.data_digest:
                     raise IntegrityError("its data hashes differently from what its index says")
             except ImprovError as exc:
                 self.problem(bundle_id, "bundle", str(exc))
@@ -352,9 +353,15 @@ class _Checker:
                 continue
             self._check_locations(part.id, "part", table)
             if self.full:
-                expected = pa.concat_tables([manifest.decode(odb.get_bytes(m), columns) for m in covered])
+                expected = pa.concat_tables([self._located_rows(m, columns) for m in covered])
                 if not table.equals(expected):
                     self.problem(part.id, "part", "its rows differ from the manifests it consolidates")
+
+    def _located_rows(self, manifest_id: str, columns: list[str]) -> pa.Table:
+        """A manifest's location columns, decoded once however many parts
+        (of successive segments) cover it."""
+        odb = self.repo.odb
+        return odb.cached(f"fsck-rows:{manifest_id}", lambda: manifest.decode(odb.get_bytes(manifest_id), columns))
 
     def _pack(self, pack_id: str) -> PackIndex | None:
         if pack_id not in self.packs:
@@ -386,8 +393,9 @@ class _Checker:
         for pack_id in table.column("pack").unique().to_pylist():
             self._pack(pack_id)
         n = table.num_rows
+        self._owners.append((owner, what, key))
         self._locations.append(pa.table({
-            "owner": pa.repeat(owner, n), "what": pa.repeat(what, n), "key": pa.repeat(key, n), "name": table.column(key),
+            "owner": pa.repeat(len(self._owners) - 1, n).cast(pa.int32()), "name": table.column(key),
             "blob_id": table.column("blob_id"), "pack": table.column("pack"),
             "offset": table.column("offset"), "size": table.column("size"),
         }))
@@ -401,8 +409,9 @@ class _Checker:
         if not self._locations:
             return
         rows = pa.concat_tables(self._locations)
-        self._locations, self._queued = [], 0
-        present = [(p, parsed) for p, parsed in self.packs.items() if parsed is not None]
+        owners, self._owners, self._locations, self._queued = self._owners, [], [], 0
+        wanted = set(pc.unique(rows.column("pack")).to_pylist())
+        present = [(p, parsed) for p, parsed in self.packs.items() if parsed is not None and p in wanted]
         rows = rows.filter(pc.is_in(rows.column("pack"), value_set=pa.array([p for p, _ in present], pa.string())))
         if not rows.num_rows:
             return
@@ -417,12 +426,12 @@ class _Checker:
             pc.not_equal(joined.column("offset"), joined.column("entry_offset")),
             pc.not_equal(joined.column("size"), joined.column("entry_size")),
         ), True)
-        reported: set[str] = set()
-        for row in joined.filter(bad).select(["owner", "what", "key", "name", "pack"]).to_pylist():
+        reported: set[int] = set()
+        for row in joined.filter(bad).select(["owner", "name", "pack"]).to_pylist():
             if row["owner"] not in reported:
                 reported.add(row["owner"])
-                self.problem(row["owner"], row["what"],
-                             f"{row['key']} {row['name']!r} points outside its pack {row['pack'][:12]}'s entries")
+                owner, what, key = owners[row["owner"]]
+                self.problem(owner, what, f"{key} {row['name']!r} points outside its pack {row['pack'][:12]}'s entries")
 
     def _hash_packs(self) -> None:
         present = [(p, parsed) for p, parsed in self.packs.items() if parsed is not None]

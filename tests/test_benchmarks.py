@@ -1,5 +1,7 @@
 """The benchmark suite runs end to end at CI size (a smoke test: figures are
-reported, never asserted; targets are judged at full size in RESULTS.md)."""
+reported, never asserted; targets are judged at full size in RESULTS.md).
+It takes minutes, so it is opt-in (``pytest --run-slow``), run before a
+benchmark or a performance change lands."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_every_benchmark_runs_at_ci_scale():
     from benchmarks.__main__ import ORDER
 

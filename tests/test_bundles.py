@@ -48,7 +48,8 @@ from improv_vcs.store._bundled import (
     index_key,
     key_of,
 )
-from improv_vcs.sync.sites import clone
+from improv_vcs.sync.sites import clone, push
+from improv_vcs.sync.transfer import Transfer
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 LATER = 4e9  # a clock (year 2096) past every grace period
@@ -153,6 +154,23 @@ def test_an_index_check_finds_unsorted_duplicate_unknown_and_overlong_entries():
             BundleIndex(raw)
 
 
+_digest = st.one_of(
+    st.binary(min_size=32, max_size=32),  # uniform, as SHA-256 digests are
+    st.binary(min_size=1, max_size=3).map(lambda tail: b"\x7f" * (32 - len(tail)) + tail),  # skewed: one long prefix
+)
+
+
+@given(names=st.sets(st.tuples(st.integers(0, 2), _digest), max_size=300),
+       probes=st.lists(st.tuples(st.integers(0, 2), _digest), max_size=20))
+def test_an_index_finds_exactly_its_entries_however_their_digests_spread(names, probes):
+    """The index's search agrees with a dict."""
+    entries = [(role, digest, i * 7, i) for i, (role, digest) in enumerate(sorted(names))]
+    index = BundleIndex(build_index(entries, 7 * len(entries), bytes(32)))
+    model = {(role, digest): (offset, length) for role, digest, offset, length in entries}
+    for role, digest in [*model, *probes]:
+        assert index.locate(role, digest) == model.get((role, digest))
+
+
 def test_a_bundled_store_answers_for_bundled_keys_as_if_loose(tmp_path):
     inner = open_store(str(tmp_path / "s"))
     stale = BundledStore(inner)
@@ -211,6 +229,37 @@ def test_a_reader_with_a_stale_view_finds_keys_another_instance_merged(tmp_path)
     assert reader.resolve() == second  # and the other commit's keys, never seen loose by the reader
     assert _images(reader) == _images(Repository.open(url)) and len(_images(reader)) == 6
 
+
+
+def test_existence_as_listed_does_not_list_again_and_a_push_past_it_stays_whole(tmp_path):
+    """A push asks the destination about many keys it lacks: those answers
+    come from the bundles as last listed. A key another instance bundled
+    since then reads as absent there (and is sent again, harmlessly), while
+    ``exists`` lists again and finds it."""
+    source = Repository.init(tmp_path / "src")
+    first = _commit(source, "a")
+    clone_keys = sorted(_keys(source, first))
+    clone(str(tmp_path / "src"), str(tmp_path / "dst"))
+    dest = Repository.open(tmp_path / "dst")
+    assert dest.store.bundles() == {}  # listed once, before another instance bundles
+    maintain(Repository.open(tmp_path / "dst"))
+    assert [dest.store.exists_as_listed(k) for k in clone_keys] == [False] * len(clone_keys)
+    assert all(dest.store.exists(k) for k in clone_keys)  # listed again
+    dest.store.bundles(refresh=True)
+    assert all(dest.store.exists_as_listed(k) for k in clone_keys)
+    second = _commit(source, "b")
+    push(source, str(tmp_path / "dst"), "main")
+    stale = Repository.open(tmp_path / "dst")
+    stale.store.bundles()
+    third = _commit(source, "c")
+    maintain(Repository.open(tmp_path / "dst"))  # "b" moves into a bundle the stale view does not know
+    report = Transfer(source, stale).send([third])
+    assert report.commits == 2 and stale.odb.has(second)  # "b" sent again beside its bundled copy
+    assert fsck(Repository.open(tmp_path / "dst")).ok
+    push(source, str(tmp_path / "dst"), "main")
+    assert Repository.open(tmp_path / "dst").resolve() == third
+    assert _images(Repository.open(tmp_path / "dst")) == _images(source)
+    assert fsck(Repository.open(tmp_path / "dst")).ok
 
 # -- 2. random histories read the same across maintenance ---------------------------
 

@@ -134,6 +134,12 @@ class Store(ABC):
     def exists(self, key: str) -> bool:
         """Whether the key holds a value."""
 
+    def exists_as_listed(self, key: str) -> bool:
+        """:meth:`exists`, except that a store wrapping another may answer
+        False for a key moved since it last listed what it holds (no listing
+        again): for callers to whom a wrong "absent" only costs a resend."""
+        return self.exists(key)
+
     @abstractmethod
     def size(self, key: str) -> int:
         """Length of the value in bytes; :class:`NotFoundError` if absent."""

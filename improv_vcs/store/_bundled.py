@@ -81,6 +81,14 @@ def key_of(role: int, digest: bytes) -> str:
     return f"packs/{text}.{'idx' if role == PACK_INDEX else 'pack'}"
 
 
+def data_digest(store: Store, bundle_id: str, length: int, chunk: int = 16 * 2**20) -> bytes:
+    """SHA-256 of a bundle's data, read in chunks (a bundle may be gigabytes)."""
+    digest = hashlib.sha256()
+    for start in range(0, length, chunk):
+        digest.update(store.get_range(data_key(bundle_id), start, min(chunk, length - start)))
+    return digest.digest()
+
+
 class BundleIndex:
     """A bundle index, searched in place (parsing costs nothing per entry, so
     opening a repository of many bundles stays cheap)."""
@@ -179,7 +187,7 @@ class BundleWriter:
         index = build_index([(*k, *v) for k, v in self._entries.items()], self._length, digest)
         bundle_id = hash_bytes(index)
         key = data_key(bundle_id)
-        damaged = self._store.exists(key) and hashlib.sha256(self._store.get_view(key)).digest() != digest
+        damaged = self._store.exists(key) and data_digest(self._store, bundle_id, self._length) != digest
         self._staging.publish(key, replace=damaged)
         self._store.put_or_freshen(index_key(bundle_id), index)
         return bundle_id
@@ -203,7 +211,8 @@ class BundledStore(Store):
 
     # -- bundles ---------------------------------------------------------------
     def bundles(self, refresh: bool = False) -> dict[str, BundleIndex]:
-        """The published bundles, by id (re-listed when ``refresh``)."""
+        """The published bundles, by id, largest first (the likeliest to hold
+        a key); listed again when ``refresh``."""
         with self._lock:
             if refresh or not self._loaded:
                 found = {}
@@ -211,12 +220,11 @@ class BundledStore(Store):
                     if key.endswith(".idx"):
                         bundle_id = key[len(PREFIX) : -len(".idx")]
                         found[bundle_id] = self._bundles.get(bundle_id) or self._load(bundle_id)
-                self._bundles, self._loaded = {k: v for k, v in found.items() if v is not None}, True
+                largest_first = sorted((v.count, k) for k, v in found.items() if v is not None)[::-1]
+                self._bundles, self._loaded = {k: found[k] for _, k in largest_first}, True
             return self._bundles
 
     def _load(self, bundle_id: str) -> BundleIndex | None:
-
-
         try:
             data = self.inner.get(index_key(bundle_id))
         except NotFoundError:
@@ -292,6 +300,9 @@ class BundledStore(Store):
 
     def exists(self, key: str) -> bool:
         return self._known(key) is not None or self.inner.exists(key) or self.locate(key) is not None
+
+    def exists_as_listed(self, key: str) -> bool:
+        return self._known(key) is not None or self.inner.exists(key)
 
     def size(self, key: str) -> int:
         found = self._known(key)

@@ -98,7 +98,7 @@ class Transfer:
         return [object_key(oid), *(object_key(o) for o in objects), *(index_key(p) for p in packs)]
 
     def _complete_at_dest(self, oid: str) -> bool:
-        if not self.dest.odb.has(oid):
+        if not self.dest.store.exists_as_listed(object_key(oid)):
             return False
         commit = self.source.odb.get_commit(oid)
         keys = self._keys(oid, commit) + [object_key(p) for p in commit.parents]
@@ -209,15 +209,16 @@ class Transfer:
                 future.result()
 
     def _absent(self, keys: list[str]) -> set[str]:
-        """Which of ``keys`` the destination lacks."""
+        """Which of ``keys`` the destination lacks (or, rarely, has just
+        bundled: sent again, harmlessly)."""
         store = self.dest.store
         if len(keys) > _LIST_THRESHOLD:
             present = set(store.list("objects/")) | set(store.list("packs/"))
             return {k for k in keys if k not in present}
         if len(keys) <= 1 or self.workers == 1:
-            return {k for k in keys if not store.exists(k)}
+            return {k for k in keys if not store.exists_as_listed(k)}
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="improv-sync") as pool:
-            flags = list(pool.map(store.exists, keys))
+            flags = list(pool.map(store.exists_as_listed, keys))
         return {k for k, there in zip(keys, flags) if not there}
 
     def _read_loose(self, oid: str) -> bytes:
