@@ -12,7 +12,6 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +84,7 @@ def make(
             ref=at,
             dataset_spans=spans,
             version=tag,
-            created=datetime.now(timezone.utc),
+            created=repo.clock(),
             **metadata,
         )
     except ValidationError as exc:

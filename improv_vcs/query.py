@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .errors import InvalidInputError
 from .ids import column_name, instrument_name, label
 from .model import Span
+from .times import parse_iso
 
 Operator = Literal["=", "!=", "<", "<=", ">", ">=", "like"]
 _WHERE = re.compile(
@@ -197,10 +198,9 @@ def build_query(**options: object) -> Query:
 def parse_time(text: str, what: str = "time") -> datetime:
     """ISO 8601; a date or a time without an offset is taken as UTC."""
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return parse_iso(text)
     except ValueError:
         raise InvalidInputError(f"{what}: cannot read {text!r} as an ISO 8601 time") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _number(text: str, what: str) -> float:

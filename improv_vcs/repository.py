@@ -39,6 +39,7 @@ from .packs import DEFAULT_PACK_SIZE
 from .refs import RefStore
 from .remotes import Remotes
 from .store import BundledStore, Store, open_store
+from .times import Clock, utc_now
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,6 +73,9 @@ class Repository:
     def __init__(self, store: Store, config: RepositoryConfig):
         self.store = store if store.resolves_bundles else BundledStore(store)
         self.config = config
+        self.clock: Clock = utc_now
+        """Where the times this repository records come from (commits, tags,
+        sample versions, citations); tests replace it."""
         self.odb = ObjectDatabase(self.store)
         self.refs = RefStore(self.store)
         self.remotes = Remotes(self.store)
@@ -90,7 +94,7 @@ class Repository:
         config = RepositoryConfig(
             id=str(uuid.uuid4()),
             default_branch=new_ref_name(default_branch),
-            created=datetime.now(timezone.utc),
+            created=utc_now(),
         )
         if store.exists(CONFIG_KEY) or not store.put_if_absent(CONFIG_KEY, canonical_json(config)):
             raise ConflictError(f"{store.url} is already an improv repository")
@@ -671,7 +675,7 @@ class Repository:
                     name=name,
                     target=target,
                     tagger=tagger or default_author(),
-                    time=datetime.now(timezone.utc),
+                    time=self.clock(),
                     message=message,
                     **release,
                 )

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -201,7 +201,7 @@ class Transaction:
             return
         ids = metadata.column("image_id").combine_chunks()
         times = metadata.column("timestamp").combine_chunks()
-        future = pc.greater(times, pa.scalar(datetime.now(timezone.utc), times.type))
+        future = pc.greater(times, pa.scalar(self._repo.clock(), times.type))
         if pc.any(future).as_py():
             row = pc.index(future, True).as_py()
             raise InvalidInputError(
@@ -359,7 +359,7 @@ class Transaction:
             placed = [self._pack_blob(d, blobs[i]) for d, i in zip(digests, keep.to_pylist())]
             table = table.append_column("pack", pa.array([p[0] for p in placed], pa.int64()))
             table = table.append_column("offset", pa.array([p[1] for p in placed], pa.int64()))
-        recorded_at = datetime.now(timezone.utc)
+        recorded_at = self._repo.clock()
         segment = records.segment_table(kind, table, source, run, recorded_at, ids)
         self._records.append(_PendingRecords(kind, segment))
         return len(keep)
@@ -478,7 +478,7 @@ class Transaction:
         version of a sample is the one queries see. Rows equal to a sample's
         current record are skipped; returns how many are new versions."""
         listed = rows.to_pylist() if isinstance(rows, pa.Table) else list(rows)
-        table = registry.sample_rows(listed, datetime.now(timezone.utc))
+        table = registry.sample_rows(listed, self._repo.clock())
         known = self._base_snapshot().sample_versions()
         table = registry.changed(pa.concat_tables([known, *self._pending_samples]), table)
         if table.num_rows:
@@ -686,7 +686,7 @@ class Transaction:
             height=parent.height + 1 if parent else 1,
             author=self.author,
             message=self.message,
-            time=datetime.now(timezone.utc),
+            time=self._repo.clock(),
             batches=tuple(batches),
             index=snapshot_index,
             provenance=tuple(segments),

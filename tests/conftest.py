@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -60,6 +61,23 @@ def store(request, tmp_path):
         return open_store(str(tmp_path / "store"))
     url = request.getfixturevalue("s3_url")
     return open_store(url, **request.getfixturevalue("s3_options"))
+
+
+class TickingClock:
+    """A :data:`improv_vcs.times.Clock` for tests: each reading is one
+    ``step`` after the last, from ``start`` (no sleeping for distinct times)."""
+
+    def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc), step: timedelta = timedelta(seconds=1)):
+        self.now, self.step = start - step, step
+
+    def __call__(self) -> datetime:
+        self.now += self.step
+        return self.now
+
+
+@pytest.fixture
+def clock() -> TickingClock:
+    return TickingClock()
 
 
 def pytest_addoption(parser):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import operator
 import re
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -549,15 +548,15 @@ def test_where_on_a_list_or_struct_column_is_invalid_input(where):
 
 
 @pytest.fixture
-def three_commits():
-    """Commits c1 (x1), c2 (+x2), c3 (+x3) on main, tag v1 at c1, and their ids."""
+def three_commits(clock):
+    """Commits c1 (x1), c2 (+x2), c3 (+x3) on main a second apart, tag v1 at c1, and their ids."""
     repo = Repository.init(memory_url())
+    repo.clock = clock
     ids = []
     for n in (1, 2, 3):
         with repo.transaction(message=f"c{n}") as tx:
             tx.append_bytes("IFCB1", [{"image_id": f"x{n}", "timestamp": hours(n)}], [blob(f"x{n}")])
         ids.append(tx.commit_id)
-        time.sleep(0.005)
     repo.create_tag("v1", ids[0])
     return repo, ids
 

@@ -193,9 +193,13 @@ def test_ome_delta_t_units_and_offsets():
         '<Plane TheZ="0" TheC="0" TheT="0" DeltaT="250" DeltaTUnit="ms"/>'
         '<Plane TheZ="1" TheC="0" TheT="0" DeltaT="2" DeltaTUnit="min" ExposureTime="nan"/>'
         "</Pixels></Image>"
-        '<Image ID="Image:1"/></OME>'
+        '<Image ID="Image:1"/>'
+        '<Image ID="Image:2"><AcquisitionDate>2024-05-01T12:00:00.1234567Z</AcquisitionDate></Image>'
+        '<Image ID="Image:3"><AcquisitionDate>last tuesday</AcquisitionDate></Image></OME>'
     )
-    first, second = parse_ome(xml)
+    first, second, ticks, unreadable = parse_ome(xml)
+    assert ticks.acquired == WHEN + timedelta(microseconds=123456)  # OME's 100-ns ticks, cut to microseconds
+    assert unreadable.acquired is None  # like any unreadable OME value
     assert first.acquired == WHEN  # 14:00+02:00 is 12:00 UTC
     assert first.physical == {"z": 0.5}
     assert first.channels == ["dapi"]

@@ -34,6 +34,7 @@ import pyarrow as pa
 from ..errors import InvalidInputError
 from ..ingest import parse_timezone, zone_info
 from ..sources import SourceFile
+from ..times import parse_iso
 from . import Adapter, IngestPlan, PlannedBatch
 
 SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
@@ -99,7 +100,7 @@ def parse_ome(xml: str, zone: tzinfo = timezone.utc) -> list[OmeImage]:
         for child in element.iter():
             tag = _local(child.tag)
             if tag == "AcquisitionDate" and child.text:
-                image.acquired = _utc(datetime.fromisoformat(child.text.strip()), zone)
+                image.acquired = _iso_or_none(child.text, zone)
             elif tag == "Pixels":
                 for axis in "XYZ":
                     value = _number(child.get(f"PhysicalSize{axis}"))
@@ -137,10 +138,18 @@ def _utc(value: datetime, zone: tzinfo = timezone.utc) -> datetime:
     return (value.replace(tzinfo=zone) if value.tzinfo is None else value).astimezone(timezone.utc)
 
 
+def _iso_or_none(text: str, zone: tzinfo) -> datetime | None:
+    """An OME time (ISO 8601, read in ``zone`` without an offset); None when unreadable, like other OME values."""
+    try:
+        return parse_iso(text, zone)
+    except ValueError:
+        return None
+
+
 def _time_option(text: str, zone: tzinfo) -> datetime:
     """The ``time`` option: ISO 8601, read in ``zone`` without an offset."""
     try:
-        return _utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")), zone)
+        return parse_iso(text, zone)
     except ValueError:
         raise InvalidInputError(f"time: cannot read {text!r} as an ISO 8601 time") from None
 

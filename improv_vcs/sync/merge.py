@@ -11,7 +11,6 @@ their spans are united.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -50,7 +49,7 @@ def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -
         height=max(parent.height, other.commit.height) + 1,
         author=author,
         message=message,
-        time=datetime.now(timezone.utc),
+        time=repo.clock(),
         batches=tuple(batches),
         index=snapshot_index,
         provenance=tuple(segments),
