@@ -17,7 +17,7 @@ from datetime import datetime, timezone, tzinfo
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware."""
 
-_FRACTION = re.compile(r"(T\d{2}:\d{2}:\d{2})[.,](\d+)")
+_FRACTION = re.compile(r"([T ]\d{2}:\d{2}:\d{2})[.,](\d+)")
 
 
 def utc_now() -> datetime:

@@ -48,6 +48,7 @@ def test_a_time_without_an_offset_is_read_in_the_given_zone():
     assert parse_iso("2024-05-01T12:00:00", eastern) == datetime(2024, 5, 1, 17, tzinfo=UTC)
     assert parse_iso(" 2024-05-01 ") == datetime(2024, 5, 1, tzinfo=UTC)
     assert parse_iso("2019-03-04T10:11:12.1234567Z") == datetime(2019, 3, 4, 10, 11, 12, 123456, tzinfo=UTC)
+    assert parse_iso("2019-03-04 10:11:12,5") == datetime(2019, 3, 4, 10, 11, 12, 500000, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("text", ["", "Z", "yesterday", "2024-13-01", "2024-05-01T25:00:00", "2024-05-01T12:00:00+25:00"])
