@@ -88,7 +88,7 @@ def build(home: Path, images: int, seed: int) -> dict:
 
 
 def cache_key(images: int, seed: int) -> dict:
-    from improv_vcs.model import FORMAT_VERSION
+    from improv_vcs.core.model import FORMAT_VERSION
 
     return {"images": images, "seed": seed, "batch": bench_sync.BATCH,
             "format": FORMAT_VERSION, "generator": bench_sync.generator_key()}
@@ -125,7 +125,7 @@ def prepare(workdir: Path, images: int, seed: int, source: Path | None) -> tuple
 # -- the sides ---------------------------------------------------------------------------
 def time_fsck(repo_dir: Path, full: bool) -> tuple[float, dict]:
     from improv_vcs import Repository
-    from improv_vcs.fsck import fsck
+    from improv_vcs.maintenance.fsck import fsck
 
     t0 = time.perf_counter()
     report = fsck(Repository.open(repo_dir), full=full)

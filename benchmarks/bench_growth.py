@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from improv_vcs.repository import Repository  # noqa: E402
+from improv_vcs.repository.repository import Repository  # noqa: E402
 
 SCALES = {"ci": (16, 500, 5), "full": (40, 2_500, 5)}  # commits, images per commit, query every N commits
 BLOB_BYTES = 7_000

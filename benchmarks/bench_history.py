@@ -69,7 +69,7 @@ sys.path.insert(0, str(ROOT))
 
 import bench_sync  # git settings, moto server, file helpers
 
-from improv_vcs.repository import Repository
+from improv_vcs.repository.repository import Repository
 
 SCALES = {"ci": (500, 20), "full": (20_000, 50)}  # commits, images per commit
 EDGE = 200  # commits compared at each end of the history

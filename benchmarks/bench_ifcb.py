@@ -1,7 +1,7 @@
 """IFCB raw-bin ingest benchmark: ROIs per second of ``improv commit
 --format ifcb`` on bins in the instrument's own format.
 
-Bins are synthesized by :func:`improv_vcs.synthetic.generate_tree` with
+Bins are synthesized by :func:`improv_vcs.ingest.synthetic.generate_tree` with
 ``raw=True``: ``.hdr`` (key: value lines with ``ADCFileFormat``), ``.adc``
 (24 columns, about one trigger in three without an image) and ``.roi`` (the
 ROIs' uint8 pixels back to back) in a dated tree, ``per_bin`` ROIs per bin,
@@ -45,10 +45,10 @@ import pyarrow.csv as csv
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from improv_vcs.adapters import apply, get_adapter  # noqa: E402
-from improv_vcs.adapters.ifcb import encode_png  # noqa: E402
-from improv_vcs.repository import Repository  # noqa: E402
-from improv_vcs.synthetic import generate_tree  # noqa: E402
+from improv_vcs.ingest.adapters import apply, get_adapter  # noqa: E402
+from improv_vcs.ingest.adapters.ifcb import encode_png  # noqa: E402
+from improv_vcs.repository.repository import Repository  # noqa: E402
+from improv_vcs.ingest.synthetic import generate_tree  # noqa: E402
 
 SCALES = {"ci": (5_000, 3), "full": (100_000, 3)}  # ROIs, timed rounds
 PER_BIN = 1_000

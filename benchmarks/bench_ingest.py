@@ -44,7 +44,7 @@ def prepare_tree(workdir: Path, images: int, seed: int) -> tuple[Path, float | N
 
     Returns the tree and the generation time (None when the cache was reused).
     """
-    from improv_vcs import synthetic
+    from improv_vcs.ingest import synthetic
 
     tree, marker = workdir / "tree", workdir / "tree.json"
     wanted = {

@@ -246,7 +246,7 @@ def prepare(
     workdir: Path, images: int, batches: int, seed: int, per_commit: int
 ) -> tuple[Path, Path, dict]:
     """The cached (repository, baseline file, build info), building them if needed."""
-    from improv_vcs.model import FORMAT_VERSION
+    from improv_vcs.core.model import FORMAT_VERSION
 
     home = workdir / f"n{images}-b{batches}-s{seed}"
     repo, baseline, marker = home / "repo", home / "baseline.parquet", home / "build.json"
@@ -303,7 +303,7 @@ def attach(repo_path: Path, table: pa.Table, run_id: str, branch: str | None = N
 
 
 def query_filters(joined: bool = False) -> dict:
-    from improv_vcs.query import parse_provenance, parse_run
+    from improv_vcs.query.filters import parse_provenance, parse_run
 
     filters = {
         "start": MONTH[0],
@@ -376,8 +376,8 @@ def time_queries(sides: dict, repeat: int) -> tuple[dict, dict, int]:
 def query_work(repo) -> dict:  # type: ignore[no-untyped-def]
     """What the query reads: manifests and provenance segments and records, of the totals."""
     from improv_vcs.provenance import view
-    from improv_vcs.provenance.query import plan
-    from improv_vcs.query import build_query, prune
+    from improv_vcs.query.provenance import plan
+    from improv_vcs.query.filters import build_query, prune
 
     query = build_query(**query_filters())
     snapshot = repo.snapshot()

@@ -304,7 +304,7 @@ def prepare(
     workdir: Path, rows: int, batches: int, seed: int, per_commit: int
 ) -> tuple[Path, Path, dict]:
     """The cached (repository, baseline file, build info), building them if needed."""
-    from improv_vcs.model import FORMAT_VERSION
+    from improv_vcs.core.model import FORMAT_VERSION
 
     home = workdir / f"n{rows}-b{batches}-s{seed}"
     repo, baseline, marker = home / "repo", home / "baseline.parquet", home / "build.json"
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     import duckdb
 
     from improv_vcs import Repository
-    from improv_vcs.query import build_query
+    from improv_vcs.query.filters import build_query
 
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)

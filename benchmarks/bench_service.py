@@ -3,7 +3,7 @@
 server serving the same bytes, in the same run. Loopback only.
 
 The repository holds N synthetic IFCB-like PNG ROIs (two instruments, bins
-of 500; :func:`improv_vcs.synthetic.generate_tree`), cached in
+of 500; :func:`improv_vcs.ingest.synthetic.generate_tree`), cached in
 ``benchmarks/out/service/n<N>`` (git-ignored) together with the same images
 exported as files. Each server runs in its own process on 127.0.0.1:
 
@@ -42,8 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from improv_vcs.repository import Repository  # noqa: E402
-from improv_vcs.synthetic import generate_tree  # noqa: E402
+from improv_vcs.repository.repository import Repository  # noqa: E402
+from improv_vcs.ingest.synthetic import generate_tree  # noqa: E402
 
 SCALES = {"ci": (2_000, 5.0), "full": (20_000, 30.0)}  # images, seconds per phase
 CONCURRENCY = 16
@@ -60,7 +60,7 @@ def prepare(images: int) -> tuple[Path, Path, list[str]]:
         tree = base / "tree"
         generate_tree(tree, images, per_bin=500)
         repo = Repository.init(repo_path)
-        from improv_vcs.adapters import apply, get_adapter
+        from improv_vcs.ingest.adapters import apply, get_adapter
 
         for instrument in sorted(os.listdir(tree)):
             with repo.transaction(message=f"bench {instrument}") as tx:

@@ -3,7 +3,7 @@ against ``cp -r``, and a full clone from S3 (moto).
 
 Builds once (cached in the work directory, keyed by images, seed, the format
 version and the generators' source) a local repository of N synthetic IFCB
-ROIs (PNG, 3-18 KB, ~7.4 KB mean, from :mod:`improv_vcs.synthetic`) of one
+ROIs (PNG, 3-18 KB, ~7.4 KB mean, from :mod:`improv_vcs.ingest.synthetic`) of one
 instrument, one 1,000-image bin per commit (``Repository.transaction`` /
 ``append_bytes``), and pushes it once to a local remote (a path that is not
 yet a repository: the push initializes it).  Alongside, a git repository
@@ -90,14 +90,14 @@ GIT_ENV = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM":
 
 # -- synthetic bins ------------------------------------------------------------------
 def bin_name(index: int) -> str:
-    from improv_vcs import synthetic
+    from improv_vcs.ingest import synthetic
 
     return synthetic.bin_id(INSTRUMENT, START + timedelta(seconds=BIN_SECONDS * index))
 
 
 def make_images(seed: int, index: int, count: int) -> list[bytes]:
     """The PNG bytes of bin ``index``: a pure function of the arguments."""
-    from improv_vcs import synthetic
+    from improv_vcs.ingest import synthetic
 
     rng = np.random.default_rng([seed, index])
     return [synthetic.encode_png(synthetic.roi_pixels(rng)) for _ in range(count)]
@@ -138,7 +138,7 @@ def counts(images: int) -> list[int]:
 
 
 def generator_key() -> str:
-    from improv_vcs import synthetic
+    from improv_vcs.ingest import synthetic
 
     source = inspect.getsource(synthetic) + "".join(
         inspect.getsource(f) for f in (bin_name, make_images, bin_table, write_bin))
@@ -264,7 +264,7 @@ def build(home: Path, images: int, seed: int, with_git: bool) -> dict:
 
 def prepare(workdir: Path, images: int, seed: int, with_git: bool) -> tuple[Path, dict]:
     """The cached build directory and its build info, building it if needed."""
-    from improv_vcs.model import FORMAT_VERSION
+    from improv_vcs.core.model import FORMAT_VERSION
 
     home = workdir / f"n{images}-s{seed}"
     marker = home / "build.json"

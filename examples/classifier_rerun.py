@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 
 from improv_vcs import Repository
-from improv_vcs.query import parse_provenance, parse_run
-from improv_vcs.synthetic import encode_png, roi_pixels
+from improv_vcs.query.filters import parse_provenance, parse_run
+from improv_vcs.ingest.synthetic import encode_png, roi_pixels
 
 CLASSES = ("Mesodinium_rubrum", "Dinophysis_acuminata", "Skeletonema", "detritus")
 IMAGES = 60

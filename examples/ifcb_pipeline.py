@@ -33,10 +33,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from improv_vcs import Repository
-from improv_vcs.adapters import apply, get_adapter
-from improv_vcs.provenance.files import read_records
-from improv_vcs.query import parse_provenance, parse_run
-from improv_vcs.synthetic import generate_tree
+from improv_vcs.ingest.adapters import apply, get_adapter
+from improv_vcs.ingest.provenance_files import read_records
+from improv_vcs.query.filters import parse_provenance, parse_run
+from improv_vcs.ingest.synthetic import generate_tree
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 REAL_BIN = DATA / "irfcb" / "D20220522T003051_IFCB134"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from improv_vcs import Repository
-from improv_vcs.synthetic import encode_png, roi_pixels
+from improv_vcs.ingest.synthetic import encode_png, roi_pixels
 
 
 def main(directory: Path) -> None:

@@ -12,33 +12,33 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Repository": "repository",
-    "Transaction": "transaction",
-    "Snapshot": "snapshot",
-    "Query": "query",
-    "QueryResult": "engine",
-    "build_query": "query",
-    "Dataset": "model",
-    "Span": "model",
-    "Batch": "model",
-    "Commit": "model",
-    "Tag": "model",
-    "ImprovError": "errors",
-    "InvalidInputError": "errors",
-    "NotFoundError": "errors",
-    "NotARepositoryError": "errors",
-    "ConflictError": "errors",
-    "IntegrityError": "errors",
-    "ReadOnlyError": "errors",
-    "StorageError": "errors",
-    "UnsupportedFormatError": "errors",
+    "Repository": "repository.repository",
+    "Transaction": "write.transaction",
+    "Snapshot": "snapshot.reader",
+    "Query": "query.filters",
+    "QueryResult": "query.engine",
+    "build_query": "query.filters",
+    "Dataset": "core.model",
+    "Span": "core.model",
+    "Batch": "core.model",
+    "Commit": "core.model",
+    "Tag": "core.model",
+    "ImprovError": "core.errors",
+    "InvalidInputError": "core.errors",
+    "NotFoundError": "core.errors",
+    "NotARepositoryError": "core.errors",
+    "ConflictError": "core.errors",
+    "IntegrityError": "core.errors",
+    "ReadOnlyError": "core.errors",
+    "StorageError": "core.errors",
+    "UnsupportedFormatError": "core.errors",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
 
 if TYPE_CHECKING:
-    from .engine import QueryResult
-    from .errors import (
+    from .query.engine import QueryResult
+    from .core.errors import (
         ConflictError,
         ImprovError,
         IntegrityError,
@@ -49,11 +49,11 @@ if TYPE_CHECKING:
         StorageError,
         UnsupportedFormatError,
     )
-    from .model import Batch, Commit, Dataset, Span, Tag
-    from .query import Query, build_query
-    from .repository import Repository
-    from .snapshot import Snapshot
-    from .transaction import Transaction
+    from .core.model import Batch, Commit, Dataset, Span, Tag
+    from .query.filters import Query, build_query
+    from .repository.repository import Repository
+    from .snapshot.reader import Snapshot
+    from .write.transaction import Transaction
 
 
 def __getattr__(name: str) -> Any:

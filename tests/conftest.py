@@ -53,7 +53,7 @@ def s3_options(s3_endpoint):
 @pytest.fixture(params=["memory", "local", "s3"])
 def store(request, tmp_path):
     """One empty store of each kind."""
-    from improv_vcs.store import open_store
+    from improv_vcs.storage import open_store
 
     if request.param == "memory":
         return open_store(f"memory://store-{uuid.uuid4().hex}")
@@ -64,7 +64,7 @@ def store(request, tmp_path):
 
 
 class TickingClock:
-    """A :data:`improv_vcs.times.Clock` for tests: each reading is one
+    """A :data:`improv_vcs.core.times.Clock` for tests: each reading is one
     ``step`` after the last, from ``start`` (no sleeping for distinct times)."""
 
     def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc), step: timedelta = timedelta(seconds=1)):

@@ -91,14 +91,14 @@ def op_export(root: Path) -> None:
 
 def op_gc(root: Path) -> None:
     from improv_vcs import Repository
-    from improv_vcs.gc import gc
+    from improv_vcs.maintenance.gc import gc
 
     gc(Repository.open(root / "site"), grace=0, force=True)  # takes over from a killed run
 
 
 def op_maintenance(root: Path) -> None:
     from improv_vcs import Repository
-    from improv_vcs.maintenance import maintain
+    from improv_vcs.maintenance.repack import maintain
 
     maintain(Repository.open(root / "site"))
 
@@ -112,12 +112,12 @@ OPS = {"commit": op_commit, "push": op_push, "pull": op_pull, "export": op_expor
 
 
 if __name__ == "__main__":
-    import improv_vcs.export
-    import improv_vcs.gc
-    import improv_vcs.repository
+    import improv_vcs.query.export
+    import improv_vcs.maintenance.gc
+    import improv_vcs.repository.repository
     import improv_vcs.sync.sites  # noqa: F401
 
-    import improv_vcs.maintenance  # noqa: F401
+    import improv_vcs.maintenance.repack  # noqa: F401
 
     op, root = sys.argv[1], Path(sys.argv[2])
     print("ready", flush=True)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from improv_vcs.errors import IntegrityError
-from improv_vcs.fsck import fsck
-from improv_vcs.maintenance import maintain
-from improv_vcs.repository import Repository
-from improv_vcs.store._bundled import PREFIX
+from improv_vcs.core.errors import IntegrityError
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.maintenance.repack import maintain
+from improv_vcs.repository.repository import Repository
+from improv_vcs.storage.bundled_store import PREFIX
 from improv_vcs.sync.sites import clone, push
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)

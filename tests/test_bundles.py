@@ -21,22 +21,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from improv_vcs import cite, maintenance
-from improv_vcs.closure import commit_keys
-from improv_vcs.errors import (
+from improv_vcs.cite import make as cite
+from improv_vcs.maintenance import repack as maintenance
+from improv_vcs.storage.closure import commit_keys
+from improv_vcs.core.errors import (
     IntegrityError,
     InvalidInputError,
     NotFoundError,
     StorageError,
     UnsupportedFormatError,
 )
-from improv_vcs.fence import Fence
-from improv_vcs.fsck import fsck
-from improv_vcs.gc import gc
-from improv_vcs.maintenance import maintain
-from improv_vcs.repository import Repository
-from improv_vcs.store import BundledStore, open_store
-from improv_vcs.store._bundled import (
+from improv_vcs.storage.fence import Fence
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.maintenance.gc import gc
+from improv_vcs.maintenance.repack import maintain
+from improv_vcs.repository.repository import Repository
+from improv_vcs.storage import BundledStore, open_store
+from improv_vcs.storage.bundled_store import (
     OBJECT,
     PACK_DATA,
     PACK_INDEX,

@@ -16,9 +16,10 @@ import pytest
 from PIL import Image
 from test_cli import assert_error, invoke, ok, runner  # noqa: F401
 
-from improv_vcs import Repository, cite
-from improv_vcs.citation import Citation, Pinned, decode_identifier, encode_identifier
-from improv_vcs.errors import (
+from improv_vcs import Repository
+from improv_vcs.cite import make as cite
+from improv_vcs.cite.citation import Citation, Pinned, decode_identifier, encode_identifier
+from improv_vcs.core.errors import (
     ConflictError,
     ImprovError,
     IntegrityError,
@@ -26,8 +27,8 @@ from improv_vcs.errors import (
     NotFoundError,
     ReadOnlyError,
 )
-from improv_vcs.model import Span
-from improv_vcs.query import parse_provenance, parse_run
+from improv_vcs.core.model import Span
+from improv_vcs.query.filters import parse_provenance, parse_run
 from improv_vcs.sync.sites import clone, pull, push
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from improv_vcs.cli import app
-from improv_vcs.repository import Repository
+from improv_vcs.repository.repository import Repository
 
 A1 = "D20240101T120000_IFCB107_00001"
 A2 = "D20240101T120000_IFCB107_00002"

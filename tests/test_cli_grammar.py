@@ -18,8 +18,8 @@ from test_cli import assert_error, images, invoke, ok, runner  # noqa: F401
 from improv_vcs import Repository, __version__
 from improv_vcs.cli import app
 from improv_vcs.cli._common import PANELS
-from improv_vcs.gc import gc
-from improv_vcs.objects import object_key
+from improv_vcs.maintenance.gc import gc
+from improv_vcs.storage.objects import object_key
 
 A1 = "D20240101T120000_IFCB107_00001"
 A2 = "D20240101T120000_IFCB107_00002"

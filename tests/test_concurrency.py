@@ -2,7 +2,7 @@
 duplicate none: 8 processes x 20 commits, on local disk and on S3 (moto).
 
 Every commit's compare-and-swap on ``main`` races the seven other processes;
-a loser re-parents on the new tip and retries (``improv_vcs.transaction``).
+a loser re-parents on the new tip and retries (``improv_vcs.write.transaction``).
 At the end the branch holds every batch exactly once, on one first-parent
 chain, and ``fsck --full`` finds nothing wrong.
 """
@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from improv_vcs import Repository
-from improv_vcs.fsck import fsck
+from improv_vcs.maintenance.fsck import fsck
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 PROCESSES = 8
@@ -183,7 +183,7 @@ def _reusing_writer(url: str, proc: int, barrier, errors, refusals) -> None:
 
 
 def _collector(url: str, runs: int, barrier, errors) -> None:
-    from improv_vcs.gc import gc
+    from improv_vcs.maintenance.gc import gc
 
     try:
         repo = Repository.open(url)
@@ -246,7 +246,7 @@ def test_gc_running_beside_writers_that_reuse_its_garbage_loses_nothing(tmp_path
     assert report.ok, report.to_json()
     for image in ids:
         assert repo.read_image(image) == blob(image)
-    from improv_vcs.gc import gc
+    from improv_vcs.maintenance.gc import gc
 
     gc(repo, grace=0)  # what is left is garbage only: the history stays whole
     assert fsck(repo, full=True).ok and sorted(repo.images().column("image_id").to_pylist()) == sorted(expected)

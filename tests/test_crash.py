@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import crash_worker as w
 
 from improv_vcs import Repository
-from improv_vcs.export import file_names
-from improv_vcs.fsck import fsck
+from improv_vcs.query.export import file_names
+from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.sync.sites import push
 
 WORKER = Path(w.__file__)
@@ -87,7 +87,7 @@ def _setup_gc(root: Path) -> None:
     loose annotated tag no ref names. ``remote``, a copy of the site, has
     that commit on its main: a pull after a killed gc must bring back
     whatever the gc took."""
-    from improv_vcs.model import Tag
+    from improv_vcs.core.model import Tag
 
     site = _init_with_base(root)
     w.append(site, w.SITE_SIDE, 2000, "site work")
@@ -116,7 +116,7 @@ def _small_history(site: Repository, prefix: str = "", offset: int = 6000) -> No
 def _setup_maintenance(root: Path) -> None:
     """Eighty small commits, the first forty bundled (and those past the
     64th by the automatic run): a run bundles the rest and merges."""
-    from improv_vcs.maintenance import maintain
+    from improv_vcs.maintenance.repack import maintain
 
     site = _init_with_base(root)
     _small_history(site)
@@ -127,7 +127,7 @@ def _setup_maintenance(root: Path) -> None:
 def _setup_push_bundles(root: Path) -> None:
     """A remote at the base; the site adds forty small commits, bundled: the
     push sends them as bundles."""
-    from improv_vcs.maintenance import maintain
+    from improv_vcs.maintenance.repack import maintain
 
     site = _init_with_base(root)
     (root / "remote").mkdir()
@@ -366,7 +366,7 @@ def _pull_after_gc(root: Path) -> None:
     """On a copy: a pull of the history the gc was taking brings it all back
     (after a gc --force finishes a killed run, if the pull asks for one)."""
     from improv_vcs import ConflictError
-    from improv_vcs.gc import gc
+    from improv_vcs.maintenance.gc import gc
     from improv_vcs.sync.sites import pull
 
     scratch = Path(tempfile.mkdtemp(dir=root.parent, prefix="pull-"))

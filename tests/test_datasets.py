@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from improv_vcs import InvalidInputError, NotFoundError, Repository
-from improv_vcs.datasets import add_span, make_span, remove_span
-from improv_vcs.model import Dataset, Datasets, Span, canonical_json
+from improv_vcs.snapshot.datasets import add_span, make_span, remove_span
+from improv_vcs.core.model import Dataset, Datasets, Span, canonical_json
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 DAY = timedelta(days=1)

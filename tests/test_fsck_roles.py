@@ -11,9 +11,9 @@ import pytest
 from test_cli import _clean_env, invoke, runner  # noqa: F401  (fixtures)
 
 from improv_vcs import Repository
-from improv_vcs.fsck import Problem, fsck
-from improv_vcs.model import Tag
-from improv_vcs.refs import HEADS, TAGS
+from improv_vcs.maintenance.fsck import Problem, fsck
+from improv_vcs.core.model import Tag
+from improv_vcs.storage.refs import HEADS, TAGS
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from improv_vcs import ConflictError, Repository
-from improv_vcs.closure import commit_keys
-from improv_vcs.fence import STATE_KEY, read_state
-from improv_vcs.fsck import fsck
-from improv_vcs.gc import gc
-from improv_vcs.ids import hash_bytes
-from improv_vcs.model import Commit, canonical_json
-from improv_vcs.objects import object_key
-from improv_vcs.store._http import HttpStore
+from improv_vcs.storage.closure import commit_keys
+from improv_vcs.storage.fence import STATE_KEY, read_state
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.maintenance.gc import gc
+from improv_vcs.core.ids import hash_bytes
+from improv_vcs.core.model import Commit, canonical_json
+from improv_vcs.storage.objects import object_key
+from improv_vcs.storage.http_store import HttpStore
 from improv_vcs.sync.sites import pull, push
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from improv_vcs import cite
-from improv_vcs.fsck import fsck
-from improv_vcs.repository import Repository
+from improv_vcs.cite import make as cite
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.repository.repository import Repository
 
 DATA = Path(__file__).parent / "data"
 EXPECTED = json.loads((DATA / "golden-format1.expected.json").read_text())

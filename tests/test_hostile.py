@@ -22,10 +22,10 @@ import pytest
 from test_cli import _clean_env, assert_error, images, invoke, ok, runner  # noqa: F401  (fixtures)
 
 from improv_vcs import IntegrityError, InvalidInputError, NotFoundError, Repository, StorageError
-from improv_vcs.fsck import fsck
-from improv_vcs.ingest import scan_directory
-from improv_vcs.objects import object_key
-from improv_vcs.packs import index_key, pack_key
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.ingest.folders import scan_directory
+from improv_vcs.storage.objects import object_key
+from improv_vcs.storage.packs import index_key, pack_key
 from improv_vcs.sync.sites import clone, fetch, pull
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
@@ -531,7 +531,7 @@ _BIG = textwrap.dedent(
     from pathlib import Path
     os.environ["IMPROV_MAX_IMAGE_BYTES"] = "3G"  # over the default limit of one image
     from improv_vcs import Repository
-    from improv_vcs.ingest import scan_directory
+    from improv_vcs.ingest.folders import scan_directory
 
     base = Path(sys.argv[1])
     src = base / "src"

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from improv_vcs import Repository
-from improv_vcs.adapters import apply, get_adapter
-from improv_vcs.errors import ConflictError
-from improv_vcs.fsck import fsck
-from improv_vcs.objects import object_key
-from improv_vcs.sources import SourceFile
+from improv_vcs.ingest.adapters import apply, get_adapter
+from improv_vcs.core.errors import ConflictError
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.storage.objects import object_key
+from improv_vcs.snapshot.sources import SourceFile
 from test_cli import assert_error, invoke, ok, repo, runner  # noqa: F401
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -477,7 +477,7 @@ def test_unreadable_input_is_one_error_line_and_writes_nothing(runner, repo_path
 
 
 def test_plan_raises_before_writing(tmp_path):
-    from improv_vcs.errors import InvalidInputError
+    from improv_vcs.core.errors import InvalidInputError
 
     with pytest.raises(InvalidInputError, match="D20220522T000439_IFCB134"):
         get_adapter("ifcb").plan(_no_roi("D20220522T000439_IFCB134")(tmp_path), None, {})
@@ -587,8 +587,8 @@ def test_synthesized_bins_round_trip_exactly(spec):
 
 
 def test_gc_keeps_original_files_and_collects_abandoned_ones(runner, repo_path, bins, tmp_path):
-    from improv_vcs.gc import gc
-    from improv_vcs.packs import index_key, pack_key
+    from improv_vcs.maintenance.gc import gc
+    from improv_vcs.storage.packs import index_key, pack_key
 
     for b in (MODERN, EMPTY):
         commit_cli(runner, repo_path, bins[b])

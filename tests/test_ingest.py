@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from improv_vcs import manifest
-from improv_vcs.errors import InvalidInputError
-from improv_vcs.ingest import scan_directory
-from improv_vcs.repository import Repository
+from improv_vcs.snapshot import manifest
+from improv_vcs.core.errors import InvalidInputError
+from improv_vcs.ingest.folders import scan_directory
+from improv_vcs.repository.repository import Repository
 
 SAMPLE_PNGS = Path(__file__).resolve().parent / "data" / "irfcb" / "png"
 UTC = timezone.utc

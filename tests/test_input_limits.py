@@ -26,8 +26,8 @@ import pytest
 from test_cli import _clean_env, assert_error, images, invoke, ok, runner  # noqa: F401  (fixtures)
 
 from improv_vcs import InvalidInputError, Repository, StorageError
-from improv_vcs.fsck import fsck
-from improv_vcs.ingest import IngestWarning, scan_directory
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.ingest.folders import IngestWarning, scan_directory
 
 A1 = "D20240101T120000_IFCB107_00001"
 A2 = "D20240102T060000_IFCB107_00002"
@@ -195,8 +195,8 @@ _WIDE = textwrap.dedent(
     """
     import resource, sys
     from pathlib import Path
-    from improv_vcs.errors import InvalidInputError
-    from improv_vcs.ingest import scan_directory
+    from improv_vcs.core.errors import InvalidInputError
+    from improv_vcs.ingest.folders import scan_directory
 
     src, columns = Path(sys.argv[1]), int(sys.argv[2])
     src.mkdir()

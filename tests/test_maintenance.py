@@ -11,12 +11,12 @@ from datetime import datetime, timezone
 import pytest
 
 from improv_vcs import Repository
-from improv_vcs.errors import InvalidInputError
-from improv_vcs.fence import STATE_KEY
-from improv_vcs.fsck import fsck
-from improv_vcs.gc import gc, parse_duration
-from improv_vcs.objects import object_key
-from improv_vcs.packs import index_key, pack_key
+from improv_vcs.core.errors import InvalidInputError
+from improv_vcs.storage.fence import STATE_KEY
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.maintenance.gc import gc, parse_duration
+from improv_vcs.storage.objects import object_key
+from improv_vcs.storage.packs import index_key, pack_key
 from improv_vcs.sync.sites import clone
 from test_cli import invoke, ok, runner  # noqa: F401
 

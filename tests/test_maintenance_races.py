@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from improv_vcs.fsck import fsck
-from improv_vcs.gc import gc
-from improv_vcs.maintenance import maintain
-from improv_vcs.repository import Repository
-from improv_vcs.store._bundled import PREFIX
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.maintenance.gc import gc
+from improv_vcs.maintenance.repack import maintain
+from improv_vcs.repository.repository import Repository
+from improv_vcs.storage.bundled_store import PREFIX
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from test_cli import _clean_env, assert_error, images, invoke, ok, runner  # noqa: F401  (fixtures)
 
-from improv_vcs import registry
-from improv_vcs.query import build_query
-from improv_vcs.repository import Repository
+from improv_vcs.snapshot import registry
+from improv_vcs.query.filters import build_query
+from improv_vcs.repository.repository import Repository
 
 UTC = timezone.utc
 

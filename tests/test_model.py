@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from improv_vcs.errors import IntegrityError, InvalidInputError, UnsupportedFormatError
-from improv_vcs.ids import (
+from improv_vcs.core.errors import IntegrityError, InvalidInputError, UnsupportedFormatError
+from improv_vcs.core.ids import (
     IMAGE_ID_PATTERN,
     column_name,
     hash_bytes,
@@ -30,7 +30,7 @@ from improv_vcs.ids import (
     object_id,
     ref_name,
 )
-from improv_vcs.model import (
+from improv_vcs.core.model import (
     Batch,
     Commit,
     IndexSegment,
@@ -41,7 +41,7 @@ from improv_vcs.model import (
     decode_config,
     decode_object,
 )
-from improv_vcs.store import check_key
+from improv_vcs.storage import check_key
 
 # -- strategies ----------------------------------------------------------------
 

@@ -31,16 +31,16 @@ from test_cli import assert_error, invoke, ok
 from typer.testing import CliRunner
 
 from improv_vcs import Repository
-from improv_vcs._http import AuthError
-from improv_vcs.client import Client
-from improv_vcs.errors import ConflictError, ImprovError, NotFoundError, StorageError
-from improv_vcs.fsck import fsck
+from improv_vcs.core.http import AuthError
+from improv_vcs.service.client import Client
+from improv_vcs.core.errors import ConflictError, ImprovError, NotFoundError, StorageError
+from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.service.app import create_app
 from improv_vcs.service.auth import Access, TokenEntry
 from improv_vcs.service.server import BackgroundServer
-from improv_vcs.store import S3Store
-from improv_vcs.store._fsspec import S3CredentialsError
-from improv_vcs.store._http import HttpStore
+from improv_vcs.storage import S3Store
+from improv_vcs.storage.fsspec_store import S3CredentialsError
+from improv_vcs.storage.http_store import HttpStore
 from improv_vcs.sync.sites import push
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from improv_vcs.errors import IntegrityError, NotFoundError, StorageError
-from improv_vcs.ids import hash_bytes
-from improv_vcs.objects import ObjectDatabase, object_key
-from improv_vcs.packs import MAGIC, PackBuilder, PackIndex, index_key, pack_key
-from improv_vcs.store import LocalStore
+from improv_vcs.core.errors import IntegrityError, NotFoundError, StorageError
+from improv_vcs.core.ids import hash_bytes
+from improv_vcs.storage.objects import ObjectDatabase, object_key
+from improv_vcs.storage.packs import MAGIC, PackBuilder, PackIndex, index_key, pack_key
+from improv_vcs.storage import LocalStore
 
 blob_lists = st.lists(st.binary(max_size=200), max_size=20)
 # small pools make duplicates (and the empty blob) likely
@@ -334,7 +334,7 @@ def test_discarded_pack_leaves_nothing(tmp_path, kind):
     import os
     import uuid
 
-    from improv_vcs.store import open_store
+    from improv_vcs.storage import open_store
 
     store = open_store(str(tmp_path / "s") if kind == "local" else f"memory://discard-{uuid.uuid4().hex}")
     odb = ObjectDatabase(store)
@@ -400,7 +400,7 @@ def test_corrupt_loose_object_is_detected(odb, tmp_path):
 def test_corrupt_commit_object_is_detected(tmp_path):
     from datetime import datetime, timezone
 
-    from improv_vcs.model import Commit
+    from improv_vcs.core.model import Commit
 
     writer = ObjectDatabase(LocalStore(tmp_path))
     oid = writer.put_object(

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from improv_vcs import manifest, parts
-from improv_vcs.fsck import fsck
-from improv_vcs.query import build_query, parse_where
-from improv_vcs.repository import Repository
+from improv_vcs.snapshot import manifest, parts
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.query.filters import build_query, parse_where
+from improv_vcs.repository.repository import Repository
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 
@@ -100,8 +100,8 @@ def test_fsck_full_finds_a_part_that_differs_from_its_manifests(tmp_path):
     part = next(p for s in repo.odb.get_commit(repo.resolve()).index for p in s.parts)
     rows = parts.read(repo.odb, part.id)
     forged = rows.set_column(0, "image_id", pa.array(sorted(rows.column("image_id").to_pylist(), reverse=True)))
-    from improv_vcs._parquet import to_parquet
-    from improv_vcs.objects import object_key
+    from improv_vcs.core.parquet import to_parquet
+    from improv_vcs.storage.objects import object_key
 
     repo.store.replace(object_key(part.id), to_parquet(forged, parts.KIND))
     report = fsck(Repository.open(tmp_path / "r"), full=True)
@@ -112,7 +112,7 @@ def test_plain_fsck_hash_checks_the_manifests_a_part_stands_for(tmp_path):
     repo = Repository.init(tmp_path / "r")
     for n in range(16):
         _commit(repo, n, 2, None)
-    from improv_vcs.objects import object_key
+    from improv_vcs.storage.objects import object_key
 
     first = repo.snapshot().batches.column("manifest")[0].as_py()
     data = bytearray(repo.store.get(object_key(first)))

@@ -18,9 +18,9 @@ from PIL import Image
 from pydantic import BaseModel
 
 from improv_vcs import Repository
-from improv_vcs.errors import InvalidInputError, NotFoundError
+from improv_vcs.core.errors import InvalidInputError, NotFoundError
 from improv_vcs.provenance import kinds as kinds_module
-from improv_vcs.query import parse_provenance, parse_run
+from improv_vcs.query.filters import parse_provenance, parse_run
 from test_cli import assert_error, invoke, ok, runner  # noqa: F401
 
 DATA = Path(__file__).resolve().parent / "data" / "irfcb"

@@ -18,7 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from improv_vcs import ConflictError, InvalidInputError, NotFoundError, Repository
-from improv_vcs.query import (
+from improv_vcs.query.filters import (
     Condition,
     Query,
     build_query,

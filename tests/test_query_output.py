@@ -18,7 +18,7 @@ from test_cli import A1, A2, assert_error, assert_json_error, committed, images,
 from test_registry import sample_images
 
 from improv_vcs import InvalidInputError, Repository
-from improv_vcs.query import Condition
+from improv_vcs.query.filters import Condition
 
 UTC = timezone.utc
 DEFAULT = ["image_id", "instrument", "timestamp", "lat", "lon", "depth", "sample_id", "size"]

@@ -41,7 +41,7 @@ def make_inputs(home: Path) -> None:
       winner, score), every second one a Diatom."""
     import numpy as np
 
-    from improv_vcs.synthetic import encode_png, roi_pixels
+    from improv_vcs.ingest.synthetic import encode_png, roi_pixels
 
     home = Path(home)
     targets = [home / "cruise" / "day1", home / "ifcb", home / "scope" / "plate1", home / "cnn.csv"]
@@ -120,7 +120,8 @@ def run_tour(home: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_readme_tour_runs_as_written(tmp_path):
-    from improv_vcs import Repository, cite
+    from improv_vcs import Repository
+    from improv_vcs.cite import make as cite
 
     make_inputs(tmp_path)
     done = run_tour(tmp_path)
@@ -175,7 +176,7 @@ def test_query_results_to_pandas(tmp_path):
     import pandas as pd
 
     from improv_vcs import Repository
-    from improv_vcs.synthetic import encode_png
+    from improv_vcs.ingest.synthetic import encode_png
 
     repo = Repository.init(tmp_path / "survey")
     t0 = datetime(2024, 5, 1, 8, tzinfo=timezone.utc)

@@ -11,16 +11,10 @@ import httpx
 import pytest
 from test_cli import _clean_env, assert_error, invoke, ok, runner  # noqa: F401  (fixtures)
 
-from improv_vcs import (
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-    ReadOnlyError,
-    Repository,
-    cite,
-)
-from improv_vcs.ids import new_ref_name, ref_name
-from improv_vcs.refs import HEADS, TAGS
+from improv_vcs import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, Repository
+from improv_vcs.cite import make as cite
+from improv_vcs.core.ids import new_ref_name, ref_name
+from improv_vcs.storage.refs import HEADS, TAGS
 from improv_vcs.service.app import create_app
 from improv_vcs.service.auth import Access
 from improv_vcs.service.server import BackgroundServer
@@ -257,7 +251,7 @@ def test_http_answers_at_a_full_id_for_that_commit(three):
 
 
 def test_http_refuses_creating_a_shadowing_ref(three):
-    from improv_vcs.store._http import HttpStore
+    from improv_vcs.storage.http_store import HttpStore
 
     repo, (c1, c2, c3) = three
     token = "write-token-0123456789abcdef"

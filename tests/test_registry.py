@@ -20,10 +20,10 @@ from test_cli import assert_error, images, invoke, ok
 from typer.testing import CliRunner
 
 from improv_vcs import ConflictError, InvalidInputError, Repository
-from improv_vcs import registry as reg
-from improv_vcs.fsck import fsck
-from improv_vcs.gc import gc
-from improv_vcs.objects import object_key
+from improv_vcs.snapshot import registry as reg
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.maintenance.gc import gc
+from improv_vcs.storage.objects import object_key
 from improv_vcs.sync.sites import clone, pull, push
 
 UTC = timezone.utc

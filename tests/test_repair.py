@@ -12,9 +12,9 @@ from test_cli import invoke, ok, runner  # noqa: F401  (fixture)
 from test_gc_races import add, image_ids
 
 from improv_vcs import IntegrityError, InvalidInputError, NotFoundError, Repository
-from improv_vcs.fsck import fsck
-from improv_vcs.objects import object_key
-from improv_vcs.packs import pack_key
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.storage.objects import object_key
+from improv_vcs.storage.packs import pack_key
 from improv_vcs.sync.sites import clone, repair
 
 

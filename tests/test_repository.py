@@ -24,7 +24,7 @@ from improv_vcs import (
     ReadOnlyError,
     Repository,
 )
-from improv_vcs.model import Tag, canonical_json
+from improv_vcs.core.model import Tag, canonical_json
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -25,11 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cli import assert_error, invoke, ok
 
-from improv_vcs import Repository, cite
-from improv_vcs.adapters import apply, get_adapter
-from improv_vcs.citation import decode_identifier, encode_identifier
-from improv_vcs.client import Client
-from improv_vcs.errors import (
+from improv_vcs import Repository
+from improv_vcs.cite import make as cite
+from improv_vcs.ingest.adapters import apply, get_adapter
+from improv_vcs.cite.citation import decode_identifier, encode_identifier
+from improv_vcs.service.client import Client
+from improv_vcs.core.errors import (
     ConflictError,
     IntegrityError,
     InvalidInputError,
@@ -37,10 +38,10 @@ from improv_vcs.errors import (
     ReadOnlyError,
     StorageError,
 )
-from improv_vcs.fsck import fsck
-from improv_vcs.objects import object_key
-from improv_vcs.packs import index_key, pack_key
-from improv_vcs.query import parse_where, query_from_options
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.storage.objects import object_key
+from improv_vcs.storage.packs import index_key, pack_key
+from improv_vcs.query.filters import parse_where, query_from_options
 from improv_vcs.service.app import create_app
 from improv_vcs.service.auth import Access, TokenEntry
 from improv_vcs.service.server import BackgroundServer

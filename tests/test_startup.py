@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from improv_vcs.repository import Repository
+from improv_vcs.repository.repository import Repository
 
 SCRIPT = """
 import io, sys, contextlib

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from improv_vcs.errors import ConflictError, InvalidInputError, NotFoundError, StorageError
+from improv_vcs.core.errors import ConflictError, InvalidInputError, NotFoundError, StorageError
 
 
 def test_get_missing_key_is_not_found(store):
@@ -108,7 +108,7 @@ def test_round_trip_arbitrary_bytes(tmp_path_factory, values):
     """Property: put then get returns the bytes, on a local and a memory store."""
     import uuid
 
-    from improv_vcs.store import open_store
+    from improv_vcs.storage import open_store
 
     for store in (
         open_store(str(tmp_path_factory.mktemp("s"))),

@@ -27,12 +27,12 @@ from improv_vcs import (
     Repository,
     StorageError,
 )
-from improv_vcs.model import Commit, Tag
-from improv_vcs.objects import blob_cache_key, object_key
-from improv_vcs.packs import index_key, pack_key
-from improv_vcs.store import LocalStore
+from improv_vcs.core.model import Commit, Tag
+from improv_vcs.storage.objects import blob_cache_key, object_key
+from improv_vcs.storage.packs import index_key, pack_key
+from improv_vcs.storage import LocalStore
 from improv_vcs.sync.sites import clone, fetch, fetch_blobs, pull, push
-from improv_vcs.closure import commit_objects
+from improv_vcs.storage.closure import commit_objects
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
 REPORT_FIELDS = {"remote", "commits", "objects", "packs", "bytes", "skipped", "bundles", "refs", "action", "commit", "notes"}

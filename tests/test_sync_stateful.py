@@ -30,11 +30,11 @@ from hypothesis import event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from improv_vcs import ConflictError, InvalidInputError, Repository
-from improv_vcs.packs import index_key, pack_key
+from improv_vcs.storage.packs import index_key, pack_key
 from improv_vcs.provenance import view
-from improv_vcs.query import parse_run
+from improv_vcs.query.filters import parse_run
 from improv_vcs.sync.sites import clone, fetch, pull, push
-from improv_vcs.closure import commit_objects
+from improv_vcs.storage.closure import commit_objects
 
 IDS = [f"img{i:02d}" for i in range(8)]
 SITES = ("A", "B")

@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from test_cli import _clean_env, assert_error, invoke, ok, runner  # noqa: F401
 
 from improv_vcs import Repository
-from improv_vcs import adapters as adapters_module
-from improv_vcs.adapters import get_adapter, parse_options, registry
-from improv_vcs.adapters.tiff import encode_plane, parse_ome
-from improv_vcs.errors import InvalidInputError, NotFoundError
-from improv_vcs.query import build_query
-from improv_vcs.stack import decode, parse_selector
+from improv_vcs.ingest import adapters as adapters_module
+from improv_vcs.ingest.adapters import get_adapter, parse_options, registry
+from improv_vcs.ingest.adapters.tiff import encode_plane, parse_ome
+from improv_vcs.core.errors import InvalidInputError, NotFoundError
+from improv_vcs.query.filters import build_query
+from improv_vcs.query.stack import decode, parse_selector
 
 DATA = Path(__file__).resolve().parent / "data" / "aicsimageio"
 REAL = DATA / "s_1_t_1_c_1_z_1.ome.tiff"
@@ -706,10 +706,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from improv_vcs.adapters import Adapter, IngestPlan, PlannedBatch
-from improv_vcs.adapters.tiff import encode_plane
-from improv_vcs.errors import InvalidInputError
-from improv_vcs.sources import SourceFile
+from improv_vcs.ingest.adapters import Adapter, IngestPlan, PlannedBatch
+from improv_vcs.ingest.adapters.tiff import encode_plane
+from improv_vcs.core.errors import InvalidInputError
+from improv_vcs.snapshot.sources import SourceFile
 
 
 class NpyAdapter(Adapter):
@@ -771,7 +771,7 @@ def test_a_third_party_adapter_installs_through_an_entry_point(runner, repo, tmp
     try:
         known = registry()
         assert "npy" in known and type(known["npy"]).__name__ == "NpyAdapter"
-        assert type(known["tiff"]).__module__ == "improv_vcs.adapters.tiff"  # built-ins cannot be replaced
+        assert type(known["tiff"]).__module__ == "improv_vcs.ingest.adapters.tiff"  # built-ins cannot be replaced
         listed = json.loads(ok(invoke(runner, "formats", "--json")).stdout)
         by_name = {a["name"]: a for a in listed}
         assert set(by_name) >= {"files", "ifcb", "tiff", "npy"}

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from improv_vcs.times import parse_iso
+from improv_vcs.core.times import parse_iso
 
 UTC = timezone.utc
 _instant = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)).map(lambda d: d.replace(tzinfo=UTC))

@@ -80,7 +80,7 @@ def cite(
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
-    from ..errors import InvalidInputError
+    from ..core.errors import InvalidInputError
 
     words = list(args or [])
     if words[:1] == ["verify"]:
@@ -110,8 +110,8 @@ def cite(
 
 
 def _verify(citation: str, quiet: bool, json_output: bool, repo: str | None) -> None:
-    from .. import cite
-    from .._progress import progress_bar
+    from ..cite import make as cite
+    from ..core.progress import progress_bar
 
     pinned = cite.load(citation)
     with progress_bar("re-reading cited images", total=pinned.count, disable=quiet) as advance:
@@ -125,8 +125,8 @@ def _verify(citation: str, quiet: bool, json_output: bool, repo: str | None) -> 
 
 
 def _export(citation: str, dest: Path, quiet: bool, json_output: bool, repo: str | None) -> None:
-    from .. import cite
-    from .._progress import progress_bar
+    from ..cite import make as cite
+    from ..core.progress import progress_bar
 
     pinned = cite.load(citation)
     with progress_bar("exporting", total=pinned.count, disable=quiet) as advance:

@@ -17,7 +17,7 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 if TYPE_CHECKING:
     import click
 
-    from ..repository import Repository
+    from ..repository.repository import Repository
 
 # -- help panels of `improv --help`, in the order they are listed ----------------------
 START = "Start"
@@ -140,7 +140,7 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..errors import ImprovError
+        from ..core.errors import ImprovError
 
         as_json = bool(kwargs.get("json_output"))
         logging.getLogger("improv_vcs.network").disabled = bool(kwargs.get("quiet"))  # retry notes
@@ -180,7 +180,7 @@ def note(message: str, quiet: bool = False) -> None:
 
 
 def open_repo(repo: str | None) -> Repository:
-    from ..repository import Repository
+    from ..repository.repository import Repository
 
     url = repo or state["repo"]
     return Repository.open(url) if url else Repository.find(Path.cwd())

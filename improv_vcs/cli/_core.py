@@ -54,8 +54,8 @@ def init(
     json_output: JsonOption = False,
 ) -> None:
     """Create an empty repository."""
-    from ..errors import InvalidInputError
-    from ..repository import Repository
+    from ..core.errors import InvalidInputError
+    from ..repository.repository import Repository
 
     url = path or state["repo"] or "."
     options = {"endpoint_url": endpoint_url} if endpoint_url else {}
@@ -63,7 +63,7 @@ def init(
     if create_bucket:
         if not str(url).startswith("s3://"):
             raise InvalidInputError(f"--create-bucket is for s3:// URLs, not {url!r}")
-        from ..store import S3Store
+        from ..storage import S3Store
 
         store = S3Store(url, **options)
         created = store.bucket if store.create_bucket() else None
@@ -119,9 +119,9 @@ def commit(
     IMPROV_MAX_METADATA_COLUMNS (default 1000), IMPROV_MAX_FIELD_BYTES (one
     metadata field, default 1M); see docs/operations.md.
     """
-    from .._progress import progress_bar
-    from ..adapters import apply, get_adapter, parse_options
-    from ..errors import InvalidInputError
+    from ..core.progress import progress_bar
+    from ..ingest.adapters import apply, get_adapter, parse_options
+    from ..core.errors import InvalidInputError
 
     repository = open_repo(repo)
     if task_id is not None:
@@ -198,7 +198,7 @@ def log(
     """Show the commit history, newest first."""
     from itertools import islice
 
-    from .._render import commit_dict, log_text
+    from ..core.render import commit_dict, log_text
 
     history = open_repo(repo).log(ref)
     if task_id is not None:
@@ -226,7 +226,7 @@ def show(
 
     Each batch with its row count, time range and lat/lon/depth bounds.
     """
-    from .._render import commit_dict, show_text
+    from ..core.render import commit_dict, show_text
 
     oid, commit_obj = open_repo(repo).commit_info(ref)
     if json_output:
@@ -251,7 +251,7 @@ def branch(
     Deleting a branch removes only the name: its commits stay while another
     ref reaches them, and otherwise for gc's grace period (24 h by default).
     """
-    from ..errors import InvalidInputError
+    from ..core.errors import InvalidInputError
 
     repository = open_repo(repo)
     if delete:
@@ -318,7 +318,7 @@ def get(
 
     The bytes are checked against the image's hash before anything is written.
     """
-    from ..errors import InvalidInputError
+    from ..core.errors import InvalidInputError
 
     if json_output and output is None:
         raise InvalidInputError("--json describes the file -o writes; give -o FILE")
@@ -338,8 +338,8 @@ def get(
 
 def _write_file(output: Path, data: bytes, force: bool) -> None:
     """Write ``data`` to ``output`` atomically; never clobber without ``force``."""
-    from .._files import write_atomic
-    from ..errors import InvalidInputError
+    from ..core.files import write_atomic
+    from ..core.errors import InvalidInputError
 
     output = output.absolute()
     if output.is_dir():
@@ -362,9 +362,9 @@ def demo(
     Two instruments, two days, several commits; then the log and a count are
     printed. An existing demo repository at PATH is shown again, not rebuilt.
     """
-    from ..demo import build_demo
-    from ..errors import NotARepositoryError
-    from ..repository import Repository
+    from .demo import build_demo
+    from ..core.errors import NotARepositoryError
+    from ..repository.repository import Repository
 
     try:
         repository = Repository.open(path)

@@ -37,9 +37,9 @@ def fsck(
 
     With --repair-from, each missing or corrupt object or pack is replaced
     by a copy from REMOTE that verifies against its id."""
-    from .._progress import progress_bar
-    from ..errors import IntegrityError
-    from ..fsck import fsck as run
+    from ..core.progress import progress_bar
+    from ..core.errors import IntegrityError
+    from ..maintenance.fsck import fsck as run
     from ..sync.sites import repair
 
     replaced: list[str] = []
@@ -77,8 +77,8 @@ def gc(
     safe), and so are unfinished writes that old. Safe beside concurrent
     commits and transfers; a killed gc leaves the repository consistent.
     """
-    from ..gc import gc as run
-    from ..gc import parse_duration
+    from ..maintenance.gc import gc as run
+    from ..maintenance.gc import parse_duration
 
     result = run(open_repo(repo), parse_duration(grace), dry_run, force=force)
     verb = "Would remove" if dry_run else "Removed"
@@ -103,8 +103,8 @@ def maintenance(
     commit. Commits run it every 64 commits by themselves
     (IMPROV_AUTO_MAINTENANCE=0 turns that off). Safe beside readers, writers
     and gc; a killed run leaves the repository consistent."""
-    from .._progress import progress_bar
-    from ..maintenance import maintain
+    from ..core.progress import progress_bar
+    from ..maintenance.repack import maintain
 
     with progress_bar("bundling", total=None, disable=quiet or json_output) as advance:
         result = maintain(open_repo(repo), dry_run, advance)

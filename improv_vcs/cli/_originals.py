@@ -16,7 +16,7 @@ def formats(json_output: JsonOption = False) -> None:
 
     Built-in formats and installed adapters, with their options.
     """
-    from ..adapters import registry
+    from ..ingest.adapters import registry
 
     adapters = [
         {"name": a.name, "description": a.description, "options": dict(a.options), "needs_instrument": a.needs_instrument}

@@ -28,7 +28,7 @@ app.add_typer(provenance_app, name="provenance", rich_help_panel=RECORD)
 
 
 def _constants(pairs: list[str] | None) -> dict[str, str]:
-    from ..errors import InvalidInputError
+    from ..core.errors import InvalidInputError
 
     out = {}
     for pair in pairs or ():
@@ -58,8 +58,8 @@ def provenance_add(
     Nothing is replaced: a re-run with a new run id sits next to the old one;
     identical records are skipped.
     """
-    from ..provenance.files import read_masks, read_records
-    from ..repository import default_author
+    from ..ingest.provenance_files import read_masks, read_records
+    from ..repository.repository import default_author
 
     repository = open_repo(repo)
     table = read_records(file, _constants(constants))

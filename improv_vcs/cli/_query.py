@@ -24,7 +24,7 @@ from ._common import (
 )
 
 if TYPE_CHECKING:
-    from ..query import Query
+    from ..query.filters import Query
 
 At = Annotated[Optional[str], typer.Option("--at", help="Revision: commit, prefix, branch, tag or REF~N (default: the default branch).")]
 AsOf = Annotated[Optional[str], typer.Option("--as-of", help="Newest commit at or before this time on --at's first-parent line.")]
@@ -70,13 +70,13 @@ BINARY = ("parquet", "arrow")
 def build_from_options(*options: Any, **named: Any) -> Query:
     """The :class:`Query` the shared query options describe (imported lazily
     to keep start-up fast)."""
-    from ..query import query_from_options
+    from ..query.filters import query_from_options
 
     return query_from_options(*options, **named)
 
 
 def _as_of(text: str | None) -> datetime | None:
-    from ..query import parse_time
+    from ..query.filters import parse_time
 
     return parse_time(text, "--as-of") if text else None
 
@@ -85,7 +85,7 @@ def output_format_for(output_format: str | None, json_output: bool, output: Path
     """The format to write: ``--format``, ``--json``, else ``-o FILE``'s
     extension, else a text table. Disagreements between them, an extension
     that names no format, and a binary format without a file are refused."""
-    from ..errors import InvalidInputError
+    from ..core.errors import InvalidInputError
 
     if output_format is not None and output_format not in FORMATS:
         raise InvalidInputError(f"--format must be one of {', '.join(FORMATS)}")
@@ -116,7 +116,7 @@ def output_format_for(output_format: str | None, json_output: bool, output: Path
 
 def _check_output(output: Path) -> None:
     """Refuse an output path that cannot be written, before the query runs."""
-    from ..errors import InvalidInputError
+    from ..core.errors import InvalidInputError
 
     if output.is_dir():
         raise InvalidInputError(f"-o {output}: is a directory")
@@ -173,7 +173,7 @@ def query(
     image_id, instrument, timestamp, lat, lon, depth, sample_id and size;
     -c '*' shows every column.
     """
-    from ..errors import InvalidInputError
+    from ..core.errors import InvalidInputError
 
     if explain and output is not None:
         raise InvalidInputError("--explain prints to the terminal; it does not combine with -o")
@@ -230,7 +230,7 @@ def write_atomically(output: Path, write: Any) -> None:
     import os
     import tempfile
 
-    from ..errors import StorageError
+    from ..core.errors import StorageError
 
     try:
         mode = output.stat().st_mode & 0o777
@@ -373,9 +373,9 @@ def export(
     pick planes of each stack (positions as in numpy: --z 0:5 is the first
     five z planes); --raw writes original files instead.
     """
-    from .._progress import progress_bar
-    from ..errors import InvalidInputError
-    from ..stack import parse_selector, select_each_sample
+    from ..core.progress import progress_bar
+    from ..core.errors import InvalidInputError
+    from ..query.stack import parse_selector, select_each_sample
 
     repository = open_repo(repo)
     q = build_from_options(
@@ -408,7 +408,7 @@ def export(
 
 
 def _export_raw(repository: Any, q: Query, dest: Path, at: str | None, as_of: str | None, quiet: bool, json_output: bool) -> None:
-    from .._progress import progress_bar
+    from ..core.progress import progress_bar
 
     with progress_bar("exporting original files", total=None, disable=quiet) as advance:
         result = repository.export_sources(dest, at=at, as_of=_as_of(as_of), progress=advance, query=q)
@@ -437,8 +437,8 @@ def dataset_add(
     repo: RepoOption = None,
 ) -> None:
     """Add a span to a dataset (created if new) as a commit."""
-    from ..errors import ImprovError
-    from ..query import parse_time
+    from ..core.errors import ImprovError
+    from ..query.filters import parse_time
 
     repository = open_repo(repo)
     try:
@@ -469,7 +469,7 @@ def dataset_remove_span(
 
     Removing the last span removes the dataset.
     """
-    from ..query import parse_time
+    from ..query.filters import parse_time
 
     commit_id = open_repo(repo).remove_dataset_span(
         name, instrument, parse_time(start, "--start"), parse_time(end, "--end"), branch

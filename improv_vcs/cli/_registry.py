@@ -37,9 +37,9 @@ app.add_typer(taxonomy_app, name="taxonomy", rich_help_panel=RECORD)
 
 
 def _deployments(windows: list[str] | None) -> tuple | None:
-    from ..errors import InvalidInputError
-    from ..query import parse_time
-    from ..registry import deployment
+    from ..core.errors import InvalidInputError
+    from ..query.filters import parse_time
+    from ..snapshot.registry import deployment
 
     if not windows:
         return None
@@ -64,7 +64,7 @@ def _instrument_text(name: str, found: Any) -> str:
 
 def _edit_instrument(create: bool, name: str, type_: str | None, serial: str | None, deployed: list[str] | None,
                      description: str | None, branch: str | None, json_output: bool, repo: str | None) -> None:
-    from .. import registry
+    from ..snapshot import registry
 
     repository = open_repo(repo)
     edit = registry.add_instrument if create else registry.update_instrument
@@ -128,7 +128,7 @@ def instrument_list(at: At = None, json_output: JsonOption = False, repo: RepoOp
 @handles_errors
 def instrument_show(name: Annotated[str, typer.Argument(help="Instrument name.")], at: At = None, json_output: JsonOption = False, repo: RepoOption = None) -> None:
     """Show one instrument as of a revision."""
-    from ..errors import NotFoundError
+    from ..core.errors import NotFoundError
 
     found = open_repo(repo).registry(at).instruments.get(name)
     if found is None:
@@ -145,8 +145,8 @@ def instrument_strict(
     repo: RepoOption = None,
 ) -> None:
     """Refuse (on) or accept (off) unregistered instruments."""
-    from .. import registry
-    from ..errors import InvalidInputError
+    from ..snapshot import registry
+    from ..core.errors import InvalidInputError
 
     if setting not in ("on", "off"):
         raise InvalidInputError("say on or off")
@@ -174,8 +174,8 @@ def sample_add(
     Recording it again with other values is a new version; queries at older
     commits keep the old one.
     """
-    from ..adapters import parse_options
-    from ..query import parse_time
+    from ..ingest.adapters import parse_options
+    from ..query.filters import parse_time
 
     row = {"sample_id": sample_id, "instrument": instrument, "start": parse_time(start, "--start"), "end": parse_time(end, "--end"),
            "quality": quality, "alt_ids": alt_id or [], "meta": parse_options(meta or ())}
@@ -192,8 +192,8 @@ def sample_import(
     repo: RepoOption = None,
 ) -> None:
     """Record many samples at once (one commit)."""
-    from ..ingest import read_table
-    from ..registry import rows_from_table
+    from ..ingest.folders import read_table
+    from ..snapshot.registry import rows_from_table
 
     rows = rows_from_table(read_table(file))
     commit = _commit_samples(open_repo(repo), rows, f"Import {len(rows)} samples from {file.name}", branch)
@@ -235,7 +235,7 @@ def sample_show(
     """Show every version of a sample's record, oldest first."""
     import pyarrow.compute as pc
 
-    from ..errors import NotFoundError
+    from ..core.errors import NotFoundError
 
     versions = open_repo(repo).samples(at, history=True)
     rows = versions.filter(pc.equal(versions.column("sample_id"), sample_id)).to_pylist()
@@ -264,8 +264,8 @@ def taxonomy_add(
 
     Classification records carrying a positional score_vector decode through it.
     """
-    from .. import registry
-    from ..errors import InvalidInputError
+    from ..snapshot import registry
+    from ..core.errors import InvalidInputError
 
     try:
         names = [line.strip() for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -299,7 +299,7 @@ def tasks(
 
     Each task (`improv commit --task-id`) with when, by whom, and how many images.
     """
-    from ..query import parse_time
+    from ..query.filters import parse_time
 
     rows = open_repo(repo).tasks(ref, instrument, parse_time(since, "--since") if since else None)
     if json_output:

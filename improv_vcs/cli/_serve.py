@@ -35,10 +35,10 @@ def serve(
         from ..service.app import create_app
         from ..service.auth import Access
     except ImportError:
-        from ..errors import InvalidInputError
+        from ..core.errors import InvalidInputError
 
         raise InvalidInputError("improv serve needs the service extra: pip install 'improv_vcs[service]'") from None
-    from ..errors import InvalidInputError
+    from ..core.errors import InvalidInputError
 
     access = Access.load(tokens, anonymous_read)
     if not access.configured:

@@ -50,7 +50,7 @@ def _size(n: int) -> str:
 
 
 def _transferring(quiet: bool) -> Any:
-    from .._progress import progress_bar
+    from ..core.progress import progress_bar
 
     return progress_bar("transferring objects", total=None, disable=quiet)
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
-from ..errors import InvalidInputError
+from ..core.errors import InvalidInputError
 from .kinds import JsonText, Kind, Scores
 
 

@@ -33,9 +33,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from .. import _plugins
-from ..errors import InvalidInputError
-from ..ids import column_name
+from ..core import plugins as _plugins
+from ..core.errors import InvalidInputError
+from ..core.ids import column_name
 
 ENTRY_POINT_GROUP = "improv_vcs.kinds"
 TIMESTAMP = pa.timestamp("us", tz="UTC")

@@ -18,9 +18,9 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._parquet import from_parquet, to_parquet
-from ..ids import ObjectId
-from ..model import ProvenanceSegment
+from ..core.parquet import from_parquet, to_parquet
+from ..core.ids import ObjectId
+from ..core.model import ProvenanceSegment
 from .kinds import BLOB_COLUMNS, ENVELOPE, TIMESTAMP, Kind
 
 PARQUET_KIND = "provenance"
@@ -97,7 +97,7 @@ def _encode_column(name: str, values: pa.Array) -> pa.Array:
 
 def record_ids(prefix: bytes, content: pa.Array) -> pa.Array:
     """SHA-256 (hex) of ``prefix`` + each record's content."""
-    from ..engine import thread_connection
+    from ..query.engine import thread_connection
 
     if len(content) == 0:
         return pa.array([], pa.string())

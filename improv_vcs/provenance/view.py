@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import NotFoundError
-from ..ids import image_id as check_image_id
-from ..snapshot import Snapshot
+from ..core.errors import NotFoundError
+from ..core.ids import image_id as check_image_id
+from ..snapshot.reader import Snapshot
 from . import records
 from .kinds import BLOB_COLUMNS, ENVELOPE, get_kind
 

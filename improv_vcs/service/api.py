@@ -12,11 +12,11 @@ import pyarrow as pa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from .._http import ARROW_STREAM, PARQUET
-from ..errors import InvalidInputError
-from ..ids import image_id as valid_image_id
-from ..ids import is_object_id
-from ..query import parse_time, query_from_options
+from ..core.http import ARROW_STREAM, PARQUET
+from ..core.errors import InvalidInputError
+from ..core.ids import image_id as valid_image_id
+from ..core.ids import is_object_id
+from ..query.filters import parse_time, query_from_options
 from .app import Reader, SiteDep, Writer, byte_range, json_body
 
 router = APIRouter()
@@ -86,14 +86,14 @@ def refs(here: SiteDep, _: Reader) -> Response:
 
 @router.get("/commits", tags=["repository"], summary="History from a revision")
 def log(here: SiteDep, _: Reader, ref: At = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> Response:
-    from .._render import commit_dict
+    from ..core.render import commit_dict
 
     return json_response([commit_dict(oid, c) for oid, c in here.repo.log(ref, limit=limit)])
 
 
 @router.get("/commits/{rev}", tags=["repository"], summary="One commit")
 def show(rev: str, here: SiteDep, _: Reader) -> Response:
-    from .._render import commit_dict
+    from ..core.render import commit_dict
 
     oid, commit = here.repo.commit_info(rev)
     return json_response(commit_dict(oid, commit))
@@ -284,8 +284,8 @@ async def verify(request: Request, here: SiteDep, _: Reader) -> Response:
     the data no longer matches."""
     from starlette.concurrency import run_in_threadpool
 
-    from ..cite import verify as verify_pinned
-    from ..citation import find_identifier
+    from ..cite.make import verify as verify_pinned
+    from ..cite.citation import find_identifier
 
     body = _fields(await json_body(request), required=("citation",), optional=())
     pinned = find_identifier(str(body["citation"]))  # text only: never a path on the server

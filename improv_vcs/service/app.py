@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from .._http import API, STORE, AuthError, TooLargeError, error_body, status_of
-from ..errors import ImprovError, InvalidInputError, NotFoundError, StorageError
-from ..store._fsspec import S3CredentialsError
+from ..core.http import API, STORE, AuthError, TooLargeError, error_body, status_of
+from ..core.errors import ImprovError, InvalidInputError, NotFoundError, StorageError
+from ..storage.fsspec_store import S3CredentialsError
 from .auth import Access, Scope
 from .site import Site, read_limited, readable, readable_prefix, receive, swap_ref
 

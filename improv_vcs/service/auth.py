@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .._http import AuthError
-from ..errors import InvalidInputError
+from ..core.http import AuthError
+from ..core.errors import InvalidInputError
 
 Scope = Literal["read", "write"]
 TOKENS_ENV = "IMPROV_SERVE_TOKENS"

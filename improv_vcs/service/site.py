@@ -27,17 +27,23 @@ import re
 import threading
 from collections.abc import AsyncIterator
 
-from .._http import TooLargeError
-from ..closure import commit_keys
-from ..errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError, ReadOnlyError
-from ..fence import STATE_KEY, Fence, read_state
-from ..ids import is_object_id, ref_name
-from ..model import Commit, Tag, decode_config
-from ..objects import ObjectDatabase, object_key
-from ..packs import PackIndex, index_key, pack_key
-from ..refs import HEADS, TAGS
-from ..repository import CONFIG_KEY, Repository
-from ..store import Store, check_key, open_store
+from ..core.http import TooLargeError
+from ..storage.closure import commit_keys
+from ..core.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    ReadOnlyError,
+)
+from ..storage.fence import STATE_KEY, Fence, read_state
+from ..core.ids import is_object_id, ref_name
+from ..core.model import Commit, Tag, decode_config
+from ..storage.objects import ObjectDatabase, object_key
+from ..storage.packs import PackIndex, index_key, pack_key
+from ..storage.refs import HEADS, TAGS
+from ..repository.repository import CONFIG_KEY, Repository
+from ..storage import Store, check_key, open_store
 
 _OBJECT = re.compile(r"objects/([0-9a-f]{2})/([0-9a-f]{62})\Z")
 _PACK = re.compile(r"packs/([0-9a-f]{64})\.(pack|idx)\Z")

@@ -2,7 +2,7 @@
 
 A transfer of a long history needs tens of thousands of small values
 (commits, manifests, segments, packs). Sending each as its own file costs a
-request per value; here they travel as bundles (:mod:`improv_vcs.store._bundled`):
+request per value; here they travel as bundles (:mod:`improv_vcs.storage.bundled_store`):
 values are read from the source in large ranged reads (neighbouring values
 of a source bundle in one request, several requests in parallel), each is
 verified against the key that names it, and they are written into new
@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..errors import IntegrityError, NotFoundError
-from ..ids import hash_bytes
-from ..packs import PackIndex
-from ..store import BundledStore, Store
-from ..store._bundled import (
+from ..core.errors import IntegrityError, NotFoundError
+from ..core.ids import hash_bytes
+from ..storage.packs import PackIndex
+from ..storage import BundledStore, Store
+from ..storage.bundled_store import (
     PACK_DATA,
     PACK_INDEX,
     BundleIndex,

@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import index, manifest, parts, sources
-from ..errors import ConflictError
-from ..ids import ObjectId
-from ..model import Batch, Commit, Dataset, Datasets, ProvenanceSegment, Registry, SourceFiles
+from ..snapshot import index, manifest, parts, sources
+from ..core.errors import ConflictError
+from ..core.ids import ObjectId
+from ..core.model import Batch, Commit, Dataset, Datasets, ProvenanceSegment, Registry, SourceFiles
 from ..provenance import kinds, records, view
-from ..snapshot import Snapshot
-from . import graph
+from ..snapshot.reader import Snapshot
+from ..storage import graph
 
 if TYPE_CHECKING:
-    from ..repository import Repository
+    from ..repository.repository import Repository
 
 _LISTED = 20
 

@@ -12,19 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConflictError, InvalidInputError, NotARepositoryError, NotFoundError
-from ..closure import commit_keys
-from ..fence import Fence
-from ..ids import ObjectId, ref_name
-from ..model import canonical_json
-from ..objects import object_key
-from ..remotes import normalize_url
-from . import graph
+from ..core.errors import ConflictError, InvalidInputError, NotARepositoryError, NotFoundError
+from ..storage.closure import commit_keys
+from ..storage.fence import Fence
+from ..core.ids import ObjectId, ref_name
+from ..core.model import canonical_json
+from ..storage.objects import object_key
+from ..storage.remotes import normalize_url
+from ..storage import graph
 from .merge import merge
 from .transfer import Progress, Transfer, TransferReport
 
 if TYPE_CHECKING:
-    from ..repository import Repository
+    from ..repository.repository import Repository
 
 _CAS_ATTEMPTS = 20
 
@@ -53,7 +53,7 @@ class SyncResult:
 
 def open_remote(repo: Repository, remote: str | None, endpoint_url: str | None = None) -> tuple[str, Repository]:
     """``(display name, repository)`` for a remote name (default ``origin``) or URL."""
-    from ..repository import Repository
+    from ..repository.repository import Repository
 
     name = remote or "origin"
     known = repo.remotes.all()
@@ -83,8 +83,8 @@ def _same_repository(repo: Repository, other: Repository) -> None:
 
 def _init_like(repo: Repository, url: str, options: dict[str, str]) -> Repository:
     """An empty repository at ``url`` with ``repo``'s identity (for a first push)."""
-    from ..repository import CONFIG_KEY, Repository
-    from ..store import open_store
+    from ..repository.repository import CONFIG_KEY, Repository
+    from ..storage import open_store
 
     store = open_store(url, **options)
     if any(True for _ in store.list("")):
@@ -217,7 +217,7 @@ def pull(
 ) -> SyncResult:
     """Fetch, then bring the remote's ``branch`` into the local one: create
     it, fast-forward it, or write a merge commit when both sides appended."""
-    from ..repository import default_author
+    from ..repository.repository import default_author
 
     branch = ref_name(branch or repo.config.default_branch)
     result, branches, fence = _fetch(repo, remote, endpoint_url, progress)
@@ -263,8 +263,8 @@ def clone(
 
     ``dest`` must be absent or empty (as with ``git clone``); a local
     ``dest`` is removed again when the clone fails."""
-    from ..repository import CONFIG_KEY, Repository
-    from ..store import LocalStore, open_store
+    from ..repository.repository import CONFIG_KEY, Repository
+    from ..storage import LocalStore, open_store
 
     options = {"endpoint_url": endpoint_url} if endpoint_url else {}
     source = Repository.open(normalize_url(url), **options)
@@ -323,8 +323,8 @@ def repair(repo: Repository, remote: str | None, full: bool = True, progress: Pr
     verified copy from ``remote``; returns the final fsck report and what
     was replaced. Objects a replaced commit or manifest reveals as missing
     are repaired in the next round."""
-    from ..fsck import fsck
-    from ..maintenance import maintain
+    from ..maintenance.fsck import fsck
+    from ..maintenance.repack import maintain
 
     _, other = open_remote(repo, remote)
     transfer = Transfer(other, repo, progress=progress)
@@ -346,7 +346,7 @@ def repair(repo: Repository, remote: str | None, full: bool = True, progress: Pr
 def remote_blob_reader(repo: Repository) -> Any:
     """For a metadata-only clone: a function reading one blob's bytes from
     the promisor remote (opened on first use; the caller verifies them)."""
-    from ..packs import pack_key
+    from ..storage.packs import pack_key
 
     opened: list[Repository] = []
 

@@ -23,18 +23,18 @@ from dataclasses import asdict, dataclass
 from itertools import groupby
 from typing import TYPE_CHECKING
 
-from ..closure import commit_objects
-from ..errors import IntegrityError, InvalidInputError, NotFoundError
-from ..ids import ObjectId, hash_bytes
-from ..model import Commit, Tag
-from ..objects import object_key
-from ..packs import PackIndex, index_key, pack_key
-from ..store import BundledStore, Bytes
-from . import graph
+from ..storage.closure import commit_objects
+from ..core.errors import IntegrityError, InvalidInputError, NotFoundError
+from ..core.ids import ObjectId, hash_bytes
+from ..core.model import Commit, Tag
+from ..storage.objects import object_key
+from ..storage.packs import PackIndex, index_key, pack_key
+from ..storage import BundledStore, Bytes
+from ..storage import graph
 from .bundling import BundleSender
 
 if TYPE_CHECKING:
-    from ..repository import Repository
+    from ..repository.repository import Repository
 
 Progress = Callable[[int], None]
 BUNDLE_THRESHOLD = 32
@@ -83,7 +83,7 @@ class Transfer:
         self.workers = workers or (16 if remote else max(2, os.cpu_count() or 2))
         self.report = TransferReport()
         self.relied: set[str] = set()
-        """Keys at ``dest`` the sent history relies on (see :class:`improv_vcs.fence.Fence`)."""
+        """Keys at ``dest`` the sent history relies on (see :class:`improv_vcs.storage.fence.Fence`)."""
         self._lock = threading.Lock()
 
     def missing(self, tips: Iterable[str]) -> list[tuple[ObjectId, Commit]]:
