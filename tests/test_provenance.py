@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from improv_vcs import Repository
 from improv_vcs.core.errors import InvalidInputError, NotFoundError
 from improv_vcs.provenance import kinds as kinds_module
+from improv_vcs.provenance.catalog import known_kinds
 from improv_vcs.query.filters import parse_provenance, parse_run
 from test_cli import assert_error, invoke, ok, runner  # noqa: F401
 
@@ -186,13 +187,13 @@ def test_schema_evolution_new_columns_yes_type_changes_no(tmp_path):
     assert table.column("Perimeter").to_pylist() == [None, 3.0]
     with pytest.raises(InvalidInputError, match="'Perimeter'"):
         repo.add_provenance("ifcb_features", [{"image_id": "img2", "Perimeter": "long"}], source="f")
-    kinds_module.registry()["free"] = kinds_module.Kind("free", Anything, open_columns="any")
+    known_kinds()["free"] = kinds_module.Kind("free", Anything, open_columns="any")
     try:
         repo.add_provenance("free", [{"image_id": "img0", "note": "text"}], source="f")
         with pytest.raises(InvalidInputError, match="column 'note' of kind 'free' held string"):
             repo.add_provenance("free", [{"image_id": "img1", "note": 3}], source="f")
     finally:
-        del kinds_module.registry()["free"]
+        del known_kinds()["free"]
 
 
 def test_identical_records_are_added_once_and_runs_sit_side_by_side(tmp_path):
@@ -399,9 +400,9 @@ def test_a_third_party_kind_installs_through_an_entry_point(runner, tmp_path, mo
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: colour-kind\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[improv_vcs.kinds]\ncolour = colour_kind:KIND\n")
     monkeypatch.syspath_prepend(str(site))
-    kinds_module.registry.cache_clear()
+    known_kinds.cache_clear()
     try:
-        assert "colour" in kinds_module.registry()
+        assert "colour" in known_kinds()
         repo = _repo_with_images(tmp_path / "repo")
         repo.add_provenance("colour", [{"image_id": "img0", "hue": 120.0}, {"image_id": "img1", "hue": 300.0}], source="c")
         assert repo.query(provenance=(parse_provenance("colour.hue < 200"),)).column("image_id").to_pylist() == ["img0"]
@@ -410,5 +411,5 @@ def test_a_third_party_kind_installs_through_an_entry_point(runner, tmp_path, mo
         listed = json.loads(ok(invoke(runner, "provenance", "kinds", "--json")).stdout)
         assert any(k["name"] == "colour" and k["indexed"] == ["hue"] for k in listed)
     finally:
-        kinds_module.registry.cache_clear()
+        known_kinds.cache_clear()
         sys.modules.pop("colour_kind", None)

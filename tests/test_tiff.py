@@ -21,7 +21,7 @@ from test_cli import _clean_env, assert_error, invoke, ok, runner  # noqa: F401
 
 from improv_vcs import Repository
 from improv_vcs.ingest import adapters as adapters_module
-from improv_vcs.ingest.adapters import get_adapter, parse_options, registry
+from improv_vcs.ingest.adapters import get_adapter, known_adapters, parse_options
 from improv_vcs.ingest.adapters.tiff import encode_plane, parse_ome
 from improv_vcs.core.errors import InvalidInputError, NotFoundError
 from improv_vcs.query.filters import build_query
@@ -767,9 +767,9 @@ def _install(site: Path, module: str, entry_points: str, monkeypatch) -> None:
 
 def test_a_third_party_adapter_installs_through_an_entry_point(runner, repo, tmp_path, monkeypatch):
     _install(tmp_path / "site", "npy_adapter", "npy = npy_adapter:NpyAdapter\ntiff = npy_adapter:Impostor", monkeypatch)
-    registry.cache_clear()
+    known_adapters.cache_clear()
     try:
-        known = registry()
+        known = known_adapters()
         assert "npy" in known and type(known["npy"]).__name__ == "NpyAdapter"
         assert type(known["tiff"]).__module__ == "improv_vcs.ingest.adapters.tiff"  # built-ins cannot be replaced
         listed = json.loads(ok(invoke(runner, "formats", "--json")).stdout)
@@ -801,17 +801,17 @@ def test_a_third_party_adapter_installs_through_an_entry_point(runner, repo, tmp
         assert_error(invoke(runner, "--repo", repo, "commit", "--format", "npy", source), 2, "--instrument")
         assert len(history(repo)) == 1
     finally:
-        registry.cache_clear()
+        known_adapters.cache_clear()
         sys.modules.pop("npy_adapter", None)
 
 
 def test_an_entry_point_must_name_its_adapter(runner, tmp_path, monkeypatch):
     _install(tmp_path / "site", "wrong_adapter", "numpy = wrong_adapter:WRONG", monkeypatch)
-    registry.cache_clear()
+    known_adapters.cache_clear()
     try:
         with pytest.raises(InvalidInputError, match="entry point 'numpy'.*does not give an Adapter named 'numpy'"):
-            registry()
+            known_adapters()
         assert_error(invoke(runner, "formats"), 2, "numpy")
     finally:
-        registry.cache_clear()
+        known_adapters.cache_clear()
         sys.modules.pop("wrong_adapter", None)

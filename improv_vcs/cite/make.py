@@ -189,7 +189,7 @@ def _export_provenance(repo: Repository, commit: str, query: Query, used: set[st
 
     from ..core.files import write_atomic
     from ..query.export import file_names
-    from ..provenance.kinds import get_kind
+    from ..provenance.catalog import get_kind
 
     for kind in query.provenance_kinds():
         records = repo.provenance_records(kind, at=commit)

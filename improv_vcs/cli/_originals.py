@@ -16,11 +16,11 @@ def formats(json_output: JsonOption = False) -> None:
 
     Built-in formats and installed adapters, with their options.
     """
-    from ..ingest.adapters import registry
+    from ..ingest.adapters import known_adapters
 
     adapters = [
         {"name": a.name, "description": a.description, "options": dict(a.options), "needs_instrument": a.needs_instrument}
-        for a in sorted(registry().values(), key=lambda a: a.name)
+        for a in sorted(known_adapters().values(), key=lambda a: a.name)
     ]
     if json_output:
         print_json(adapters)

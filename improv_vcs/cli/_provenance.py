@@ -117,9 +117,9 @@ def _value(value: Any) -> str:
 @handles_errors
 def provenance_kinds(json_output: JsonOption = False) -> None:
     """List the record kinds known here (built-in and plugins)."""
-    from ..provenance.kinds import registry
+    from ..provenance.catalog import known_kinds
 
-    described = [k.describe() for k in registry().values()]
+    described = [k.describe() for k in known_kinds().values()]
     lines = []
     for kind in described:
         columns = ", ".join(c["name"] + ("*" if c["required"] else "") for c in kind["columns"])

@@ -76,7 +76,7 @@ def build_from_options(*options: Any, **named: Any) -> Query:
 
 
 def _as_of(text: str | None) -> datetime | None:
-    from ..query.filters import parse_time
+    from ..core.times import parse_time
 
     return parse_time(text, "--as-of") if text else None
 
@@ -438,7 +438,7 @@ def dataset_add(
 ) -> None:
     """Add a span to a dataset (created if new) as a commit."""
     from ..core.errors import ImprovError
-    from ..query.filters import parse_time
+    from ..core.times import parse_time
 
     repository = open_repo(repo)
     try:
@@ -469,7 +469,7 @@ def dataset_remove_span(
 
     Removing the last span removes the dataset.
     """
-    from ..query.filters import parse_time
+    from ..core.times import parse_time
 
     commit_id = open_repo(repo).remove_dataset_span(
         name, instrument, parse_time(start, "--start"), parse_time(end, "--end"), branch

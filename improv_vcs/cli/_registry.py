@@ -38,7 +38,7 @@ app.add_typer(taxonomy_app, name="taxonomy", rich_help_panel=RECORD)
 
 def _deployments(windows: list[str] | None) -> tuple | None:
     from ..core.errors import InvalidInputError
-    from ..query.filters import parse_time
+    from ..core.times import parse_time
     from ..snapshot.registry import deployment
 
     if not windows:
@@ -175,7 +175,7 @@ def sample_add(
     commits keep the old one.
     """
     from ..ingest.adapters import parse_options
-    from ..query.filters import parse_time
+    from ..core.times import parse_time
 
     row = {"sample_id": sample_id, "instrument": instrument, "start": parse_time(start, "--start"), "end": parse_time(end, "--end"),
            "quality": quality, "alt_ids": alt_id or [], "meta": parse_options(meta or ())}
@@ -299,7 +299,7 @@ def tasks(
 
     Each task (`improv commit --task-id`) with when, by whom, and how many images.
     """
-    from ..query.filters import parse_time
+    from ..core.times import parse_time
 
     rows = open_repo(repo).tasks(ref, instrument, parse_time(since, "--since") if since else None)
     if json_output:

@@ -42,7 +42,7 @@ import re
 import stat
 import warnings
 from collections.abc import Callable
-from datetime import timedelta, timezone, tzinfo
+
 from pathlib import Path
 
 import pyarrow as pa
@@ -410,41 +410,6 @@ def split_by_instrument(
         (name, metadata.take(pa.array(groups[name], pa.int64())), [paths[row] for row in groups[name]])
         for name in sorted(groups)
     ]
-
-
-def parse_timezone(text: str) -> str:
-    """The zone naive metadata times are read in: an IANA name known to the
-    standard library's :mod:`zoneinfo` (``Europe/Stockholm``, ``UTC``) or an
-    offset ``±HH:MM``; returned as Arrow spells it. Anything else is refused
-    in one line."""
-    text = text.strip()
-    offset = re.fullmatch(r"([+-])(\d\d):(\d\d)", text)
-    if offset:
-        if int(offset[2]) > 23 or int(offset[3]) > 59:
-            raise InvalidInputError(f"--timezone {text!r}: an offset is ±HH:MM with HH up to 23 and MM up to 59")
-        return text
-    try:
-        zone_info(text)
-    except InvalidInputError:
-        raise InvalidInputError(
-            f"--timezone {text!r}: unknown time zone; give an IANA name such as Europe/Stockholm, "
-            "or an offset such as +02:00"
-        ) from None
-    return text
-
-
-def zone_info(zone: str) -> tzinfo:
-    """The :class:`~datetime.tzinfo` of a zone :func:`parse_timezone` accepts."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    offset = re.fullmatch(r"([+-])(\d\d):(\d\d)", zone)
-    if offset:
-        minutes = (int(offset[2]) * 60 + int(offset[3])) * (-1 if offset[1] == "-" else 1)
-        return timezone(timedelta(minutes=minutes))
-    try:
-        return ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidInputError(f"unknown time zone {zone!r}") from None
 
 
 def read_table(path: Path) -> pa.Table:

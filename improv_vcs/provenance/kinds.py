@@ -172,29 +172,6 @@ def _column(name: str, info: Any) -> Column:
     return Column(name, arrow[annotation], required, bounds=bounds, default=default)
 
 
-# -- registry ---------------------------------------------------------------------
-def _builtin() -> dict[str, Kind]:
-    from .builtin import BUILTIN_KINDS
-
-    return {k.name: k for k in BUILTIN_KINDS}
-
-
-@cache
-def registry() -> dict[str, Kind]:
-    """Every known kind by name: built-ins, then entry-point plugins."""
-    return _plugins.load(ENTRY_POINT_GROUP, _builtin(), Kind, "a Kind")
-
-
-def get_kind(name: str) -> Kind:
-    """The kind called ``name``, or a clear error listing the known ones."""
-    found = registry().get(name)
-    if found is None:
-        raise InvalidInputError(
-            f"unknown provenance kind {name!r}; known kinds: {', '.join(sorted(registry()))}"
-        )
-    return found
-
-
 # -- validation -------------------------------------------------------------------
 def normalize(kind: Kind, table: pa.Table, known_types: Mapping[str, str]) -> pa.Table:
     """``table`` validated against ``kind`` and cast to its column types.

@@ -97,7 +97,7 @@ def _encode_column(name: str, values: pa.Array) -> pa.Array:
 
 def record_ids(prefix: bytes, content: pa.Array) -> pa.Array:
     """SHA-256 (hex) of ``prefix`` + each record's content."""
-    from ..query.engine import thread_connection
+    from ..core.sql import thread_connection
 
     if len(content) == 0:
         return pa.array([], pa.string())

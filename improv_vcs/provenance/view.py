@@ -14,7 +14,8 @@ from ..core.errors import NotFoundError
 from ..core.ids import image_id as check_image_id
 from ..snapshot.reader import Snapshot
 from . import records
-from .kinds import BLOB_COLUMNS, ENVELOPE, get_kind
+from .catalog import get_kind
+from .kinds import BLOB_COLUMNS, ENVELOPE
 
 RUN_LATEST = "latest"
 

@@ -7,13 +7,13 @@ disabled, so a query cannot read or write any file.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..core.sql import thread_connection
 from ..core.errors import ImprovError, InvalidInputError, StorageError
 from ..snapshot.manifest import CORE_ORDER
 from ..core.model import Span
@@ -33,25 +33,6 @@ class QueryResult:
     commit_id: str | None
     batches_counted_whole: int = 0
     record_ids: tuple[str, ...] = ()
-
-
-_local = threading.local()
-
-
-def connect() -> Any:
-    """A new DuckDB connection that can touch no file and speaks UTC."""
-    import duckdb
-
-    connection = duckdb.connect(config={"enable_external_access": False, "threads": 2})
-    connection.execute("SET TimeZone = 'UTC'")
-    return connection
-
-
-def thread_connection() -> Any:
-    """This thread's reusable connection (opening one costs ~20 ms)."""
-    if getattr(_local, "connection", None) is None:
-        _local.connection = connect()
-    return _local.connection
 
 
 def _execute(connection: Any, sql: str, params: list[object]) -> pa.Table:

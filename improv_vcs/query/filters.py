@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..core.errors import InvalidInputError
 from ..core.ids import column_name, instrument_name, label
 from ..core.model import Span
-from ..core.times import parse_iso
+from ..core.times import parse_time
 
 Operator = Literal["=", "!=", "<", "<=", ">", ">=", "like"]
 _WHERE = re.compile(
@@ -195,14 +195,6 @@ def build_query(**options: object) -> Query:
 
 
 # -- parsing text options ------------------------------------------------------
-def parse_time(text: str, what: str = "time") -> datetime:
-    """ISO 8601; a date or a time without an offset is taken as UTC."""
-    try:
-        return parse_iso(text)
-    except ValueError:
-        raise InvalidInputError(f"{what}: cannot read {text!r} as an ISO 8601 time") from None
-
-
 def _number(text: str, what: str) -> float:
     try:
         value = float(text)

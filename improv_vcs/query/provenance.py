@@ -22,7 +22,8 @@ from ..core.model import Span
 from .filters import ProvenanceCondition, ProvenanceSql, Query, prune, typed_value
 from ..snapshot.reader import Snapshot
 from ..provenance import view
-from ..provenance.kinds import BLOB_COLUMNS, ENVELOPE, TIMESTAMP, Kind, get_kind
+from ..provenance.catalog import get_kind
+from ..provenance.kinds import BLOB_COLUMNS, ENVELOPE, TIMESTAMP, Kind
 
 _ENVELOPE_TYPES = {"recorded_at": TIMESTAMP, "size": pa.int64(), "offset": pa.int64()}
 _MAX_RANGE_CHECKS = 2000

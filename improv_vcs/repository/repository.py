@@ -37,7 +37,7 @@ from ..core.model import (
 from ..storage.objects import ObjectDatabase, object_key
 from ..storage.packs import DEFAULT_PACK_SIZE
 from ..storage.refs import RefStore
-from ..storage.remotes import Remotes
+from ..storage.remotes import CONFIG_KEY, Remotes
 from ..storage import BundledStore, Store, open_store
 from ..core.times import Clock, utc_now
 
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from ..query.stack import Selector
     from ..write.transaction import Progress, Transaction
 
-CONFIG_KEY = "improv.json"
 _RECENT_SNAPSHOTS = 8
 
 
@@ -82,9 +81,7 @@ class Repository:
         self._snapshots: dict[ObjectId | None, Snapshot] = {}  # most recently used last
         self._snapshots_lock = threading.Lock()
         if self.remotes.promisor is not None:
-            from ..sync.sites import remote_blob_reader
-
-            self.odb.remote_blobs = remote_blob_reader(self)
+            self.odb.remote_blobs = self.remotes.blob_reader(config.id)
 
     # -- opening ---------------------------------------------------------
     @classmethod
@@ -301,10 +298,10 @@ class Repository:
     def duckdb(self, at: str | None = None, as_of: datetime | None = None) -> Any:
         """A DuckDB connection with a read-only ``images`` view of the snapshot
         (no file access), for your own SQL."""
-        from ..query import engine
+        from ..core.sql import connect
 
         snapshot = self._snapshot_at(self._commit_for(at, as_of))
-        connection = engine.connect()
+        connection = connect()
         connection.register("images", snapshot.images())
         return connection
 
@@ -478,10 +475,10 @@ class Repository:
         ``class_scores`` decoded through the taxonomy in force at the snapshot."""
         import pyarrow.compute as pc
 
-        from ..provenance import kinds, view
+        from ..provenance import catalog, view
         from ..snapshot.registry import with_class_scores
 
-        kinds.get_kind(kind)
+        catalog.get_kind(kind)
         snapshot = self.snapshot(at, as_of)
         found = view.segments(snapshot, kind, run)
         table = view.read(snapshot, found.column("id").to_pylist())

@@ -16,8 +16,9 @@ from ..core.http import ARROW_STREAM, PARQUET
 from ..core.errors import InvalidInputError
 from ..core.ids import image_id as valid_image_id
 from ..core.ids import is_object_id
-from ..query.filters import parse_time, query_from_options
-from .app import Reader, SiteDep, Writer, byte_range, json_body
+from ..core.times import parse_time
+from ..query.filters import query_from_options
+from .requests import Reader, SiteDep, Writer, byte_range, json_body
 
 router = APIRouter()
 

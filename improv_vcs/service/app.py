@@ -4,13 +4,12 @@ store protocol that push, pull, fetch and clone speak (the REST API is in
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,8 +18,10 @@ from .. import __version__
 from ..core.http import API, STORE, AuthError, TooLargeError, error_body, status_of
 from ..core.errors import ImprovError, InvalidInputError, NotFoundError, StorageError
 from ..storage.fsspec_store import S3CredentialsError
-from .auth import Access, Scope
-from .site import Site, read_limited, readable, readable_prefix, receive, swap_ref
+from .api import router as api_router
+from .auth import Access
+from .requests import RangeError, Reader, SiteDep, Writer, byte_range, json_body
+from .site import Site, readable, readable_prefix, receive, swap_ref
 
 log = logging.getLogger("improv_vcs.service")
 
@@ -34,7 +35,7 @@ LIST_PAGE = 10_000
 def create_app(url: str, access: Access, max_body: int = MAX_BODY, max_upload: int = MAX_UPLOAD) -> FastAPI:
     """The service for the repository at ``url`` (which may still be empty:
     a first push creates it)."""
-    from .api import router as api_router
+
 
     app = FastAPI(
         title="improv_vcs",
@@ -92,35 +93,6 @@ def create_app(url: str, access: Access, max_body: int = MAX_BODY, max_upload: i
     app.include_router(api_router, prefix=API)
     _store_routes(app)
     return app
-
-
-def site(request: Request) -> Site:
-    return request.app.state.site
-
-
-def allowed(scope: Scope) -> Callable[..., str]:
-    """A dependency that admits callers with ``scope`` (and names them)."""
-
-    def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
-        return request.app.state.access.check(authorization, scope)
-
-    return check
-
-
-Reader = Annotated[str, Depends(allowed("read"))]
-Writer = Annotated[str, Depends(allowed("write"))]
-SiteDep = Annotated[Site, Depends(site)]
-
-
-async def json_body(request: Request) -> Any:
-    """The request's JSON body, read within the size limit."""
-    data = await read_limited(request.stream(), request.app.state.max_body)
-    try:
-        return json.loads(data)
-    except ValueError:
-        raise InvalidInputError("the request body is not JSON") from None
-    except RecursionError:  # e.g. 100,000 nested [ — the parser recurses once a level
-        raise InvalidInputError("the request body nests JSON too deeply") from None
 
 
 def _store_routes(app: FastAPI) -> None:
@@ -193,32 +165,3 @@ def http_words(message: str) -> str:
     for cli, http in _CLI_ONLY:
         message = message.replace(cli, http)
     return _OPTION.sub(lambda m: m[1].replace("-", "_"), message)
-
-
-def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """The ``[start, end)`` a single ``Range: bytes=…`` header asks for, or None
-    for the whole value; :class:`InvalidInputError` when unsatisfiable."""
-    if not header:
-        return None
-    unit, _, spec = header.partition("=")
-    first, dash, last = spec.strip().partition("-")
-    try:
-        if unit.strip() != "bytes" or not dash or "," in spec:
-            raise ValueError
-        if not first:
-            start, end = max(0, size - int(last)), size
-        else:
-            start, end = int(first), (min(int(last) + 1, size) if last else size)
-    except ValueError:
-        raise RangeError(f"unsupported Range header {header!r}", size) from None
-    if start >= end or start >= size:
-        raise RangeError(f"range {header!r} is outside the {size}-byte value", size)
-    return start, end
-
-
-class RangeError(InvalidInputError):
-    """An unsatisfiable range (HTTP 416)."""
-
-    def __init__(self, message: str, size: int):
-        super().__init__(message)
-        self.size = size

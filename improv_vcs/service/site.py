@@ -42,7 +42,8 @@ from ..core.model import Commit, Tag, decode_config
 from ..storage.objects import ObjectDatabase, object_key
 from ..storage.packs import PackIndex, index_key, pack_key
 from ..storage.refs import HEADS, TAGS
-from ..repository.repository import CONFIG_KEY, Repository
+from ..repository.repository import Repository
+from ..storage.remotes import CONFIG_KEY
 from ..storage import Store, check_key, open_store
 
 _OBJECT = re.compile(r"objects/([0-9a-f]{2})/([0-9a-f]{62})\Z")

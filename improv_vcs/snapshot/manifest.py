@@ -196,7 +196,7 @@ def _assume_in_python(name: str, values: pa.Array, zone: str) -> pa.Array:
     """:func:`_assume` with the standard library's zone database."""
     from datetime import timezone as fixed
 
-    from ..ingest.folders import zone_info
+    from ..core.times import zone_info
 
     info = zone_info(zone)
     out = []

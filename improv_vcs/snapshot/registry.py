@@ -196,7 +196,7 @@ def rows_from_table(table: pa.Table) -> list[dict[str, Any]]:
     ``instrument``, ``start``, ``end``, optional ``quality`` and ``alt_ids``
     (``;``-separated in text), every other column as metadata; an empty cell
     is no value."""
-    from ..query.filters import parse_time
+    from ..core.times import parse_time
 
     rows = []
     for record in table.to_pylist():

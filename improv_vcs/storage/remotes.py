@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from ..core.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
+from ..core.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    NotARepositoryError,
+    NotFoundError,
+)
 from ..core.ids import ObjectId, is_object_id, ref_name
-from . import Store
+from ..core.model import decode_config
+from . import BundledStore, Store, open_store
+from .packs import pack_key
 
 KEY = "remotes.json"
+CONFIG_KEY = "improv.json"
+"""The repository's identity and format (:class:`~improv_vcs.core.model.RepositoryConfig`)."""
 TRACKING = "refs/remotes/"
 _ATTEMPTS = 20
 
@@ -101,6 +112,30 @@ class Remotes:
     @property
     def promisor(self) -> str | None:
         return self._load()[1].promisor
+
+    def blob_reader(self, repository_id: str) -> Callable[[str, int, int], bytes]:
+        """For a metadata-only clone: ``read(pack, offset, length)`` of one
+        blob's bytes from the promisor remote, opened on first use and checked
+        to hold repository ``repository_id`` (the caller verifies the bytes)."""
+        opened: list[Store] = []
+
+        def read(pack_id: str, offset: int, length: int) -> bytes:
+            if not opened:
+                opened.append(self._open_promisor(repository_id))
+            return opened[0].get_range(pack_key(pack_id), offset, length)
+
+        return read
+
+    def _open_promisor(self, repository_id: str) -> Store:
+        remote = self.get(self.promisor or "")
+        store = open_store(remote.url, **remote.options)
+        data = store.get_if_exists(CONFIG_KEY)
+        if data is None:
+            raise NotARepositoryError(f"{store.url} is not an improv repository (no {CONFIG_KEY})")
+        found = decode_config(data).id
+        if found != repository_id:
+            raise ConflictError(f"{store.url} holds another repository (id {found}, not {repository_id})")
+        return store if store.resolves_bundles else BundledStore(store)
 
     def add(self, name: str, url: str, options: dict[str, str] | None = None, promisor: bool = False) -> Remote:
         remote = Remote(url=normalize_url(url), options=options or {})

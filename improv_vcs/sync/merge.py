@@ -20,7 +20,7 @@ from ..snapshot import index, manifest, parts, sources
 from ..core.errors import ConflictError
 from ..core.ids import ObjectId
 from ..core.model import Batch, Commit, Dataset, Datasets, ProvenanceSegment, Registry, SourceFiles
-from ..provenance import kinds, records, view
+from ..provenance import catalog, records, view
 from ..snapshot.reader import Snapshot
 from ..storage import graph
 
@@ -117,7 +117,7 @@ def _their_segments(repo: Repository, mine: Snapshot, other: Snapshot) -> list[P
             out.append(segment)
         elif kept.num_rows:
             segment_id = repo.odb.put_bytes(records.encode(kept))
-            out.append(records.summarize(kinds.get_kind(segment.kind), kept, segment_id))
+            out.append(records.summarize(catalog.get_kind(segment.kind), kept, segment_id))
     return out
 
 

@@ -83,7 +83,8 @@ def _same_repository(repo: Repository, other: Repository) -> None:
 
 def _init_like(repo: Repository, url: str, options: dict[str, str]) -> Repository:
     """An empty repository at ``url`` with ``repo``'s identity (for a first push)."""
-    from ..repository.repository import CONFIG_KEY, Repository
+    from ..repository.repository import Repository
+    from ..storage.remotes import CONFIG_KEY
     from ..storage import open_store
 
     store = open_store(url, **options)
@@ -263,7 +264,8 @@ def clone(
 
     ``dest`` must be absent or empty (as with ``git clone``); a local
     ``dest`` is removed again when the clone fails."""
-    from ..repository.repository import CONFIG_KEY, Repository
+    from ..repository.repository import Repository
+    from ..storage.remotes import CONFIG_KEY
     from ..storage import LocalStore, open_store
 
     options = {"endpoint_url": endpoint_url} if endpoint_url else {}
@@ -341,19 +343,4 @@ def repair(repo: Repository, remote: str | None, full: bool = True, progress: Pr
             replaced.append(f"{what} {oid}")
         if repo.config.format >= 2:
             maintain(repo)  # bundles holding a replaced value are rewritten with the good copy
-
-
-def remote_blob_reader(repo: Repository) -> Any:
-    """For a metadata-only clone: a function reading one blob's bytes from
-    the promisor remote (opened on first use; the caller verifies them)."""
-    from ..storage.packs import pack_key
-
-    opened: list[Repository] = []
-
-    def read(pack_id: str, offset: int, length: int) -> bytes:
-        if not opened:
-            opened.append(open_remote(repo, repo.remotes.promisor)[1])
-        return opened[0].store.get_range(pack_key(pack_id), offset, length)
-
-    return read
 

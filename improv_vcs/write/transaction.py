@@ -34,7 +34,7 @@ from ..core.media import media_type
 from ..core.model import Batch, Commit, Datasets, ProvenanceSegment, Registry, SourceFiles
 from ..storage.objects import PackWriter
 from ..storage.packs import DEFAULT_PACK_SIZE
-from ..provenance import kinds, records, view
+from ..provenance import catalog, kinds, records, view
 from ..snapshot.reader import Snapshot
 from ..snapshot.sources import SourceFile
 from ..storage import graph
@@ -329,7 +329,7 @@ class Transaction:
         run_id: str | None,
         masks: Mapping[str, bytes] | None,
     ) -> int:
-        kind = kinds.get_kind(kind_name)
+        kind = catalog.get_kind(kind_name)
         source = label(source, "source")
         if run_id is not None:
             run_id = label(run_id, "run id")

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..folders import parse_timezone, scan_directory, split_by_instrument
-from . import Adapter, IngestPlan, PlannedBatch
+from ...core.times import parse_timezone
+from ..folders import scan_directory, split_by_instrument
+from .base import Adapter, IngestPlan, PlannedBatch
 
 
 class FilesAdapter(Adapter):

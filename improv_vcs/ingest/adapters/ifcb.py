@@ -35,7 +35,7 @@ import pyarrow.csv as csv
 
 from ...core.errors import InvalidInputError
 from ...snapshot.sources import SourceFile
-from . import Adapter, IngestPlan, PlannedBatch
+from .base import Adapter, IngestPlan, PlannedBatch
 
 SUFFIXES = (".hdr", ".adc", ".roi")
 _MEDIA = {".hdr": "text/plain", ".adc": "text/csv", ".roi": "application/octet-stream"}

@@ -32,10 +32,10 @@ import numpy as np
 import pyarrow as pa
 
 from ...core.errors import InvalidInputError
-from ..folders import parse_timezone, zone_info
+from ...core.times import parse_timezone, zone_info
 from ...snapshot.sources import SourceFile
 from ...core.times import parse_iso
-from . import Adapter, IngestPlan, PlannedBatch
+from .base import Adapter, IngestPlan, PlannedBatch
 
 SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 INDEX_AXES = {"T": "t", "C": "c", "Z": "z"}
