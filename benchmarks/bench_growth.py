@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> None:
             }
             if (k + 1) % every == 0 or k == 0 or k + 1 == commits:
                 hour = (T0 + timedelta(hours=k // 2), T0 + timedelta(hours=k // 2 + 1))
-                repo.count(instruments=("IFCB107",), start=hour[0], end=hour[1])  # warm
-                point["hour_ms"] = round(1000 * timed(lambda: repo.count(instruments=("IFCB107",), start=hour[0], end=hour[1])), 2)
-                point["scan_all_ms"] = round(1000 * timed(lambda: repo.query(columns=("image_id", "timestamp"))), 2)
+                repo.snapshot().count(instruments=("IFCB107",), start=hour[0], end=hour[1])  # warm
+                point["hour_ms"] = round(1000 * timed(lambda: repo.snapshot().count(instruments=("IFCB107",), start=hour[0], end=hour[1])), 2)
+                point["scan_all_ms"] = round(1000 * timed(lambda: repo.snapshot().query(columns=("image_id", "timestamp"))), 2)
             series.append(point)
     quarter = max(1, commits // 4)
     first = statistics.median(p["images_per_s"] for p in series[:quarter])

@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         if one_day_rows != round(timedelta(days=1) / STEP) * size:
             sys.exit(f"the one-day query returned {one_day_rows} rows")
         parquet, out = work / "rows.parquet", work / "out.parquet"
-        pq.write_table(Repository.open(repo_dir).query(), parquet)
+        pq.write_table(Repository.open(repo_dir).snapshot().query(), parquet)
         t.repeat("query_full_3_columns", [IMPROV, "query", "-c", COLUMNS, "-o", str(out), *at])
         if pq.read_metadata(out).num_rows != images:
             sys.exit(f"the full query returned {pq.read_metadata(out).num_rows} rows, expected {images}")

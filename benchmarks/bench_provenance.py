@@ -72,6 +72,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from bench_query import readable  # this script's directory is on sys.path
+from improv_vcs import add_provenance
 
 # images, batches, timed query rounds, attached runs
 SCALES = {"ci": (50_000, 100, 5, 3), "full": (1_000_000, 1_000, 7, 3)}
@@ -233,7 +234,7 @@ def export_baseline(repo_path: Path, out: Path, images: int, batches: int, seed:
     from improv_vcs import Repository
 
     started = time.perf_counter()
-    rows = Repository.open(repo_path).images().replace_schema_metadata(None)
+    rows = Repository.open(repo_path).snapshot().images().replace_schema_metadata(None)
     run1 = classification(all_ids(images, batches), seed, 1).select(["image_id", "winner", "score"])
     joined = rows.join(run1, "image_id", join_type="inner")
     joined = joined.sort_by([("timestamp", "ascending"), ("image_id", "ascending")])
@@ -293,9 +294,7 @@ def attach(repo_path: Path, table: pa.Table, run_id: str, branch: str | None = N
 
     repo = Repository.open(repo_path)
     started = time.perf_counter()
-    commit = repo.add_provenance(
-        KIND, table, source=SOURCE, run_id=run_id, branch=branch, author="bench"
-    )
+    commit = add_provenance(repo, KIND, table, source=SOURCE, run_id=run_id, branch=branch, author="bench")
     elapsed = time.perf_counter() - started
     if commit is None:
         sys.exit(f"attaching {run_id} committed nothing")
@@ -327,9 +326,9 @@ def runners(  # type: ignore[no-untyped-def]
     plain, joined = query_filters(), query_filters(joined=True)
     params = [str(baseline), MONTH[0], MONTH[1], WINNER, MIN_SCORE]
     return {
-        "improv": lambda: repo.query(**plain),
-        "improv_fresh": lambda: Repository.open(repo_path).query(**plain),
-        "improv_with_columns": lambda: repo.query(**joined),
+        "improv": lambda: repo.snapshot().query(**plain),
+        "improv_fresh": lambda: Repository.open(repo_path).snapshot().query(**plain),
+        "improv_with_columns": lambda: repo.snapshot().query(**joined),
         "duckdb": lambda: connection.sql(BASELINE_SQL, params=params).to_arrow_table(),
     }
 
@@ -380,10 +379,10 @@ def query_work(repo) -> dict:  # type: ignore[no-untyped-def]
     from improv_vcs.query.filters import build_query, prune
 
     query = build_query(**query_filters())
-    snapshot = repo.snapshot()
+    snapshot = repo.snapshot().reader
     planned = plan(snapshot, query, None, prune(snapshot.batches, query, None))
     all_segments = view.segments(snapshot, KIND)
-    result = repo.select(query)
+    result = repo.snapshot().select(query)
     return {
         "manifests_scanned": result.manifests_scanned,
         "manifests_total": result.manifests_total,

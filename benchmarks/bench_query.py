@@ -51,6 +51,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from improv_vcs import add_dataset_span
 
 import numpy as np
 import pyarrow as pa
@@ -225,7 +226,7 @@ def build_repo(path: Path, rows: int, batches: int, seed: int, per_commit: int) 
         commits += 1
     t3 = time.perf_counter()
     for instrument in INSTRUMENTS:
-        repo.add_dataset_span(DATASET, instrument, *DATASET_SPAN,
+        add_dataset_span(repo, DATASET, instrument, *DATASET_SPAN,
                               description="bench: spring bloom, both instruments", author="bench")
     dataset = time.perf_counter() - t3
     return {
@@ -245,7 +246,7 @@ def export_baseline(repo_path: Path, out: Path) -> dict:
     from improv_vcs import Repository
 
     started = time.perf_counter()
-    snapshot = Repository.open(repo_path).snapshot()
+    snapshot = Repository.open(repo_path).snapshot().reader
     order = snapshot.batches.sort_by("time_min")
     manifests = order.column("manifest").to_pylist()
     starts = order.column("time_min")
@@ -333,7 +334,7 @@ def readable(path: Path) -> bool:
     from improv_vcs import ImprovError, Repository
 
     try:
-        Repository.open(path).commit_info()
+        next(Repository.open(path).log(limit=1))
         return True
     except ImprovError:
         return False
@@ -342,10 +343,10 @@ def readable(path: Path) -> bool:
 # -- measuring -------------------------------------------------------------------
 def improv_runner(repo, name: str):  # type: ignore[no-untyped-def]
     if name == "q1":
-        return lambda: repo.query(**Q1)
+        return lambda: repo.snapshot().query(**Q1)
     if name == "q2":
-        return lambda: repo.query(**Q2)
-    return lambda: repo.count(**Q3)
+        return lambda: repo.snapshot().query(**Q2)
+    return lambda: repo.snapshot().count(**Q3)
 
 
 def duckdb_runner(connection, baseline: Path, name: str):  # type: ignore[no-untyped-def]
@@ -527,7 +528,7 @@ def main(argv: list[str] | None = None) -> None:
     connection.execute("SET TimeZone = 'UTC'")
     medians, runs, counts = time_queries(repo, connection, baseline, args.repeat)
 
-    scans = {name: repo.select(build_query(**filters), count=name == "q3")
+    scans = {name: repo.snapshot().select(build_query(**filters), count=name == "q3")
              for name, filters in (("q1", Q1), ("q2", Q2), ("q3", Q3))}
     scan = scans["q1"]
     scan_fraction = scan.manifests_scanned / scan.manifests_total

@@ -65,7 +65,7 @@ def prepare(images: int) -> tuple[Path, Path, list[str]]:
         for instrument in sorted(os.listdir(tree)):
             with repo.transaction(message=f"bench {instrument}") as tx:
                 apply(tx, get_adapter("files").plan(tree / instrument, instrument, {}))
-        repo.export(files)
+        repo.snapshot().export(files)
         shutil.rmtree(tree)
         (base / "complete").touch()
     ids = sorted(p.stem for p in files.glob("*.png"))
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     images, seconds = SCALES[args.scale]
     repo_path, files, ids = prepare(images)
     repo = Repository.open(repo_path)
-    rows = repo.images()
+    rows = repo.snapshot().images()
     blob_of = dict(zip(rows.column("image_id").to_pylist(), rows.column("blob_id").to_pylist()))
     instruments = sorted(set(rows.column("instrument").to_pylist()))
     times = rows.column("timestamp").to_pylist()

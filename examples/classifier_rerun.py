@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from improv_vcs import Repository
+from improv_vcs import Repository, add_provenance
 from improv_vcs.query.filters import parse_provenance, parse_run
 from improv_vcs.ingest.synthetic import encode_png, roi_pixels
 
@@ -70,29 +70,19 @@ def main(directory: Path) -> None:
     ids = [r["image_id"] for r in rows]
     print(f"committed {IMAGES} images")
 
-    first = repo.add_provenance(
-        "classification",
-        run(ids, "2022", seed=1, flip_every=None),
-        source="ifcb-classifier",
-        run_id="cnn-2022",
-    )
+    first = add_provenance(repo, "classification", run(ids, "2022", seed=1, flip_every=None), source="ifcb-classifier", run_id="cnn-2022")
     repo.create_tag("classified-2022", message="Before the re-run")
-    second = repo.add_provenance(
-        "classification",
-        run(ids, "2024", seed=2, flip_every=3),
-        source="ifcb-classifier",
-        run_id="cnn-2024",
-    )
+    second = add_provenance(repo, "classification", run(ids, "2024", seed=2, flip_every=3), source="ifcb-classifier", run_id="cnn-2024")
     print(
         f"run cnn-2022 in commit {first[:12]} (tagged classified-2022), run cnn-2024 in commit {second[:12]}"
     )
 
     # Both runs, side by side.
-    old = repo.provenance_records("classification", run="cnn-2022")
-    new = repo.provenance_records("classification", run="cnn-2024")
+    old = repo.snapshot().provenance_records("classification", run="cnn-2022")
+    new = repo.snapshot().provenance_records("classification", run="cnn-2024")
     print(
         f"records: {old.num_rows} in cnn-2022, {new.num_rows} in cnn-2024, "
-        f"{repo.provenance_records('classification').num_rows} in all"
+        f"{repo.snapshot().provenance_records('classification').num_rows} in all"
     )
     before = dict(zip(old.column("image_id").to_pylist(), old.column("winner").to_pylist()))
     after = dict(zip(new.column("image_id").to_pylist(), new.column("winner").to_pylist()))
@@ -101,7 +91,7 @@ def main(directory: Path) -> None:
 
     # One image's history: every record, every run, oldest first.
     image = changed[0]
-    history = repo.provenance(image, kind="classification")
+    history = repo.snapshot().provenance(image, kind="classification")
     print(f"history of {image}: {len(history)} records")
     for record in history:
         print(
@@ -111,23 +101,18 @@ def main(directory: Path) -> None:
 
     # Queries: the latest run per image, or a named run.
     meso = parse_provenance(f"classification.winner = {CLASSES[0]}")
-    latest = repo.count(provenance=(meso,), runs=(parse_run("latest"),))
-    named = repo.count(provenance=(meso,), runs=(parse_run("classification=cnn-2022"),))
+    latest = repo.snapshot().count(provenance=(meso,), runs=(parse_run("latest"),))
+    named = repo.snapshot().count(provenance=(meso,), runs=(parse_run("classification=cnn-2022"),))
     print(f"{CLASSES[0]}: {latest} images with run latest, {named} with run cnn-2022")
-    table = repo.query(
-        samples=["D20240501T000000_IFCB107"],
-        runs=(parse_run("latest"),),
-        provenance_columns=("classification.winner",),
-        limit=1,
-    )
+    table = repo.snapshot().query(samples=["D20240501T000000_IFCB107"], runs=(parse_run("latest"),), provenance_columns=("classification.winner",), limit=1)
     print(
         f"  latest winner of {table.column('image_id')[0]}: {table.column('classification.winner')[0]}"
     )
 
     # The tagged commit predates the re-run: its latest run is cnn-2022, as it was.
-    then = repo.count(at="classified-2022", provenance=(meso,), runs=(parse_run("latest"),))
+    then = repo.snapshot("classified-2022").count(provenance=(meso,), runs=(parse_run("latest"),))
     assert then == named
-    old_history = repo.provenance(image, kind="classification", at="classified-2022")
+    old_history = repo.snapshot("classified-2022").provenance(image, kind="classification")
     print(
         f"at classified-2022: {then} {CLASSES[0]} with run latest, "
         f"history of {image} has {len(old_history)} record ({old_history[0].run_id})"

@@ -32,8 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from improv_vcs import Repository
-from improv_vcs.ingest.adapters import apply, get_adapter
+from improv_vcs import Repository, add_dataset_span, add_provenance
+from improv_vcs.ingest.adapters import apply_plan, get_adapter
 from improv_vcs.ingest.provenance_files import read_records
 from improv_vcs.query.filters import parse_provenance, parse_run
 from improv_vcs.ingest.synthetic import generate_tree
@@ -103,21 +103,21 @@ def main(directory: Path) -> None:
     for source in sources:
         plan = adapter.plan(source, None, {})
         with repo.transaction(message=f"IFCB bins from {source.name}") as tx:
-            images, files = apply(tx, plan)
+            images, files = apply_plan(tx, plan)
         print(
             f"committed {tx.commit_id[:12]}: {images} ROIs and {files} raw files "
             f"({', '.join(plan.instruments)}) from {source.name}"
         )
-    table = repo.images()
+    table = repo.snapshot().images()
     print(f"{table.num_rows} images in {len(table.column('sample_id').unique())} bins")
 
     # 2. Features: the real bin's feature file, keyed by roi_number in a file named after the bin.
     ids_134 = (
-        repo.query(instruments=["IFCB134"], columns=("image_id",)).column("image_id").to_pylist()
+        repo.snapshot().query(instruments=["IFCB134"], columns=("image_id",)).column("image_id").to_pylist()
     )
     if use_real:
         features = read_records(DATA / "irfcb" / "D20220522T003051_IFCB134_fea_v2.csv")
-        repo.add_provenance("ifcb_features", features, source="ifcb-analysis", run_id="v2")
+        add_provenance(repo, "ifcb_features", features, source="ifcb-analysis", run_id="v2")
         print(
             f"features: {features.num_rows} records, {features.num_columns - 1} columns "
             f"(Area of {features.column('image_id')[0]}: {features.column('Area')[0]})"
@@ -143,29 +143,17 @@ def main(directory: Path) -> None:
     print(f"classifications: {classified} records (run cnn-2022)")
 
     # 4. A dataset: IFCB134 on 22 May 2022 (half-open span).
-    repo.add_dataset_span(
-        "may22", "IFCB134", DAY, DAY.replace(day=23), description="IFCB134, 22 May 2022"
-    )
-    in_dataset = repo.count(dataset="may22")
+    add_dataset_span(repo, "may22", "IFCB134", DAY, DAY.replace(day=23), description="IFCB134, 22 May 2022")
+    in_dataset = repo.snapshot().count(dataset="may22")
     print(f"dataset may22: {in_dataset} images")
 
     # 5. The bloom: images of the dataset whose latest classification is the
     #    bloom class with a score above 0.8.
-    bloom = repo.query(
-        dataset="may22",
-        provenance=(
+    bloom = repo.snapshot().query(dataset="may22", provenance=(
             parse_provenance(f"classification.winner = {BLOOM_CLASS}"),
             parse_provenance("classification.score > 0.8"),
-        ),
-        runs=(parse_run("latest"),),
-        provenance_columns=("classification.winner", "classification.score"),
-    )
-    winners = repo.query(
-        dataset="may22",
-        runs=(parse_run("latest"),),
-        kinds=("classification",),
-        provenance_columns=("classification.winner",),
-    )
+        ), runs=(parse_run("latest"),), provenance_columns=("classification.winner", "classification.score"))
+    winners = repo.snapshot().query(dataset="may22", runs=(parse_run("latest"),), kinds=("classification",), provenance_columns=("classification.winner",))
     same_class = pc.sum(pc.equal(winners.column("classification.winner"), BLOOM_CLASS)).as_py() or 0
     print(
         f"bloom: {bloom.num_rows} of {in_dataset} images are {BLOOM_CLASS} with score > 0.8 "
@@ -181,7 +169,7 @@ def main(directory: Path) -> None:
     # 6. The raw files of one bin, back byte for byte.
     sample = REAL_BIN.name if use_real else table.column("sample_id")[0].as_py()
     dest = directory / "raw-export"
-    repo.export_sources(dest, samples=[sample])
+    repo.snapshot().export_sources(dest, samples=[sample])
     originals = {
         p.name: p for p in (REAL_BIN.parent if use_real else generated).rglob(f"{sample}.*")
     }

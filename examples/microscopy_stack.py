@@ -89,17 +89,17 @@ def main(directory: Path) -> None:
         print(f"real data: no ({DATA} is absent), generated stack only")
 
     repo = Repository.open(repo_path)
-    table = repo.images()
+    table = repo.snapshot().images()
     print(
         f"committed {table.num_rows} planes of {len(files)} stacks in {sum(1 for _ in repo.log())} commits"
     )
     for name in files:
-        n = len(repo.source_files(samples=[name]))
-        print(f"  {name}: {repo.count(samples=[name])} planes, {n} original files kept")
+        n = len(repo.snapshot().source_files(samples=[name]))
+        print(f"  {name}: {repo.snapshot().count(samples=[name])} planes, {n} original files kept")
 
     # Rebuild every stack as (P, T, C, Z, Y, X) and compare with tifffile's read.
     for name, path in files.items():
-        array = repo.read_stack(name)
+        array = repo.snapshot().read_stack(name)
         expected = tifffile.imread(path)
         assert array.dtype == expected.dtype
         assert np.array_equal(array.reshape(expected.shape), expected), name
@@ -108,10 +108,10 @@ def main(directory: Path) -> None:
         )
 
     # A sub-stack: channel 0 (the axis drops), first three z planes (the axis stays).
-    sub = repo.read_stack(SAMPLE, c=0, z=slice(0, 3))
+    sub = repo.snapshot().read_stack(SAMPLE, c=0, z=slice(0, 3))
     assert np.array_equal(sub[0], written[:, 0, 0:3])
     print(f"read_stack({SAMPLE!r}, c=0, z=slice(0, 3)): shape {sub.shape}")
-    plane = repo.read_stack(SAMPLE, p=0, t=1, c=1, z=4)
+    plane = repo.snapshot().read_stack(SAMPLE, p=0, t=1, c=1, z=4)
     assert np.array_equal(plane, written[1, 1, 4])
     print(f"one plane (p=0, t=1, c=1, z=4): shape {plane.shape}")
 

@@ -43,10 +43,10 @@ def main(directory: Path) -> None:
     for commit_id, commit in repo.log():
         print(commit_id[:12], commit.message, [b.rows for b in commit.batches])
 
-    table = repo.images(at="first-release")
+    table = repo.snapshot("first-release").images()
     print(f"{table.num_rows} images at first-release; columns: {', '.join(table.column_names[:8])} ...")
     first = table.column("image_id")[0].as_py()
-    data = repo.read_image(first, at="HEAD~1")
+    data = repo.snapshot("HEAD~1").read_image(first)
     assert data.startswith(b"\x89PNG"), "images round-trip byte for byte"
     print(f"{first}: {len(data)} bytes of PNG, verified against its SHA-256")
 

@@ -106,25 +106,25 @@ def golden_figures(repo) -> dict:  # type: ignore[no-untyped-def]
         return hashlib.sha256("".join(f"{a}\t{b}\n" for a, b in rows).encode()).hexdigest()
 
     day = datetime(2024, 5, 1, tzinfo=timezone.utc), datetime(2024, 5, 2, tzinfo=timezone.utc)
-    ids = sorted(repo.images().column("image_id").to_pylist())
+    ids = sorted(repo.snapshot().images().column("image_id").to_pylist())
     return {
         "head": repo.resolve(),
         "log": [[oid, c.message] for oid, c in repo.log()],
         "branches": repo.branches(),
         "tags": repo.tags(),
-        "images": repo.count(),
-        "images_digest": digest(repo.images()),
-        "images_at_day1": repo.count(at="day-1"),
-        "images_day1_digest": digest(repo.images(at="day-1")),
-        "ifcb107_first_day": repo.count(instruments=["IFCB107"], start=day[0], end=day[1]),
-        "dataset_spring": repo.count(dataset="spring"),
-        "classification_records": repo.provenance_records("classification").num_rows,
-        "classification_run2": repo.provenance_records("classification", run="run-2").num_rows,
-        "annotation_on_curation": repo.provenance_records("annotation", at="curation").num_rows,
-        "sources": [[r["sample_id"], r["name"], r["blob_id"]] for r in repo.source_files().to_pylist()],
-        "first_image_sha256": hashlib.sha256(repo.read_image(ids[0])).hexdigest(),
-        "instruments": sorted(repo.registry().instruments),
-        "citation": repo.cite(at="day-1").identifier,
+        "images": repo.snapshot().count(),
+        "images_digest": digest(repo.snapshot().images()),
+        "images_at_day1": repo.snapshot("day-1").count(),
+        "images_day1_digest": digest(repo.snapshot("day-1").images()),
+        "ifcb107_first_day": repo.snapshot().count(instruments=["IFCB107"], start=day[0], end=day[1]),
+        "dataset_spring": repo.snapshot().count(dataset="spring"),
+        "classification_records": repo.snapshot().provenance_records("classification").num_rows,
+        "classification_run2": repo.snapshot().provenance_records("classification", run="run-2").num_rows,
+        "annotation_on_curation": repo.snapshot("curation").provenance_records("annotation").num_rows,
+        "sources": [[r["sample_id"], r["name"], r["blob_id"]] for r in repo.snapshot().source_files().to_pylist()],
+        "first_image_sha256": hashlib.sha256(repo.snapshot().read_image(ids[0])).hexdigest(),
+        "instruments": sorted(repo.snapshot().registry().instruments),
+        "citation": repo.snapshot("day-1").cite().identifier,
     }
 
 

@@ -86,7 +86,7 @@ def op_pull(root: Path) -> None:
 def op_export(root: Path) -> None:
     from improv_vcs import Repository
 
-    Repository.open(root / "site").export(root / "export")
+    Repository.open(root / "site").snapshot().export(root / "export")
 
 
 def op_gc(root: Path) -> None:

@@ -36,7 +36,7 @@ def _history(repo: Repository, commits: int, start: int = 0) -> None:
 
 
 def _images(repo: Repository) -> dict[str, bytes]:
-    return {i: repo.read_image(i) for i in repo.images().column("image_id").to_pylist()}
+    return {i: repo.snapshot().read_image(i) for i in repo.snapshot().images().column("image_id").to_pylist()}
 
 
 @pytest.fixture

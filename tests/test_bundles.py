@@ -21,7 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from improv_vcs.cite import make as cite
+from improv_vcs import add_provenance
+from improv_vcs import cite
 from improv_vcs.maintenance import repack as maintenance
 from improv_vcs.storage.closure import commit_keys
 from improv_vcs.core.errors import (
@@ -78,7 +79,7 @@ def _loose(repo: Repository) -> set[str]:
 
 
 def _images(repo: Repository, at: str | None = None) -> dict[str, bytes]:
-    return {i: repo.read_image(i, at=at) for i in repo.images(at=at).column("image_id").to_pylist()}
+    return {i: repo.snapshot(at).read_image(i) for i in repo.snapshot(at).images().column("image_id").to_pylist()}
 
 
 def _keys(repo: Repository, oid: str) -> set[str]:
@@ -276,11 +277,11 @@ _step = st.one_of(
 
 
 def _view(repo: Repository, oid: str) -> tuple:
-    table = repo.images(at=oid).sort_by("image_id")
+    table = repo.snapshot(oid).images().sort_by("image_id")
     ids = table.column("image_id").to_pylist()
-    return (table.to_pylist(), repo.count(at=oid, instruments=["CAM"], depth=(0.0, 5.0)),
-            repo.count(at=oid, kinds=["classification"]), repo.cite(at=oid).identifier,
-            {i: repo.read_image(i, at=oid) for i in ids})
+    return (table.to_pylist(), repo.snapshot(oid).count(instruments=["CAM"], depth=(0.0, 5.0)),
+            repo.snapshot(oid).count(kinds=["classification"]), repo.snapshot(oid).cite().identifier,
+            {i: repo.snapshot(oid).read_image(i) for i in ids})
 
 
 @settings(max_examples=max(1, settings.default.max_examples // 2))
@@ -303,13 +304,12 @@ def test_every_commit_of_a_random_history_reads_the_same_across_maintenance(firs
             images[branch] += [r[1]["image_id"] for r in rows]
         elif kind == "provenance" and images[branch]:
             target = images[branch][arg % len(images[branch])]
-            oid = repo.add_provenance("classification", [{"image_id": target, "winner": f"w{number}", "model": "m"}],
-                                      source="s", run_id=f"r{number}", branch=branch, author="t")
+            oid = add_provenance(repo, "classification", [{"image_id": target, "winner": f"w{number}", "model": "m"}], source="s", run_id=f"r{number}", branch=branch, author="t")
         elif kind == "branch":
             at = list(seen)[arg % len(seen)]
             branches.append(f"b{number}")
             repo.create_branch(f"b{number}", at=at)
-            images[f"b{number}"] = repo.images(at=at).column("image_id").to_pylist()
+            images[f"b{number}"] = repo.snapshot(at).images().column("image_id").to_pylist()
         elif kind == "maintain":  # by this instance, or by another one (the writer's view goes stale)
             maintain(repo if which else Repository.open(url))
             runs += 1

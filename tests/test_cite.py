@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 from test_cli import assert_error, invoke, ok, runner  # noqa: F401
 
-from improv_vcs import Repository
-from improv_vcs.cite import make as cite
+from improv_vcs import Repository, add_dataset_span, add_provenance, remove_dataset_span
+from improv_vcs import cite
 from improv_vcs.cite.citation import Citation, Pinned, decode_identifier, encode_identifier
 from improv_vcs.core.errors import (
     ConflictError,
@@ -79,12 +79,12 @@ def make_site(path: Path, n: int = 6) -> Repository:
 
 def classify(repo: Repository, run: str, scores: dict[str, float]) -> str:
     records = [{"image_id": i, "winner": "Diatom", "score": s, "model": "m"} for i, s in scores.items()]
-    return repo.add_provenance("classification", records, source="clf", run_id=run)
+    return add_provenance(repo, "classification", records, source="clf", run_id=run)
 
 
 def record_ids(repo: Repository, commit: str, *pairs: tuple[str, str], kind: str = "classification") -> list[str]:
     """The record ids of ``(run, image id)`` pairs at ``commit``."""
-    table = repo.provenance_records(kind, at=commit).to_pylist()
+    table = repo.snapshot(commit).provenance_records(kind).to_pylist()
     found = {(r["run_id"], r["image_id"]): r["record_id"] for r in table}
     return [found[pair] for pair in pairs]
 
@@ -105,7 +105,7 @@ def verification(pinned: Pinned, images: list[str]) -> cite.Verification:
 def flip_byte(site: Path, repo: Repository, image_id: str):
     """Flip one bit in the middle of an image's bytes inside its pack file;
     return the row and a function that restores the pack."""
-    [row] = [r for r in repo.images().to_pylist() if r["image_id"] == image_id]
+    [row] = [r for r in repo.snapshot().images().to_pylist() if r["image_id"] == image_id]
     pack = site / "packs" / f"{row['pack']}.pack"
     original = pack.read_bytes()
     data = bytearray(original)
@@ -144,7 +144,7 @@ def test_a_citation_made_at_one_site_verifies_at_others_in_every_format(runner, 
         query={"start": "2024-05-01T01:00:00Z", "end": "2024-05-01T04:00:00Z"},
     )
     assert {style: cite.load(str(path)) for style, path in files.items()} == {style: pinned for style in FORMATS}
-    assert a.cite(start=at_hour(1), end=at_hour(4)).pinned == pinned  # the API pins the same
+    assert a.snapshot().cite(start=at_hour(1), end=at_hour(4)).pinned == pinned  # the API pins the same
 
     assert push(a, "mirror").action == "pushed"
     b = Repository.open(tmp_path / "b")
@@ -166,7 +166,7 @@ def test_a_citation_made_at_one_site_verifies_at_others_in_every_format(runner, 
 
 def test_a_citation_still_verifies_after_the_repository_moves_on(tmp_path):
     a = make_site(tmp_path / "a")
-    a.add_dataset_span("cruise", "CAM1", at_hour(0), at_hour(3))
+    add_dataset_span(a, "cruise", "CAM1", at_hour(0), at_hour(3))
     classify(a, "r1", {"img0": 0.95, "img1": 0.5, "img2": 0.99})
     a.remotes.add("mirror", str(tmp_path / "b"))
     push(a, "mirror")
@@ -177,7 +177,7 @@ def test_a_citation_still_verifies_after_the_repository_moves_on(tmp_path):
         "prov": {"provenance": HIGH, "runs": LATEST},
     }
     first = a.resolve()
-    cited = {name: a.cite(**q) for name, q in queries.items()}
+    cited = {name: a.snapshot().cite(**q) for name, q in queries.items()}
     assert {n: (c.pinned.commit, c.pinned.count, c.pinned.digest) for n, c in cited.items()} == {
         "range": (first, 3, expected_digest(["img1", "img2", "img3"])),
         "dataset": (first, 3, expected_digest(["img0", "img1", "img2"])),
@@ -189,7 +189,7 @@ def test_a_citation_still_verifies_after_the_repository_moves_on(tmp_path):
     a.create_branch("side")
     add_images(a, {"side1": 1.25}, branch="side")
     add_images(a, {"late1": 1.5, "late2": 2.5})
-    a.add_dataset_span("cruise", "CAM1", at_hour(4), at_hour(6))
+    add_dataset_span(a, "cruise", "CAM1", at_hour(4), at_hour(6))
     classify(a, "r2", {"img0": 0.2, "img1": 0.97, "late1": 0.99})
     push(a, "mirror")
     tip = a.resolve()
@@ -201,8 +201,8 @@ def test_a_citation_still_verifies_after_the_repository_moves_on(tmp_path):
         for site in (a, b):
             result = cite.verify(site, pinned)
             assert (result.commit, result.count, result.digest) == (first, pinned.count, pinned.digest), (name, site)
-        assert a.cite(at=first, **queries[name]).pinned == pinned, name  # re-deriving it pins the same
-    now = {name: a.cite(**q).pinned for name, q in queries.items()}
+        assert a.snapshot(first).cite(**queries[name]).pinned == pinned, name  # re-deriving it pins the same
+    now = {name: a.snapshot().cite(**q).pinned for name, q in queries.items()}
     assert {n: (p.commit, p.count, p.digest) for n, p in now.items()} == {
         "range": (tip, 5, expected_digest(["img1", "late1", "img2", "late2", "img3"])),
         "dataset": (tip, 7, expected_digest(["img0", "late1", "img1", "late2", "img2", "img4", "img5"])),
@@ -227,9 +227,9 @@ def test_a_flipped_byte_in_a_cited_image_fails_verification_but_not_elsewhere(ru
     assert (pinned.count, pinned.digest) == (len(cited), expected_digest(cited))
 
     row, restore = flip_byte(site, a, "img3")  # not cited, in the same pack
-    assert {r["pack"] for r in a.images().to_pylist()} == {row["pack"]}
+    assert {r["pack"] for r in a.snapshot().images().to_pylist()} == {row["pack"]}
     with pytest.raises(IntegrityError):
-        a.read_image("img3")  # the flip did damage a stored image
+        a.snapshot().read_image("img3")  # the flip did damage a stored image
     assert cite.verify(a, pinned) == verification(pinned, cited)
     ok(invoke(runner, "--repo", site, "cite", "verify", identifier))
     restore()
@@ -298,8 +298,8 @@ def test_a_provenance_citation_pins_its_run_and_records(runner, tmp_path):
 def test_a_dataset_citation_carries_its_spans(runner, tmp_path):
     site = tmp_path / "a"
     a = make_site(site)
-    a.add_dataset_span("cruise", "CAM1", at_hour(0), at_hour(2))
-    a.add_dataset_span("cruise", "CAM1", at_hour(4), at_hour(5))
+    add_dataset_span(a, "cruise", "CAM1", at_hour(0), at_hour(2))
+    add_dataset_span(a, "cruise", "CAM1", at_hour(4), at_hour(5))
     data = cli_cite(runner, site, "--dataset", "cruise")
     spans = [Span(instrument="CAM1", start=at_hour(0), end=at_hour(2)),
              Span(instrument="CAM1", start=at_hour(4), end=at_hour(5))]
@@ -307,8 +307,8 @@ def test_a_dataset_citation_carries_its_spans(runner, tmp_path):
     assert pinned_of(data).query == {"dataset": "cruise"}
     assert pinned_of(data).count == 3 and pinned_of(data).digest == expected_digest(["img0", "img1", "img4"])
 
-    a.remove_dataset_span("cruise", "CAM1", at_hour(4), at_hour(5))
-    a.add_dataset_span("cruise", "CAM1", at_hour(5), at_hour(6))
+    remove_dataset_span(a, "cruise", "CAM1", at_hour(4), at_hour(5))
+    add_dataset_span(a, "cruise", "CAM1", at_hour(5), at_hour(6))
     assert cite.verify(a, pinned_of(data)) == verification(pinned_of(data), ["img0", "img1", "img4"])
     later = cli_cite(runner, site, "--dataset", "cruise")
     assert [Span.model_validate(s) for s in later["dataset_spans"]] == [spans[0], Span(instrument="CAM1", start=at_hour(5), end=at_hour(6))]
@@ -329,7 +329,7 @@ def test_a_release_tag_carries_its_metadata_and_never_moves(runner, tmp_path):
         **release, "authors": list(release["authors"]), "version": "v1", "ref": "v1"
     }
     assert pinned_of(data).commit == released and pinned_of(data).count == 6
-    assert data["pinned"] == a.cite(tag="v1").pinned.model_dump(mode="json")
+    assert data["pinned"] == a.snapshot("v1").cite(tag="v1").pinned.model_dump(mode="json")
     overridden = cli_cite(runner, site, "--tag", "v1", "--title", "My subset", "--start", iso(2))
     assert overridden["title"] == "My subset" and overridden["doi"] == "10.1234/x"
     assert overridden["authors"] == list(release["authors"]) and pinned_of(overridden).count == 4
@@ -359,7 +359,7 @@ def test_a_release_tag_carries_its_metadata_and_never_moves(runner, tmp_path):
     a.remotes.add("mirror", str(tmp_path / "b"))
     push(a, "mirror", tags=True)
     b = Repository.open(tmp_path / "b")
-    there = b.cite(tag="v1")
+    there = b.snapshot("v1").cite(tag="v1")
     assert there.pinned == pinned_of(data) and there.doi == "10.1234/x" and there.authors == release["authors"]
 
 
@@ -367,7 +367,7 @@ def test_cite_refuses_an_invalid_doi(runner, tmp_path):
     site = tmp_path / "a"
     a = make_site(site, 1)
     with pytest.raises(InvalidInputError, match="doi"):
-        a.cite(doi="not-a-doi")
+        a.snapshot().cite(doi="not-a-doi")
     assert_error(invoke(runner, "--repo", site, "cite", "--doi", "not-a-doi"), 2, "doi")
 
 
@@ -421,8 +421,7 @@ CSL_SCHEMA = {
 
 def _citation(tmp_path: Path, **metadata) -> tuple[Repository, Citation]:
     a = make_site(tmp_path / "a", 3)
-    return a, a.cite(start=at_hour(1), authors=("Ada Lovelace", "Hopper, Grace", "Plato"),
-                     title="Plankton images", license="CC-BY-4.0", **metadata)
+    return a, a.snapshot().cite(start=at_hour(1), authors=("Ada Lovelace", "Hopper, Grace", "Plato"), title="Plankton images", license="CC-BY-4.0", **metadata)
 
 
 @pytest.mark.parametrize("doi", [None, "10.1234/x"], ids=["no-doi", "doi"])
@@ -539,8 +538,7 @@ def test_export_writes_exactly_the_cited_images_rows_records_and_masks(runner, t
     classify(a, "r1", {"img0": 0.95, "img1": 0.5, "img2": 0.99, "img3": 0.99})
     classify(a, "r2", {"img3": 0.1, "img4": 0.93})
     masks = {"img1": _mask((2, 3, 4, 5)), "img2": _mask((0, 0, 1, 1)), "img4": _mask((0, 0, 5, 5))}
-    a.add_provenance("segmentation", [{"image_id": i, "method": "otsu"} for i in masks], source="seg",
-                     run_id="otsu", masks=masks)
+    add_provenance(a, "segmentation", [{"image_id": i, "method": "otsu"} for i in masks], source="seg", run_id="otsu", masks=masks)
     commit = a.resolve()
     add_images(a, {"img7": 0.5})  # after the citations: must not be exported
     classify(a, "r3", {"img1": 0.99})
@@ -555,10 +553,10 @@ def test_export_writes_exactly_the_cited_images_rows_records_and_masks(runner, t
     cited = ["img0", "img2", "img4"]
     assert _files(out) == {*(f"{i}.png" for i in cited), "metadata.parquet", "provenance/classification.parquet"}
     for image in cited:
-        assert (out / f"{image}.png").read_bytes() == a.read_image(image, at=commit) == image_bytes(image)
+        assert (out / f"{image}.png").read_bytes() == a.snapshot(commit).read_image(image) == image_bytes(image)
     metadata = pq.read_table(out / "metadata.parquet").to_pylist()
     assert [(r["image_id"], r["blob_id"], r["file"]) for r in metadata] == [(i, blob(i), f"{i}.png") for i in cited]
-    expected_rows = a.query(at=commit, provenance=HIGH, runs=LATEST).to_pylist()
+    expected_rows = a.snapshot(commit).query(provenance=HIGH, runs=LATEST).to_pylist()
     assert [{k: v for k, v in r.items() if k != "file"} for r in metadata] == expected_rows
     records = pq.read_table(out / "provenance" / "classification.parquet").to_pylist()
     used = record_ids(a, commit, ("r1", "img0"), ("r1", "img2"), ("r2", "img4"))
@@ -578,9 +576,9 @@ def test_export_writes_exactly_the_cited_images_rows_records_and_masks(runner, t
         *(f"masks/{i}.{seg_ids[i][:12]}.png" for i in segmented),
     }
     for image in segmented:
-        assert (out / f"{image}.png").read_bytes() == a.read_image(image, at=commit)
+        assert (out / f"{image}.png").read_bytes() == a.snapshot(commit).read_image(image)
         assert (out / "masks" / f"{image}.{seg_ids[image][:12]}.png").read_bytes() == masks[image]
-        assert a.read_mask(image, at=commit) == masks[image]
+        assert a.snapshot(commit).read_mask(image) == masks[image]
     assert [r["image_id"] for r in pq.read_table(out / "metadata.parquet").to_pylist()] == segmented
     seg_records = pq.read_table(out / "provenance" / "segmentation.parquet").to_pylist()
     assert {r["image_id"]: (r["record_id"], r["area"]) for r in seg_records} == {
@@ -601,7 +599,7 @@ def test_export_writes_exactly_the_cited_images_rows_records_and_masks(runner, t
 def test_verify_errors_name_what_is_wrong(runner, tmp_path):
     site = tmp_path / "a"
     a = make_site(site, 3)
-    pinned = a.cite(start=at_hour(1)).pinned
+    pinned = a.snapshot().cite(start=at_hour(1)).pinned
     identifier = encode_identifier(pinned)
     body = len("improv:1:")
 
@@ -624,7 +622,7 @@ def test_verify_errors_name_what_is_wrong(runner, tmp_path):
 
     # another repository
     other = make_site(tmp_path / "other", 3)
-    foreign = other.cite(start=at_hour(1)).pinned
+    foreign = other.snapshot().cite(start=at_hour(1)).pinned
     assert foreign.digest == pinned.digest and foreign.repository != a.id  # same content, other identity
     with pytest.raises(ConflictError, match=foreign.repository):
         cite.verify(a, foreign)
@@ -635,7 +633,7 @@ def test_verify_errors_name_what_is_wrong(runner, tmp_path):
     a.remotes.add("mirror", str(tmp_path / "b"))
     push(a, "mirror")
     add_images(a, {"img5": 1.5})
-    newer = a.cite(start=at_hour(1)).pinned
+    newer = a.snapshot().cite(start=at_hour(1)).pinned
     assert newer.count == 3
     c = Repository.open(tmp_path / "c")
     with pytest.raises(NotFoundError, match=newer.commit[:12]) as info:
@@ -662,7 +660,7 @@ def test_an_identifier_with_an_invalid_query_is_refused(runner, tmp_path, query)
 
 def test_any_one_character_damage_is_reported_as_damage(tmp_path):
     a = make_site(tmp_path / "a", 3)
-    pinned = a.cite(start=at_hour(1), end=at_hour(3)).pinned
+    pinned = a.snapshot().cite(start=at_hour(1), end=at_hour(3)).pinned
     identifier = encode_identifier(pinned)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     wrong = {}

@@ -141,14 +141,14 @@ def test_commit_text_output(runner, repo, tmp_path):
     r = Repository.open(repo)
     head = r.resolve()
     assert result.stdout.strip() == f"[main {head[:12]}] 2 image(s) from IFCB107"
-    assert r.commit_info()[1].message == "first"
-    assert r.commit_info()[1].author == "tester"
-    assert sorted(r.images().column("image_id").to_pylist()) == [A1, A2]
+    assert next(r.log(limit=1))[1].message == "first"
+    assert next(r.log(limit=1))[1].author == "tester"
+    assert sorted(r.snapshot().images().column("image_id").to_pylist()) == [A1, A2]
 
 
 def test_commit_default_message(runner, repo, tmp_path):
     ok(invoke(runner, "--repo", repo, "commit", images(tmp_path / "src", A1), "-i", "IFCB107", "-q"))
-    assert Repository.open(repo).commit_info()[1].message == "Add 1 images from IFCB107"
+    assert next(Repository.open(repo).log(limit=1))[1].message == "Add 1 images from IFCB107"
 
 
 def test_commit_json_and_recommit(runner, repo, tmp_path):
@@ -181,9 +181,9 @@ def test_commit_to_a_branch(runner, committed, tmp_path):
     r = Repository.open(committed)
     assert result.stdout.startswith(f"[dev {r.resolve('dev')[:12]}]")
     assert r.resolve("main") == main_before
-    assert r.commit_info("dev")[1].parents == (main_before,)
-    assert "D20240105T000000_IFCB107_00001" in r.images("dev").column("image_id").to_pylist()
-    assert "D20240105T000000_IFCB107_00001" not in r.images("main").column("image_id").to_pylist()
+    assert next(r.log("dev", limit=1))[1].parents == (main_before,)
+    assert "D20240105T000000_IFCB107_00001" in r.snapshot("dev").images().column("image_id").to_pylist()
+    assert "D20240105T000000_IFCB107_00001" not in r.snapshot("main").images().column("image_id").to_pylist()
 
 
 def test_commit_to_a_missing_branch(runner, committed, tmp_path):
@@ -422,7 +422,7 @@ def test_repo_from_environment(runner, committed, tmp_path, monkeypatch):
     monkeypatch.setenv("IMPROV_REPO", str(committed))
     src = images(tmp_path / "more", "D20240107T000000_IFCB107_00001")
     ok(invoke(runner, "commit", src, "-i", "IFCB107", "-q"))
-    assert Repository.open(committed).commit_info()[1].parents == (head,)
+    assert next(Repository.open(committed).log(limit=1))[1].parents == (head,)
     monkeypatch.setenv("IMPROV_REPO", str(tmp_path / "nowhere"))
     assert_error(invoke(runner, "log"), 3, "not an improv repository")
     # --repo after the subcommand beats the environment
@@ -563,7 +563,7 @@ def test_same_id_different_bytes(runner, base, tmp_path):
     images(src, B1)
     commit_fails(runner, repo, src, 4, A1, "different bytes", quiet=False)
     assert refs(repo) == before
-    assert B1 not in Repository.open(repo).images().column("image_id").to_pylist()
+    assert B1 not in Repository.open(repo).snapshot().images().column("image_id").to_pylist()
 
 
 def test_unknown_ref(runner, base, tmp_path):

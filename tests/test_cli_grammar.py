@@ -121,7 +121,7 @@ def test_branch_delete(runner, committed):  # noqa: F811
     assert out.startswith(f"Deleted branch old (was {first[:12]}).")
     assert "while another ref reaches them" in out and "gc" in out and "24 h" in out
     assert set(Repository.open(committed).branches()) == {"main"}
-    assert Repository.open(committed).commit_info(first)[0] == first  # the commit stays
+    assert next(Repository.open(committed).log(first, limit=1))[0] == first  # the commit stays
 
     ok(invoke(runner, "--repo", committed, "branch", "dev"))
     data = json.loads(ok(invoke(runner, "--repo", committed, "branch", "-d", "dev", "--json")).stdout)
@@ -154,7 +154,7 @@ def test_a_deleted_branch_keeps_its_commits_through_gc_grace(tmp_path):
     assert repo.delete_branch("side") == side
     assert set(repo.branches()) == {"main"}
     assert gc(repo).removed == []  # young again: kept for the grace period
-    assert repo.read_image("b", at=side) == b"image b"
+    assert repo.snapshot(side).read_image("b") == b"image b"
     assert object_key(side) in gc(repo, grace=0).removed  # garbage once the grace period is over
 
 

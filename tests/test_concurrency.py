@@ -94,10 +94,10 @@ def race(url: str, options: dict, commits: int) -> float:
 
     repo = Repository.open(url, **options)
     expected_batches = PROCESSES * commits
-    snapshot = repo.snapshot()
+    snapshot = repo.snapshot().reader
     assert snapshot.batches.num_rows == 1 + expected_batches
 
-    ids = repo.images().column("image_id").to_pylist()
+    ids = repo.snapshot().images().column("image_id").to_pylist()
     assert len(ids) == 1 + expected_batches * IMAGES_PER_BATCH
     assert len(set(ids)) == len(ids), "an image is present more than once"
     expected = {"root"} | {
@@ -128,7 +128,7 @@ def race(url: str, options: dict, commits: int) -> float:
     assert report.ok, report.to_json()
     assert report.commits == 1 + expected_batches
     for image in ("root", *batch_ids(PROCESSES - 1, commits - 1)):
-        assert repo.read_image(image) == blob(image)
+        assert repo.snapshot().read_image(image) == blob(image)
     return elapsed
 
 
@@ -239,17 +239,17 @@ def test_gc_running_beside_writers_that_reuse_its_garbage_loses_nothing(tmp_path
     repo = Repository.open(url)
     expected = {"root"} | {i for p in range(GC_WRITERS) for i in _garbage_ids(p)}
     expected |= {i for p in range(GC_WRITERS) for n in range(1, GC_COMMITS) for i in batch_ids(p, n)}
-    ids = repo.images().column("image_id").to_pylist()
+    ids = repo.snapshot().images().column("image_id").to_pylist()
     assert sorted(ids) == sorted(expected)
     assert len(list(repo.log())) == 1 + GC_WRITERS * GC_COMMITS
     report = fsck(repo, full=True)
     assert report.ok, report.to_json()
     for image in ids:
-        assert repo.read_image(image) == blob(image)
+        assert repo.snapshot().read_image(image) == blob(image)
     from improv_vcs.maintenance.gc import gc
 
     gc(repo, grace=0)  # what is left is garbage only: the history stays whole
-    assert fsck(repo, full=True).ok and sorted(repo.images().column("image_id").to_pylist()) == sorted(expected)
+    assert fsck(repo, full=True).ok and sorted(repo.snapshot().images().column("image_id").to_pylist()) == sorted(expected)
 
 
 def test_four_cli_processes_with_one_task_id_make_one_commit(tmp_path):
@@ -283,4 +283,4 @@ def test_four_cli_processes_with_one_task_id_make_one_commit(tmp_path):
     landed = tasks[0][0]
     assert sorted(r["commit"] for r in results) == [landed] * 4
     assert sum(1 for r in results if r.get("already_done")) == 3
-    assert repo.count() == 3
+    assert repo.snapshot().count() == 3

@@ -165,8 +165,8 @@ def verified_ids(path: Path) -> dict[str, tuple[str, set[str]]]:
         check(len(ids) == len(set(ids)), f"{path.name}/{branch}: duplicate image rows")
         for image in ids:
             check(snap.read_image(image) == w.blob(image), f"{path.name}/{branch}: {image} reads wrong bytes")
-        check(repo.count(at=branch) == len(ids), f"{path.name}/{branch}: count disagrees with rows")
-        queried = repo.query(at=branch, instruments=(w.INSTRUMENT,)).column("image_id").to_pylist()
+        check(repo.snapshot(branch).count() == len(ids), f"{path.name}/{branch}: count disagrees with rows")
+        queried = repo.snapshot(branch).query(instruments=(w.INSTRUMENT,)).column("image_id").to_pylist()
         check(sorted(queried) == sorted(ids), f"{path.name}/{branch}: query disagrees with rows")
         out[branch] = (tip, set(ids))
     return out
@@ -174,7 +174,7 @@ def verified_ids(path: Path) -> dict[str, tuple[str, set[str]]]:
 
 def classification_count(path: Path) -> int:
     repo = Repository.open(path)
-    return repo.provenance_records("classification").num_rows
+    return repo.snapshot().provenance_records("classification").num_rows
 
 
 def export_listing(dest: Path) -> dict[str, bytes]:
@@ -300,7 +300,7 @@ def _killed_commit(t: Template, root: Path) -> str:
         check(now["site"]["main"][0] == t.before["site"]["main"][0], "commit: tip moved but images did not")
     else:
         repo = Repository.open(root / "site")
-        _, commit = repo.commit_info()
+        _, commit = next(repo.log(limit=1))
         check(commit.parents == (t.before["site"]["main"][0],), "commit: new tip is not a child of the old")
         check(records == len(w.COMMIT), f"commit: images committed but {records} provenance records")
     return state
@@ -322,7 +322,7 @@ def _killed_pull(t: Template, root: Path) -> str:
     if state == "before":
         check(now["site"]["main"][0] == t.before["site"]["main"][0], "pull: site tip moved, images did not")
     else:
-        _, commit = Repository.open(root / "site").commit_info()
+        _, commit = next(Repository.open(root / "site").log(limit=1))
         parents = (t.before["site"]["main"][0], t.before["remote"]["main"][0])
         check(commit.parents == parents, f"pull: merge parents {commit.parents}, expected {parents}")
     return state
@@ -330,7 +330,7 @@ def _killed_pull(t: Template, root: Path) -> str:
 
 def _expected_export(site: Path) -> dict[str, str]:
     """file name → image id of the whole selection."""
-    rows = Repository.open(site).images()
+    rows = Repository.open(site).snapshot().images()
     return dict(zip(file_names(rows).to_pylist(), rows.column("image_id").to_pylist()))
 
 
@@ -418,7 +418,7 @@ def _end_pull(t: Template, root: Path) -> None:
     check(now["remote"] == t.after["remote"], "pull: end remote differs")
     check(now["site"]["main"][1] == t.after["site"]["main"][1], "pull: end images differ")
     repo, ref = Repository.open(root / "site"), Repository.open(t.reference / "site")
-    check(repo.commit_info()[1].parents == ref.commit_info()[1].parents, "pull: end merge parents differ")
+    check(next(repo.log(limit=1))[1].parents == next(ref.log(limit=1))[1].parents, "pull: end merge parents differ")
     check(len(list(repo.log())) == len(list(ref.log())), "pull: end history differs")
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from improv_vcs import InvalidInputError, NotFoundError, Repository
+from improv_vcs import InvalidInputError, NotFoundError, Repository, add_dataset_span, remove_dataset_span
 from improv_vcs.snapshot.datasets import add_span, make_span, remove_span
 from improv_vcs.core.model import Dataset, Datasets, Span, canonical_json
 
@@ -57,22 +57,22 @@ def repo():
 
 def test_add_span_makes_a_commit_naming_the_dataset(repo):
     base = repo.resolve()
-    images = repo.images().to_pylist()
-    first = repo.add_dataset_span("cruise-1", "IFCB1", T0, T0 + DAY, description="spring cruise")
+    images = repo.snapshot().images().to_pylist()
+    first = add_dataset_span(repo, "cruise-1", "IFCB1", T0, T0 + DAY, description="spring cruise")
     assert first is not None and first == repo.resolve()
     commit = repo.odb.get_commit(first)
     assert "cruise-1" in commit.message
     assert commit.parents == (base,)
     assert commit.batches == ()
-    assert repo.dataset("cruise-1") == Dataset(description="spring cruise", spans=(span("IFCB1", T0, T0 + DAY),))
-    assert repo.images().to_pylist() == images  # no image changed
-    assert ids_of(repo.query(dataset="cruise-1")) == ["IFCB1-0"]
+    assert repo.snapshot().dataset("cruise-1") == Dataset(description="spring cruise", spans=(span("IFCB1", T0, T0 + DAY),))
+    assert repo.snapshot().images().to_pylist() == images  # no image changed
+    assert ids_of(repo.snapshot().query(dataset="cruise-1")) == ["IFCB1-0"]
 
     # a second span (given in another zone) is added in order; the description stays
-    second = repo.add_dataset_span("cruise-1", "IFCB1", (T0 - DAY).astimezone(PLUS2), T0.astimezone(PLUS2))
+    second = add_dataset_span(repo, "cruise-1", "IFCB1", (T0 - DAY).astimezone(PLUS2), T0.astimezone(PLUS2))
     assert second is not None and repo.odb.get_commit(second).parents == (first,)
     assert "cruise-1" in repo.odb.get_commit(second).message
-    found = repo.dataset("cruise-1")
+    found = repo.snapshot().dataset("cruise-1")
     assert found.description == "spring cruise"
     assert found.spans == (span("IFCB1", T0 - DAY, T0), span("IFCB1", T0, T0 + DAY))
     assert all(s.start.utcoffset() == timedelta(0) for s in found.spans)
@@ -95,34 +95,34 @@ def test_spans_are_kept_sorted_and_unique_so_equal_definitions_are_equal_bytes(r
     assert canonical_json(one) == canonical_json(other)
     assert [(s.instrument, s.start, s.end) for s in one.datasets["d"].spans] == sorted(spans)
     for s in spans:
-        repo.add_dataset_span("d", *s)
-    assert repo.dataset("d") == one.datasets["d"]
+        add_dataset_span(repo, "d", *s)
+    assert repo.snapshot().dataset("d") == one.datasets["d"]
 
 
 def test_readding_an_identical_span_is_a_no_op(repo):
-    first = repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY, description="d")
+    first = add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY, description="d")
     count = commit_count(repo)
-    assert repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY) is None
-    assert repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY, description="d") is None
+    assert add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY) is None
+    assert add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY, description="d") is None
     # the same instants in another zone are the same span
-    assert repo.add_dataset_span("cruise", "IFCB1", T0.astimezone(PLUS2), (T0 + DAY).astimezone(PLUS2)) is None
+    assert add_dataset_span(repo, "cruise", "IFCB1", T0.astimezone(PLUS2), (T0 + DAY).astimezone(PLUS2)) is None
     assert repo.resolve() == first
     assert commit_count(repo) == count
     # a new description for the same span is a change
-    assert repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY, description="new") is not None
-    assert repo.dataset("cruise").description == "new"
+    assert add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY, description="new") is not None
+    assert repo.snapshot().dataset("cruise").description == "new"
 
 
 def test_remove_span_makes_a_commit_naming_the_dataset(repo):
-    repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
-    added = repo.add_dataset_span("cruise", "IFCB2", T0, T0 + 3 * DAY)
-    removed = repo.remove_dataset_span("cruise", "IFCB1", T0.astimezone(PLUS2), T0 + DAY)
+    add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
+    added = add_dataset_span(repo, "cruise", "IFCB2", T0, T0 + 3 * DAY)
+    removed = remove_dataset_span(repo, "cruise", "IFCB1", T0.astimezone(PLUS2), T0 + DAY)
     assert removed is not None and removed == repo.resolve()
     commit = repo.odb.get_commit(removed)
     assert "cruise" in commit.message
     assert commit.parents == (added,)
-    assert repo.dataset("cruise").spans == (span("IFCB2", T0, T0 + 3 * DAY),)
-    assert ids_of(repo.query(dataset="cruise")) == ["IFCB2-0", "IFCB2-1", "IFCB2-2"]
+    assert repo.snapshot().dataset("cruise").spans == (span("IFCB2", T0, T0 + 3 * DAY),)
+    assert ids_of(repo.snapshot().query(dataset="cruise")) == ["IFCB2-0", "IFCB2-1", "IFCB2-2"]
 
 
 @pytest.mark.parametrize(
@@ -135,18 +135,18 @@ def test_remove_span_makes_a_commit_naming_the_dataset(repo):
     ],
 )
 def test_removing_a_missing_span_is_not_found(repo, name, instrument, start, end):
-    repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
-    head, before = repo.resolve(), repo.datasets()
+    add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
+    head, before = repo.resolve(), repo.snapshot().datasets()
     with pytest.raises(NotFoundError):
-        repo.remove_dataset_span(name, instrument, start, end)
+        remove_dataset_span(repo, name, instrument, start, end)
     assert repo.resolve() == head
-    assert repo.datasets() == before
+    assert repo.snapshot().datasets() == before
 
 
 def test_removing_from_an_empty_repository_is_not_found():
     repo = Repository.init(memory_url())
     with pytest.raises(NotFoundError):
-        repo.remove_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
+        remove_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
     assert repo.branches() == {}
 
 
@@ -161,12 +161,12 @@ def test_removing_from_an_empty_repository_is_not_found():
     ],
 )
 def test_empty_reversed_or_naive_spans_are_invalid(repo, start, end):
-    repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
+    add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
     head = repo.resolve()
     with pytest.raises(InvalidInputError):
-        repo.add_dataset_span("cruise", "IFCB1", start, end)
+        add_dataset_span(repo, "cruise", "IFCB1", start, end)
     with pytest.raises(InvalidInputError):
-        repo.remove_dataset_span("cruise", "IFCB1", start, end)
+        remove_dataset_span(repo, "cruise", "IFCB1", start, end)
     with pytest.raises(InvalidInputError):
         make_span("IFCB1", start, end)
     assert repo.resolve() == head
@@ -179,9 +179,9 @@ def test_empty_reversed_or_naive_spans_are_invalid(repo, start, end):
 def test_bad_dataset_or_instrument_names_are_invalid(repo, name, instrument):
     head = repo.resolve()
     with pytest.raises(InvalidInputError):
-        repo.add_dataset_span(name, instrument, T0, T0 + DAY)
+        add_dataset_span(repo, name, instrument, T0, T0 + DAY)
     assert repo.resolve() == head
-    assert repo.datasets() == {}
+    assert repo.snapshot().datasets() == {}
 
 
 def test_pure_edits_raise_the_documented_errors():
@@ -202,66 +202,66 @@ def test_pure_edits_raise_the_documented_errors():
 def test_a_dataset_at_an_old_commit_keeps_its_old_spans(repo):
     a = span("IFCB1", T0, T0 + DAY)
     b = span("IFCB2", T0 + DAY, T0 + 2 * DAY)
-    c1 = repo.add_dataset_span("cruise", a.instrument, a.start, a.end, description="v1")
-    c2 = repo.add_dataset_span("cruise", b.instrument, b.start, b.end, description="v2")
-    c3 = repo.remove_dataset_span("cruise", a.instrument, a.start, a.end)
+    c1 = add_dataset_span(repo, "cruise", a.instrument, a.start, a.end, description="v1")
+    c2 = add_dataset_span(repo, "cruise", b.instrument, b.start, b.end, description="v2")
+    c3 = remove_dataset_span(repo, "cruise", a.instrument, a.start, a.end)
     with repo.transaction(message="more images") as tx:
         tx.append_bytes("IFCB1", [{"image_id": "late", "timestamp": T0 + timedelta(hours=1)}], [blob("late")])
     c4 = tx.commit_id
     assert None not in (c1, c2, c3, c4)
 
-    assert repo.dataset("cruise", at=c1) == Dataset(description="v1", spans=(a,))
-    assert repo.dataset("cruise", at=c2) == Dataset(description="v2", spans=(a, b))
-    assert repo.dataset("cruise", at=c3) == Dataset(description="v2", spans=(b,))
-    assert repo.dataset("cruise", at=c4) == repo.dataset("cruise") == repo.dataset("cruise", at=c3)
-    assert repo.datasets(at="HEAD~3") == {"cruise": Dataset(description="v1", spans=(a,))}
-    assert repo.datasets(at="HEAD~4") == {}  # the images commit, before any dataset
+    assert repo.snapshot(c1).dataset("cruise") == Dataset(description="v1", spans=(a,))
+    assert repo.snapshot(c2).dataset("cruise") == Dataset(description="v2", spans=(a, b))
+    assert repo.snapshot(c3).dataset("cruise") == Dataset(description="v2", spans=(b,))
+    assert repo.snapshot(c4).dataset("cruise") == repo.snapshot().dataset("cruise") == repo.snapshot(c3).dataset("cruise")
+    assert repo.snapshot("HEAD~3").datasets() == {"cruise": Dataset(description="v1", spans=(a,))}
+    assert repo.snapshot("HEAD~4").datasets() == {}  # the images commit, before any dataset
     with pytest.raises(NotFoundError):
-        repo.dataset("cruise", at="HEAD~4")
+        repo.snapshot("HEAD~4").dataset("cruise")
 
     # queries resolve the dataset as it was at the commit they read
-    assert ids_of(repo.query(dataset="cruise", at=c1)) == ["IFCB1-0"]
-    assert ids_of(repo.query(dataset="cruise", at=c2)) == ["IFCB1-0", "IFCB2-1"]
-    assert ids_of(repo.query(dataset="cruise", at=c3)) == ["IFCB2-1"]
-    assert ids_of(repo.query(dataset="cruise")) == ["IFCB2-1"]
+    assert ids_of(repo.snapshot(c1).query(dataset="cruise")) == ["IFCB1-0"]
+    assert ids_of(repo.snapshot(c2).query(dataset="cruise")) == ["IFCB1-0", "IFCB2-1"]
+    assert ids_of(repo.snapshot(c3).query(dataset="cruise")) == ["IFCB2-1"]
+    assert ids_of(repo.snapshot().query(dataset="cruise")) == ["IFCB2-1"]
     # by tag too; and before the dataset existed, it is not found
     repo.create_tag("v1", c1)
-    assert ids_of(repo.query(dataset="cruise", at="v1")) == ["IFCB1-0"]
+    assert ids_of(repo.snapshot("v1").query(dataset="cruise")) == ["IFCB1-0"]
     with pytest.raises(NotFoundError):
-        repo.query(dataset="cruise", at="HEAD~4")
+        repo.snapshot("HEAD~4").query(dataset="cruise")
     # the later image is in the dataset's span at HEAD only if its span says so
-    assert "late" not in ids_of(repo.query(dataset="cruise"))
+    assert "late" not in ids_of(repo.snapshot().query(dataset="cruise"))
 
 
 def test_removing_the_last_span_removes_the_dataset(repo):
-    repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY, description="gone soon")
-    repo.add_dataset_span("other", "IFCB2", T0, T0 + DAY)
+    add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY, description="gone soon")
+    add_dataset_span(repo, "other", "IFCB2", T0, T0 + DAY)
     kept = repo.resolve()
-    removed = repo.remove_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
+    removed = remove_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
     assert removed is not None
     assert "cruise" in repo.odb.get_commit(removed).message
-    assert set(repo.datasets()) == {"other"}
+    assert set(repo.snapshot().datasets()) == {"other"}
     with pytest.raises(NotFoundError):
-        repo.dataset("cruise")
+        repo.snapshot().dataset("cruise")
     with pytest.raises(NotFoundError):
-        repo.query(dataset="cruise")
+        repo.snapshot().query(dataset="cruise")
     with pytest.raises(NotFoundError):
-        repo.remove_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
-    assert repo.dataset("cruise", at=kept).description == "gone soon"
+        remove_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
+    assert repo.snapshot(kept).dataset("cruise").description == "gone soon"
     # adding a span again starts a new dataset: the old description is gone
-    repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
-    assert repo.dataset("cruise").description == ""
+    add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
+    assert repo.snapshot().dataset("cruise").description == ""
     # removing every dataset leaves an empty definition
-    repo.remove_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
-    repo.remove_dataset_span("other", "IFCB2", T0, T0 + DAY)
-    assert repo.datasets() == {}
+    remove_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
+    remove_dataset_span(repo, "other", "IFCB2", T0, T0 + DAY)
+    assert repo.snapshot().datasets() == {}
 
 
 # -- transactions -------------------------------------------------------------------
 
 
 def test_dataset_edits_and_images_in_one_transaction_make_one_commit(repo):
-    repo.add_dataset_span("old", "IFCB2", T0, T0 + DAY)
+    add_dataset_span(repo, "old", "IFCB2", T0, T0 + DAY)
     base, count = repo.resolve(), commit_count(repo)
     with repo.transaction(message="day 4 and its datasets") as tx:
         rows = [{"image_id": f"new-{n}", "timestamp": T0 + 3 * DAY + timedelta(hours=n)} for n in range(3)]
@@ -275,17 +275,17 @@ def test_dataset_edits_and_images_in_one_transaction_make_one_commit(repo):
     assert commit.parents == (base,)
     assert commit.message == "day 4 and its datasets"
     assert len(commit.batches) == 1
-    assert set(repo.datasets()) == {"day4"}
-    assert repo.dataset("day4").description == "fourth day"
-    assert ids_of(repo.query(dataset="day4")) == ["IFCB1-2", "new-0", "new-1", "new-2"]
-    assert repo.count(dataset="day4") == 4
+    assert set(repo.snapshot().datasets()) == {"day4"}
+    assert repo.snapshot().dataset("day4").description == "fourth day"
+    assert ids_of(repo.snapshot().query(dataset="day4")) == ["IFCB1-2", "new-0", "new-1", "new-2"]
+    assert repo.snapshot().count(dataset="day4") == 4
     # the commit before it has neither the images nor the new dataset
-    assert set(repo.datasets(at="HEAD~1")) == {"old"}
-    assert repo.count(at="HEAD~1", instruments=["IFCB3"]) == 0
+    assert set(repo.snapshot("HEAD~1").datasets()) == {"old"}
+    assert repo.snapshot("HEAD~1").count(instruments=["IFCB3"]) == 0
 
 
 def test_a_transaction_with_only_a_no_op_dataset_edit_commits_nothing(repo):
-    repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
+    add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
     head, count = repo.resolve(), commit_count(repo)
     with repo.transaction(message="nothing new") as tx:
         tx.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
@@ -304,13 +304,13 @@ def test_a_failed_transaction_leaves_datasets_alone(repo):
             tx.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
             tx.add_dataset_span("cruise", "IFCB1", T0 + DAY, T0)
     assert repo.resolve() == head
-    assert repo.datasets() == {}
+    assert repo.snapshot().datasets() == {}
 
 
 def test_edits_in_one_transaction_apply_in_order(repo):
     """A span added earlier in the same transaction can be removed later in
     it (and removing one span twice fails when asked, not at commit)."""
-    repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
+    add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
     head = repo.resolve()
     with repo.transaction(message="add then remove") as tx:
         tx.add_dataset_span("cruise", "IFCB2", T0, T0 + DAY)
@@ -363,9 +363,9 @@ def test_two_writers_adding_spans_to_one_dataset_both_land(repo):
     earlier_id = ids[1] if head == ids[0] else ids[0]
     assert later.parents == (earlier_id,)  # re-parented on the other writer's commit
     assert repo.odb.get_commit(earlier_id).parents == (base,)
-    assert repo.dataset("cruise").spans == (span("IFCB1", T0, T0 + DAY), span("IFCB2", T0 + DAY, T0 + 2 * DAY))
+    assert repo.snapshot().dataset("cruise").spans == (span("IFCB1", T0, T0 + DAY), span("IFCB2", T0 + DAY, T0 + 2 * DAY))
     assert [oid for oid, _ in repo.log()][:3] == [head, earlier_id, base]
-    assert ids_of(repo.query(dataset="cruise")) == ["IFCB1-0", "IFCB2-1"]
+    assert ids_of(repo.snapshot().query(dataset="cruise")) == ["IFCB1-0", "IFCB2-1"]
 
 
 def test_many_writers_racing_on_one_dataset_all_land(repo):
@@ -386,7 +386,7 @@ def test_many_writers_racing_on_one_dataset_all_land(repo):
                     tx.add_dataset_span("race", "IFCB9", T0 + k * DAY, T0 + (k + 1) * DAY)
                 results[k] = tx.commit_id
             else:
-                results[k] = mine.add_dataset_span("race", "IFCB1", T0 + k * DAY, T0 + (k + 1) * DAY)
+                results[k] = add_dataset_span(mine, "race", "IFCB1", T0 + k * DAY, T0 + (k + 1) * DAY)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -403,12 +403,12 @@ def test_many_writers_racing_on_one_dataset_all_land(repo):
     expected = sorted(
         (("IFCB9" if k % 2 else "IFCB1"), T0 + k * DAY, T0 + (k + 1) * DAY) for k in range(n)
     )
-    assert [(s.instrument, s.start, s.end) for s in repo.dataset("race").spans] == expected
-    assert ids_of(repo.query(dataset="race", instruments=["IFCB9"])) == ["w1", "w3", "w5"]
+    assert [(s.instrument, s.start, s.end) for s in repo.snapshot().dataset("race").spans] == expected
+    assert ids_of(repo.snapshot().query(dataset="race", instruments=["IFCB9"])) == ["w1", "w3", "w5"]
 
 
 def test_concurrent_add_and_remove_of_different_spans_both_land(repo):
-    repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
+    add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
     url = repo.url
     adder, remover = Repository.open(url), Repository.open(url)
     add_tx = adder.transaction(message="add")
@@ -418,12 +418,12 @@ def test_concurrent_add_and_remove_of_different_spans_both_land(repo):
     assert add_tx.commit() is not None
     assert remove_tx.commit() is not None  # on a moved branch: re-parented
     assert repo.odb.get_commit(remove_tx.commit_id).parents == (add_tx.commit_id,)
-    assert repo.dataset("cruise").spans == (span("IFCB2", T0, T0 + DAY),)
+    assert repo.snapshot().dataset("cruise").spans == (span("IFCB2", T0, T0 + DAY),)
 
 
 def test_concurrent_removal_of_the_same_span_removes_it_once(repo):
-    repo.add_dataset_span("cruise", "IFCB1", T0, T0 + DAY)
-    repo.add_dataset_span("cruise", "IFCB2", T0, T0 + DAY)
+    add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY)
+    add_dataset_span(repo, "cruise", "IFCB2", T0, T0 + DAY)
     count = commit_count(repo)
     first, second = Repository.open(repo.url), Repository.open(repo.url)
     tx1 = first.transaction(message="one")
@@ -437,4 +437,4 @@ def test_concurrent_removal_of_the_same_span_removes_it_once(repo):
         outcome = None
     assert outcome is None  # the span was already gone: nothing (more) to commit
     assert commit_count(repo) == count + 1
-    assert repo.dataset("cruise").spans == (span("IFCB2", T0, T0 + DAY),)
+    assert repo.snapshot().dataset("cruise").spans == (span("IFCB2", T0, T0 + DAY),)

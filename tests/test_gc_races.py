@@ -67,14 +67,14 @@ def age_everything(root: Path, seconds: float) -> None:
 
 
 def image_ids(repo: Repository) -> list[str]:
-    return sorted(repo.images().column("image_id").to_pylist())
+    return sorted(repo.snapshot().images().column("image_id").to_pylist())
 
 
 def readable_everywhere(repo: Repository) -> None:
     report = fsck(repo, full=True)
     assert report.ok, report.problems
     for image in image_ids(repo):
-        repo.read_image(image)
+        repo.snapshot().read_image(image)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -394,5 +394,5 @@ def test_a_branch_at_a_doomed_commit_is_refused_and_at_a_freshened_one_is_whole(
 
     other.refs.set_branch = gc_then_move
     other.create_branch("revived", dangling)
-    assert sorted(other.images("revived").column("image_id").to_pylist()) == [f"{p}{k}" for p in "ax" for k in range(4)]
+    assert sorted(other.snapshot("revived").images().column("image_id").to_pylist()) == [f"{p}{k}" for p in "ax" for k in range(4)]
     readable_everywhere(other)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from improv_vcs.cite import make as cite
+from improv_vcs import cite
 from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.repository.repository import Repository
 
@@ -39,4 +39,4 @@ def test_golden_format1_is_whole_and_its_citation_verifies(golden: Repository):
     verified = cite.verify(golden, cite.load(EXPECTED["citation"]))
     assert (verified.count, verified.images_checked) == (EXPECTED["images_at_day1"], EXPECTED["images_at_day1"])
     for sample, name, blob in EXPECTED["sources"]:
-        assert hashlib.sha256(golden.read_source(sample, name)).hexdigest() == blob
+        assert hashlib.sha256(golden.snapshot().read_source(sample, name)).hexdigest() == blob

@@ -107,9 +107,9 @@ def test_damaged_pack_data_is_detected_on_read_and_by_fsck(runner, two, damage):
     original = damage(path, row["offset"] + 3) if damage is flip else damage(path)
 
     with pytest.raises((IntegrityError, StorageError)) as info:
-        reopen(two).read_image("x2")
+        reopen(two).snapshot().read_image("x2")
     assert pack in str(info.value) and ("corrupt" in str(info.value) or "past the end" in str(info.value))
-    assert reopen(two).read_image("x3") == blob("x3")  # other packs unaffected
+    assert reopen(two).snapshot().read_image("x3") == blob("x3")  # other packs unaffected
     assert_error(invoke(runner, "--repo", two.url, "get", "x2", "-o", Path(two.url).parent / "x2.out"),
                  5 if damage is flip else 7, pack)
     assert not (Path(two.url).parent / "x2.out").exists()
@@ -122,7 +122,7 @@ def test_damaged_pack_data_is_detected_on_read_and_by_fsck(runner, two, damage):
 
     path.write_bytes(original)  # nothing was lost: repaired, everything reads again
     assert fsck(reopen(two), full=True).ok
-    assert reopen(two).read_image("x2") == blob("x2")
+    assert reopen(two).snapshot().read_image("x2") == blob("x2")
 
 
 @pytest.mark.parametrize("damage", [flip, truncate], ids=["flipped", "truncated"])
@@ -135,7 +135,7 @@ def test_damaged_pack_index_is_detected_by_fsck(runner, two, damage):
     with pytest.raises(IntegrityError, match=f"pack index {pack} is corrupt"):
         reopen(two).odb.pack_index(pack)
     # image reads use the manifest's locations and re-hash the blob: still correct
-    assert reopen(two).read_image("x1") == blob("x1")
+    assert reopen(two).snapshot().read_image("x1") == blob("x1")
     assert_fsck_names(two, pack, "pack")
     assert_fsck_cli(runner, two, pack)
     assert state(two.url) == before
@@ -150,7 +150,7 @@ def test_damaged_manifest_is_detected_on_read_and_by_fsck(runner, two, damage):
     before = state(two.url)
     original = damage(path, 10) if damage is flip else damage(path)
 
-    for read in (lambda r: r.images(), lambda r: r.read_image("x3")):
+    for read in (lambda r: r.snapshot().images(), lambda r: r.snapshot().read_image("x3")):
         with pytest.raises(IntegrityError, match=f"object {manifest} is corrupt"):
             read(reopen(two))
     assert_error(invoke(runner, "--repo", two.url, "get", "x3", "-o", Path(two.url).parent / "x3.out"), 5, manifest, "corrupt")
@@ -158,7 +158,7 @@ def test_damaged_manifest_is_detected_on_read_and_by_fsck(runner, two, damage):
     assert_fsck_cli(runner, two, manifest)
     assert state(two.url) == before
     path.write_bytes(original)
-    assert fsck(reopen(two), full=True).ok and reopen(two).images().num_rows == 3
+    assert fsck(reopen(two), full=True).ok and reopen(two).snapshot().images().num_rows == 3
 
 
 @pytest.mark.parametrize("damage", [flip, truncate], ids=["flipped", "truncated"])
@@ -174,7 +174,7 @@ def test_damaged_commit_is_detected_on_read_and_by_fsck(runner, two, damage, whi
         list(reopen(two).log())
     if which == "tip":
         with pytest.raises(IntegrityError, match=f"object {oid} is corrupt"):
-            reopen(two).images()
+            reopen(two).snapshot().images()
     assert_error(invoke(runner, "--repo", two.url, "log"), 5, oid, "corrupt")
     assert_fsck_names(two, oid, "commit")
     assert_fsck_cli(runner, two, oid)
@@ -485,7 +485,7 @@ def test_symlink_to_a_file_outside_source_is_not_followed(runner, base, tmp_path
 
     result = invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB107", "-q")
     if result.exit_code == 0:  # skipping the link is fine; ingesting its target is not
-        ids = Repository.open(repo).images().column("image_id").to_pylist()
+        ids = Repository.open(repo).snapshot().images().column("image_id").to_pylist()
         assert "D20240102T060000_IFCB107_00009" not in ids and A2 in ids
     else:
         assert_error(result, 2, "D20240102T060000_IFCB107_00009")
@@ -500,7 +500,7 @@ def test_symlinked_directory_pointing_outside_source_is_not_followed(runner, bas
     _, paths = scan_directory(src)
     assert paths == [str(src / f"{A2}.png")]
     ok(invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB107", "-q"))
-    ids = Repository.open(repo).images().column("image_id").to_pylist()
+    ids = Repository.open(repo).snapshot().images().column("image_id").to_pylist()
     assert "D20240103T060000_IFCB107_00001" not in ids and A2 in ids
 
 
@@ -511,7 +511,7 @@ def test_symlink_to_a_file_inside_source_commits_its_bytes(runner, base, tmp_pat
     (src / f"{alias}.png").symlink_to(src / f"{A2}.png")
     ok(invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB107", "-q"))
     opened = Repository.open(repo)
-    assert opened.read_image(alias) == opened.read_image(A2) == (src / f"{A2}.png").read_bytes()
+    assert opened.snapshot().read_image(alias) == opened.snapshot().read_image(A2) == (src / f"{A2}.png").read_bytes()
     assert fsck(opened, full=True).ok
 
 
@@ -558,4 +558,4 @@ def test_a_2gb_file_is_committed_with_bounded_memory(tmp_path):
     assert peak_mib < 512, f"peak RSS {peak_mib:.0f} MiB for a 2048 MiB file"
     repo = Repository.open(tmp_path / "repo")
     assert repo.resolve() == commit_id
-    assert repo.images().column("size").to_pylist() == [2 * 2**30]
+    assert repo.snapshot().images().column("size").to_pylist() == [2 * 2**30]

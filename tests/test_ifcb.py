@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from improv_vcs import Repository
-from improv_vcs.ingest.adapters import apply, get_adapter
+from improv_vcs.ingest.adapters import apply_plan, get_adapter
 from improv_vcs.core.errors import ConflictError
 from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.storage.objects import object_key
@@ -126,7 +126,7 @@ def check_bin(repo: Repository, bin_id: str, directory: Path) -> None:
     expected = [n for n, r in ref.items() if r["pixels"] is not None]
     if numbers is not None:
         assert expected == numbers
-    rows = repo.query(samples=[bin_id]).to_pylist()
+    rows = repo.snapshot().query(samples=[bin_id]).to_pylist()
     rows.sort(key=lambda r: r["roi_number"])
     assert [r["image_id"] for r in rows] == [f"{bin_id}_{n:05d}" for n in expected]
     assert [r["roi_number"] for r in rows] == expected
@@ -137,15 +137,15 @@ def check_bin(repo: Repository, bin_id: str, directory: Path) -> None:
         assert r["timestamp"] == when
         for column in ("trigger_number", "roi_x", "roi_y", "roi_width", "roi_height", "start_byte"):
             assert r[column] == want[column], (r["image_id"], column)
-        pixels = decode(repo.read_image(r["image_id"]))
+        pixels = decode(repo.snapshot().read_image(r["image_id"]))
         assert pixels.shape == (want["roi_height"], want["roi_width"])
         assert pixels.tobytes() == want["pixels"].tobytes()
-    files = repo.source_files(samples=[bin_id]).to_pylist()
+    files = repo.snapshot().source_files(samples=[bin_id]).to_pylist()
     assert [(f["path"], f["size"], f["instrument"]) for f in files] == [
         (f"{bin_id}{s}", (directory / f"{bin_id}{s}").stat().st_size, instrument) for s in SUFFIXES
     ]
     for f in files:
-        assert repo.read_source(bin_id, f["path"]) == (directory / f["path"]).read_bytes()
+        assert repo.snapshot().read_source(bin_id, f["path"]) == (directory / f["path"]).read_bytes()
 
 
 @pytest.mark.parametrize("bin_id", list(BINS))
@@ -165,28 +165,28 @@ def test_known_facts_of_the_real_bins(runner, repo_path, bins):
         commit_cli(runner, repo_path, bins[b])
     repo = Repository.open(repo_path)
     assert n_commits(repo_path) == 4
-    white = repo.query(samples=[WHITE]).sort_by("roi_number")
+    white = repo.snapshot().query(samples=[WHITE]).sort_by("roi_number")
     assert white.num_rows == 19
     assert white.column("roi_number").to_pylist()[:5] == [7, 11, 13, 21, 32]
-    first = decode(repo.read_image(f"{WHITE}_00007"))
+    first = decode(repo.snapshot().read_image(f"{WHITE}_00007"))
     assert first.shape == (34, 88)
-    assert repo.query(samples=[EMPTY]).num_rows == 0
-    assert repo.query(instruments=["IFCB012"]).num_rows == 0
+    assert repo.snapshot().query(samples=[EMPTY]).num_rows == 0
+    assert repo.snapshot().query(instruments=["IFCB012"]).num_rows == 0
 
-    old = repo.query(samples=[OLD]).sort_by("roi_number")
+    old = repo.snapshot().query(samples=[OLD]).sort_by("roi_number")
     assert old.column("start_byte").to_pylist()[0] == 1  # byte 0 is padding
     last = old.slice(5).to_pylist()[0]
     assert last["start_byte"] + last["roi_width"] * last["roi_height"] == 71082
     first_old = old.to_pylist()[0]
     assert (first_old["roi_x"], first_old["roi_y"], first_old["roi_width"], first_old["roi_height"]) == (202, 673, 96, 45)
 
-    modern = {r["roi_number"]: r for r in repo.query(samples=[MODERN]).to_pylist()}
+    modern = {r["roi_number"]: r for r in repo.snapshot().query(samples=[MODERN]).to_pylist()}
     assert sorted(modern) == [2, 3]
     assert (modern[2]["roi_width"], modern[2]["roi_height"], modern[2]["start_byte"]) == (176, 82, 0)
     assert (modern[3]["roi_width"], modern[3]["roi_height"], modern[3]["start_byte"]) == (144, 114, 14432)
     assert (modern[2]["roi_x"], modern[2]["roi_y"]) == (788, 711)
     assert modern[3]["adc_time"] == pytest.approx(715.6077424)
-    roi3 = decode(repo.read_image(f"{MODERN}_00003"))
+    roi3 = decode(repo.snapshot().read_image(f"{MODERN}_00003"))
     assert roi3.shape == (114, 144)
     assert hashlib.sha256(roi3.tobytes()).hexdigest() == ROI3_SHA256
     exported = np.asarray(Image.open(DATA / "irfcb" / "png" / f"{MODERN}_00003.png").convert("L"))
@@ -222,24 +222,24 @@ def test_python_plan_and_apply(tmp_path, bins):
     assert plan.instruments == ["IFCB012", "IFCB013", "IFCB134", "IFCB5"]
     assert store_state(tmp_path / "repo") == before  # planning writes nothing
     with repo.transaction(message="python ingest") as tx:
-        assert apply(tx, plan) == (27, 12)
+        assert apply_plan(tx, plan) == (27, 12)
     assert n_commits(tmp_path / "repo") == 1
     # paths are relative to the directory given: <bin dir>/<file>
-    paths = sorted(repo.source_files().column("path").to_pylist())
+    paths = sorted(repo.snapshot().source_files().column("path").to_pylist())
     assert paths == sorted(f"{b.lower()}/{b}{s}" for b in BINS for s in SUFFIXES)
     for b in BINS:
-        rows = repo.query(samples=[b]).to_pylist()
+        rows = repo.snapshot().query(samples=[b]).to_pylist()
         ref = reference_rois(bins[b], b)
         assert sorted(r["image_id"] for r in rows) == [f"{b}_{n:05d}" for n, r in ref.items() if r["pixels"] is not None]
         for r in rows:
-            assert decode(repo.read_image(r["image_id"])).tobytes() == ref[r["roi_number"]]["pixels"].tobytes()
+            assert decode(repo.snapshot().read_image(r["image_id"])).tobytes() == ref[r["roi_number"]]["pixels"].tobytes()
     # --instrument overrides the id's instrument
     other = Repository.init(tmp_path / "other")
     plan = adapter.plan(bins[MODERN] / f"{MODERN}.roi", "CAM9", {})
     assert plan.instruments == ["CAM9"] and plan.images == 2
     with other.transaction(message="x") as tx:
-        apply(tx, plan)
-    assert set(other.query().column("instrument").to_pylist()) == {"CAM9"}
+        apply_plan(tx, plan)
+    assert set(other.snapshot().query().column("instrument").to_pylist()) == {"CAM9"}
     # --no-raw keeps no original file
     plan = adapter.plan(bins[MODERN], None, {}, keep_raw=False)
     assert plan.files == 0 and plan.sources == {}
@@ -333,7 +333,7 @@ def test_the_same_bin_from_another_root_adds_nothing(runner, repo_path, bins, tm
     again = commit_cli(runner, repo_path, tmp_path / "other")  # paths would be D2022/D20220522/...
     assert first["new_files"] == 3
     assert (again["commit"], again["new_images"], again["new_files"]) == (None, 0, 0)
-    listed = Repository.open(repo_path).source_files()
+    listed = Repository.open(repo_path).snapshot().source_files()
     assert listed.column("path").to_pylist() == [f"{MODERN}{s}" for s in SUFFIXES]
     assert listed.column("name").to_pylist() == [f"{MODERN}{s}" for s in SUFFIXES]
     (nested / f"{MODERN}.hdr").write_bytes(b"changed\n")
@@ -377,7 +377,7 @@ def test_same_bin_with_other_roi_bytes_is_a_conflict(runner, repo_path, tmp_path
     assert n_commits(repo_path) == 1
     assert {k for k in store_state(repo_path) if k.startswith("refs")} == {k for k in before if k.startswith("refs")}
     repo = Repository.open(repo_path)
-    assert repo.read_source(MODERN, f"{MODERN}.roi") == (BINS[MODERN][0] / f"{MODERN}.roi").read_bytes()
+    assert repo.snapshot().read_source(MODERN, f"{MODERN}.roi") == (BINS[MODERN][0] / f"{MODERN}.roi").read_bytes()
 
 
 def test_changed_padding_byte_is_a_conflict_on_the_original_file(runner, repo_path, tmp_path):
@@ -392,7 +392,7 @@ def test_changed_padding_byte_is_a_conflict_on_the_original_file(runner, repo_pa
     assert_error(result, 4, f"{OLD}.roi", "different bytes")
     repo = Repository.open(repo_path)
     assert repo.resolve() == tip
-    assert repo.read_source(OLD, f"{OLD}.roi") == (BINS[OLD][0] / f"{OLD}.roi").read_bytes()
+    assert repo.snapshot().read_source(OLD, f"{OLD}.roi") == (BINS[OLD][0] / f"{OLD}.roi").read_bytes()
 
 
 # -- 4. errors ---------------------------------------------------------------------
@@ -568,17 +568,17 @@ def test_synthesized_bins_round_trip_exactly(spec):
         plan = get_adapter("ifcb").plan(source, None, {})
         assert plan.images == len(expected) and plan.files == 3
         with repo.transaction(message="synthetic") as tx:
-            assert apply(tx, plan) == (len(expected), 3)
-        rows = repo.query(samples=[bin_id]).to_pylist()
+            assert apply_plan(tx, plan) == (len(expected), 3)
+        rows = repo.snapshot().query(samples=[bin_id]).to_pylist()
         assert sorted(r["image_id"] for r in rows) == [f"{bin_id}_{n:05d}" for n in sorted(expected)]
         for r in rows:
-            pixels = decode(repo.read_image(r["image_id"]))
+            pixels = decode(repo.snapshot().read_image(r["image_id"]))
             assert pixels.shape == expected[r["roi_number"]].shape
             assert pixels.tobytes() == expected[r["roi_number"]].tobytes()
             assert r["instrument"] == ("IFCB7" if legacy else "IFCB9")
             assert r["bin_ml_analyzed"] == (pytest.approx(ml) if ml is not None else None)
             assert r["trigger_number"] == r["roi_number"]
-        repo.export_sources(tmp / "out")
+        repo.snapshot().export_sources(tmp / "out")
         for s in SUFFIXES:
             assert (tmp / "out" / f"{bin_id}{s}").read_bytes() == (source / f"{bin_id}{s}").read_bytes()
 
@@ -621,7 +621,7 @@ def test_sources_travel_with_push_and_clone_and_fsck_checks_them(runner, repo_pa
         dest = tmp_path / f"out-{site.name}"
         ok(invoke(runner, "--repo", site, "export", dest, "--raw", "-q"))
         assert tree(dest) == expected
-        assert Repository.open(site).read_image(f"{WHITE}_00007") == Repository.open(repo_path).read_image(f"{WHITE}_00007")
+        assert Repository.open(site).snapshot().read_image(f"{WHITE}_00007") == Repository.open(repo_path).snapshot().read_image(f"{WHITE}_00007")
 
     # a later bin travels by pull
     commit_cli(runner, repo_path, bins[MODERN])
@@ -634,7 +634,7 @@ def test_sources_travel_with_push_and_clone_and_fsck_checks_them(runner, repo_pa
     report = json.loads(ok(invoke(runner, "--repo", clone_path, "fsck", "--full", "--json")).stdout)
     assert report["ok"] is True and report["problems"] == []
     repo = Repository.open(clone_path)
-    _, tip = repo.commit_info()
+    _, tip = next(repo.log(limit=1))
     assert len(tip.sources) == 1 and tip.sources[0].instrument == "IFCB134" and tip.sources[0].rows == 3
     table_id = tip.sources[0].table
     path = clone_path / object_key(table_id)
@@ -668,13 +668,13 @@ def test_concurrent_transactions_with_the_same_files_store_them_once(tmp_path):
     second.commit()  # rebased on the first: nothing of its own left, no error
     assert one is not None
     repo = Repository.open(tmp_path / "repo")
-    files = repo.source_files()
+    files = repo.snapshot().source_files()
     assert files.num_rows == 3
     assert sorted(files.column("path").to_pylist()) == [f"{MODERN}{s}" for s in SUFFIXES]
     listed = sum(c.sources[0].rows for _, c in repo.log() if c.sources)
     assert listed == 3  # the files are listed once across history
     for s in SUFFIXES:
-        assert repo.read_source(MODERN, f"{MODERN}{s}") == (directory / f"{MODERN}{s}").read_bytes()
+        assert repo.snapshot().read_source(MODERN, f"{MODERN}{s}") == (directory / f"{MODERN}{s}").read_bytes()
     assert fsck(repo, full=True).ok
 
 
@@ -692,7 +692,7 @@ def test_concurrent_transactions_with_other_bytes_conflict(tmp_path):
         second.commit()
     repo = Repository.open(tmp_path / "repo")
     assert repo.resolve() == tip
-    assert repo.read_source(MODERN, f"{MODERN}.hdr") == (a / f"{MODERN}.hdr").read_bytes()
+    assert repo.snapshot().read_source(MODERN, f"{MODERN}.hdr") == (a / f"{MODERN}.hdr").read_bytes()
     # and afterwards, in one transaction, the same key with other bytes is refused at once
     with pytest.raises(ConflictError, match="different bytes"):
         with repo.transaction(message="third") as tx:

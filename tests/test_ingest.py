@@ -110,7 +110,7 @@ def test_real_sample_pngs(tmp_path):
     with repo.transaction(message="real pngs") as tx:
         assert tx.append_files("IFCB134", table, paths) == len(sources)
     for src in sources:
-        assert repo.read_image(src.stem) == src.read_bytes()
+        assert repo.snapshot().read_image(src.stem) == src.read_bytes()
 
 
 # -- metadata tables ------------------------------------------------------------

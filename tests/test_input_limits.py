@@ -112,7 +112,7 @@ def test_utf8_text_commits_and_later_text_commits_still_work(runner, base, tmp_p
     repo, _ = base
     ok(invoke(runner, "--repo", repo, "commit", csv_source(tmp_path / "a", f"image_id,timestamp,notes\nb1,{TS},café\n".encode(), "b1"), "-i", "IFCB107", "-q"))
     ok(invoke(runner, "--repo", repo, "commit", csv_source(tmp_path / "b", f"image_id,timestamp,notes\nb2,{TS},plain\n".encode(), "b2"), "-i", "IFCB107", "-q"))
-    table = Repository.open(repo).images()
+    table = Repository.open(repo).snapshot().images()
     assert table.schema.field("notes").type == pa.string()
     assert sorted(v for v in table.column("notes").to_pylist() if v) == ["café", "plain"]
 
@@ -133,7 +133,7 @@ def test_a_fifo_among_the_images_is_skipped_with_a_warning_not_a_hang(base, tmp_
     assert done.returncode == 0, done.stderr
     assert f"warning: skipped {src / f'{A3}.png'}: a FIFO, not a regular file" in done.stderr
     assert "Traceback" not in done.stderr
-    ids = Repository.open(repo).images().column("image_id").to_pylist()
+    ids = Repository.open(repo).snapshot().images().column("image_id").to_pylist()
     assert A2 in ids and A3 not in ids
     assert fsck(Repository.open(repo), full=True).ok
 
@@ -188,7 +188,7 @@ def test_the_image_size_limit_is_set_by_the_environment(runner, base, tmp_path, 
     unchanged(repo, before)
     monkeypatch.setenv("IMPROV_MAX_IMAGE_BYTES", "3000")
     ok(invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB107", "-q"))
-    assert Repository.open(repo).read_image(A3) == b"x" * 3000
+    assert Repository.open(repo).snapshot().read_image(A3) == b"x" * 3000
 
 
 _WIDE = textwrap.dedent(

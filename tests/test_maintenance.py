@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from improv_vcs import Repository
+from improv_vcs import Repository, add_provenance
 from improv_vcs.core.errors import InvalidInputError
 from improv_vcs.storage.fence import STATE_KEY
 from improv_vcs.maintenance.fsck import fsck
@@ -29,7 +29,7 @@ def _repo(path, commits: int = 2) -> Repository:
         with repo.transaction(message=f"c{n}") as tx:
             tx.append_bytes("CAM", [{"image_id": f"c{n}i{k}", "timestamp": T0} for k in range(3)],
                             [f"image {n} {k}".encode() * 50 for k in range(3)])
-    repo.add_provenance("classification", [{"image_id": "c0i0", "winner": "A", "model": "m"}], source="s")
+    add_provenance(repo, "classification", [{"image_id": "c0i0", "winner": "A", "model": "m"}], source="s")
     return repo
 
 
@@ -40,7 +40,7 @@ def _flip(path) -> None:
 
 
 def _first_pack(repo: Repository) -> str:
-    return repo.snapshot().batches.column("packs")[0].as_py()[0]
+    return repo.snapshot().reader.batches.column("packs")[0].as_py()[0]
 
 
 def test_a_healthy_repository_is_clean(tmp_path, runner):
@@ -48,7 +48,7 @@ def test_a_healthy_repository_is_clean(tmp_path, runner):
     report = fsck(repo, full=True)
     assert report.ok, report.problems
     assert (report.commits, report.packs) == (3, 2)
-    assert report.bytes_hashed == sum(repo.store.size(pack_key(p)) for p in {_first_pack(repo), *repo.snapshot().batches.column("packs")[1].as_py()})
+    assert report.bytes_hashed == sum(repo.store.size(pack_key(p)) for p in {_first_pack(repo), *repo.snapshot().reader.batches.column("packs")[1].as_py()})
     out = json.loads(ok(invoke(runner, "--repo", repo.url, "fsck", "--full", "--json")).stdout)
     assert out["ok"] is True and out["commits"] == 3
 
@@ -79,7 +79,7 @@ def test_missing_objects_are_named(tmp_path, victim):
 
 def test_a_truncated_manifest_and_a_dangling_ref_are_reported(tmp_path):
     repo = _repo(tmp_path / "repo")
-    manifest = repo.snapshot().batches.column("manifest")[0].as_py()
+    manifest = repo.snapshot().reader.batches.column("manifest")[0].as_py()
     path = tmp_path / "repo" / object_key(manifest)
     path.write_bytes(path.read_bytes()[:100])
     repo.refs.set_branch("ghost", None, "ab" * 32)
@@ -128,7 +128,7 @@ def test_gc_removes_only_old_unreachable_objects(tmp_path, runner):
     assert not stale.exists()
     assert _keys(repo) == before - {index_key(orphan), pack_key(orphan)}
     assert fsck(repo, full=True).ok
-    assert sorted(repo.images().column("image_id").to_pylist()) == sorted(f"c{n}i{k}" for n in range(2) for k in range(3))
+    assert sorted(repo.snapshot().images().column("image_id").to_pylist()) == sorted(f"c{n}i{k}" for n in range(2) for k in range(3))
     assert gc(repo, grace=0).removed == []
 
 

@@ -36,7 +36,7 @@ def _commit(repo: Repository, name: str, n: int = 3, branch: str | None = None, 
 
 
 def _images(repo: Repository, at: str | None = None) -> dict[str, bytes]:
-    return {i: repo.read_image(i, at=at) for i in repo.images(at=at).column("image_id").to_pylist()}
+    return {i: repo.snapshot(at).read_image(i) for i in repo.snapshot(at).images().column("image_id").to_pylist()}
 
 
 def _loose(repo: Repository) -> list[str]:
@@ -136,9 +136,9 @@ def test_every_commit_reads_the_same_across_maintenance(tmp_path_factory, steps)
             repo.create_branch(f"b{number}", at=commits[-1])
         else:
             commits.append(_commit(repo, f"c{number}", n=1 + number % 3))
-    seen = {oid: (_images(repo, oid), repo.cite(at=oid).identifier) for oid in commits}
+    seen = {oid: (_images(repo, oid), repo.snapshot(oid).cite().identifier) for oid in commits}
     maintain(repo)
     assert not _loose(repo)
     again = Repository.open(repo.url)
-    assert {oid: (_images(again, oid), again.cite(at=oid).identifier) for oid in commits} == seen
+    assert {oid: (_images(again, oid), again.snapshot(oid).cite().identifier) for oid in commits} == seen
     assert fsck(again, full=True).ok

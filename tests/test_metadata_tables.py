@@ -41,14 +41,14 @@ def commit(runner, repo: Path, source: Path, *args: str):
 
 
 def by_id(repo: Path, *columns: str) -> dict[str, tuple]:
-    rows = Repository.open(repo).images()
+    rows = Repository.open(repo).snapshot().images()
     return {r["image_id"]: tuple(r[c] for c in columns) for r in rows.to_pylist()}
 
 
 def batches(repo: Path) -> list[tuple[str, int]]:
     """(instrument, rows) of every batch of the head commit."""
     opened = Repository.open(repo)
-    _, head = opened.commit_info("HEAD")
+    _, head = next(opened.log("HEAD", limit=1))
     return sorted((b.instrument, b.rows) for b in head.batches)
 
 
@@ -79,7 +79,7 @@ def test_instrument_column_equal_to_the_instrument_option_is_accepted(runner, re
     ok(commit(runner, repo, src, "-i", "SCOPE1"))
     assert by_id(repo, "instrument") == {"a1": ("SCOPE1",), "a2": ("SCOPE1",)}
     assert batches(repo) == [("SCOPE1", 2)]
-    assert "instrument" not in Repository.open(repo).snapshot().extra_column_types()
+    assert "instrument" not in Repository.open(repo).snapshot().reader.extra_column_types()
 
 
 def test_without_the_option_the_instrument_column_splits_one_commit_into_batches(runner, repo, tmp_path):
@@ -181,7 +181,7 @@ def test_export_then_commit_into_a_new_repository_round_trips(runner, exported, 
         "D20240501T001500_IFCB107_00001", "D20240501T001500_IFCB107_00002", "s1", "s2",
     ]
     assert batches(new) == [("IFCB107", 2), ("SCOPE1", 2)]
-    assert set(Repository.open(new).snapshot().extra_column_types()) == {"station"}  # no file, pack, offset
+    assert set(Repository.open(new).snapshot().reader.extra_column_types()) == {"station"}  # no file, pack, offset
     # the same folder again adds nothing
     result = ok(commit(runner, new, dest))
     assert result.stdout.startswith("Nothing new to commit")
@@ -234,7 +234,7 @@ def test_pack_and_offset_are_ignored_and_media_type_is_kept(runner, exported, tm
     ok(commit(runner, new, dest))
     assert by_id(new, "blob_id", "media_type") == by_id(exported, "blob_id", "media_type")
     assert by_id(new, "media_type")["s1"] == ("image/x-raw",)
-    packs = set(Repository.open(new).images().column("pack").to_pylist())
+    packs = set(Repository.open(new).snapshot().images().column("pack").to_pylist())
     assert "elsewhere" not in packs and len(packs) == 1
 
 
@@ -263,8 +263,8 @@ def test_times_without_an_offset_are_utc_everywhere(runner, repo, tmp_path):
     wanted = ["a1", "p1"]
     # the Python API ...
     assert build_query(start=datetime(2024, 5, 1, 10)).start == at("2024-05-01T10:00:00")
-    assert opened.query(start=datetime(2024, 5, 1, 10), end=datetime(2024, 5, 1, 10, 30)).column("image_id").to_pylist() == wanted
-    assert opened.query(start="2024-05-01T10:00:00", end="2024-05-01T10:30:00").column("image_id").to_pylist() == wanted
+    assert opened.snapshot().query(start=datetime(2024, 5, 1, 10), end=datetime(2024, 5, 1, 10, 30)).column("image_id").to_pylist() == wanted
+    assert opened.snapshot().query(start="2024-05-01T10:00:00", end="2024-05-01T10:30:00").column("image_id").to_pylist() == wanted
     # ... the command line ...
     assert query_ids(runner, repo, "--start", "2024-05-01T10:00:00", "--end", "2024-05-01T10:30") == wanted
     # ... and the HTTP API agree
@@ -285,7 +285,7 @@ def test_times_without_an_offset_are_utc_everywhere(runner, repo, tmp_path):
     assert {k: v for k, v in by_id(repo, "timestamp").items() if k.startswith("t")} == {
         "t1": (at("2024-05-01T09:00:00"),), "t2": (at("2024-05-01T09:30:00"),),
     }
-    assert opened.resolve_as_of(datetime(2100, 1, 1)) == opened.resolve()
+    assert opened.snapshot(as_of=datetime(2100, 1, 1)).commit_id == opened.resolve()
     assert registry.deployment(datetime(2024, 5, 1)).start == at("2024-05-01T00:00:00")
 
 
@@ -369,8 +369,8 @@ def test_a_window_sample_selects_its_instruments_images_without_sample_id(runner
     count = ok(invoke(runner, "--repo", windowed, "query", "--sample", "S1", "--count"))
     assert count.stdout.strip() == "3"
     opened = Repository.open(windowed)
-    assert opened.query(samples=("S1",)).column("image_id").to_pylist() == ["a_start", "a_mid", "named"]
-    assert opened.count(sample_quality=("good",)) == 3
+    assert opened.snapshot().query(samples=("S1",)).column("image_id").to_pylist() == ["a_start", "a_mid", "named"]
+    assert opened.snapshot().count(sample_quality=("good",)) == 3
 
 
 def test_sample_columns_join_window_samples_too(runner, windowed):

@@ -519,7 +519,7 @@ def test_push_over_http_survives_dropped_connections(tmp_path):
     remote = Repository.open(remote_path)
     assert remote.branches() == {"main": second}
     assert fsck(remote, full=True).ok
-    assert sorted(remote.images().column("image_id").to_pylist()) == sorted(image_ids(0) + image_ids(1))
+    assert sorted(remote.snapshot().images().column("image_id").to_pylist()) == sorted(image_ids(0) + image_ids(1))
 
 
 def test_cli_clone_over_http_survives_dropped_connections_and_says_so(served, tmp_path):

@@ -39,7 +39,7 @@ def _commit(repo: Repository, n: int, size: int, extra: str | None) -> None:
 
 
 def _from_manifests(repo: Repository, oid: str) -> pa.Table:
-    snapshot = repo.snapshot(oid)
+    snapshot = repo.snapshot(oid).reader
     ids = snapshot.batches.column("manifest").to_pylist()
     return pa.concat_tables([manifest.decode(repo.odb.get_bytes(m)) for m in ids], promote_options="permissive")
 
@@ -56,8 +56,8 @@ def test_every_snapshot_reads_the_same_rows_through_parts(tmp_path_factory, hist
         for segment in commit.index:
             assert sum(p.entries for p in segment.parts) == (segment.entries if segment.entries >= parts.MIN_ENTRIES else 0)
             assert sum(p.rows for p in segment.parts) == (segment.rows if segment.parts else 0)
-        assert repo.images(at=oid).equals(_from_manifests(repo, oid))
-        assert repo.count(at=oid, where=[parse_where("depth = 1")]) == _from_manifests(repo, oid).filter(
+        assert repo.snapshot(oid).images().equals(_from_manifests(repo, oid))
+        assert repo.snapshot(oid).count(where=[parse_where("depth = 1")]) == _from_manifests(repo, oid).filter(
             pc.equal(pc.field("depth"), 1.0)).num_rows
     report = fsck(repo, full=True)
     assert report.ok, report.problems
@@ -67,13 +67,13 @@ def test_a_full_scan_reads_parts_and_a_pruned_query_reads_manifests(tmp_path):
     repo = Repository.init(tmp_path / "r")
     for n in range(40):
         _commit(repo, n, 3, None)
-    snapshot = repo.snapshot()
+    snapshot = repo.snapshot().reader
     every = snapshot.batches.column("manifest").to_pylist()
     reads = snapshot._reads(every)
     assert len(reads) == 1 + 40 - 32  # the level-5 segment's part, then 8 manifests
     assert [r.func for r in reads[:1]] == [parts.read]
     assert len(snapshot._reads(every[3:10])) == 7
-    result = repo.select(build_query(), count=False)
+    result = repo.snapshot().select(build_query(), count=False)
     assert result.manifests_scanned == 40 and result.table.num_rows == 120
 
 
@@ -114,7 +114,7 @@ def test_plain_fsck_hash_checks_the_manifests_a_part_stands_for(tmp_path):
         _commit(repo, n, 2, None)
     from improv_vcs.storage.objects import object_key
 
-    first = repo.snapshot().batches.column("manifest")[0].as_py()
+    first = repo.snapshot().reader.batches.column("manifest")[0].as_py()
     data = bytearray(repo.store.get(object_key(first)))
     data[len(data) // 2] ^= 0xFF
     repo.store.replace(object_key(first), bytes(data))

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel
 
-from improv_vcs import Repository
+from improv_vcs import Repository, add_provenance
 from improv_vcs.core.errors import InvalidInputError, NotFoundError
 from improv_vcs.provenance import kinds as kinds_module
 from improv_vcs.provenance.catalog import known_kinds
@@ -169,7 +169,7 @@ def test_invalid_records_are_refused_and_nothing_is_written(tmp_path, kind, rows
     repo = _repo_with_images(tmp_path / "repo")
     before = repo.resolve()
     with pytest.raises(InvalidInputError) as info:
-        repo.add_provenance(kind, rows, source="s")
+        add_provenance(repo, kind, rows, source="s")
     assert fragment in str(info.value)
     assert repo.resolve() == before
 
@@ -180,18 +180,18 @@ class Anything(BaseModel):
 
 def test_schema_evolution_new_columns_yes_type_changes_no(tmp_path):
     repo = _repo_with_images(tmp_path / "repo")
-    repo.add_provenance("ifcb_features", [{"image_id": "img0", "Area": 10}], source="f", run_id="a")
-    repo.add_provenance("ifcb_features", [{"image_id": "img1", "Area": 12.5, "Perimeter": 3.0}], source="f", run_id="a")
-    table = repo.provenance_records("ifcb_features").sort_by("image_id")
+    add_provenance(repo, "ifcb_features", [{"image_id": "img0", "Area": 10}], source="f", run_id="a")
+    add_provenance(repo, "ifcb_features", [{"image_id": "img1", "Area": 12.5, "Perimeter": 3.0}], source="f", run_id="a")
+    table = repo.snapshot().provenance_records("ifcb_features").sort_by("image_id")
     assert table.column("Area").to_pylist() == [10.0, 12.5]
     assert table.column("Perimeter").to_pylist() == [None, 3.0]
     with pytest.raises(InvalidInputError, match="'Perimeter'"):
-        repo.add_provenance("ifcb_features", [{"image_id": "img2", "Perimeter": "long"}], source="f")
+        add_provenance(repo, "ifcb_features", [{"image_id": "img2", "Perimeter": "long"}], source="f")
     known_kinds()["free"] = kinds_module.Kind("free", Anything, open_columns="any")
     try:
-        repo.add_provenance("free", [{"image_id": "img0", "note": "text"}], source="f")
+        add_provenance(repo, "free", [{"image_id": "img0", "note": "text"}], source="f")
         with pytest.raises(InvalidInputError, match="column 'note' of kind 'free' held string"):
-            repo.add_provenance("free", [{"image_id": "img1", "note": 3}], source="f")
+            add_provenance(repo, "free", [{"image_id": "img1", "note": 3}], source="f")
     finally:
         del known_kinds()["free"]
 
@@ -199,15 +199,15 @@ def test_schema_evolution_new_columns_yes_type_changes_no(tmp_path):
 def test_identical_records_are_added_once_and_runs_sit_side_by_side(tmp_path):
     repo = _repo_with_images(tmp_path / "repo")
     rows = [_classified("img0", "A", 0.5), _classified("img1", "B", 0.7)]
-    first = repo.add_provenance("classification", rows, source="clf")
+    first = add_provenance(repo, "classification", rows, source="clf")
     assert first is not None
-    assert repo.add_provenance("classification", rows, source="clf") is None
-    assert repo.add_provenance("classification", rows[::-1], source="clf") is None  # order is not content
+    assert add_provenance(repo, "classification", rows, source="clf") is None
+    assert add_provenance(repo, "classification", rows[::-1], source="clf") is None  # order is not content
     with repo.transaction() as tx:
         assert tx.add_provenance("classification", rows + rows, source="clf", run_id="x") == 2
         assert tx.add_provenance("classification", rows, source="clf", run_id="x") == 0
-    assert repo.add_provenance("classification", rows, source="other") is not None  # another source
-    table = repo.provenance_records("classification")
+    assert add_provenance(repo, "classification", rows, source="other") is not None  # another source
+    table = repo.snapshot().provenance_records("classification")
     assert table.num_rows == 6
     assert len(set(table.column("record_id").to_pylist())) == 6
     assert sorted(set(table.column("run_id").to_pylist()))[-1] == "x"
@@ -217,12 +217,12 @@ def test_identical_records_are_added_once_and_runs_sit_side_by_side(tmp_path):
 
 def test_history_at_an_old_commit_does_not_change(tmp_path):
     repo = _repo_with_images(tmp_path / "repo")
-    old = repo.add_provenance("classification", [_classified("img0", "A", 0.5)], source="clf", run_id="r1")
-    before = (repo.provenance("img0", at=old), repo.query(at=old, kinds=("classification",)))
-    repo.add_provenance("classification", [_classified("img0", "B", 0.9), _classified("img1", "B", 0.9)], source="clf", run_id="r2")
-    assert (repo.provenance("img0", at=old), repo.query(at=old, kinds=("classification",))) == before
-    assert [r.run_id for r in repo.provenance("img0")] == ["r1", "r2"]
-    assert repo.count(kinds=("classification",)) == 2
+    old = add_provenance(repo, "classification", [_classified("img0", "A", 0.5)], source="clf", run_id="r1")
+    before = (repo.snapshot(old).provenance("img0"), repo.snapshot(old).query(kinds=("classification",)))
+    add_provenance(repo, "classification", [_classified("img0", "B", 0.9), _classified("img1", "B", 0.9)], source="clf", run_id="r2")
+    assert (repo.snapshot(old).provenance("img0"), repo.snapshot(old).query(kinds=("classification",))) == before
+    assert [r.run_id for r in repo.snapshot().provenance("img0")] == ["r1", "r2"]
+    assert repo.snapshot().count(kinds=("classification",)) == 2
 
 
 def test_records_may_name_images_added_in_the_same_transaction(tmp_path):
@@ -230,9 +230,9 @@ def test_records_may_name_images_added_in_the_same_transaction(tmp_path):
     with repo.transaction(message="new images with their classes") as tx:
         tx.append_bytes("CAM1", [{"image_id": "new", "timestamp": T0}], [b"new image"])
         assert tx.add_provenance("classification", [_classified("new", "A", 0.1)], source="clf") == 1
-    assert [r.values["winner"] for r in repo.provenance("new")] == ["A"]
+    assert [r.values["winner"] for r in repo.snapshot().provenance("new")] == ["A"]
     with pytest.raises(NotFoundError):
-        repo.provenance("absent")
+        repo.snapshot().provenance("absent")
 
 
 def _mask(box: tuple[int, int, int, int], size: int = 16) -> bytes:
@@ -255,35 +255,34 @@ def test_segmentation_masks_are_packed_verified_and_measured(runner, tmp_path):
     out = ok(invoke(runner, "--repo", repo.url, "provenance", "add", "segmentation", records,
                     "--masks", masks, "--run-id", "otsu-1", "--json"))
     assert json.loads(out.stdout)["added"] == 2
-    assert repo.read_mask("img0") == (masks / "img0.png").read_bytes()
-    [record] = repo.provenance("img0", kind="segmentation")
+    assert repo.snapshot().read_mask("img0") == (masks / "img0.png").read_bytes()
+    [record] = repo.snapshot().provenance("img0", kind="segmentation")
     assert record.values == {"area": 20, "bbox_x": 2, "bbox_y": 3, "bbox_width": 4, "bbox_height": 5, "method": "otsu"}
     assert record.blob_id is not None and len(record.blob_id) == 64
-    repo.add_provenance("segmentation", [{"image_id": "img0", "area": 7}], source="s", run_id="other",
-                        masks={"img0": _mask((0, 0, 2, 2))})
-    assert repo.read_mask("img0") == _mask((0, 0, 2, 2))  # the latest run
-    assert repo.read_mask("img0", run="otsu-1") == (masks / "img0.png").read_bytes()
-    assert repo.provenance("img0", kind="segmentation")[-1].values["area"] == 7  # given, not computed
+    add_provenance(repo, "segmentation", [{"image_id": "img0", "area": 7}], source="s", run_id="other", masks={"img0": _mask((0, 0, 2, 2))})
+    assert repo.snapshot().read_mask("img0") == _mask((0, 0, 2, 2))  # the latest run
+    assert repo.snapshot().read_mask("img0", run="otsu-1") == (masks / "img0.png").read_bytes()
+    assert repo.snapshot().provenance("img0", kind="segmentation")[-1].values["area"] == 7  # given, not computed
     with pytest.raises(NotFoundError, match="no segmentation mask"):
-        repo.read_mask("img2")
-    assert repo.count(provenance=(parse_provenance("segmentation.area > 10"),)) == 1
+        repo.snapshot().read_mask("img2")
+    assert repo.snapshot().count(provenance=(parse_provenance("segmentation.area > 10"),)) == 1
 
 
 def test_annotations_and_sample_context(tmp_path):
     repo = _repo_with_images(tmp_path / "repo")
-    repo.add_provenance("annotation", [
+    add_provenance(repo, "annotation", [
         {"image_id": "img0", "label": "diatom", "annotator": "ann"},
         {"image_id": "img0", "label": "ciliate", "annotator": "ann", "region": "bbox",
          "bbox_x": 1, "bbox_y": 2, "bbox_width": 3, "bbox_height": 4, "comment": "upper left"},
     ], source="lab")
-    values = sorted((r.values for r in repo.provenance("img0", kind="annotation")), key=lambda v: v["label"])
+    values = sorted((r.values for r in repo.snapshot().provenance("img0", kind="annotation")), key=lambda v: v["label"])
     assert values[0]["region"] == "bbox" and values[0]["bbox_width"] == 3
     assert values[1] == {"label": "diatom", "annotator": "ann", "region": "frame"}
-    repo.add_provenance("sample_context", [{"image_id": "img1", "sample_id": "S1", "cruise": "EN700",
+    add_provenance(repo, "sample_context", [{"image_id": "img1", "sample_id": "S1", "cruise": "EN700",
                                             "extra": {"b": 1, "a": [1, 2]}}], source="log")
-    [context] = repo.provenance("img1", kind="sample_context")
+    [context] = repo.snapshot().provenance("img1", kind="sample_context")
     assert context.values["extra"] == '{"a":[1,2],"b":1}'
-    assert repo.query(provenance=(parse_provenance("sample_context.cruise = EN700"),)).column("image_id").to_pylist() == ["img1"]
+    assert repo.snapshot().query(provenance=(parse_provenance("sample_context.cruise = EN700"),)).column("image_id").to_pylist() == ["img1"]
 
 
 def test_geolocation_places_images_without_a_position(tmp_path):
@@ -295,43 +294,43 @@ def test_geolocation_places_images_without_a_position(tmp_path):
             {"image_id": "far", "timestamp": T0.replace(hour=2)},
         ], [b"1", b"2", b"3"])
     box = (41.0, -71.0, 42.0, -70.0)
-    assert repo.query(bbox=box).column("image_id").to_pylist() == ["fixed"]
-    repo.add_provenance("geolocation", [
+    assert repo.snapshot().query(bbox=box).column("image_id").to_pylist() == ["fixed"]
+    add_provenance(repo, "geolocation", [
         {"image_id": "unplaced", "lat": 41.2, "lon": -70.1, "method": "ship track"},
         {"image_id": "far", "lat": 10.0, "lon": 10.0},
         {"image_id": "fixed", "lat": 0.0, "lon": 0.0},  # the manifest's position wins
     ], source="nav")
-    assert repo.query(bbox=box).column("image_id").to_pylist() == ["fixed", "unplaced"]
-    assert repo.count(bbox=box) == 2
-    repo.add_provenance("geolocation", [{"image_id": "unplaced", "lat": 0.0, "lon": 0.0}], source="nav", run_id="fix")
-    assert repo.query(bbox=box).column("image_id").to_pylist() == ["fixed"]  # its latest position moved
+    assert repo.snapshot().query(bbox=box).column("image_id").to_pylist() == ["fixed", "unplaced"]
+    assert repo.snapshot().count(bbox=box) == 2
+    add_provenance(repo, "geolocation", [{"image_id": "unplaced", "lat": 0.0, "lon": 0.0}], source="nav", run_id="fix")
+    assert repo.snapshot().query(bbox=box).column("image_id").to_pylist() == ["fixed"]  # its latest position moved
 
 
 def test_classes_scores_keep_their_names(tmp_path):
     repo = _repo_with_images(tmp_path / "repo")
-    repo.add_provenance("classification", pa.table({
+    add_provenance(repo, "classification", pa.table({
         "image_id": ["img0", "img1"], "model": ["m", "m"], "winner": ["Diatom", "Ciliate"],
         "scores.Diatom": [0.8, 0.1], "scores.Ciliate": [0.2, 0.9],
     }), source="clf", run_id="r1")
-    repo.add_provenance("classification", [
+    add_provenance(repo, "classification", [
         {"image_id": "img0", "model": "m", "winner": "Dino", "scores": {"Dino": 0.7, "Diatom": 0.3}},
     ], source="clf", run_id="r2")
-    history = repo.provenance("img0")
+    history = repo.snapshot().provenance("img0")
     assert history[0].values["scores"] == pytest.approx({"Ciliate": 0.2, "Diatom": 0.8})
     assert history[1].values["scores"] == pytest.approx({"Diatom": 0.3, "Dino": 0.7})
-    table = repo.provenance_records("classification")
+    table = repo.snapshot().provenance_records("classification")
     assert set(table.schema.field("scores").type.names) >= {"Ciliate", "Diatom", "Dino"}
 
 
 def test_query_errors_name_the_problem(tmp_path):
     repo = _repo_with_images(tmp_path / "repo")
-    repo.add_provenance("classification", [_classified("img0", "A", 0.5)], source="clf")
+    add_provenance(repo, "classification", [_classified("img0", "A", 0.5)], source="clf")
     with pytest.raises(InvalidInputError, match="unknown column 'nope' of kind 'classification'"):
-        repo.query(provenance=(parse_provenance("classification.nope = 1"),))
+        repo.snapshot().query(provenance=(parse_provenance("classification.nope = 1"),))
     with pytest.raises(InvalidInputError, match="unknown provenance kind"):
-        repo.query(kinds=("nosuch",))
+        repo.snapshot().query(kinds=("nosuch",))
     with pytest.raises(InvalidInputError, match="score"):
-        repo.query(provenance=(parse_provenance("classification.score > high"),))
+        repo.snapshot().query(provenance=(parse_provenance("classification.score > high"),))
     with pytest.raises(InvalidInputError, match="--prov"):
         parse_provenance("score > 1")
     assert parse_run("classification=latest").kind == "classification"
@@ -374,7 +373,7 @@ def test_concurrent_writers_keep_every_record_once(tmp_path):
     for t in threads:
         t.join()
     assert not errors
-    table = repo.provenance_records("classification")
+    table = repo.snapshot().provenance_records("classification")
     assert sorted(table.column("image_id").to_pylist()) == ["img0", "img1", "img2", "img3", "img4"]
     assert len(list(repo.log())) == 1 + 4
 
@@ -404,10 +403,10 @@ def test_a_third_party_kind_installs_through_an_entry_point(runner, tmp_path, mo
     try:
         assert "colour" in known_kinds()
         repo = _repo_with_images(tmp_path / "repo")
-        repo.add_provenance("colour", [{"image_id": "img0", "hue": 120.0}, {"image_id": "img1", "hue": 300.0}], source="c")
-        assert repo.query(provenance=(parse_provenance("colour.hue < 200"),)).column("image_id").to_pylist() == ["img0"]
+        add_provenance(repo, "colour", [{"image_id": "img0", "hue": 120.0}, {"image_id": "img1", "hue": 300.0}], source="c")
+        assert repo.snapshot().query(provenance=(parse_provenance("colour.hue < 200"),)).column("image_id").to_pylist() == ["img0"]
         with pytest.raises(InvalidInputError, match="'hue' must be <= 360"):
-            repo.add_provenance("colour", [{"image_id": "img0", "hue": 400.0}], source="c")
+            add_provenance(repo, "colour", [{"image_id": "img0", "hue": 400.0}], source="c")
         listed = json.loads(ok(invoke(runner, "provenance", "kinds", "--json")).stdout)
         assert any(k["name"] == "colour" and k["indexed"] == ["hue"] for k in listed)
     finally:

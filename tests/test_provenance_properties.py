@@ -16,7 +16,7 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from improv_vcs import Repository
+from improv_vcs import Repository, add_provenance
 from improv_vcs.provenance.kinds import BLOB_COLUMNS, ENVELOPE
 from improv_vcs.query.filters import parse_provenance, parse_run
 
@@ -151,7 +151,7 @@ def commit_runs(
     commits = []
     for run_id, rows in submissions:
         new = {key_of(run_id, r) for r in rows} - known
-        commit = repo.add_provenance(KIND, rows, source=SOURCE, run_id=run_id)
+        commit = add_provenance(repo, KIND, rows, source=SOURCE, run_id=run_id)
         assert (commit is not None) == bool(new), (run_id, rows, new)
         known |= new
         if commit is not None:
@@ -163,7 +163,7 @@ def model_records(repo: Repository, known: set[tuple], at: str | None = None) ->
     """The model's records with their ``recorded_at`` and ``record_id`` taken
     from the repository, after checking that the repository holds exactly the
     model's records (nothing lost, nothing duplicated)."""
-    table = repo.provenance_records(KIND, at=at)
+    table = repo.snapshot(at).provenance_records(KIND)
     stored = {}
     for row in table.to_pylist():
         assert row["kind"] == KIND and row["source"] == SOURCE
@@ -291,7 +291,7 @@ def check_query(repo: Repository, images: list[dict], records: list[Rec], q: Dra
     """``repo.query`` gives the model's images, in order, and joined values."""
     filters = q.filters()
     want = expected(images, records, q)
-    table = repo.query(**filters)
+    table = repo.snapshot().query(**filters)
     assert table.column("image_id").to_pylist() == [i for i, _ in want], (filters, records)
     for column in q.columns:
         name = f"{KIND}.{column}"
@@ -306,7 +306,7 @@ def check_query(repo: Repository, images: list[dict], records: list[Rec], q: Dra
 def check_count(repo: Repository, images: list[dict], records: list[Rec], q: Drawn) -> None:
     """``repo.count`` gives the number of images the model selects."""
     filters = q.filters()
-    assert repo.count(**filters) == len(expected(images, records, q)), (filters, records)
+    assert repo.snapshot().count(**filters) == len(expected(images, records, q)), (filters, records)
 
 
 # -- 1. random runs, random queries ------------------------------------------------
@@ -399,21 +399,21 @@ def test_old_commits_answer_the_same_after_more_runs(scenario, data, drawn) -> N
     old_known = set(known)
     model_records(repo, known)
     filters = [q.filters() for q in drawn]
-    tables = [repo.query(**f) for f in filters]
-    counts = [repo.count(**f) for f in filters]
-    histories = {i["image_id"]: repo.provenance(i["image_id"]) for i in images}
-    stored = repo.provenance_records(KIND)
+    tables = [repo.snapshot().query(**f) for f in filters]
+    counts = [repo.snapshot().count(**f) for f in filters]
+    histories = {i["image_id"]: repo.snapshot().provenance(i["image_id"]) for i in images}
+    stored = repo.snapshot().provenance_records(KIND)
 
     later = commit_runs(repo, data.draw(runs(images, 1, 3)), known)
     assert (repo.resolve() != old) == bool(later)
 
     for f, table, count in zip(filters, tables, counts, strict=True):
-        assert repo.query(at=old, **f).equals(table), f
-        assert repo.count(at=old, **f) == count, f
+        assert repo.snapshot(old).query(**f).equals(table), f
+        assert repo.snapshot(old).count(**f) == count, f
     for image, history in histories.items():
-        assert repo.provenance(image, at=old) == history
-        assert repo.provenance(image, KIND, at=old) == history
-    assert repo.provenance_records(KIND, at=old).equals(stored)
+        assert repo.snapshot(old).provenance(image) == history
+        assert repo.snapshot(old).provenance(image, KIND) == history
+    assert repo.snapshot(old).provenance_records(KIND).equals(stored)
     model_records(repo, old_known, at=old)
     # and the tip holds every record so far
     model_records(repo, known)
@@ -423,7 +423,7 @@ def test_old_commits_answer_the_same_after_more_runs(scenario, data, drawn) -> N
 
 
 def count_records(repo: Repository) -> int:
-    return repo.provenance_records(KIND).num_rows
+    return repo.snapshot().provenance_records(KIND).num_rows
 
 
 def contents(rows: list[dict]) -> list[str]:
@@ -444,7 +444,7 @@ def test_resubmitting_records_adds_nothing(scenario, data) -> None:
     # any earlier batch again, same source and run id, in any order
     run_id, rows = data.draw(st.sampled_from(submissions))
     rows = data.draw(st.permutations(rows))
-    assert repo.add_provenance(KIND, rows, source=SOURCE, run_id=run_id) is None
+    assert add_provenance(repo, KIND, rows, source=SOURCE, run_id=run_id) is None
     with repo.transaction(message="again") as tx:
         assert tx.add_provenance(KIND, rows, SOURCE, run_id) == 0
     assert tx.commit_id is None
@@ -453,9 +453,9 @@ def test_resubmitting_records_adds_nothing(scenario, data) -> None:
 
     # without a run id: the run is named after the content
     first = data.draw(runs(images, 1, 1))[0][1]
-    before = set(repo.provenance_records(KIND).column("run_id").to_pylist())
-    assert repo.add_provenance(KIND, first, source=SOURCE) is not None
-    table = repo.provenance_records(KIND)
+    before = set(repo.snapshot().provenance_records(KIND).column("run_id").to_pylist())
+    assert add_provenance(repo, KIND, first, source=SOURCE) is not None
+    table = repo.snapshot().provenance_records(KIND)
     auto = set(table.column("run_id").to_pylist()) - before
     assert len(auto) == 1
     (auto_run,) = auto
@@ -463,15 +463,15 @@ def test_resubmitting_records_adds_nothing(scenario, data) -> None:
     assert table.num_rows == total + len(first)
     head = repo.resolve()
     again = data.draw(st.permutations(first))
-    assert repo.add_provenance(KIND, again, source=SOURCE) is None
+    assert add_provenance(repo, KIND, again, source=SOURCE) is None
     assert repo.resolve() == head
     assert count_records(repo) == total + len(first)
 
     # different content: a different automatic run
     second = data.draw(runs(images, 1, 1))[0][1]
     same = contents(second) == contents(first)
-    commit = repo.add_provenance(KIND, second, source=SOURCE)
-    table = repo.provenance_records(KIND)
+    commit = add_provenance(repo, KIND, second, source=SOURCE)
+    table = repo.snapshot().provenance_records(KIND)
     if same:
         assert commit is None
         assert table.num_rows == total + len(first)
@@ -543,11 +543,9 @@ def test_ifcb_features_round_trip(scenario) -> None:
     images, batches = scenario
     repo = build_images(images)
     for run_id, types, rows in batches:
-        commit = repo.add_provenance(
-            "ifcb_features", as_table(types, rows), source="ifcb", run_id=run_id
-        )
+        commit = add_provenance(repo, "ifcb_features", as_table(types, rows), source="ifcb", run_id=run_id)
         assert commit is not None
-    table = repo.provenance_records("ifcb_features")
+    table = repo.snapshot().provenance_records("ifcb_features")
     every = {name for _, types, _ in batches for name in types}
     assert every <= set(table.column_names)
     for name in every:
@@ -563,5 +561,5 @@ def test_ifcb_features_round_trip(scenario) -> None:
                 want = row.get(name)
                 assert same_value(got[name], want), (name, got[name], want)
     for run_id, _types, rows in batches:
-        records = repo.provenance_records("ifcb_features", run=run_id)
+        records = repo.snapshot().provenance_records("ifcb_features", run=run_id)
         assert sorted(records.column("image_id").to_pylist()) == sorted(r["image_id"] for r in rows)

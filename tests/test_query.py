@@ -17,9 +17,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from improv_vcs import ConflictError, InvalidInputError, NotFoundError, Repository
+from improv_vcs import ConflictError, InvalidInputError, NotFoundError, Repository, add_dataset_span
 from improv_vcs.query.filters import (
-    Condition,
+    Where,
     Query,
     build_query,
     parse_bbox,
@@ -90,7 +90,7 @@ _COMPARE = {
 }
 
 
-def holds(row: dict, condition: Condition) -> bool:
+def holds(row: dict, condition: Where) -> bool:
     value = row.get(condition.column)
     if value is None:  # SQL: a comparison with NULL is never true
         return False
@@ -257,7 +257,7 @@ def build(history: History) -> tuple[Repository, list[str]]:
             commits.append(tx.commit_id)
         else:
             _, name, instrument, start, end = step
-            made = repo.add_dataset_span(name, instrument, start, end)
+            made = add_dataset_span(repo, name, instrument, start, end)
             assert (made is None) == noop
             if made is not None:
                 commits.append(made)
@@ -405,14 +405,14 @@ def test_queries_match_a_python_model(scenario):
         query = build_query(**options)
         if query.dataset is not None and query.dataset not in state.datasets:
             with pytest.raises(NotFoundError):
-                repo.query(at=at, **options)
+                repo.snapshot(at).query(**options)
             with pytest.raises(NotFoundError):
-                repo.count(at=at, **options)
+                repo.snapshot(at).count(**options)
             continue
 
         everything = expected_rows(state, query)
         limited = everything if query.limit is None else everything[: query.limit]
-        result = repo.select(query, at=at)
+        result = repo.snapshot(at).select(query)
         table = result.table
         assert result.commit_id == commit_id
         if query.columns:
@@ -428,8 +428,8 @@ def test_queries_match_a_python_model(scenario):
         assert len(holding) <= result.manifests_scanned <= len(state.batches)
 
         unlimited = {k: v for k, v in options.items() if k != "limit"}
-        assert repo.count(at=at, **unlimited) == len(everything)
-        assert repo.count(at=at, **options) == len(limited)
+        assert repo.snapshot(at).count(**unlimited) == len(everything)
+        assert repo.snapshot(at).count(**options) == len(limited)
 
 
 # -- focused reproductions of model mismatches ------------------------------------
@@ -451,26 +451,26 @@ def mixed():
 def test_column_of_a_pruned_batch_is_still_a_column(mixed):
     """``score`` is a column of the snapshot; narrowing the query to A's batch
     (which lacks it) must give no rows, not 'unknown column'."""
-    assert mixed.query(where=[parse_where("score > 1")]).column("image_id").to_pylist() == ["b1"]
-    assert mixed.query(instruments=["A"], where=[parse_where("score > 1")]).num_rows == 0
-    table = mixed.query(instruments=["A"], columns=["image_id", "score"])
+    assert mixed.snapshot().query(where=[parse_where("score > 1")]).column("image_id").to_pylist() == ["b1"]
+    assert mixed.snapshot().query(instruments=["A"], where=[parse_where("score > 1")]).num_rows == 0
+    table = mixed.snapshot().query(instruments=["A"], columns=["image_id", "score"])
     assert table.to_pylist() == [{"image_id": "a1", "score": None}]
 
 
 def test_like_on_a_text_column_that_is_all_null_in_the_scanned_batches(mixed):
-    assert mixed.query(where=[parse_where("note like h%")]).column("image_id").to_pylist() == ["b1"]
-    assert mixed.query(instruments=["A"], where=[parse_where("note like h%")]).num_rows == 0
+    assert mixed.snapshot().query(where=[parse_where("note like h%")]).column("image_id").to_pylist() == ["b1"]
+    assert mixed.snapshot().query(instruments=["A"], where=[parse_where("note like h%")]).num_rows == 0
 
 
 def test_open_depth_range_on_both_sides_filters_nothing(mixed):
     """``depth=(None, None)`` compiles to no SQL condition, so it must not prune
     batches whose depth is all null either (or it must be rejected)."""
     try:
-        got = mixed.query(depth=(None, None)).column("image_id").to_pylist()
+        got = mixed.snapshot().query(depth=(None, None)).column("image_id").to_pylist()
     except InvalidInputError:
         return
     assert got == ["a1", "b1"]
-    assert mixed.count(depth=(None, None)) == 2
+    assert mixed.snapshot().count(depth=(None, None)) == 2
 
 
 @pytest.mark.parametrize(
@@ -486,15 +486,15 @@ def test_invalid_query_is_rejected_even_when_pruning_leaves_nothing(mixed, bad):
     """Whether a query is valid must not depend on which batches survive pruning."""
     options = {k: [parse_where(w) for w in v] if k == "where" else v for k, v in bad.items()}
     with pytest.raises(InvalidInputError):
-        mixed.query(**options)  # batches survive: rejected
+        mixed.snapshot().query(**options)  # batches survive: rejected
     with pytest.raises(InvalidInputError):
-        mixed.query(instruments=["C"], **options)  # nothing survives
+        mixed.snapshot().query(instruments=["C"], **options)  # nothing survives
 
 
 def test_count_respects_limit(mixed):
-    assert len(mixed.query(limit=1)) == 1
-    assert mixed.count(limit=1) == 1
-    assert mixed.count(limit=0) == 0
+    assert len(mixed.snapshot().query(limit=1)) == 1
+    assert mixed.snapshot().count(limit=1) == 1
+    assert mixed.snapshot().count(limit=0) == 0
 
 
 @pytest.mark.parametrize("first, second, same_commit", [(1.5, "high", False), (True, "yes", True)])
@@ -517,11 +517,11 @@ def test_an_extra_column_with_conflicting_types_is_refused_or_readable(first, se
                     tx.append_bytes(instrument, meta, [blob(meta[0]["image_id"])])
     except (InvalidInputError, ConflictError):
         return  # refused: fine
-    assert sorted(repo.images().column("image_id").to_pylist()) == ["a1", "b1"]
-    assert ids_of(repo.query()) == ["a1", "b1"]
-    assert repo.count(where=[parse_where("score != zzz")]) in (0, 1, 2)
-    assert repo.query(columns=["image_id", "score"]).num_rows == 2
-    connection = repo.duckdb()
+    assert sorted(repo.snapshot().images().column("image_id").to_pylist()) == ["a1", "b1"]
+    assert ids_of(repo.snapshot().query()) == ["a1", "b1"]
+    assert repo.snapshot().count(where=[parse_where("score != zzz")]) in (0, 1, 2)
+    assert repo.snapshot().query(columns=["image_id", "score"]).num_rows == 2
+    connection = repo.snapshot().duckdb()
     assert connection.sql("SELECT count(*) FROM images").fetchall()[0][0] == 2
     connection.close()
 
@@ -534,11 +534,11 @@ def test_where_on_a_list_or_struct_column_is_invalid_input(where):
     repo = Repository.init(memory_url())
     with repo.transaction(message="nested") as tx:
         tx.append_bytes("A", [{"image_id": "a1", "timestamp": DAY0, "tags": ["x", "y"], "meta": {"k": 1}}], [b"a1"])
-    assert repo.query(columns=["image_id", "tags", "meta"]).to_pylist() == [
+    assert repo.snapshot().query(columns=["image_id", "tags", "meta"]).to_pylist() == [
         {"image_id": "a1", "tags": ["x", "y"], "meta": {"k": 1}}
     ]
     try:
-        rows = repo.query(where=[parse_where(where)]).num_rows
+        rows = repo.snapshot().query(where=[parse_where(where)]).num_rows
     except InvalidInputError:
         return
     assert rows == 0
@@ -567,18 +567,18 @@ def ids_of(table) -> list[str]:
 
 def test_queries_at_older_commits(three_commits):
     repo, (c1, c2, c3) = three_commits
-    assert ids_of(repo.query()) == ["x1", "x2", "x3"]
+    assert ids_of(repo.snapshot().query()) == ["x1", "x2", "x3"]
     for at in (c1, c1[:10], "HEAD~2", "main~2", "v1", "HEAD~~"):
-        assert ids_of(repo.query(at=at)) == ["x1"], at
-        assert repo.count(at=at) == 1
+        assert ids_of(repo.snapshot(at).query()) == ["x1"], at
+        assert repo.snapshot(at).count() == 1
     for at in (c2, "HEAD~1", "main~", "HEAD~1~0"):
-        assert ids_of(repo.query(at=at)) == ["x1", "x2"], at
-    assert ids_of(repo.query(at=c3, start=hours(2))) == ["x2", "x3"]
-    assert repo.select(build_query(), at="v1").commit_id == c1
+        assert ids_of(repo.snapshot(at).query()) == ["x1", "x2"], at
+    assert ids_of(repo.snapshot(c3).query(start=hours(2))) == ["x2", "x3"]
+    assert repo.snapshot("v1").select(build_query()).commit_id == c1
     with pytest.raises(NotFoundError):
-        repo.query(at="HEAD~3")
+        repo.snapshot("HEAD~3").query()
     with pytest.raises(NotFoundError):
-        repo.query(at="nosuchbranch")
+        repo.snapshot("nosuchbranch").query()
 
 
 def test_as_of_picks_the_newest_commit_at_or_before(three_commits):
@@ -598,44 +598,44 @@ def test_as_of_picks_the_newest_commit_at_or_before(three_commits):
     for when, commit, rows in cases:
         for zone in (timezone.utc, timezone(timedelta(hours=5, minutes=45))):
             local = when.astimezone(zone)
-            assert repo.resolve_as_of(local) == commit
-            assert ids_of(repo.query(as_of=local)) == rows
-            assert repo.count(as_of=local) == len(rows)
-            assert repo.select(build_query(), as_of=local).commit_id == commit
+            assert repo.snapshot(as_of=local).commit_id == commit
+            assert ids_of(repo.snapshot(as_of=local).query()) == rows
+            assert repo.snapshot(as_of=local).count() == len(rows)
+            assert repo.snapshot(as_of=local).select(build_query()).commit_id == commit
     # as_of walks the first-parent line of ``at``
-    assert repo.resolve_as_of(times[c3], "v1") == c1
-    assert ids_of(repo.query(at="HEAD~1", as_of=times[c3])) == ["x1", "x2"]
+    assert repo.snapshot("v1", as_of=times[c3]).commit_id == c1
+    assert ids_of(repo.snapshot("HEAD~1", as_of=times[c3]).query()) == ["x1", "x2"]
 
 
 def test_as_of_before_the_first_commit_or_naive(three_commits):
     repo, (c1, _, _) = three_commits
     first = repo.odb.get_commit(c1).time
     with pytest.raises(NotFoundError):
-        repo.query(as_of=first - timedelta(microseconds=1))
+        repo.snapshot(as_of=first - timedelta(microseconds=1)).query()
     with pytest.raises(NotFoundError):
-        repo.resolve_as_of(datetime(2000, 1, 1, tzinfo=timezone.utc))
+        repo.snapshot(as_of=datetime(2000, 1, 1, tzinfo=timezone.utc)).commit_id
     naive = first.replace(tzinfo=None) + timedelta(days=1)  # without an offset: UTC, as everywhere
-    assert repo.resolve_as_of(naive) == repo.resolve_as_of(naive.replace(tzinfo=timezone.utc))
+    assert repo.snapshot(as_of=naive).commit_id == repo.snapshot(as_of=naive.replace(tzinfo=timezone.utc)).commit_id
 
 
 def test_old_snapshot_keeps_its_rows_after_many_later_commits(three_commits):
     repo, (c1, _, _) = three_commits
-    before = repo.query(at=c1).to_pylist()
+    before = repo.snapshot(c1).query().to_pylist()
     for n in range(4, 8):
         with repo.transaction(message=f"c{n}") as tx:
             tx.append_bytes("IFCB2", [{"image_id": f"x{n}", "timestamp": hours(0.5)}], [blob(f"x{n}")])
-    assert repo.query(at=c1).to_pylist() == before
-    assert ids_of(repo.query(at="HEAD~6")) == ["x1"]
-    assert ids_of(repo.query())[:2] == ["x4", "x5"]
+    assert repo.snapshot(c1).query().to_pylist() == before
+    assert ids_of(repo.snapshot("HEAD~6").query()) == ["x1"]
+    assert ids_of(repo.snapshot().query())[:2] == ["x4", "x5"]
 
 
 def test_query_on_an_empty_repository():
     repo = Repository.init(memory_url())
-    assert repo.query().num_rows == 0
-    assert repo.count() == 0
-    assert repo.count(instruments=["IFCB1"], where=[parse_where("lat > 1")]) == 0
+    assert repo.snapshot().query().num_rows == 0
+    assert repo.snapshot().count() == 0
+    assert repo.snapshot().count(instruments=["IFCB1"], where=[parse_where("lat > 1")]) == 0
     with pytest.raises(NotFoundError):
-        repo.query(dataset="ds1")
+        repo.snapshot().query(dataset="ds1")
 
 
 # -- pruning ---------------------------------------------------------------------
@@ -670,7 +670,7 @@ def daily():
 @pytest.mark.parametrize("span", [1, 2])
 def test_pruning_scans_exactly_the_overlapping_batches(daily, instruments, day, span):
     start = DAY0 + timedelta(days=day)
-    result = daily.select(build_query(instruments=instruments, start=start, end=start + timedelta(days=span)))
+    result = daily.snapshot().select(build_query(instruments=instruments, start=start, end=start + timedelta(days=span)))
     per_instrument = min(span, DAYS - day)
     assert result.manifests_scanned == per_instrument * len(instruments or INSTRUMENTS)
     assert result.manifests_total == DAYS * len(INSTRUMENTS)
@@ -681,17 +681,17 @@ def test_pruning_by_other_statistics(daily):
     total = DAYS * len(INSTRUMENTS)
     # start exactly at a batch's last image still reaches it; end at a first image does not
     last = DAY0 + timedelta(days=2, hours=23)
-    assert daily.select(build_query(instruments=["IFCB1"], start=last, end=last + timedelta(hours=1))).manifests_scanned == 1
+    assert daily.snapshot().select(build_query(instruments=["IFCB1"], start=last, end=last + timedelta(hours=1))).manifests_scanned == 1
     first = DAY0 + timedelta(days=2)
-    assert daily.select(build_query(instruments=["IFCB1"], end=first)).manifests_scanned == 2
+    assert daily.snapshot().select(build_query(instruments=["IFCB1"], end=first)).manifests_scanned == 2
     # lat separates instruments, lon separates days
-    result = daily.select(build_query(bbox=(10.0, 3.0, 10.0, 4.0)))
+    result = daily.snapshot().select(build_query(bbox=(10.0, 3.0, 10.0, 4.0)))
     assert (result.manifests_scanned, result.table.num_rows) == (2, 6)
-    result = daily.select(build_query(depth=(24.0, None)))
+    result = daily.snapshot().select(build_query(depth=(24.0, None)))
     assert (result.manifests_scanned, result.table.num_rows) == (0, 0)
-    assert daily.select(build_query(instruments=["nosuch"])).manifests_scanned == 0
-    assert daily.select(build_query()).manifests_scanned == total
-    assert daily.select(build_query(where=[parse_where("lat > 100")])).manifests_scanned == total
+    assert daily.snapshot().select(build_query(instruments=["nosuch"])).manifests_scanned == 0
+    assert daily.snapshot().select(build_query()).manifests_scanned == total
+    assert daily.snapshot().select(build_query(where=[parse_where("lat > 100")])).manifests_scanned == total
 
 
 def test_pruning_by_dataset_spans():
@@ -701,17 +701,17 @@ def test_pruning_by_dataset_spans():
             for instrument in INSTRUMENTS[:2]:
                 rows = [{"image_id": f"{instrument}-{day}", "timestamp": DAY0 + timedelta(days=day, hours=12)}]
                 tx.append_bytes(instrument, rows, [blob(rows[0]["image_id"])])
-    repo.add_dataset_span("cruise", "IFCB1", DAY0 + timedelta(days=1), DAY0 + timedelta(days=3))
-    repo.add_dataset_span("cruise", "IFCB2", DAY0, DAY0 + timedelta(hours=13))
-    result = repo.select(build_query(dataset="cruise"))
+    add_dataset_span(repo, "cruise", "IFCB1", DAY0 + timedelta(days=1), DAY0 + timedelta(days=3))
+    add_dataset_span(repo, "cruise", "IFCB2", DAY0, DAY0 + timedelta(hours=13))
+    result = repo.snapshot().select(build_query(dataset="cruise"))
     assert result.manifests_scanned == 3
     assert result.manifests_total == 8
     assert ids_of(result.table) == ["IFCB2-0", "IFCB1-1", "IFCB1-2"]
-    assert repo.count(dataset="cruise", instruments=["IFCB2"]) == 1
+    assert repo.snapshot().count(dataset="cruise", instruments=["IFCB2"]) == 1
 
 
 def count_result(repo: Repository, **options):
-    result = repo.select(build_query(**options), count=True)
+    result = repo.snapshot().select(build_query(**options), count=True)
     return result.table.column(0)[0].as_py(), result
 
 
@@ -738,8 +738,8 @@ def count_result(repo: Repository, **options):
 def test_counts_use_batch_statistics_exactly(daily, options, count, whole, scanned):
     got, result = count_result(daily, **options)
     assert got == count
-    assert daily.count(**options) == count
-    assert len(daily.query(**options)) == count
+    assert daily.snapshot().count(**options) == count
+    assert len(daily.snapshot().query(**options)) == count
     assert (result.batches_counted_whole, result.manifests_scanned) == (whole, scanned)
 
 
@@ -755,17 +755,17 @@ def test_counts_of_datasets_from_batch_statistics():
                 tx.append_bytes(instrument, rows, [blob(r["image_id"]) for r in rows])
     # IFCB1 day 0 whole; IFCB1 day 1 cut at 12:00; IFCB2 days 1-2 whole, in two
     # overlapping spans, each image counted once
-    repo.add_dataset_span("d", "IFCB1", DAY0, DAY0 + timedelta(days=1, hours=12))
-    repo.add_dataset_span("d", "IFCB2", DAY0 + timedelta(days=1), DAY0 + timedelta(days=3))
-    repo.add_dataset_span("d", "IFCB2", DAY0 + timedelta(days=1), DAY0 + timedelta(days=2, hours=2))
+    add_dataset_span(repo, "d", "IFCB1", DAY0, DAY0 + timedelta(days=1, hours=12))
+    add_dataset_span(repo, "d", "IFCB2", DAY0 + timedelta(days=1), DAY0 + timedelta(days=3))
+    add_dataset_span(repo, "d", "IFCB2", DAY0 + timedelta(days=1), DAY0 + timedelta(days=2, hours=2))
     expected = ["IFCB1-0-1", "IFCB1-0-12", "IFCB1-1-1", "IFCB2-1-1", "IFCB2-1-12", "IFCB2-2-1", "IFCB2-2-12"]
-    assert sorted(ids_of(repo.query(dataset="d"))) == expected
+    assert sorted(ids_of(repo.snapshot().query(dataset="d"))) == expected
     got, result = count_result(repo, dataset="d")
     assert got == len(expected)
     assert result.batches_counted_whole == 3
-    assert repo.count(dataset="d", instruments=["IFCB2"]) == 4
-    assert repo.count(dataset="d", start=DAY0 + timedelta(days=1)) == 5
-    assert repo.count(dataset="d", limit=2) == 2
+    assert repo.snapshot().count(dataset="d", instruments=["IFCB2"]) == 4
+    assert repo.snapshot().count(dataset="d", start=DAY0 + timedelta(days=1)) == 5
+    assert repo.snapshot().count(dataset="d", limit=2) == 2
 
 
 def test_concurrent_queries_from_many_threads(daily):
@@ -775,7 +775,7 @@ def test_concurrent_queries_from_many_threads(daily):
         {"instruments": [INSTRUMENTS[n % 3]], "start": DAY0 + timedelta(days=n % DAYS), "end": DAY0 + timedelta(days=n % DAYS + 2)}
         for n in range(12)
     ] + [{"where": [parse_where(f"depth > {n}")], "columns": ["image_id", "depth"]} for n in (0, 7, 22)]
-    expected = [(daily.query(**a).to_pylist(), daily.count(**a)) for a in asks]
+    expected = [(daily.snapshot().query(**a).to_pylist(), daily.snapshot().count(**a)) for a in asks]
     errors: list[BaseException] = []
     barrier = threading.Barrier(4)
 
@@ -784,8 +784,8 @@ def test_concurrent_queries_from_many_threads(daily):
             barrier.wait()
             for i in range(len(asks) * 2):
                 n = (i + offset) % len(asks)
-                assert daily.query(**asks[n]).to_pylist() == expected[n][0]
-                assert daily.count(**asks[n]) == expected[n][1]
+                assert daily.snapshot().query(**asks[n]).to_pylist() == expected[n][0]
+                assert daily.snapshot().count(**asks[n]) == expected[n][1]
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -981,7 +981,7 @@ def small():
             {"image_id": "a2", "timestamp": hours(2), "lat": 2.0, "sample_id": "S2", "score": 2.5, "note": "beta"},
         ]
         tx.append_bytes("IFCB1", rows, [blob(r["image_id"]) for r in rows])
-    repo.add_dataset_span("ds1", "IFCB1", hours(0), hours(3))
+    add_dataset_span(repo, "ds1", "IFCB1", hours(0), hours(3))
     return repo
 
 
@@ -989,7 +989,7 @@ def _safely(repo: Repository, **options) -> int | None:
     """Rows the query returns, or None when it is refused as invalid input;
     any other outcome fails the test."""
     try:
-        table = repo.query(**options)
+        table = repo.snapshot().query(**options)
     except InvalidInputError:
         return None
     return table.num_rows
@@ -997,26 +997,26 @@ def _safely(repo: Repository, **options) -> int | None:
 
 @pytest.mark.parametrize("value", INJECTIONS)
 def test_injection_in_string_values_is_plain_data(small, value):
-    rows = small.images().to_pylist()
+    rows = small.snapshot().images().to_pylist()
     for column in ("image_id", "sample_id", "note", "instrument", "blob_id"):
         for op in ("=", ">=", "like"):
-            condition = Condition(column=column, op=op, value=value)
+            condition = Where(column=column, op=op, value=value)
             # a plain string comparison / pattern, exactly as Python reads it
             assert _safely(small, where=[condition]) == sum(holds(r, condition) for r in rows), (column, op)
-        assert _safely(small, where=[Condition(column=column, op="=", value=value)]) == 0
+        assert _safely(small, where=[Where(column=column, op="=", value=value)]) == 0
     assert _safely(small, samples=[value]) == 0
     assert _safely(small, samples=["S1", value]) == 1
     # numeric and time columns refuse them outright
     for column in ("lat", "score", "timestamp", "size"):
-        assert _safely(small, where=[Condition(column=column, op="=", value=value)]) is None
+        assert _safely(small, where=[Where(column=column, op="=", value=value)]) is None
     for options in ({"instruments": [value]}, {"columns": [value]}):
         assert _safely(small, **options) is None
     with pytest.raises((InvalidInputError, NotFoundError)):
-        small.query(dataset=value)
+        small.snapshot().query(dataset=value)
     with pytest.raises((InvalidInputError, NotFoundError)):
-        small.query(at=value)
+        small.snapshot(value).query()
     # and nothing changed
-    assert ids_of(small.query()) == ["a1", "a2"]
+    assert ids_of(small.snapshot().query()) == ["a1", "a2"]
     assert len(list(small.log())) == 2
 
 
@@ -1034,7 +1034,7 @@ def test_injection_through_parse_where(small, where):
     got = _safely(small, where=[condition])
     expected = 2 if condition.op == "!=" else 0
     assert got == expected
-    assert small.count(where=[condition]) == expected
+    assert small.snapshot().count(where=[condition]) == expected
 
 
 @pytest.mark.parametrize(
@@ -1043,9 +1043,9 @@ def test_injection_through_parse_where(small, where):
 )
 def test_injection_in_column_names_is_refused(small, column):
     with pytest.raises(InvalidInputError):
-        small.query(columns=[column])
+        small.snapshot().query(columns=[column])
     with pytest.raises(InvalidInputError):
-        small.query(where=[{"column": column, "op": "=", "value": "1"}])
+        small.snapshot().query(where=[{"column": column, "op": "=", "value": "1"}])
 
 
 @pytest.mark.parametrize(
@@ -1068,24 +1068,24 @@ def test_injection_in_column_names_is_refused(small, column):
 def test_bad_queries_are_invalid_input(small, options):
     options = {k: [parse_where(w) for w in v] if k == "where" else v for k, v in options.items()}
     with pytest.raises(InvalidInputError):
-        small.query(**options)
+        small.snapshot().query(**options)
     with pytest.raises(InvalidInputError):
-        small.count(**options)
+        small.snapshot().count(**options)
 
 
 def test_unknown_dataset_is_not_found(small):
     with pytest.raises(NotFoundError):
-        small.query(dataset="nosuch")
+        small.snapshot().query(dataset="nosuch")
     with pytest.raises(NotFoundError):
-        small.count(dataset="nosuch")
+        small.snapshot().count(dataset="nosuch")
     with pytest.raises(NotFoundError):
-        small.query(dataset="ds1", at="HEAD~1")  # defined only by the later commit
-    assert ids_of(small.query(dataset="ds1")) == ["a1", "a2"]
+        small.snapshot("HEAD~1").query(dataset="ds1")  # defined only by the later commit
+    assert ids_of(small.snapshot().query(dataset="ds1")) == ["a1", "a2"]
 
 
 def test_well_typed_where_values(small):
     def ids(*conditions):
-        return ids_of(small.query(where=[parse_where(c) for c in conditions]))
+        return ids_of(small.snapshot().query(where=[parse_where(c) for c in conditions]))
 
     assert ids("score > 2") == ["a2"]
     assert ids("score = 1.5") == ["a1"]
@@ -1102,8 +1102,8 @@ def test_well_typed_where_values(small):
     assert ids("image_id like a_") == ["a1", "a2"]
     assert ids("instrument = IFCB1") == ["a1", "a2"]
     assert ids("sample_id < S2") == ["a1"]
-    assert ids_of(small.query(where=[{"column": "score", "op": ">", "value": 2}])) == ["a2"]
-    assert ids_of(small.query(where=[{"column": "score", "op": "<", "value": 2.0}])) == ["a1"]
+    assert ids_of(small.snapshot().query(where=[{"column": "score", "op": ">", "value": 2}])) == ["a2"]
+    assert ids_of(small.snapshot().query(where=[{"column": "score", "op": "<", "value": 2.0}])) == ["a1"]
 
 
 @pytest.mark.parametrize(
@@ -1128,8 +1128,8 @@ def test_columns_differing_only_by_case_are_refused_or_kept_apart(rows, where, e
                 tx.append_bytes(instrument, meta, [blob(f"a{n}")])
     except InvalidInputError:
         return
-    assert ids_of(repo.query(where=[parse_where(where)])) == expected
-    assert repo.count(where=[parse_where(where)]) == len(expected)
+    assert ids_of(repo.snapshot().query(where=[parse_where(where)])) == expected
+    assert repo.snapshot().count(where=[parse_where(where)]) == len(expected)
 
 
 def test_columns_named_like_sql_keywords():
@@ -1140,13 +1140,13 @@ def test_columns_named_like_sql_keywords():
     ]
     with repo.transaction(message="keywords") as tx:
         tx.append_bytes("A", rows, [blob(r["image_id"]) for r in rows])
-    assert ids_of(repo.query(where=[parse_where("select > 1")])) == ["a2"]
-    assert ids_of(repo.query(where=[parse_where("order like x%"), parse_where("FROM = y")])) == ["a1"]
-    assert repo.query(columns=["order", "select", "_"]).to_pylist() == [
+    assert ids_of(repo.snapshot().query(where=[parse_where("select > 1")])) == ["a2"]
+    assert ids_of(repo.snapshot().query(where=[parse_where("order like x%"), parse_where("FROM = y")])) == ["a1"]
+    assert repo.snapshot().query(columns=["order", "select", "_"]).to_pylist() == [
         {"order": "x", "select": 1.0, "_": "z"},
         {"order": "y", "select": 2.0, "_": "z"},
     ]
-    assert repo.count(where=[parse_where("_ = z")]) == 2
+    assert repo.snapshot().count(where=[parse_where("_ = z")]) == 2
 
 
 # -- the raw DuckDB connection -------------------------------------------------------
@@ -1155,16 +1155,16 @@ def test_columns_named_like_sql_keywords():
 def test_duckdb_connection_sees_the_snapshot_and_no_files(three_commits, tmp_path):
     repo, (c1, c2, c3) = three_commits
     for at, expected in ((c1, ["x1"]), ("HEAD~1", ["x1", "x2"]), (None, ["x1", "x2", "x3"]), ("v1", ["x1"])):
-        connection = repo.duckdb(at=at)
+        connection = repo.snapshot(at).duckdb()
         try:
             got = connection.sql("SELECT image_id FROM images ORDER BY image_id").fetchall()
             assert [r[0] for r in got] == expected
             full = connection.sql("SELECT * FROM images ORDER BY timestamp, image_id").to_arrow_table()
-            assert full.to_pylist() == repo.query(at=at).to_pylist()
+            assert full.to_pylist() == repo.snapshot(at).query().to_pylist()
         finally:
             connection.close()
     times = {oid: commit.time for oid, commit in repo.log()}
-    connection = repo.duckdb(as_of=times[c2])
+    connection = repo.snapshot(as_of=times[c2]).duckdb()
     assert connection.sql("SELECT count(*) FROM images").fetchall()[0][0] == 2
 
     secret = tmp_path / "secret.csv"
@@ -1188,6 +1188,6 @@ def test_duckdb_connection_sees_the_snapshot_and_no_files(three_commits, tmp_pat
 
 
 def test_duckdb_on_an_empty_repository():
-    connection = Repository.init(memory_url()).duckdb()
+    connection = Repository.init(memory_url()).snapshot().duckdb()
     assert connection.sql("SELECT count(*) FROM images").fetchall()[0][0] == 0
     connection.close()

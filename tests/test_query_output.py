@@ -18,7 +18,7 @@ from test_cli import A1, A2, assert_error, assert_json_error, committed, images,
 from test_registry import sample_images
 
 from improv_vcs import InvalidInputError, Repository
-from improv_vcs.query.filters import Condition
+from improv_vcs.query.filters import Where
 
 UTC = timezone.utc
 DEFAULT = ["image_id", "instrument", "timestamp", "lat", "lon", "depth", "sample_id", "size"]
@@ -214,7 +214,7 @@ def test_star_gives_every_column(runner, committed):
 
 
 def test_python_api_still_returns_every_column(committed):
-    table = Repository.open(committed).query()
+    table = Repository.open(committed).snapshot().query()
     assert table.column_names == [
         "image_id", "instrument", "timestamp", "lat", "lon", "depth", "sample_id",
         "media_type", "blob_id", "size", "pack", "offset",
@@ -295,7 +295,7 @@ def test_sample_columns_with_every_manifest_filter(runner, sampled):
 
 def test_sample_columns_with_filters_in_the_python_api(sampled):
     api = Repository.open(sampled)
-    table = api.query(instruments=["IFCB1"], samples=["S1", "S3"], sample_columns=["quality", "instrument"], columns=["image_id"])
+    table = api.snapshot().query(instruments=["IFCB1"], samples=["S1", "S3"], sample_columns=["quality", "instrument"], columns=["image_id"])
     assert table.to_pylist() == [{"image_id": "a1", "sample.quality": "good", "sample.instrument": "IFCB1"}]
 
 
@@ -323,10 +323,10 @@ def test_duckdb_errors_are_one_line_invalid_input(runner, dated, tmp_path):
 
 def test_duckdb_errors_in_the_python_api(dated):
     api = Repository.open(dated)
-    condition = Condition(column="cast_date", op="=", value="tomorrow")
+    condition = Where(column="cast_date", op="=", value="tomorrow")
     with pytest.raises(InvalidInputError, match="tomorrow") as caught:
-        api.query(where=[condition])
+        api.snapshot().query(where=[condition])
     assert "\n" not in str(caught.value)
     assert caught.value.__suppress_context__  # a traceback shows our error, not DuckDB's
     with pytest.raises(InvalidInputError):
-        api.count(where=[condition])
+        api.snapshot().count(where=[condition])

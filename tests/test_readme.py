@@ -121,7 +121,7 @@ def run_tour(home: Path) -> subprocess.CompletedProcess[str]:
 
 def test_readme_tour_runs_as_written(tmp_path):
     from improv_vcs import Repository
-    from improv_vcs.cite import make as cite
+    from improv_vcs import cite
 
     make_inputs(tmp_path)
     done = run_tour(tmp_path)
@@ -144,12 +144,12 @@ def test_readme_tour_runs_as_written(tmp_path):
     messages = [commit.message for _, commit in survey.log("main")]
     assert len(messages) == 7, messages  # 3 ingests, dataset, instrument, provenance, sample
     assert messages[-1] == "Day 1"
-    assert survey.count() == 2 * ROIS_PER_BIN + 2 + 1
-    assert survey.count(instruments=["IFCB134"]) == 2
-    assert survey.count(instruments=["scope-a"]) == 1
-    assert survey.count(dataset="spring-bloom") == 2 * ROIS_PER_BIN
-    assert survey.count(sample_quality=("bad",)) == ROIS_PER_BIN
-    assert survey.count(at="HEAD~6") == 2 * ROIS_PER_BIN  # the tour's HEAD~5, before `sample add`
+    assert survey.snapshot().count() == 2 * ROIS_PER_BIN + 2 + 1
+    assert survey.snapshot().count(instruments=["IFCB134"]) == 2
+    assert survey.snapshot().count(instruments=["scope-a"]) == 1
+    assert survey.snapshot().count(dataset="spring-bloom") == 2 * ROIS_PER_BIN
+    assert survey.snapshot().count(sample_quality=("bad",)) == ROIS_PER_BIN
+    assert survey.snapshot("HEAD~6").count() == 2 * ROIS_PER_BIN  # the tour's HEAD~5, before `sample add`
     assert survey.tags() == {"v1.0": survey.resolve("main")}
 
     pinned = cite.load(str(tmp_path / "survey" / "citation.txt"))
@@ -188,7 +188,7 @@ def test_query_results_to_pandas(tmp_path):
     with repo.transaction(message="a dozen", author="Ada <ada@example.org>") as tx:
         tx.append_bytes("IFCB107", rows, [encode_png(pixels + i) for i in range(12)])
 
-    frame = repo.query(depth=(0, 4.5), columns=["image_id", "timestamp", "depth"]).to_pandas()
+    frame = repo.snapshot().query(depth=(0, 4.5), columns=["image_id", "timestamp", "depth"]).to_pandas()
     assert isinstance(frame, pd.DataFrame)
     assert len(frame) == 5
     assert list(frame.columns) == ["image_id", "timestamp", "depth"]

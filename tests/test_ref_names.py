@@ -12,7 +12,7 @@ import pytest
 from test_cli import _clean_env, assert_error, invoke, ok, runner  # noqa: F401  (fixtures)
 
 from improv_vcs import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, Repository
-from improv_vcs.cite import make as cite
+from improv_vcs import cite
 from improv_vcs.core.ids import new_ref_name, ref_name
 from improv_vcs.storage.refs import HEADS, TAGS
 from improv_vcs.service.app import create_app
@@ -54,7 +54,7 @@ def legacy_ref(repo: Repository, key: str, target: str) -> None:
 
 
 def image_ids(repo: Repository, at: str) -> list[str]:
-    return sorted(repo.images(at).column("image_id").to_pylist())
+    return sorted(repo.snapshot(at).images().column("image_id").to_pylist())
 
 
 def shadowing_names(ids: list[str]) -> list[str]:
@@ -185,7 +185,7 @@ def test_a_full_commit_id_is_never_shadowed_by_a_legacy_ref(three):
     assert repo.resolve(f"{c2}~1") == c1
     assert image_ids(repo, c1) == ["x1"]
     assert image_ids(repo, c2) == ["x1", "x2"]
-    assert repo.count(at=c1) == 1
+    assert repo.snapshot(c1).count() == 1
 
 
 def test_head_is_the_default_branch_then_branches_before_tags_before_prefixes(three):
@@ -224,7 +224,7 @@ def test_query_at_a_commit_id_under_a_legacy_ref_via_the_cli(runner, three):
 
 def test_a_citation_verifies_under_a_legacy_ref_named_like_its_commit(three):
     repo, (c1, c2, c3) = three
-    pinned = repo.cite(at=c1).pinned
+    pinned = repo.snapshot(c1).cite().pinned
     assert pinned.commit == c1 and pinned.count == 1
     legacy_ref(repo, HEADS + c1, c3)
     verified = cite.verify(Repository.open(repo.url), pinned)

@@ -19,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from test_cli import assert_error, images, invoke, ok
 from typer.testing import CliRunner
 
-from improv_vcs import ConflictError, InvalidInputError, Repository
+from improv_vcs import ConflictError, InvalidInputError, Repository, add_provenance, edit_registry
 from improv_vcs.snapshot import registry as reg
 from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.maintenance.gc import gc
@@ -87,7 +87,7 @@ def test_commits_outside_deployments_are_refused_and_write_nothing(runner, repo,
     v1_commit = Repository.open(repo).resolve()
     inside = [iid("20240105T000000", 1), iid("20240201T000000", 1), iid("20240209T235959", 1)]
     ok(cli(runner, repo, "commit", images(tmp_path / "inside", *inside), "-i", "IFCB107", "-q"))
-    assert Repository.open(repo).count() == 3
+    assert Repository.open(repo).snapshot().count() == 3
 
     cases = {
         "before": [iid("20231231T235959", 1)],
@@ -105,11 +105,11 @@ def test_commits_outside_deployments_are_refused_and_write_nothing(runner, repo,
         if name == "future":
             assert "in the future" in line
         assert state(repo) == before, name
-    assert Repository.open(repo).count() == 3
+    assert Repository.open(repo).snapshot().count() == 3
 
     # the CLI override
     ok(cli(runner, repo, "commit", tmp_path / "gap", "-i", "IFCB107", "-q", "--allow-outside-deployment"))
-    assert Repository.open(repo).count() == 6
+    assert Repository.open(repo).snapshot().count() == 6
     # the API: refused, then accepted with allow_outside_deployment=True
     repository = Repository.open(repo)
     before = state(repo)
@@ -117,13 +117,13 @@ def test_commits_outside_deployments_are_refused_and_write_nothing(runner, repo,
         append(repository, "IFCB107", [(iid("20240301T000000", 2), t(2024, 3, 1))])
     assert state(repo) == before
     tx = append(repository, "IFCB107", [(iid("20240301T000000", 2), t(2024, 3, 1))], allow_outside_deployment=True)
-    assert tx.commit_id is not None and repository.count() == 7
+    assert tx.commit_id is not None and repository.snapshot().count() == 7
 
     # an open-ended window accepts later images, but not future ones
     ok(cli(runner, repo, "instrument", "add", "IFCB9", "--deployed", "2024-01-01.."))
     later = images(tmp_path / "later", iid("20260101T000000", 1, "IFCB9"), iid("20240101T000000", 1, "IFCB9"))
     ok(cli(runner, repo, "commit", later, "-i", "IFCB9", "-q"))
-    assert Repository.open(repo).count(instruments=["IFCB9"]) == 2
+    assert Repository.open(repo).snapshot().count(instruments=["IFCB9"]) == 2
     before = state(repo)
     assert_error(cli(runner, repo, "commit", images(tmp_path / "later_future", iid("20990101T000000", 1, "IFCB9")), "-i", "IFCB9", "-q"),
                  2, "in the future")
@@ -152,7 +152,7 @@ def test_commits_outside_deployments_are_refused_and_write_nothing(runner, repo,
     text = ok(cli(runner, repo, "instrument", "show", "IFCB107", "--at", v1_commit)).stdout
     assert " v1 " in text and "2024-01-01 00:00..2024-01-10 00:00" in text
     assert_error(cli(runner, repo, "instrument", "show", "IFCB9", "--at", v1_commit), 3, "IFCB9")
-    assert Repository.open(repo).registry(v1_commit).instruments["IFCB107"].version == 1
+    assert Repository.open(repo).snapshot(v1_commit).registry().instruments["IFCB107"].version == 1
 
 
 def test_instrument_add_errors_write_nothing(runner, repo):
@@ -175,7 +175,7 @@ def test_unregistered_instrument_warns_once_then_strict_refuses(runner, repo, tm
     result = ok(cli(runner, repo, "commit", src, "-i", "IFCB5"))
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert warnings == ["warning: instrument 'IFCB5' is not registered (`improv instrument add` records its deployments)"]
-    assert Repository.open(repo).count() == 10
+    assert Repository.open(repo).snapshot().count() == 10
 
     repository = Repository.open(repo)
     with repository.transaction(message="two batches") as tx:
@@ -189,7 +189,7 @@ def test_unregistered_instrument_warns_once_then_strict_refuses(runner, repo, tm
     assert state(repo) == before
 
     ok(cli(runner, repo, "instrument", "strict", "on"))
-    assert Repository.open(repo).registry().strict_instruments is True
+    assert Repository.open(repo).snapshot().registry().strict_instruments is True
     listed = json.loads(ok(cli(runner, repo, "instrument", "list", "--json")).stdout)
     assert listed == {"strict": True, "instruments": []}
     before = state(repo)
@@ -203,7 +203,7 @@ def test_unregistered_instrument_warns_once_then_strict_refuses(runner, repo, tm
     ok(cli(runner, repo, "instrument", "update", "IFCB5", "--deployed", "2024-01-01.."))
     result = ok(cli(runner, repo, "commit", tmp_path / "s", "-i", "IFCB5", "-q"))
     assert "warning" not in result.stderr
-    assert Repository.open(repo).count() == 14
+    assert Repository.open(repo).snapshot().count() == 14
 
 
 # -- 3. samples ----------------------------------------------------------------------
@@ -253,7 +253,7 @@ def test_sample_versions_answer_per_commit(runner, repo, tmp_path):
     assert sorted((r["image_id"], r["sample.quality"]) for r in with_new) == [("a1", "bad"), ("a2", "bad"), ("b1", "good"), ("c1", None)]
     assert {r["image_id"]: r["sample.alt_ids"] for r in with_old}["a1"] == ["cast-7", "niskin-3"]
     api = Repository.open(repo)
-    assert api.count(at=old, sample_quality=["good"]) == 3 and api.count(sample_quality=["good"]) == 1
+    assert api.snapshot(old).count(sample_quality=["good"]) == 3 and api.snapshot().count(sample_quality=["good"]) == 1
 
     shown = json.loads(ok(cli(runner, repo, "sample", "show", "S1", "--json")).stdout)
     assert [r["quality"] for r in shown] == ["good", "bad"]
@@ -274,7 +274,7 @@ def test_sample_versions_answer_per_commit(runner, repo, tmp_path):
                    "--quality", "good", "--json"))
     assert json.loads(again.stdout)["commit"] is None
     assert state(repo) == before
-    assert Repository.open(repo).samples(history=True).num_rows == 3
+    assert Repository.open(repo).snapshot().samples(history=True).num_rows == 3
 
 
 def test_sample_import_csv_and_parquet_and_errors(runner, repo, tmp_path):
@@ -286,7 +286,7 @@ def test_sample_import_csv_and_parquet_and_errors(runner, repo, tmp_path):
     )
     result = json.loads(ok(cli(runner, repo, "sample", "import", csv_file, "--json")).stdout)
     assert result["samples"] == 2 and result["commit"] == Repository.open(repo).resolve()
-    rows = {r["sample_id"]: r for r in Repository.open(repo).samples().to_pylist()}
+    rows = {r["sample_id"]: r for r in Repository.open(repo).snapshot().samples().to_pylist()}
     assert set(rows) == {"C1", "C2"}
     assert rows["C1"]["alt_ids"] == ["x1", "x2", "x3"] and rows["C1"]["quality"] == "good"
     assert json.loads(rows["C1"]["meta"]) == {"cruise": "EN700", "station": "A"}
@@ -304,17 +304,17 @@ def test_sample_import_csv_and_parquet_and_errors(runner, repo, tmp_path):
         "volume": [4.5, 5.0],
     }), parquet_file)
     ok(cli(runner, repo, "sample", "import", parquet_file))
-    rows = {r["sample_id"]: r for r in Repository.open(repo).samples().to_pylist()}
+    rows = {r["sample_id"]: r for r in Repository.open(repo).snapshot().samples().to_pylist()}
     assert sorted(rows) == ["C1", "C2", "P1"]
     assert (rows["P1"]["instrument"], rows["P1"]["quality"], rows["P1"]["alt_ids"]) == ("IFCB2", "questionable", ["p"])
     assert json.loads(rows["P1"]["meta"]) == {"volume": 4.5}
     assert rows["C2"]["quality"] == "bad"
-    assert Repository.open(repo).samples(history=True).num_rows == 4
+    assert Repository.open(repo).snapshot().samples(history=True).num_rows == 4
 
     before = state(repo)
     ok(cli(runner, repo, "sample", "import", parquet_file))  # identical: no commit
     ok(cli(runner, repo, "sample", "import", csv_file.with_name("samples.csv")))  # C1 same; C2 back to questionable: a new version
-    assert Repository.open(repo).samples(history=True).num_rows == 5
+    assert Repository.open(repo).snapshot().samples(history=True).num_rows == 5
     before = state(repo)
     bad = {
         "quality": ("sample_id,instrument,start,end,quality\nQ1,IFCB1,2024-05-01T00:00:00Z,2024-05-01T01:00:00Z,great\n", "quality must be one of"),
@@ -349,7 +349,7 @@ def test_sample_import_csv_empty_optional_quality_means_none(runner, repo, tmp_p
         "E2,IFCB1,2024-05-02T00:00:00Z,2024-05-02T00:20:00Z,,B\n"
     )
     ok(cli(runner, repo, "sample", "import", csv_file))
-    rows = {r["sample_id"]: r["quality"] for r in Repository.open(repo).samples().to_pylist()}
+    rows = {r["sample_id"]: r["quality"] for r in Repository.open(repo).snapshot().samples().to_pylist()}
     assert rows == {"E1": "good", "E2": None}
 
 
@@ -370,7 +370,7 @@ def test_tasks_are_idempotent_and_listed(runner, repo, tmp_path):
     assert again.stdout.strip() == f"Task bin-2024-01-02 is already committed as {task1[:12]}; nothing to do"
     again = ok(cli(runner, repo, "commit", tmp_path / "t1b", "-i", "IFCB107", "--task-id", "bin-2024-01-02", "--json"))
     assert json.loads(again.stdout) == {"commit": task1, "task": "bin-2024-01-02", "already_done": True}
-    assert Repository.open(repo).resolve() == head and Repository.open(repo).count() == 3
+    assert Repository.open(repo).resolve() == head and Repository.open(repo).snapshot().count() == 3
 
     ok(cli(runner, repo, "commit", images(tmp_path / "t2", iid("20240103T000000", 1, "IFCB3")), "-i", "IFCB3", "--task-id", "bin-2024-01-03", "-q"))
     task2 = Repository.open(repo).resolve()
@@ -394,15 +394,15 @@ def test_tasks_are_idempotent_and_listed(runner, repo, tmp_path):
     assert [r["task"] for r in since] == ["bin-2024-01-03"]
     future = json.loads(ok(cli(runner, repo, "tasks", "--since", "2099-01-01T00:00:00Z", "--json")).stdout)
     assert future == []
-    assert repository.task_commit("bin-2024-01-02") == task1
-    assert repository.task_commit("bin-2024-01-03") == task2
-    assert repository.task_commit("bin-2024-01-03", at=task1) is None
-    assert repository.task_commit("never") is None
-    assert Repository.init(tmp_path / "empty").task_commit("x") is None
+    assert repository.snapshot().task_commit("bin-2024-01-02") == task1
+    assert repository.snapshot().task_commit("bin-2024-01-03") == task2
+    assert repository.snapshot(task1).task_commit("bin-2024-01-03") is None
+    assert repository.snapshot().task_commit("never") is None
+    assert Repository.init(tmp_path / "empty").snapshot().task_commit("x") is None
     # the API records tasks too
     with repository.transaction(message="api", task="api-1") as tx:
         tx.append_bytes("IFCB3", [{"image_id": "api1", "timestamp": t(2024, 1, 5)}], [blob("api1")])
-    assert repository.task_commit("api-1") == tx.commit_id
+    assert repository.snapshot().task_commit("api-1") == tx.commit_id
     assert repository.odb.get_commit(tx.commit_id).task == "api-1"
 
 
@@ -421,7 +421,7 @@ def classified(image: str, version: str | None, vector: list[float] | None, mode
 def test_taxonomy_decodes_score_vectors_per_commit(runner, repo, tmp_path):
     repository = Repository.open(repo)
     append(repository, "IFCB1", [("i1", t(2024, 1, 1)), ("i2", t(2024, 1, 2)), ("i3", t(2024, 1, 3)), ("i4", t(2024, 1, 4))])
-    repository.add_provenance("classification", [
+    add_provenance(repository, "classification", [
         classified("i1", "v3", [0.7, 0.2, 0.1]),
         classified("i2", "v2", [0.1, 0.9]),  # a version without taxonomy
         classified("i3", "v3", [0.5, 0.5]),  # the wrong length
@@ -437,20 +437,20 @@ def test_taxonomy_decodes_score_vectors_per_commit(runner, repo, tmp_path):
     assert json.loads(ok(cli(runner, repo, "taxonomy", "list", "--at", before_taxonomy, "--json")).stdout) == {}
 
     repository = Repository.open(repo)
-    decoded = {r["image_id"]: r["class_scores"] for r in repository.provenance_records("classification").to_pylist()}
+    decoded = {r["image_id"]: r["class_scores"] for r in repository.snapshot().provenance_records("classification").to_pylist()}
     assert decoded == {"i1": [("diatom", 0.7), ("ciliate", 0.2), ("detritus", 0.1)], "i2": None, "i3": None, "i4": None}
-    old = {r["image_id"]: r["class_scores"] for r in repository.provenance_records("classification", at=before_taxonomy).to_pylist()}
+    old = {r["image_id"]: r["class_scores"] for r in repository.snapshot(before_taxonomy).provenance_records("classification").to_pylist()}
     assert old == {"i1": None, "i2": None, "i3": None, "i4": None}
     # records committed after the taxonomy decode too; a vector needs model_version
     append(repository, "IFCB1", [("i5", t(2024, 1, 5))])
     before = state(repo)
     with pytest.raises(InvalidInputError, match="needs model_version"):
-        repository.add_provenance("classification", [classified("i5", None, [0.1, 0.1, 0.8])], source="lab")
+        add_provenance(repository, "classification", [classified("i5", None, [0.1, 0.1, 0.8])], source="lab")
     with pytest.raises(InvalidInputError, match="JSON array of numbers"):
-        repository.add_provenance("classification", [{**classified("i5", "v3", None), "score_vector": '{"a": 1}'}], source="lab")
+        add_provenance(repository, "classification", [{**classified("i5", "v3", None), "score_vector": '{"a": 1}'}], source="lab")
     assert state(repo) == before
-    repository.add_provenance("classification", [classified("i5", "v3", [0, 0.25, 0.75])], source="lab", run_id="r2")
-    decoded = {r["image_id"]: r["class_scores"] for r in repository.provenance_records("classification", run="r2").to_pylist()}
+    add_provenance(repository, "classification", [classified("i5", "v3", [0, 0.25, 0.75])], source="lab", run_id="r2")
+    decoded = {r["image_id"]: r["class_scores"] for r in repository.snapshot().provenance_records("classification", run="r2").to_pylist()}
     assert decoded == {"i5": [("diatom", 0.0), ("ciliate", 0.25), ("detritus", 0.75)]}
 
     # the same list again: no-op; another list for the same version: conflict
@@ -462,13 +462,13 @@ def test_taxonomy_decodes_score_vectors_per_commit(runner, repo, tmp_path):
     other.write_text("diatom\ndetritus\nciliate\n")
     assert_error(cli(runner, repo, "taxonomy", "add", "cnn", "v3", "--classes", other), 4, "cnn@v3", "different class list")
     with pytest.raises(ConflictError):
-        repository.edit_registry(lambda d: reg.add_taxonomy(d, "cnn", "v3", ["a", "b", "c"]), "x")
+        edit_registry(repository, lambda d: reg.add_taxonomy(d, "cnn", "v3", ["a", "b", "c"]), "x")
     repeated = tmp_path / "repeated.txt"
     repeated.write_text("a\nb\na\n")
     assert_error(cli(runner, repo, "taxonomy", "add", "cnn", "v4", "--classes", repeated), 2, "repeat")
     assert_error(cli(runner, repo, "taxonomy", "add", "cnn", "v5", "--classes", tmp_path / "missing.txt"), 2, "cannot read")
     assert state(repo) == before
-    assert Repository.open(repo).registry(with_taxonomy).taxonomies["cnn@v3"].classes == ("diatom", "ciliate", "detritus")
+    assert Repository.open(repo).snapshot(with_taxonomy).registry().taxonomies["cnn@v3"].classes == ("diatom", "ciliate", "detritus")
 
 
 def test_pure_registry_edits():
@@ -505,73 +505,73 @@ def add_samples(repository: Repository, *rows: tuple[str, str, str | None]) -> s
 
 def test_push_clone_pull_gc_carry_registry_and_samples(tmp_path):
     origin = Repository.init(tmp_path / "origin")
-    origin.edit_registry(lambda d: reg.add_instrument(d, "IFCB1", deployments=(reg.deployment(t(2024, 1, 1)),)), "instrument")
+    edit_registry(origin, lambda d: reg.add_instrument(d, "IFCB1", deployments=(reg.deployment(t(2024, 1, 1)),)), "instrument")
     append(origin, "IFCB1", [("o1", t(2024, 5, 1))])
     add_samples(origin, ("S1", "IFCB1", "good"), ("S2", "IFCB1", None))
     add_samples(origin, ("S1", "IFCB1", "bad"))
-    origin.edit_registry(lambda d: reg.add_taxonomy(d, "cnn", "1", ["a", "b"]), "taxonomy")
+    edit_registry(origin, lambda d: reg.add_taxonomy(d, "cnn", "1", ["a", "b"]), "taxonomy")
     site, _ = clone(origin.url, tmp_path / "site")
     for repository in (origin, site):
         report = fsck(repository, full=True)
         assert report.problems == [], report.problems
-    assert site.registry() == origin.registry()
-    assert site.samples().equals(origin.samples()) and site.samples(history=True).num_rows == 3
+    assert site.snapshot().registry() == origin.snapshot().registry()
+    assert site.snapshot().samples().equals(origin.snapshot().samples()) and site.snapshot().samples(history=True).num_rows == 3
     for oid, _ in origin.log():
-        assert site.registry(oid) == origin.registry(oid)
-        assert site.samples(oid, history=True).equals(origin.samples(oid, history=True))
+        assert site.snapshot(oid).registry() == origin.snapshot(oid).registry()
+        assert site.snapshot(oid).samples(history=True).equals(origin.snapshot(oid).samples(history=True))
 
     # gc with no grace keeps every sample segment
-    segments = {object_key(s) for oid, _ in site.log() for s in site.registry(oid).samples}
+    segments = {object_key(s) for oid, _ in site.log() for s in site.snapshot(oid).registry().samples}
     assert len(segments) == 2 and segments <= set(site.store.list("objects/"))
     report = gc(site, grace=0)
     assert segments.isdisjoint(report.removed) and segments <= set(site.store.list("objects/"))
     assert fsck(site, full=True).problems == []
-    assert site.samples(history=True).num_rows == 3
+    assert site.snapshot().samples(history=True).num_rows == 3
 
     # the site adds a sample, pushes; the origin pulls it after its own, divergent edits
     add_samples(site, ("S3", "IFCB1", "questionable"))
-    site.edit_registry(lambda d: reg.add_instrument(d, "IFCB2"), "instrument 2")
+    edit_registry(site, lambda d: reg.add_instrument(d, "IFCB2"), "instrument 2")
     add_samples(origin, ("S4", "IFCB1", "good"))
-    origin.edit_registry(lambda d: reg.add_instrument(d, "IFCB3", serial="3"), "instrument 3")
+    edit_registry(origin, lambda d: reg.add_instrument(d, "IFCB3", serial="3"), "instrument 3")
     result = pull(site)
     assert result.action == "merge"
-    merged = site.registry()
+    merged = site.snapshot().registry()
     assert sorted(merged.instruments) == ["IFCB1", "IFCB2", "IFCB3"]
     assert merged.instruments["IFCB3"].serial == "3"
-    assert {r["sample_id"]: r["quality"] for r in site.samples().to_pylist()} == {"S1": "bad", "S2": None, "S3": "questionable", "S4": "good"}
-    assert merged.taxonomies == origin.registry().taxonomies
+    assert {r["sample_id"]: r["quality"] for r in site.snapshot().samples().to_pylist()} == {"S1": "bad", "S2": None, "S3": "questionable", "S4": "good"}
+    assert merged.taxonomies == origin.snapshot().registry().taxonomies
     assert push(site).action == "pushed"
     origin = Repository.open(origin.url)
-    assert origin.registry() == site.registry() and origin.samples().equals(site.samples())
+    assert origin.snapshot().registry() == site.snapshot().registry() and origin.snapshot().samples().equals(site.snapshot().samples())
     for repository in (origin, site):
         assert fsck(repository, full=True).problems == []
     assert gc(origin, grace=0) is not None and fsck(origin, full=True).problems == []
-    assert origin.samples().num_rows == 4
+    assert origin.snapshot().samples().num_rows == 4
 
 
 def test_same_instrument_changed_on_both_sides_conflicts_and_nothing_moves(tmp_path):
     origin = Repository.init(tmp_path / "origin")
-    origin.edit_registry(lambda d: reg.add_instrument(d, "IFCB1"), "instrument")
+    edit_registry(origin, lambda d: reg.add_instrument(d, "IFCB1"), "instrument")
     site, _ = clone(origin.url, tmp_path / "site")
-    origin.edit_registry(lambda d: reg.update_instrument(d, "IFCB1", serial="A"), "A")
+    edit_registry(origin, lambda d: reg.update_instrument(d, "IFCB1", serial="A"), "A")
     add_samples(origin, ("S1", "IFCB1", "good"))
-    mine = site.edit_registry(lambda d: reg.update_instrument(d, "IFCB1", serial="B"), "B")
+    mine = edit_registry(site, lambda d: reg.update_instrument(d, "IFCB1", serial="B"), "B")
     with pytest.raises(ConflictError, match="IFCB1"):
         pull(site)
     assert site.resolve() == mine
-    assert site.registry().instruments["IFCB1"].serial == "B" and site.samples().num_rows == 0
+    assert site.snapshot().registry().instruments["IFCB1"].serial == "B" and site.snapshot().samples().num_rows == 0
     # the same change on both sides is no conflict
     site2, _ = clone(origin.url, tmp_path / "site2")
-    origin.edit_registry(lambda d: reg.update_instrument(d, "IFCB1", description="same"), "same")
-    site2.edit_registry(lambda d: reg.update_instrument(d, "IFCB1", description="same"), "same too")
+    edit_registry(origin, lambda d: reg.update_instrument(d, "IFCB1", description="same"), "same")
+    edit_registry(site2, lambda d: reg.update_instrument(d, "IFCB1", description="same"), "same too")
     assert pull(site2).action == "merge"
-    assert site2.registry().instruments["IFCB1"].description == "same"
+    assert site2.snapshot().registry().instruments["IFCB1"].description == "same"
 
 
 def test_fsck_reports_a_corrupt_sample_segment(tmp_path):
     repository = Repository.init(tmp_path / "repo")
     add_samples(repository, ("S1", "IFCB1", "good"))
-    segment = repository.registry().samples[0]
+    segment = repository.snapshot().registry().samples[0]
     assert fsck(repository, full=True).problems == []
     path = tmp_path / "repo" / "objects" / segment[:2] / segment[2:]
     assert path.exists()
@@ -593,7 +593,7 @@ def test_ifcb_bins_register_their_samples(runner, repo, tmp_path):
             shutil.copyfile(where / f"{bin_id}{suffix}", src / bin_id[:9] / f"{bin_id}{suffix}")
     ok(cli(runner, repo, "commit", "--format", "ifcb", src, "-q"))
     repository = Repository.open(repo)
-    rows = {r["sample_id"]: r for r in repository.samples().to_pylist()}
+    rows = {r["sample_id"]: r for r in repository.snapshot().samples().to_pylist()}
     assert sorted(rows) == sorted(bins)
     expected = {
         "D20220522T003051_IFCB134": ("IFCB134", t(2022, 5, 22, 0, 30, 51), 715.6575, 0.15215060763888888),
@@ -611,13 +611,13 @@ def test_ifcb_bins_register_their_samples(runner, repo, tmp_path):
     head = repository.resolve()
     again = ok(cli(runner, repo, "commit", "--format", "ifcb", src, "--json"))
     assert json.loads(again.stdout)["commit"] is None
-    assert Repository.open(repo).resolve() == head and Repository.open(repo).samples(history=True).num_rows == 2
+    assert Repository.open(repo).resolve() == head and Repository.open(repo).snapshot().samples(history=True).num_rows == 2
     # images of a bin join their sample record
     ok(cli(runner, repo, "sample", "add", "D20220522T003051_IFCB134", "-i", "IFCB134", "--start", "2022-05-22T00:30:51Z",
            "--end", "2022-05-22T00:42:47Z", "--quality", "good"))
-    n134 = Repository.open(repo).count(instruments=["IFCB134"])
-    assert n134 > 0 and Repository.open(repo).count(sample_quality=["good"]) == n134
-    assert Repository.open(repo).count(at=head, sample_quality=["good"]) == 0
+    n134 = Repository.open(repo).snapshot().count(instruments=["IFCB134"])
+    assert n134 > 0 and Repository.open(repo).snapshot().count(sample_quality=["good"]) == n134
+    assert Repository.open(repo).snapshot(head).count(sample_quality=["good"]) == 0
 
 
 # -- 8. every past commit keeps its answers ----------------------------------------------
@@ -649,11 +649,11 @@ class RegistryHistory(RuleBasedStateMachine):
 
     def answers(self, at: str) -> dict:
         return {
-            "registry": self.repo.registry(at),
-            "samples": self.repo.samples(at).to_pylist(),
-            "history": self.repo.samples(at, history=True).num_rows,
-            "counts": [self.repo.count(at=at, sample_quality=list(q)) for q in QUALITY_SETS],
-            "tasks": [self.repo.task_commit(task, at=at) for task in TASKS],
+            "registry": self.repo.snapshot(at).registry(),
+            "samples": self.repo.snapshot(at).samples().to_pylist(),
+            "history": self.repo.snapshot(at).samples(history=True).num_rows,
+            "counts": [self.repo.snapshot(at).count(sample_quality=list(q)) for q in QUALITY_SETS],
+            "tasks": [self.repo.snapshot(at).task_commit(task) for task in TASKS],
         }
 
     def expected(self) -> dict:
@@ -696,10 +696,10 @@ class RegistryHistory(RuleBasedStateMachine):
         edit = lambda d: reg.add_instrument(d, name, deployments=tuple(reg.deployment(*WINDOWS[w]) for w in windows))  # noqa: E731
         if name in self.instruments:
             with pytest.raises(ConflictError):
-                self.repo.edit_registry(edit, "add")
+                edit_registry(self.repo, edit, "add")
             self.unchanged(before)
             return
-        commit_id = self.repo.edit_registry(edit, "add")
+        commit_id = edit_registry(self.repo, edit, "add")
         self.instruments[name] = (1, tuple(windows), None)
         self.committed(commit_id)
 
@@ -713,10 +713,10 @@ class RegistryHistory(RuleBasedStateMachine):
         edit = lambda d: reg.update_instrument(d, name, **fields)  # noqa: E731
         if name not in self.instruments:
             with pytest.raises(Exception, match=name):
-                self.repo.edit_registry(edit, "update")
+                edit_registry(self.repo, edit, "update")
             self.unchanged(before)
             return
-        commit_id = self.repo.edit_registry(edit, "update")
+        commit_id = edit_registry(self.repo, edit, "update")
         version, old, _ = self.instruments[name]
         self.instruments[name] = (version + 1, old if windows is None else tuple(windows), fields["serial"])
         self.committed(commit_id)
@@ -744,12 +744,12 @@ class RegistryHistory(RuleBasedStateMachine):
         if key in self.taxonomies:
             if self.taxonomies[key] != classes:
                 with pytest.raises(ConflictError):
-                    self.repo.edit_registry(edit, "taxonomy")
+                    edit_registry(self.repo, edit, "taxonomy")
             else:
-                assert self.repo.edit_registry(edit, "taxonomy") is None
+                assert edit_registry(self.repo, edit, "taxonomy") is None
             self.unchanged(before)
             return
-        commit_id = self.repo.edit_registry(edit, "taxonomy")
+        commit_id = edit_registry(self.repo, edit, "taxonomy")
         self.taxonomies[key] = classes
         self.committed(commit_id)
 
@@ -758,7 +758,7 @@ class RegistryHistory(RuleBasedStateMachine):
     def commit_images(self, instrument, when, samples, task):
         before = self.head()
         if task is not None and task in self.tasks:
-            assert self.repo.task_commit(task) == self.tasks[task]  # the CLI's no-op check
+            assert self.repo.snapshot().task_commit(task) == self.tasks[task]  # the CLI's no-op check
             return
         ids = [f"img{len(self.images) + n}" for n in range(len(samples))]
         rows = [{"image_id": i, "timestamp": TIMES[when] + timedelta(seconds=n), "sample_id": s} for n, (i, s) in enumerate(zip(ids, samples))]

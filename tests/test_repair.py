@@ -28,7 +28,7 @@ def _origin(tmp_path) -> tuple[Repository, str]:
     origin = Repository.init(tmp_path / "origin")
     add(origin, "a")
     add(origin, "b")
-    return origin, origin.snapshot().batches.column("packs")[0].as_py()[0]
+    return origin, origin.snapshot().reader.batches.column("packs")[0].as_py()[0]
 
 
 def test_clone_shares_packs_by_default_and_copies_them_on_request(tmp_path, runner):
@@ -46,7 +46,7 @@ def test_fsck_repair_from_replaces_a_corrupt_pack_and_a_missing_manifest(tmp_pat
     origin, pack = _origin(tmp_path)
     copy, _ = clone(str(tmp_path / "origin"), tmp_path / "copy", hardlinks=False)
     _flip(tmp_path / "copy" / pack_key(pack))
-    manifest = copy.snapshot().batches.column("manifest")[1].as_py()
+    manifest = copy.snapshot().reader.batches.column("manifest")[1].as_py()
     copy.store.delete(object_key(manifest))
     broken = fsck(copy, full=True)
     assert {(p.what, p.object_id) for p in broken.problems} == {("pack", pack), ("manifest", manifest)}
@@ -54,7 +54,7 @@ def test_fsck_repair_from_replaces_a_corrupt_pack_and_a_missing_manifest(tmp_pat
     assert out["ok"] is True and sorted(out["repaired"]) == sorted([f"object {manifest}", f"pack {pack}"])
     healed = Repository.open(tmp_path / "copy")
     assert fsck(healed, full=True).ok and image_ids(healed) == image_ids(origin)
-    assert [healed.read_image(i) for i in image_ids(origin)] == [origin.read_image(i) for i in image_ids(origin)]
+    assert [healed.snapshot().read_image(i) for i in image_ids(origin)] == [origin.snapshot().read_image(i) for i in image_ids(origin)]
 
 
 def test_repair_refuses_a_copy_that_is_corrupt_at_the_remote_too(tmp_path):

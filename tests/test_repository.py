@@ -53,7 +53,7 @@ def commit_images(repo, ids, instrument="IFCB1", branch=None, message="add"):
 
 
 def image_ids(repo, at=None) -> list[str]:
-    return sorted(repo.images(at).column("image_id").to_pylist())
+    return sorted(repo.snapshot(at).images().column("image_id").to_pylist())
 
 
 def log_ids(repo, rev=None) -> list[str]:
@@ -144,10 +144,10 @@ def check_round_trip(repo: Repository, placed, extra_columns) -> None:
 
     # every image's bytes, by id
     for _, _, meta, data in placed:
-        assert repo.read_image(meta["image_id"]) == data
+        assert repo.snapshot().read_image(meta["image_id"]) == data
 
     # every metadata row, exactly
-    table = repo.images()
+    table = repo.snapshot().images()
     assert table.num_rows == len(placed)
     got = sorted(table.to_pylist(), key=lambda r: r["image_id"])
     want = sorted(placed, key=lambda p: p[2]["image_id"])
@@ -199,15 +199,15 @@ def test_round_trip_local_directory(tmp_path):
     reopened = Repository.open(tmp_path / "repo")
     assert reopened.id == repo.id
     for _, _, m, data in placed:
-        assert reopened.read_image(m["image_id"]) == data
+        assert reopened.snapshot().read_image(m["image_id"]) == data
 
 
 def test_empty_repository_reads():
     repo = Repository.init(memory_url())
-    assert repo.images().num_rows == 0
+    assert repo.snapshot().images().num_rows == 0
     assert list(repo.log()) == []
     with pytest.raises(NotFoundError):
-        repo.read_image("nothing")
+        repo.snapshot().read_image("nothing")
 
 
 # -- append-only rules -------------------------------------------------------------
@@ -230,7 +230,7 @@ def test_known_images_are_skipped_new_ones_kept(repo):
     commit = repo.odb.get_commit(tx.commit_id)
     assert [b.rows for b in commit.batches] == [1]
     assert image_ids(repo) == ["a1", "a2", "a3", "b1"]
-    assert repo.images().num_rows == 4
+    assert repo.snapshot().images().num_rows == 4
 
 
 def test_same_id_different_bytes_is_a_conflict(repo):
@@ -241,7 +241,7 @@ def test_same_id_different_bytes_is_a_conflict(repo):
             tx.append_bytes("IFCB1", rows(["b2", "a2"]), [blob("b2"), b"other bytes"])
     assert repo.resolve("main") == tip
     assert image_ids(repo) == ["a1", "a2", "a3"]
-    assert repo.read_image("a2") == blob("a2")
+    assert repo.snapshot().read_image("a2") == blob("a2")
 
 
 def test_same_id_twice_in_one_transaction(repo):
@@ -361,7 +361,7 @@ def test_string_timestamps_with_offsets_are_accepted(repo):
             ],
             [b"1", b"2"],
         )
-    table = repo.images()
+    table = repo.snapshot().images()
     times = dict(zip(table.column("image_id").to_pylist(), table.column("timestamp").to_pylist()))
     assert times["s1"] == times["s2"] == T0
 
@@ -376,7 +376,7 @@ def test_failed_transaction_moves_no_ref(repo):
     assert repo.resolve() == tip
     assert image_ids(repo) == ["a1", "a2", "a3"]
     with pytest.raises(NotFoundError):
-        repo.read_image("b1")
+        repo.snapshot().read_image("b1")
 
 
 def test_failed_first_transaction_creates_no_branch():
@@ -430,8 +430,8 @@ def test_snapshot_index_stays_short():
         assert sum(s.rows for s in commit.index) == n + 1
     assert image_ids(repo) == [f"img{n:03d}" for n in range(40)]
     assert image_ids(repo, "main~10") == [f"img{n:03d}" for n in range(30)]
-    assert repo.read_image("img017") == blob("img017")
-    assert repo.read_image("img000", at="main~39") == blob("img000")
+    assert repo.snapshot().read_image("img017") == blob("img017")
+    assert repo.snapshot("main~39").read_image("img000") == blob("img000")
 
 
 # -- revisions, branches and tags ------------------------------------------------
@@ -556,7 +556,7 @@ def test_branch_then_commit_leaves_main_alone(history):
     assert image_ids(repo, "feature/x") == ["f1", "h1", "h2"]
     assert image_ids(repo) == ["h1", "h2", "h3"]
     with pytest.raises(NotFoundError):
-        repo.read_image("f1")
+        repo.snapshot().read_image("f1")
     with pytest.raises(ConflictError):
         repo.create_branch("feature/x")
     assert repo.resolve("feature/x") == tx.commit_id
@@ -608,8 +608,8 @@ def test_corrupt_image_bytes_are_detected(tmp_path):
     data[row["offset"]] ^= 1
     path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError):
-        Repository.open(tmp_path / "r").read_image("x2")
-    assert Repository.open(tmp_path / "r").read_image("x1") == blob("x1")
+        Repository.open(tmp_path / "r").snapshot().read_image("x2")
+    assert Repository.open(tmp_path / "r").snapshot().read_image("x1") == blob("x1")
 
 
 # -- concurrent writers ------------------------------------------------------------
@@ -617,7 +617,7 @@ def test_corrupt_image_bytes_are_detected(tmp_path):
 
 def assert_single_chain(repo: Repository, expected_ids: set[str], commits: int) -> None:
     """Every image once, ``commits`` commits on one first-parent chain."""
-    table = repo.images()
+    table = repo.snapshot().images()
     ids = table.column("image_id").to_pylist()
     assert sorted(ids) == sorted(expected_ids)
     assert len(ids) == len(set(ids))
@@ -633,7 +633,7 @@ def assert_single_chain(repo: Repository, expected_ids: set[str], commits: int) 
     in_batches = sum(b.rows for _, c in history for b in c.batches)
     assert in_batches == len(expected_ids)
     for image in expected_ids:
-        assert repo.read_image(image) == blob(image)
+        assert repo.snapshot().read_image(image) == blob(image)
 
 
 def _run_threads(targets) -> list[BaseException]:
@@ -760,7 +760,7 @@ def test_race_same_image_different_bytes(tmp_path, kind):
     assert "shared" in str(results[losers[0]])
     final = Repository.open(url)
     assert final.resolve() == results[winners[0]]
-    assert final.read_image("shared") == f"version {winners[0]}".encode()
+    assert final.snapshot().read_image("shared") == f"version {winners[0]}".encode()
     assert len(list(final.log())) == 2
     assert image_ids(final) == ["base", "shared"]
 
@@ -782,9 +782,9 @@ def test_s3_round_trip(s3_url, s3_options):
     assert image_ids(other) == ["s1", "s2", "s3", "s4"]
     assert image_ids(other, "v1") == ["s1", "s2"]
     assert image_ids(other, "main~1") == ["s1", "s2"]
-    assert other.read_image("s3") == blob("s3")
-    assert other.read_image("s4") == blob("s1")
-    assert other.read_image("s2") == blob("s2")
+    assert other.snapshot().read_image("s3") == blob("s3")
+    assert other.snapshot().read_image("s4") == blob("s1")
+    assert other.snapshot().read_image("s2") == blob("s2")
     assert log_ids(other) == [tx.commit_id, first.commit_id]
     with pytest.raises(ConflictError):
         with other.transaction(message="clash") as clash:
@@ -799,5 +799,5 @@ def test_s3_empty_image(s3_url, s3_options):
     repo = Repository.init(s3_url, **s3_options)
     with repo.transaction(message="empty") as tx:
         tx.append_bytes("IFCB1", rows(["e1", "e2"]), [b"", b"not empty"])
-    assert repo.read_image("e2") == b"not empty"
-    assert repo.read_image("e1") == b""
+    assert repo.snapshot().read_image("e2") == b"not empty"
+    assert repo.snapshot().read_image("e1") == b""

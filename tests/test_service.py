@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_cli import assert_error, invoke, ok
 
-from improv_vcs import Repository
-from improv_vcs.cite import make as cite
-from improv_vcs.ingest.adapters import apply, get_adapter
+from improv_vcs import Repository, add_dataset_span, add_provenance
+from improv_vcs import cite
+from improv_vcs.ingest.adapters import apply_plan, get_adapter
 from improv_vcs.cite.citation import decode_identifier, encode_identifier
 from improv_vcs.service.client import Client
 from improv_vcs.core.errors import (
@@ -92,18 +92,18 @@ def copy_bin(bin_id: str, dest: Path) -> Path:
 def ingest(repo: Repository, work: Path, *bins: str, message: str) -> str:
     with repo.transaction(message=message) as tx:
         for b in bins:
-            apply(tx, get_adapter("ifcb").plan(copy_bin(b, work / b), None, {}))
+            apply_plan(tx, get_adapter("ifcb").plan(copy_bin(b, work / b), None, {}))
     assert tx.commit_id is not None
     return tx.commit_id
 
 
 def classify(repo: Repository, run: str, salt: float) -> str:
-    ids = repo.images().column("image_id").to_pylist()
+    ids = repo.snapshot().images().column("image_id").to_pylist()
     records = [
         {"image_id": i, "winner": "Diatom" if n % 2 else "Ciliate", "score": round((n * 0.037 + salt) % 1, 4), "model": run}
         for n, i in enumerate(sorted(ids))
     ]
-    return repo.add_provenance("classification", records, source="clf", run_id=run)
+    return add_provenance(repo, "classification", records, source="clf", run_id=run)
 
 
 class Built:
@@ -115,9 +115,7 @@ class Built:
         self.c2 = ingest(repo, work, MODERN, OLD, message="two bins")
         self.c3 = classify(repo, "r1", 0.1)
         self.c4 = classify(repo, "r2", 0.55)  # a re-run with other scores
-        self.c5 = repo.add_dataset_span(
-            "bloom", "IFCB013", datetime(2013, 5, 26, tzinfo=UTC), datetime(2013, 5, 27, tzinfo=UTC), description="white"
-        )
+        self.c5 = add_dataset_span(repo, "bloom", "IFCB013", datetime(2013, 5, 26, tzinfo=UTC), datetime(2013, 5, 27, tzinfo=UTC), description="white")
         assert None not in (self.c3, self.c4, self.c5)
         repo.remotes.add("mirror", str(work / "mirror-nowhere"))  # site-local state that must stay hidden
         repo.remotes.set_tracking("mirror", "main", self.c1)
@@ -212,7 +210,7 @@ def local_select(repo: Repository, at=None, as_of=None, **opts) -> pa.Table:
         opts.get("dataset"), opts.get("sample", []), opts.get("where", []), opts.get("columns"), None,
         opts.get("kind", []), opts.get("prov", []), opts.get("run", []), opts.get("with", []),
     )
-    return repo.select(query, at=at, as_of=as_of).table
+    return repo.snapshot(at, as_of=as_of).select(query).table
 
 
 # == 1. every read endpoint equals the local API ========================================
@@ -232,7 +230,7 @@ def test_info_refs_commits(reader, built):
     assert [c["id"] for c in reader.get("/v1/commits", params={"ref": "v1"}).json()] == [built.c1]
     assert [c["id"] for c in reader.get("/v1/commits", params={"ref": "main~2", "limit": 2}).json()] == [built.c3, built.c2]
     one = reader.get(f"/v1/commits/{built.c2}").json()
-    oid, commit = repo.commit_info(built.c2)
+    oid, commit = next(repo.log(built.c2, limit=1))
     assert one["id"] == oid and one["parents"] == [built.c1] and one["author"] == commit.author
     assert reader.get("/v1/commits/v1").json()["id"] == built.c1
     assert reader.get("/v1/commits/nosuch").status_code == 404
@@ -245,17 +243,17 @@ def test_client_matches_local_api(server, built):
         assert client.refs()["tags"] == {"v1": built.c1}
         assert [c["id"] for c in client.log(limit=2)] == [built.c5, built.c4]
         assert client.commit("v1")["id"] == built.c1
-        assert client.query().equals(repo.query())
-        assert client.query(at="v1").equals(repo.query(at="v1"))
+        assert client.query().equals(repo.snapshot().query())
+        assert client.query(at="v1").equals(repo.snapshot("v1").query())
         assert client.query(instrument="IFCB134", limit=1).num_rows == 1
-        assert client.count() == repo.count() == 27
+        assert client.count() == repo.snapshot().count() == 27
         assert client.count(at=built.c1) == 19
         image = f"{MODERN}_00002"
-        assert client.read_image(image) == repo.read_image(image)
+        assert client.read_image(image) == repo.snapshot().read_image(image)
         assert client.image(image) == jsonish(repo.snapshot().record(image, extra=True))
-        assert client.provenance(image) == jsonish([r.to_json() for r in repo.provenance(image)])
-        assert client.provenance_records("classification", run="r1").equals(repo.provenance_records("classification", run="r1"))
-        assert client.datasets() == {n: d.model_dump(mode="json") for n, d in repo.datasets().items()}
+        assert client.provenance(image) == jsonish([r.to_json() for r in repo.snapshot().provenance(image)])
+        assert client.provenance_records("classification", run="r1").equals(repo.snapshot().provenance_records("classification", run="r1"))
+        assert client.datasets() == {n: d.model_dump(mode="json") for n, d in repo.snapshot().datasets().items()}
         assert client.dataset("bloom", at=built.c5)["description"] == "white"
         with pytest.raises(NotFoundError):
             client.dataset("bloom", at=built.c4)
@@ -312,11 +310,11 @@ def test_search_at_older_commit_tag_and_as_of(reader, built):
     repo = built.repo
     for at in (built.c1, "v1", "main~4", built.c1[:12]):
         got = reader.get("/v1/images", params={"at": at}).json()["rows"]
-        assert got == rows(repo.query(at=at)) and len(got) == 19
+        assert got == rows(repo.snapshot(at).query()) and len(got) == 19
     t2 = repo.odb.get_commit(built.c2).time
-    assert repo.resolve_as_of(t2) == built.c2
+    assert repo.snapshot(as_of=t2).commit_id == built.c2
     got = reader.get("/v1/images", params={"as_of": t2.isoformat()}).json()["rows"]
-    assert got == rows(repo.query(as_of=t2)) == rows(repo.query(at=built.c2))
+    assert got == rows(repo.snapshot(as_of=t2).query()) == rows(repo.snapshot(built.c2).query())
     assert len(got) == 27
     # the provenance-dependent query differs before the classification
     before = reader.get("/v1/images", params={"as_of": t2.isoformat(), "kind": "classification"}).json()
@@ -327,7 +325,7 @@ def test_search_at_older_commit_tag_and_as_of(reader, built):
 
 
 def test_paging_concatenates_to_the_full_result(reader, built):
-    full = rows(built.repo.query())
+    full = rows(built.repo.snapshot().query())
     pages, offset = [], 0
     while offset is not None:
         page = reader.get("/v1/images", params={"limit": 5, "offset": offset}).json()
@@ -356,20 +354,20 @@ def test_image_metadata_and_bytes(reader, built):
         meta = reader.get(f"/v1/images/{image}").json()
         assert meta == jsonish(repo.snapshot().record(image, extra=True))
         data = reader.get(f"/v1/images/{image}/data")
-        local = repo.read_image(image)
+        local = repo.snapshot().read_image(image)
         assert data.status_code == 200 and data.content == local
         assert data.headers["etag"] == f'"{meta["blob_id"]}"' == f'"{hashlib.sha256(local).hexdigest()}"'
         assert data.headers["content-type"] == "image/png"
         assert data.headers["cache-control"] == "no-cache"
     image = f"{WHITE}_00007"
-    local = repo.read_image(image)
+    local = repo.snapshot().read_image(image)
     etag = f'"{hashlib.sha256(local).hexdigest()}"'
     assert reader.get(f"/v1/images/{image}", params={"at": "v1"}).json() == jsonish(repo.snapshot("v1").record(image, extra=True))
     assert reader.get(f"/v1/images/{MODERN}_00002", params={"at": "v1"}).status_code == 404
     t1 = repo.odb.get_commit(built.c1).time.isoformat()
     assert reader.get(f"/v1/images/{image}", params={"as_of": t1}).json() == jsonish(repo.snapshot(built.c1).record(image, extra=True))
     assert reader.get(f"/v1/images/{OLD}_00001", params={"as_of": t1}).status_code == 404
-    assert reader.get(f"/v1/images/{image}/data", params={"as_of": t1}).content == repo.read_image(image, at=built.c1)
+    assert reader.get(f"/v1/images/{image}/data", params={"as_of": t1}).content == repo.snapshot(built.c1).read_image(image)
     assert reader.get(f"/v1/images/{image}/provenance", params={"as_of": t1}).json() == []
     full_id = reader.get(f"/v1/images/{image}/data", params={"at": built.c1})
     assert full_id.headers["cache-control"] == "private, max-age=31536000, immutable"  # reads need a token
@@ -396,16 +394,16 @@ def test_provenance_endpoints(reader, built):
     repo = built.repo
     image = f"{MODERN}_00002"
     got = reader.get(f"/v1/images/{image}/provenance").json()
-    assert got == jsonish([r.to_json() for r in repo.provenance(image)])
+    assert got == jsonish([r.to_json() for r in repo.snapshot().provenance(image)])
     assert [r["run_id"] for r in got] == ["r1", "r2"]
     assert reader.get(f"/v1/images/{image}/provenance", params={"at": built.c3}).json() == jsonish(
-        [r.to_json() for r in repo.provenance(image, at=built.c3)]
+        [r.to_json() for r in repo.snapshot(built.c3).provenance(image)]
     )
     assert len(reader.get(f"/v1/images/{image}/provenance", params={"at": built.c3}).json()) == 1
     assert reader.get(f"/v1/images/{image}/provenance", params={"at": "v1"}).status_code == 404
     assert reader.get(f"/v1/images/{image}/provenance", params={"kind": "classification"}).json() == got
     for params in ({}, {"run": "r1"}, {"run": "r2"}, {"at": built.c3}):
-        expected = repo.provenance_records("classification", run=params.get("run"), at=params.get("at"))
+        expected = repo.snapshot(params.get("at")).provenance_records("classification", run=params.get("run"))
         assert reader.get("/v1/provenance/classification", params=params).json()["rows"] == rows(expected)
         arrow = reader.get("/v1/provenance/classification", params=params, headers={"Accept": ARROW})
         assert pa.ipc.open_stream(arrow.content).read_all().equals(expected)
@@ -414,7 +412,7 @@ def test_provenance_endpoints(reader, built):
     assert len(reader.get("/v1/provenance/classification").json()["rows"]) == 54
     t3 = repo.odb.get_commit(built.c3).time.isoformat()
     assert reader.get("/v1/provenance/classification", params={"as_of": t3}).json()["rows"] == rows(
-        repo.provenance_records("classification", at=built.c3)
+        repo.snapshot(built.c3).provenance_records("classification")
     )
     bad_kind = reader.get("/v1/provenance/nosuchkind")
     assert bad_kind.status_code == 400 and "unknown provenance kind 'nosuchkind'" in bad_kind.json()["error"]["message"]
@@ -422,14 +420,14 @@ def test_provenance_endpoints(reader, built):
 
 def test_dataset_endpoints(reader, built):
     repo = built.repo
-    assert reader.get("/v1/datasets").json() == {n: d.model_dump(mode="json") for n, d in repo.datasets().items()}
+    assert reader.get("/v1/datasets").json() == {n: d.model_dump(mode="json") for n, d in repo.snapshot().datasets().items()}
     assert list(reader.get("/v1/datasets").json()) == ["bloom"]
     assert reader.get("/v1/datasets", params={"at": built.c4}).json() == {}
-    assert reader.get("/v1/datasets/bloom").json() == repo.dataset("bloom").model_dump(mode="json")
+    assert reader.get("/v1/datasets/bloom").json() == repo.snapshot().dataset("bloom").model_dump(mode="json")
     assert reader.get("/v1/datasets/nope").status_code == 404
     t4, t5 = (repo.odb.get_commit(c).time.isoformat() for c in (built.c4, built.c5))
     assert reader.get("/v1/datasets", params={"as_of": t4}).json() == {}
-    assert reader.get("/v1/datasets", params={"as_of": t5}).json() == {n: d.model_dump(mode="json") for n, d in repo.datasets(built.c5).items()}
+    assert reader.get("/v1/datasets", params={"as_of": t5}).json() == {n: d.model_dump(mode="json") for n, d in repo.snapshot(built.c5).datasets().items()}
     assert reader.get("/v1/datasets/bloom", params={"as_of": t4}).status_code == 404
 
 
@@ -450,7 +448,7 @@ def test_post_provenance_and_spans_commit_once(fresh):
         assert repo.resolve() == made_commit and repo.odb.get_commit(made_commit).parents == (made.c5,)
         commit = repo.odb.get_commit(made_commit)
         assert commit.author == "writer" and commit.message == "Add classification records from api"
-        assert [r.run_id for r in repo.provenance(image)] == ["r1", "r2", "r3"]
+        assert [r.run_id for r in repo.snapshot().provenance(image)] == ["r1", "r2", "r3"]
         assert w.get(f"/v1/images/{image}/provenance").json()[-1]["run_id"] == "r3"
         assert w.get("/v1/images", params={"run": "r3", "kind": "classification"}).json()["rows"][0]["image_id"] == image
         again = w.post("/v1/provenance/classification", json=body)
@@ -463,10 +461,10 @@ def test_post_provenance_and_spans_commit_once(fresh):
         span_commit = r.json()["commit"]
         repo = Repository.open(made.path)
         assert repo.resolve() == span_commit and repo.odb.get_commit(span_commit).parents == (made_commit,)
-        assert sorted(repo.query(dataset="modern").column("image_id").to_pylist()) == [f"{MODERN}_00002", f"{MODERN}_00003"]
+        assert sorted(repo.snapshot().query(dataset="modern").column("image_id").to_pylist()) == [f"{MODERN}_00002", f"{MODERN}_00003"]
         got = w.get("/v1/images", params={"dataset": "modern"}).json()["rows"]
         assert [x["image_id"] for x in got] == [f"{MODERN}_00002", f"{MODERN}_00003"]
-        assert w.get("/v1/datasets/modern").json() == repo.dataset("modern").model_dump(mode="json")
+        assert w.get("/v1/datasets/modern").json() == repo.snapshot().dataset("modern").model_dump(mode="json")
         assert w.post("/v1/datasets/modern/spans", json=span).json() == {"commit": None}
         assert Repository.open(made.path).resolve() == span_commit
     with leak.client(HASHED) as h:  # a token configured by its sha256 writes too
@@ -507,7 +505,7 @@ def test_citations_over_http(reader, built, server, tmp_path):
     r = reader.post("/v1/citations", json={"at": built.c2, "instrument": ["IFCB013"], "title": "White", "authors": ["Ada"]})
     assert r.status_code == 200
     made = r.json()
-    local = repo.cite(at=built.c2, instruments=("IFCB013",), title="White", authors=("Ada",))
+    local = repo.snapshot(built.c2).cite(instruments=("IFCB013",), title="White", authors=("Ada",))
     assert made["identifier"] == local.identifier == encode_identifier(local.pinned)
     assert made["citation"]["urls"] == [server]
     assert str(built.path) not in json.dumps(made)
@@ -524,11 +522,11 @@ def test_citations_over_http(reader, built, server, tmp_path):
 
     tagged = reader.post("/v1/citations", json={"tag": "v1", "instrument": "IFCB013", "where": ["roi_width > 100"]})
     assert tagged.status_code == 200
-    local_tagged = repo.cite(tag="v1", instruments=("IFCB013",), where=(parse_where("roi_width > 100"),))
+    local_tagged = repo.snapshot("v1").cite(tag="v1", instruments=("IFCB013",), where=(parse_where("roi_width > 100"),))
     assert tagged.json()["identifier"] == local_tagged.identifier
-    assert decode_identifier(tagged.json()["identifier"]).count == repo.count(at="v1", instruments=("IFCB013",), where=(parse_where("roi_width > 100"),))
+    assert decode_identifier(tagged.json()["identifier"]).count == repo.snapshot("v1").count(instruments=("IFCB013",), where=(parse_where("roi_width > 100"),))
     by_tag = reader.post("/v1/citations", json={"tag": "v1"}).json()
-    assert by_tag["identifier"] == repo.cite(tag="v1").identifier
+    assert by_tag["identifier"] == repo.snapshot("v1").cite(tag="v1").identifier
 
     tampered = pinned.model_copy(update={"digest": "0" * 64})
     bad = reader.post("/v1/citations/verify", json={"citation": encode_identifier(tampered)})
@@ -583,7 +581,7 @@ def test_anonymous_read_on_and_off(built):
     with BackgroundServer(on) as base:
         with Leakless(base, leak_paths).client() as anon:
             assert anon.get("/v1").json()["id"] == built.repo.id
-            assert anon.get(f"/v1/images/{WHITE}_00007/data").content == built.repo.read_image(f"{WHITE}_00007")
+            assert anon.get(f"/v1/images/{WHITE}_00007/data").content == built.repo.snapshot().read_image(f"{WHITE}_00007")
             assert anon.get("/v1/store/improv.json").status_code == 200
             assert anon.post("/v1/datasets/x/spans", json={}).status_code == 401
             assert anon.put("/v1/store/objects/aa/" + "0" * 62, content=b"").status_code == 401
@@ -691,7 +689,7 @@ def test_no_path_in_5xx_or_integrity_errors(tmp_path):
             r = c.get(f"/v1/images/{WHITE}_00011/data")
             assert r.status_code == 422 and r.json()["error"]["type"] == "IntegrityError"
             assert c.get(f"/v1/images/{WHITE}_00007/data").status_code == 200
-            r = c.post("/v1/citations/verify", json={"citation": made.repo.cite(at=made.c1).identifier})
+            r = c.post("/v1/citations/verify", json={"citation": made.repo.snapshot(made.c1).cite().identifier})
             assert r.status_code == 422
     shutil.rmtree(made.path / "objects")  # commits gone: every snapshot read fails
     with BackgroundServer(create_app(str(made.path), Access(entries()))) as base:
@@ -947,13 +945,13 @@ def test_push_clone_pull_fetch_over_http(tmp_path, monkeypatch):
         # clone (full) and metadata-only clone over HTTP
         full, result = clone(base, tmp_path / "full")
         assert result.action == "cloned" and full.resolve() == local.c5 and full.id == local.repo.id
-        assert full.query().equals(local.repo.query())
+        assert full.snapshot().query().equals(local.repo.snapshot().query())
         assert full.tags() == local.repo.tags()
         assert full.remotes.all()["origin"].url == base
         light, result = clone(base, tmp_path / "light", metadata_only=True)
         assert result.transfer.packs == 0 and set(light.store.list("packs/")) == set()
-        assert light.read_image(f"{MODERN}_00002") == local.repo.read_image(f"{MODERN}_00002")
-        assert light.provenance_records("classification").equals(local.repo.provenance_records("classification"))
+        assert light.snapshot().read_image(f"{MODERN}_00002") == local.repo.snapshot().read_image(f"{MODERN}_00002")
+        assert light.snapshot().provenance_records("classification").equals(local.repo.snapshot().provenance_records("classification"))
 
         # only missing objects travel on an incremental push
         before = data_keys(served)
@@ -969,19 +967,19 @@ def test_push_clone_pull_fetch_over_http(tmp_path, monkeypatch):
         pulled = pull(full)
         assert (pulled.action, pulled.commit) == ("fast-forward", new)
         assert pulled.transfer.commits == 1
-        assert full.provenance_records("classification").equals(local.repo.provenance_records("classification"))
+        assert full.snapshot().provenance_records("classification").equals(local.repo.snapshot().provenance_records("classification"))
         assert fetch(full).transfer.commits == 0
 
         # divergent histories: merged by pull, a non-fast-forward push refused
-        theirs = local.repo.add_dataset_span("late", "IFCB134", datetime(2022, 5, 1, tzinfo=UTC), datetime(2022, 6, 1, tzinfo=UTC))
+        theirs = add_dataset_span(local.repo, "late", "IFCB134", datetime(2022, 5, 1, tzinfo=UTC), datetime(2022, 6, 1, tzinfo=UTC))
         assert push(local.repo, base).commit == theirs
-        mine = full.add_dataset_span("early", "IFCB5", datetime(2012, 1, 1, tzinfo=UTC), datetime(2012, 2, 1, tzinfo=UTC))
+        mine = add_dataset_span(full, "early", "IFCB5", datetime(2012, 1, 1, tzinfo=UTC), datetime(2012, 2, 1, tzinfo=UTC))
         with pytest.raises(ConflictError, match="not a fast-forward"):
             push(full)
         assert Repository.open(target).resolve() == theirs
         merged = pull(full)
         assert merged.action == "merge" and full.odb.get_commit(merged.commit).parents == (mine, theirs)
-        assert set(full.datasets()) == {"bloom", "late", "early"}
+        assert set(full.snapshot().datasets()) == {"bloom", "late", "early"}
         assert push(full).action == "pushed"
         assert Repository.open(target).resolve() == merged.commit
         assert pull(local.repo, base).action == "fast-forward"
@@ -1006,18 +1004,17 @@ def test_cli_sync_over_http(runner_fixture, tmp_path, monkeypatch):
         light = json.loads(ok(invoke(runner, "clone", base, tmp_path / "l", "--metadata-only", "--json")).stdout)
         assert light["packs"] == 0
         image = f"{WHITE}_00021"
-        assert Repository.open(tmp_path / "l").read_image(image) == local.repo.read_image(image)
+        assert Repository.open(tmp_path / "l").snapshot().read_image(image) == local.repo.snapshot().read_image(image)
 
-        new = local.repo.add_dataset_span("d", "IFCB013", datetime(2013, 1, 1, tzinfo=UTC), datetime(2013, 2, 1, tzinfo=UTC))
+        new = add_dataset_span(local.repo, "d", "IFCB013", datetime(2013, 1, 1, tzinfo=UTC), datetime(2013, 2, 1, tzinfo=UTC))
         ok(invoke(runner, "--repo", local.path, "push", base, "-q"))
         fetched = json.loads(ok(invoke(runner, "--repo", tmp_path / "c", "fetch", "--json", "-q")).stdout)
         assert fetched["commits"] == 1 and fetched["refs"] == {"refs/remotes/origin/main": new}
         pulled = json.loads(ok(invoke(runner, "--repo", tmp_path / "c", "pull", "--json", "-q")).stdout)
         assert (pulled["action"], pulled["commit"]) == ("fast-forward", new)
 
-        mine = Repository.open(tmp_path / "c").add_dataset_span(
-            "e", "IFCB5", datetime(2012, 1, 1, tzinfo=UTC), datetime(2012, 2, 1, tzinfo=UTC))
-        local.repo.add_dataset_span("f", "IFCB5", datetime(2012, 1, 1, tzinfo=UTC), datetime(2012, 2, 1, tzinfo=UTC))
+        mine = add_dataset_span(Repository.open(tmp_path / "c"), "e", "IFCB5", datetime(2012, 1, 1, tzinfo=UTC), datetime(2012, 2, 1, tzinfo=UTC))
+        add_dataset_span(local.repo, "f", "IFCB5", datetime(2012, 1, 1, tzinfo=UTC), datetime(2012, 2, 1, tzinfo=UTC))
         ok(invoke(runner, "--repo", local.path, "push", base, "-q"))
         theirs = local.repo.resolve()
         assert_error(invoke(runner, "--repo", tmp_path / "c", "push", "-q"), 4, "not a fast-forward")
@@ -1096,12 +1093,12 @@ def test_improv_serve_cli(runner_fixture, tmp_path):
 def test_registry_and_samples_endpoints(reader, built):
     repo = built.repo
     doc = reader.get("/v1/registry").json()
-    assert doc == repo.registry().model_dump(mode="json", include={"instruments", "taxonomies", "strict_instruments"})
+    assert doc == repo.snapshot().registry().model_dump(mode="json", include={"instruments", "taxonomies", "strict_instruments"})
     rows = reader.get("/v1/samples").json()["rows"]
-    assert [r["sample_id"] for r in rows] == repo.samples().column("sample_id").to_pylist() == sorted([WHITE, MODERN, OLD])
+    assert [r["sample_id"] for r in rows] == repo.snapshot().samples().column("sample_id").to_pylist() == sorted([WHITE, MODERN, OLD])
     assert [r["sample_id"] for r in reader.get("/v1/samples", params={"at": built.c1}).json()["rows"]] == [WHITE]
     arrow = pa.ipc.open_stream(reader.get("/v1/samples", headers={"Accept": ARROW}).content).read_all()
-    assert arrow.equals(repo.samples())
+    assert arrow.equals(repo.snapshot().samples())
     assert reader.get("/v1/samples", params={"history": "true"}).json()["rows"] == json.loads(
-        json.dumps(repo.samples(history=True).to_pylist(), default=lambda v: v.isoformat())
+        json.dumps(repo.snapshot().samples(history=True).to_pylist(), default=lambda v: v.isoformat())
     )

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
-from improv_vcs import ConflictError, InvalidInputError, ReadOnlyError, Repository
+from improv_vcs import ConflictError, InvalidInputError, ReadOnlyError, Repository, add_dataset_span
 
 IDS = [f"img{i}" for i in range(12)]
 BLOBS = [b"", b"a", b"b", b"\x00" * 3000, b"png-ish bytes", b"a" * 9000]
@@ -88,10 +88,10 @@ class RepositoryMachine(RuleBasedStateMachine):
         if not hasattr(self, "repo") or not self.repo.branches():
             return
         for rev, expected in [*self.model.items(), *self.tags.items()]:
-            table = self.repo.images(at=rev)
+            table = self.repo.snapshot(rev).images()
             assert sorted(table.column("image_id").to_pylist()) == sorted(expected)
             for image_id, data in expected.items():
-                assert self.repo.read_image(image_id, at=rev) == data
+                assert self.repo.snapshot(rev).read_image(image_id) == data
 
     @invariant()
     def history_counts_every_commit(self):
@@ -156,7 +156,7 @@ class TwoSitesMachine(RuleBasedStateMachine):
     @rule(span=st.sampled_from(SPANS))
     def add_dataset_span(self, span):
         instrument, start, end = span
-        commit_id = self.sites["L"].add_dataset_span("bloom", instrument, _time(start), _time(end))
+        commit_id = add_dataset_span(self.sites["L"], "bloom", instrument, _time(start), _time(end))
         assert (commit_id is None) == (span in self.spans)
         if commit_id:
             self.spans.add(span)
@@ -204,17 +204,17 @@ class TwoSitesMachine(RuleBasedStateMachine):
         for name, repo in self.sites.items():
             assert repo.resolve() == self.tips[name]
             assert {oid for oid, _ in repo.log()} == self.commits[name]
-            table = repo.images()
+            table = repo.snapshot().images()
             assert sorted(table.column("image_id").to_pylist()) == sorted(self.images[name])
             window = (WHEN[TIMES[0]], WHEN[TIMES[1]])
             expected = sum(window[0] <= t < window[1] for _, _, t in self.images[name].values())
-            assert repo.count(start=window[0], end=window[1]) == expected
+            assert repo.snapshot().count(start=window[0], end=window[1]) == expected
         bloom = sum(
             any(inst == i and _time(s) <= t < _time(e) for i, s, e in self.spans)
             for _, inst, t in self.images["L"].values()
         )
         if self.spans:
-            assert self.sites["L"].count(dataset="bloom") == bloom
+            assert self.sites["L"].snapshot().count(dataset="bloom") == bloom
 
 
 TwoSitesMachine.TestCase.settings = settings(

@@ -19,6 +19,7 @@ import pytest
 from test_cli import assert_error, images, invoke, ok
 from typer.testing import CliRunner
 
+from improv_vcs import add_provenance, add_dataset_span
 from improv_vcs import (
     ConflictError,
     IntegrityError,
@@ -76,15 +77,15 @@ def reopen(repo: Repository) -> Repository:
 
 
 def table(repo: Repository) -> list[dict]:
-    return repo.images().sort_by("image_id").to_pylist()
+    return repo.snapshot().images().sort_by("image_id").to_pylist()
 
 
 def ids(repo: Repository) -> list[str]:
-    return sorted(repo.images().column("image_id").to_pylist())
+    return sorted(repo.snapshot().images().column("image_id").to_pylist())
 
 
 def contents(repo: Repository) -> dict[str, bytes]:
-    return {i: repo.read_image(i) for i in ids(repo)}
+    return {i: repo.snapshot().read_image(i) for i in ids(repo)}
 
 
 def keys(repo: Repository, prefix: str = "") -> set[str]:
@@ -193,7 +194,7 @@ def test_clone_pull_fast_forward_and_push_back(origin, tmp_path):
     assert result.refs == {"refs/heads/main": mine}
     assert reopen(origin).resolve() == mine
     assert site.remotes.tracking("origin") == {"main": mine}
-    assert origin.read_image("s1") == blob("s1")
+    assert origin.snapshot().read_image("s1") == blob("s1")
     assert table(reopen(origin)) == table(site)
 
 
@@ -347,7 +348,7 @@ def test_push_to_empty_s3_clone_from_s3_and_pull(runner, origin, tmp_path, s3_ur
     new = commit(Repository.open(s3_url, endpoint_url=endpoint), ["c1", "c2"], day=6)
     pulled = json.loads(ok(invoke(runner, "--repo", dest, "pull", "--json")).stdout)
     assert (pulled["action"], pulled["commit"], pulled["commits"], pulled["packs"]) == ("fast-forward", new, 1, 1)
-    assert site.read_image("c2") == blob("c2")
+    assert site.snapshot().read_image("c2") == blob("c2")
     assert table(site) == table(cloud)
 
     mine = commit(site, ["l1"], day=7)
@@ -356,7 +357,7 @@ def test_push_to_empty_s3_clone_from_s3_and_pull(runner, origin, tmp_path, s3_ur
 
     light, _ = clone(s3_url, tmp_path / "light", metadata_only=True, endpoint_url=endpoint)
     assert keys(light, "packs/") == set()
-    assert light.read_image("l1") == blob("l1") and light.read_image("o2") == blob("o2")
+    assert light.snapshot().read_image("l1") == blob("l1") and light.snapshot().read_image("o2") == blob("o2")
     assert len(keys(light, "blobs/")) == 2
     assert_error(invoke(runner, *base, "push", "cloud", "-q"), 4, "not a fast-forward")
     assert pull(origin, "cloud").action == "fast-forward"
@@ -384,11 +385,11 @@ def test_chain_of_three_sites(origin, tmp_path):
     expected = ["a1", "b1", "c1", "c2", "o1", "o2", "o3"]
     tips = {reopen(site).resolve() for site in (a, b, c)}
     assert len(tips) == 1
-    answers = [reopen(site).query().to_pylist() for site in (a, b, c)]
+    answers = [reopen(site).snapshot().query().to_pylist() for site in (a, b, c)]
     assert answers[0] == answers[1] == answers[2]
     assert sorted(row["image_id"] for row in answers[0]) == expected
-    assert reopen(a).read_image("c2") == c.read_image("c2") == blob("c2")
-    assert c.read_image("a1") == blob("a1")
+    assert reopen(a).snapshot().read_image("c2") == c.snapshot().read_image("c2") == blob("c2")
+    assert c.snapshot().read_image("a1") == blob("a1")
 
 
 # -- 5. divergent histories ---------------------------------------------------------
@@ -400,9 +401,9 @@ def test_divergent_histories_merge_then_fast_forward(origin, tmp_path):
     base = a.resolve()
     spring = (T0 + timedelta(days=2), T0 + timedelta(days=3))  # a1, b1, same
     early = (T0, T0 + timedelta(days=1))  # o1, o2
-    a.add_dataset_span("spring", "IFCB1", *spring, description="spring bloom")
+    add_dataset_span(a, "spring", "IFCB1", *spring, description="spring bloom")
     ours_a = commit(a, ["a1", "same"], day=2)
-    b.add_dataset_span("early", "IFCB1", *early, description="first day")
+    add_dataset_span(b, "early", "IFCB1", *early, description="first day")
     ours_b = commit(b, ["b1", "same"], day=2)  # "same": the same row and bytes on both sides
 
     result = pull(b)
@@ -412,23 +413,23 @@ def test_divergent_histories_merge_then_fast_forward(origin, tmp_path):
     assert merged.message == "Merge origin/main into main"
     assert b.resolve() == result.commit
     assert ids(b) == ["a1", "b1", "o1", "o2", "o3", "same"]  # "same" kept once
-    assert b.images().num_rows == 6
+    assert b.snapshot().images().num_rows == 6
     assert contents(b) == {i: blob(i) for i in ids(b)}
-    datasets = b.datasets()
+    datasets = b.snapshot().datasets()
     assert set(datasets) == {"spring", "early"}
     assert [(s.start, s.end) for s in datasets["spring"].spans] == [spring]
     assert datasets["spring"].description == "spring bloom"
     assert [(s.start, s.end) for s in datasets["early"].spans] == [early]
-    spring_ids = sorted(b.query(dataset="spring").column("image_id").to_pylist())
+    spring_ids = sorted(b.snapshot().query(dataset="spring").column("image_id").to_pylist())
     assert spring_ids == ["a1", "b1", "same"]
-    assert sorted(b.query(dataset="early").column("image_id").to_pylist()) == ["o1", "o2"]
+    assert sorted(b.snapshot().query(dataset="early").column("image_id").to_pylist()) == ["o1", "o2"]
 
     a.remotes.add("b", b.url)
     back = pull(a, "b")
     assert (back.action, back.commit) == ("fast-forward", result.commit)
     assert a.resolve() == b.resolve() == result.commit
-    assert a.query().to_pylist() == b.query().to_pylist()
-    assert a.datasets() == b.datasets()
+    assert a.snapshot().query().to_pylist() == b.snapshot().query().to_pylist()
+    assert a.snapshot().datasets() == b.snapshot().datasets()
     assert a.resolve(base) == base and base in {oid for oid, _ in a.log()}
     assert pull(b).action == "up-to-date"
     assert push(b).action == "up-to-date"
@@ -444,7 +445,7 @@ def test_same_id_different_bytes_is_a_conflict_and_nothing_moves(runner, origin,
         pull(b)
     assert "1 image id(s) hold different bytes" in str(info.value) and "clash" in str(info.value)
     assert b.resolve() == mine
-    assert table(reopen(b)) == before and b.read_image("clash") == blob("clash", "B:")
+    assert table(reopen(b)) == before and b.snapshot().read_image("clash") == blob("clash", "B:")
     assert b.remotes.tracking("origin") == {"main": a.resolve()}  # the fetch half did happen
     assert_error(invoke(runner, "--repo", b.url, "pull", "-q"), 4, "clash", "different bytes")
     assert reopen(b).resolve() == mine
@@ -471,23 +472,23 @@ def test_provenance_from_both_sides_merges_once(origin, tmp_path):
     a = origin
     b, _ = clone(a.url, tmp_path / "b")
     shared = _classified("o1", "Diatom", 0.9)
-    a.add_provenance("classification", [shared, _classified("o2", "Ciliate", 0.7)], source="clf", run_id="r1")
-    b.add_provenance("classification", [shared, _classified("o3", "Dino", 0.6)], source="clf", run_id="r1")
-    assert b.add_provenance("classification", [shared], source="clf", run_id="r1") is None  # nothing new
+    add_provenance(a, "classification", [shared, _classified("o2", "Ciliate", 0.7)], source="clf", run_id="r1")
+    add_provenance(b, "classification", [shared, _classified("o3", "Dino", 0.6)], source="clf", run_id="r1")
+    assert add_provenance(b, "classification", [shared], source="clf", run_id="r1") is None  # nothing new
     a_tip, b_tip = a.resolve(), b.resolve()
 
     result = pull(b)
     assert result.action == "merge"
     assert b.odb.get_commit(result.commit).parents == (b_tip, a_tip)
-    records = b.provenance_records("classification").sort_by("image_id")
+    records = b.snapshot().provenance_records("classification").sort_by("image_id")
     assert records.column("image_id").to_pylist() == ["o1", "o2", "o3"]
     assert records.column("winner").to_pylist() == ["Diatom", "Ciliate", "Dino"]
     assert len(set(records.column("record_id").to_pylist())) == 3
-    assert [r.values["winner"] for r in b.provenance("o1")] == ["Diatom"]
+    assert [r.values["winner"] for r in b.snapshot().provenance("o1")] == ["Diatom"]
     assert ids(b) == ["o1", "o2", "o3"]
 
     assert pull(a, b.url).action == "fast-forward"
-    again = a.provenance_records("classification").sort_by("image_id")
+    again = a.snapshot().provenance_records("classification").sort_by("image_id")
     assert again.column("record_id").to_pylist() == records.column("record_id").to_pylist()
 
 
@@ -645,7 +646,7 @@ def test_resumed_push_reports_the_pack_it_publishes(origin, tmp_path, monkeypatc
     needed, _ = commit_objects(site.odb.get_commit(mine))
     already = [o for o in needed if origin.odb.has(o)]  # loose objects: truly already there
     resumed = push(site).transfer
-    assert origin.store.exists(index_key(pack)) and reopen(origin).read_image("s1") == blob("s1")
+    assert origin.store.exists(index_key(pack)) and reopen(origin).snapshot().read_image("s1") == blob("s1")
     assert (resumed.commits, resumed.packs, resumed.skipped) == (1, 1, len(already))
     assert resumed.bytes >= origin.store.size(index_key(pack)) + origin.store.size(object_key(mine))
 
@@ -673,7 +674,7 @@ def test_pull_of_a_corrupt_pack_fails_and_moves_nothing(runner, origin, tmp_path
 
     flip_byte(Path(origin.url) / pack_key(pack), 5)  # repaired: the pull now completes
     assert pull(site).commit == new
-    assert site.read_image("n2") == blob("n2")
+    assert site.snapshot().read_image("n2") == blob("n2")
 
 
 def test_clone_of_a_corrupt_manifest_fails_and_references_nothing(runner, origin, tmp_path):
@@ -708,10 +709,10 @@ def test_metadata_only_clone_reads_on_demand_and_caches(runner, origin, tmp_path
     listed = json.loads(ok(invoke(runner, "--repo", dest, "remote", "list", "--json")).stdout)
     assert listed["origin"]["image_bytes_from_here"] is True
     assert table(site) == table(origin)
-    assert site.query().to_pylist() == origin.query().to_pylist()
+    assert site.snapshot().query().to_pylist() == origin.snapshot().query().to_pylist()
 
     row = {r["image_id"]: r for r in table(site)}["o2"]
-    assert site.read_image("o2") == blob("o2")
+    assert site.snapshot().read_image("o2") == blob("o2")
     assert keys(site, "blobs/") == {blob_cache_key(row["blob_id"])}
     assert site.store.get(blob_cache_key(row["blob_id"])) == blob("o2")
     assert keys(site, "packs/") == set()
@@ -719,19 +720,19 @@ def test_metadata_only_clone_reads_on_demand_and_caches(runner, origin, tmp_path
     new = commit(origin, ["d3"], day=3)
     assert pull(site).commit == new
     assert keys(site, "packs/") == set()
-    assert site.read_image("d3") == blob("d3")
+    assert site.snapshot().read_image("d3") == blob("d3")
     mine = commit(site, ["l1"], day=4)  # a commit made here pushes its own pack
     (pack,) = site.odb.get_commit(mine).batches[0].packs
     assert keys(site, "packs/") == {pack_key(pack), index_key(pack)}
     assert push(site).transfer.packs == 1
-    assert reopen(origin).read_image("l1") == blob("l1")
+    assert reopen(origin).snapshot().read_image("l1") == blob("l1")
 
     shutil.move(origin.url, tmp_path / "gone")  # the origin becomes unreachable
     offline = Repository.open(dest)
-    assert offline.read_image("o2") == blob("o2")
-    assert offline.read_image("d3") == blob("d3")
+    assert offline.snapshot().read_image("o2") == blob("o2")
+    assert offline.snapshot().read_image("d3") == blob("d3")
     with pytest.raises(NotFoundError):
-        offline.read_image("o1")
+        offline.snapshot().read_image("o1")
     assert_error(invoke(runner, "--repo", dest, "remote", "remove", "origin"), 4, "metadata-only")
 
 
@@ -741,7 +742,7 @@ def test_fetch_blobs_copies_only_the_selected_packs(runner, origin, tmp_path):
     site, _ = clone(origin.url, tmp_path / "light", metadata_only=True)
     packs = {oid: origin.odb.get_commit(oid).batches[0].packs[0] for oid in (day2, day4)}
 
-    rows = site.query(start=T0 + timedelta(days=2), end=T0 + timedelta(days=3))
+    rows = site.snapshot().query(start=T0 + timedelta(days=2), end=T0 + timedelta(days=3))
     assert sorted(rows.column("image_id").to_pylist()) == ["d2a", "d2b"]
     moved = fetch_blobs(site, rows)
     assert (moved.packs, moved.skipped) == (1, 0)
@@ -757,14 +758,14 @@ def test_fetch_blobs_copies_only_the_selected_packs(runner, origin, tmp_path):
 
     shutil.move(origin.url, tmp_path / "gone")
     offline = Repository.open(site.url)
-    assert offline.read_image("d2b") == blob("d2b") and offline.read_image("d4") == blob("d4")
+    assert offline.snapshot().read_image("d2b") == blob("d2b") and offline.snapshot().read_image("d4") == blob("d4")
     assert keys(offline, "blobs/") == set()  # read from the fetched packs, not the cache
     with pytest.raises(NotFoundError):
-        offline.read_image("o1")
+        offline.snapshot().read_image("o1")
 
     full, _ = clone(str(tmp_path / "gone"), tmp_path / "full")
     with pytest.raises(InvalidInputError, match="not a metadata-only clone"):
-        fetch_blobs(full, full.query())
+        fetch_blobs(full, full.snapshot().query())
 
 
 def test_metadata_only_clone_refuses_corrupt_remote_bytes(origin, tmp_path):
@@ -773,14 +774,14 @@ def test_metadata_only_clone_refuses_corrupt_remote_bytes(origin, tmp_path):
     flip_byte(Path(origin.url) / pack_key(row["pack"]), row["offset"] + 3)
 
     with pytest.raises(IntegrityError, match="from the remote is corrupt"):
-        site.read_image("o2")
+        site.snapshot().read_image("o2")
     assert keys(site, "blobs/") == set()
-    rows = site.query(end=T0 + timedelta(days=1))  # o1, o2: the corrupt pack
+    rows = site.snapshot().query(end=T0 + timedelta(days=1))  # o1, o2: the corrupt pack
     assert sorted(rows.column("image_id").to_pylist()) == ["o1", "o2"]
     with pytest.raises(IntegrityError, match=f"pack {row['pack']} .* is corrupt"):
         fetch_blobs(site, rows)
     assert keys(site, "packs/") == set()
-    assert site.read_image("o3") == blob("o3")  # another pack, intact
+    assert site.snapshot().read_image("o3") == blob("o3")  # another pack, intact
     assert keys(site, "blobs/") == {blob_cache_key(hashlib.sha256(blob("o3")).hexdigest())}
 
 

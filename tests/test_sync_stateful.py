@@ -29,7 +29,7 @@ import pytest
 from hypothesis import event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from improv_vcs import ConflictError, InvalidInputError, Repository
+from improv_vcs import ConflictError, InvalidInputError, Repository, add_provenance
 from improv_vcs.storage.packs import index_key, pack_key
 from improv_vcs.provenance import view
 from improv_vcs.query.filters import parse_run
@@ -222,17 +222,17 @@ class SyncMachine(RuleBasedStateMachine):
         identities = {(r["image_id"], r["winner"], r["score"], run) for r in records}
         if any(r["image_id"] not in model.images for r in records):
             with pytest.raises(InvalidInputError, match="refer to images not in"):
-                repo.add_provenance("classification", records, source="clf", run_id=run, author=AUTHOR)
+                add_provenance(repo, "classification", records, source="clf", run_id=run, author=AUTHOR)
             assert self.branch_of(site) == model.tip
             return
-        commit_id = repo.add_provenance("classification", records, source="clf", run_id=run, author=AUTHOR)
+        commit_id = add_provenance(repo, "classification", records, source="clf", run_id=run, author=AUTHOR)
         new = identities - set(model.records)
         if not new:
             assert commit_id is None  # every record was already there
             assert self.branch_of(site) == model.tip
             return
         assert commit_id is not None and repo.odb.get_commit(commit_id).parents == (model.tip,)
-        table = repo.provenance_records("classification")
+        table = repo.snapshot().provenance_records("classification")
         found = {
             (r["image_id"], r["winner"], r["score"], r["run_id"]): r
             for r in table.to_pylist()
@@ -350,8 +350,8 @@ class SyncMachine(RuleBasedStateMachine):
         tip = a.refs.branch(MAIN)
         assert tip == b.refs.branch(MAIN) == self.branch_of("R")
         if tip not in self.verified["A+B"]:  # (the invariants check each answer against the model)
-            assert a.query().to_pylist() == b.query().to_pylist()
-            assert a.query(**LATEST_WINNER).to_pylist() == b.query(**LATEST_WINNER).to_pylist()
+            assert a.snapshot().query().to_pylist() == b.snapshot().query().to_pylist()
+            assert a.snapshot().query(**LATEST_WINNER).to_pylist() == b.snapshot().query(**LATEST_WINNER).to_pylist()
             self.verified["A+B"].add(tip)
 
     def latest_winners(self, name: str) -> dict[str, str | None]:
@@ -381,15 +381,15 @@ class SyncMachine(RuleBasedStateMachine):
             assert repo.refs.branch(MAIN) == model.tip, name
             if ("content", model.tip) in self.verified[name]:
                 continue
-            table = repo.images()
+            table = repo.snapshot().images()
             ids = table.column("image_id").to_pylist()
             assert sorted(ids) == sorted(model.images), name  # and no id twice
             assert {r["image_id"]: r["timestamp"] for r in table.to_pylist()} == {
                 i: row(i)["timestamp"] for i in model.images
             }
             for image, data in model.images.items():
-                assert repo.read_image(image) == data, (name, image)
-            records = repo.provenance_records("classification").to_pylist()
+                assert repo.snapshot().read_image(image) == data, (name, image)
+            records = repo.snapshot().provenance_records("classification").to_pylist()
             seen = Counter((r["image_id"], r["winner"], r["score"], r["run_id"]) for r in records)
             assert not [k for k, n in seen.items() if n > 1], (name, seen)  # no duplicates
             assert set(seen) == set(model.records), name
@@ -397,7 +397,7 @@ class SyncMachine(RuleBasedStateMachine):
                 identity = (r["image_id"], r["winner"], r["score"], r["run_id"])
                 assert r["recorded_at"] == model.records[identity], (name, identity)
                 assert r["record_id"] == self.record_ids[identity], (name, identity)
-            answer = repo.query(**LATEST_WINNER).to_pylist()
+            answer = repo.snapshot().query(**LATEST_WINNER).to_pylist()
             by_time = sorted(model.images, key=lambda i: (row(i)["timestamp"], i))
             assert [r["image_id"] for r in answer] == by_time, name
             winners = {r["image_id"]: r["classification.winner"] for r in answer}
@@ -428,7 +428,7 @@ class SyncMachine(RuleBasedStateMachine):
                         assert repo.store.exists(pack_key(pack)), (name, oid, pack)
                     if oid in self.verified[name]:
                         continue
-                    snapshot = repo.snapshot(oid)
+                    snapshot = repo.snapshot(oid).reader
                     for manifest_id in snapshot.batches.column("manifest").to_pylist():
                         snapshot.manifest(manifest_id)
                     view.read(snapshot, snapshot.provenance_segments.column("id").to_pylist())

@@ -66,7 +66,7 @@ def new_repo(path: Path) -> Repository:
 def ingest(repo: Repository, source: Path, instrument: str = "scope1", **options: str) -> tuple[int, int]:
     plan = get_adapter("tiff").plan(source, instrument, options)
     with repo.transaction(message="ingest") as tx:
-        return adapters_module.apply(tx, plan)
+        return adapters_module.apply_plan(tx, plan)
 
 
 def history(url: Path) -> list[str]:
@@ -113,14 +113,14 @@ def test_real_ome_tiff_through_the_cli(runner, repo, tmp_path):
 
     expected = tifffile.imread(REAL)
     assert expected.shape == (325, 475) and expected.dtype == np.uint16
-    stack = Repository.open(repo).read_stack(REAL_SAMPLE)
+    stack = Repository.open(repo).snapshot().read_stack(REAL_SAMPLE)
     assert stack.shape == (1, 1, 1, 1, 325, 475)
     assert stack.dtype == np.uint16
     assert np.array_equal(stack[0, 0, 0, 0], expected)
     # one plane picked by ints drops every index axis
-    assert np.array_equal(Repository.open(repo).read_stack(REAL_SAMPLE, p=0, t=0, c=0, z=0), expected)
+    assert np.array_equal(Repository.open(repo).snapshot().read_stack(REAL_SAMPLE, p=0, t=0, c=0, z=0), expected)
 
-    rows = Repository.open(repo).query().to_pylist()
+    rows = Repository.open(repo).snapshot().query().to_pylist()
     assert len(rows) == 1
     row = rows[0]
     assert row["image_id"] == f"{REAL_SAMPLE}_p0_t0_c0_z0"
@@ -143,7 +143,7 @@ def test_real_ome_tiff_through_the_cli(runner, repo, tmp_path):
     assert row["timestamp"].utcoffset() == timedelta(0)
 
     # the stored plane is a TIFF that decodes to exactly the file's pixels
-    stored = Repository.open(repo).read_image(row["image_id"])
+    stored = Repository.open(repo).snapshot().read_image(row["image_id"])
     assert stored[:4] == b"II*\x00"
     assert np.array_equal(tifffile.imread(io.BytesIO(stored)), expected)
 
@@ -167,7 +167,7 @@ def test_real_ome_tiff_through_the_cli(runner, repo, tmp_path):
     assert by_role["metadata"]["media_type"] == "application/xml"
     assert by_role["metadata"]["size"] == len(ome_xml)
     assert all(r["sample_id"] == REAL_SAMPLE and r["instrument"] == "scope1" for r in listed)
-    assert Repository.open(repo).read_source(REAL_SAMPLE, f"{REAL_SAMPLE}.ome.xml") == ome_xml
+    assert Repository.open(repo).snapshot().read_source(REAL_SAMPLE, f"{REAL_SAMPLE}.ome.xml") == ome_xml
 
 
 def test_real_ome_xml_parses_to_its_fields():
@@ -235,12 +235,12 @@ def test_synthetic_stacks_round_trip_exactly(tmp_path, axes, shape, dtype):
     repo = new_repo(tmp_path / "repo")
     planes = int(np.prod(shape[:-2]))
     assert ingest(repo, path) == (planes, 2)
-    got = repo.read_stack("s")
+    got = repo.snapshot().read_stack("s")
     expected = full_array(data, axes)
     assert got.shape == expected.shape
     assert got.dtype == np.dtype(dtype)
     assert np.array_equal(got, expected)
-    rows = repo.query(columns=("image_id", "t", "c", "z", "p", "channel", "dtype", "height", "width")).to_pylist()
+    rows = repo.snapshot().query(columns=("image_id", "t", "c", "z", "p", "channel", "dtype", "height", "width")).to_pylist()
     assert len(rows) == planes
     for row in rows:
         assert row["image_id"] == f"s_p{row['p']}_t{row['t']}_c{row['c']}_z{row['z']}"
@@ -248,7 +248,7 @@ def test_synthetic_stacks_round_trip_exactly(tmp_path, axes, shape, dtype):
         assert row["dtype"] == np.dtype(dtype).name
         assert (row["height"], row["width"]) == shape[-2:]
         index = tuple(row[a.lower()] for a in axes[:-2])
-        assert np.array_equal(decode(repo.read_image(row["image_id"])), data[index])
+        assert np.array_equal(decode(repo.snapshot().read_image(row["image_id"])), data[index])
 
 
 def test_rgb_planes_keep_their_samples_axis(tmp_path):
@@ -256,11 +256,11 @@ def test_rgb_planes_keep_their_samples_axis(tmp_path):
     path = ome_stack(tmp_path / "rgb.ome.tif", rgb, "ZYXS")
     repo = new_repo(tmp_path / "repo")
     assert ingest(repo, path) == (2, 2)
-    got = repo.read_stack("rgb")
+    got = repo.snapshot().read_stack("rgb")
     assert got.shape == (1, 1, 1, 2, 5, 6, 3)
     assert np.array_equal(got[0, 0, 0], rgb)
-    assert np.array_equal(repo.read_stack("rgb", z=-1, p=0, t=0, c=0), rgb[1])
-    rows = repo.query(columns=("image_id", "height", "width", "dtype")).to_pylist()
+    assert np.array_equal(repo.snapshot().read_stack("rgb", z=-1, p=0, t=0, c=0), rgb[1])
+    rows = repo.snapshot().query(columns=("image_id", "height", "width", "dtype")).to_pylist()
     assert [(r["height"], r["width"], r["dtype"]) for r in rows] == [(5, 6, "uint8")] * 2
 
 
@@ -274,11 +274,11 @@ def test_series_become_positions(tmp_path):
             tif.write(data, photometric="minisblack", metadata={"axes": "ZYX", "Name": name, "AcquisitionDate": "2024-05-01T12:00:00"})
     repo = new_repo(tmp_path / "repo")
     assert ingest(repo, path) == (4, 2)
-    got = repo.read_stack("multi")
+    got = repo.snapshot().read_stack("multi")
     assert got.shape == (2, 1, 1, 2, 4, 5)
     assert np.array_equal(got[0, 0, 0], first) and np.array_equal(got[1, 0, 0], second)
-    assert np.array_equal(repo.read_stack("multi", p=-1, z=0), second[None, None, 0])
-    rows = repo.query(columns=("image_id", "p", "series_name")).to_pylist()
+    assert np.array_equal(repo.snapshot().read_stack("multi", p=-1, z=0), second[None, None, 0])
+    rows = repo.snapshot().query(columns=("image_id", "p", "series_name")).to_pylist()
     assert sorted((r["image_id"], r["p"], r["series_name"]) for r in rows) == [
         ("multi_p0_t0_c0_z0", 0, "left"), ("multi_p0_t0_c0_z1", 0, "left"),
         ("multi_p1_t0_c0_z0", 1, "right"), ("multi_p1_t0_c0_z1", 1, "right"),
@@ -286,7 +286,7 @@ def test_series_become_positions(tmp_path):
 
 
 def test_plane_timestamps_are_acquisition_plus_delta_t(stack_repo):
-    rows = stack_repo.query(columns=("image_id", "t", "c", "z", "timestamp", "delta_t")).to_pylist()
+    rows = stack_repo.snapshot().query(columns=("image_id", "t", "c", "z", "timestamp", "delta_t")).to_pylist()
     assert len(rows) == 24
     for row in rows:
         number = (row["t"] * 3 + row["c"]) * 4 + row["z"]  # tifffile numbers planes in TCZ order
@@ -323,14 +323,14 @@ def test_selectors_index_like_numpy(stack_repo, stack4d, selectors, index):
         expected = np.take(expected, sel, axis=where) if isinstance(sel, list) else expected[(slice(None),) * where + (sel,)]
         if not isinstance(sel, (list, slice)):
             offset += 1
-    got = stack_repo.read_stack("cells", **selectors)
+    got = stack_repo.snapshot().read_stack("cells", **selectors)
     assert got.shape == expected.shape
     assert np.array_equal(got, expected)
 
 
 def test_duplicate_indices_in_a_list_repeat_planes_like_numpy(stack_repo, stack4d):
     full = full_array(stack4d, "TCZYX")
-    got = stack_repo.read_stack("cells", z=[1, 1])
+    got = stack_repo.snapshot().read_stack("cells", z=[1, 1])
     assert np.array_equal(got, np.take(full, [1, 1], axis=3))
 
 
@@ -347,40 +347,40 @@ def test_duplicate_indices_in_a_list_repeat_planes_like_numpy(stack_repo, stack4
 )
 def test_bad_selectors_are_refused(stack_repo, selectors, fragment):
     with pytest.raises(InvalidInputError, match=fragment):
-        stack_repo.read_stack("cells", **selectors)
+        stack_repo.snapshot().read_stack("cells", **selectors)
 
 
 @pytest.mark.parametrize("text", ["x", "12"])
 def test_string_selectors_are_refused(stack_repo, text):
     with pytest.raises(InvalidInputError, match="must be an int"):
-        stack_repo.read_stack("cells", c=text)
+        stack_repo.snapshot().read_stack("cells", c=text)
 
 
 def test_empty_selection_is_refused(stack_repo):
     with pytest.raises(InvalidInputError, match="no planes selected"):
-        stack_repo.read_stack("cells", z=slice(2, 2))
+        stack_repo.snapshot().read_stack("cells", z=slice(2, 2))
 
 
 def test_read_stack_needs_one_sample_with_planes(tmp_path, stack4d):
     repo = new_repo(tmp_path / "repo")
     ingest(repo, ome_stack(tmp_path / "in" / "one.ome.tif", stack4d, "TCZYX"))
     ingest(repo, ome_stack(tmp_path / "in2" / "two.ome.tif", stack4d[:1, :1], "TCZYX"))
-    assert repo.read_stack("two").shape == (1, 1, 1, 4, 5, 6)
+    assert repo.snapshot().read_stack("two").shape == (1, 1, 1, 4, 5, 6)
     with pytest.raises(InvalidInputError, match="matches 2 samples"):
-        repo.read_stack(query=build_query(instruments=("scope1",)))
+        repo.snapshot().read_stack(query=build_query(instruments=("scope1",)))
     # a query matching the planes of one sample is fine
-    assert np.array_equal(repo.read_stack(query=build_query(samples=("one",)), c=2), full_array(stack4d, "TCZYX")[:, :, 2])
+    assert np.array_equal(repo.snapshot().read_stack(query=build_query(samples=("one",)), c=2), full_array(stack4d, "TCZYX")[:, :, 2])
     with pytest.raises(InvalidInputError, match="either a sample or a query"):
-        repo.read_stack()
+        repo.snapshot().read_stack()
     with pytest.raises(InvalidInputError, match="either a sample or a query"):
-        repo.read_stack("one", query=build_query(samples=("one",)))
+        repo.snapshot().read_stack("one", query=build_query(samples=("one",)))
     with pytest.raises(NotFoundError):
-        repo.read_stack("absent")
+        repo.snapshot().read_stack("absent")
 
     whole = new_repo(tmp_path / "whole")
     ingest(whole, tmp_path / "in" / "one.ome.tif", split="none")
     with pytest.raises(InvalidInputError, match="no plane indices"):
-        whole.read_stack("one")
+        whole.snapshot().read_stack("one")
 
 
 def test_samples_without_plane_columns_are_refused(runner, repo, tmp_path):
@@ -390,7 +390,7 @@ def test_samples_without_plane_columns_are_refused(runner, repo, tmp_path):
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "pngs" / "D20240101T120000_IFCB107_00001.png")
     ok(invoke(runner, "--repo", repo, "commit", tmp_path / "pngs", "-i", "IFCB107", "-q"))
     with pytest.raises(InvalidInputError, match="no plane indices"):
-        Repository.open(repo).read_stack(query=build_query(instruments=("IFCB107",)))
+        Repository.open(repo).snapshot().read_stack(query=build_query(instruments=("IFCB107",)))
     assert_error(invoke(runner, "--repo", repo, "export", tmp_path / "out", "--c", "0"), 2, "no plane indices")
 
 
@@ -431,7 +431,7 @@ def test_read_stack_equals_numpy_indexing_property(case):
         repo = new_repo(root / "repo")
         ingest(repo, path)
         full = full_array(data, "TCZYX")
-        assert np.array_equal(repo.read_stack("prop"), full)
+        assert np.array_equal(repo.snapshot().read_stack("prop"), full)
         for selectors in picks:
             expected = full
             dropped = 0
@@ -445,7 +445,7 @@ def test_read_stack_equals_numpy_indexing_property(case):
                 else:
                     expected = expected[(slice(None),) * where + (sel,)]
                     dropped += isinstance(sel, int)
-            got = repo.read_stack("prop", **selectors)
+            got = repo.snapshot().read_stack("prop", **selectors)
             assert got.dtype == data.dtype
             assert got.shape == expected.shape, selectors
             assert np.array_equal(got, expected), selectors
@@ -487,15 +487,15 @@ def test_plain_multipage_tiff_needs_axes_and_time(runner, repo, tmp_path):
     assert history(repo) == []
     ok(invoke(runner, *base, "--option", "axes=ZYX", "--option", "time=2024-05-01T14:00:00+02:00", "-q"))
     opened = Repository.open(repo)
-    rows = opened.query(columns=("image_id", "t", "c", "z", "p", "timestamp", "channel", "height", "width")).to_pylist()
+    rows = opened.snapshot().query(columns=("image_id", "t", "c", "z", "p", "timestamp", "channel", "height", "width")).to_pylist()
     assert [r["image_id"] for r in rows] == [f"zstack_p0_t0_c0_z{z}" for z in range(5)]
     assert [r["z"] for r in rows] == list(range(5))
     assert {(r["t"], r["c"], r["p"], r["channel"], r["height"], r["width"]) for r in rows} == {(0, 0, 0, None, 8, 6)}
     assert {r["timestamp"] for r in rows} == {WHEN}
-    assert np.array_equal(opened.read_stack("zstack"), pages[None, None, None])
-    assert np.array_equal(opened.read_stack("zstack", z=2, p=0, t=0, c=0), pages[2])
+    assert np.array_equal(opened.snapshot().read_stack("zstack"), pages[None, None, None])
+    assert np.array_equal(opened.snapshot().read_stack("zstack", z=2, p=0, t=0, c=0), pages[2])
     # no OME-XML: only the file itself is kept
-    files = opened.source_files().to_pylist()
+    files = opened.snapshot().source_files().to_pylist()
     assert [(f["path"], f["role"]) for f in files] == [("zstack.tif", "raw")]
 
 
@@ -505,13 +505,13 @@ def test_plain_tiff_time_comes_from_the_datetime_tag(tmp_path):
     tifffile.imwrite(path, pages, metadata=None, datetime="2024:05:01 12:00:00")
     repo = new_repo(tmp_path / "repo")
     assert ingest(repo, path, axes="TYX") == (2, 1)
-    rows = repo.query(columns=("t", "timestamp")).to_pylist()
+    rows = repo.snapshot().query(columns=("t", "timestamp")).to_pylist()
     assert [(r["t"], r["timestamp"]) for r in rows] == [(0, WHEN), (1, WHEN)]
     # the time option wins over the tag
     other = new_repo(tmp_path / "other")
     ingest(other, path, axes="TYX", time="2020-01-01")
-    assert {r["timestamp"] for r in other.query(columns=("timestamp",)).to_pylist()} == {datetime(2020, 1, 1, tzinfo=timezone.utc)}
-    assert np.array_equal(repo.read_stack("tagged"), pages[None, :, None, None])
+    assert {r["timestamp"] for r in other.snapshot().query(columns=("timestamp",)).to_pylist()} == {datetime(2020, 1, 1, tzinfo=timezone.utc)}
+    assert np.array_equal(repo.snapshot().read_stack("tagged"), pages[None, :, None, None])
 
 
 def test_datetime_tag_is_read_while_the_file_is_open(tmp_path):
@@ -529,7 +529,7 @@ def test_axes_option_renames_ome_axes(tmp_path, stack4d):
     path = ome_stack(tmp_path / "in" / "swap.ome.tif", stack4d[0], "CZYX", channels=["a", "b", "c"])
     repo = new_repo(tmp_path / "repo")
     ingest(repo, path, axes="TZYX")  # call the channel axis time and keep z
-    got = repo.read_stack("swap")
+    got = repo.snapshot().read_stack("swap")
     assert got.shape == (1, 3, 1, 4, 5, 6)
     assert np.array_equal(got[0, :, 0], stack4d[0])
 
@@ -551,7 +551,7 @@ def test_split_none_keeps_each_file_as_one_image(runner, repo, tmp_path, stack4d
     ok(invoke(runner, "--repo", repo, "get", "flat", "-o", flat))
     assert flat.read_bytes() == (directory / "sub" / "flat.tif").read_bytes()
 
-    rows = {r["image_id"]: r for r in Repository.open(repo).query().to_pylist()}
+    rows = {r["image_id"]: r for r in Repository.open(repo).snapshot().query().to_pylist()}
     assert set(rows) == {"cells", "flat"}
     cells = rows["cells"]
     assert cells["sample_id"] == "cells"
@@ -686,7 +686,7 @@ def test_recommitting_the_same_stack_is_a_no_op(runner, repo, a_stack):
     text = ok(invoke(runner, "--repo", repo, "commit", "-f", "tiff", a_stack, "-i", "s")).stdout
     assert text.startswith("Nothing new to commit: all 24 images and 2 original files are already on main")
     assert history(repo) == before
-    assert Repository.open(repo).count() == 24
+    assert Repository.open(repo).snapshot().count() == 24
 
 
 def test_parse_options():
@@ -791,12 +791,12 @@ def test_a_third_party_adapter_installs_through_an_entry_point(runner, repo, tmp
                                       "time=2024-05-01T12:00:00+00:00", "--json")).stdout)
         assert (result["format"], result["images"], result["new_images"], result["files"]) == ("npy", 3, 3, 1)
         opened = Repository.open(repo)
-        assert np.array_equal(opened.read_stack("blob"), data[None, None, None])
-        rows = opened.query(columns=("image_id", "instrument", "timestamp", "z")).to_pylist()
+        assert np.array_equal(opened.snapshot().read_stack("blob"), data[None, None, None])
+        rows = opened.snapshot().query(columns=("image_id", "instrument", "timestamp", "z")).to_pylist()
         assert [(r["image_id"], r["instrument"], r["timestamp"], r["z"]) for r in rows] == [
             (f"blob_z{z}", "np1", WHEN, z) for z in range(3)
         ]
-        assert opened.read_source("blob", "blob.npy") == (source / "blob.npy").read_bytes()
+        assert opened.snapshot().read_source("blob", "blob.npy") == (source / "blob.npy").read_bytes()
         assert_error(invoke(runner, "--repo", repo, "commit", "--format", "npy", source, "-i", "np1", "--option", "axes=ZYX"), 2, "no option 'axes'")
         assert_error(invoke(runner, "--repo", repo, "commit", "--format", "npy", source), 2, "--instrument")
         assert len(history(repo)) == 1

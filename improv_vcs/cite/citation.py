@@ -1,7 +1,7 @@
 """Citations of a snapshot: the pinned selection, its digest, and renderings.
 
 This module is pure: it describes, encodes and renders citations; making
-and verifying one against a repository is :mod:`improv_vcs.cite.make`.
+and verifying one against a repository is :mod:`improv_vcs.cite.citing`.
 
 A citation pins the repository id, the commit, the selection (a dataset name
 and/or the canonical query, provenance filters and runs included), the row

@@ -97,10 +97,7 @@ def cite(
         raise InvalidInputError("give at most one revision to cite")
     query = build_from_options(instrument, start, end, bbox, depth, dataset, sample, where, None, None, kind, prov, run, None, sample_quality)
     filters = query.model_dump(exclude_defaults=True)
-    citation = open_repo(repo).cite(
-        at=words[0] if words else None, tag=tag, title=title, authors=tuple(author or ()),
-        license=license, description=description, doi=doi, **filters,
-    )
+    citation = open_repo(repo).snapshot(words[0] if words else tag).cite(tag=tag, title=title, authors=tuple(author or ()), license=license, description=description, doi=doi, **filters)
     text = citation.render("json" if json_output else output_format)
     if output is not None:
         output.write_text(text)
@@ -110,7 +107,7 @@ def cite(
 
 
 def _verify(citation: str, quiet: bool, json_output: bool, repo: str | None) -> None:
-    from ..cite import make as cite
+    from .. import cite
     from ..core.progress import progress_bar
 
     pinned = cite.load(citation)
@@ -125,7 +122,7 @@ def _verify(citation: str, quiet: bool, json_output: bool, repo: str | None) -> 
 
 
 def _export(citation: str, dest: Path, quiet: bool, json_output: bool, repo: str | None) -> None:
-    from ..cite import make as cite
+    from .. import cite
     from ..core.progress import progress_bar
 
     pinned = cite.load(citation)

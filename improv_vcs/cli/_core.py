@@ -111,7 +111,7 @@ def commit(
     and header fields as columns; the bin is the sample.
 
     --format tiff: planes get t, c, z, p indices and channel names; the stack
-    is the sample (read it back with Repository.read_stack).
+    is the sample (read it back with Snapshot.read_stack).
 
     Only regular files are read (FIFOs, sockets, devices and links to outside
     SOURCE are skipped with a warning). Limits, raised through environment
@@ -120,12 +120,12 @@ def commit(
     metadata field, default 1M); see docs/operations.md.
     """
     from ..core.progress import progress_bar
-    from ..ingest.adapters import apply, get_adapter, parse_options
+    from ..ingest.adapters import apply_plan, get_adapter, parse_options
     from ..core.errors import InvalidInputError
 
     repository = open_repo(repo)
     if task_id is not None:
-        done = repository.task_commit(task_id, branch)
+        done = repository.snapshot(branch).task_commit(task_id)
         if done is not None:
             report(json_output, {"commit": done, "task": task_id, "already_done": True},
                    f"Task {task_id} is already committed as {done[:12]}; nothing to do")
@@ -149,7 +149,7 @@ def commit(
             branch=branch, message=message or _default_message(plan.images, plan.files, instruments), author=author,
             progress=advance, task=task_id, allow_outside_deployment=allow_outside_deployment, strict=strict,
         )
-        added, kept = apply(tx, plan)
+        added, kept = apply_plan(tx, plan)
         commit_id = tx.commit()
     if tx.task_done is not None:  # another writer committed the task meanwhile
         report(json_output, {"commit": tx.task_done, "task": task_id, "already_done": True},
@@ -228,7 +228,9 @@ def show(
     """
     from ..core.render import commit_dict, show_text
 
-    oid, commit_obj = open_repo(repo).commit_info(ref)
+    repository = open_repo(repo)
+    oid = repository.resolve(ref)
+    commit_obj = repository.odb.get_commit(oid)
     if json_output:
         data = commit_dict(oid, commit_obj)
         data["index"] = [s.model_dump(mode="json") for s in commit_obj.index]
@@ -322,7 +324,7 @@ def get(
 
     if json_output and output is None:
         raise InvalidInputError("--json describes the file -o writes; give -o FILE")
-    data = open_repo(repo).read_image(image_id, at=at)
+    data = open_repo(repo).snapshot(at).read_image(image_id)
     if output is None:
         if sys.stdout.isatty():
             raise InvalidInputError("refusing to write image bytes to a terminal; use -o FILE or a pipe")
@@ -372,7 +374,7 @@ def demo(
     except NotARepositoryError:
         repository = build_demo(path, images_per_bin=images_per_bin, quiet=quiet or json_output)
         built = True
-    images = repository.images()
+    images = repository.snapshot().images()
     instruments = sorted(set(images.column("instrument").to_pylist()))
     if json_output:
         print_json({

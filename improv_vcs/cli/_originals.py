@@ -45,7 +45,7 @@ def sources(
     Each with its sample, path, role and size. `improv export DEST --raw`
     writes them back.
     """
-    files = open_repo(repo).source_files(at=at, samples=tuple(sample or ()), instruments=tuple(instrument or ()))
+    files = open_repo(repo).snapshot(at).source_files(samples=tuple(sample or ()), instruments=tuple(instrument or ()))
     columns = ["sample_id", "path", "instrument", "role", "media_type", "size", "blob_id"]
     rows = files.select(columns).to_pylist()
     if json_output:

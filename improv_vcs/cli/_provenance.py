@@ -59,7 +59,7 @@ def provenance_add(
     identical records are skipped.
     """
     from ..ingest.provenance_files import read_masks, read_records
-    from ..repository.repository import default_author
+    from ..core.authors import default_author
 
     repository = open_repo(repo)
     table = read_records(file, _constants(constants))
@@ -87,7 +87,7 @@ def provenance_show(
     """Show one image's records: every run, oldest first."""
     from ._query import _as_of
 
-    found = open_repo(repo).provenance(image_id, kind, at, _as_of(as_of))
+    found = open_repo(repo).snapshot(at, _as_of(as_of)).provenance(image_id, kind)
     if json_output:
         print_json([r.to_json() for r in found])
         return

@@ -185,7 +185,7 @@ def query(
     q = build_from_options(
         instrument, start, end, bbox, depth, dataset, sample, where, columns, limit, kind, prov, run, with_, sample_quality
     )
-    result = open_repo(repo).select(q, at=at, as_of=_as_of(as_of), count=count or explain)
+    result = open_repo(repo).snapshot(at, as_of=_as_of(as_of)).select(q, count=count or explain)
     if explain:
         _print_explain(result)
     elif count:
@@ -387,11 +387,11 @@ def export(
             raise InvalidInputError("--raw exports whole samples; it does not combine with --p/--t/--c/--z, --limit or --metadata-only")
         _export_raw(repository, q, dest, at, as_of, quiet or json_output, json_output)
         return
-    rows = repository.select(q, at=at, as_of=_as_of(as_of)).table
+    rows = repository.snapshot(at, as_of=_as_of(as_of)).select(q).table
     if selectors:
         rows = select_each_sample(rows, selectors)
     with progress_bar("exporting", total=rows.num_rows, disable=quiet or json_output or metadata_only) as advance:
-        result = repository.export_rows(rows, dest, metadata_format, metadata_only, progress=advance)
+        result = repository.snapshot().export_rows(rows, dest, metadata_format, metadata_only, progress=advance)
     data = {
         "images": result.images,
         "written": result.written,
@@ -411,7 +411,7 @@ def _export_raw(repository: Any, q: Query, dest: Path, at: str | None, as_of: st
     from ..core.progress import progress_bar
 
     with progress_bar("exporting original files", total=None, disable=quiet) as advance:
-        result = repository.export_sources(dest, at=at, as_of=_as_of(as_of), progress=advance, query=q)
+        result = repository.snapshot(at, as_of=_as_of(as_of)).export_sources(dest, progress=advance, query=q)
     report(
         json_output,
         {"files": result.files, "written": result.written, "skipped": result.skipped, "bytes_written": result.bytes_written},
@@ -439,17 +439,16 @@ def dataset_add(
     """Add a span to a dataset (created if new) as a commit."""
     from ..core.errors import ImprovError
     from ..core.times import parse_time
+    from ..write.shortcuts import add_dataset_span
 
     repository = open_repo(repo)
     try:
-        known = repository.instruments(branch)
+        known = repository.snapshot(branch).instruments()
     except ImprovError:
         known = []
     if instrument not in known:
         warn(f"no images from instrument {instrument!r} yet", quiet)
-    commit_id = repository.add_dataset_span(
-        name, instrument, parse_time(start, "--start"), parse_time(end, "--end"), description, branch
-    )
+    commit_id = add_dataset_span(repository, name, instrument, parse_time(start, "--start"), parse_time(end, "--end"), description, branch)
     text = f"Dataset {name}: added {instrument} span" + (f" in {commit_id[:12]}" if commit_id else " (already there)")
     report(json_output, {"dataset": name, "commit": commit_id}, text)
 
@@ -470,10 +469,9 @@ def dataset_remove_span(
     Removing the last span removes the dataset.
     """
     from ..core.times import parse_time
+    from ..write.shortcuts import remove_dataset_span
 
-    commit_id = open_repo(repo).remove_dataset_span(
-        name, instrument, parse_time(start, "--start"), parse_time(end, "--end"), branch
-    )
+    commit_id = remove_dataset_span(open_repo(repo), name, instrument, parse_time(start, "--start"), parse_time(end, "--end"), branch)
     report(json_output, {"dataset": name, "commit": commit_id}, f"Dataset {name}: removed {instrument} span in {commit_id[:12] if commit_id else '-'}")
 
 
@@ -481,7 +479,7 @@ def dataset_remove_span(
 @handles_errors
 def dataset_list(at: At = None, json_output: JsonOption = False, repo: RepoOption = None) -> None:
     """List datasets at a revision."""
-    datasets = open_repo(repo).datasets(at)
+    datasets = open_repo(repo).snapshot(at).datasets()
     data = {name: d.model_dump(mode="json") for name, d in datasets.items()}
     lines = [f"{name:<24} {len(d.spans)} span(s)  {d.description}".rstrip() for name, d in datasets.items()]
     report(json_output, data, "\n".join(lines) or "No datasets yet.")
@@ -496,7 +494,7 @@ def dataset_show(
     repo: RepoOption = None,
 ) -> None:
     """Show a dataset's description and spans at a revision."""
-    found = open_repo(repo).dataset(name, at)
+    found = open_repo(repo).snapshot(at).dataset(name)
     lines = [f"dataset {name}", f"    {found.description}" if found.description else ""]
     lines += [
         f"  {s.instrument:<12} {s.start.isoformat()} .. {s.end.isoformat()}" for s in found.spans

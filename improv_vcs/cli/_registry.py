@@ -65,12 +65,13 @@ def _instrument_text(name: str, found: Any) -> str:
 def _edit_instrument(create: bool, name: str, type_: str | None, serial: str | None, deployed: list[str] | None,
                      description: str | None, branch: str | None, json_output: bool, repo: str | None) -> None:
     from ..snapshot import registry
+    from ..write.shortcuts import edit_registry
 
     repository = open_repo(repo)
     edit = registry.add_instrument if create else registry.update_instrument
     fields = {"type": type_, "serial": serial, "description": description, "deployments": _deployments(deployed)}
-    commit = repository.edit_registry(functools.partial(edit, name=name, **fields), f"Instrument {name}: {'add' if create else 'update'}", branch)
-    found = repository.registry(commit or branch).instruments[name]
+    commit = edit_registry(repository, functools.partial(edit, name=name, **fields), f"Instrument {name}: {'add' if create else 'update'}", branch)
+    found = repository.snapshot(commit or branch).registry().instruments[name]
     report(json_output, {"commit": commit, **_instrument_json(name, found)},
            f"{'Added' if create else 'Updated'} {_instrument_text(name, found)}" + (f" in {commit[:12]}" if commit else " (unchanged)"))
 
@@ -118,7 +119,7 @@ def instrument_update(
 @handles_errors
 def instrument_list(at: At = None, json_output: JsonOption = False, repo: RepoOption = None) -> None:
     """List instruments, and whether unregistered ones are refused."""
-    doc = open_repo(repo).registry(at)
+    doc = open_repo(repo).snapshot(at).registry()
     data = {"strict": doc.strict_instruments, "instruments": [_instrument_json(n, i) for n, i in sorted(doc.instruments.items())]}
     lines = [_instrument_text(n, i) for n, i in sorted(doc.instruments.items())] or ["No instruments registered."]
     report(json_output, data, "\n".join(lines))
@@ -130,7 +131,7 @@ def instrument_show(name: Annotated[str, typer.Argument(help="Instrument name.")
     """Show one instrument as of a revision."""
     from ..core.errors import NotFoundError
 
-    found = open_repo(repo).registry(at).instruments.get(name)
+    found = open_repo(repo).snapshot(at).registry().instruments.get(name)
     if found is None:
         raise NotFoundError(f"no instrument named {name!r} at {at or 'HEAD'}")
     report(json_output, _instrument_json(name, found), _instrument_text(name, found))
@@ -145,12 +146,13 @@ def instrument_strict(
     repo: RepoOption = None,
 ) -> None:
     """Refuse (on) or accept (off) unregistered instruments."""
-    from ..snapshot import registry
     from ..core.errors import InvalidInputError
+    from ..snapshot import registry
+    from ..write.shortcuts import edit_registry
 
     if setting not in ("on", "off"):
         raise InvalidInputError("say on or off")
-    commit = open_repo(repo).edit_registry(functools.partial(registry.set_strict, strict=setting == "on"), f"Instruments: strict {setting}", branch)
+    commit = edit_registry(open_repo(repo), functools.partial(registry.set_strict, strict=setting == "on"), f"Instruments: strict {setting}", branch)
     report(json_output, {"commit": commit, "strict": setting == "on"}, f"Unregistered instruments are {'refused' if setting == 'on' else 'accepted with a warning'}")
 
 
@@ -216,7 +218,7 @@ def sample_list(
     repo: RepoOption = None,
 ) -> None:
     """List the latest record of every sample."""
-    rows = [r for r in open_repo(repo).samples(at).to_pylist()
+    rows = [r for r in open_repo(repo).snapshot(at).samples().to_pylist()
             if (instrument is None or r["instrument"] == instrument) and (quality is None or r["quality"] == quality)]
     if json_output:
         print_json(rows)
@@ -237,7 +239,7 @@ def sample_show(
 
     from ..core.errors import NotFoundError
 
-    versions = open_repo(repo).samples(at, history=True)
+    versions = open_repo(repo).snapshot(at).samples(history=True)
     rows = versions.filter(pc.equal(versions.column("sample_id"), sample_id)).to_pylist()
     if not rows:
         raise NotFoundError(f"no sample {sample_id!r} at {at or 'HEAD'}")
@@ -264,15 +266,16 @@ def taxonomy_add(
 
     Classification records carrying a positional score_vector decode through it.
     """
-    from ..snapshot import registry
     from ..core.errors import InvalidInputError
+    from ..snapshot import registry
+    from ..write.shortcuts import edit_registry
 
     try:
         names = [line.strip() for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]
     except OSError as exc:
         raise InvalidInputError(f"cannot read {classes}: {exc.strerror or exc}") from None
     edit = functools.partial(registry.add_taxonomy, classifier=classifier, model_version=model_version, classes=names)
-    commit = open_repo(repo).edit_registry(edit, f"Taxonomy {classifier} {model_version}: {len(names)} classes", branch)
+    commit = edit_registry(open_repo(repo), edit, f"Taxonomy {classifier} {model_version}: {len(names)} classes", branch)
     report(json_output, {"commit": commit, "classes": len(names)}, f"{classifier} {model_version}: {len(names)} classes" + (f" in {commit[:12]}" if commit else " (already there)"))
 
 
@@ -280,7 +283,7 @@ def taxonomy_add(
 @handles_errors
 def taxonomy_list(at: At = None, json_output: JsonOption = False, repo: RepoOption = None) -> None:
     """List every classifier version with a class list."""
-    found = open_repo(repo).registry(at).taxonomies
+    found = open_repo(repo).snapshot(at).registry().taxonomies
     data = {key: list(t.classes) for key, t in sorted(found.items())}
     report(json_output, data, "\n".join(f"{k:<32} {len(v)} classes" for k, v in data.items()) or "No taxonomies.")
 
@@ -301,7 +304,7 @@ def tasks(
     """
     from ..core.times import parse_time
 
-    rows = open_repo(repo).tasks(ref, instrument, parse_time(since, "--since") if since else None)
+    rows = open_repo(repo).snapshot(ref).tasks(instrument, parse_time(since, "--since") if since else None)
     if json_output:
         print_json(rows)
         return

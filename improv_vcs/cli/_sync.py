@@ -149,7 +149,7 @@ def fetch(
     with _transferring(quiet or json_output) as advance:
         if blobs:
             query = build_from_options(instrument, start, end, bbox, None, dataset, sample, where, None, None)
-            moved = fetch_blobs(repository, repository.select(query).table, advance)
+            moved = fetch_blobs(repository, repository.snapshot().select(query).table, advance)
             report(json_output, moved.to_json(), f"Fetched {moved.packs} pack(s), {_size(moved.bytes)}; {moved.skipped} already here")
             return
         result = run(repository, remote, endpoint_url, advance)

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from ..core.errors import NotFoundError
 from ..core.ids import image_id as check_image_id
-from ..snapshot.reader import Snapshot
+from ..snapshot.reader import SnapshotReader
 from . import records
 from .catalog import get_kind
 from .kinds import BLOB_COLUMNS, ENVELOPE
@@ -49,7 +49,7 @@ class Record:
 
 
 def segments(
-    snapshot: Snapshot,
+    snapshot: SnapshotReader,
     kind: str | None = None,
     run: str | None = None,
     id_range: tuple[str, str] | None = None,
@@ -79,7 +79,7 @@ def _contains(lists: pa.ChunkedArray, value: str) -> pa.Array:
     return pa.array(found)
 
 
-def known_types(snapshot: Snapshot, kind: str) -> dict[str, str]:
+def known_types(snapshot: SnapshotReader, kind: str) -> dict[str, str]:
     """Column → Arrow type name, from this kind's segments in the snapshot."""
     table = segments(snapshot, kind)
     found: dict[str, str] = {}
@@ -91,7 +91,7 @@ def known_types(snapshot: Snapshot, kind: str) -> dict[str, str]:
 
 
 def read(
-    snapshot: Snapshot,
+    snapshot: SnapshotReader,
     segment_ids: Sequence[str],
     columns: Sequence[str] | None = None,
     id_range: tuple[str, str] | None = None,
@@ -114,7 +114,7 @@ def read(
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def record_ids_for(snapshot: Snapshot, kind: str, source: str, run_id: str, id_range: tuple[str, str]) -> pa.Array:
+def record_ids_for(snapshot: SnapshotReader, kind: str, source: str, run_id: str, id_range: tuple[str, str]) -> pa.Array:
     """Ids of the records of one (kind, source, run) whose images lie in ``id_range``."""
     found = segments(snapshot, kind, run_id, id_range)
     table = read(snapshot, found.column("id").to_pylist(), ["image_id", "source", "run_id", "record_id"], id_range)
@@ -122,7 +122,7 @@ def record_ids_for(snapshot: Snapshot, kind: str, source: str, run_id: str, id_r
     return table.filter(same).column("record_id").combine_chunks()
 
 
-def history(snapshot: Snapshot, image: str, kind: str | None = None) -> list[Record]:
+def history(snapshot: SnapshotReader, image: str, kind: str | None = None) -> list[Record]:
     """Every record of one image, oldest first (by recorded_at, then run and record id)."""
     check_image_id(image)
     if kind is not None:
@@ -152,7 +152,7 @@ def _record(row: dict[str, Any]) -> Record:
     )
 
 
-def mask_location(snapshot: Snapshot, image: str, run: str | None = None) -> dict[str, Any]:
+def mask_location(snapshot: SnapshotReader, image: str, run: str | None = None) -> dict[str, Any]:
     """Where the segmentation mask of ``image`` is (the latest run, or ``run``)."""
     masks = [r for r in history(snapshot, image, "segmentation") if run in (None, RUN_LATEST, r.run_id)]
     if not masks:

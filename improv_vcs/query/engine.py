@@ -18,7 +18,7 @@ from ..core.errors import ImprovError, InvalidInputError, StorageError
 from ..snapshot.manifest import CORE_ORDER
 from ..core.model import Span
 from .filters import Query, compile_sql, fully_covered, needed_columns, prune
-from ..snapshot.reader import Snapshot
+from ..snapshot.reader import SnapshotReader
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def query_error(exc: BaseException) -> BaseException:
     return ImprovError(message)
 
 
-def _add_unscanned_columns(snapshot: Snapshot, batches: pa.Table, rows: pa.Table, query: Query) -> pa.Table:
+def _add_unscanned_columns(snapshot: SnapshotReader, batches: pa.Table, rows: pa.Table, query: Query) -> pa.Table:
     """Null columns, typed as in the snapshot, for the extra columns a query
     names that only unscanned batches hold; so a filter on them matches
     nothing instead of failing, and its value is still type-checked."""
@@ -83,7 +83,7 @@ def _add_unscanned_columns(snapshot: Snapshot, batches: pa.Table, rows: pa.Table
 
 
 def run(
-    snapshot: Snapshot,
+    snapshot: SnapshotReader,
     query: Query,
     spans: tuple[Span, ...] | None,
     count: bool = False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,13 +30,17 @@ _WHERE = re.compile(
 Scalar = Union[bool, int, float, str]
 
 
-class Condition(BaseModel):
-    """``column op value`` on a manifest column."""
+class Where(BaseModel):
+    """``column op value`` on a manifest column: ``Where("operator", "=", "ada")``.
+    The value is typed by the column it is compared with."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     column: str
     op: Operator
     value: Scalar
+
+    def __init__(self, column: str, op: Operator, value: Scalar, **fields: Any) -> None:
+        super().__init__(column=column, op=op, value=value, **fields)
 
     @field_validator("column")
     @classmethod
@@ -47,11 +51,15 @@ class Condition(BaseModel):
         return f"{self.column} {self.op} {self.value!r}"
 
 
-class ProvenanceCondition(Condition):
+class ProvenanceWhere(Where):
     """``kind.column op value``: the image has a record of ``kind`` matching
-    (all conditions on one kind must hold for the same record)."""
+    (all conditions on one kind must hold for the same record):
+    ``ProvenanceWhere("classification", "class_name", "=", "diatom")``."""
 
     kind: str
+
+    def __init__(self, kind: str, column: str, op: Operator, value: Scalar) -> None:
+        super().__init__(column, op, value, kind=kind)
 
     @field_validator("kind")
     @classmethod
@@ -62,13 +70,17 @@ class ProvenanceCondition(Condition):
         return f"{self.kind}.{self.column} {self.op} {self.value!r}"
 
 
-class RunChoice(BaseModel):
+class Run(BaseModel):
     """Which run of a kind's records a query uses: ``latest`` (per image, the
-    run recorded last) or one run id; ``kind`` None means every kind."""
+    run recorded last) or one run id; ``kind`` None means every kind:
+    ``Run("latest")``, ``Run("cnn-2024", kind="classification")``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     kind: str | None = None
     run: str
+
+    def __init__(self, run: str, kind: str | None = None) -> None:
+        super().__init__(run=run, kind=kind)
 
     @field_validator("kind")
     @classmethod
@@ -95,10 +107,10 @@ class Query(BaseModel):
     depth: tuple[float | None, float | None] | None = None
     dataset: str | None = None
     samples: tuple[str, ...] = ()
-    where: tuple[Condition, ...] = ()
+    where: tuple[Where, ...] = ()
     kinds: tuple[str, ...] = Field(default=(), description="images having records of every one of these kinds")
-    provenance: tuple[ProvenanceCondition, ...] = ()
-    runs: tuple[RunChoice, ...] = ()
+    provenance: tuple[ProvenanceWhere, ...] = ()
+    runs: tuple[Run, ...] = ()
     provenance_columns: tuple[str, ...] = Field(
         default=(), description="KIND.COLUMN values joined into the result"
     )
@@ -225,7 +237,7 @@ def parse_depth(text: str) -> tuple[float | None, float | None]:
     return lower, upper
 
 
-def parse_where(text: str) -> Condition:
+def parse_where(text: str) -> Where:
     """``COLUMN OP VALUE`` with OP one of = != < <= > >= like; VALUE is text
     (optionally quoted), typed later by the column it is compared with."""
     match = _WHERE.match(text)
@@ -241,10 +253,10 @@ def parse_where(text: str) -> Condition:
         column_name(column)
     except InvalidInputError as exc:
         raise InvalidInputError(f"--where {text!r}: {exc}") from None
-    return Condition(column=column, op=match.group("op").strip().lower(), value=raw)
+    return Where(column=column, op=match.group("op").strip().lower(), value=raw)
 
 
-def parse_provenance(text: str) -> ProvenanceCondition:
+def parse_provenance(text: str) -> ProvenanceWhere:
     """``KIND.COLUMN OP VALUE`` (the ``--where`` grammar with a kind)."""
     kind, dot, rest = text.strip().partition(".")
     if not dot:
@@ -254,16 +266,16 @@ def parse_provenance(text: str) -> ProvenanceCondition:
         condition = parse_where(rest)
     except InvalidInputError as exc:
         raise InvalidInputError(f"--prov {text!r}: {exc}") from None
-    return ProvenanceCondition(kind=kind, **condition.model_dump())
+    return ProvenanceWhere(kind=kind, **condition.model_dump())
 
 
-def parse_run(text: str) -> RunChoice:
+def parse_run(text: str) -> Run:
     """``latest``, ``RUN_ID``, ``KIND=latest`` or ``KIND=RUN_ID``."""
     kind, equals, run = text.partition("=")
     from pydantic import ValidationError
 
     try:
-        return RunChoice(kind=kind.strip() if equals else None, run=run.strip() if equals else text.strip())
+        return Run(kind=kind.strip() if equals else None, run=run.strip() if equals else text.strip())
     except ValidationError as exc:
         reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
         raise InvalidInputError(f"--run {text!r}: {reason}") from None
@@ -496,7 +508,7 @@ _WINDOW_SAMPLE = (
 without a ``sample_id``: of the windows holding it, the one starting last."""
 
 
-def typed_value(condition: Condition, schema: pa.Schema) -> object:
+def typed_value(condition: Where, schema: pa.Schema) -> object:
     """The condition's value converted to its column's type."""
     kind = schema.field(condition.column).type
     value = condition.value

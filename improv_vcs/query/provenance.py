@@ -19,8 +19,8 @@ import pyarrow.compute as pc
 
 from ..core.errors import InvalidInputError
 from ..core.model import Span
-from .filters import ProvenanceCondition, ProvenanceSql, Query, prune, typed_value
-from ..snapshot.reader import Snapshot
+from .filters import ProvenanceWhere, ProvenanceSql, Query, prune, typed_value
+from ..snapshot.reader import SnapshotReader
 from ..provenance import view
 from ..provenance.catalog import get_kind
 from ..provenance.kinds import BLOB_COLUMNS, ENVELOPE, TIMESTAMP, Kind
@@ -41,7 +41,7 @@ class Plan:
 
 
 def plan(
-    snapshot: Snapshot,
+    snapshot: SnapshotReader,
     query: Query,
     spans: tuple[Span, ...] | None,
     candidates: pa.Table,
@@ -107,7 +107,7 @@ def plan(
     return Plan(candidates, tables, sql)
 
 
-def _columns_of(snapshot: Snapshot, kind: Kind) -> dict[str, pa.DataType]:
+def _columns_of(snapshot: SnapshotReader, kind: Kind) -> dict[str, pa.DataType]:
     """Every column a record of ``kind`` can have here, with its type."""
     found: dict[str, pa.DataType] = {n: _ENVELOPE_TYPES.get(n, pa.string()) for n in ENVELOPE}
     if kind.blob:
@@ -146,7 +146,7 @@ def _needed(query: Query, kind: Kind, columns: dict[str, pa.DataType]) -> list[s
     return list(dict.fromkeys([*always, *wanted, *joined]))
 
 
-def _segments(snapshot: Snapshot, query: Query, kind: Kind, candidates: pa.Table, filtering: bool) -> pa.Table:
+def _segments(snapshot: SnapshotReader, query: Query, kind: Kind, candidates: pa.Table, filtering: bool) -> pa.Table:
     """Segments of ``kind`` that can hold records the query uses."""
     run = query.run_for(kind.name)
     segments = view.segments(snapshot, kind.name, run, _id_range(candidates))
@@ -160,7 +160,7 @@ def _segments(snapshot: Snapshot, query: Query, kind: Kind, candidates: pa.Table
     return segments.filter(pa.array(keep, pa.bool_()))
 
 
-def _may_match(condition: ProvenanceCondition, bounds: tuple[float, float] | None) -> bool:
+def _may_match(condition: ProvenanceWhere, bounds: tuple[float, float] | None) -> bool:
     if condition.op in ("!=", "like"):
         return True
     if bounds is None:
@@ -199,7 +199,7 @@ def _overlapping(batches: pa.Table, segments: pa.Table) -> pa.Table:
 
 
 def _records(
-    snapshot: Snapshot, query: Query, kind: Kind, segments: pa.Table, candidates: pa.Table, record_ids: bool
+    snapshot: SnapshotReader, query: Query, kind: Kind, segments: pa.Table, candidates: pa.Table, record_ids: bool
 ) -> pa.Table:
     """The needed columns of the records in ``segments`` within the candidates'
     id range, every needed column present and typed."""
@@ -216,7 +216,7 @@ def _records(
     return pa.table(columns)
 
 
-def _located(snapshot: Snapshot, query: Query) -> pa.Table | None:
+def _located(snapshot: SnapshotReader, query: Query) -> pa.Table | None:
     """``(image_id, lat, lon)`` of the latest geolocation record of each image
     that has one inside the query's box; None when there are none."""
     lat_min, lon_min, lat_max, lon_max = query.bbox
@@ -257,7 +257,7 @@ def _inside(table: pa.Table, bbox: tuple[float, float, float, float]) -> pa.Arra
 
 
 def _with_located_batches(
-    snapshot: Snapshot, query: Query, spans: tuple[Span, ...] | None, candidates: pa.Table, located: pa.Table
+    snapshot: SnapshotReader, query: Query, spans: tuple[Span, ...] | None, candidates: pa.Table, located: pa.Table
 ) -> pa.Table:
     """``candidates`` plus the batches (pruned by every filter but the box)
     holding images that geolocation records place inside the box."""

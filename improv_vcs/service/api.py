@@ -18,6 +18,7 @@ from ..core.ids import image_id as valid_image_id
 from ..core.ids import is_object_id
 from ..core.times import parse_time
 from ..query.filters import query_from_options
+from ..write.shortcuts import add_dataset_span
 from .requests import Reader, SiteDep, Writer, byte_range, json_body
 
 router = APIRouter()
@@ -96,7 +97,8 @@ def log(here: SiteDep, _: Reader, ref: At = None, limit: Annotated[int, Query(ge
 def show(rev: str, here: SiteDep, _: Reader) -> Response:
     from ..core.render import commit_dict
 
-    oid, commit = here.repo.commit_info(rev)
+    oid = here.repo.resolve(rev)
+    commit = here.repo.odb.get_commit(oid)
     return json_response(commit_dict(oid, commit))
 
 
@@ -132,9 +134,9 @@ def search(
     )
     repo = here.repo
     if count:
-        return json_response({"count": int(repo.select(query, at=at, as_of=_as_of(as_of), count=True).table.column(0)[0].as_py())})
+        return json_response({"count": int(repo.snapshot(at, as_of=_as_of(as_of)).select(query, count=True).table.column(0)[0].as_py())})
     page = query.model_copy(update={"limit": offset + limit})
-    table = repo.select(page, at=at, as_of=_as_of(as_of)).table.slice(offset, limit)
+    table = repo.snapshot(at, as_of=_as_of(as_of)).select(page).table.slice(offset, limit)
     more = table.num_rows == limit and limit > 0
     return table_response(request, table, {"offset": offset, "next_offset": offset + limit if more else None})
 
@@ -169,7 +171,7 @@ def image_data(request: Request, image: str, here: SiteDep, _: Reader, at: At = 
 def image_provenance(
     image: str, here: SiteDep, _: Reader, kind: Annotated[str | None, Query(max_length=63)] = None, at: At = None, as_of: AsOf = None
 ) -> Response:
-    records = here.repo.provenance(valid_image_id(image), kind=kind, at=at, as_of=_as_of(as_of))
+    records = here.repo.snapshot(at, as_of=_as_of(as_of)).provenance(valid_image_id(image), kind=kind)
     return json_response([r.to_json() for r in records])
 
 
@@ -177,7 +179,7 @@ def image_provenance(
 def kind_records(
     request: Request, kind: str, here: SiteDep, _: Reader, run: Annotated[str | None, Query(max_length=200)] = None, at: At = None, as_of: AsOf = None
 ) -> Response:
-    return table_response(request, here.repo.provenance_records(kind, at=at, as_of=_as_of(as_of), run=run))
+    return table_response(request, here.repo.snapshot(at, as_of=_as_of(as_of)).provenance_records(kind, run=run))
 
 
 @router.post("/provenance/{kind}", tags=["provenance"], summary="Append records (write scope)", status_code=201)
@@ -204,19 +206,13 @@ async def add_records(request: Request, kind: str, here: SiteDep, who: Writer) -
 # -- datasets ---------------------------------------------------------------------
 @router.get("/datasets", tags=["datasets"], summary="Every dataset")
 def datasets(here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Response:
-    found = here.repo.datasets(_revision(here, at, as_of))
+    found = here.repo.snapshot(at, _as_of(as_of)).datasets()
     return json_response({name: d.model_dump(mode="json") for name, d in found.items()})
 
 
 @router.get("/datasets/{name}", tags=["datasets"], summary="One dataset")
 def dataset(name: str, here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Response:
-    return json_response(here.repo.dataset(name, _revision(here, at, as_of)).model_dump(mode="json"))
-
-
-def _revision(here: Any, at: str | None, as_of: str | None) -> str | None:
-    """``at``, or the commit ``as_of`` names on ``at``'s line."""
-    when = _as_of(as_of)
-    return here.repo.resolve_as_of(when, at) if when is not None else at
+    return json_response(here.repo.snapshot(at, _as_of(as_of)).dataset(name).model_dump(mode="json"))
 
 
 @router.post("/datasets/{name}/spans", tags=["datasets"], summary="Add a span (write scope)", status_code=201)
@@ -227,7 +223,7 @@ async def add_span(request: Request, name: str, here: SiteDep, who: Writer) -> R
     body = _fields(await json_body(request), required=("instrument", "start", "end"), optional=("description", "branch"))
     start, end = parse_time(str(body["start"]), "start"), parse_time(str(body["end"]), "end")
     commit = await run_in_threadpool(
-        here.repo.add_dataset_span, name, body["instrument"], start, end, body.get("description"), body.get("branch"), who
+        add_dataset_span, here.repo, name, body["instrument"], start, end, body.get("description"), body.get("branch"), who
     )
     return json_response({"commit": commit}, status=201)
 
@@ -235,14 +231,14 @@ async def add_span(request: Request, name: str, here: SiteDep, who: Writer) -> R
 # -- organizing metadata ------------------------------------------------------------
 @router.get("/registry", tags=["registry"], summary="Instruments and taxonomies")
 def registry(here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Response:
-    doc = here.repo.registry(at, _as_of(as_of))
+    doc = here.repo.snapshot(at, _as_of(as_of)).registry()
     return json_response(doc.model_dump(mode="json", include={"instruments", "taxonomies", "strict_instruments"}))
 
 
 @router.get("/samples", tags=["registry"], summary="Sample records")
 def samples(request: Request, here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None, history: bool = False) -> Response:
     """The latest record of every sample (every version, oldest first, with ``history``)."""
-    return table_response(request, here.repo.samples(at, _as_of(as_of), history=history))
+    return table_response(request, here.repo.snapshot(at, _as_of(as_of)).samples(history=history))
 
 
 # -- citations --------------------------------------------------------------------
@@ -271,7 +267,7 @@ async def cite(request: Request, here: SiteDep, _: Reader) -> Response:
     if "authors" in extra:
         extra["authors"] = tuple(str(a) for a in (extra["authors"] if isinstance(extra["authors"], list) else [extra["authors"]]))
     filters = query.model_dump(exclude_defaults=True)
-    made = await run_in_threadpool(lambda: here.repo.cite(at=body.get("at"), tag=body.get("tag"), **filters, **extra))
+    made = await run_in_threadpool(lambda: here.repo.snapshot(body.get("at") or body.get("tag")).cite(tag=body.get("tag"), **filters, **extra))
     made = made.model_copy(update={"urls": (str(request.base_url).rstrip("/"),)})  # where readers find it, not a server path
     return json_response(
         {"identifier": made.identifier, "citation": made.model_dump(mode="json"), "text": made.to_text()}
@@ -285,7 +281,7 @@ async def verify(request: Request, here: SiteDep, _: Reader) -> Response:
     the data no longer matches."""
     from starlette.concurrency import run_in_threadpool
 
-    from ..cite.make import verify as verify_pinned
+    from ..cite.citing import verify as verify_pinned
     from ..cite.citation import find_identifier
 
     body = _fields(await json_body(request), required=("citation",), optional=())

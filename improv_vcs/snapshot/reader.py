@@ -12,11 +12,11 @@ import pyarrow.compute as pc
 from . import index, manifest, parts, registry, sources
 from ..core.errors import IntegrityError, NotFoundError
 from ..core.ids import ObjectId, image_id
-from ..core.model import Commit, Part, Registry
+from ..core.model import Commit, Datasets, Part, Registry
 from ..storage.objects import ObjectDatabase
 
 
-class Snapshot:
+class SnapshotReader:
     """Every batch reachable from ``commit_id``, found through its snapshot index."""
 
     def __init__(self, odb: ObjectDatabase, commit_id: ObjectId | None, commit: Commit | None):
@@ -60,6 +60,16 @@ class Snapshot:
         if sample_ids is not None:
             files = files.filter(pc.is_in(files.column("sample_id"), value_set=pa.array(sample_ids, pa.string())))
         return files.sort_by([(k, "ascending") for k in sources.KEY])
+
+    @cached_property
+    def datasets(self) -> Datasets:
+        """Dataset definitions at this commit."""
+        if self.commit is None or self.commit.datasets is None:
+            return Datasets()
+        found = self.odb.get_object(self.commit.datasets)
+        if not isinstance(found, Datasets):
+            raise IntegrityError(f"commit {self.commit_id} points at a {found.kind} as its datasets")
+        return found
 
     @cached_property
     def registry(self) -> Registry:

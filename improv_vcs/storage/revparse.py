@@ -93,3 +93,12 @@ def _resolve_name(odb: ObjectDatabase, refs: RefStore, name: str, default_branch
         if len(matches) > 1:
             raise InvalidInputError(f"commit prefix {name!r} is ambiguous ({len(matches)} objects)")
     raise NotFoundError(f"no branch, tag or commit named {name!r}")
+
+
+def peel(odb: ObjectDatabase, oid: str) -> ObjectId:
+    """The commit an object id names: itself, or what its annotated tag(s) point at."""
+    obj = odb.get_object(oid)
+    while isinstance(obj, Tag):
+        oid = obj.target
+        obj = odb.get_object(oid)
+    return ObjectId(oid)

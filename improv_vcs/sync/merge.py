@@ -21,7 +21,7 @@ from ..core.errors import ConflictError
 from ..core.ids import ObjectId
 from ..core.model import Batch, Commit, Dataset, Datasets, ProvenanceSegment, Registry, SourceFiles
 from ..provenance import catalog, records, view
-from ..snapshot.reader import Snapshot
+from ..snapshot.reader import SnapshotReader
 from ..storage import graph
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ _LISTED = 20
 def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -> ObjectId:
     """Write the merge commit of ``theirs`` into ``ours`` and return its id
     (the branch is not moved)."""
-    mine, other = repo._snapshot_at(ObjectId(ours)), repo._snapshot_at(ObjectId(theirs))
+    mine, other = repo.snapshot(ours).reader, repo.snapshot(theirs).reader
     batches = _their_batches(repo, mine, other)
     segments = _their_segments(repo, mine, other)
     files = _their_sources(repo, mine, other)
@@ -62,7 +62,7 @@ def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -
     return repo.odb.put_object(commit)
 
 
-def _their_batches(repo: Repository, mine: Snapshot, other: Snapshot) -> list[Batch]:
+def _their_batches(repo: Repository, mine: SnapshotReader, other: SnapshotReader) -> list[Batch]:
     """Batches only ``other`` has, without the images ``mine`` already holds."""
     have = set(mine.batches.column("manifest").to_pylist())
     theirs = other.batches.filter(pc.invert(pc.is_in(other.batches.column("manifest"), value_set=pa.array(list(have), pa.string()))))
@@ -95,12 +95,12 @@ def _their_batches(repo: Repository, mine: Snapshot, other: Snapshot) -> list[Ba
     return out
 
 
-def _batch(snapshot: Snapshot, manifest_id: str) -> Batch:
+def _batch(snapshot: SnapshotReader, manifest_id: str) -> Batch:
     row = snapshot.batches.filter(pc.equal(snapshot.batches.column("manifest"), manifest_id)).to_pylist()[0]
     return Batch.model_validate(row)
 
 
-def _their_segments(repo: Repository, mine: Snapshot, other: Snapshot) -> list[ProvenanceSegment]:
+def _their_segments(repo: Repository, mine: SnapshotReader, other: SnapshotReader) -> list[ProvenanceSegment]:
     """Provenance segments only ``other`` has, without records ``mine`` holds."""
     have = set(mine.provenance_segments.column("id").to_pylist())
     out = []
@@ -121,7 +121,7 @@ def _their_segments(repo: Repository, mine: Snapshot, other: Snapshot) -> list[P
     return out
 
 
-def _their_sources(repo: Repository, mine: Snapshot, other: Snapshot) -> list[SourceFiles]:
+def _their_sources(repo: Repository, mine: SnapshotReader, other: SnapshotReader) -> list[SourceFiles]:
     """Sources tables only ``other`` has, without the files ``mine`` holds."""
     have = set(mine.source_tables.column("table").to_pylist())
     out, conflicts = [], []
@@ -152,10 +152,10 @@ def _merged_registry(repo: Repository, ours: ObjectId, theirs: ObjectId, base: O
     """Instruments merge per instrument against the merge base (changed on
     both sides differently: a conflict); taxonomies and sample records unite
     (the other side's sample versions come after ours)."""
-    mine, other = repo._registry_at(ours), repo._registry_at(theirs)
+    mine, other = repo.snapshot(ours).registry(), repo.snapshot(theirs).registry()
     if mine == other:
         return repo.odb.get_commit(ours).registry
-    common = repo._registry_at(base) if base else Registry()
+    common = repo.snapshot(base).registry() if base else Registry()
     instruments = {}
     for name in sorted({*mine.instruments, *other.instruments}):
         a, b, was = mine.instruments.get(name), other.instruments.get(name), common.instruments.get(name)
@@ -175,10 +175,10 @@ def _merged_registry(repo: Repository, ours: ObjectId, theirs: ObjectId, base: O
 
 
 def _merged_datasets(repo: Repository, ours: ObjectId, theirs: ObjectId, base: ObjectId | None) -> str | None:
-    mine, other = repo._datasets_at(ours), repo._datasets_at(theirs)
+    mine, other = repo.snapshot(ours).reader.datasets, repo.snapshot(theirs).reader.datasets
     if mine == other:
         return repo.odb.get_commit(ours).datasets
-    common = repo._datasets_at(base) if base else Datasets()
+    common = repo.snapshot(base).reader.datasets if base else Datasets()
     merged: dict[str, Dataset] = {}
     for name in sorted({*mine.datasets, *other.datasets}):
         a, b, was = mine.datasets.get(name), other.datasets.get(name), common.datasets.get(name)

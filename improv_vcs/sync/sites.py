@@ -19,7 +19,7 @@ from ..core.ids import ObjectId, ref_name
 from ..core.model import canonical_json
 from ..storage.objects import object_key
 from ..storage.remotes import normalize_url
-from ..storage import graph
+from ..storage import graph, revparse
 from .merge import merge
 from .transfer import Progress, Transfer, TransferReport
 
@@ -138,7 +138,7 @@ def push(
     tag_pointers = dict(repo.refs.tags()) if tags else {}
     fence = Fence(other.store)
     transfer = Transfer(repo, other, progress=progress)
-    tips = [tip, *(repo.resolve_tag_target(p) for p in tag_pointers.values())]
+    tips = [tip, *(revparse.peel(repo.odb, p) for p in tag_pointers.values())]
     transfer.send(tips)
     if theirs != tip:
         fence.check(transfer.relied | {object_key(tip)})
@@ -187,7 +187,7 @@ def _fetch(
     transfer = Transfer(other, repo, blobs=blobs, progress=progress, hardlinks=hardlinks)
     if whole_bundles:
         transfer.copy_bundles()
-    transfer.send([*branches.values(), *(other.resolve_tag_target(p) for p in tags.values())])
+    transfer.send([*branches.values(), *(revparse.peel(other.odb, p) for p in tags.values())])
     fence.check(transfer.relied | {object_key(t) for t in branches.values()})
     for tag, pointer in sorted(tags.items()):
         mine = repo.refs.tag(tag)
@@ -218,7 +218,7 @@ def pull(
 ) -> SyncResult:
     """Fetch, then bring the remote's ``branch`` into the local one: create
     it, fast-forward it, or write a merge commit when both sides appended."""
-    from ..repository.repository import default_author
+    from ..core.authors import default_author
 
     branch = ref_name(branch or repo.config.default_branch)
     result, branches, fence = _fetch(repo, remote, endpoint_url, progress)

@@ -35,7 +35,7 @@ from ..core.model import Batch, Commit, Datasets, ProvenanceSegment, Registry, S
 from ..storage.objects import PackWriter
 from ..storage.packs import DEFAULT_PACK_SIZE
 from ..provenance import catalog, kinds, records, view
-from ..snapshot.reader import Snapshot
+from ..snapshot.reader import SnapshotReader
 from ..snapshot.sources import SourceFile
 from ..storage import graph
 
@@ -97,7 +97,7 @@ class Transaction:
         self._progress = progress
         self._fence = Fence(repo.store)  # before anything is written
         self._base = repo.refs.branch(branch)
-        self._snapshot: Snapshot | None = None
+        self._snapshot: SnapshotReader | None = None
         if self._base is None and repo.refs.branches():
             raise NotFoundError(
                 f"no branch named {branch!r}; create it first with `improv branch {branch} REF`"
@@ -396,10 +396,16 @@ class Transaction:
             return first
         return pc.filter(first, pc.invert(pc.is_in(pc.take(ids, first), value_set=known)))
 
-    def _base_snapshot(self) -> Snapshot:
+    def _reader(self, commit_id: ObjectId | None) -> SnapshotReader:
+        """The stored view at a commit (None: the empty one)."""
+        if commit_id is None:
+            return SnapshotReader(self._repo.odb, None, None)
+        return self._repo.snapshot(commit_id).reader
+
+    def _base_snapshot(self) -> SnapshotReader:
         """The snapshot this transaction appends to (kept while the base holds)."""
         if self._snapshot is None or self._snapshot.commit_id != self._base:
-            self._snapshot = self._repo._snapshot_at(self._base)
+            self._snapshot = self._reader(self._base)
         return self._snapshot
 
     def _known_extra_types(self) -> dict[str, str]:
@@ -461,7 +467,7 @@ class Transaction:
 
     def _edited_datasets(self, base: ObjectId | None) -> Datasets:
         """The definitions at ``base`` with this transaction's edits applied."""
-        doc = self._repo._datasets_at(base)
+        doc = self._reader(base).datasets
         for edit in self._dataset_edits:
             doc = edit(doc)
         return doc
@@ -487,7 +493,7 @@ class Transaction:
         return table.num_rows
 
     def _edited_registry(self, base: ObjectId | None) -> Registry:
-        doc = self._repo._registry_at(base)
+        doc = self._reader(base).registry
         for edit in self._registry_edits:
             doc = edit(doc)
         return doc
@@ -506,7 +512,7 @@ class Transaction:
                 merged = pa.concat_tables([registry.decode_samples(odb.get_bytes(s)) for s in segments])
                 segments = (odb.put_bytes(registry.encode_samples(merged)),)
             doc = doc.model_copy(update={"samples": segments})
-        if doc == self._repo._registry_at(self._base):
+        if doc == self._reader(self._base).registry:
             return before
         return self._repo.odb.put_object(doc)
 
@@ -568,7 +574,7 @@ class Transaction:
         if self.task is None:
             return False
         if tip is None:
-            self.task_done = self._repo.task_commit(self.task, self._base) if self._base else None
+            self.task_done = self._repo.snapshot(self._base).task_commit(self.task) if self._base else None
         else:
             floor = self._repo.odb.get_commit(self._base).height if self._base else 0
             self.task_done = graph.find_above(self._repo.odb, tip, floor, lambda c: c.task == self.task)
@@ -608,7 +614,7 @@ class Transaction:
     ) -> list[tuple[kinds.Kind, pa.Table]]:
         """Our records minus those another writer committed between our base and ``tip``."""
         old = set(self._base_snapshot().provenance_segments.column("id").to_pylist())
-        new = self._repo._snapshot_at(tip)
+        new = self._reader(tip)
         rebased = []
         for kind, table in groups:
             theirs = view.segments(new, kind.name)
@@ -637,7 +643,7 @@ class Transaction:
     def _rebase_sources(self, tables: list[pa.Table], tip: ObjectId) -> list[pa.Table]:
         """Our original files minus those another writer committed with the
         same bytes; other bytes under the same key are a conflict."""
-        new = self._repo._snapshot_at(tip)
+        new = self._reader(tip)
         rebased = []
         for table in tables:
             theirs = _committed_sources(new, table)
@@ -673,7 +679,7 @@ class Transaction:
         datasets_id = parent.datasets if parent else None
         if self._dataset_edits:
             after = self._edited_datasets(self._base)
-            if after != self._repo._datasets_at(self._base):
+            if after != self._reader(self._base).datasets:
                 datasets_id = odb.put_object(after)
         registry_id = self._registry_after(parent)
         unchanged = datasets_id == (parent.datasets if parent else None) and registry_id == (parent.registry if parent else None)
@@ -707,7 +713,7 @@ class Transaction:
         our base and ``tip``: identical images are dropped, different bytes
         under the same id are a conflict."""
         old = set(self._base_snapshot().batches.column("manifest").to_pylist())
-        new = self._repo._snapshot_at(tip)
+        new = self._reader(tip)
         concurrent = [m for m in new.batches.column("manifest").to_pylist() if m not in old]
         known = new.extra_column_types()
         rebased = []
@@ -740,7 +746,7 @@ class Transaction:
             self.commit()
 
 
-def _committed_sources(snapshot: Snapshot, table: pa.Table) -> dict[str, str]:
+def _committed_sources(snapshot: SnapshotReader, table: pa.Table) -> dict[str, str]:
     """Key → blob id of the files of ``table``'s samples already in ``snapshot``."""
     samples = table.column("sample_id").unique().to_pylist()
     found = snapshot.source_files(samples)

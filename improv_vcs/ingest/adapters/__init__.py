@@ -5,7 +5,7 @@ An adapter is an :class:`Adapter`: a name (``improv commit --format NAME``),
 the options it accepts, and :meth:`Adapter.plan`, which reads a path and
 returns an :class:`IngestPlan` without writing anything. Image bytes may be
 produced lazily (decoded ROIs, planes of a stack), so a plan holds little
-memory; :func:`apply` streams it into a transaction.
+memory; :func:`apply_plan` streams it into a transaction.
 
 Built-ins: ``files`` (a directory of image files with metadata tables),
 ``ifcb`` (raw IFCB bins) and ``tiff`` (TIFF / OME-TIFF stacks). Third-party
@@ -20,9 +20,9 @@ from functools import cache
 
 from ...core import plugins
 from ...core.errors import InvalidInputError
-from .base import PlannedBatch, IngestPlan, Adapter, apply, parse_options
+from .base import Adapter, IngestPlan, PlannedBatch, apply_plan, parse_options
 
-__all__ = ['Adapter', 'ENTRY_POINT_GROUP', 'IngestPlan', 'PlannedBatch', 'apply', 'get_adapter', 'known_adapters', 'parse_options']
+__all__ = ['Adapter', 'ENTRY_POINT_GROUP', 'IngestPlan', 'PlannedBatch', 'apply_plan', 'get_adapter', 'known_adapters', 'parse_options']
 
 ENTRY_POINT_GROUP = "improv_vcs.adapters"
 

@@ -82,7 +82,7 @@ class Adapter(ABC):
             raise InvalidInputError(f"format {self.name!r} has no option {unknown[0]!r} (accepted: {accepted})")
 
 
-def apply(tx: Transaction, plan: IngestPlan) -> tuple[int, int]:
+def apply_plan(tx: Transaction, plan: IngestPlan) -> tuple[int, int]:
     """Stream ``plan`` into ``tx``: (new images, new original files)."""
     images = files = 0
     for batch in plan.batches:

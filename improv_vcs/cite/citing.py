@@ -21,11 +21,12 @@ from pydantic import ValidationError
 
 from .citation import Citation, Pinned, find_identifier
 from ..core.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
-from ..query.export import ExportReport, iter_blobs
-from ..query.filters import Query, build_query
+from ..query.export import ExportReport, export_rows, iter_blobs
+from ..query.filters import Query
 
 if TYPE_CHECKING:
     from ..repository.repository import Repository
+    from ..repository.snapshot import Snapshot
 
 _METADATA = ("title", "authors", "license", "description", "doi")
 
@@ -43,45 +44,38 @@ def result_digest(rows: pa.Table, record_ids: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def make(
-    repo: Repository,
-    at: str | None = None,
-    tag: str | None = None,
-    title: str | None = None,
-    authors: Sequence[str] = (),
-    license: str | None = None,
-    description: str | None = None,
-    doi: str | None = None,
-    **filters: Any,
-) -> Citation:
-    """Cite the selection ``filters`` describe at ``at`` (or at release ``tag``,
-    whose metadata fills what is not given)."""
+def make(snapshot: Snapshot, query: Query, tag: str | None, metadata: dict[str, Any]) -> Citation:
+    """Cite the selection ``query`` makes in ``snapshot``; with ``tag`` (a
+    release tag naming the snapshot's commit), its release metadata fills
+    what ``metadata`` does not give."""
+    repo = snapshot.repository
+    if snapshot.commit_id is None:
+        raise NotFoundError("there is nothing to cite: the repository has no commit")
     release: dict[str, Any] = {}
     if tag is not None:
-        if at is not None:
+        if snapshot.rev not in (None, tag):
             raise InvalidInputError("give either a revision or --tag, not both")
+        if repo.resolve(tag) != snapshot.commit_id:
+            raise InvalidInputError(f"tag {tag!r} does not name the cited commit {snapshot.commit_id[:12]}")
         found = repo.tag_object(tag)
         if found is not None:
             release = {k: getattr(found, k) for k in _METADATA if getattr(found, k)}
-        at = tag
-    query = build_query(**filters).model_copy(update={"columns": None})
-    commit = repo.resolve(at)
-    result = repo.select(query, at=commit, record_ids=True)
-    spans = repo._datasets_at(commit).datasets[query.dataset].spans if query.dataset else ()
+    query = query.model_copy(update={"columns": None})
+    result = snapshot.select(query, record_ids=True)
+    spans = snapshot.dataset(query.dataset).spans if query.dataset else ()
     pinned = Pinned(
         repository=repo.id,
-        commit=commit,
+        commit=snapshot.commit_id,
         query=query.model_dump(mode="json", exclude_defaults=True),
         count=result.table.num_rows,
         digest=result_digest(result.table, result.record_ids),
     )
-    given = {"title": title, "authors": tuple(authors), "license": license, "description": description, "doi": doi}
-    metadata = {**release, **{k: v for k, v in given.items() if v}}
+    metadata = {**release, **{k: v for k, v in metadata.items() if v}}
     try:
         return Citation(
             pinned=pinned,
             urls=tuple(dict.fromkeys([repo.url, *(r.url for r in repo.remotes.all().values())])),
-            ref=at,
+            ref=snapshot.rev if tag is None else tag,
             dataset_spans=spans,
             version=tag,
             created=repo.clock(),
@@ -131,7 +125,7 @@ def _rows(repo: Repository, pinned: Pinned) -> tuple[Query, Any]:
     except ValidationError:
         raise InvalidInputError("the citation's query is not valid (a damaged or foreign citation)") from None
     try:
-        return query, repo.select(query, at=pinned.commit, record_ids=True)
+        return query, repo.snapshot(pinned.commit).select(query, record_ids=True)
     except NotFoundError as exc:
         raise NotFoundError(f"objects of the cited snapshot are missing ({exc}); {hint}") from None
 
@@ -179,7 +173,7 @@ def export(
     rows = result.table
     if result_digest(rows, result.record_ids) != pinned.digest:
         raise IntegrityError("the cited selection no longer matches its digest; run `improv fsck`")
-    report = repo.export_rows(rows, dest, progress=progress)
+    report = export_rows(repo.odb, rows, Path(dest), progress=progress)
     _export_provenance(repo, pinned.commit, query, set(result.record_ids), Path(dest))
     return report
 
@@ -192,7 +186,7 @@ def _export_provenance(repo: Repository, commit: str, query: Query, used: set[st
     from ..provenance.catalog import get_kind
 
     for kind in query.provenance_kinds():
-        records = repo.provenance_records(kind, at=commit)
+        records = repo.snapshot(commit).provenance_records(kind)
         records = records.filter(pc.is_in(records.column("record_id"), value_set=pa.array(sorted(used), pa.string())))
         (dest / "provenance").mkdir(parents=True, exist_ok=True)
         sink = pa.BufferOutputStream()
