@@ -302,7 +302,7 @@ def attach(repo_path: Path, table: pa.Table, run_id: str, branch: str | None = N
 
 
 def query_filters(joined: bool = False) -> dict:
-    from improv_vcs.query.filters import parse_provenance, parse_run
+    from improv_vcs.query.text import parse_provenance, parse_run
 
     filters = {
         "start": MONTH[0],
@@ -376,7 +376,8 @@ def query_work(repo) -> dict:  # type: ignore[no-untyped-def]
     """What the query reads: manifests and provenance segments and records, of the totals."""
     from improv_vcs.provenance import view
     from improv_vcs.query.provenance import plan
-    from improv_vcs.query.filters import build_query, prune
+    from improv_vcs.query.filters import build_query
+    from improv_vcs.query.planning import prune
 
     query = build_query(**query_filters())
     snapshot = repo.snapshot().reader

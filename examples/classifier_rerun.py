@@ -20,9 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from improv_vcs import Repository, add_provenance
-from improv_vcs.query.filters import parse_provenance, parse_run
-from improv_vcs.ingest.synthetic import encode_png, roi_pixels
+from improv_vcs import ProvenanceWhere, Repository, Run, add_provenance, synthetic
 
 CLASSES = ("Mesodinium_rubrum", "Dinophysis_acuminata", "Skeletonema", "detritus")
 IMAGES = 60
@@ -66,7 +64,7 @@ def main(directory: Path) -> None:
         for roi in range(1, IMAGES + 1)
     ]
     with repo.transaction(message="One bin of IFCB107") as tx:
-        tx.append_bytes("IFCB107", rows, [encode_png(roi_pixels(rng)) for _ in rows])
+        tx.append_bytes("IFCB107", rows, [synthetic.encode_png(synthetic.roi_pixels(rng)) for _ in rows])
     ids = [r["image_id"] for r in rows]
     print(f"committed {IMAGES} images")
 
@@ -100,17 +98,17 @@ def main(directory: Path) -> None:
         )
 
     # Queries: the latest run per image, or a named run.
-    meso = parse_provenance(f"classification.winner = {CLASSES[0]}")
-    latest = repo.snapshot().count(provenance=(meso,), runs=(parse_run("latest"),))
-    named = repo.snapshot().count(provenance=(meso,), runs=(parse_run("classification=cnn-2022"),))
+    meso = ProvenanceWhere("classification", "winner", "=", CLASSES[0])
+    latest = repo.snapshot().count(provenance=(meso,), runs=(Run("latest"),))
+    named = repo.snapshot().count(provenance=(meso,), runs=(Run("cnn-2022", kind="classification"),))
     print(f"{CLASSES[0]}: {latest} images with run latest, {named} with run cnn-2022")
-    table = repo.snapshot().query(samples=["D20240501T000000_IFCB107"], runs=(parse_run("latest"),), provenance_columns=("classification.winner",), limit=1)
+    table = repo.snapshot().query(samples=["D20240501T000000_IFCB107"], runs=(Run("latest"),), provenance_columns=("classification.winner",), limit=1)
     print(
         f"  latest winner of {table.column('image_id')[0]}: {table.column('classification.winner')[0]}"
     )
 
     # The tagged commit predates the re-run: its latest run is cnn-2022, as it was.
-    then = repo.snapshot("classified-2022").count(provenance=(meso,), runs=(parse_run("latest"),))
+    then = repo.snapshot("classified-2022").count(provenance=(meso,), runs=(Run("latest"),))
     assert then == named
     old_history = repo.snapshot("classified-2022").provenance(image, kind="classification")
     print(

@@ -32,11 +32,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from improv_vcs import Repository, add_dataset_span, add_provenance
-from improv_vcs.ingest.adapters import apply_plan, get_adapter
-from improv_vcs.ingest.provenance_files import read_records
-from improv_vcs.query.filters import parse_provenance, parse_run
-from improv_vcs.ingest.synthetic import generate_tree
+from improv_vcs import (
+    ProvenanceWhere,
+    Repository,
+    Run,
+    add_dataset_span,
+    add_provenance,
+    apply_plan,
+    get_adapter,
+    read_records,
+    synthetic,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 REAL_BIN = DATA / "irfcb" / "D20220522T003051_IFCB134"
@@ -88,7 +94,7 @@ def main(directory: Path) -> None:
     # 1. Ingest: each ROI becomes a PNG image <bin>_<roi:05d>; the bin is the sample.
     sources = [REAL_BIN, WHITE_BIN] if use_real else []
     generated = directory / "generated-bins"
-    generate_tree(
+    synthetic.generate_tree(
         generated,
         40,
         instruments=("IFCB134",),
@@ -150,10 +156,10 @@ def main(directory: Path) -> None:
     # 5. The bloom: images of the dataset whose latest classification is the
     #    bloom class with a score above 0.8.
     bloom = repo.snapshot().query(dataset="may22", provenance=(
-            parse_provenance(f"classification.winner = {BLOOM_CLASS}"),
-            parse_provenance("classification.score > 0.8"),
-        ), runs=(parse_run("latest"),), provenance_columns=("classification.winner", "classification.score"))
-    winners = repo.snapshot().query(dataset="may22", runs=(parse_run("latest"),), kinds=("classification",), provenance_columns=("classification.winner",))
+            ProvenanceWhere("classification", "winner", "=", BLOOM_CLASS),
+            ProvenanceWhere("classification", "score", ">", 0.8),
+        ), runs=(Run("latest"),), provenance_columns=("classification.winner", "classification.score"))
+    winners = repo.snapshot().query(dataset="may22", runs=(Run("latest"),), kinds=("classification",), provenance_columns=("classification.winner",))
     same_class = pc.sum(pc.equal(winners.column("classification.winner"), BLOOM_CLASS)).as_py() or 0
     print(
         f"bloom: {bloom.num_rows} of {in_dataset} images are {BLOOM_CLASS} with score > 0.8 "

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from improv_vcs import Repository
-from improv_vcs.ingest.synthetic import encode_png, roi_pixels
+from improv_vcs import Repository, synthetic
 
 
 def main(directory: Path) -> None:
@@ -34,7 +33,7 @@ def main(directory: Path) -> None:
                     "sample_id": f"{instrument}-day{day}",
                 }
             )
-            images.append(encode_png(roi_pixels(rng)))
+            images.append(synthetic.encode_png(synthetic.roi_pixels(rng)))
         with repo.transaction(message=f"{instrument}, day {day + 1}") as tx:
             tx.append_bytes(instrument, rows, images)
         print(f"committed {tx.commit_id[:12]}: {len(images)} images from {instrument}")

@@ -65,6 +65,7 @@ _EXPORTS = {
     "apply_plan": "ingest.adapters",
     "get_adapter": "ingest.adapters",
     "known_adapters": "ingest.adapters",
+    "read_records": "ingest.provenance_files",
     # a served repository
     "Client": "service.client",
     # errors: one tree under ImprovError
@@ -112,6 +113,7 @@ if TYPE_CHECKING:
         get_adapter,
         known_adapters,
     )
+    from .ingest.provenance_files import read_records
     from .maintenance.fsck import fsck
     from .maintenance.gc import gc
     from .maintenance.repack import maintain

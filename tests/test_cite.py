@@ -28,7 +28,7 @@ from improv_vcs.core.errors import (
     ReadOnlyError,
 )
 from improv_vcs.core.model import Span
-from improv_vcs.query.filters import parse_provenance, parse_run
+from improv_vcs.query.text import parse_provenance, parse_run
 from improv_vcs.sync.sites import clone, pull, push
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from improv_vcs.snapshot import manifest, parts
 from improv_vcs.maintenance.fsck import fsck
-from improv_vcs.query.filters import build_query, parse_where
+from improv_vcs.query.filters import build_query
+from improv_vcs.query.text import parse_where
 from improv_vcs.repository.repository import Repository
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)

@@ -21,7 +21,7 @@ from improv_vcs import Repository, add_provenance
 from improv_vcs.core.errors import InvalidInputError, NotFoundError
 from improv_vcs.provenance import kinds as kinds_module
 from improv_vcs.provenance.catalog import known_kinds
-from improv_vcs.query.filters import parse_provenance, parse_run
+from improv_vcs.query.text import parse_provenance, parse_run
 from test_cli import assert_error, invoke, ok, runner  # noqa: F401
 
 DATA = Path(__file__).resolve().parent / "data" / "irfcb"

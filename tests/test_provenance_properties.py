@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from improv_vcs import Repository, add_provenance
 from improv_vcs.provenance.kinds import BLOB_COLUMNS, ENVELOPE
-from improv_vcs.query.filters import parse_provenance, parse_run
+from improv_vcs.query.text import parse_provenance, parse_run
 
 DAY0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 INSTRUMENTS = ["IFCB1", "IFCB2"]

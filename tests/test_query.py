@@ -18,15 +18,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from improv_vcs import ConflictError, InvalidInputError, NotFoundError, Repository, add_dataset_span
-from improv_vcs.query.filters import (
-    Where,
-    Query,
-    build_query,
-    parse_bbox,
-    parse_depth,
-    parse_time,
-    parse_where,
-)
+from improv_vcs.core.times import parse_time
+from improv_vcs.query.filters import Query, Where, build_query
+from improv_vcs.query.text import parse_bbox, parse_depth, parse_where
 
 DAY0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 INSTRUMENTS = ["IFCB1", "IFCB2", "scope-a"]

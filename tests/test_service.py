@@ -41,7 +41,7 @@ from improv_vcs.core.errors import (
 from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.storage.objects import object_key
 from improv_vcs.storage.packs import index_key, pack_key
-from improv_vcs.query.filters import parse_where, query_from_options
+from improv_vcs.query.text import parse_where, query_from_options
 from improv_vcs.service.app import create_app
 from improv_vcs.service.auth import Access, TokenEntry
 from improv_vcs.service.server import BackgroundServer

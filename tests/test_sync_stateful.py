@@ -32,7 +32,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from improv_vcs import ConflictError, InvalidInputError, Repository, add_provenance
 from improv_vcs.storage.packs import index_key, pack_key
 from improv_vcs.provenance import view
-from improv_vcs.query.filters import parse_run
+from improv_vcs.query.text import parse_run
 from improv_vcs.sync.sites import clone, fetch, pull, push
 from improv_vcs.storage.closure import commit_objects
 

@@ -70,7 +70,7 @@ BINARY = ("parquet", "arrow")
 def build_from_options(*options: Any, **named: Any) -> Query:
     """The :class:`Query` the shared query options describe (imported lazily
     to keep start-up fast)."""
-    from ..query.filters import query_from_options
+    from ..query.text import query_from_options
 
     return query_from_options(*options, **named)
 

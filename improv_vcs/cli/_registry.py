@@ -194,7 +194,7 @@ def sample_import(
     repo: RepoOption = None,
 ) -> None:
     """Record many samples at once (one commit)."""
-    from ..ingest.folders import read_table
+    from ..ingest.tables import read_table
     from ..snapshot.registry import rows_from_table
 
     rows = rows_from_table(read_table(file))

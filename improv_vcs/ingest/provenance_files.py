@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from ..core.errors import InvalidInputError
 from ..core.hashing import read_file
-from .folders import read_table
+from .tables import read_table
 
 _BIN_PREFIX = re.compile(r"^(D\d{8}T\d{6}_IFCB\d+|IFCB\d+_\d{4}_\d{3}_\d{6})(?:_|\.|$)")
 

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..snapshot import index, manifest, parts, registry, sources
+from ..storage.closure import commit_objects
 from ..core.errors import ImprovError, IntegrityError
 from ..core.ids import hash_bytes
 from ..core.model import Commit, Datasets, IndexSegment, Registry, Tag
@@ -312,7 +313,16 @@ class _Checker:
                 if table.num_rows != files.rows:
                     self.problem(files.table, "sources table", f"holds {table.num_rows} rows, its commit says {files.rows}")
                 self._check_locations(files.table, "sources table", table, key="path")
+        self._check_unvisited(oid, commit)
         return parents
+
+    def _check_unvisited(self, oid: str, commit: Commit) -> None:
+        """Every object the commit references (:func:`commit_objects`, the list
+        transfers and gc use) that no check above read must at least exist."""
+        loose, _ = commit_objects(commit)
+        for other in loose:
+            if self._first_visit(other) and not self.repo.odb.has(other):
+                self.problem(other, "object", f"referenced by commit {oid[:12]} is missing")
 
     def _consolidated(self, tips: list[str]) -> None:
         """Read the index segments of the commits refs point at (all of them

@@ -33,7 +33,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from ..core import plugins as _plugins
 from ..core.errors import InvalidInputError
 from ..core.ids import column_name
 

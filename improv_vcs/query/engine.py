@@ -17,7 +17,8 @@ from ..core.sql import thread_connection
 from ..core.errors import ImprovError, InvalidInputError, StorageError
 from ..snapshot.manifest import CORE_ORDER
 from ..core.model import Span
-from .filters import Query, compile_sql, fully_covered, needed_columns, prune
+from .filters import Query
+from .planning import compile_sql, fully_covered, needed_columns, prune
 from ..snapshot.reader import SnapshotReader
 
 

@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 
 from ..core.errors import InvalidInputError
 from ..core.model import Span
-from .filters import ProvenanceWhere, ProvenanceSql, Query, prune, typed_value
+from .filters import ProvenanceWhere, Query
+from .planning import ProvenanceSql, prune, typed_value
 from ..snapshot.reader import SnapshotReader
 from ..provenance import view
 from ..provenance.catalog import get_kind

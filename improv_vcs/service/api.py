@@ -17,7 +17,7 @@ from ..core.errors import InvalidInputError
 from ..core.ids import image_id as valid_image_id
 from ..core.ids import is_object_id
 from ..core.times import parse_time
-from ..query.filters import query_from_options
+from ..query.text import query_from_options
 from ..write.shortcuts import add_dataset_span
 from .requests import Reader, SiteDep, Writer, byte_range, json_body
 

@@ -2,10 +2,10 @@
 import shutil, sys, tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from improv_vcs.repository.repository import Repository
-from improv_vcs.snapshot import registry as reg
-from improv_vcs.ingest.folders import scan_directory
-from improv_vcs.ingest.synthetic import generate_tree
+from improv_vcs.repository import Repository
+from improv_vcs import registry as reg
+from improv_vcs.ingest import scan_directory
+from improv_vcs.synthetic import generate_tree
 from improv_vcs.sync.merge import merge
 
 dest = Path(sys.argv[1])
