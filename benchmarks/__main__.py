@@ -28,7 +28,18 @@ from pathlib import Path
 from . import summary
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["startup", "ingest", "ifcb", "query", "provenance", "sync", "fsck", "service", "growth", "history"]
+ORDER = [
+    "startup",
+    "ingest",
+    "ifcb",
+    "query",
+    "provenance",
+    "sync",
+    "fsck",
+    "service",
+    "growth",
+    "history",
+]
 
 
 def run_one(name: str, scale: str) -> dict:
@@ -39,7 +50,13 @@ def run_one(name: str, scale: str) -> dict:
     seconds = round(time.perf_counter() - began, 1)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        return {"name": name, "ok": False, "seconds": seconds, "error": "\n".join(tail), "command": command}
+        return {
+            "name": name,
+            "ok": False,
+            "seconds": seconds,
+            "error": "\n".join(tail),
+            "command": command,
+        }
     report = json.loads(done.stdout[done.stdout.index("{") :])
     return {"name": name, "ok": True, "seconds": seconds, "report": report, "command": command}
 
@@ -51,12 +68,17 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "cpu": _cpu_model(),
         "memory_gb": _memory_gb(),
-        "tools": {tool: shutil.which(tool) is not None for tool in ("git", "tar", "sha256sum", "dvc")},
+        "tools": {
+            tool: shutil.which(tool) is not None for tool in ("git", "tar", "sha256sum", "dvc")
+        },
     }
     try:
         from importlib.metadata import version
 
-        info["versions"] = {p: version(p) for p in ("improv_vcs", "pyarrow", "duckdb", "zstandard", "fastapi", "imagecodecs")}
+        info["versions"] = {
+            p: version(p)
+            for p in ("improv_vcs", "pyarrow", "duckdb", "zstandard", "fastapi", "imagecodecs")
+        }
     except Exception:  # a package missing: versions are informational
         pass
     return info
@@ -83,15 +105,27 @@ def _memory_gb() -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--scale", choices=("ci", "full"), default="ci")
     parser.add_argument("--only", nargs="+", choices=ORDER, help="run only these benchmarks")
-    parser.add_argument("--no-write", action="store_true", help="print the table only; write no JSON, RESULTS.md or plots")
-    parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md and the plots from the last saved results; run nothing")
+    parser.add_argument(
+        "--no-write",
+        action="store_true",
+        help="print the table only; write no JSON, RESULTS.md or plots",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite RESULTS.md and the plots from the last saved results; run nothing",
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         data = json.loads((HERE / "out" / f"results-{args.scale}.json").read_text())
-        (HERE / "RESULTS.md").write_text(summary.results_md(data, summary.plots(data["results"], HERE / "plots")))
+        (HERE / "RESULTS.md").write_text(
+            summary.results_md(data, summary.plots(data["results"], HERE / "plots"))
+        )
         print(summary.table(data["rows"]))
         return 0
     names = [n for n in ORDER if not args.only or n in args.only]
@@ -109,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
             kept = [r for r in json.loads(out.read_text())["results"] if r["name"] not in fresh]
             results = sorted([*kept, *results], key=lambda r: ORDER.index(r["name"]))
         rows = [row for r in results for row in summary.rows(r)]
-        data = {"scale": args.scale, "started": started.isoformat(), "machine": machine(), "results": results, "rows": rows}
+        data = {
+            "scale": args.scale,
+            "started": started.isoformat(),
+            "machine": machine(),
+            "results": results,
+            "rows": rows,
+        }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(data, indent=2, default=str))
         plots = summary.plots(results, HERE / "plots")

@@ -83,15 +83,19 @@ def build(home: Path, images: int, seed: int) -> dict:
                 tx.append_bytes(bench_sync.INSTRUMENT, bench_sync.bin_table(index, count), blobs)
             if (index + 1) % 10 == 0:
                 print(f"  built {index + 1}/{len(sizes)} bins", file=sys.stderr)
-    return {"images_bytes": total_bytes,
-            "seconds": round(time.perf_counter() - started, 2)}
+    return {"images_bytes": total_bytes, "seconds": round(time.perf_counter() - started, 2)}
 
 
 def cache_key(images: int, seed: int) -> dict:
     from improv_vcs.core.model import FORMAT_VERSION
 
-    return {"images": images, "seed": seed, "batch": bench_sync.BATCH,
-            "format": FORMAT_VERSION, "generator": bench_sync.generator_key()}
+    return {
+        "images": images,
+        "seed": seed,
+        "batch": bench_sync.BATCH,
+        "format": FORMAT_VERSION,
+        "generator": bench_sync.generator_key(),
+    }
 
 
 def reusable(home: Path, images: int, seed: int) -> bool:
@@ -109,7 +113,10 @@ def prepare(workdir: Path, images: int, seed: int, source: Path | None) -> tuple
     if source is not None:
         return source, {"source": str(source), "reused": "given with --source"}
     name = f"n{images}-s{seed}"
-    for home, origin in ((SYNC_WORKDIR / name, "bench_sync cache"), (workdir / name, "bench_fsck cache")):
+    for home, origin in (
+        (SYNC_WORKDIR / name, "bench_sync cache"),
+        (workdir / name, "bench_fsck cache"),
+    ):
         if reusable(home, images, seed):
             return home / "improv", {"source": str(home / "improv"), "reused": origin}
     home = workdir / name
@@ -117,8 +124,9 @@ def prepare(workdir: Path, images: int, seed: int, source: Path | None) -> tuple
     home.mkdir(parents=True)
     print(f"building {images:,} images under {home} ...", file=sys.stderr)
     info = build(home, images, seed)
-    (home / "build.json").write_text(json.dumps({"key": cache_key(images, seed), "build": info},
-                                                indent=2))
+    (home / "build.json").write_text(
+        json.dumps({"key": cache_key(images, seed), "build": info}, indent=2)
+    )
     return home / "improv", {"source": str(home / "improv"), "reused": False, "build": info}
 
 
@@ -145,8 +153,13 @@ def time_sha256sum_p2(packs: list[Path]) -> float:
     per_call = max(1, math.ceil(len(packs) / (2 * XARGS_CHUNKS_PER_PROCESS)))
     listing = "".join(f"{p}\0" for p in packs)
     t0 = time.perf_counter()
-    done = subprocess.run(["xargs", "-0", "-P", "2", "-n", str(per_call), "sha256sum"],
-                          input=listing, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["xargs", "-0", "-P", "2", "-n", str(per_call), "sha256sum"],
+        input=listing,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     elapsed = time.perf_counter() - t0
     if done.returncode or done.stdout.count("\n") != len(packs):
         sys.exit(f"xargs sha256sum failed ({done.returncode}): {done.stderr}")
@@ -173,18 +186,31 @@ def median(values: list[float]) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="ci",
-                        help="ci: 5,000 images; full: 100,000 images (3 timed runs each)")
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="ci",
+        help="ci: 5,000 images; full: 100,000 images (3 timed runs each)",
+    )
     parser.add_argument("--images", type=int, help="images in the repository (overrides --scale)")
     parser.add_argument("--repeat", type=int, help="timed runs of every side")
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
-    parser.add_argument("--source", type=Path,
-                        help="check this existing repository instead (it is only read)")
-    parser.add_argument("--workdir", "--work", type=Path, default=DEFAULT_WORKDIR,
-                        help=f"where a repository is built when bench_sync's cache has none "
-                             f"(default {DEFAULT_WORKDIR})")
-    parser.add_argument("--profile", action="store_true",
-                        help="print cProfile top lists of one more fsck --full to stderr")
+    parser.add_argument(
+        "--source", type=Path, help="check this existing repository instead (it is only read)"
+    )
+    parser.add_argument(
+        "--workdir",
+        "--work",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help=f"where a repository is built when bench_sync's cache has none "
+        f"(default {DEFAULT_WORKDIR})",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print cProfile top lists of one more fsck --full to stderr",
+    )
     args = parser.parse_args(argv)
     images, repeat = SCALES[args.scale]
     args.images = images if args.images is None else args.images
@@ -200,8 +226,9 @@ def main(argv: list[str] | None = None) -> None:
 
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    repo_dir, origin = prepare(workdir, args.images, args.seed,
-                               args.source.resolve() if args.source else None)
+    repo_dir, origin = prepare(
+        workdir, args.images, args.seed, args.source.resolve() if args.source else None
+    )
     packs = sorted((repo_dir / "packs").glob("*.pack"))
     pack_bytes = sum(p.stat().st_size for p in packs)
     repo_files = bench_sync.files_under(repo_dir)
@@ -256,12 +283,15 @@ def main(argv: list[str] | None = None) -> None:
         "fsck_full_split": {
             "walk_seconds (fsck_quick)": seconds["fsck_quick"],
             "hashing_seconds (full - quick)": round(hashing_s, 4),
-            "hashing_mb_per_s": bench_sync.mb_per_s(pack_bytes, hashing_s) if hashing_s > 0 else None,
+            "hashing_mb_per_s": bench_sync.mb_per_s(pack_bytes, hashing_s)
+            if hashing_s > 0
+            else None,
         },
         "ratio_fsck_full_over_sha256sum": ratio,
         "ratio_fsck_full_over_sha256sum_p2": ratio_p2,
         "ratio_fsck_full_over_hashlib_2_threads": round(
-            mbps["fsck_full"] / mbps["hashlib_2_threads"], 3),
+            mbps["fsck_full"] / mbps["hashlib_2_threads"], 3
+        ),
         "targets": {"fsck_full_mb_per_s_over_sha256sum_ge": TARGET_FSCK_OVER_SHA256SUM},
         "targets_met": {
             "fsck_full_ge_0_7x_sha256sum": ratio >= TARGET_FSCK_OVER_SHA256SUM,
@@ -287,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
             "sides interleave, order alternating every round; medians of --repeat runs",
             "MB/s = pack bytes (the .pack files, 10^6 bytes per MB) / seconds, for every side",
             "fsck_full = Repository.open + fsck(repo, full=True), in this process",
-            f"sha256sum_p2 = xargs -0 -P 2 -n ceil(packs / {2 * XARGS_CHUNKS_PER_PROCESS}) sha256sum",
+            f"sha256sum_p2 = xargs -0 -P 2 -n ceil(packs / {2 * XARGS_CHUNKS_PER_PROCESS}) "
+            f"sha256sum",
             "hashlib_2_threads: whole pack files read and hashed on 2 threads (no per-blob work)",
         ],
     }

@@ -40,7 +40,10 @@ sys.path.insert(0, str(ROOT.parent))
 
 from improv_vcs.repository.repository import Repository  # noqa: E402
 
-SCALES = {"ci": (16, 500, 5), "full": (40, 2_500, 5)}  # commits, images per commit, query every N commits
+SCALES = {
+    "ci": (16, 500, 5),
+    "full": (40, 2_500, 5),
+}  # commits, images per commit, query every N commits
 BLOB_BYTES = 7_000
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 TARGET_LAST_OVER_FIRST = 1.5  # late commits ingest at least 1/1.5 as fast as early ones
@@ -51,8 +54,13 @@ def batch(commit: int, size: int, rng: np.random.Generator) -> tuple[list[dict],
     rows, blobs = [], []
     for i in range(size):
         instrument = "IFCB107" if i % 2 else "IFCB110"
-        rows.append({"image_id": f"c{commit:04d}_{i:06d}", "timestamp": start + timedelta(seconds=i * 3600 / size),
-                     "instrument_hint": instrument})
+        rows.append(
+            {
+                "image_id": f"c{commit:04d}_{i:06d}",
+                "timestamp": start + timedelta(seconds=i * 3600 / size),
+                "instrument_hint": instrument,
+            }
+        )
         blobs.append(rng.bytes(BLOB_BYTES))
     return rows, blobs
 
@@ -68,7 +76,9 @@ def timed(fn, repeat: int = 3) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="ci", help="ci: 16 x 500 images; full: 40 x 2,500")
+    parser.add_argument(
+        "--scale", choices=SCALES, default="ci", help="ci: 16 x 500 images; full: 40 x 2,500"
+    )
     args = parser.parse_args(argv)
     commits, size, every = SCALES[args.scale]
     rng = np.random.default_rng(0)
@@ -90,15 +100,30 @@ def main(argv: list[str] | None = None) -> None:
             point = {
                 "commit": k + 1,
                 "images": (k + 1) * size,
-                "repository_mb": round(sum(p.stat().st_size for p in (Path(tmp) / "repo").rglob("*") if p.is_file()) / 1e6, 1),
+                "repository_mb": round(
+                    sum(p.stat().st_size for p in (Path(tmp) / "repo").rglob("*") if p.is_file())
+                    / 1e6,
+                    1,
+                ),
                 "commit_s": round(seconds, 4),
                 "images_per_s": round(size / seconds),
             }
             if (k + 1) % every == 0 or k == 0 or k + 1 == commits:
                 hour = (T0 + timedelta(hours=k // 2), T0 + timedelta(hours=k // 2 + 1))
                 repo.snapshot().count(instruments=("IFCB107",), start=hour[0], end=hour[1])  # warm
-                point["hour_ms"] = round(1000 * timed(lambda: repo.snapshot().count(instruments=("IFCB107",), start=hour[0], end=hour[1])), 2)
-                point["scan_all_ms"] = round(1000 * timed(lambda: repo.snapshot().query(columns=("image_id", "timestamp"))), 2)
+                point["hour_ms"] = round(
+                    1000
+                    * timed(
+                        lambda hour=hour: repo.snapshot().count(
+                            instruments=("IFCB107",), start=hour[0], end=hour[1]
+                        )
+                    ),
+                    2,
+                )
+                point["scan_all_ms"] = round(
+                    1000 * timed(lambda: repo.snapshot().query(columns=("image_id", "timestamp"))),
+                    2,
+                )
             series.append(point)
     quarter = max(1, commits // 4)
     first = statistics.median(p["images_per_s"] for p in series[:quarter])

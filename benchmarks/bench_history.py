@@ -67,9 +67,9 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
 
-import bench_sync  # git settings, moto server, file helpers
+import bench_sync  # noqa: E402  (after the path set-up above: git settings, moto server)
 
-from improv_vcs.repository.repository import Repository
+from improv_vcs.repository.repository import Repository  # noqa: E402
 
 SCALES = {"ci": (500, 20), "full": (20_000, 50)}  # commits, images per commit
 EDGE = 200  # commits compared at each end of the history
@@ -112,13 +112,15 @@ def commit_batch(seed: int, k: int, size: int) -> tuple[str, pa.Table, list[byte
     start_us = int(start.timestamp() * 1_000_000)
     step_us = int(STEP.total_seconds() * 1_000_000) // size
     blobs = [rng.bytes(int(n)) for n in rng.integers(*BLOB_BYTES, size)]
-    table = pa.table({
-        "image_id": pa.array([f"{name}_{i:05d}" for i in range(1, size + 1)], pa.string()),
-        "timestamp": pa.array([start_us + step_us * i for i in range(size)], TIMESTAMP),
-        "lat": pa.array(lat + rng.normal(0, 0.01, size)),
-        "lon": pa.array(lon + rng.normal(0, 0.01, size)),
-        "depth": pa.array(rng.integers(0, 10, size).astype(float)),
-    })
+    table = pa.table(
+        {
+            "image_id": pa.array([f"{name}_{i:05d}" for i in range(1, size + 1)], pa.string()),
+            "timestamp": pa.array([start_us + step_us * i for i in range(size)], TIMESTAMP),
+            "lat": pa.array(lat + rng.normal(0, 0.01, size)),
+            "lon": pa.array(lon + rng.normal(0, 0.01, size)),
+            "depth": pa.array(rng.integers(0, 10, size).astype(float)),
+        }
+    )
     return instrument, table, blobs
 
 
@@ -144,8 +146,10 @@ def fast_import_stream(seed: int, commits: int, size: int) -> Iterator[bytes]:
         _, table, blobs = commit_batch(seed, k, size)
         start = T0 + k * STEP
         message = f"bench: commit {k}".encode()
-        head = (f"commit refs/heads/main\ncommitter bench <bench@example.invalid> "
-                f"{int(start.timestamp())} +0000\ndata {len(message)}\n").encode()
+        head = (
+            f"commit refs/heads/main\ncommitter bench <bench@example.invalid> "
+            f"{int(start.timestamp())} +0000\ndata {len(message)}\n"
+        ).encode()
         parts = [head, message, b"\n"]
         for image_id, blob in zip(table.column("image_id").to_pylist(), blobs):
             path = f"{start:%Y/%m/%d}/{image_id.rsplit('_', 1)[0]}/{image_id}.bin"
@@ -155,8 +159,12 @@ def fast_import_stream(seed: int, commits: int, size: int) -> Iterator[bytes]:
 
 def build_git(path: Path, seed: int, commits: int, size: int) -> None:
     bench_sync.git("init", "-q", "--bare", "-b", "main", path)
-    with subprocess.Popen([*bench_sync.GIT, "fast-import", "--quiet"], cwd=path, env=bench_sync.GIT_ENV,
-                          stdin=subprocess.PIPE) as child:
+    with subprocess.Popen(
+        [*bench_sync.GIT, "fast-import", "--quiet"],
+        cwd=path,
+        env=bench_sync.GIT_ENV,
+        stdin=subprocess.PIPE,
+    ) as child:
         assert child.stdin is not None
         for chunk in fast_import_stream(seed, commits, size):
             child.stdin.write(chunk)
@@ -194,18 +202,30 @@ class Timings:
         with tempfile.TemporaryDirectory() as tmp:
             report, out, err = Path(tmp) / "report", Path(tmp) / "out", Path(tmp) / "err"
             with open(out, "wb") as stdout, open(err, "wb") as stderr:
-                done = subprocess.run([sys.executable, "-c", LAUNCHER, str(report), *command], check=False,
-                                      stdout=stdout if capture else subprocess.DEVNULL, stderr=stderr)
+                done = subprocess.run(
+                    [sys.executable, "-c", LAUNCHER, str(report), *command],
+                    check=False,
+                    stdout=stdout if capture else subprocess.DEVNULL,
+                    stderr=stderr,
+                )
             if done.returncode:
-                sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{err.read_text(errors='replace')}")
+                sys.exit(
+                    f"{' '.join(command)} failed "
+                    f"({done.returncode}):\n{err.read_text(errors='replace')}"
+                )
             seconds, rss_kb = json.loads(report.read_text())
             self.runs.setdefault(name, []).append(seconds)
             if Path(command[0]).name == "improv":
                 self.rss_mb[name] = max(self.rss_mb.get(name, 0.0), round(rss_kb / 1024, 1))
             return out.read_text()
 
-    def repeat(self, name: str, command: list[str], capture: bool = True,
-               before: Callable[[], None] | None = None) -> str:
+    def repeat(
+        self,
+        name: str,
+        command: list[str],
+        capture: bool = True,
+        before: Callable[[], None] | None = None,
+    ) -> str:
         """Up to :data:`REPEAT` runs, fewer once they took :data:`REPEAT_BUDGET_S`
         (``before`` runs untimed before each); the last run's stdout."""
         while True:
@@ -232,9 +252,11 @@ def in_process(fn: Callable[[], object]) -> float:
 
 def fresh_dir(path: Path) -> Callable[[], None]:
     """Remove ``path`` and flush writes: before each clone or copy into it."""
+
     def reset() -> None:
         bench_sync.remove(path)
         os.sync()
+
     return reset
 
 
@@ -245,7 +267,8 @@ class CountingMotoServer(bench_sync.MotoServer):
     SCRIPT = (
         "import json, sys, threading\n"
         "from collections import Counter\n"
-        "from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app\n"
+        "from moto.server import DomainDispatcherApplication, MotoRequestHandler, "
+        "create_backend_app\n"
         "from werkzeug.serving import make_server\n"
         "counts, lock = Counter(), threading.Lock()\n"
         "backend = DomainDispatcherApplication(create_backend_app)\n"
@@ -301,13 +324,23 @@ def time_s3(t: Timings, repo_dir: Path, work: Path, images: int) -> dict:
     clone_requests = requests_between(pushed, cloned)
     clone_s = t.median("s3_clone")
     return {
-        "server": "moto ThreadedMotoServer's app in a child process on 127.0.0.1, requests counted by a WSGI middleware",
+        "server": "moto ThreadedMotoServer's app in a child process on 127.0.0.1, requests "
+        "counted by a WSGI middleware",
         "moto": bench_sync._version("moto"),
-        "push_last_100": {"commits": PUSH_TAIL, "seconds": t.median("s3_push_last_100"),
-                          "requests": sum(push_requests.values()), "requests_by_method": push_requests},
-        "clone": {"seconds": clone_s, "bytes": clone_bytes, "mb_per_s": bench_sync.mb_per_s(clone_bytes, clone_s),
-                  "requests": sum(clone_requests.values()), "requests_by_method": clone_requests,
-                  "requests_per_1000_images": round(1000 * sum(clone_requests.values()) / images, 2)},
+        "push_last_100": {
+            "commits": PUSH_TAIL,
+            "seconds": t.median("s3_push_last_100"),
+            "requests": sum(push_requests.values()),
+            "requests_by_method": push_requests,
+        },
+        "clone": {
+            "seconds": clone_s,
+            "bytes": clone_bytes,
+            "mb_per_s": bench_sync.mb_per_s(clone_bytes, clone_s),
+            "requests": sum(clone_requests.values()),
+            "requests_by_method": clone_requests,
+            "requests_per_1000_images": round(1000 * sum(clone_requests.values()) / images, 2),
+        },
     }
 
 
@@ -327,7 +360,9 @@ def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="ci", help="ci: 500 x 20 images; full: 20,000 x 50")
+    parser.add_argument(
+        "--scale", choices=SCALES, default="ci", help="ci: 500 x 20 images; full: 20,000 x 50"
+    )
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
     args = parser.parse_args(argv)
     commits, size = SCALES[args.scale]
@@ -356,8 +391,22 @@ def main(argv: list[str] | None = None) -> None:
         t.repeat("python_pass", [sys.executable, "-c", "pass"])
         t.repeat("log_n10", [IMPROV, "log", "-n", "10", *at], capture=False)
         day = (T0 + commits * STEP / 2).replace(hour=0, minute=0)
-        one_day = t.repeat("query_one_day", [IMPROV, "query", "--start", day.isoformat(),
-                                             "--end", (day + timedelta(days=1)).isoformat(), "-c", "*", "-f", "csv", *at])
+        one_day = t.repeat(
+            "query_one_day",
+            [
+                IMPROV,
+                "query",
+                "--start",
+                day.isoformat(),
+                "--end",
+                (day + timedelta(days=1)).isoformat(),
+                "-c",
+                "*",
+                "-f",
+                "csv",
+                *at,
+            ],
+        )
         one_day_rows = one_day.count("\n") - 1  # less the header
         if one_day_rows != round(timedelta(days=1) / STEP) * size:
             sys.exit(f"the one-day query returned {one_day_rows} rows")
@@ -365,14 +414,29 @@ def main(argv: list[str] | None = None) -> None:
         pq.write_table(Repository.open(repo_dir).snapshot().query(), parquet)
         t.repeat("query_full_3_columns", [IMPROV, "query", "-c", COLUMNS, "-o", str(out), *at])
         if pq.read_metadata(out).num_rows != images:
-            sys.exit(f"the full query returned {pq.read_metadata(out).num_rows} rows, expected {images}")
+            sys.exit(
+                f"the full query returned {pq.read_metadata(out).num_rows} rows, expected {images}"
+            )
         full_sql = f"select {COLUMNS} from '{parquet}'"
         where_sql = f"select count(*) from '{parquet}' where depth = 3"
-        t.repeat("duckdb_full_fresh", [sys.executable, "-c", f"import duckdb; duckdb.sql({full_sql!r}).arrow()"])
+        t.repeat(
+            "duckdb_full_fresh",
+            [sys.executable, "-c", f"import duckdb; duckdb.sql({full_sql!r}).arrow()"],
+        )
         duckdb_full_in_process = in_process(lambda: duckdb.sql(full_sql).arrow())
-        where = int(t.repeat("query_where_count", [IMPROV, "query", "--where", "depth = 3", "--count", *at]))
-        theirs = int(t.repeat("duckdb_where_count_fresh", [sys.executable, "-c",
-                                                           f"import duckdb; print(duckdb.sql({where_sql!r}).fetchall()[0][0])"]))
+        where = int(
+            t.repeat("query_where_count", [IMPROV, "query", "--where", "depth = 3", "--count", *at])
+        )
+        theirs = int(
+            t.repeat(
+                "duckdb_where_count_fresh",
+                [
+                    sys.executable,
+                    "-c",
+                    f"import duckdb; print(duckdb.sql({where_sql!r}).fetchall()[0][0])",
+                ],
+            )
+        )
         if where != theirs:
             sys.exit(f"depth = 3: improv counted {where}, DuckDB {theirs}")
 
@@ -387,13 +451,31 @@ def main(argv: list[str] | None = None) -> None:
 
         # -- clones --------------------------------------------------------------------
         dest = work / "dest"
-        t.repeat("clone", [IMPROV, "clone", "--no-hardlinks", "--quiet", str(repo_dir), str(dest)], before=fresh_dir(dest))
-        t.repeat("clone_metadata_only", [IMPROV, "clone", "--metadata-only", "--quiet", str(repo_dir), str(dest)],
-                 before=fresh_dir(dest))
+        t.repeat(
+            "clone",
+            [IMPROV, "clone", "--no-hardlinks", "--quiet", str(repo_dir), str(dest)],
+            before=fresh_dir(dest),
+        )
+        t.repeat(
+            "clone_metadata_only",
+            [IMPROV, "clone", "--metadata-only", "--quiet", str(repo_dir), str(dest)],
+            before=fresh_dir(dest),
+        )
         t.repeat("cp_r", ["cp", "-r", str(repo_dir), str(dest)], before=fresh_dir(dest))
         if with_git:
-            t.repeat("git_clone_no_local", [*bench_sync.GIT, "clone", "-q", "--no-local", "--no-checkout", str(git_dir), str(dest)],
-                     before=fresh_dir(dest))
+            t.repeat(
+                "git_clone_no_local",
+                [
+                    *bench_sync.GIT,
+                    "clone",
+                    "-q",
+                    "--no-local",
+                    "--no-checkout",
+                    str(git_dir),
+                    str(dest),
+                ],
+                before=fresh_dir(dest),
+            )
         bench_sync.remove(dest)
         t.repeat("gc_dry_run", [IMPROV, "gc", "--dry-run", *at])
 
@@ -406,7 +488,9 @@ def main(argv: list[str] | None = None) -> None:
     mbps = {
         "clone": bench_sync.mb_per_s(repo_bytes, seconds["clone"]),
         "cp_r": bench_sync.mb_per_s(repo_bytes, seconds["cp_r"]),
-        "git_clone_no_local": bench_sync.mb_per_s(git_bytes, git_s) if git_bytes and git_s else None,
+        "git_clone_no_local": bench_sync.mb_per_s(git_bytes, git_s)
+        if git_bytes and git_s
+        else None,
         "fsck_full": bench_sync.mb_per_s(repo_bytes, seconds["fsck_full"]),
         "sha256sum": bench_sync.mb_per_s(repo_bytes, seconds["sha256sum"]),
     }
@@ -417,9 +501,15 @@ def main(argv: list[str] | None = None) -> None:
     files_per_50 = round(len(repo_files) * 50 / commits, 2)
     peak_rss = max([build_rss_mb, *t.rss_mb.values()])
     ratios = {
-        "query_full_fresh_over_duckdb_fresh": ratio(seconds["query_full_3_columns"], seconds["duckdb_full_fresh"]),
-        "query_full_fresh_over_duckdb_in_process": ratio(seconds["query_full_3_columns"], duckdb_full_in_process),
-        "where_count_fresh_over_duckdb_fresh": ratio(seconds["query_where_count"], seconds["duckdb_where_count_fresh"]),
+        "query_full_fresh_over_duckdb_fresh": ratio(
+            seconds["query_full_3_columns"], seconds["duckdb_full_fresh"]
+        ),
+        "query_full_fresh_over_duckdb_in_process": ratio(
+            seconds["query_full_3_columns"], duckdb_full_in_process
+        ),
+        "where_count_fresh_over_duckdb_fresh": ratio(
+            seconds["query_where_count"], seconds["duckdb_where_count_fresh"]
+        ),
         "clone_over_git_clone": ratio(seconds["clone"], git_s),
         "clone_mb_per_s_over_cp_r": ratio(mbps["clone"], mbps["cp_r"]),
         "fsck_over_git_fsck": ratio(seconds["fsck"], seconds.get("git_fsck")),
@@ -431,23 +521,39 @@ def main(argv: list[str] | None = None) -> None:
         "log_n10_seconds": seconds["log_n10"],
         "s3_clone_requests_per_1000_images": s3["clone"]["requests_per_1000_images"],
     }
-    s3_allowed = TARGETS["s3_clone_requests_per_1000_images_le"] * images / 1000 + TARGETS["s3_clone_requests_constant"]
+    s3_allowed = (
+        TARGETS["s3_clone_requests_per_1000_images_le"] * images / 1000
+        + TARGETS["s3_clone_requests_constant"]
+    )
 
     def at_most(value: float | None, limit: float) -> bool | None:
         return None if value is None else value <= limit
 
     targets_met = {
-        "query_full_fresh_le_2x_duckdb_fresh": at_most(ratios["query_full_fresh_over_duckdb_fresh"],
-                                                       TARGETS["query_full_fresh_over_duckdb_fresh_le"]),
-        "query_one_day_le_0_3s": at_most(seconds["query_one_day"], TARGETS["query_one_day_seconds_le"]),
-        "clone_le_1x_git_clone": at_most(ratios["clone_over_git_clone"], TARGETS["clone_over_git_clone_le"]),
-        "clone_ge_0_5x_cp_r": ratios["clone_mb_per_s_over_cp_r"] >= TARGETS["clone_mb_per_s_over_cp_r_ge"],
-        "clone_metadata_only_le_2s": at_most(seconds["clone_metadata_only"], TARGETS["clone_metadata_only_seconds_le"]),
-        "s3_clone_requests_le_1_per_1000_images_plus_constant": s3["clone"]["requests"] <= s3_allowed,
+        "query_full_fresh_le_2x_duckdb_fresh": at_most(
+            ratios["query_full_fresh_over_duckdb_fresh"],
+            TARGETS["query_full_fresh_over_duckdb_fresh_le"],
+        ),
+        "query_one_day_le_0_3s": at_most(
+            seconds["query_one_day"], TARGETS["query_one_day_seconds_le"]
+        ),
+        "clone_le_1x_git_clone": at_most(
+            ratios["clone_over_git_clone"], TARGETS["clone_over_git_clone_le"]
+        ),
+        "clone_ge_0_5x_cp_r": ratios["clone_mb_per_s_over_cp_r"]
+        >= TARGETS["clone_mb_per_s_over_cp_r_ge"],
+        "clone_metadata_only_le_2s": at_most(
+            seconds["clone_metadata_only"], TARGETS["clone_metadata_only_seconds_le"]
+        ),
+        "s3_clone_requests_le_1_per_1000_images_plus_constant": s3["clone"]["requests"]
+        <= s3_allowed,
         "fsck_le_git_fsck": at_most(ratios["fsck_over_git_fsck"], TARGETS["fsck_over_git_fsck_le"]),
-        "fsck_full_ge_0_7x_sha256sum": ratios["fsck_full_mb_per_s_over_sha256sum"] >= TARGETS["fsck_full_mb_per_s_over_sha256sum_ge"],
+        "fsck_full_ge_0_7x_sha256sum": ratios["fsck_full_mb_per_s_over_sha256sum"]
+        >= TARGETS["fsck_full_mb_per_s_over_sha256sum_ge"],
         "files_le_1_per_50_commits": files_per_50 <= TARGETS["files_per_50_commits_le"],
-        "commit_last_le_1_3x_first": at_most(ratios["commit_last_over_first"], TARGETS["commit_last_over_first_le"]),
+        "commit_last_le_1_3x_first": at_most(
+            ratios["commit_last_over_first"], TARGETS["commit_last_over_first_le"]
+        ),
         "peak_rss_lt_500mb": peak_rss < TARGETS["peak_rss_mb_lt"],
         "log_n10_le_0_15s": at_most(seconds["log_n10"], TARGETS["log_n10_seconds_le"]),
     }
@@ -494,16 +600,31 @@ def main(argv: list[str] | None = None) -> None:
         },
         "source": bench_sync.source_state(),
         "notes": [
-            "commit time: Repository.transaction + append_bytes + commit, in this process (any maintenance a commit triggers included)",
-            (f"every other figure: a fresh process (improv CLI, python -c, git, cp, sha256sum), warm page cache, "
-             f"median of {REPEAT} runs or fewer once they took {REPEAT_BUDGET_S:g} s (see runs_seconds); S3 push "
-             "and clone once each; destinations removed and `sync` run before each clone or copy"),
-            ("clone = `improv clone --no-hardlinks` (copies every byte, like cp -r and git clone --no-local, "
-             "not hard links as by default); MB/s of the source repository's bytes (git's own for git clone)"),
-            "fsck_full and sha256sum MB/s: the improv repository's bytes (every file) over each side's seconds",
-            "peak_rss_mb: maximum resident set of each improv process (wait4 in a small launcher), and of this process after building",
+            "commit time: Repository.transaction + append_bytes + commit, in this process (any "
+            "maintenance a commit triggers included)",
+            (
+                f"every other figure: a fresh process (improv CLI, python -c, git, cp, "
+                f"sha256sum), warm page cache, "
+                f"median of {REPEAT} runs or fewer once they took {REPEAT_BUDGET_S:g} s (see "
+                f"runs_seconds); S3 push "
+                "and clone once each; destinations removed and `sync` run before each clone or copy"
+            ),
+            (
+                "clone = `improv clone --no-hardlinks` (copies every byte, like cp -r and git "
+                "clone --no-local, "
+                "not hard links as by default); MB/s of the source repository's bytes (git's own "
+                "for git clone)"
+            ),
+            "fsck_full and sha256sum MB/s: the improv repository's bytes (every file) over each "
+            "side's seconds",
+            "peak_rss_mb: maximum resident set of each improv process (wait4 in a small "
+            "launcher), and of this process after building",
             *([] if with_git else ["git not installed: git baselines are null"]),
-            *([] if after_maintenance is not None else ["no `improv maintenance` command: no file count after it"]),
+            *(
+                []
+                if after_maintenance is not None
+                else ["no `improv maintenance` command: no file count after it"]
+            ),
         ],
     }
     print(json.dumps(report, indent=2))

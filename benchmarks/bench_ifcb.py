@@ -47,8 +47,8 @@ sys.path.insert(0, str(ROOT.parent))
 
 from improv_vcs.ingest.adapters import apply, get_adapter  # noqa: E402
 from improv_vcs.ingest.adapters.ifcb import encode_png  # noqa: E402
-from improv_vcs.repository.repository import Repository  # noqa: E402
 from improv_vcs.ingest.synthetic import generate_tree  # noqa: E402
+from improv_vcs.repository.repository import Repository  # noqa: E402
 
 SCALES = {"ci": (5_000, 3), "full": (100_000, 3)}  # ROIs, timed rounds
 PER_BIN = 1_000
@@ -83,7 +83,11 @@ def decode_encode(tree: Path) -> tuple[float, int]:
             table = csv.read_csv(adc, read_options=csv.ReadOptions(autogenerate_column_names=True))
             width, height, start = (table.column(i).to_numpy() for i in (15, 16, 17))
             pixels = np.frombuffer(adc.with_suffix(".roi").read_bytes(), np.uint8)
-            arrays = [pixels[s : s + w * h].reshape(h, w) for w, h, s in zip(width, height, start) if w and h]
+            arrays = [
+                pixels[s : s + w * h].reshape(h, w)
+                for w, h, s in zip(width, height, start)
+                if w and h
+            ]
             runs = [arrays[i : i + 64] for i in range(0, len(arrays), 64)]
             count += sum(len(r) for r in pool.map(lambda run: [encode_png(a) for a in run], runs))
     return time.perf_counter() - started, count
@@ -95,7 +99,9 @@ def warm(tree: Path) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="ci", help="ci: 5,000 ROIs; full: 100,000")
+    parser.add_argument(
+        "--scale", choices=SCALES, default="ci", help="ci: 5,000 ROIs; full: 100,000"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     rois, rounds = SCALES[args.scale]

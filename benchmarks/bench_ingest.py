@@ -93,8 +93,18 @@ def run(cmd: list[str], **kwargs) -> None:
 def time_improv(tree: Path, repo: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS in MiB) of one ``improv commit`` in a fresh process."""
     run([*IMPROV, "init", str(repo)])
-    cmd = [*IMPROV, "commit", str(tree), "--repo", str(repo),
-           "--instrument", "IFCB107", "--quiet", "-m", "bench"]
+    cmd = [
+        *IMPROV,
+        "commit",
+        str(tree),
+        "--repo",
+        str(repo),
+        "--instrument",
+        "IFCB107",
+        "--quiet",
+        "-m",
+        "bench",
+    ]
     log = repo.parent / (repo.name + ".log")
     with open(log, "w+") as out:
         started = time.perf_counter()
@@ -112,11 +122,23 @@ def time_improv(tree: Path, repo: Path) -> tuple[float, float]:
 
 def time_git(tree: Path, git_dir: Path) -> float:
     """Wall seconds of git init + add -A + commit, isolated from user config."""
-    env = {**os.environ, "GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(tree),
-           "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    env = {
+        **os.environ,
+        "GIT_DIR": str(git_dir),
+        "GIT_WORK_TREE": str(tree),
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
     # gc.auto=0: a detached auto-gc would keep running into the next measurement.
-    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
-           "-c", "gc.auto=0"]
+    git = [
+        "git",
+        "-c",
+        "user.name=bench",
+        "-c",
+        "user.email=bench@example.invalid",
+        "-c",
+        "gc.auto=0",
+    ]
     started = time.perf_counter()
     run([*git, "init", "-q"], env=env)
     run([*git, "add", "-A"], env=env, cwd=tree)
@@ -141,15 +163,24 @@ def time_tar(tree: Path, out: Path) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="ci",
-                        help="ci: 2,000 images, 1 run; full: 100,000 images, 3 runs")
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="ci",
+        help="ci: 2,000 images, 1 run; full: 100,000 images, 3 runs",
+    )
     parser.add_argument("--images", type=int, help="number of images (overrides --scale)")
     parser.add_argument("--repeat", type=int, help="runs per tool; the median is reported")
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                        help=f"where the cached tree and outputs go (default {DEFAULT_WORKDIR})")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the last run's repository, GIT_DIR and tarball")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help=f"where the cached tree and outputs go (default {DEFAULT_WORKDIR})",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the last run's repository, GIT_DIR and tarball"
+    )
     args = parser.parse_args(argv)
     images, repeat = SCALES[args.scale]
     args.images = images if args.images is None else args.images
@@ -178,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
             notes.append(f"{tool} not installed: skipped")
 
     peak_rss, repo_bytes, repo_files = 0.0, 0, 0
-    for run_index in range(args.repeat):
+    for _ in range(args.repeat):
         for path in outputs:
             remove(path)
         elapsed, rss = time_improv(tree, repo)

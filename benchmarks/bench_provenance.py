@@ -72,6 +72,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from bench_query import readable  # this script's directory is on sys.path
+
 from improv_vcs import add_provenance
 
 # images, batches, timed query rounds, attached runs
@@ -87,15 +88,56 @@ SOURCE = "bench"
 MODEL = "bench-cnn"
 
 CLASSES = (
-    "detritus", "Chaetoceros", "mix", "Leptocylindrus", "Skeletonema", "Guinardia_delicatula",
-    "Thalassiosira", "Cerataulina", "ciliate_mix", "Dactyliosolen", "pennate", "dinoflagellate",
-    "Pseudo-nitzschia", "Rhizosolenia", "Ditylum", "Asterionellopsis", "Corethron", "Ceratium",
-    "Prorocentrum", "Dinophysis", "Heterocapsa", "Karenia", "Akashiwo", "Gyrodinium",
-    "Tintinnid", "Mesodinium", "Laboea", "Strombidium", "Euglena", "Phaeocystis",
-    "Emiliania", "Dictyocha", "Ephemera", "Eucampia", "Hemiaulus", "Odontella",
-    "Paralia", "Pleurosigma", "Coscinodiscus", "Lauderia", "Proboscia", "Thalassionema",
-    "Licmophora", "Navicula", "Cylindrotheca", "Tontonia", "Katodinium", "Amphidinium",
-    "bead", "bubble",
+    "detritus",
+    "Chaetoceros",
+    "mix",
+    "Leptocylindrus",
+    "Skeletonema",
+    "Guinardia_delicatula",
+    "Thalassiosira",
+    "Cerataulina",
+    "ciliate_mix",
+    "Dactyliosolen",
+    "pennate",
+    "dinoflagellate",
+    "Pseudo-nitzschia",
+    "Rhizosolenia",
+    "Ditylum",
+    "Asterionellopsis",
+    "Corethron",
+    "Ceratium",
+    "Prorocentrum",
+    "Dinophysis",
+    "Heterocapsa",
+    "Karenia",
+    "Akashiwo",
+    "Gyrodinium",
+    "Tintinnid",
+    "Mesodinium",
+    "Laboea",
+    "Strombidium",
+    "Euglena",
+    "Phaeocystis",
+    "Emiliania",
+    "Dictyocha",
+    "Ephemera",
+    "Eucampia",
+    "Hemiaulus",
+    "Odontella",
+    "Paralia",
+    "Pleurosigma",
+    "Coscinodiscus",
+    "Lauderia",
+    "Proboscia",
+    "Thalassionema",
+    "Licmophora",
+    "Navicula",
+    "Cylindrotheca",
+    "Tontonia",
+    "Katodinium",
+    "Amphidinium",
+    "bead",
+    "bubble",
 )
 WEIGHTS = 1.0 / np.arange(1, len(CLASSES) + 1) ** 1.1
 WEIGHTS = WEIGHTS / WEIGHTS.sum()
@@ -212,8 +254,9 @@ def build_repo(path: Path, images: int, batches: int, seed: int, per_commit: int
         last = min(first + per_commit, batches)
         work = [make_batch(seed, i, *plan[i]) for i in range(first, last)]
         t1 = time.perf_counter()
-        with repo.transaction(message=f"bench: batches {first}..{first + len(work) - 1}",
-                              author="bench") as tx:
+        with repo.transaction(
+            message=f"bench: batches {first}..{first + len(work) - 1}", author="bench"
+        ) as tx:
             for table, blobs in work:
                 tx.append_bytes(INSTRUMENT, table, blobs)
         generate += t1 - t0
@@ -239,8 +282,10 @@ def export_baseline(repo_path: Path, out: Path, images: int, batches: int, seed:
     joined = rows.join(run1, "image_id", join_type="inner")
     joined = joined.sort_by([("timestamp", "ascending"), ("image_id", "ascending")])
     pq.write_table(joined, out, compression="zstd", row_group_size=BASELINE_ROW_GROUP)
-    return {"baseline_build_seconds": round(time.perf_counter() - started, 2),
-            "baseline_rows": joined.num_rows}
+    return {
+        "baseline_build_seconds": round(time.perf_counter() - started, 2),
+        "baseline_rows": joined.num_rows,
+    }
 
 
 def prepare(
@@ -251,8 +296,14 @@ def prepare(
 
     home = workdir / f"n{images}-b{batches}-s{seed}"
     repo, baseline, marker = home / "repo", home / "baseline.parquet", home / "build.json"
-    wanted = {"images": images, "batches": batches, "seed": seed, "per_commit": per_commit,
-              "format": FORMAT_VERSION, "generator": generator_key()}
+    wanted = {
+        "images": images,
+        "batches": batches,
+        "seed": seed,
+        "per_commit": per_commit,
+        "format": FORMAT_VERSION,
+        "generator": generator_key(),
+    }
     if marker.is_file():
         info = json.loads(marker.read_text())
         if info.get("key") == wanted and repo.is_dir() and baseline.is_file() and readable(repo):
@@ -294,7 +345,9 @@ def attach(repo_path: Path, table: pa.Table, run_id: str, branch: str | None = N
 
     repo = Repository.open(repo_path)
     started = time.perf_counter()
-    commit = add_provenance(repo, KIND, table, source=SOURCE, run_id=run_id, branch=branch, author="bench")
+    commit = add_provenance(
+        repo, KIND, table, source=SOURCE, run_id=run_id, branch=branch, author="bench"
+    )
     elapsed = time.perf_counter() - started
     if commit is None:
         sys.exit(f"attaching {run_id} committed nothing")
@@ -339,8 +392,10 @@ def check_same(results: dict[str, pa.Table]) -> int:
     expected = theirs.column("image_id").combine_chunks()
     for side, table in results.items():
         if not table.column("image_id").combine_chunks().equals(expected):
-            sys.exit(f"{side} returned {table.num_rows} rows, DuckDB on Parquet {theirs.num_rows}, "
-                     "or different image ids")
+            sys.exit(
+                f"{side} returned {table.num_rows} rows, DuckDB on Parquet {theirs.num_rows}, "
+                "or different image ids"
+            )
     joined = results["improv_with_columns"]
     for column in ("winner", "score"):
         ours = joined.column(f"{KIND}.{column}").combine_chunks()
@@ -375,9 +430,9 @@ def time_queries(sides: dict, repeat: int) -> tuple[dict, dict, int]:
 def query_work(repo) -> dict:  # type: ignore[no-untyped-def]
     """What the query reads: manifests and provenance segments and records, of the totals."""
     from improv_vcs.provenance import view
-    from improv_vcs.query.provenance import plan
     from improv_vcs.query.filters import build_query
     from improv_vcs.query.planning import prune
+    from improv_vcs.query.provenance import plan
 
     query = build_query(**query_filters())
     snapshot = repo.snapshot().reader
@@ -403,8 +458,13 @@ def source_state() -> dict:
 
     def git(*cmd: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(root), *cmd], check=False,
-                                  capture_output=True, text=True, timeout=30)
+            done = subprocess.run(
+                ["git", "-C", str(root), *cmd],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout if done.returncode == 0 else None
@@ -420,27 +480,45 @@ def source_state() -> dict:
 # -- main --------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="ci",
-                        help="ci: 50,000 images in 100 batches, 5 query rounds, 3 runs; "
-                             "full: 1,000,000 images in 1,000 batches, 7 query rounds, 3 runs")
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="ci",
+        help="ci: 50,000 images in 100 batches, 5 query rounds, 3 runs; "
+        "full: 1,000,000 images in 1,000 batches, 7 query rounds, 3 runs",
+    )
     parser.add_argument("--images", type=int, help="images (overrides --scale)")
     parser.add_argument("--batches", type=int, help="batches (overrides --scale)")
     parser.add_argument("--repeat", type=int, help="timed query rounds; the median is reported")
-    parser.add_argument("--runs", type=int,
-                        help="classification runs attached one after the other (at least 3 "
-                             "recommended); the median is reported")
-    parser.add_argument("--per-commit", type=int,
-                        help="batches per commit while building (default: batches/4, at most 100)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        help="classification runs attached one after the other (at least 3 "
+        "recommended); the median is reported",
+    )
+    parser.add_argument(
+        "--per-commit",
+        type=int,
+        help="batches per commit while building (default: batches/4, at most 100)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
-    parser.add_argument("--workdir", "--work", type=Path, default=DEFAULT_WORKDIR,
-                        help="where the cached repository and Parquet file go "
-                             f"(default {DEFAULT_WORKDIR})")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the repository with the attached runs "
-                             "(under the work directory)")
-    parser.add_argument("--profile", action="store_true",
-                        help="print cProfile top lists of one more attach and of the query "
-                             "to stderr")
+    parser.add_argument(
+        "--workdir",
+        "--work",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help=f"where the cached repository and Parquet file go (default {DEFAULT_WORKDIR})",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the repository with the attached runs (under the work directory)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print cProfile top lists of one more attach and of the query to stderr",
+    )
     args = parser.parse_args(argv)
     images, batches, repeat, runs = SCALES[args.scale]
     args.images = images if args.images is None else args.images
@@ -508,11 +586,17 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
     if args.profile:
-        print(f"== cProfile of one attach of {args.images:,} records "
-              "(cumulative; main thread only) ==", file=sys.stderr)
+        print(
+            f"== cProfile of one attach of {args.images:,} records "
+            "(cumulative; main thread only) ==",
+            file=sys.stderr,
+        )
         print(profiles["attach"], file=sys.stderr)
-        print("== cProfile of the warm improv query (5 runs, cumulative; main thread only: "
-              "manifest loading in worker threads shows as lock waits) ==", file=sys.stderr)
+        print(
+            "== cProfile of the warm improv query (5 runs, cumulative; main thread only: "
+            "manifest loading in worker threads shows as lock waits) ==",
+            file=sys.stderr,
+        )
         print(profiles["query"], file=sys.stderr)
 
     attach_median = statistics.median(attach_s)
@@ -567,18 +651,29 @@ def main(argv: list[str] | None = None) -> None:
             "source": source_state(),
         },
         "notes": [
-            ("attach: add_provenance end to end, runs run-1..run-R one after the other on a "
-             "hard-linked copy of the cached repository, each through a freshly opened Repository"),
-            ("query: June 2024, winner = X and score > 0.9, runs=(run-1,) (what the baseline "
-             "holds); the repository holds R runs side by side"),
-            ("warm: one Python process, first round discarded, sides interleaved; improv_fresh "
-             "opens the Repository per call (no decoded objects cached; the OS page cache stays "
-             "warm)"),
-            ("improv_with_columns also joins classification.winner and .score into the result, "
-             "as the baseline's SELECT * returns them"),
-            (f"baseline: one zstd Parquet file, every manifest column + run-1 winner and score, "
-             f"sorted by (timestamp, image_id), {BASELINE_ROW_GROUP}-row groups; DuckDB: one "
-             "reused connection, threads=2, TimeZone=UTC"),
+            (
+                "attach: add_provenance end to end, runs run-1..run-R one after the other on a "
+                "hard-linked copy of the cached repository, each through a freshly opened "
+                "Repository"
+            ),
+            (
+                "query: June 2024, winner = X and score > 0.9, runs=(run-1,) (what the baseline "
+                "holds); the repository holds R runs side by side"
+            ),
+            (
+                "warm: one Python process, first round discarded, sides interleaved; improv_fresh "
+                "opens the Repository per call (no decoded objects cached; the OS page cache stays "
+                "warm)"
+            ),
+            (
+                "improv_with_columns also joins classification.winner and .score into the result, "
+                "as the baseline's SELECT * returns them"
+            ),
+            (
+                f"baseline: one zstd Parquet file, every manifest column + run-1 winner and score, "
+                f"sorted by (timestamp, image_id), {BASELINE_ROW_GROUP}-row groups; DuckDB: one "
+                "reused connection, threads=2, TimeZone=UTC"
+            ),
             "the primary figure (targets_met.query_ratio_le_2) is the warm improv query",
         ],
     }

@@ -51,12 +51,13 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from improv_vcs import add_dataset_span
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from improv_vcs import add_dataset_span
 
 SCALES = {"ci": (200_000, 200, 5), "full": (10_000_000, 10_000, 7)}
 INSTRUMENTS = ("IFCB107", "IFCB110")
@@ -216,8 +217,9 @@ def build_repo(path: Path, rows: int, batches: int, seed: int, per_commit: int) 
             )
         ]
         t1 = time.perf_counter()
-        with repo.transaction(message=f"bench: batches {first}..{first + len(work) - 1}",
-                              author="bench") as tx:
+        with repo.transaction(
+            message=f"bench: batches {first}..{first + len(work) - 1}", author="bench"
+        ) as tx:
             for (table, blobs), instrument in work:
                 tx.append_bytes(instrument, table, blobs)
         t2 = time.perf_counter()
@@ -226,8 +228,14 @@ def build_repo(path: Path, rows: int, batches: int, seed: int, per_commit: int) 
         commits += 1
     t3 = time.perf_counter()
     for instrument in INSTRUMENTS:
-        add_dataset_span(repo, DATASET, instrument, *DATASET_SPAN,
-                              description="bench: spring bloom, both instruments", author="bench")
+        add_dataset_span(
+            repo,
+            DATASET,
+            instrument,
+            *DATASET_SPAN,
+            description="bench: spring bloom, both instruments",
+            author="bench",
+        )
     dataset = time.perf_counter() - t3
     return {
         "build_seconds": round(time.perf_counter() - started, 2),
@@ -297,8 +305,10 @@ def export_baseline(repo_path: Path, out: Path) -> dict:
         emit(None, final=True)
     if writer is not None:
         writer.close()
-    return {"baseline_build_seconds": round(time.perf_counter() - started, 2),
-            "baseline_rows": written}
+    return {
+        "baseline_build_seconds": round(time.perf_counter() - started, 2),
+        "baseline_rows": written,
+    }
 
 
 def prepare(
@@ -309,8 +319,14 @@ def prepare(
 
     home = workdir / f"n{rows}-b{batches}-s{seed}"
     repo, baseline, marker = home / "repo", home / "baseline.parquet", home / "build.json"
-    wanted = {"rows": rows, "batches": batches, "seed": seed, "per_commit": per_commit,
-              "format": FORMAT_VERSION, "generator": generator_key(rows, batches, seed)}
+    wanted = {
+        "rows": rows,
+        "batches": batches,
+        "seed": seed,
+        "per_commit": per_commit,
+        "format": FORMAT_VERSION,
+        "generator": generator_key(rows, batches, seed),
+    }
     if marker.is_file():
         info = json.loads(marker.read_text())
         if info.get("key") == wanted and repo.is_dir() and baseline.is_file() and readable(repo):
@@ -366,8 +382,9 @@ def size_of(result: object) -> int:
 def check_same(name: str, ours: object, theirs: object) -> int:
     """The row count both sides agree on; exits loudly when they differ."""
     if size_of(ours) != size_of(theirs):
-        sys.exit(f"{name}: improv returned {size_of(ours)} rows, "
-                 f"DuckDB on Parquet {size_of(theirs)}")
+        sys.exit(
+            f"{name}: improv returned {size_of(ours)} rows, DuckDB on Parquet {size_of(theirs)}"
+        )
     if isinstance(ours, pa.Table) and isinstance(theirs, pa.Table):
         for column in ("image_id", "timestamp", "lat", "lon"):
             theirs_column = theirs.column(column).cast(ours.schema.field(column).type)
@@ -395,7 +412,11 @@ def time_queries(  # type: ignore[no-untyped-def]
     times (ms, warm-up round dropped) and row counts."""
     names = ("q1", "q2", "q3")
     runners = {
-        n: (improv_runner(repo, n), duckdb_runner(connection, baseline, n), fresh_runner(Path(repo.url), n))
+        n: (
+            improv_runner(repo, n),
+            duckdb_runner(connection, baseline, n),
+            fresh_runner(Path(repo.url), n),
+        )
         for n in names
     }
     times = {n: {"improv": [], "duckdb": [], "improv_fresh": []} for n in names}
@@ -480,20 +501,33 @@ def time_incremental(big_source: Path, scratch: Path, seed: int, runs: int) -> d
 # -- main ------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="ci",
-                        help="ci: 200,000 rows in 200 batches, 5 runs; "
-                             "full: 10,000,000 rows in 10,000 batches, 7 runs")
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="ci",
+        help="ci: 200,000 rows in 200 batches, 5 runs; "
+        "full: 10,000,000 rows in 10,000 batches, 7 runs",
+    )
     parser.add_argument("--rows", type=int, help="image rows (overrides --scale)")
     parser.add_argument("--batches", type=int, help="batches (overrides --scale)")
     parser.add_argument("--repeat", type=int, help="timed runs per query; the median is reported")
-    parser.add_argument("--per-commit", type=int,
-                        help="batches per commit while building (default: batches/4, at most 100)")
+    parser.add_argument(
+        "--per-commit",
+        type=int,
+        help="batches per commit while building (default: batches/4, at most 100)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                        help="where the cached repository and Parquet file go "
-                             f"(default {DEFAULT_WORKDIR})")
-    parser.add_argument("--profile", action="store_true",
-                        help="print a cProfile top list of the slowest improv query to stderr")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help=f"where the cached repository and Parquet file go (default {DEFAULT_WORKDIR})",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print a cProfile top list of the slowest improv query to stderr",
+    )
     args = parser.parse_args(argv)
     rows, batches, repeat = SCALES[args.scale]
     args.rows = rows if args.rows is None else args.rows
@@ -528,8 +562,10 @@ def main(argv: list[str] | None = None) -> None:
     connection.execute("SET TimeZone = 'UTC'")
     medians, runs, counts = time_queries(repo, connection, baseline, args.repeat)
 
-    scans = {name: repo.snapshot().select(build_query(**filters), count=name == "q3")
-             for name, filters in (("q1", Q1), ("q2", Q2), ("q3", Q3))}
+    scans = {
+        name: repo.snapshot().select(build_query(**filters), count=name == "q3")
+        for name, filters in (("q1", Q1), ("q2", Q2), ("q3", Q3))
+    }
     scan = scans["q1"]
     scan_fraction = scan.manifests_scanned / scan.manifests_total
 
@@ -537,8 +573,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile:
         slowest = max(medians, key=lambda n: medians[n]["improv"])
         profile = slowest
-        print(f"== cProfile of improv {slowest} (5 runs, cumulative; main thread only: "
-              "manifest loading in worker threads shows as lock waits) ==", file=sys.stderr)
+        print(
+            f"== cProfile of improv {slowest} (5 runs, cumulative; main thread only: "
+            "manifest loading in worker threads shows as lock waits) ==",
+            file=sys.stderr,
+        )
         print(profile_query(improv_runner(repo, slowest)), file=sys.stderr)
 
     scratch = Path(tempfile.mkdtemp(prefix="incremental-", dir=workdir))

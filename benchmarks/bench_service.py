@@ -42,8 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from improv_vcs.repository.repository import Repository  # noqa: E402
 from improv_vcs.ingest.synthetic import generate_tree  # noqa: E402
+from improv_vcs.repository.repository import Repository  # noqa: E402
 
 SCALES = {"ci": (2_000, 5.0), "full": (20_000, 30.0)}  # images, seconds per phase
 CONCURRENCY = 16
@@ -78,8 +78,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(command: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
-    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(
+    command: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -130,7 +134,12 @@ async def run_phase(seconds: float, request) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="ci", help="ci: 2,000 images, 5 s phases; full: 20,000, 30 s")
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="ci",
+        help="ci: 2,000 images, 5 s phases; full: 20,000, 30 s",
+    )
     args = parser.parse_args(argv)
     images, seconds = SCALES[args.scale]
     repo_path, files, ids = prepare(images)
@@ -147,7 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     improv_bin = str(Path(sys.executable).with_name("improv"))
     servers = [
         start([improv_bin, "serve", str(repo_path), "--port", str(improv_port)], improv_port, env),
-        start([sys.executable, "-m", "http.server", str(static_port), "--bind", "127.0.0.1"], static_port, cwd=files),
+        start(
+            [sys.executable, "-m", "http.server", str(static_port), "--bind", "127.0.0.1"],
+            static_port,
+            cwd=files,
+        ),
     ]
     improv = f"http://127.0.0.1:{improv_port}/v1"
     static = f"http://127.0.0.1:{static_port}"
@@ -173,15 +186,25 @@ def main(argv: list[str] | None = None) -> None:
         if rng.random() < 0.8:
             return await fetch_improv(client, rng)
         hour = first + (last - first) * rng.random()
-        params = {"instrument": rng.choice(instruments), "start": hour.isoformat(), "limit": 100,
-                  "end": (hour + (last - first) / 48).isoformat()}
+        params = {
+            "instrument": rng.choice(instruments),
+            "start": hour.isoformat(),
+            "limit": 100,
+            "end": (hour + (last - first) / 48).isoformat(),
+        }
         response = await client.get(f"{improv}/images", params=params, headers=auth)
         response.raise_for_status()
         return len(response.content)
 
     try:
-        results = {name: asyncio.run(run_phase(seconds, request))
-                   for name, request in (("mixed", mixed), ("fetch_improv", fetch_improv), ("fetch_static", fetch_static))}
+        results = {
+            name: asyncio.run(run_phase(seconds, request))
+            for name, request in (
+                ("mixed", mixed),
+                ("fetch_improv", fetch_improv),
+                ("fetch_static", fetch_static),
+            )
+        }
     finally:
         for server in servers:
             server.terminate()
@@ -196,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
         **results,
         "fetch_improv_over_static": round(ratio, 2),
         "target_fetch_ratio": TARGET_FETCH_RATIO,
-        "target_met": ratio >= TARGET_FETCH_RATIO and all(r["errors"] == 0 for r in results.values()),
+        "target_met": ratio >= TARGET_FETCH_RATIO
+        and all(r["errors"] == 0 for r in results.values()),
         "median_image_bytes": int(statistics.median(rows.column("size").to_pylist())),
     }
     print(json.dumps(report, indent=2))

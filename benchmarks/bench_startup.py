@@ -40,8 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         empty, demo = str(Path(tmp) / "empty"), str(Path(tmp) / "demo")
         subprocess.run([improv, "init", empty], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([improv, "demo", demo, "--images-per-bin", str(DEMO_IMAGES_PER_BIN), "--quiet"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [improv, "demo", demo, "--images-per-bin", str(DEMO_IMAGES_PER_BIN), "--quiet"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         sides = {
             "python_pass": [sys.executable, "-c", "pass"],
             "improv_help": [improv, "--help"],

@@ -83,8 +83,19 @@ IMPROV = [sys.executable, "-m", "improv_vcs.cli"]
 # passed to receive-pack too, through the environment); no reflogs, so
 # hard-linked copies never append to the cached repository's files; ctime
 # changes with every hard link, so git must not trust it.
-GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
-       "-c", "gc.auto=0", "-c", "core.logAllRefUpdates=false", "-c", "core.trustctime=false"]
+GIT = [
+    "git",
+    "-c",
+    "user.name=bench",
+    "-c",
+    "user.email=bench@example.invalid",
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "core.logAllRefUpdates=false",
+    "-c",
+    "core.trustctime=false",
+]
 GIT_ENV = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 
 
@@ -108,11 +119,13 @@ def bin_table(index: int, count: int) -> pa.Table:
     name = bin_name(index)
     start_us = int((START + timedelta(seconds=BIN_SECONDS * index)).timestamp() * 1_000_000)
     step = BIN_SECONDS * 1_000_000 // count
-    return pa.table({
-        "image_id": pa.array([f"{name}_{roi:05d}" for roi in range(1, count + 1)], pa.string()),
-        "timestamp": pa.array([start_us + step * i for i in range(count)], TIMESTAMP),
-        "sample_id": pa.array([name] * count, pa.string()),
-    })
+    return pa.table(
+        {
+            "image_id": pa.array([f"{name}_{roi:05d}" for roi in range(1, count + 1)], pa.string()),
+            "timestamp": pa.array([start_us + step * i for i in range(count)], TIMESTAMP),
+            "sample_id": pa.array([name] * count, pa.string()),
+        }
+    )
 
 
 def bin_dir(root: Path, index: int) -> Path:
@@ -141,7 +154,8 @@ def generator_key() -> str:
     from improv_vcs.ingest import synthetic
 
     source = inspect.getsource(synthetic) + "".join(
-        inspect.getsource(f) for f in (bin_name, make_images, bin_table, write_bin))
+        inspect.getsource(f) for f in (bin_name, make_images, bin_table, write_bin)
+    )
     return hashlib.sha256(source.encode()).hexdigest()
 
 
@@ -150,8 +164,10 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Run ``cmd``; exit with its output if it fails."""
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
     if result.returncode:
-        sys.exit(f"{' '.join(map(str, cmd))} failed ({result.returncode}):\n"
-                 f"{result.stdout}{result.stderr}")
+        sys.exit(
+            f"{' '.join(map(str, cmd))} failed ({result.returncode}):\n"
+            f"{result.stdout}{result.stderr}"
+        )
     return result
 
 
@@ -268,8 +284,14 @@ def prepare(workdir: Path, images: int, seed: int, with_git: bool) -> tuple[Path
 
     home = workdir / f"n{images}-s{seed}"
     marker = home / "build.json"
-    wanted = {"images": images, "seed": seed, "batch": BATCH, "format": FORMAT_VERSION,
-              "generator": generator_key(), "git": with_git}
+    wanted = {
+        "images": images,
+        "seed": seed,
+        "batch": BATCH,
+        "format": FORMAT_VERSION,
+        "generator": generator_key(),
+        "git": with_git,
+    }
     needed = ["improv", "improv-remote", "next"] + (["git", "git-remote.git"] if with_git else [])
     if marker.is_file():
         info = json.loads(marker.read_text())
@@ -277,8 +299,10 @@ def prepare(workdir: Path, images: int, seed: int, with_git: bool) -> tuple[Path
             return home, {**info["build"], "cached": True}
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    print(f"building {images:,} images in {len(counts(images))} bins under {home} ...",
-          file=sys.stderr)
+    print(
+        f"building {images:,} images in {len(counts(images))} bins under {home} ...",
+        file=sys.stderr,
+    )
     info = build(home, images, seed, with_git)
     marker.write_text(json.dumps({"key": wanted, "build": info}, indent=2))
     return home, {**info, "cached": False}
@@ -311,8 +335,9 @@ def commit_next(repo_dir: Path, nxt_index: int, blobs: list[bytes]) -> None:
         sys.exit("the next bin committed nothing")
 
 
-def improv_push_copy(home: Path, scratch: Path, tag: str, nxt_index: int,
-                     blobs: list[bytes]) -> tuple[Path, Path]:
+def improv_push_copy(
+    home: Path, scratch: Path, tag: str, nxt_index: int, blobs: list[bytes]
+) -> tuple[Path, Path]:
     """Fresh hard-linked copies of the repository (with the next bin committed) and its remote."""
     repo_dir, remote_dir = scratch / f"improv-{tag}", scratch / f"improv-remote-{tag}"
     link_copy(home / "improv", repo_dir)
@@ -328,8 +353,9 @@ def push_once(repo_dir: Path, remote_dir: Path):  # type: ignore[no-untyped-def]
     return sites.push(Repository.open(repo_dir), str(remote_dir))
 
 
-def time_improv_push(home: Path, scratch: Path, rep: int, nxt_index: int,
-                     blobs: list[bytes]) -> tuple[float, dict, dict]:
+def time_improv_push(
+    home: Path, scratch: Path, rep: int, nxt_index: int, blobs: list[bytes]
+) -> tuple[float, dict, dict]:
     repo_dir, remote_dir = improv_push_copy(home, scratch, f"push-{rep}", nxt_index, blobs)
     before = files_under(remote_dir)
     os.sync()
@@ -349,8 +375,9 @@ def time_improv_push(home: Path, scratch: Path, rep: int, nxt_index: int,
     return elapsed, report, breakdown
 
 
-def time_improv_cli_push(home: Path, scratch: Path, rep: int, nxt_index: int,
-                         blobs: list[bytes]) -> float:
+def time_improv_cli_push(
+    home: Path, scratch: Path, rep: int, nxt_index: int, blobs: list[bytes]
+) -> float:
     repo_dir, remote_dir = improv_push_copy(home, scratch, f"cli-{rep}", nxt_index, blobs)
     os.sync()
     started = time.perf_counter()
@@ -388,7 +415,9 @@ def clone_once(url: str, dest: Path, endpoint_url: str | None = None):  # type: 
     return sites.clone(url, dest, endpoint_url=endpoint_url)[1]
 
 
-def time_local_clones(source: Path, scratch: Path, repeat: int, packs: int) -> dict[str, list[float]]:
+def time_local_clones(
+    source: Path, scratch: Path, repeat: int, packs: int
+) -> dict[str, list[float]]:
     seconds: dict[str, list[float]] = {"improv": [], "cp_r": [], "cp_r_then_sync": []}
     for rep in range(repeat):
         sides = ["improv", "cp"] if rep % 2 == 0 else ["cp", "improv"]
@@ -430,14 +459,21 @@ class MotoServer:
 
     def __enter__(self) -> str:
         with open(self.log, "wb") as log:  # its request log; the child keeps the descriptor
-            self.child = subprocess.Popen([sys.executable, "-c", self.SCRIPT],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=log, text=True, env=os.environ.copy())
+            self.child = subprocess.Popen(
+                [sys.executable, "-c", self.SCRIPT],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=os.environ.copy(),
+            )
         line = self.child.stdout.readline().strip() if self.child.stdout else ""
         if not line.startswith("http://127.0.0.1:"):
             self.__exit__()
-            sys.exit(f"moto server did not start (said {line!r}):\n"
-                     f"{self.log.read_text(errors='replace')[-4000:]}")
+            sys.exit(
+                f"moto server did not start (said {line!r}):\n"
+                f"{self.log.read_text(errors='replace')[-4000:]}"
+            )
         return line
 
     def __exit__(self, *_: object) -> None:
@@ -452,11 +488,15 @@ class MotoServer:
 
 def s3_environment() -> None:
     """Dummy credentials for moto; nothing read from config files; loopback unproxied."""
-    os.environ.update({
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    })
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+    )
     for key in ("NO_PROXY", "no_proxy"):
         os.environ[key] = ",".join(filter(None, [os.environ.get(key), "127.0.0.1", "localhost"]))
     for key in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
@@ -573,36 +613,59 @@ def source_state() -> dict:
 
     def call(*cmd: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(root), *cmd], check=False,
-                                  capture_output=True, text=True, timeout=30)
+            done = subprocess.run(
+                ["git", "-C", str(root), *cmd],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout if done.returncode == 0 else None
 
     head = call("rev-parse", "HEAD")
     status = call("status", "--porcelain", "--", "improv_vcs")
-    return {"commit": head.strip() if head else None,
-            "changed_files": [line[3:] for line in status.splitlines()] if status else []}
+    return {
+        "commit": head.strip() if head else None,
+        "changed_files": [line[3:] for line in status.splitlines()] if status else [],
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="ci",
-                        help="ci: 5,000 images; full: 100,000 images (3 timed runs each)")
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="ci",
+        help="ci: 5,000 images; full: 100,000 images (3 timed runs each)",
+    )
     parser.add_argument("--images", type=int, help="images in the repository (overrides --scale)")
-    parser.add_argument("--repeat", type=int,
-                        help="timed runs of the incremental push and of the local clone")
+    parser.add_argument(
+        "--repeat", type=int, help="timed runs of the incremental push and of the local clone"
+    )
     parser.add_argument("--s3-repeat", type=int, help="timed clones from S3")
-    parser.add_argument("--s3-images", type=int,
-                        help="push only the first commits holding this many images to S3 "
-                             "(default: all, unless the estimate exceeds the time budget)")
+    parser.add_argument(
+        "--s3-images",
+        type=int,
+        help="push only the first commits holding this many images to S3 "
+        "(default: all, unless the estimate exceeds the time budget)",
+    )
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 part")
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
-    parser.add_argument("--workdir", "--work", type=Path, default=DEFAULT_WORKDIR,
-                        help=f"where the cached repositories go (default {DEFAULT_WORKDIR})")
-    parser.add_argument("--profile", action="store_true",
-                        help="print cProfile top lists of one more incremental push and one "
-                             "more local clone to stderr")
+    parser.add_argument(
+        "--workdir",
+        "--work",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help=f"where the cached repositories go (default {DEFAULT_WORKDIR})",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print cProfile top lists of one more incremental push and one "
+        "more local clone to stderr",
+    )
     args = parser.parse_args(argv)
     images, repeat, s3_repeat = SCALES[args.scale]
     args.images = images if args.images is None else args.images
@@ -648,10 +711,14 @@ def main(argv: list[str] | None = None) -> None:
         git_gained: list[int] = []
         reports, breakdowns = [], []
         for rep in range(args.repeat):
-            order = ["improv", "git", "improv_cli"] if rep % 2 == 0 else ["git", "improv_cli", "improv"]
+            order = (
+                ["improv", "git", "improv_cli"] if rep % 2 == 0 else ["git", "improv_cli", "improv"]
+            )
             for side in order:
                 if side == "improv":
-                    elapsed, report, breakdown = time_improv_push(home, scratch, rep, nxt_index, blobs)
+                    elapsed, report, breakdown = time_improv_push(
+                        home, scratch, rep, nxt_index, blobs
+                    )
                     reports.append(report)
                     breakdowns.append(breakdown)
                 elif side == "git":
@@ -665,8 +732,9 @@ def main(argv: list[str] | None = None) -> None:
         sent = max(r["bytes"] for r in reports)
         allowed = TARGET_BYTES_FACTOR * batch_bytes + TARGET_BYTES_SLACK
         push_median = {side: median(v) for side, v in push_s.items()}
-        push_over_git = (round(push_median["improv"] / push_median["git"], 3)
-                         if "git" in push_median else None)
+        push_over_git = (
+            round(push_median["improv"] / push_median["git"], 3) if "git" in push_median else None
+        )
         if args.profile:
             repo_dir, remote_dir = improv_push_copy(home, scratch, "profile", nxt_index, blobs)
             os.sync()
@@ -698,23 +766,29 @@ def main(argv: list[str] | None = None) -> None:
                 s3_batches = min(batches, -(-args.s3_images // BATCH))
             else:
                 s3_batches = batches
-            s3 = time_s3(home, scratch, s3_batches, sum(counts(args.images)[:s3_batches]),
-                         args.s3_repeat)
+            s3 = time_s3(
+                home, scratch, s3_batches, sum(counts(args.images)[:s3_batches]), args.s3_repeat
+            )
             if s3["subset"]:
-                notes.append(f"S3: a subset of {s3_batches} of {batches} commits "
-                             f"({s3['images']:,} images) was pushed to moto and cloned")
+                notes.append(
+                    f"S3: a subset of {s3_batches} of {batches} commits "
+                    f"({s3['images']:,} images) was pushed to moto and cloned"
+                )
             s3_total = s3["push_seconds"] + s3["clone_seconds"] * s3["clone_repeat"]
             if s3_total > S3_BUDGET_SECONDS and not s3["subset"]:
-                notes.append(f"S3 part took {s3_total:.0f} s (> {S3_BUDGET_SECONDS:.0f} s budget); "
-                             "use --s3-images for a subset")
+                notes.append(
+                    f"S3 part took {s3_total:.0f} s (> {S3_BUDGET_SECONDS:.0f} s budget); "
+                    "use --s3-images for a subset"
+                )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     breakdown = breakdowns[0]
     targets_met = {
         "push_bytes_le_1_05x_batch_plus_64kb": sent <= allowed,
-        "push_at_least_as_fast_as_git": (None if push_over_git is None
-                                         else push_over_git <= TARGET_PUSH_OVER_GIT),
+        "push_at_least_as_fast_as_git": (
+            None if push_over_git is None else push_over_git <= TARGET_PUSH_OVER_GIT
+        ),
         "local_clone_ge_0_7x_cp_r": clone_ratio >= TARGET_CLONE_OVER_CP,
     }
     report = {
@@ -739,8 +813,11 @@ def main(argv: list[str] | None = None) -> None:
             "median_seconds": push_median,
             "runs_seconds": {s: [round(x, 4) for x in v] for s, v in push_s.items()},
             "ratio_improv_over_git": push_over_git,
-            "ratio_improv_cli_over_git": (round(push_median["improv_cli"] / push_median["git"], 3)
-                                          if "git" in push_median else None),
+            "ratio_improv_cli_over_git": (
+                round(push_median["improv_cli"] / push_median["git"], 3)
+                if "git" in push_median
+                else None
+            ),
         },
         "clone_local": {
             "repo_bytes": source_bytes,
@@ -750,7 +827,8 @@ def main(argv: list[str] | None = None) -> None:
             "mb_per_s": clone_mbps,
             "ratio_improv_over_cp_r": clone_ratio,
             "ratio_improv_over_cp_r_then_sync": round(
-                clone_mbps["improv"] / clone_mbps["cp_r_then_sync"], 3),
+                clone_mbps["improv"] / clone_mbps["cp_r_then_sync"], 3
+            ),
         },
         "clone_s3": s3,
         "targets": {
@@ -771,10 +849,12 @@ def main(argv: list[str] | None = None) -> None:
         "source": source_state(),
         "notes": [
             "warm page cache; `sync` (flush only) before every timed step",
-            ("incremental push: fresh `cp -al` copies per run, next bin committed untimed; "
-             "improv = Repository.open + sites.push in this process; improv_cli = "
-             "`python -m improv_vcs.cli push` in a fresh process (imports included); "
-             "git = `git push` to a bare local remote (repository gc'd after building)"),
+            (
+                "incremental push: fresh `cp -al` copies per run, next bin committed untimed; "
+                "improv = Repository.open + sites.push in this process; improv_cli = "
+                "`python -m improv_vcs.cli push` in a fresh process (imports included); "
+                "git = `git push` to a bare local remote (repository gc'd after building)"
+            ),
             "local clone: sides alternate which goes first; MB/s of the repository's bytes",
             *notes,
         ],

@@ -64,15 +64,30 @@ def main(directory: Path) -> None:
         for roi in range(1, IMAGES + 1)
     ]
     with repo.transaction(message="One bin of IFCB107") as tx:
-        tx.append_bytes("IFCB107", rows, [synthetic.encode_png(synthetic.roi_pixels(rng)) for _ in rows])
+        tx.append_bytes(
+            "IFCB107", rows, [synthetic.encode_png(synthetic.roi_pixels(rng)) for _ in rows]
+        )
     ids = [r["image_id"] for r in rows]
     print(f"committed {IMAGES} images")
 
-    first = add_provenance(repo, "classification", run(ids, "2022", seed=1, flip_every=None), source="ifcb-classifier", run_id="cnn-2022")
+    first = add_provenance(
+        repo,
+        "classification",
+        run(ids, "2022", seed=1, flip_every=None),
+        source="ifcb-classifier",
+        run_id="cnn-2022",
+    )
     repo.create_tag("classified-2022", message="Before the re-run")
-    second = add_provenance(repo, "classification", run(ids, "2024", seed=2, flip_every=3), source="ifcb-classifier", run_id="cnn-2024")
+    second = add_provenance(
+        repo,
+        "classification",
+        run(ids, "2024", seed=2, flip_every=3),
+        source="ifcb-classifier",
+        run_id="cnn-2024",
+    )
     print(
-        f"run cnn-2022 in commit {first[:12]} (tagged classified-2022), run cnn-2024 in commit {second[:12]}"
+        f"run cnn-2022 in commit {first[:12]} (tagged classified-2022), run cnn-2024 in commit "
+        f"{second[:12]}"
     )
 
     # Both runs, side by side.
@@ -93,18 +108,27 @@ def main(directory: Path) -> None:
     print(f"history of {image}: {len(history)} records")
     for record in history:
         print(
-            f"  {record.run_id}: winner {record.values['winner']}, score {record.values['score']:.3f} "
+            f"  {record.run_id}: winner {record.values['winner']}, score "
+            f"{record.values['score']:.3f} "
             f"(model_version {record.values['model_version']})"
         )
 
     # Queries: the latest run per image, or a named run.
     meso = ProvenanceWhere("classification", "winner", "=", CLASSES[0])
     latest = repo.snapshot().count(provenance=(meso,), runs=(Run("latest"),))
-    named = repo.snapshot().count(provenance=(meso,), runs=(Run("cnn-2022", kind="classification"),))
+    named = repo.snapshot().count(
+        provenance=(meso,), runs=(Run("cnn-2022", kind="classification"),)
+    )
     print(f"{CLASSES[0]}: {latest} images with run latest, {named} with run cnn-2022")
-    table = repo.snapshot().query(samples=["D20240501T000000_IFCB107"], runs=(Run("latest"),), provenance_columns=("classification.winner",), limit=1)
+    table = repo.snapshot().query(
+        samples=["D20240501T000000_IFCB107"],
+        runs=(Run("latest"),),
+        provenance_columns=("classification.winner",),
+        limit=1,
+    )
     print(
-        f"  latest winner of {table.column('image_id')[0]}: {table.column('classification.winner')[0]}"
+        f"  latest winner of {table.column('image_id')[0]}: "
+        f"{table.column('classification.winner')[0]}"
     )
 
     # The tagged commit predates the re-run: its latest run is cnn-2022, as it was.

@@ -15,7 +15,8 @@ tests/data is absent, it uses generated bins only.
 
 The command-line equivalent of the provenance steps is
 
-    improv provenance add ifcb_features D20220522T003051_IFCB134_fea_v2.csv --source ifcb-analysis --run-id v2
+    improv provenance add ifcb_features D20220522T003051_IFCB134_fea_v2.csv --source ifcb-analysis
+    --run-id v2
     improv provenance add classification D20220522T003051_IFCB134_class.csv \\
         --source ifcb-classifier --run-id cnn-2022 --set model=cnn --set model_version=2022
 """
@@ -119,7 +120,10 @@ def main(directory: Path) -> None:
 
     # 2. Features: the real bin's feature file, keyed by roi_number in a file named after the bin.
     ids_134 = (
-        repo.snapshot().query(instruments=["IFCB134"], columns=("image_id",)).column("image_id").to_pylist()
+        repo.snapshot()
+        .query(instruments=["IFCB134"], columns=("image_id",))
+        .column("image_id")
+        .to_pylist()
     )
     if use_real:
         features = read_records(DATA / "irfcb" / "D20220522T003051_IFCB134_fea_v2.csv")
@@ -149,17 +153,29 @@ def main(directory: Path) -> None:
     print(f"classifications: {classified} records (run cnn-2022)")
 
     # 4. A dataset: IFCB134 on 22 May 2022 (half-open span).
-    add_dataset_span(repo, "may22", "IFCB134", DAY, DAY.replace(day=23), description="IFCB134, 22 May 2022")
+    add_dataset_span(
+        repo, "may22", "IFCB134", DAY, DAY.replace(day=23), description="IFCB134, 22 May 2022"
+    )
     in_dataset = repo.snapshot().count(dataset="may22")
     print(f"dataset may22: {in_dataset} images")
 
     # 5. The bloom: images of the dataset whose latest classification is the
     #    bloom class with a score above 0.8.
-    bloom = repo.snapshot().query(dataset="may22", provenance=(
+    bloom = repo.snapshot().query(
+        dataset="may22",
+        provenance=(
             ProvenanceWhere("classification", "winner", "=", BLOOM_CLASS),
             ProvenanceWhere("classification", "score", ">", 0.8),
-        ), runs=(Run("latest"),), provenance_columns=("classification.winner", "classification.score"))
-    winners = repo.snapshot().query(dataset="may22", runs=(Run("latest"),), kinds=("classification",), provenance_columns=("classification.winner",))
+        ),
+        runs=(Run("latest"),),
+        provenance_columns=("classification.winner", "classification.score"),
+    )
+    winners = repo.snapshot().query(
+        dataset="may22",
+        runs=(Run("latest"),),
+        kinds=("classification",),
+        provenance_columns=("classification.winner",),
+    )
     same_class = pc.sum(pc.equal(winners.column("classification.winner"), BLOOM_CLASS)).as_py() or 0
     print(
         f"bloom: {bloom.num_rows} of {in_dataset} images are {BLOOM_CLASS} with score > 0.8 "
@@ -168,7 +184,8 @@ def main(directory: Path) -> None:
     scores = bloom.column("classification.score").to_pylist()
     for row in bloom.slice(0, 3).to_pylist():
         print(
-            f"  {row['image_id']}  {row['timestamp']:%H:%M:%S}  score {row['classification.score']:.3f}"
+            f"  {row['image_id']}  {row['timestamp']:%H:%M:%S}  score "
+            f"{row['classification.score']:.3f}"
         )
     assert all(s > 0.8 for s in scores)
 

@@ -91,7 +91,8 @@ def main(directory: Path) -> None:
     repo = Repository.open(repo_path)
     table = repo.snapshot().images()
     print(
-        f"committed {table.num_rows} planes of {len(files)} stacks in {sum(1 for _ in repo.log())} commits"
+        f"committed {table.num_rows} planes of {len(files)} stacks in "
+        f"{sum(1 for _ in repo.log())} commits"
     )
     for name in files:
         n = len(repo.snapshot().source_files(samples=[name]))
@@ -104,7 +105,8 @@ def main(directory: Path) -> None:
         assert array.dtype == expected.dtype
         assert np.array_equal(array.reshape(expected.shape), expected), name
         print(
-            f"read_stack({name!r}): shape {array.shape} {array.dtype}, equal to tifffile's {expected.shape}"
+            f"read_stack({name!r}): shape {array.shape} {array.dtype}, equal to tifffile's "
+            f"{expected.shape}"
         )
 
     # A sub-stack: channel 0 (the axis drops), first three z planes (the axis stays).

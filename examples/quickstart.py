@@ -1,6 +1,6 @@
 """Create a repository, commit two batches through the Python API, read back.
 
-    python examples/quickstart.py [DIRECTORY]
+python examples/quickstart.py [DIRECTORY]
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ def main(directory: Path) -> None:
         print(commit_id[:12], commit.message, [b.rows for b in commit.batches])
 
     table = repo.snapshot("first-release").images()
-    print(f"{table.num_rows} images at first-release; columns: {', '.join(table.column_names[:8])} ...")
+    print(
+        f"{table.num_rows} images at first-release; columns: {', '.join(table.column_names[:8])} "
+        f"..."
+    )
     first = table.column("image_id")[0].as_py()
     data = repo.snapshot("HEAD~1").read_image(first)
     assert data.startswith(b"\x89PNG"), "images round-trip byte for byte"

@@ -128,7 +128,12 @@ if TYPE_CHECKING:
     from .storage import BundledStore, LocalStore, MemoryStore, S3Store, Store, open_store
     from .storage.http_store import HttpStore
     from .sync.sites import clone, fetch, pull, push
-    from .write.shortcuts import add_dataset_span, add_provenance, edit_registry, remove_dataset_span
+    from .write.shortcuts import (
+        add_dataset_span,
+        add_provenance,
+        edit_registry,
+        remove_dataset_span,
+    )
     from .write.transaction import Transaction
 
 

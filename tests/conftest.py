@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from typer.testing import CliRunner
+
+from improv_vcs import Repository
+from improv_vcs.cli import app
 
 settings.register_profile(
     "ci", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -61,6 +67,33 @@ def store(request, tmp_path):
         return open_store(str(tmp_path / "store"))
     url = request.getfixturevalue("s3_url")
     return open_store(url, **request.getfixturevalue("s3_options"))
+
+
+SERVE_TOKEN = "conftest-serve-token-0123456789"
+"""The write token of servers started by :func:`serve`."""
+
+
+@pytest.fixture
+def serve():
+    """``serve(path) -> url``: ``improv serve`` for ``path`` (which may not
+    exist yet) on a free port of 127.0.0.1, a real uvicorn server that
+    :data:`SERVE_TOKEN` may write to; every one is stopped when the test ends."""
+    from improv_vcs.service.app import create_app
+    from improv_vcs.service.auth import Access, TokenEntry
+    from improv_vcs.service.server import BackgroundServer
+
+    access = Access((TokenEntry(name="writer", token=SERVE_TOKEN, scopes=("write",)),))
+    servers = []
+
+    def start(path) -> str:  # type: ignore[no-untyped-def]
+        server = BackgroundServer(create_app(str(path), access))
+        url = server.__enter__()
+        servers.append(server)
+        return url
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)
 
 
 class TickingClock:
@@ -132,3 +165,129 @@ def golden_figures(repo) -> dict:  # type: ignore[no-untyped-def]
 def observed():
     """:func:`golden_figures`, for tests of the golden repository."""
     return golden_figures
+
+
+# -- the CLI: a runner, invocations, clean failures, small image folders ---------
+A1 = "D20240101T120000_IFCB107_00001"
+A2 = "D20240101T120000_IFCB107_00002"
+B1 = "D20240102T060000_IFCB107_00001"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    monkeypatch.delenv("IMPROV_REPO", raising=False)
+    monkeypatch.setenv("IMPROV_AUTHOR", "tester")
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def invoke(runner, *args, **kwargs):
+    return runner.invoke(app, [str(a) for a in args], **kwargs)
+
+
+def ok(result):
+    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+    return result
+
+
+def images(directory: Path, *ids: str, salt: str = "", ext: str = ".png") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for image_id in ids:
+        (directory / f"{image_id}{ext}").write_bytes(f"{salt}image {image_id}".encode())
+    return directory
+
+
+def refs(url: Path) -> tuple[dict, dict]:
+    repo = Repository.open(url)
+    return repo.branches(), dict(repo.refs.tags())
+
+
+def assert_error(result, code: int, *fragments: str) -> str:
+    """A clean failure: the class's exit code, one ``error: ...`` line on stderr, no traceback."""
+    assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r}"
+    assert result.exit_code == code, (result.exit_code, result.output)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert result.stdout == ""
+    return lines[0]
+
+
+def assert_json_error(result, code: int, kind: str, *fragments: str) -> str:
+    """A clean failure under ``--json``: the exit code and one JSON error on stderr."""
+    assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r}"
+    assert result.exit_code == code, (result.exit_code, result.output)
+    error = json.loads(result.stderr)["error"]
+    assert error["type"] == kind, error
+    for fragment in fragments:
+        assert fragment in error["message"], (fragment, error)
+    assert result.stdout == ""
+    return error["message"]
+
+
+@pytest.fixture
+def repo(runner, tmp_path):
+    path = tmp_path / "repo"
+    ok(invoke(runner, "init", path))
+    return path
+
+
+@pytest.fixture
+def committed(runner, repo, tmp_path):
+    """A repository with two commits on main: A1, A2 then B1 (with lat/lon)."""
+    ok(
+        invoke(
+            runner,
+            "--repo",
+            repo,
+            "commit",
+            images(tmp_path / "day1", A1, A2),
+            "-i",
+            "IFCB107",
+            "-m",
+            "day one",
+            "-q",
+        )
+    )
+    day2 = images(tmp_path / "day2", "b1")
+    (day2 / "metadata.csv").write_text(
+        "image_id,timestamp,lat,lon,depth\nb1,2024-01-02T06:00:00Z,41.5,-70.25,2.0\n"
+    )
+    ok(invoke(runner, "--repo", repo, "commit", day2, "-i", "scope-2", "-m", "day two", "-q"))
+    return repo
+
+
+def sample_images(directory: Path, rows: list[tuple[str, str, str]]) -> Path:
+    """Images with a metadata table: (image_id, timestamp, sample_id)."""
+    images(directory, *(r[0] for r in rows))
+    lines = ["image_id,timestamp,sample_id", *(",".join(r) for r in rows)]
+    (directory / "metadata.csv").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+# -- tiny commits through the Python API ---------------------------------------
+T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
+
+
+def rows(prefix: str, n: int = 4) -> list[dict]:
+    return [{"image_id": f"{prefix}{k}", "timestamp": T0} for k in range(n)]
+
+
+def blobs(prefix: str, n: int = 4) -> list[bytes]:
+    return [f"pixels of {prefix}{k}|".encode() * 40 for k in range(n)]
+
+
+def add(repo: Repository, prefix: str, branch: str = "main") -> str:
+    with repo.transaction(branch=branch, message=prefix) as tx:
+        tx.append_bytes("CAM", rows(prefix), blobs(prefix))
+    assert tx.commit_id is not None
+    return tx.commit_id
+
+
+def image_ids(repo: Repository) -> list[str]:
+    return sorted(repo.snapshot().images().column("image_id").to_pylist())

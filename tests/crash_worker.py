@@ -38,7 +38,9 @@ def blob(image: str) -> bytes:
 
 
 def rows(ids: list[str], offset: int = 0) -> list[dict]:
-    return [{"image_id": i, "timestamp": T0 + timedelta(seconds=offset + n)} for n, i in enumerate(ids)]
+    return [
+        {"image_id": i, "timestamp": T0 + timedelta(seconds=offset + n)} for n, i in enumerate(ids)
+    ]
 
 
 def records(ids: list[str]) -> list[dict]:
@@ -48,8 +50,14 @@ def records(ids: list[str]) -> list[dict]:
     ]
 
 
-def append(repo, ids: list[str], offset: int = 0, message: str = "add", branch: str | None = None,
-           provenance: bool = False):
+def append(
+    repo,
+    ids: list[str],
+    offset: int = 0,
+    message: str = "add",
+    branch: str | None = None,
+    provenance: bool = False,
+):
     """Commit ``ids`` in one transaction, in chunks, with small packs."""
     with repo.transaction(branch, message=message, pack_size=PACK_SIZE) as tx:
         for start in range(0, len(ids), 50):
@@ -107,17 +115,23 @@ def op_push_bundles(root: Path) -> None:
     op_push(root)
 
 
-OPS = {"commit": op_commit, "push": op_push, "pull": op_pull, "export": op_export, "gc": op_gc,
-       "maintenance": op_maintenance, "push_bundles": op_push_bundles}
+OPS = {
+    "commit": op_commit,
+    "push": op_push,
+    "pull": op_pull,
+    "export": op_export,
+    "gc": op_gc,
+    "maintenance": op_maintenance,
+    "push_bundles": op_push_bundles,
+}
 
 
 if __name__ == "__main__":
-    import improv_vcs.query.export
     import improv_vcs.maintenance.gc
+    import improv_vcs.maintenance.repack  # noqa: F401
+    import improv_vcs.query.export
     import improv_vcs.repository.repository
     import improv_vcs.sync.sites  # noqa: F401
-
-    import improv_vcs.maintenance.repack  # noqa: F401
 
     op, root = sys.argv[1], Path(sys.argv[2])
     print("ready", flush=True)

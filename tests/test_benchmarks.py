@@ -20,7 +20,10 @@ def test_every_benchmark_runs_at_ci_scale():
 
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--scale", "ci", "--no-write"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     table = [line for line in done.stdout.splitlines() if line.startswith("| ")]

@@ -30,13 +30,18 @@ def _manual_maintenance(monkeypatch):
 def _history(repo: Repository, commits: int, start: int = 0) -> None:
     for c in range(start, start + commits):
         ids = [f"c{c:03d}-{i}" for i in range(3)]
-        table = pa.table({"image_id": ids, "timestamp": [T0 + timedelta(minutes=c, seconds=i) for i in range(3)]})
+        table = pa.table(
+            {"image_id": ids, "timestamp": [T0 + timedelta(minutes=c, seconds=i) for i in range(3)]}
+        )
         with repo.transaction(message=f"c{c}", author="t") as tx:
             tx.append_bytes("IFCB1", table, [os.urandom(50) for _ in ids])
 
 
 def _images(repo: Repository) -> dict[str, bytes]:
-    return {i: repo.snapshot().read_image(i) for i in repo.snapshot().images().column("image_id").to_pylist()}
+    return {
+        i: repo.snapshot().read_image(i)
+        for i in repo.snapshot().images().column("image_id").to_pylist()
+    }
 
 
 @pytest.fixture
@@ -55,7 +60,9 @@ def test_a_clone_copies_the_bundles_whole_and_the_tail_as_values(origin, tmp_pat
     assert result.transfer.bundles == 1 and result.transfer.commits == 5
     copied = tmp_path / "copy" / "bundles" / f"{bundle}.bundle"
     assert copied.read_bytes() == (Path(origin.url) / "bundles" / f"{bundle}.bundle").read_bytes()
-    assert (os.stat(copied).st_ino == os.stat(Path(origin.url) / "bundles" / f"{bundle}.bundle").st_ino) == hardlinks
+    assert (
+        os.stat(copied).st_ino == os.stat(Path(origin.url) / "bundles" / f"{bundle}.bundle").st_ino
+    ) == hardlinks
     assert repo.resolve() == origin.resolve() and _images(repo) == _images(origin)
     assert fsck(repo, full=True).ok
 
@@ -65,8 +72,12 @@ def test_a_push_sends_bundles_and_a_clone_from_s3_copies_them(origin, tmp_path, 
     assert pushed.transfer.commits == 35
     remote = Repository.open(s3_url, **s3_options)
     bundles = set(remote.store.bundles(refresh=True))
-    assert set(origin.store.bundles()) < bundles and len(bundles) == 2  # the history's bundle whole, the tail in one
-    assert not list(remote.store.inner.list("objects/")) and not list(remote.store.inner.list("packs/"))
+    assert (
+        set(origin.store.bundles()) < bundles and len(bundles) == 2
+    )  # the history's bundle whole, the tail in one
+    assert not list(remote.store.inner.list("objects/")) and not list(
+        remote.store.inner.list("packs/")
+    )
     repo, result = clone(s3_url, str(tmp_path / "copy"), endpoint_url=s3_options["endpoint_url"])
     assert (result.transfer.bundles, result.transfer.commits) == (2, 0)
     assert repo.resolve() == origin.resolve() and _images(repo) == _images(origin)

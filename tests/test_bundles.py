@@ -21,10 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from improv_vcs import add_provenance
-from improv_vcs import cite
-from improv_vcs.maintenance import repack as maintenance
-from improv_vcs.storage.closure import commit_keys
+from improv_vcs import add_provenance, cite
 from improv_vcs.core.errors import (
     IntegrityError,
     InvalidInputError,
@@ -32,7 +29,7 @@ from improv_vcs.core.errors import (
     StorageError,
     UnsupportedFormatError,
 )
-from improv_vcs.storage.fence import Fence
+from improv_vcs.maintenance import repack as maintenance
 from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.maintenance.gc import gc
 from improv_vcs.maintenance.repack import maintain
@@ -50,6 +47,8 @@ from improv_vcs.storage.bundled_store import (
     index_key,
     key_of,
 )
+from improv_vcs.storage.closure import commit_keys
+from improv_vcs.storage.fence import Fence
 from improv_vcs.sync.sites import clone, push
 from improv_vcs.sync.transfer import Transfer
 
@@ -67,8 +66,13 @@ def _manual_maintenance(monkeypatch):
     monkeypatch.delenv("IMPROV_REPO", raising=False)
 
 
-def _commit(repo: Repository, name: str, n: int = 3, branch: str | None = None, size: int = 40) -> str:
-    rows = [{"image_id": f"{name}-{i}", "timestamp": T0 + timedelta(minutes=i), "depth": float(i)} for i in range(n)]
+def _commit(
+    repo: Repository, name: str, n: int = 3, branch: str | None = None, size: int = 40
+) -> str:
+    rows = [
+        {"image_id": f"{name}-{i}", "timestamp": T0 + timedelta(minutes=i), "depth": float(i)}
+        for i in range(n)
+    ]
     with repo.transaction(branch, message=name, author="t") as tx:
         tx.append_bytes("CAM", rows, [f"{name}/{i};".encode() * size for i in range(n)])
     return tx.commit_id
@@ -79,7 +83,10 @@ def _loose(repo: Repository) -> set[str]:
 
 
 def _images(repo: Repository, at: str | None = None) -> dict[str, bytes]:
-    return {i: repo.snapshot(at).read_image(i) for i in repo.snapshot(at).images().column("image_id").to_pylist()}
+    return {
+        i: repo.snapshot(at).read_image(i)
+        for i in repo.snapshot(at).images().column("image_id").to_pylist()
+    }
 
 
 def _keys(repo: Repository, oid: str) -> set[str]:
@@ -100,8 +107,14 @@ def _obj(data: bytes) -> str:
 # -- 1. the format and the store --------------------------------------------------
 def test_a_bundle_round_trips_its_values_and_is_named_by_its_index(tmp_path):
     inner = open_store(str(tmp_path / "s"))
-    values = {_obj(f"object {i}".encode() * (i + 1)): f"object {i}".encode() * (i + 1) for i in range(6)}
-    values |= {f"packs/{'ab' * 32}.idx": b"pack index", f"packs/{'ab' * 32}.pack": b"pack data" * 9, _obj(b""): b""}
+    values = {
+        _obj(f"object {i}".encode() * (i + 1)): f"object {i}".encode() * (i + 1) for i in range(6)
+    }
+    values |= {
+        f"packs/{'ab' * 32}.idx": b"pack index",
+        f"packs/{'ab' * 32}.pack": b"pack data" * 9,
+        _obj(b""): b"",
+    }
     writer = BundleWriter(inner)
     for key, value in values.items():
         writer.add(key, value)
@@ -121,14 +134,34 @@ def test_a_bundle_round_trips_its_values_and_is_named_by_its_index(tmp_path):
     for key, value in values.items():
         offset, length = index.locate(*entry_of(key))
         assert data[offset : offset + length] == value
-    assert index.locate(OBJECT, b"\x00" * 32) is None and index.locate(PACK_DATA, bytes.fromhex("ab" * 32))
+    assert index.locate(OBJECT, b"\x00" * 32) is None and index.locate(
+        PACK_DATA, bytes.fromhex("ab" * 32)
+    )
 
 
-@pytest.mark.parametrize("key, role", [
-    (f"objects/0a/{'c' * 62}", OBJECT), (f"packs/{'d' * 64}.idx", PACK_INDEX), (f"packs/{'e' * 64}.pack", PACK_DATA),
-    *[(k, None) for k in ["refs/heads/main", "improv.json", f"objects/ab/{'c' * 61}", f"objects/AB/{'c' * 62}",
-                          f"objects/ab/{'c' * 62}\n", f"objects/ab/{'c' * 62}/x", f"packs/{'d' * 63}.idx",
-                          f"packs/{'d' * 64}.tmp", f"bundles/{'d' * 64}.idx", f"x/objects/ab/{'c' * 62}"]]])
+@pytest.mark.parametrize(
+    "key, role",
+    [
+        (f"objects/0a/{'c' * 62}", OBJECT),
+        (f"packs/{'d' * 64}.idx", PACK_INDEX),
+        (f"packs/{'e' * 64}.pack", PACK_DATA),
+        *[
+            (k, None)
+            for k in [
+                "refs/heads/main",
+                "improv.json",
+                f"objects/ab/{'c' * 61}",
+                f"objects/AB/{'c' * 62}",
+                f"objects/ab/{'c' * 62}\n",
+                f"objects/ab/{'c' * 62}/x",
+                f"packs/{'d' * 63}.idx",
+                f"packs/{'d' * 64}.tmp",
+                f"bundles/{'d' * 64}.idx",
+                f"x/objects/ab/{'c' * 62}",
+            ]
+        ],
+    ],
+)
 def test_only_content_addressed_keys_are_bundlable_and_their_names_round_trip(key, role, tmp_path):
     if role is not None:
         assert entry_of(key)[0] == role and key_of(*entry_of(key)) == key
@@ -138,32 +171,50 @@ def test_only_content_addressed_keys_are_bundlable_and_their_names_round_trip(ke
         BundleWriter(open_store(str(tmp_path / "s"))).add(key, b"x")
 
 
-def _raw_index(entries: list[tuple[int, bytes, int, int]], data_length: int = 100, magic: bytes = b"IMPRVBDL",
-               version: int = 1) -> bytes:
-    return HEADER.pack(magic, version, 0, data_length, len(entries), bytes(32)) + b"".join(ENTRY.pack(*e) for e in entries)
+def _raw_index(
+    entries: list[tuple[int, bytes, int, int]],
+    data_length: int = 100,
+    magic: bytes = b"IMPRVBDL",
+    version: int = 1,
+) -> bytes:
+    return HEADER.pack(magic, version, 0, data_length, len(entries), bytes(32)) + b"".join(
+        ENTRY.pack(*e) for e in entries
+    )
 
 
 def test_an_index_check_finds_unsorted_duplicate_unknown_and_overlong_entries():
     a, b = (0, b"\x01" * 32, 0, 10), (0, b"\x02" * 32, 10, 10)
     BundleIndex(_raw_index([a, b])).check()
-    assert BundleIndex(build_index([b, a], 100, bytes(32))).key_names() == BundleIndex(_raw_index([a, b])).key_names()
+    assert (
+        BundleIndex(build_index([b, a], 100, bytes(32))).key_names()
+        == BundleIndex(_raw_index([a, b])).key_names()
+    )
     assert BundleIndex(_raw_index([a, b])).locate(0, b"\x02" * 32) == (10, 10)
     for bad in ([b, a], [a, a], [a, (3, b"\x03" * 32, 20, 1)], [a, (1, b"\x00" * 32, 95, 6)]):
         with pytest.raises(IntegrityError):
             BundleIndex(_raw_index(bad)).check()
-    for raw in (b"IMPRV", _raw_index([a], magic=b"NOTABDL!"), _raw_index([a], version=2), _raw_index([a, b])[:-1]):
+    for raw in (
+        b"IMPRV",
+        _raw_index([a], magic=b"NOTABDL!"),
+        _raw_index([a], version=2),
+        _raw_index([a, b])[:-1],
+    ):
         with pytest.raises(IntegrityError):
             BundleIndex(raw)
 
 
 _digest = st.one_of(
     st.binary(min_size=32, max_size=32),  # uniform, as SHA-256 digests are
-    st.binary(min_size=1, max_size=3).map(lambda tail: b"\x7f" * (32 - len(tail)) + tail),  # skewed: one long prefix
+    st.binary(min_size=1, max_size=3).map(
+        lambda tail: b"\x7f" * (32 - len(tail)) + tail
+    ),  # skewed: one long prefix
 )
 
 
-@given(names=st.sets(st.tuples(st.integers(0, 2), _digest), max_size=300),
-       probes=st.lists(st.tuples(st.integers(0, 2), _digest), max_size=20))
+@given(
+    names=st.sets(st.tuples(st.integers(0, 2), _digest), max_size=300),
+    probes=st.lists(st.tuples(st.integers(0, 2), _digest), max_size=20),
+)
 def test_an_index_finds_exactly_its_entries_however_their_digests_spread(names, probes):
     """The index's search agrees with a dict."""
     entries = [(role, digest, i * 7, i) for i, (role, digest) in enumerate(sorted(names))]
@@ -184,16 +235,23 @@ def test_a_bundled_store_answers_for_bundled_keys_as_if_loose(tmp_path):
     writer.add(_obj(b), b)
     writer.add(_obj(c), c)
     bundle_id = writer.finish()
-    for store in (stale, BundledStore(inner)):  # a stale view lists the bundles again before giving up
+    for store in (
+        stale,
+        BundledStore(inner),
+    ):  # a stale view lists the bundles again before giving up
         assert store.get(_obj(b)) == b and bytes(store.get_view(_obj(b))) == b
         assert store.get_range(_obj(b), 3, 5) == b[3:8] and store.get(_obj(c)) == c
         assert store.exists(_obj(b)) and store.size(_obj(b)) == len(b)
-        assert store.modified(_obj(b)) == inner.modified(index_key(bundle_id))  # a bundle's age is its index's
+        assert store.modified(_obj(b)) == inner.modified(
+            index_key(bundle_id)
+        )  # a bundle's age is its index's
         with pytest.raises(StorageError):
             store.get_range(_obj(b), len(b) - 2, 5)
         assert list(store.list("objects/")) == sorted({_obj(a), _obj(b), _obj(c)})
         everything = list(store.list())
-        assert everything == sorted(set(everything)) and {_obj(b), data_key(bundle_id)} <= set(everything)
+        assert everything == sorted(set(everything)) and {_obj(b), data_key(bundle_id)} <= set(
+            everything
+        )
         assert not store.is_loose(_obj(b)) and store.is_loose(_obj(c))
     os.utime(tmp_path / "s" / _obj(c), (1e9, 1e9))  # the younger of its loose file and its bundle
     assert stale.modified(_obj(c)) == inner.modified(index_key(bundle_id)) > 1e9
@@ -227,10 +285,12 @@ def test_a_reader_with_a_stale_view_finds_keys_another_instance_merged(tmp_path)
     assert {k: reader.store.get(k) for k in keys} == expected
     for key in keys:
         assert reader.store.exists(key) and reader.store.size(key) == len(expected[key])
-        assert reader.store.get_range(key, 0, 1) == expected[key][:1] and reader.store.modified(key) > 0
+        assert (
+            reader.store.get_range(key, 0, 1) == expected[key][:1]
+            and reader.store.modified(key) > 0
+        )
     assert reader.resolve() == second  # and the other commit's keys, never seen loose by the reader
     assert _images(reader) == _images(Repository.open(url)) and len(_images(reader)) == 6
-
 
 
 def test_existence_as_listed_does_not_list_again_and_a_push_past_it_stays_whole(tmp_path):
@@ -254,7 +314,9 @@ def test_existence_as_listed_does_not_list_again_and_a_push_past_it_stays_whole(
     stale = Repository.open(tmp_path / "dst")
     stale.store.bundles()
     third = _commit(source, "c")
-    maintain(Repository.open(tmp_path / "dst"))  # "b" moves into a bundle the stale view does not know
+    maintain(
+        Repository.open(tmp_path / "dst")
+    )  # "b" moves into a bundle the stale view does not know
     report = Transfer(source, stale).send([third])
     assert report.commits == 2 and stale.odb.has(second)  # "b" sent again beside its bundled copy
     assert fsck(Repository.open(tmp_path / "dst")).ok
@@ -263,10 +325,15 @@ def test_existence_as_listed_does_not_list_again_and_a_push_past_it_stays_whole(
     assert _images(Repository.open(tmp_path / "dst")) == _images(source)
     assert fsck(Repository.open(tmp_path / "dst")).ok
 
+
 # -- 2. random histories read the same across maintenance ---------------------------
 
-_image = st.tuples(st.sampled_from(["CAM", "IFCB1"]), st.integers(0, 72), st.sampled_from([0.5, 3.0, 40.0]),
-                   st.sampled_from([1, 30, 700, 9000]))
+_image = st.tuples(
+    st.sampled_from(["CAM", "IFCB1"]),
+    st.integers(0, 72),
+    st.sampled_from([0.5, 3.0, 40.0]),
+    st.sampled_from([1, 30, 700, 9000]),
+)
 _step = st.one_of(
     st.tuples(st.just("commit"), st.integers(0, 3), st.lists(_image, min_size=1, max_size=5)),
     st.tuples(st.just("provenance"), st.integers(0, 3), st.integers(0, 99)),
@@ -279,13 +346,19 @@ _step = st.one_of(
 def _view(repo: Repository, oid: str) -> tuple:
     table = repo.snapshot(oid).images().sort_by("image_id")
     ids = table.column("image_id").to_pylist()
-    return (table.to_pylist(), repo.snapshot(oid).count(instruments=["CAM"], depth=(0.0, 5.0)),
-            repo.snapshot(oid).count(kinds=["classification"]), repo.snapshot(oid).cite().identifier,
-            {i: repo.snapshot(oid).read_image(i) for i in ids})
+    return (
+        table.to_pylist(),
+        repo.snapshot(oid).count(instruments=["CAM"], depth=(0.0, 5.0)),
+        repo.snapshot(oid).count(kinds=["classification"]),
+        repo.snapshot(oid).cite().identifier,
+        {i: repo.snapshot(oid).read_image(i) for i in ids},
+    )
 
 
 @settings(max_examples=max(1, settings.default.max_examples // 2))
-@given(first=st.lists(_image, min_size=1, max_size=5), steps=st.lists(_step, min_size=2, max_size=14))
+@given(
+    first=st.lists(_image, min_size=1, max_size=5), steps=st.lists(_step, min_size=2, max_size=14)
+)
 def test_every_commit_of_a_random_history_reads_the_same_across_maintenance(first, steps):
     url = f"memory://bundles-{uuid.uuid4().hex}"
     repo = Repository.init(url)
@@ -294,23 +367,46 @@ def test_every_commit_of_a_random_history_reads_the_same_across_maintenance(firs
         branch = branches[which % len(branches)]
         oid = None
         if kind == "commit":
-            rows = [(inst, {"image_id": f"s{number}-{k}", "timestamp": T0 + timedelta(hours=h), "depth": depth},
-                     f"s{number}-{k}|".encode() * size) for k, (inst, h, depth, size) in enumerate(arg)]
+            rows = [
+                (
+                    inst,
+                    {
+                        "image_id": f"s{number}-{k}",
+                        "timestamp": T0 + timedelta(hours=h),
+                        "depth": depth,
+                    },
+                    f"s{number}-{k}|".encode() * size,
+                )
+                for k, (inst, h, depth, size) in enumerate(arg)
+            ]
             with repo.transaction(branch, message=f"step {number}", author="t") as tx:
                 for instrument in sorted({r[0] for r in rows}):
-                    tx.append_bytes(instrument, [r[1] for r in rows if r[0] == instrument],
-                                    [r[2] for r in rows if r[0] == instrument])
+                    tx.append_bytes(
+                        instrument,
+                        [r[1] for r in rows if r[0] == instrument],
+                        [r[2] for r in rows if r[0] == instrument],
+                    )
             oid = tx.commit_id
             images[branch] += [r[1]["image_id"] for r in rows]
         elif kind == "provenance" and images[branch]:
             target = images[branch][arg % len(images[branch])]
-            oid = add_provenance(repo, "classification", [{"image_id": target, "winner": f"w{number}", "model": "m"}], source="s", run_id=f"r{number}", branch=branch, author="t")
+            oid = add_provenance(
+                repo,
+                "classification",
+                [{"image_id": target, "winner": f"w{number}", "model": "m"}],
+                source="s",
+                run_id=f"r{number}",
+                branch=branch,
+                author="t",
+            )
         elif kind == "branch":
             at = list(seen)[arg % len(seen)]
             branches.append(f"b{number}")
             repo.create_branch(f"b{number}", at=at)
             images[f"b{number}"] = repo.snapshot(at).images().column("image_id").to_pylist()
-        elif kind == "maintain":  # by this instance, or by another one (the writer's view goes stale)
+        elif (
+            kind == "maintain"
+        ):  # by this instance, or by another one (the writer's view goes stale)
             maintain(repo if which else Repository.open(url))
             runs += 1
         if oid is not None:
@@ -353,7 +449,10 @@ def test_the_golden_format1_repository_upgraded_and_bundled_reads_as_written(gol
     fresh = Repository.open(golden)
     assert fresh.config.format == 2 and observed(fresh) == EXPECTED
     verified = cite.verify(fresh, cite.load(EXPECTED["citation"]))
-    assert (verified.count, verified.images_checked) == (EXPECTED["images_at_day1"], EXPECTED["images_at_day1"])
+    assert (verified.count, verified.images_checked) == (
+        EXPECTED["images_at_day1"],
+        EXPECTED["images_at_day1"],
+    )
     assert fsck(fresh, full=True).ok
 
 
@@ -361,13 +460,22 @@ def test_the_cli_upgrades_then_maintains(golden, observed):
     refused = _cli("--repo", golden, "maintenance")
     assert refused.exit_code == InvalidInputError.exit_code and "improv upgrade" in refused.stderr
     out = _cli("--repo", golden, "upgrade", "--json")
-    assert out.exit_code == 0 and json.loads(out.stdout) == {"format": 2, "previous": 1, "upgraded": True}
+    assert out.exit_code == 0 and json.loads(out.stdout) == {
+        "format": 2,
+        "previous": 1,
+        "upgraded": True,
+    }
     assert json.loads((golden / "improv.json").read_text())["format"] == 2
     again = _cli("--repo", golden, "upgrade", "--json")
     assert json.loads(again.stdout) == {"format": 2, "previous": 2, "upgraded": False}
     loose = _loose(Repository.open(golden))
     dry = json.loads(_cli("--repo", golden, "maintenance", "--dry-run", "--json").stdout)
-    assert dry["dry_run"] and dry["bundled"] == len(loose) and dry["bundle"] is None and dry["bundles"] == 1
+    assert (
+        dry["dry_run"]
+        and dry["bundled"] == len(loose)
+        and dry["bundle"] is None
+        and dry["bundles"] == 1
+    )
     assert _loose(Repository.open(golden)) == loose and not (golden / "bundles").exists()
     done = json.loads(_cli("--repo", golden, "maintenance", "--json").stdout)
     assert done["bundled"] == len(loose) and (golden / data_key(done["bundle"])).is_file()
@@ -407,8 +515,12 @@ def test_gc_keeps_a_mixed_bundle_whole_and_deletes_a_wholly_unreachable_one(tmp_
     assert set(dry.removed) == files and all((tmp_path / "r" / f).exists() for f in files)
     result = gc(repo, grace=0, clock=lambda: LATER)
     assert set(result.removed) == files and result.kept_in_bundles == len(lost_keys) > 0
-    assert not any((tmp_path / "r" / f).exists() for f in files) and set(repo.store.bundles(refresh=True)) == {mixed}
-    assert all(repo.store.exists(k) for k in lost_keys) and not any(repo.store.exists(k) for k in gone_keys)
+    assert not any((tmp_path / "r" / f).exists() for f in files) and set(
+        repo.store.bundles(refresh=True)
+    ) == {mixed}
+    assert all(repo.store.exists(k) for k in lost_keys) and not any(
+        repo.store.exists(k) for k in gone_keys
+    )
     assert set(_images(repo)) == {f"base-{i}" for i in range(40)} and repo.odb.get_commit(lost)
     assert fsck(repo, full=True).ok
     assert gc(repo, grace=0, clock=lambda: LATER).removed == []  # the mixed bundle stays whole
@@ -466,7 +578,9 @@ def location(request, tmp_path) -> tuple[str, dict]:
 
 
 @pytest.mark.parametrize("hook", ["fence", "ref"])
-def test_a_commit_lands_whole_when_maintenance_bundles_its_objects_first(location, hook, monkeypatch):
+def test_a_commit_lands_whole_when_maintenance_bundles_its_objects_first(
+    location, hook, monkeypatch
+):
     url, options = location
     repo = Repository.init(url, **options)
     _commit(repo, "a")
@@ -501,7 +615,9 @@ def test_a_commit_lands_whole_when_maintenance_bundles_its_objects_first(locatio
 
         monkeypatch.setattr(repo.refs, "set_branch", moved)
     tip = _commit(repo, "racing")
-    assert ran and ran[0].bundled > 0 and ran[0].merged_bundles == 1  # the writer's bundle was merged away
+    assert (
+        ran and ran[0].bundled > 0 and ran[0].merged_bundles == 1
+    )  # the writer's bundle was merged away
     assert not writers_view & set(Repository.open(url, **options).store.bundles())
     expected = {f"{n}-{i}" for n in ("a", "b", "racing") for i in range(3)}
     for reader in (repo, Repository.open(url, **options)):
@@ -517,14 +633,18 @@ def _flip(path: Path, at: int) -> None:
 
 
 def _damaged(tmp_path: Path, victim) -> tuple[Repository, str, str]:  # type: ignore[no-untyped-def]
-    """A bundled repository, a clean copy, and one bundled value damaged: (repo, key, expected problem)."""
+    """A bundled repository, a clean copy, and one bundled value damaged: (repo, key, expected
+    problem)."""
     repo = Repository.init(tmp_path / "r")
     for n in range(3):
         _commit(repo, f"c{n}")
     maintain(repo)
     clone(str(tmp_path / "r"), tmp_path / "clean", hardlinks=False)
-    (bundle_id, index), = repo.store.bundles(refresh=True).items()
-    assert os.stat(tmp_path / "r" / data_key(bundle_id)).st_ino != os.stat(tmp_path / "clean" / data_key(bundle_id)).st_ino
+    ((bundle_id, index),) = repo.store.bundles(refresh=True).items()
+    assert (
+        os.stat(tmp_path / "r" / data_key(bundle_id)).st_ino
+        != os.stat(tmp_path / "clean" / data_key(bundle_id)).st_ino
+    )
     role, digest, offset, length = victim(sorted(index.entries(), key=lambda e: e[2]))
     _flip(tmp_path / "r" / data_key(bundle_id), offset + length // 2)
     what = f"pack {digest.hex()}" if role != OBJECT else f"object {digest.hex()}"
@@ -534,10 +654,17 @@ def _damaged(tmp_path: Path, victim) -> tuple[Repository, str, str]:  # type: ig
 def _repair_and_check(tmp_path: Path, repo: Repository, what: str) -> None:
     expected = _images(Repository.open(tmp_path / "clean"))
     broken = fsck(repo, full=True)
-    assert not broken.ok and {f"{'pack' if p.what == 'pack' else 'object'} {p.object_id}"
-                              for p in broken.problems if p.what != "bundle"} == {what}
-    assert [p.what for p in broken.problems].count("bundle") == 1  # its data no longer hashes as its index says
-    out = _cli("--repo", tmp_path / "r", "fsck", "--full", "--repair-from", tmp_path / "clean", "--json")
+    assert not broken.ok and {
+        f"{'pack' if p.what == 'pack' else 'object'} {p.object_id}"
+        for p in broken.problems
+        if p.what != "bundle"
+    } == {what}
+    assert [p.what for p in broken.problems].count(
+        "bundle"
+    ) == 1  # its data no longer hashes as its index says
+    out = _cli(
+        "--repo", tmp_path / "r", "fsck", "--full", "--repair-from", tmp_path / "clean", "--json"
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["ok"] is True and json.loads(out.stdout)["repaired"] == [what]
     healed = Repository.open(tmp_path / "r")
@@ -547,14 +674,18 @@ def _repair_and_check(tmp_path: Path, repo: Repository, what: str) -> None:
     assert fsck(again, full=True).ok and _images(again) == expected
 
 
-@pytest.mark.parametrize("victim", [lambda e: next(x for x in e if x[0] == PACK_DATA), lambda e: e[len(e) // 2]],
-                         ids=["pack-data", "middle-value"])
+@pytest.mark.parametrize(
+    "victim",
+    [lambda e: next(x for x in e if x[0] == PACK_DATA), lambda e: e[len(e) // 2]],
+    ids=["pack-data", "middle-value"],
+)
 def test_repair_replaces_a_damaged_bundled_value(tmp_path, victim):
     repo, _, what = _damaged(tmp_path, victim)
     _repair_and_check(tmp_path, repo, what)
 
 
 # -- maintenance never loses a bundle it rewrites, nor leaves a pack half loose --------
+
 
 class Stopped(BaseException):
     """A run stopped (killed) at this point."""
@@ -575,7 +706,9 @@ def test_a_loose_duplicate_of_a_bundles_first_value_does_not_cost_the_bundle(tmp
     expected = _images(repo)
     (index,) = repo.store.bundles(refresh=True).values()
     key = key_of(*min(index.entries(), key=lambda e: e[2])[:2])
-    assert stale.put_or_freshen(key, repo.store.get(key)) and stale.is_loose(key)  # "at worst a loose duplicate"
+    assert stale.put_or_freshen(key, repo.store.get(key)) and stale.is_loose(
+        key
+    )  # "at worst a loose duplicate"
     if duplicate == "corrupt":
         _flip(tmp_path / "r" / key, 0)
     maintain(Repository.open(tmp_path / "r"))

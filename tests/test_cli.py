@@ -9,91 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from conftest import A1, A2, B1, assert_error, images, invoke, ok, refs
 
-from improv_vcs.cli import app
 from improv_vcs.repository.repository import Repository
-
-A1 = "D20240101T120000_IFCB107_00001"
-A2 = "D20240101T120000_IFCB107_00002"
-B1 = "D20240102T060000_IFCB107_00001"
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    monkeypatch.delenv("IMPROV_REPO", raising=False)
-    monkeypatch.setenv("IMPROV_AUTHOR", "tester")
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
-
-
-def invoke(runner, *args, **kwargs):
-    return runner.invoke(app, [str(a) for a in args], **kwargs)
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result
-
-
-def images(directory: Path, *ids: str, salt: str = "", ext: str = ".png") -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for image_id in ids:
-        (directory / f"{image_id}{ext}").write_bytes(f"{salt}image {image_id}".encode())
-    return directory
-
-
-def refs(url: Path) -> tuple[dict, dict]:
-    repo = Repository.open(url)
-    return repo.branches(), dict(repo.refs.tags())
-
-
-def assert_error(result, code: int, *fragments: str) -> str:
-    """A clean failure: the class's exit code, one ``error: ...`` line on stderr, no traceback."""
-    assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r}"
-    assert result.exit_code == code, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert result.stdout == ""
-    return lines[0]
-
-
-def assert_json_error(result, code: int, kind: str, *fragments: str) -> str:
-    """A clean failure under ``--json``: the exit code and one JSON error on stderr."""
-    assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r}"
-    assert result.exit_code == code, (result.exit_code, result.output)
-    error = json.loads(result.stderr)["error"]
-    assert error["type"] == kind, error
-    for fragment in fragments:
-        assert fragment in error["message"], (fragment, error)
-    assert result.stdout == ""
-    return error["message"]
-
-
-@pytest.fixture
-def repo(runner, tmp_path):
-    path = tmp_path / "repo"
-    ok(invoke(runner, "init", path))
-    return path
-
-
-@pytest.fixture
-def committed(runner, repo, tmp_path):
-    """A repository with two commits on main: A1, A2 then B1 (with lat/lon)."""
-    ok(invoke(runner, "--repo", repo, "commit", images(tmp_path / "day1", A1, A2), "-i", "IFCB107", "-m", "day one", "-q"))
-    day2 = images(tmp_path / "day2", "b1")
-    (day2 / "metadata.csv").write_text(
-        "image_id,timestamp,lat,lon,depth\nb1,2024-01-02T06:00:00Z,41.5,-70.25,2.0\n"
-    )
-    ok(invoke(runner, "--repo", repo, "commit", day2, "-i", "scope-2", "-m", "day two", "-q"))
-    return repo
-
 
 # -- init ------------------------------------------------------------------------
 
@@ -103,7 +21,9 @@ def test_init(runner, tmp_path):
     repo = Repository.open(tmp_path / "r")
     assert repo.id in result.stdout and "Initialized empty improv repository" in result.stdout
     assert repo.config.default_branch == "main"
-    data = json.loads(ok(invoke(runner, "init", tmp_path / "j", "--json", "--default-branch", "trunk")).stdout)
+    data = json.loads(
+        ok(invoke(runner, "init", tmp_path / "j", "--json", "--default-branch", "trunk")).stdout
+    )
     assert data["default_branch"] == "trunk"
     assert data["id"] == Repository.open(tmp_path / "j").id
 
@@ -147,22 +67,36 @@ def test_commit_text_output(runner, repo, tmp_path):
 
 
 def test_commit_default_message(runner, repo, tmp_path):
-    ok(invoke(runner, "--repo", repo, "commit", images(tmp_path / "src", A1), "-i", "IFCB107", "-q"))
+    ok(
+        invoke(
+            runner, "--repo", repo, "commit", images(tmp_path / "src", A1), "-i", "IFCB107", "-q"
+        )
+    )
     assert next(Repository.open(repo).log(limit=1))[1].message == "Add 1 images from IFCB107"
 
 
 def test_commit_json_and_recommit(runner, repo, tmp_path):
     src = images(tmp_path / "src", A1, A2)
-    data = json.loads(ok(invoke(runner, "commit", src, "-i", "IFCB107", "--json", "--repo", repo)).stdout)
+    data = json.loads(
+        ok(invoke(runner, "commit", src, "-i", "IFCB107", "--json", "--repo", repo)).stdout
+    )
     head = Repository.open(repo).resolve()
-    common = {"task": None, "format": "files", "instruments": ["IFCB107"], "files": 0, "new_files": 0}
+    common = {
+        "task": None,
+        "format": "files",
+        "instruments": ["IFCB107"],
+        "files": 0,
+        "new_files": 0,
+    }
     assert data == {"commit": head, "branch": "main", "images": 2, "new_images": 2, **common}
 
     # the same tree again: nothing new, no commit
     result = ok(invoke(runner, "commit", src, "-i", "IFCB107", "--repo", repo))
     assert "Nothing new" in result.stdout
     assert Repository.open(repo).resolve() == head
-    data = json.loads(ok(invoke(runner, "commit", src, "-i", "IFCB107", "--json", "--repo", repo)).stdout)
+    data = json.loads(
+        ok(invoke(runner, "commit", src, "-i", "IFCB107", "--json", "--repo", repo)).stdout
+    )
     assert data == {"commit": None, "branch": "main", "images": 2, "new_images": 0, **common}
     assert len(list(Repository.open(repo).log())) == 1
 
@@ -177,19 +111,31 @@ def test_commit_to_a_branch(runner, committed, tmp_path):
     main_before = Repository.open(committed).resolve("main")
     ok(invoke(runner, "--repo", committed, "branch", "dev"))
     src = images(tmp_path / "dev", "D20240105T000000_IFCB107_00001")
-    result = ok(invoke(runner, "--repo", committed, "commit", src, "-i", "IFCB107", "--branch", "dev", "-q"))
+    result = ok(
+        invoke(runner, "--repo", committed, "commit", src, "-i", "IFCB107", "--branch", "dev", "-q")
+    )
     r = Repository.open(committed)
     assert result.stdout.startswith(f"[dev {r.resolve('dev')[:12]}]")
     assert r.resolve("main") == main_before
     assert next(r.log("dev", limit=1))[1].parents == (main_before,)
-    assert "D20240105T000000_IFCB107_00001" in r.snapshot("dev").images().column("image_id").to_pylist()
-    assert "D20240105T000000_IFCB107_00001" not in r.snapshot("main").images().column("image_id").to_pylist()
+    assert (
+        "D20240105T000000_IFCB107_00001"
+        in r.snapshot("dev").images().column("image_id").to_pylist()
+    )
+    assert (
+        "D20240105T000000_IFCB107_00001"
+        not in r.snapshot("main").images().column("image_id").to_pylist()
+    )
 
 
 def test_commit_to_a_missing_branch(runner, committed, tmp_path):
     before = refs(committed)
     src = images(tmp_path / "x", "D20240105T000000_IFCB107_00001")
-    assert_error(invoke(runner, "--repo", committed, "commit", src, "-i", "IFCB107", "-b", "nope", "-q"), 3, "nope")
+    assert_error(
+        invoke(runner, "--repo", committed, "commit", src, "-i", "IFCB107", "-b", "nope", "-q"),
+        3,
+        "nope",
+    )
     assert refs(committed) == before
 
 
@@ -216,7 +162,14 @@ def test_log(runner, committed):
     for ref in ("main~1", first[:10], first):
         older = ok(invoke(runner, "--repo", committed, "log", ref)).stdout
         assert f"commit {first}" in older and second not in older, ref
-    assert len(json.loads(ok(invoke(runner, "--repo", committed, "log", "--json", "-n", "1", "main")).stdout)) == 1
+    assert (
+        len(
+            json.loads(
+                ok(invoke(runner, "--repo", committed, "log", "--json", "-n", "1", "main")).stdout
+            )
+        )
+        == 1
+    )
 
 
 def test_log_of_empty_repository(runner, repo):
@@ -252,7 +205,9 @@ def test_show_json(runner, committed):
     (batch,) = data["batches"]
     assert batch["instrument"] == "scope-2"
     assert batch["rows"] == 1
-    assert batch["time_min"].startswith("2024-01-02T06:00:00") and batch["time_max"].startswith("2024-01-02T06:00:00")
+    assert batch["time_min"].startswith("2024-01-02T06:00:00") and batch["time_max"].startswith(
+        "2024-01-02T06:00:00"
+    )
     assert (batch["lat_min"], batch["lat_max"]) == (41.5, 41.5)
     assert (batch["lon_min"], batch["lon_max"]) == (-70.25, -70.25)
     assert (batch["depth_min"], batch["depth_max"]) == (2.0, 2.0)
@@ -284,7 +239,9 @@ def test_branch_list_and_create(runner, committed):
     assert data == {"default": "main", "branches": {"main": head, "old": first, "dev": head}}
 
     before = refs(committed)
-    assert_error(invoke(runner, "--repo", committed, "branch", "dev", "main~1"), 4, "already exists")
+    assert_error(
+        invoke(runner, "--repo", committed, "branch", "dev", "main~1"), 4, "already exists"
+    )
     assert_error(invoke(runner, "--repo", committed, "branch", "bad..name"), 2, "invalid ref name")
     assert refs(committed) == before
 
@@ -292,7 +249,10 @@ def test_branch_list_and_create(runner, committed):
 def test_tags(runner, committed):
     r = Repository.open(committed)
     head, first = r.resolve(), r.resolve("main~1")
-    assert ok(invoke(runner, "--repo", committed, "tag", "v1", "main~1")).stdout.strip() == f"Tagged {first[:12]} as v1"
+    assert (
+        ok(invoke(runner, "--repo", committed, "tag", "v1", "main~1")).stdout.strip()
+        == f"Tagged {first[:12]} as v1"
+    )
     ok(invoke(runner, "--repo", committed, "tag", "v2", "-m", "second release"))
     r = Repository.open(committed)
     assert r.tags() == {"v1": first, "v2": head}
@@ -302,11 +262,16 @@ def test_tags(runner, committed):
 
     listing = ok(invoke(runner, "--repo", committed, "tag")).stdout.splitlines()
     assert listing == [f"{'v1':<24} {first[:12]}", f"{'v2':<24} {head[:12]}"]
-    assert json.loads(ok(invoke(runner, "--repo", committed, "tag", "--json")).stdout) == {"v1": first, "v2": head}
+    assert json.loads(ok(invoke(runner, "--repo", committed, "tag", "--json")).stdout) == {
+        "v1": first,
+        "v2": head,
+    }
 
     # tags name revisions
     assert "day one" in ok(invoke(runner, "--repo", committed, "show", "v1")).stdout
-    assert f"commit {head}" in ok(invoke(runner, "--repo", committed, "log", "v2", "-n", "1")).stdout
+    assert (
+        f"commit {head}" in ok(invoke(runner, "--repo", committed, "log", "v2", "-n", "1")).stdout
+    )
 
     # tags never move
     before = refs(committed)
@@ -370,14 +335,18 @@ def test_get_at_an_older_commit(runner, committed, tmp_path):
 
 
 def test_get_unknown_image(runner, committed, tmp_path):
-    assert_error(invoke(runner, "--repo", committed, "get", "nope", "-o", tmp_path / "x"), 3, "nope")
+    assert_error(
+        invoke(runner, "--repo", committed, "get", "nope", "-o", tmp_path / "x"), 3, "nope"
+    )
     assert not (tmp_path / "x").exists()
 
 
 def test_get_into_a_missing_directory_is_a_clean_error(runner, committed, tmp_path):
     """BUG: ``get -o missing/dir/file`` dies with a FileNotFoundError traceback
     (exit 1) instead of a one-line ``error:`` message."""
-    result = invoke(runner, "--repo", committed, "get", A1, "-o", tmp_path / "no" / "such" / "dir.png")
+    result = invoke(
+        runner, "--repo", committed, "get", A1, "-o", tmp_path / "no" / "such" / "dir.png"
+    )
     assert isinstance(result.exception, SystemExit), f"uncaught {result.exception!r}"
     assert result.exit_code != 0
     assert result.stderr.startswith("error: ")
@@ -410,7 +379,9 @@ def test_repo_option_before_and_after_the_subcommand(runner, committed):
 def test_repo_after_subcommand_wins_over_before(runner, committed, tmp_path):
     other = tmp_path / "other"
     ok(invoke(runner, "init", other))
-    data = json.loads(ok(invoke(runner, "--repo", other, "log", "--json", "--repo", committed)).stdout)
+    data = json.loads(
+        ok(invoke(runner, "--repo", other, "log", "--json", "--repo", committed)).stdout
+    )
     assert len(data) == 2
 
 
@@ -448,7 +419,9 @@ def test_inside_a_repository_directory(runner, committed, tmp_path, monkeypatch)
     src = images(tmp_path / "here", "D20240108T000000_IFCB107_00001")
     ok(invoke(runner, "commit", src, "-i", "IFCB107", "-q"))
     ok(invoke(runner, "get", "D20240108T000000_IFCB107_00001", "-o", tmp_path / "got.png"))
-    assert (tmp_path / "got.png").read_bytes() == (src / "D20240108T000000_IFCB107_00001.png").read_bytes()
+    assert (tmp_path / "got.png").read_bytes() == (
+        src / "D20240108T000000_IFCB107_00001.png"
+    ).read_bytes()
 
 
 def test_outside_any_repository(runner, tmp_path, monkeypatch):
@@ -483,7 +456,18 @@ def test_not_a_repository(runner, tmp_path):
 @pytest.fixture
 def base(runner, repo, tmp_path):
     """A repository with one commit of A1, A2 (and its refs before any bad input)."""
-    ok(invoke(runner, "--repo", repo, "commit", images(tmp_path / "base", A1, A2), "-i", "IFCB107", "-q"))
+    ok(
+        invoke(
+            runner,
+            "--repo",
+            repo,
+            "commit",
+            images(tmp_path / "base", A1, A2),
+            "-i",
+            "IFCB107",
+            "-q",
+        )
+    )
     ok(invoke(runner, "--repo", repo, "tag", "v1"))
     return repo, refs(repo)
 
@@ -524,7 +508,9 @@ def test_duplicate_ids(runner, base, tmp_path):
 def test_invalid_instrument_and_missing_source(runner, base, tmp_path):
     repo, before = base
     src = images(tmp_path / "src", B1)
-    assert_error(invoke(runner, "--repo", repo, "commit", src, "-i", "bad name!", "-q"), 2, "instrument")
+    assert_error(
+        invoke(runner, "--repo", repo, "commit", src, "-i", "bad name!", "-q"), 2, "instrument"
+    )
     commit_fails(runner, repo, tmp_path / "nowhere", 2, "not a directory")
     commit_fails(runner, repo, images(tmp_path / "empty"), 2, "no image files")
     assert refs(repo) == before
@@ -591,7 +577,11 @@ def test_show_in_empty_repository(runner, repo):
 def test_module_help_in_a_subprocess():
     env = {k: v for k, v in os.environ.items() if k != "IMPROV_REPO"}
     proc = subprocess.run(
-        [sys.executable, "-m", "improv_vcs.cli", "--help"], capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, "-m", "improv_vcs.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     for command in ("init", "commit", "log", "show", "branch", "tag", "get"):
@@ -602,4 +592,4 @@ def test_module_help_in_a_subprocess():
 def test_no_arguments_shows_help(runner):
     result = invoke(runner)
     assert "commit" in result.output
-    assert result.exit_code in (0, 2)
+    assert result.exit_code == 2  # no command: the overview, as for a usage error

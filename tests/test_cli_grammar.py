@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import typer.main
-from test_cli import assert_error, images, invoke, ok, runner  # noqa: F401
+from conftest import assert_error, images, invoke, ok
 
 from improv_vcs import Repository, __version__
 from improv_vcs.cli import app
@@ -24,7 +24,10 @@ from improv_vcs.storage.objects import object_key
 A1 = "D20240101T120000_IFCB107_00001"
 A2 = "D20240101T120000_IFCB107_00002"
 B1 = "D20240102T060000_IFCB107_00001"
-WARNING = "warning: instrument 'IFCB107' is not registered (`improv instrument add` records its deployments)"
+WARNING = (
+    "warning: instrument 'IFCB107' is not registered (`improv instrument add` records its "
+    "deployments)"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -34,11 +37,37 @@ def _clean_env(monkeypatch):
 
 
 @pytest.fixture
-def committed(runner, tmp_path):  # noqa: F811
+def committed(runner, tmp_path):
     path = tmp_path / "repo"
     ok(invoke(runner, "init", path))
-    ok(invoke(runner, "--repo", path, "commit", images(tmp_path / "d1", A1, A2), "-i", "IFCB107", "-q", "-m", "First day\n\nmore words"))
-    ok(invoke(runner, "--repo", path, "commit", images(tmp_path / "d2", B1), "-i", "IFCB107", "-q", "-m", "Second day"))
+    ok(
+        invoke(
+            runner,
+            "--repo",
+            path,
+            "commit",
+            images(tmp_path / "d1", A1, A2),
+            "-i",
+            "IFCB107",
+            "-q",
+            "-m",
+            "First day\n\nmore words",
+        )
+    )
+    ok(
+        invoke(
+            runner,
+            "--repo",
+            path,
+            "commit",
+            images(tmp_path / "d2", B1),
+            "-i",
+            "IFCB107",
+            "-q",
+            "-m",
+            "Second day",
+        )
+    )
     return path
 
 
@@ -78,8 +107,23 @@ def test_every_command_that_prints_results_has_json():
     assert lacking == ["serve"]  # a server prints no results
 
 
-@pytest.mark.parametrize("name", ["commit", "export", "cite", "demo", "fsck", "push", "fetch", "pull", "clone",
-                                  "get", "serve", "dataset add"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "commit",
+        "export",
+        "cite",
+        "demo",
+        "fsck",
+        "push",
+        "fetch",
+        "pull",
+        "clone",
+        "get",
+        "serve",
+        "dataset add",
+    ],
+)
 def test_every_command_with_progress_or_chatter_has_quiet(name):
     assert {"-q", "--quiet"} <= options(COMMANDS[name])
 
@@ -99,21 +143,27 @@ def test_no_short_flag_means_two_things():
     assert {frozenset(u) for u in meanings["-d"]} == {frozenset({"--delete"})}
 
 
-def test_version(runner):  # noqa: F811
+def test_version(runner):
     result = ok(invoke(runner, "--version"))
     assert result.stdout == f"improv {__version__}\n"
 
 
-def test_log_oneline(runner, committed):  # noqa: F811
+def test_log_oneline(runner, committed):
     repo = Repository.open(committed)
     head, first = repo.resolve(), repo.resolve("main~1")
     out = ok(invoke(runner, "--repo", committed, "log", "--oneline")).stdout
     assert out.splitlines() == [f"{head[:12]} Second day", f"{first[:12]} First day"]
-    assert ok(invoke(runner, "--repo", committed, "log", "--oneline", "-n", "1")).stdout == f"{head[:12]} Second day\n"
-    assert ok(invoke(runner, "--repo", committed, "log", "--oneline", "--limit", "1")).stdout == f"{head[:12]} Second day\n"
+    assert (
+        ok(invoke(runner, "--repo", committed, "log", "--oneline", "-n", "1")).stdout
+        == f"{head[:12]} Second day\n"
+    )
+    assert (
+        ok(invoke(runner, "--repo", committed, "log", "--oneline", "--limit", "1")).stdout
+        == f"{head[:12]} Second day\n"
+    )
 
 
-def test_branch_delete(runner, committed):  # noqa: F811
+def test_branch_delete(runner, committed):
     repo = Repository.open(committed)
     first = repo.resolve("main~1")
     ok(invoke(runner, "--repo", committed, "branch", "old", "main~1"))
@@ -124,11 +174,13 @@ def test_branch_delete(runner, committed):  # noqa: F811
     assert next(Repository.open(committed).log(first, limit=1))[0] == first  # the commit stays
 
     ok(invoke(runner, "--repo", committed, "branch", "dev"))
-    data = json.loads(ok(invoke(runner, "--repo", committed, "branch", "-d", "dev", "--json")).stdout)
+    data = json.loads(
+        ok(invoke(runner, "--repo", committed, "branch", "-d", "dev", "--json")).stdout
+    )
     assert data == {"deleted": "dev", "commit": repo.resolve()}
 
 
-def test_branch_delete_refuses_the_default_branch_and_a_missing_branch(runner, committed):  # noqa: F811
+def test_branch_delete_refuses_the_default_branch_and_a_missing_branch(runner, committed):
     before = Repository.open(committed).branches()
     assert_error(invoke(runner, "--repo", committed, "branch", "-d", "main"), 2, "default branch")
     assert_error(invoke(runner, "--repo", committed, "branch", "--delete", "nope"), 3, "nope")
@@ -158,7 +210,7 @@ def test_a_deleted_branch_keeps_its_commits_through_gc_grace(tmp_path):
     assert object_key(side) in gc(repo, grace=0).removed  # garbage once the grace period is over
 
 
-def test_unregistered_instrument_warning_once_and_quiet_silences_it(runner, tmp_path):  # noqa: F811
+def test_unregistered_instrument_warning_once_and_quiet_silences_it(runner, tmp_path):
     path = tmp_path / "repo"
     ok(invoke(runner, "init", path))
     src = tmp_path / "src"
@@ -171,22 +223,46 @@ def test_unregistered_instrument_warning_once_and_quiet_silences_it(runner, tmp_
     assert quiet.stderr == ""
 
 
-def test_quiet_silences_chatter(runner, committed, tmp_path):  # noqa: F811
+def test_quiet_silences_chatter(runner, committed, tmp_path):
     out = tmp_path / "a.png"
     loud = ok(invoke(runner, "--repo", committed, "get", A1, "-o", out))
     assert loud.stderr.startswith("Wrote ")
     quiet = ok(invoke(runner, "--repo", committed, "get", A1, "-o", out, "--force", "-q"))
     assert quiet.stderr == "" and quiet.stdout == ""
-    data = json.loads(ok(invoke(runner, "--repo", committed, "get", A1, "-o", out, "--force", "--json")).stdout)
+    data = json.loads(
+        ok(invoke(runner, "--repo", committed, "get", A1, "-o", out, "--force", "--json")).stdout
+    )
     assert data == {"image_id": A1, "output": str(out), "bytes": out.stat().st_size}
-    warned = ok(invoke(runner, "--repo", committed, "dataset", "add", "d", "-i", "OTHER", "--start", "2024-01-01",
-                       "--end", "2024-01-02", "-q"))
+    warned = ok(
+        invoke(
+            runner,
+            "--repo",
+            committed,
+            "dataset",
+            "add",
+            "d",
+            "-i",
+            "OTHER",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-02",
+            "-q",
+        )
+    )
     assert warned.stderr == ""
 
 
-def test_demo_json(runner, tmp_path):  # noqa: F811
-    data = json.loads(ok(invoke(runner, "demo", tmp_path / "demo", "--images-per-bin", "2", "--json")).stdout)
-    assert data["built"] is True and data["images"] > 0 and len(data["instruments"]) == 2 and data["commits"]
+def test_demo_json(runner, tmp_path):
+    data = json.loads(
+        ok(invoke(runner, "demo", tmp_path / "demo", "--images-per-bin", "2", "--json")).stdout
+    )
+    assert (
+        data["built"] is True
+        and data["images"] > 0
+        and len(data["instruments"]) == 2
+        and data["commits"]
+    )
     again = json.loads(ok(invoke(runner, "demo", tmp_path / "demo", "--json")).stdout)
     assert again["built"] is False and again["commits"] == data["commits"]
 
@@ -206,7 +282,7 @@ def test_demo_json(runner, tmp_path):  # noqa: F811
         (["tag", "v1", "nope"], 3, "NotFoundError"),
     ],
 )
-def test_with_json_errors_are_json_on_stderr(runner, committed, args, code, kind):  # noqa: F811
+def test_with_json_errors_are_json_on_stderr(runner, committed, args, code, kind):
     plain = invoke(runner, "--repo", committed, *args)
     assert plain.exit_code == code and plain.stderr.startswith("error: ")
     result = invoke(runner, "--repo", committed, *args, "--json")
@@ -216,10 +292,10 @@ def test_with_json_errors_are_json_on_stderr(runner, committed, args, code, kind
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     error = json.loads(lines[0])
-    assert error == {"error": {"type": kind, "message": plain.stderr.strip()[len("error: "):]}}
+    assert error == {"error": {"type": kind, "message": plain.stderr.strip()[len("error: ") :]}}
 
 
-def test_json_error_outside_a_repository(runner, tmp_path, monkeypatch):  # noqa: F811
+def test_json_error_outside_a_repository(runner, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke(runner, "log", "--json")
     assert result.exit_code == 3
@@ -229,7 +305,7 @@ def test_json_error_outside_a_repository(runner, tmp_path, monkeypatch):  # noqa
 # -- 3. help at 80 columns --------------------------------------------------------------------
 
 
-def help_text(runner, *path: str, columns: int = 80) -> str:  # noqa: F811
+def help_text(runner, *path: str, columns: int = 80) -> str:
     result = ok(invoke(runner, *path, "--help", env={"COLUMNS": str(columns)}))
     return result.stdout
 
@@ -238,14 +314,14 @@ EVERY_HELP = sorted({*COMMANDS, *groups(ROOT)})
 
 
 @pytest.mark.parametrize("name", EVERY_HELP)
-def test_help_at_80_columns_cuts_nothing_and_shows_no_bool(runner, name):  # noqa: F811
+def test_help_at_80_columns_cuts_nothing_and_shows_no_bool(runner, name):
     text = help_text(runner, *name.split())
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "…" not in text, text
     assert "<bool>" not in text, text
 
 
-def test_top_level_help_groups_commands_in_panels(runner):  # noqa: F811
+def test_top_level_help_groups_commands_in_panels(runner):
     text = help_text(runner)
     titles = re.findall(r"^╭─ (\w+) ─", text, flags=re.M)
     assert titles == ["Options", *PANELS]
@@ -272,10 +348,13 @@ def panels(text: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("name", sorted(groups(ROOT)))
-def test_the_command_listing_shows_each_summary_on_one_line(runner, name):  # noqa: F811
+def test_the_command_listing_shows_each_summary_on_one_line(runner, name):
     group = groups(ROOT)[name]
-    listing = {title: rows for title, rows in panels(help_text(runner, *name.split())).items()
-               if title not in ("Options", "Arguments")}
+    listing = {
+        title: rows
+        for title, rows in panels(help_text(runner, *name.split())).items()
+        if title not in ("Options", "Arguments")
+    }
     rows = [row for panel in listing.values() for row in panel]
     assert len(rows) == len(group.commands)  # one line each: no wrapped continuation lines
     shown = {}
@@ -283,11 +362,13 @@ def test_the_command_listing_shows_each_summary_on_one_line(runner, name):  # no
         match = re.fullmatch(r"│ (\S+) +(.*?) *│", row)
         assert match, row
         shown[match.group(1)] = match.group(2)
-    assert shown == {command_name: summary(command) for command_name, command in group.commands.items()}
+    assert shown == {
+        command_name: summary(command) for command_name, command in group.commands.items()
+    }
 
 
 @pytest.mark.parametrize("name", EVERY_HELP)
-def test_help_paragraphs_are_not_hard_wrapped(runner, name):  # noqa: F811
+def test_help_paragraphs_are_not_hard_wrapped(runner, name):
     """A docstring's line breaks do not show: on a wide terminal every
     paragraph is one line (narrower ones wrap it at their own width)."""
     command = COMMANDS.get(name) or groups(ROOT)[name]
@@ -301,6 +382,9 @@ def test_help_paragraphs_are_not_hard_wrapped(runner, name):  # noqa: F811
         assert any(flat in line for line in lines), (name, flat)
 
 
-def test_docstrings_render_reflowed(runner):  # noqa: F811
+def test_docstrings_render_reflowed(runner):
     text = help_text(runner, "gc", columns=1000)
-    assert "Objects and packs no branch, tag or remote-tracking ref can reach are removed once older than" in text
+    assert (
+        "Objects and packs no branch, tag or remote-tracking ref can reach are removed once older "
+        "than" in text
+    )

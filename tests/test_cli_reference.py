@@ -41,4 +41,6 @@ def test_every_command_and_option_is_documented():
         for param in command.params:
             for flag in param.opts:
                 if flag.startswith("-"):
-                    assert f"`{flag}" in documented[path] or f" {flag}" in documented[path], f"{path}: {flag} undocumented"
+                    assert f"`{flag}" in documented[path] or f" {flag}" in documented[path], (
+                        f"{path}: {flag} undocumented"
+                    )

@@ -55,7 +55,7 @@ def _writer(url: str, options: dict, proc: int, commits: int, barrier, errors) -
                 raise AssertionError(f"p{proc} c{n}: the commit made nothing")
     except BaseException:  # noqa: BLE001 - reported to the parent, then exit 1
         errors.put(f"process {proc}:\n{traceback.format_exc()}")
-        raise SystemExit(1)
+        raise SystemExit(1) from None
 
 
 def race(url: str, options: dict, commits: int) -> float:
@@ -79,8 +79,11 @@ def race(url: str, options: dict, commits: int) -> float:
     for p in procs:
         p.join(timeout=600)
     elapsed = time.perf_counter() - started
-    print(f"{PROCESSES} processes x {commits} commits on {url.split(':')[0] if '://' in url else 'local'}: "
-          f"{elapsed:.1f} s")
+    print(
+        f"{PROCESSES} processes x {commits} commits on "
+        f"{url.split(':')[0] if '://' in url else 'local'}: "
+        f"{elapsed:.1f} s"
+    )
     alive = [p.pid for p in procs if p.is_alive()]
     for p in procs:
         if p.is_alive():
@@ -167,7 +170,11 @@ def _reusing_writer(url: str, proc: int, barrier, errors, refusals) -> None:
         barrier.wait(timeout=120)
         for n in range(GC_COMMITS):
             ids = _garbage_ids(proc) if n == 0 else batch_ids(proc, n)
-            rows = [{"image_id": i, "timestamp": T0 + timedelta(minutes=proc)} for i in ids] if n == 0 else batch_rows(proc, n)
+            rows = (
+                [{"image_id": i, "timestamp": T0 + timedelta(minutes=proc)} for i in ids]
+                if n == 0
+                else batch_rows(proc, n)
+            )
             for _ in range(50):
                 try:
                     with repo.transaction("main", message=f"p{proc} c{n}") as tx:
@@ -179,7 +186,7 @@ def _reusing_writer(url: str, proc: int, barrier, errors, refusals) -> None:
                 raise AssertionError(f"p{proc} c{n}: refused 50 times")
     except BaseException:  # noqa: BLE001 - reported to the parent, then exit 1
         errors.put(f"process {proc}:\n{traceback.format_exc()}")
-        raise SystemExit(1)
+        raise SystemExit(1) from None
 
 
 def _collector(url: str, runs: int, barrier, errors) -> None:
@@ -192,7 +199,7 @@ def _collector(url: str, runs: int, barrier, errors) -> None:
             gc(repo, grace=86400)
     except BaseException:  # noqa: BLE001
         errors.put(f"gc:\n{traceback.format_exc()}")
-        raise SystemExit(1)
+        raise SystemExit(1) from None
 
 
 def test_gc_running_beside_writers_that_reuse_its_garbage_loses_nothing(tmp_path):
@@ -210,8 +217,11 @@ def test_gc_running_beside_writers_that_reuse_its_garbage_loses_nothing(tmp_path
         repo.create_branch(f"side{proc}")
         ids = _garbage_ids(proc)
         with repo.transaction(f"side{proc}", message="garbage") as tx:
-            tx.append_bytes(INSTRUMENT, [{"image_id": i, "timestamp": T0 + timedelta(minutes=proc)} for i in ids],
-                            [blob(i) for i in ids])
+            tx.append_bytes(
+                INSTRUMENT,
+                [{"image_id": i, "timestamp": T0 + timedelta(minutes=proc)} for i in ids],
+                [blob(i) for i in ids],
+            )
         repo.store.delete(f"refs/heads/side{proc}")
     old = time.time() - 2 * 86400
     for folder in ("objects", "packs"):
@@ -221,7 +231,10 @@ def test_gc_running_beside_writers_that_reuse_its_garbage_loses_nothing(tmp_path
 
     ctx = multiprocessing.get_context("spawn")
     barrier, errors, refusals = ctx.Barrier(GC_WRITERS + 1), ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=_reusing_writer, args=(url, p, barrier, errors, refusals)) for p in range(GC_WRITERS)]
+    procs = [
+        ctx.Process(target=_reusing_writer, args=(url, p, barrier, errors, refusals))
+        for p in range(GC_WRITERS)
+    ]
     procs.append(ctx.Process(target=_collector, args=(url, 8, barrier, errors)))
     for p in procs:
         p.start()
@@ -238,7 +251,9 @@ def test_gc_running_beside_writers_that_reuse_its_garbage_loses_nothing(tmp_path
 
     repo = Repository.open(url)
     expected = {"root"} | {i for p in range(GC_WRITERS) for i in _garbage_ids(p)}
-    expected |= {i for p in range(GC_WRITERS) for n in range(1, GC_COMMITS) for i in batch_ids(p, n)}
+    expected |= {
+        i for p in range(GC_WRITERS) for n in range(1, GC_COMMITS) for i in batch_ids(p, n)
+    }
     ids = repo.snapshot().images().column("image_id").to_pylist()
     assert sorted(ids) == sorted(expected)
     assert len(list(repo.log())) == 1 + GC_WRITERS * GC_COMMITS
@@ -249,7 +264,9 @@ def test_gc_running_beside_writers_that_reuse_its_garbage_loses_nothing(tmp_path
     from improv_vcs.maintenance.gc import gc
 
     gc(repo, grace=0)  # what is left is garbage only: the history stays whole
-    assert fsck(repo, full=True).ok and sorted(repo.snapshot().images().column("image_id").to_pylist()) == sorted(expected)
+    assert fsck(repo, full=True).ok and sorted(
+        repo.snapshot().images().column("image_id").to_pylist()
+    ) == sorted(expected)
 
 
 def test_four_cli_processes_with_one_task_id_make_one_commit(tmp_path):
@@ -266,12 +283,17 @@ def test_four_cli_processes_with_one_task_id_make_one_commit(tmp_path):
         folder = tmp_path / f"bin{n}"
         folder.mkdir()
         for k in range(3):
-            (folder / f"D20240501T000000_IFCB1_{n:02d}{k:03d}.png").write_bytes(f"run {n} image {k}".encode() * 20)
+            (folder / f"D20240501T000000_IFCB1_{n:02d}{k:03d}.png").write_bytes(
+                f"run {n} image {k}".encode() * 20
+            )
         folders.append(folder)
     command = [sys.executable, "-m", "improv_vcs.cli", "--repo", str(url), "commit"]
     procs = [
-        subprocess.Popen([*command, str(f), "-i", "IFCB1", "--task-id", "bin-0001", "--json"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [*command, str(f), "-i", "IFCB1", "--task-id", "bin-0001", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for f in folders
     ]
     outputs = [p.communicate(timeout=300) for p in procs]

@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import crash_worker as w
 
 from improv_vcs import Repository
-from improv_vcs.query.export import file_names
 from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.query.export import file_names
 from improv_vcs.sync.sites import push
 
 WORKER = Path(w.__file__)
@@ -110,7 +110,9 @@ def _small_history(site: Repository, prefix: str = "", offset: int = 6000) -> No
     for number, ids in enumerate(w.SMALL):
         ids = [prefix + i for i in ids]
         with site.transaction(message=f"small {prefix}{number}") as tx:
-            tx.append_bytes(w.INSTRUMENT, w.rows(ids, offset + 10 * number), [w.blob(i) for i in ids])
+            tx.append_bytes(
+                w.INSTRUMENT, w.rows(ids, offset + 10 * number), [w.blob(i) for i in ids]
+            )
 
 
 def _setup_maintenance(root: Path) -> None:
@@ -136,9 +138,15 @@ def _setup_push_bundles(root: Path) -> None:
     maintain(site)
 
 
-SETUP = {"commit": _setup_commit, "push": _setup_push, "pull": _setup_pull,
-         "export": _setup_export, "gc": _setup_gc, "maintenance": _setup_maintenance,
-         "push_bundles": _setup_push_bundles}
+SETUP = {
+    "commit": _setup_commit,
+    "push": _setup_push,
+    "pull": _setup_pull,
+    "export": _setup_export,
+    "gc": _setup_gc,
+    "maintenance": _setup_maintenance,
+    "push_bundles": _setup_push_bundles,
+}
 
 # -- reading states ------------------------------------------------------------
 
@@ -164,9 +172,17 @@ def verified_ids(path: Path) -> dict[str, tuple[str, set[str]]]:
         ids = snap.images().column("image_id").to_pylist()
         check(len(ids) == len(set(ids)), f"{path.name}/{branch}: duplicate image rows")
         for image in ids:
-            check(snap.read_image(image) == w.blob(image), f"{path.name}/{branch}: {image} reads wrong bytes")
-        check(repo.snapshot(branch).count() == len(ids), f"{path.name}/{branch}: count disagrees with rows")
-        queried = repo.snapshot(branch).query(instruments=(w.INSTRUMENT,)).column("image_id").to_pylist()
+            check(
+                snap.read_image(image) == w.blob(image),
+                f"{path.name}/{branch}: {image} reads wrong bytes",
+            )
+        check(
+            repo.snapshot(branch).count() == len(ids),
+            f"{path.name}/{branch}: count disagrees with rows",
+        )
+        queried = (
+            repo.snapshot(branch).query(instruments=(w.INSTRUMENT,)).column("image_id").to_pylist()
+        )
         check(sorted(queried) == sorted(ids), f"{path.name}/{branch}: query disagrees with rows")
         out[branch] = (tip, set(ids))
     return out
@@ -206,7 +222,9 @@ def run_worker(op: str, root: Path, delay: float | None) -> tuple[bool, bool, fl
     run the seconds from "ready" to "done")."""
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), op, str(root)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(WORKER.parent.parent),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(WORKER.parent.parent),
     )
     try:
         line = proc.stdout.readline()
@@ -247,7 +265,7 @@ class Harness:
             before = {name: verified_ids(root / name) for name in repos_of(op)}
             reference = self.base / f"reference-{op}"
             durations = []
-            for attempt in range(3):  # the median of three: the first runs cold
+            for _ in range(3):  # the median of three: the first runs cold
                 shutil.rmtree(reference, ignore_errors=True)
                 shutil.copytree(root, reference, symlinks=True)
                 durations.append(run_worker(op, reference, None)[2])
@@ -273,8 +291,14 @@ class Harness:
     def record(self, op, delay, duration, killed, finished, outcome) -> None:
         path = os.environ.get("CRASH_STATS")
         if path:
-            line = {"op": op, "delay": round(delay, 4), "duration": round(duration, 4), "killed": killed,
-                    "mid_operation": killed and not finished, "outcome": outcome}
+            line = {
+                "op": op,
+                "delay": round(delay, 4),
+                "duration": round(duration, 4),
+                "killed": killed,
+                "mid_operation": killed and not finished,
+                "outcome": outcome,
+            }
             with open(path, "a") as f:
                 f.write(json.dumps(line) + "\n")
 
@@ -284,8 +308,10 @@ def state_of(op: str, t: Template, now: dict, name: str) -> str:
     got = now[name]["main"][1]
     if got == t.before[name]["main"][1]:
         return "before"
-    check(got == t.after[name]["main"][1],
-          f"{op}: {name} main holds {len(got)} images, neither the before- nor the after-state")
+    check(
+        got == t.after[name]["main"][1],
+        f"{op}: {name} main holds {len(got)} images, neither the before- nor the after-state",
+    )
     return "after"
 
 
@@ -297,12 +323,20 @@ def _killed_commit(t: Template, root: Path) -> str:
     state = state_of("commit", t, now, "site")
     records = classification_count(root / "site") if state == "after" else 0
     if state == "before":
-        check(now["site"]["main"][0] == t.before["site"]["main"][0], "commit: tip moved but images did not")
+        check(
+            now["site"]["main"][0] == t.before["site"]["main"][0],
+            "commit: tip moved but images did not",
+        )
     else:
         repo = Repository.open(root / "site")
         _, commit = next(repo.log(limit=1))
-        check(commit.parents == (t.before["site"]["main"][0],), "commit: new tip is not a child of the old")
-        check(records == len(w.COMMIT), f"commit: images committed but {records} provenance records")
+        check(
+            commit.parents == (t.before["site"]["main"][0],),
+            "commit: new tip is not a child of the old",
+        )
+        check(
+            records == len(w.COMMIT), f"commit: images committed but {records} provenance records"
+        )
     return state
 
 
@@ -311,7 +345,10 @@ def _killed_push(t: Template, root: Path) -> str:
     check(now["site"] == t.before["site"], "push: the site changed")
     state = state_of("push", t, now, "remote")
     expected = t.before["remote" if state == "before" else "site"]["main"][0]
-    check(now["remote"]["main"][0] == expected, f"push: remote tip is neither old nor the site's ({state})")
+    check(
+        now["remote"]["main"][0] == expected,
+        f"push: remote tip is neither old nor the site's ({state})",
+    )
     return state
 
 
@@ -320,11 +357,16 @@ def _killed_pull(t: Template, root: Path) -> str:
     check(now["remote"] == t.before["remote"], "pull: the remote changed")
     state = state_of("pull", t, now, "site")
     if state == "before":
-        check(now["site"]["main"][0] == t.before["site"]["main"][0], "pull: site tip moved, images did not")
+        check(
+            now["site"]["main"][0] == t.before["site"]["main"][0],
+            "pull: site tip moved, images did not",
+        )
     else:
         _, commit = next(Repository.open(root / "site").log(limit=1))
         parents = (t.before["site"]["main"][0], t.before["remote"]["main"][0])
-        check(commit.parents == parents, f"pull: merge parents {commit.parents}, expected {parents}")
+        check(
+            commit.parents == parents, f"pull: merge parents {commit.parents}, expected {parents}"
+        )
     return state
 
 
@@ -346,7 +388,10 @@ def _killed_export(t: Template, root: Path) -> str:
             check(table.num_rows == len(expected), "export: metadata table is incomplete")
             continue
         check(name in expected, f"export: unexpected file {name}")
-        check(data == w.blob(expected[name]), f"export: {name} has wrong bytes (a partial file is visible)")
+        check(
+            data == w.blob(expected[name]),
+            f"export: {name} has wrong bytes (a partial file is visible)",
+        )
     visible = [n for n in files if not n.startswith(".")]
     if "metadata.parquet" in visible:
         check(len(visible) == len(expected) + 1, "export: metadata written before every image")
@@ -380,32 +425,51 @@ def _pull_after_gc(root: Path) -> None:
             gc(site, grace=0, force=True)
             pull(site, str(root / "remote"))
         remote = verified_ids(root / "remote")
-        check(verified_ids(scratch / "site")["main"] == remote["main"], "gc: pull after a killed gc is not whole")
+        check(
+            verified_ids(scratch / "site")["main"] == remote["main"],
+            "gc: pull after a killed gc is not whole",
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _killed_maintenance(t: Template, root: Path) -> str:
-    check(verified_ids(root / "site") == t.before["site"], "maintenance: the reachable state changed")
+    check(
+        verified_ids(root / "site") == t.before["site"], "maintenance: the reachable state changed"
+    )
     left = tree_listing(root / "site")
     if left == tree_listing(t.root / "site"):
         return "before"
     return "after" if left == tree_listing(t.reference / "site") else "partial"
 
 
-CHECK_KILLED = {"commit": _killed_commit, "push": _killed_push, "pull": _killed_pull,
-                "export": _killed_export, "gc": _killed_gc, "maintenance": _killed_maintenance,
-                "push_bundles": _killed_push}
+CHECK_KILLED = {
+    "commit": _killed_commit,
+    "push": _killed_push,
+    "pull": _killed_pull,
+    "export": _killed_export,
+    "gc": _killed_gc,
+    "maintenance": _killed_maintenance,
+    "push_bundles": _killed_push,
+}
 
 # -- after re-running: the end state of an uninterrupted run ---------------------
 
 
 def _end_commit(t: Template, root: Path) -> None:
-    check(verified_ids(root / "site")["main"][1] == t.after["site"]["main"][1], "commit: end images differ")
-    check(classification_count(root / "site") == classification_count(t.reference / "site"),
-          "commit: end provenance differs")
+    check(
+        verified_ids(root / "site")["main"][1] == t.after["site"]["main"][1],
+        "commit: end images differ",
+    )
+    check(
+        classification_count(root / "site") == classification_count(t.reference / "site"),
+        "commit: end provenance differs",
+    )
     history = len(list(Repository.open(root / "site").log()))
-    check(history == len(list(Repository.open(t.reference / "site").log())), "commit: end history differs")
+    check(
+        history == len(list(Repository.open(t.reference / "site").log())),
+        "commit: end history differs",
+    )
 
 
 def _end_push(t: Template, root: Path) -> None:
@@ -418,7 +482,10 @@ def _end_pull(t: Template, root: Path) -> None:
     check(now["remote"] == t.after["remote"], "pull: end remote differs")
     check(now["site"]["main"][1] == t.after["site"]["main"][1], "pull: end images differ")
     repo, ref = Repository.open(root / "site"), Repository.open(t.reference / "site")
-    check(next(repo.log(limit=1))[1].parents == next(ref.log(limit=1))[1].parents, "pull: end merge parents differ")
+    check(
+        next(repo.log(limit=1))[1].parents == next(ref.log(limit=1))[1].parents,
+        "pull: end merge parents differ",
+    )
     check(len(list(repo.log())) == len(list(ref.log())), "pull: end history differs")
 
 
@@ -427,31 +494,47 @@ def _end_export(t: Template, root: Path) -> None:
     expected = _expected_export(root / "site")
     files = export_listing(root / "export")
     reference = export_listing(t.reference / "export")
-    check(set(files) == set(expected) | {"metadata.parquet"},
-          f"export: end files differ from the selection: {sorted(set(files) ^ set(expected))[:5]}")
+    check(
+        set(files) == set(expected) | {"metadata.parquet"},
+        f"export: end files differ from the selection: {sorted(set(files) ^ set(expected))[:5]}",
+    )
     for name, image in expected.items():
         check(files[name] == w.blob(image), f"export: {name} has wrong bytes")
     table = pq.read_table(root / "export" / "metadata.parquet")
-    check(table.equals(pq.read_table(t.reference / "export" / "metadata.parquet")),
-          "export: end metadata differs")
+    check(
+        table.equals(pq.read_table(t.reference / "export" / "metadata.parquet")),
+        "export: end metadata differs",
+    )
     check(set(files) == set(reference), "export: end listing differs from an uninterrupted export")
 
 
 def _end_gc(t: Template, root: Path) -> None:
     check(verified_ids(root / "site") == t.after["site"], "gc: end reachable state differs")
-    check(tree_listing(root / "site") == tree_listing(t.reference / "site"),
-          "gc: end files differ from an uninterrupted gc")
+    check(
+        tree_listing(root / "site") == tree_listing(t.reference / "site"),
+        "gc: end files differ from an uninterrupted gc",
+    )
 
 
 def _end_maintenance(t: Template, root: Path) -> None:
-    check(verified_ids(root / "site") == t.after["site"], "maintenance: end reachable state differs")
-    loose = [name for name in tree_listing(root / "site") if name.startswith(("objects/", "packs/"))]
+    check(
+        verified_ids(root / "site") == t.after["site"], "maintenance: end reachable state differs"
+    )
+    loose = [
+        name for name in tree_listing(root / "site") if name.startswith(("objects/", "packs/"))
+    ]
     check(not loose, f"maintenance: {len(loose)} loose file(s) left after a completed run")
 
 
-CHECK_END = {"commit": _end_commit, "push": _end_push, "pull": _end_pull,
-             "export": _end_export, "gc": _end_gc, "maintenance": _end_maintenance,
-             "push_bundles": _end_push}
+CHECK_END = {
+    "commit": _end_commit,
+    "push": _end_push,
+    "pull": _end_pull,
+    "export": _end_export,
+    "gc": _end_gc,
+    "maintenance": _end_maintenance,
+    "push_bundles": _end_push,
+}
 
 # -- the tests ---------------------------------------------------------------
 
@@ -479,6 +562,7 @@ _SETTINGS = {
     "database": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 }
+
 
 def _spread(n: int) -> float:
     """A fraction in [0, OVERSHOOT) from an integer, spread evenly (golden-ratio

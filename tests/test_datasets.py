@@ -10,9 +10,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from improv_vcs import InvalidInputError, NotFoundError, Repository, add_dataset_span, remove_dataset_span
-from improv_vcs.snapshot.datasets import add_span, make_span, remove_span
+from improv_vcs import (
+    InvalidInputError,
+    NotFoundError,
+    Repository,
+    add_dataset_span,
+    remove_dataset_span,
+)
 from improv_vcs.core.model import Dataset, Datasets, Span, canonical_json
+from improv_vcs.snapshot.datasets import add_span, make_span, remove_span
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
@@ -46,7 +52,8 @@ def repo():
     with repo.transaction(message="images") as tx:
         for instrument in ("IFCB1", "IFCB2"):
             rows = [
-                {"image_id": f"{instrument}-{n}", "timestamp": T0 + timedelta(hours=6 + 24 * n)} for n in range(3)
+                {"image_id": f"{instrument}-{n}", "timestamp": T0 + timedelta(hours=6 + 24 * n)}
+                for n in range(3)
             ]
             tx.append_bytes(instrument, rows, [blob(r["image_id"]) for r in rows])
     return repo
@@ -64,12 +71,16 @@ def test_add_span_makes_a_commit_naming_the_dataset(repo):
     assert "cruise-1" in commit.message
     assert commit.parents == (base,)
     assert commit.batches == ()
-    assert repo.snapshot().dataset("cruise-1") == Dataset(description="spring cruise", spans=(span("IFCB1", T0, T0 + DAY),))
+    assert repo.snapshot().dataset("cruise-1") == Dataset(
+        description="spring cruise", spans=(span("IFCB1", T0, T0 + DAY),)
+    )
     assert repo.snapshot().images().to_pylist() == images  # no image changed
     assert ids_of(repo.snapshot().query(dataset="cruise-1")) == ["IFCB1-0"]
 
     # a second span (given in another zone) is added in order; the description stays
-    second = add_dataset_span(repo, "cruise-1", "IFCB1", (T0 - DAY).astimezone(PLUS2), T0.astimezone(PLUS2))
+    second = add_dataset_span(
+        repo, "cruise-1", "IFCB1", (T0 - DAY).astimezone(PLUS2), T0.astimezone(PLUS2)
+    )
     assert second is not None and repo.odb.get_commit(second).parents == (first,)
     assert "cruise-1" in repo.odb.get_commit(second).message
     found = repo.snapshot().dataset("cruise-1")
@@ -105,7 +116,12 @@ def test_readding_an_identical_span_is_a_no_op(repo):
     assert add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY) is None
     assert add_dataset_span(repo, "cruise", "IFCB1", T0, T0 + DAY, description="d") is None
     # the same instants in another zone are the same span
-    assert add_dataset_span(repo, "cruise", "IFCB1", T0.astimezone(PLUS2), (T0 + DAY).astimezone(PLUS2)) is None
+    assert (
+        add_dataset_span(
+            repo, "cruise", "IFCB1", T0.astimezone(PLUS2), (T0 + DAY).astimezone(PLUS2)
+        )
+        is None
+    )
     assert repo.resolve() == first
     assert commit_count(repo) == count
     # a new description for the same span is a change
@@ -174,7 +190,15 @@ def test_empty_reversed_or_naive_spans_are_invalid(repo, start, end):
 
 @pytest.mark.parametrize(
     "name, instrument",
-    [("a b", "IFCB1"), ("../x", "IFCB1"), ("", "IFCB1"), ("x.lock", "IFCB1"), ("ok", "IF CB"), ("ok", "../x"), ("ok", "")],
+    [
+        ("a b", "IFCB1"),
+        ("../x", "IFCB1"),
+        ("", "IFCB1"),
+        ("x.lock", "IFCB1"),
+        ("ok", "IF CB"),
+        ("ok", "../x"),
+        ("ok", ""),
+    ],
 )
 def test_bad_dataset_or_instrument_names_are_invalid(repo, name, instrument):
     head = repo.resolve()
@@ -206,14 +230,20 @@ def test_a_dataset_at_an_old_commit_keeps_its_old_spans(repo):
     c2 = add_dataset_span(repo, "cruise", b.instrument, b.start, b.end, description="v2")
     c3 = remove_dataset_span(repo, "cruise", a.instrument, a.start, a.end)
     with repo.transaction(message="more images") as tx:
-        tx.append_bytes("IFCB1", [{"image_id": "late", "timestamp": T0 + timedelta(hours=1)}], [blob("late")])
+        tx.append_bytes(
+            "IFCB1", [{"image_id": "late", "timestamp": T0 + timedelta(hours=1)}], [blob("late")]
+        )
     c4 = tx.commit_id
     assert None not in (c1, c2, c3, c4)
 
     assert repo.snapshot(c1).dataset("cruise") == Dataset(description="v1", spans=(a,))
     assert repo.snapshot(c2).dataset("cruise") == Dataset(description="v2", spans=(a, b))
     assert repo.snapshot(c3).dataset("cruise") == Dataset(description="v2", spans=(b,))
-    assert repo.snapshot(c4).dataset("cruise") == repo.snapshot().dataset("cruise") == repo.snapshot(c3).dataset("cruise")
+    assert (
+        repo.snapshot(c4).dataset("cruise")
+        == repo.snapshot().dataset("cruise")
+        == repo.snapshot(c3).dataset("cruise")
+    )
     assert repo.snapshot("HEAD~3").datasets() == {"cruise": Dataset(description="v1", spans=(a,))}
     assert repo.snapshot("HEAD~4").datasets() == {}  # the images commit, before any dataset
     with pytest.raises(NotFoundError):
@@ -264,7 +294,10 @@ def test_dataset_edits_and_images_in_one_transaction_make_one_commit(repo):
     add_dataset_span(repo, "old", "IFCB2", T0, T0 + DAY)
     base, count = repo.resolve(), commit_count(repo)
     with repo.transaction(message="day 4 and its datasets") as tx:
-        rows = [{"image_id": f"new-{n}", "timestamp": T0 + 3 * DAY + timedelta(hours=n)} for n in range(3)]
+        rows = [
+            {"image_id": f"new-{n}", "timestamp": T0 + 3 * DAY + timedelta(hours=n)}
+            for n in range(3)
+        ]
         tx.append_bytes("IFCB3", rows, [blob(r["image_id"]) for r in rows])
         tx.add_dataset_span("day4", "IFCB3", T0 + 3 * DAY, T0 + 4 * DAY, description="fourth day")
         tx.add_dataset_span("day4", "IFCB1", T0 + 2 * DAY, T0 + 3 * DAY)
@@ -363,7 +396,10 @@ def test_two_writers_adding_spans_to_one_dataset_both_land(repo):
     earlier_id = ids[1] if head == ids[0] else ids[0]
     assert later.parents == (earlier_id,)  # re-parented on the other writer's commit
     assert repo.odb.get_commit(earlier_id).parents == (base,)
-    assert repo.snapshot().dataset("cruise").spans == (span("IFCB1", T0, T0 + DAY), span("IFCB2", T0 + DAY, T0 + 2 * DAY))
+    assert repo.snapshot().dataset("cruise").spans == (
+        span("IFCB1", T0, T0 + DAY),
+        span("IFCB2", T0 + DAY, T0 + 2 * DAY),
+    )
     assert [oid for oid, _ in repo.log()][:3] == [head, earlier_id, base]
     assert ids_of(repo.snapshot().query(dataset="cruise")) == ["IFCB1-0", "IFCB2-1"]
 
@@ -382,11 +418,15 @@ def test_many_writers_racing_on_one_dataset_all_land(repo):
             barrier.wait()
             if k % 2:  # half of them add images in the same commit
                 with mine.transaction(message=f"writer {k}") as tx:
-                    tx.append_bytes("IFCB9", [{"image_id": f"w{k}", "timestamp": T0 + k * DAY}], [blob(f"w{k}")])
+                    tx.append_bytes(
+                        "IFCB9", [{"image_id": f"w{k}", "timestamp": T0 + k * DAY}], [blob(f"w{k}")]
+                    )
                     tx.add_dataset_span("race", "IFCB9", T0 + k * DAY, T0 + (k + 1) * DAY)
                 results[k] = tx.commit_id
             else:
-                results[k] = add_dataset_span(mine, "race", "IFCB1", T0 + k * DAY, T0 + (k + 1) * DAY)
+                results[k] = add_dataset_span(
+                    mine, "race", "IFCB1", T0 + k * DAY, T0 + (k + 1) * DAY
+                )
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -403,8 +443,14 @@ def test_many_writers_racing_on_one_dataset_all_land(repo):
     expected = sorted(
         (("IFCB9" if k % 2 else "IFCB1"), T0 + k * DAY, T0 + (k + 1) * DAY) for k in range(n)
     )
-    assert [(s.instrument, s.start, s.end) for s in repo.snapshot().dataset("race").spans] == expected
-    assert ids_of(repo.snapshot().query(dataset="race", instruments=["IFCB9"])) == ["w1", "w3", "w5"]
+    assert [
+        (s.instrument, s.start, s.end) for s in repo.snapshot().dataset("race").spans
+    ] == expected
+    assert ids_of(repo.snapshot().query(dataset="race", instruments=["IFCB9"])) == [
+        "w1",
+        "w3",
+        "w5",
+    ]
 
 
 def test_concurrent_add_and_remove_of_different_spans_both_land(repo):

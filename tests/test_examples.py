@@ -57,7 +57,8 @@ def test_ifcb_pipeline_example(tmp_path):
     assert "dataset may22: 42 images" in out
     assert "bloom: 23 of 42 images are Mesodinium_rubrum with score > 0.8 (35 have it" in out
     assert (
-        "exported 3 raw files of D20220522T003051_IFCB134, byte-identical: D20220522T003051_IFCB134.adc (620 B), "
+        "exported 3 raw files of D20220522T003051_IFCB134, byte-identical: "
+        "D20220522T003051_IFCB134.adc (620 B), "
         "D20220522T003051_IFCB134.hdr (3280 B), D20220522T003051_IFCB134.roi (30848 B)" in out
     )
     assert "6 commits on main" in out
@@ -79,20 +80,20 @@ def test_microscopy_stack_example(tmp_path):
     assert "wrote plate1_well3.ome.tif: TCZYX (2, 2, 5, 64, 48) uint16" in out
     assert "plate1_well3: 20 planes, 2 original files kept" in out
     assert (
-        "read_stack('plate1_well3'): shape (1, 2, 2, 5, 64, 48) uint16, equal to tifffile's (2, 2, 5, 64, 48)"
-        in out
+        "read_stack('plate1_well3'): shape (1, 2, 2, 5, 64, 48) uint16, equal to tifffile's (2, "
+        "2, 5, 64, 48)" in out
     )
     assert "read_stack('plate1_well3', c=0, z=slice(0, 3)): shape (1, 2, 3, 64, 48)" in out
     assert "one plane (p=0, t=1, c=1, z=4): shape (64, 48)" in out
     assert (
-        "exported 8 planes with --z 0:2: plate1_well3_p0_t0_c0_z0.tif ... plate1_well3_p0_t1_c1_z1.tif"
-        in out
+        "exported 8 planes with --z 0:2: plate1_well3_p0_t0_c0_z0.tif ... "
+        "plate1_well3_p0_t1_c1_z1.tif" in out
     )
     assert "beside them: metadata.parquet" in out
     assert "committed 21 planes of 2 stacks in 2 commits" in out
     assert (
-        "read_stack('s_1_t_1_c_1_z_1'): shape (1, 1, 1, 1, 325, 475) uint16, equal to tifffile's (325, 475)"
-        in out
+        "read_stack('s_1_t_1_c_1_z_1'): shape (1, 1, 1, 1, 325, 475) uint16, equal to tifffile's "
+        "(325, 475)" in out
     )
     assert len(list((tmp_path / "planes").glob("plate1_well3_*.tif"))) == 8
 

@@ -8,18 +8,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from test_cli import _clean_env, invoke, runner  # noqa: F401  (fixtures)
+from conftest import invoke
 
 from improv_vcs import Repository
-from improv_vcs.maintenance.fsck import Problem, fsck
 from improv_vcs.core.model import Tag
+from improv_vcs.maintenance.fsck import Problem, fsck
 from improv_vcs.storage.refs import HEADS, TAGS
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
 
 
 def commit(repo: Repository, ids, day: int) -> str:
-    rows = [{"image_id": i, "timestamp": T0 + timedelta(days=day, seconds=n)} for n, i in enumerate(ids)]
+    rows = [
+        {"image_id": i, "timestamp": T0 + timedelta(days=day, seconds=n)} for n, i in enumerate(ids)
+    ]
     with repo.transaction(message=f"day {day}") as tx:
         tx.append_bytes("IFCB1", rows, [f"pixels of {i}".encode() * 9 for i in ids])
     assert tx.commit_id is not None
@@ -57,7 +59,11 @@ def test_a_branch_pointing_at_a_manifest(runner, two):
     manifest = manifest_of(repo, c2)  # also met as c2's manifest
     write_ref(repo, HEADS + "bad", manifest)
     assert problems(repo) == [
-        Problem(manifest, "ref", "refs/heads/bad points at a data object (manifest, segment or table), not a commit")
+        Problem(
+            manifest,
+            "ref",
+            "refs/heads/bad points at a data object (manifest, segment or table), not a commit",
+        )
     ]
     result = invoke(runner, "--repo", repo.url, "fsck", "-q")
     assert result.exit_code == 5 and "refs/heads/bad" in result.stdout and manifest in result.stdout
@@ -69,10 +75,18 @@ def test_a_branch_pointing_at_a_tag_object_and_a_tag_at_a_manifest(two):
     manifest = manifest_of(repo, c1)
     write_ref(repo, HEADS + "peeled", tag_object)
     write_ref(repo, TAGS + "light", manifest)
-    assert sorted(problems(repo), key=str) == sorted([
-        Problem(tag_object, "ref", "refs/heads/peeled points at a tag, not a commit"),
-        Problem(manifest, "ref", "refs/tags/light points at a data object (manifest, segment or table), not a tag or a commit"),
-    ], key=str)
+    assert sorted(problems(repo), key=str) == sorted(
+        [
+            Problem(tag_object, "ref", "refs/heads/peeled points at a tag, not a commit"),
+            Problem(
+                manifest,
+                "ref",
+                "refs/tags/light points at a data object (manifest, segment or table), not a tag "
+                "or a commit",
+            ),
+        ],
+        key=str,
+    )
 
 
 def test_a_remote_tracking_ref_pointing_at_a_manifest(two):
@@ -81,35 +95,68 @@ def test_a_remote_tracking_ref_pointing_at_a_manifest(two):
     repo.remotes.add("origin", str(repo.url) + "-elsewhere", {})
     repo.remotes.set_tracking("origin", "main", manifest)
     assert problems(repo) == [
-        Problem(manifest, "ref", "refs/remotes/origin/main points at a data object (manifest, segment or table), not a commit")
+        Problem(
+            manifest,
+            "ref",
+            "refs/remotes/origin/main points at a data object (manifest, segment or table), not a "
+            "commit",
+        )
     ]
 
 
 def test_a_tag_object_whose_target_is_a_manifest(two):
     repo, c1, c2 = two
     manifest = manifest_of(repo, c2)
-    bad = repo.odb.put_object(Tag(name="bad", target=manifest, tagger="t", time=T0, message="points at a manifest"))
+    bad = repo.odb.put_object(
+        Tag(name="bad", target=manifest, tagger="t", time=T0, message="points at a manifest")
+    )
     write_ref(repo, TAGS + "bad", bad)
-    nested = repo.odb.put_object(Tag(name="nested", target=repo.refs.tag("v2"), tagger="t", time=T0, message="a tag of a tag"))
+    nested = repo.odb.put_object(
+        Tag(
+            name="nested", target=repo.refs.tag("v2"), tagger="t", time=T0, message="a tag of a tag"
+        )
+    )
     write_ref(repo, TAGS + "nested", nested)
-    assert sorted(problems(repo), key=str) == sorted([
-        Problem(bad, "tag", f"the tag object of refs/tags/bad targets a data object {manifest[:12]}, not a commit"),
-        Problem(nested, "tag", f"the tag object of refs/tags/nested targets a tag {repo.refs.tag('v2')[:12]}, not a commit"),
-    ], key=str)
+    assert sorted(problems(repo), key=str) == sorted(
+        [
+            Problem(
+                bad,
+                "tag",
+                f"the tag object of refs/tags/bad targets a data object {manifest[:12]}, not a "
+                f"commit",
+            ),
+            Problem(
+                nested,
+                "tag",
+                f"the tag object of refs/tags/nested targets a tag {repo.refs.tag('v2')[:12]}, "
+                f"not a commit",
+            ),
+        ],
+        key=str,
+    )
 
 
 def test_a_commit_whose_parent_is_not_a_commit(two):
     repo, c1, c2 = two
     tip = repo.odb.get_commit(c2)
     manifest = manifest_of(repo, c2)  # met first as this commit's own manifest
-    forged = repo.odb.put_object(tip.model_copy(update={"parents": (manifest,), "message": "forged"}))
+    forged = repo.odb.put_object(
+        tip.model_copy(update={"parents": (manifest,), "message": "forged"})
+    )
     write_ref(repo, HEADS + "forged", forged)
-    tag_parent = repo.odb.put_object(tip.model_copy(update={"parents": (repo.refs.tag("v2"),), "message": "tag parent"}))
+    tag_parent = repo.odb.put_object(
+        tip.model_copy(update={"parents": (repo.refs.tag("v2"),), "message": "tag parent"})
+    )
     write_ref(repo, HEADS + "tagged", tag_parent)
-    assert sorted(problems(repo), key=str) == sorted([
-        Problem(manifest, "commit", f"parent of {forged[:12]} is a data object, not a commit"),
-        Problem(repo.refs.tag("v2"), "commit", f"parent of {tag_parent[:12]} is a tag, not a commit"),
-    ], key=str)
+    assert sorted(problems(repo), key=str) == sorted(
+        [
+            Problem(manifest, "commit", f"parent of {forged[:12]} is a data object, not a commit"),
+            Problem(
+                repo.refs.tag("v2"), "commit", f"parent of {tag_parent[:12]} is a tag, not a commit"
+            ),
+        ],
+        key=str,
+    )
 
 
 def test_a_clean_repository_counts_commits_once(two):

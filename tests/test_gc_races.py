@@ -9,43 +9,27 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from conftest import T0, add, blobs, image_ids, rows
 
 from improv_vcs import ConflictError, Repository
-from improv_vcs.storage.closure import commit_keys
-from improv_vcs.storage.fence import STATE_KEY, read_state
-from improv_vcs.maintenance.fsck import fsck
-from improv_vcs.maintenance.gc import gc
 from improv_vcs.core.ids import hash_bytes
 from improv_vcs.core.model import Commit, canonical_json
-from improv_vcs.storage.objects import object_key
+from improv_vcs.maintenance.fsck import fsck
+from improv_vcs.maintenance.gc import gc
+from improv_vcs.storage.closure import commit_keys
+from improv_vcs.storage.fence import STATE_KEY, read_state
 from improv_vcs.storage.http_store import HttpStore
+from improv_vcs.storage.objects import object_key
 from improv_vcs.sync.sites import pull, push
 
-T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 DAY = 86400.0
 
 
 class Killed(BaseException):
     """Stands for SIGKILL: nothing of the process runs after it."""
-
-
-def rows(prefix: str, n: int = 4) -> list[dict]:
-    return [{"image_id": f"{prefix}{k}", "timestamp": T0} for k in range(n)]
-
-
-def blobs(prefix: str, n: int = 4) -> list[bytes]:
-    return [f"pixels of {prefix}{k}|".encode() * 40 for k in range(n)]
-
-
-def add(repo: Repository, prefix: str, branch: str = "main") -> str:
-    with repo.transaction(branch=branch, message=prefix) as tx:
-        tx.append_bytes("CAM", rows(prefix), blobs(prefix))
-    assert tx.commit_id is not None
-    return tx.commit_id
 
 
 def abandoned_side(repo: Repository) -> str:
@@ -66,10 +50,6 @@ def age_everything(root: Path, seconds: float) -> None:
                 os.utime(path, (when, when))
 
 
-def image_ids(repo: Repository) -> list[str]:
-    return sorted(repo.snapshot().images().column("image_id").to_pylist())
-
-
 def readable_everywhere(repo: Repository) -> None:
     report = fsck(repo, full=True)
     assert report.ok, report.problems
@@ -85,14 +65,19 @@ def site(request, tmp_path):
     if request.param == "local":
         repo = Repository.init(tmp_path / "repo")
     else:
-        repo = Repository.init(request.getfixturevalue("s3_url"), **request.getfixturevalue("s3_options"))
+        repo = Repository.init(
+            request.getfixturevalue("s3_url"), **request.getfixturevalue("s3_options")
+        )
     add(repo, "a")
     abandoned_side(repo)
     if request.param == "local":
         age_everything(tmp_path / "repo", 2 * DAY)
         clock = time.time
     else:
-        clock = lambda: time.time() + 2 * DAY
+
+        def clock() -> float:
+            return time.time() + 2 * DAY
+
     return repo, clock
 
 
@@ -107,7 +92,9 @@ def test_a_commit_landing_while_gc_plans_keeps_what_it_reuses(site):
     report = gc(repo, grace=DAY, clock=clock, on_step=step)
     assert repo.refs.branch("main") == landed[0]
     assert image_ids(repo) == [f"{p}{k}" for p in "ax" for k in range(4)]
-    assert not set(report.removed) & commit_keys(repo.odb, landed[0], repo.odb.get_commit(landed[0]))
+    assert not set(report.removed) & commit_keys(
+        repo.odb, landed[0], repo.odb.get_commit(landed[0])
+    )
     readable_everywhere(repo)
     assert not read_state(repo.store)[1].doomed
 
@@ -164,7 +151,9 @@ def test_reused_objects_are_freshened_before_the_ref_moves(tmp_path):
     repo.refs.set_branch = gc_then_move
     landed = add(repo, "x")
     needed = commit_keys(repo.odb, landed, repo.odb.get_commit(landed))
-    assert reports[0].removed and not set(reports[0].removed) & needed  # the side commit went, not its objects
+    assert (
+        reports[0].removed and not set(reports[0].removed) & needed
+    )  # the side commit went, not its objects
     readable_everywhere(repo)
 
 
@@ -176,13 +165,19 @@ def test_a_gc_that_finds_another_running_refuses_unless_forced(tmp_path):
         raise Killed
 
     with pytest.raises(Killed):
-        gc(repo, grace=0, on_step=lambda name, key: killed(name, key) if name == "published" else None)
+        gc(
+            repo,
+            grace=0,
+            on_step=lambda name, key: killed(name, key) if name == "published" else None,
+        )
     assert read_state(repo.store)[1].collecting
     with pytest.raises(ConflictError, match="another gc"):
         gc(repo, grace=0)
     gc(repo, grace=0, force=True)
     assert not read_state(repo.store)[1].collecting
-    assert gc(repo, grace=0, clock=lambda: time.time() + 7200).removed == []  # lease over: no --force needed
+    assert (
+        gc(repo, grace=0, clock=lambda: time.time() + 7200).removed == []
+    )  # lease over: no --force needed
 
 
 @pytest.mark.parametrize("stop", [RuntimeError("disk on fire"), KeyboardInterrupt()])
@@ -229,7 +224,9 @@ def _garbage_site(tmp_path: Path) -> tuple[Repository, Repository, list[str]]:
 def test_a_gc_killed_at_any_deletion_leaves_transfers_whole(tmp_path):
     origin, _, order = _garbage_site(tmp_path / "plan")
     assert len(order) >= 8 and order[0].startswith("objects/")
-    commits = [k for k in order if k.startswith("objects/") and origin.odb.is_json_object(k[8:10] + k[11:])]
+    commits = [
+        k for k in order if k.startswith("objects/") and origin.odb.is_json_object(k[8:10] + k[11:])
+    ]
     assert order[: len(commits)] == commits  # commits go first, children before parents
     assert [k.endswith(".pack") for k in order][-1]
     for kill_after in range(len(order) + 1):
@@ -237,7 +234,7 @@ def test_a_gc_killed_at_any_deletion_leaves_transfers_whole(tmp_path):
         origin, site, _ = _garbage_site(work)
         done = []
 
-        def step(name, key):
+        def step(name, key, done=done, kill_after=kill_after):
             if name == "delete":
                 if len(done) == kill_after:
                     raise Killed  # the process dies here
@@ -309,15 +306,24 @@ def served(tmp_path):
 
     repo = Repository.init(tmp_path / "served")
     add(repo, "a")
-    access = Access((TokenEntry(name="w", token="write-token-0123456789abcdef", scopes=("write",)),))
+    access = Access(
+        (TokenEntry(name="w", token="write-token-0123456789abcdef", scopes=("write",)),)
+    )
     with BackgroundServer(create_app(str(tmp_path / "served"), access)) as base:
         yield repo, HttpStore(base, token="write-token-0123456789abcdef")
 
 
 def _fake_commit(repo: Repository, parents: tuple[str, ...]) -> bytes:
     tip = repo.odb.get_commit(repo.refs.branch("main"))
-    commit = Commit(parents=parents, height=tip.height + 1, author="m", message="forged", time=T0,
-                    batches=tip.batches, index=tip.index)
+    commit = Commit(
+        parents=parents,
+        height=tip.height + 1,
+        author="m",
+        message="forged",
+        time=T0,
+        batches=tip.batches,
+        index=tip.index,
+    )
     return canonical_json(commit)
 
 
@@ -357,7 +363,9 @@ def test_the_service_refuses_a_commit_missing_a_manifest(served, tmp_path):
 
     store.put_if_absent(object_key(hash_bytes(data)), data)
     with pytest.raises(ConflictError, match="lacks"):
-        store.compare_and_swap("refs/heads/main", f"{main}\n".encode(), f"{hash_bytes(data)}\n".encode())
+        store.compare_and_swap(
+            "refs/heads/main", f"{main}\n".encode(), f"{hash_bytes(data)}\n".encode()
+        )
     assert repo.refs.branch("main") == main
     assert read_state(repo.store)[1].generation == 0 and not repo.store.exists(STATE_KEY)
 
@@ -394,5 +402,7 @@ def test_a_branch_at_a_doomed_commit_is_refused_and_at_a_freshened_one_is_whole(
 
     other.refs.set_branch = gc_then_move
     other.create_branch("revived", dangling)
-    assert sorted(other.snapshot("revived").images().column("image_id").to_pylist()) == [f"{p}{k}" for p in "ax" for k in range(4)]
+    assert sorted(other.snapshot("revived").images().column("image_id").to_pylist()) == [
+        f"{p}{k}" for p in "ax" for k in range(4)
+    ]
     readable_everywhere(other)

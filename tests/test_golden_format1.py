@@ -37,6 +37,9 @@ def test_golden_format1_is_whole_and_its_citation_verifies(golden: Repository):
     report = fsck(golden, full=True)
     assert report.ok, report.problems
     verified = cite.verify(golden, cite.load(EXPECTED["citation"]))
-    assert (verified.count, verified.images_checked) == (EXPECTED["images_at_day1"], EXPECTED["images_at_day1"])
+    assert (verified.count, verified.images_checked) == (
+        EXPECTED["images_at_day1"],
+        EXPECTED["images_at_day1"],
+    )
     for sample, name, blob in EXPECTED["sources"]:
         assert hashlib.sha256(golden.snapshot().read_source(sample, name)).hexdigest() == blob

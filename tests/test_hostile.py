@@ -19,11 +19,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_cli import _clean_env, assert_error, images, invoke, ok, runner  # noqa: F401  (fixtures)
+from conftest import assert_error, images, invoke, ok
 
 from improv_vcs import IntegrityError, InvalidInputError, NotFoundError, Repository, StorageError
-from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.ingest.folders import scan_directory
+from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.storage.objects import object_key
 from improv_vcs.storage.packs import index_key, pack_key
 from improv_vcs.sync.sites import clone, fetch, pull
@@ -41,7 +41,9 @@ def blob(image_id: str) -> bytes:
 
 
 def commit(repo: Repository, ids, day: int = 0) -> str:
-    rows = [{"image_id": i, "timestamp": T0 + timedelta(days=day, seconds=n)} for n, i in enumerate(ids)]
+    rows = [
+        {"image_id": i, "timestamp": T0 + timedelta(days=day, seconds=n)} for n, i in enumerate(ids)
+    ]
     with repo.transaction(message="add") as tx:
         tx.append_bytes("IFCB1", rows, [blob(i) for i in ids])
     assert tx.commit_id is not None
@@ -106,12 +108,16 @@ def test_damaged_pack_data_is_detected_on_read_and_by_fsck(runner, two, damage):
     before = state(two.url)
     original = damage(path, row["offset"] + 3) if damage is flip else damage(path)
 
-    with pytest.raises((IntegrityError, StorageError)) as info:
+    expected, words = (IntegrityError, "corrupt") if damage is flip else (StorageError, "past the end")
+    with pytest.raises(expected, match=words) as info:
         reopen(two).snapshot().read_image("x2")
-    assert pack in str(info.value) and ("corrupt" in str(info.value) or "past the end" in str(info.value))
+    assert pack in str(info.value)
     assert reopen(two).snapshot().read_image("x3") == blob("x3")  # other packs unaffected
-    assert_error(invoke(runner, "--repo", two.url, "get", "x2", "-o", Path(two.url).parent / "x2.out"),
-                 5 if damage is flip else 7, pack)
+    assert_error(
+        invoke(runner, "--repo", two.url, "get", "x2", "-o", Path(two.url).parent / "x2.out"),
+        5 if damage is flip else 7,
+        pack,
+    )
     assert not (Path(two.url).parent / "x2.out").exists()
     # a truncation shows without --full (size check), a flipped byte needs --full
     assert_fsck_names(two, pack, "pack", full=True)
@@ -153,7 +159,12 @@ def test_damaged_manifest_is_detected_on_read_and_by_fsck(runner, two, damage):
     for read in (lambda r: r.snapshot().images(), lambda r: r.snapshot().read_image("x3")):
         with pytest.raises(IntegrityError, match=f"object {manifest} is corrupt"):
             read(reopen(two))
-    assert_error(invoke(runner, "--repo", two.url, "get", "x3", "-o", Path(two.url).parent / "x3.out"), 5, manifest, "corrupt")
+    assert_error(
+        invoke(runner, "--repo", two.url, "get", "x3", "-o", Path(two.url).parent / "x3.out"),
+        5,
+        manifest,
+        "corrupt",
+    )
     assert_fsck_names(two, manifest, "manifest")
     assert_fsck_cli(runner, two, manifest)
     assert state(two.url) == before
@@ -188,7 +199,11 @@ def test_damaged_commit_is_detected_on_read_and_by_fsck(runner, two, damage, whi
 BAD_REFS = ["../x", "a/../b", "/abs", "a\x00b", "a\nb", "a\tb", "a" * 300]
 
 
-@pytest.mark.parametrize("name", BAD_REFS, ids=["dotdot", "inner-dotdot", "absolute", "nul", "newline", "tab", "300-chars"])
+@pytest.mark.parametrize(
+    "name",
+    BAD_REFS,
+    ids=["dotdot", "inner-dotdot", "absolute", "nul", "newline", "tab", "300-chars"],
+)
 def test_hostile_ref_names_are_refused_everywhere(runner, two, name):
     before = state(two.url)
     for attempt in (
@@ -204,7 +219,12 @@ def test_hostile_ref_names_are_refused_everywhere(runner, two, name):
     with pytest.raises(NotFoundError, match="no branch, tag or commit named"):
         two.resolve(name)  # a lookup: it names nothing
     src = images(Path(two.url).parent / "src", A1)
-    for args in (["branch", name], ["tag", name], ["tag", name, "-m", "x"], ["commit", src, "-i", "IFCB107", "-b", name, "-q"]):
+    for args in (
+        ["branch", name],
+        ["tag", name],
+        ["tag", name, "-m", "x"],
+        ["commit", src, "-i", "IFCB107", "-b", name, "-q"],
+    ):
         assert_error(invoke(runner, "--repo", two.url, *args), 2, "invalid ref name")
     assert state(two.url) == before
 
@@ -227,14 +247,14 @@ def test_malformed_object_ids_in_the_object_database(two):
     tip = two.resolve()
     row = two.snapshot().record("x1")
     before = state(two.url)
-    for label, bad in _bad_ids(tip).items():
+    for bad in _bad_ids(tip).values():
         with pytest.raises(InvalidInputError, match="not an object id"):
             two.odb.get_bytes(bad)
         with pytest.raises(InvalidInputError, match="not an object id"):
             two.odb.get_object(bad)
         with pytest.raises(InvalidInputError, match="not an object id"):
             two.odb.has(bad)
-    for label, bad in _bad_ids(row["pack"]).items():
+    for bad in _bad_ids(row["pack"]).values():
         with pytest.raises(InvalidInputError, match="not an object id"):
             two.odb.read_blob(bad, row["offset"], row["size"], row["blob_id"])
         with pytest.raises(InvalidInputError, match="not an object id"):
@@ -256,11 +276,15 @@ def test_malformed_object_ids_in_resolve_and_cli_show(runner, two):
     for label, bad in _bad_ids(tip).items():
         if bad == "":
             continue  # "" means the default branch
-        with pytest.raises((NotFoundError, InvalidInputError)) as info:
+        with pytest.raises(NotFoundError) as info:
             two.resolve(bad)
         assert "no branch, tag or commit named" in str(info.value), (label, info.value)
-        assert_error(invoke(runner, "--repo", two.url, "show", bad), 3, "no branch, tag or commit named")
-        assert_error(invoke(runner, "--repo", two.url, "log", bad), 3, "no branch, tag or commit named")
+        assert_error(
+            invoke(runner, "--repo", two.url, "show", bad), 3, "no branch, tag or commit named"
+        )
+        assert_error(
+            invoke(runner, "--repo", two.url, "log", bad), 3, "no branch, tag or commit named"
+        )
     # a valid id that names no object, and a blob-sized one naming a manifest
     with pytest.raises(NotFoundError):
         two.resolve("ab" * 32)
@@ -367,7 +391,11 @@ def base(runner, tmp_path):
     """A repository with one CLI commit, and its state."""
     path = tmp_path / "repo"
     ok(invoke(runner, "init", path))
-    ok(invoke(runner, "--repo", path, "commit", images(tmp_path / "day1", A1), "-i", "IFCB107", "-q"))
+    ok(
+        invoke(
+            runner, "--repo", path, "commit", images(tmp_path / "day1", A1), "-i", "IFCB107", "-q"
+        )
+    )
     return path, state(path)
 
 
@@ -394,14 +422,26 @@ def _ts(naive: bool = False) -> pa.Array:
 
 
 HOSTILE_SOURCES = {
-    "lat 95 (csv)": (lambda p: _csv_source(p, "image_id,timestamp,lat,lon\nb1,2024-01-02T06:00:00Z,95,0\n"), "lat"),
-    "lat -90.5 (csv)": (lambda p: _csv_source(p, "image_id,timestamp,lat,lon\nb1,2024-01-02T06:00:00Z,-90.5,0\n"), "lat"),
+    "lat 95 (csv)": (
+        lambda p: _csv_source(p, "image_id,timestamp,lat,lon\nb1,2024-01-02T06:00:00Z,95,0\n"),
+        "lat",
+    ),
+    "lat -90.5 (csv)": (
+        lambda p: _csv_source(p, "image_id,timestamp,lat,lon\nb1,2024-01-02T06:00:00Z,-90.5,0\n"),
+        "lat",
+    ),
     "lat NaN (parquet)": (
-        lambda p: _parquet_source(p, pa.table({"image_id": ["b1"], "timestamp": _ts(), "lat": [float("nan")], "lon": [0.0]})),
+        lambda p: _parquet_source(
+            p,
+            pa.table({"image_id": ["b1"], "timestamp": _ts(), "lat": [float("nan")], "lon": [0.0]}),
+        ),
         "lat",
     ),
     "lon inf (parquet)": (
-        lambda p: _parquet_source(p, pa.table({"image_id": ["b1"], "timestamp": _ts(), "lat": [0.0], "lon": [float("inf")]})),
+        lambda p: _parquet_source(
+            p,
+            pa.table({"image_id": ["b1"], "timestamp": _ts(), "lat": [0.0], "lon": [float("inf")]}),
+        ),
         "lon",
     ),
     "duplicate columns (csv)": (
@@ -410,12 +450,18 @@ HOSTILE_SOURCES = {
     ),
     "duplicate columns (parquet)": (
         lambda p: _parquet_source(
-            p, pa.Table.from_arrays([pa.array(["b1"]), _ts(), pa.array([1.0]), pa.array([2.0])], names=["image_id", "timestamp", "lat", "lat"])
+            p,
+            pa.Table.from_arrays(
+                [pa.array(["b1"]), _ts(), pa.array([1.0]), pa.array([2.0])],
+                names=["image_id", "timestamp", "lat", "lat"],
+            ),
         ),
         "duplicate",
     ),
     "non-UTF-8 name in metadata.csv": (
-        lambda p: _bytes_csv_source(p, b"filename,timestamp\nb1.png,2024-01-02T06:00:00Z\nb\xff.png,2024-01-02T06:00:00Z\n"),
+        lambda p: _bytes_csv_source(
+            p, b"filename,timestamp\nb1.png,2024-01-02T06:00:00Z\nb\xff.png,2024-01-02T06:00:00Z\n"
+        ),
         "metadata.csv",
     ),
 }
@@ -442,7 +488,8 @@ def test_hostile_metadata_through_the_api(tmp_path):
         "lat": [{"image_id": "b1", "timestamp": T0, "lat": float("nan"), "lon": 0.0}],
         "lat ": [{"image_id": "b1", "timestamp": T0, "lat": 95.0, "lon": 0.0}],
         "duplicate": pa.Table.from_arrays(
-            [pa.array(["b1"]), pa.array([T0]), pa.array([1.0]), pa.array([2.0])], names=["image_id", "timestamp", "lat", "lat"]
+            [pa.array(["b1"]), pa.array([T0]), pa.array([1.0]), pa.array([2.0])],
+            names=["image_id", "timestamp", "lat", "lat"],
         ),
     }
     for fragment, rows in cases.items():
@@ -460,14 +507,18 @@ def _non_utf8_source(tmp_path: Path) -> Path:
     return src
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="needs a file system that takes arbitrary bytes as names")
+@pytest.mark.skipif(
+    sys.platform != "linux", reason="needs a file system that takes arbitrary bytes as names"
+)
 def test_non_utf8_file_name_in_source_is_a_clear_error(runner, base, tmp_path):
     repo, before = base
     src = _non_utf8_source(tmp_path)
     try:
         with pytest.raises(InvalidInputError, match="UTF-8"):
             scan_directory(src)
-        assert_error(invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB107", "-q"), 2, "UTF-8")
+        assert_error(
+            invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB107", "-q"), 2, "UTF-8"
+        )
     finally:
         assert state(repo) == before  # holds today too: the failure happens before any write
 
@@ -511,15 +562,23 @@ def test_symlink_to_a_file_inside_source_commits_its_bytes(runner, base, tmp_pat
     (src / f"{alias}.png").symlink_to(src / f"{A2}.png")
     ok(invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB107", "-q"))
     opened = Repository.open(repo)
-    assert opened.snapshot().read_image(alias) == opened.snapshot().read_image(A2) == (src / f"{A2}.png").read_bytes()
+    assert (
+        opened.snapshot().read_image(alias)
+        == opened.snapshot().read_image(A2)
+        == (src / f"{A2}.png").read_bytes()
+    )
     assert fsck(opened, full=True).ok
 
 
 def test_symlink_loop_in_source_is_a_clear_error(runner, base, tmp_path):
     repo, before = base
     src = images(tmp_path / "src", A2)
-    (src / "D20240102T060000_IFCB107_00004.png").symlink_to(src / "D20240102T060000_IFCB107_00004.png")
-    assert_error(invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB107", "-q"), 2, "cannot read")
+    (src / "D20240102T060000_IFCB107_00004.png").symlink_to(
+        src / "D20240102T060000_IFCB107_00004.png"
+    )
+    assert_error(
+        invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB107", "-q"), 2, "cannot read"
+    )
     assert state(repo) == before
 
 

@@ -17,30 +17,63 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_error, invoke, ok
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from improv_vcs import Repository
-from improv_vcs.ingest.adapters import apply_plan, get_adapter
 from improv_vcs.core.errors import ConflictError
+from improv_vcs.ingest.adapters import apply_plan, get_adapter
 from improv_vcs.maintenance.fsck import fsck
-from improv_vcs.storage.objects import object_key
 from improv_vcs.snapshot.sources import SourceFile
-from test_cli import assert_error, invoke, ok, repo, runner  # noqa: F401
+from improv_vcs.storage.objects import object_key
 
 DATA = Path(__file__).resolve().parent / "data"
 UTC = timezone.utc
 
-WHITE, OLD, EMPTY, MODERN = "D20130526T095207_IFCB013", "IFCB5_2012_028_081515", "D20150411T205456_IFCB012", "D20220522T003051_IFCB134"
+WHITE, OLD, EMPTY, MODERN = (
+    "D20130526T095207_IFCB013",
+    "IFCB5_2012_028_081515",
+    "D20150411T205456_IFCB012",
+    "D20220522T003051_IFCB134",
+)
 ROI3_SHA256 = "4cdca846303677d14d3b653d0906c05b9ecf0306162c6570a394537988aef343"
 
 # bin id -> (source dir, instrument, timestamp, legacy, ADC rows, ROI numbers)
 BINS = {
-    WHITE: (DATA / "pyifcb" / "white", "IFCB013", datetime(2013, 5, 26, 9, 52, 7, tzinfo=UTC), False, 118, None),
-    OLD: (DATA / "pyifcb" / "old_format", "IFCB5", datetime(2012, 1, 28, 8, 15, 15, tzinfo=UTC), True, 7, [1, 2, 3, 4, 5, 6]),
-    EMPTY: (DATA / "pyifcb" / "empty", "IFCB012", datetime(2015, 4, 11, 20, 54, 56, tzinfo=UTC), False, 0, []),
-    MODERN: (DATA / "irfcb", "IFCB134", datetime(2022, 5, 22, 0, 30, 51, tzinfo=UTC), False, 3, [2, 3]),
+    WHITE: (
+        DATA / "pyifcb" / "white",
+        "IFCB013",
+        datetime(2013, 5, 26, 9, 52, 7, tzinfo=UTC),
+        False,
+        118,
+        None,
+    ),
+    OLD: (
+        DATA / "pyifcb" / "old_format",
+        "IFCB5",
+        datetime(2012, 1, 28, 8, 15, 15, tzinfo=UTC),
+        True,
+        7,
+        [1, 2, 3, 4, 5, 6],
+    ),
+    EMPTY: (
+        DATA / "pyifcb" / "empty",
+        "IFCB012",
+        datetime(2015, 4, 11, 20, 54, 56, tzinfo=UTC),
+        False,
+        0,
+        [],
+    ),
+    MODERN: (
+        DATA / "irfcb",
+        "IFCB134",
+        datetime(2022, 5, 22, 0, 30, 51, tzinfo=UTC),
+        False,
+        3,
+        [2, 3],
+    ),
 }
 SUFFIXES = (".adc", ".hdr", ".roi")
 
@@ -69,10 +102,17 @@ def reference_rois(directory: Path, bin_id: str) -> dict[int, dict]:
             width, height, start = int(cells[w]), int(cells[h]), int(cells[s])
             pixels = None
             if width > 0 and height > 0:
-                pixels = np.frombuffer(data[start : start + width * height], np.uint8).reshape(height, width)
+                pixels = np.frombuffer(data[start : start + width * height], np.uint8).reshape(
+                    height, width
+                )
             rows[number] = {
-                "trigger_number": int(cells[0]), "roi_x": int(cells[x]), "roi_y": int(cells[y]),
-                "roi_width": width, "roi_height": height, "start_byte": start, "pixels": pixels,
+                "trigger_number": int(cells[0]),
+                "roi_x": int(cells[x]),
+                "roi_y": int(cells[y]),
+                "roi_width": width,
+                "roi_height": height,
+                "start_byte": start,
+                "pixels": pixels,
             }
     return rows
 
@@ -113,7 +153,13 @@ def bins(tmp_path) -> dict[str, Path]:
 
 
 def commit_cli(runner, repo_path: Path, source: Path, *extra) -> dict:
-    return json.loads(ok(invoke(runner, "--repo", repo_path, "commit", "--format", "ifcb", source, "--json", *extra)).stdout)
+    return json.loads(
+        ok(
+            invoke(
+                runner, "--repo", repo_path, "commit", "--format", "ifcb", source, "--json", *extra
+            )
+        ).stdout
+    )
 
 
 # -- 1. real bins: ids, metadata, pixels --------------------------------------------
@@ -145,17 +191,26 @@ def check_bin(repo: Repository, bin_id: str, directory: Path) -> None:
         (f"{bin_id}{s}", (directory / f"{bin_id}{s}").stat().st_size, instrument) for s in SUFFIXES
     ]
     for f in files:
-        assert repo.snapshot().read_source(bin_id, f["path"]) == (directory / f["path"]).read_bytes()
+        assert (
+            repo.snapshot().read_source(bin_id, f["path"]) == (directory / f["path"]).read_bytes()
+        )
 
 
 @pytest.mark.parametrize("bin_id", list(BINS))
 def test_each_real_bin_through_the_cli(runner, repo_path, bins, bin_id):
-    numbers = [n for n, r in reference_rois(bins[bin_id], bin_id).items() if r["pixels"] is not None]
+    numbers = [
+        n for n, r in reference_rois(bins[bin_id], bin_id).items() if r["pixels"] is not None
+    ]
     source = bins[bin_id] / f"{bin_id}.adc"  # any of the bin's files names the bin
     out = commit_cli(runner, repo_path, source)
-    assert (out["format"], out["instruments"], out["images"], out["new_images"], out["files"], out["new_files"]) == (
-        "ifcb", [BINS[bin_id][1]], len(numbers), len(numbers), 3, 3
-    )
+    assert (
+        out["format"],
+        out["instruments"],
+        out["images"],
+        out["new_images"],
+        out["files"],
+        out["new_files"],
+    ) == ("ifcb", [BINS[bin_id][1]], len(numbers), len(numbers), 3, 3)
     assert n_commits(repo_path) == 1
     check_bin(Repository.open(repo_path), bin_id, bins[bin_id])
 
@@ -178,12 +233,25 @@ def test_known_facts_of_the_real_bins(runner, repo_path, bins):
     last = old.slice(5).to_pylist()[0]
     assert last["start_byte"] + last["roi_width"] * last["roi_height"] == 71082
     first_old = old.to_pylist()[0]
-    assert (first_old["roi_x"], first_old["roi_y"], first_old["roi_width"], first_old["roi_height"]) == (202, 673, 96, 45)
+    assert (
+        first_old["roi_x"],
+        first_old["roi_y"],
+        first_old["roi_width"],
+        first_old["roi_height"],
+    ) == (202, 673, 96, 45)
 
     modern = {r["roi_number"]: r for r in repo.snapshot().query(samples=[MODERN]).to_pylist()}
     assert sorted(modern) == [2, 3]
-    assert (modern[2]["roi_width"], modern[2]["roi_height"], modern[2]["start_byte"]) == (176, 82, 0)
-    assert (modern[3]["roi_width"], modern[3]["roi_height"], modern[3]["start_byte"]) == (144, 114, 14432)
+    assert (modern[2]["roi_width"], modern[2]["roi_height"], modern[2]["start_byte"]) == (
+        176,
+        82,
+        0,
+    )
+    assert (modern[3]["roi_width"], modern[3]["roi_height"], modern[3]["start_byte"]) == (
+        144,
+        114,
+        14432,
+    )
     assert (modern[2]["roi_x"], modern[2]["roi_y"]) == (788, 711)
     assert modern[3]["adc_time"] == pytest.approx(715.6077424)
     roi3 = decode(repo.snapshot().read_image(f"{MODERN}_00003"))
@@ -200,14 +268,21 @@ def test_known_facts_of_the_real_bins(runner, repo_path, bins):
     assert modern[2]["bin_run_time"] == pytest.approx(715.6575)
     assert modern[2]["bin_inhibit_time"] == pytest.approx(0.15215060763888888)
     assert modern[2]["bin_syringe_sample_volume"] == 5.0
-    assert modern[2]["bin_ml_analyzed"] == pytest.approx(0.25 * (715.6575 - 0.15215060763888888) / 60)
-    w = white.to_pylist()[0]
-    assert (w["bin_temperature"], w["bin_humidity"], w["bin_run_time"], w["bin_inhibit_time"]) == pytest.approx(
-        (35.270397, 2.486850, 1231.024861, 11.622980)
+    assert modern[2]["bin_ml_analyzed"] == pytest.approx(
+        0.25 * (715.6575 - 0.15215060763888888) / 60
     )
+    w = white.to_pylist()[0]
+    assert (
+        w["bin_temperature"],
+        w["bin_humidity"],
+        w["bin_run_time"],
+        w["bin_inhibit_time"],
+    ) == pytest.approx((35.270397, 2.486850, 1231.024861, 11.622980))
     assert w["bin_trigger_count"] is None
     o = old.to_pylist()[0]
-    assert (o["bin_temperature"], o["bin_humidity"]) == pytest.approx((11.4799732421875, 32.167437512207))
+    assert (o["bin_temperature"], o["bin_humidity"]) == pytest.approx(
+        (11.4799732421875, 32.167437512207)
+    )
     assert o["bin_run_time"] is None and o["bin_ml_analyzed"] is None
 
 
@@ -230,9 +305,14 @@ def test_python_plan_and_apply(tmp_path, bins):
     for b in BINS:
         rows = repo.snapshot().query(samples=[b]).to_pylist()
         ref = reference_rois(bins[b], b)
-        assert sorted(r["image_id"] for r in rows) == [f"{b}_{n:05d}" for n, r in ref.items() if r["pixels"] is not None]
+        assert sorted(r["image_id"] for r in rows) == [
+            f"{b}_{n:05d}" for n, r in ref.items() if r["pixels"] is not None
+        ]
         for r in rows:
-            assert decode(repo.snapshot().read_image(r["image_id"])).tobytes() == ref[r["roi_number"]]["pixels"].tobytes()
+            assert (
+                decode(repo.snapshot().read_image(r["image_id"])).tobytes()
+                == ref[r["roi_number"]]["pixels"].tobytes()
+            )
     # --instrument overrides the id's instrument
     other = Repository.init(tmp_path / "other")
     plan = adapter.plan(bins[MODERN] / f"{MODERN}.roi", "CAM9", {})
@@ -254,7 +334,9 @@ def test_raw_export_is_byte_identical_for_every_bin(runner, repo_path, bins, tmp
     base = ["--repo", repo_path]
     for b in BINS:
         dest = tmp_path / "by-sample" / b
-        out = json.loads(ok(invoke(runner, *base, "export", dest, "--raw", "--sample", b, "--json")).stdout)
+        out = json.loads(
+            ok(invoke(runner, *base, "export", dest, "--raw", "--sample", b, "--json")).stdout
+        )
         assert (out["files"], out["written"], out["skipped"]) == (3, 3, 0)
         assert sorted(os.listdir(dest)) == [f"{b}{s}" for s in SUFFIXES]
         for s in SUFFIXES:
@@ -262,12 +344,40 @@ def test_raw_export_is_byte_identical_for_every_bin(runner, repo_path, bins, tmp
     # empty bin: its zero-byte files come back as zero-byte files
     assert (tmp_path / "by-sample" / EMPTY / f"{EMPTY}.roi").stat().st_size == 0
     # again: nothing to write
-    out = json.loads(ok(invoke(runner, *base, "export", tmp_path / "by-sample" / WHITE, "--raw", "--sample", WHITE, "--json")).stdout)
+    out = json.loads(
+        ok(
+            invoke(
+                runner,
+                *base,
+                "export",
+                tmp_path / "by-sample" / WHITE,
+                "--raw",
+                "--sample",
+                WHITE,
+                "--json",
+            )
+        ).stdout
+    )
     assert (out["written"], out["skipped"]) == (0, 3)
 
     dest = tmp_path / "by-instrument"
-    ok(invoke(runner, *base, "export", dest, "--raw", "--instrument", "IFCB013", "--instrument", "IFCB012", "-q"))
-    assert tree(dest) == {f"{b}{s}": sha(BINS[b][0] / f"{b}{s}") for b in (WHITE, EMPTY) for s in SUFFIXES}
+    ok(
+        invoke(
+            runner,
+            *base,
+            "export",
+            dest,
+            "--raw",
+            "--instrument",
+            "IFCB013",
+            "--instrument",
+            "IFCB012",
+            "-q",
+        )
+    )
+    assert tree(dest) == {
+        f"{b}{s}": sha(BINS[b][0] / f"{b}{s}") for b in (WHITE, EMPTY) for s in SUFFIXES
+    }
 
     dest = tmp_path / "all"
     out = json.loads(ok(invoke(runner, *base, "export", dest, "--raw", "--json")).stdout)
@@ -276,16 +386,26 @@ def test_raw_export_is_byte_identical_for_every_bin(runner, repo_path, bins, tmp
 
     listed = json.loads(ok(invoke(runner, *base, "sources", "--json")).stdout)
     assert sorted((r["sample_id"], r["path"], r["size"], r["blob_id"]) for r in listed) == sorted(
-        (b, f"{b}{s}", (BINS[b][0] / f"{b}{s}").stat().st_size, sha(BINS[b][0] / f"{b}{s}")) for b in BINS for s in SUFFIXES
+        (b, f"{b}{s}", (BINS[b][0] / f"{b}{s}").stat().st_size, sha(BINS[b][0] / f"{b}{s}"))
+        for b in BINS
+        for s in SUFFIXES
     )
     assert {r["role"] for r in listed} == {"raw"}
     assert {(r["path"][-4:], r["media_type"]) for r in listed} == {
-        (".hdr", "text/plain"), (".adc", "text/csv"), (".roi", "application/octet-stream")
+        (".hdr", "text/plain"),
+        (".adc", "text/csv"),
+        (".roi", "application/octet-stream"),
     }
     only = json.loads(ok(invoke(runner, *base, "sources", "--json", "--sample", OLD)).stdout)
     assert [r["path"] for r in only] == [f"{OLD}{s}" for s in SUFFIXES]
-    by_instrument = json.loads(ok(invoke(runner, *base, "sources", "--json", "-i", "IFCB012")).stdout)
-    assert [(r["path"], r["size"]) for r in by_instrument] == [(f"{EMPTY}.adc", 0), (f"{EMPTY}.hdr", 3303), (f"{EMPTY}.roi", 0)]
+    by_instrument = json.loads(
+        ok(invoke(runner, *base, "sources", "--json", "-i", "IFCB012")).stdout
+    )
+    assert [(r["path"], r["size"]) for r in by_instrument] == [
+        (f"{EMPTY}.adc", 0),
+        (f"{EMPTY}.hdr", 3303),
+        (f"{EMPTY}.roi", 0),
+    ]
 
     formats = json.loads(ok(invoke(runner, "formats", "--json")).stdout)
     ifcb = [f for f in formats if f["name"] == "ifcb"]
@@ -297,11 +417,17 @@ def test_raw_export_with_an_image_filter(runner, repo_path, bins, tmp_path):
         commit_cli(runner, repo_path, bins[b])
     wide = set()
     for b in BINS:
-        if any(r["roi_width"] > 100 for r in reference_rois(bins[b], b).values() if r["pixels"] is not None):
+        if any(
+            r["roi_width"] > 100
+            for r in reference_rois(bins[b], b).values()
+            if r["pixels"] is not None
+        ):
             wide.add(b)
     assert MODERN in wide and EMPTY not in wide and OLD in wide
     dest = tmp_path / "wide"
-    result = invoke(runner, "--repo", repo_path, "export", dest, "--raw", "--where", "roi_width > 100", "-q")
+    result = invoke(
+        runner, "--repo", repo_path, "export", dest, "--raw", "--where", "roi_width > 100", "-q"
+    )
     assert isinstance(result.exception, (SystemExit, type(None))), repr(result.exception)
     ok(result)
     assert tree(dest) == {f"{b}{s}": sha(BINS[b][0] / f"{b}{s}") for b in wide for s in SUFFIXES}
@@ -318,7 +444,9 @@ def test_recommit_is_a_noop(runner, repo_path, bins):
     again = ok(invoke(runner, "--repo", repo_path, "commit", "--format", "ifcb", bins[MODERN]))
     assert again.stdout.startswith("Nothing new to commit")
     assert n_commits(repo_path) == 1
-    out = commit_cli(runner, repo_path, bins[MODERN] / f"{MODERN}.hdr")  # same bin named by one file, same paths
+    out = commit_cli(
+        runner, repo_path, bins[MODERN] / f"{MODERN}.hdr"
+    )  # same bin named by one file, same paths
     assert (out["commit"], out["new_images"], out["new_files"]) == (None, 0, 0)
     assert n_commits(repo_path) == 1
     refs_before = {k: v for k, v in before.items() if k.startswith("refs")}
@@ -355,12 +483,18 @@ def test_a_dated_tree_in_one_commit_keeps_its_paths(runner, repo_path, tmp_path)
     (root / ".hidden").mkdir()
     (root / ".hidden" / "junk.adc").write_text("not a bin")
     out = commit_cli(runner, repo_path, root)
-    assert (out["images"], out["files"], out["instruments"]) == (27, 12, ["IFCB012", "IFCB013", "IFCB134", "IFCB5"])
+    assert (out["images"], out["files"], out["instruments"]) == (
+        27,
+        12,
+        ["IFCB012", "IFCB013", "IFCB134", "IFCB5"],
+    )
     assert n_commits(repo_path) == 1
     dest = tmp_path / "out"
     ok(invoke(runner, "--repo", repo_path, "export", dest, "--raw", "-q"))
     assert tree(dest) == {
-        (d / f"{b}{s}").relative_to(root).as_posix(): sha(BINS[b][0] / f"{b}{s}") for b, d in layout.items() for s in SUFFIXES
+        (d / f"{b}{s}").relative_to(root).as_posix(): sha(BINS[b][0] / f"{b}{s}")
+        for b, d in layout.items()
+        for s in SUFFIXES
     }
     assert "D2013/D201305/D20130526/D20130526T095207_IFCB013.roi" in tree(dest)
 
@@ -375,9 +509,14 @@ def test_same_bin_with_other_roi_bytes_is_a_conflict(runner, repo_path, tmp_path
     result = invoke(runner, "--repo", repo_path, "commit", "--format", "ifcb", changed, "-q")
     assert_error(result, 4, "already committed with different bytes")
     assert n_commits(repo_path) == 1
-    assert {k for k in store_state(repo_path) if k.startswith("refs")} == {k for k in before if k.startswith("refs")}
+    assert {k for k in store_state(repo_path) if k.startswith("refs")} == {
+        k for k in before if k.startswith("refs")
+    }
     repo = Repository.open(repo_path)
-    assert repo.snapshot().read_source(MODERN, f"{MODERN}.roi") == (BINS[MODERN][0] / f"{MODERN}.roi").read_bytes()
+    assert (
+        repo.snapshot().read_source(MODERN, f"{MODERN}.roi")
+        == (BINS[MODERN][0] / f"{MODERN}.roi").read_bytes()
+    )
 
 
 def test_changed_padding_byte_is_a_conflict_on_the_original_file(runner, repo_path, tmp_path):
@@ -392,7 +531,9 @@ def test_changed_padding_byte_is_a_conflict_on_the_original_file(runner, repo_pa
     assert_error(result, 4, f"{OLD}.roi", "different bytes")
     repo = Repository.open(repo_path)
     assert repo.resolve() == tip
-    assert repo.snapshot().read_source(OLD, f"{OLD}.roi") == (BINS[OLD][0] / f"{OLD}.roi").read_bytes()
+    assert (
+        repo.snapshot().read_source(OLD, f"{OLD}.roi") == (BINS[OLD][0] / f"{OLD}.roi").read_bytes()
+    )
 
 
 # -- 4. errors ---------------------------------------------------------------------
@@ -415,7 +556,9 @@ def _modern_with_adc_cell(tmp_path: Path, row: int, column: int, value: str | No
 def _short_rows(tmp_path: Path) -> Path:
     d = copy_bin(MODERN, tmp_path / "short")
     path = d / f"{MODERN}.adc"
-    path.write_text("".join(line.rsplit(",", 1)[0] + "\n" for line in path.read_text().splitlines()))
+    path.write_text(
+        "".join(line.rsplit(",", 1)[0] + "\n" for line in path.read_text().splitlines())
+    )
     return d
 
 
@@ -432,6 +575,7 @@ def _no_roi(bin_id: str):
         for s in (".adc", ".hdr"):
             shutil.copyfile(DATA / "irfcb" / f"{bin_id}{s}", d / f"{bin_id}{s}")
         return d / f"{bin_id}.adc"
+
     return make
 
 
@@ -452,12 +596,27 @@ def _bad_name(tmp_path: Path) -> Path:
 
 ERRORS = {
     "hdr-only directory": (_hdr_only, ["has no .adc file", "D20190929T185847_IFCB122"]),
-    "hdr-only file": (lambda p: _hdr_only(p) / "D20231021T154635_IFCB199.hdr", ["D20231021T154635_IFCB199", "has no .adc file"]),
-    "no .roi 000439": (_no_roi("D20220522T000439_IFCB134"), ["D20220522T000439_IFCB134", "no .roi file"]),
-    "no .roi 113059": (_no_roi("D20230810T113059_IFCB134"), ["D20230810T113059_IFCB134", "no .roi file"]),
+    "hdr-only file": (
+        lambda p: _hdr_only(p) / "D20231021T154635_IFCB199.hdr",
+        ["D20231021T154635_IFCB199", "has no .adc file"],
+    ),
+    "no .roi 000439": (
+        _no_roi("D20220522T000439_IFCB134"),
+        ["D20220522T000439_IFCB134", "no .roi file"],
+    ),
+    "no .roi 113059": (
+        _no_roi("D20230810T113059_IFCB134"),
+        ["D20230810T113059_IFCB134", "no .roi file"],
+    ),
     "truncated .roi": (_truncated, [MODERN, "ROI 3", "outside", "30000-byte"]),
-    "non-numeric cell": (lambda p: _modern_with_adc_cell(p, 1, 1, "abc"), ["not numeric", "adc_time"]),
-    "non-numeric width": (lambda p: _modern_with_adc_cell(p, 2, 15, "wide"), ["not numeric", "roi_width"]),
+    "non-numeric cell": (
+        lambda p: _modern_with_adc_cell(p, 1, 1, "abc"),
+        ["not numeric", "adc_time"],
+    ),
+    "non-numeric width": (
+        lambda p: _modern_with_adc_cell(p, 2, 15, "wide"),
+        ["not numeric", "roi_width"],
+    ),
     "a row lacks a value": (lambda p: _modern_with_adc_cell(p, 0, 23, None), [f"{MODERN}.adc"]),
     "rows lack a value": (_short_rows, ["rows have 23 values", "names 24 columns"]),
     "unparseable bin name": (_bad_name, ["sample42", "not an IFCB bin id"]),
@@ -492,7 +651,9 @@ def test_plan_raises_before_writing(tmp_path):
 
 
 def test_an_empty_start_byte_of_a_roi_is_a_clear_error(runner, repo_path, tmp_path):
-    source = _modern_with_adc_cell(tmp_path, 2, 17, "")  # ROI 3 has width and height but no start byte
+    source = _modern_with_adc_cell(
+        tmp_path, 2, 17, ""
+    )  # ROI 3 has width and height but no start byte
     before = store_state(repo_path)
     result = invoke(runner, "--repo", repo_path, "commit", "--format", "ifcb", source)
     assert_error(result, 2, MODERN)
@@ -512,9 +673,13 @@ LEGACY_HDR = (
     '"Temp Humidity BinarizeThresh PMT1hv(ssc) PMT2hv(chl) BlobSizeThresh"\r\n'
     '" 11.5"," 32.25"," 30"," .675"," .6"," 10"\r\n'
 )
-ADC_FORMAT = ("trigger#, ADC_time, PMTA, PMTB, PMTC, PMTD, peakA, peakB, peakC, peakD, time of flight, grabtimestart, "
-              "grabtimeend, ROIx, ROIy, ROIwidth, ROIheight,start_byte, comparator_out, STartPoint, SignalLength, status, "
-              "runTime, inhibitTime")
+ADC_FORMAT = (
+    "trigger#, ADC_time, PMTA, PMTB, PMTC, PMTD, peakA, peakB, peakC, peakD, time of flight, "
+    "grabtimestart, "
+    "grabtimeend, ROIx, ROIy, ROIwidth, ROIheight,start_byte, comparator_out, STartPoint, "
+    "SignalLength, status, "
+    "runTime, inhibitTime"
+)
 
 
 @st.composite
@@ -526,7 +691,9 @@ def synthetic_bins(draw):
     return legacy, listed, sizes, seed
 
 
-def write_bin(directory: Path, legacy: bool, listed: bool, sizes, seed: int) -> tuple[str, dict[int, np.ndarray], float]:
+def write_bin(
+    directory: Path, legacy: bool, listed: bool, sizes, seed: int
+) -> tuple[str, dict[int, np.ndarray], float]:
     rng = random.Random(seed)
     bin_id = "IFCB7_2020_100_123456" if legacy else "D20240102T030405_IFCB9"
     roi = bytearray(b"\x00" if legacy else b"")  # legacy bins start with a padding byte
@@ -542,12 +709,39 @@ def write_bin(directory: Path, legacy: bool, listed: bool, sizes, seed: int) -> 
             cells = [number, 0.5, 0.1, -0.2, 0.3, 0.4, 0.5, 0.6, 0.7, x, y, w, h, start, -0.25]
             rows.append(",".join(str(c) for c in cells) + ",")
         else:
-            cells = [number, 1.5, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, -999.0, 1.5, 1.6, x, y, w, h, start, 0, 0, 0, 0, 2.5, 0.1]
+            cells = [
+                number,
+                1.5,
+                0.1,
+                0.2,
+                0.3,
+                0.4,
+                0.5,
+                0.6,
+                0.7,
+                0.8,
+                -999.0,
+                1.5,
+                1.6,
+                x,
+                y,
+                w,
+                h,
+                start,
+                0,
+                0,
+                0,
+                0,
+                2.5,
+                0.1,
+            ]
             rows.append(",".join(str(c) for c in cells))
     if legacy:
         header = LEGACY_HDR
     else:
-        header = "softwareVersion: 2.0\r\nrunTime: 120.5\r\ninhibitTime: 0.5\r\n" + (f"ADCFileFormat: {ADC_FORMAT}\r\n" if listed else "")
+        header = "softwareVersion: 2.0\r\nrunTime: 120.5\r\ninhibitTime: 0.5\r\n" + (
+            f"ADCFileFormat: {ADC_FORMAT}\r\n" if listed else ""
+        )
     (directory / f"{bin_id}.hdr").write_text(header)
     (directory / f"{bin_id}.adc").write_text("".join(r + "\r\n" for r in rows))
     (directory / f"{bin_id}.roi").write_bytes(bytes(roi))
@@ -570,7 +764,9 @@ def test_synthesized_bins_round_trip_exactly(spec):
         with repo.transaction(message="synthetic") as tx:
             assert apply_plan(tx, plan) == (len(expected), 3)
         rows = repo.snapshot().query(samples=[bin_id]).to_pylist()
-        assert sorted(r["image_id"] for r in rows) == [f"{bin_id}_{n:05d}" for n in sorted(expected)]
+        assert sorted(r["image_id"] for r in rows) == [
+            f"{bin_id}_{n:05d}" for n in sorted(expected)
+        ]
         for r in rows:
             pixels = decode(repo.snapshot().read_image(r["image_id"]))
             assert pixels.shape == expected[r["roi_number"]].shape
@@ -580,7 +776,9 @@ def test_synthesized_bins_round_trip_exactly(spec):
             assert r["trigger_number"] == r["roi_number"]
         repo.snapshot().export_sources(tmp / "out")
         for s in SUFFIXES:
-            assert (tmp / "out" / f"{bin_id}{s}").read_bytes() == (source / f"{bin_id}{s}").read_bytes()
+            assert (tmp / "out" / f"{bin_id}{s}").read_bytes() == (
+                source / f"{bin_id}{s}"
+            ).read_bytes()
 
 
 # -- 6. sources travel; fsck ---------------------------------------------------------
@@ -594,7 +792,9 @@ def test_gc_keeps_original_files_and_collects_abandoned_ones(runner, repo_path, 
         commit_cli(runner, repo_path, bins[b])
     repo = Repository.open(repo_path)
     abandoned = repo.transaction(message="never committed")
-    abandoned.add_source_files("IFCB999", [SourceFile("S1", "s1.bin", datetime(2024, 1, 1, tzinfo=UTC), data=b"orphan")])
+    abandoned.add_source_files(
+        "IFCB999", [SourceFile("S1", "s1.bin", datetime(2024, 1, 1, tzinfo=UTC), data=b"orphan")]
+    )
     abandoned._flush_pack()
     orphan_pack = abandoned._pack_futures[0].result()
     abandoned.abort()
@@ -616,12 +816,16 @@ def test_sources_travel_with_push_and_clone_and_fsck_checks_them(runner, repo_pa
     ok(invoke(runner, *base, "push", "backup", "-q"))
     clone_path = tmp_path / "clone"
     ok(invoke(runner, "clone", backup, clone_path, "-q"))
-    expected = {f"{b}{s}": sha(BINS[b][0] / f"{b}{s}") for b in (WHITE, OLD, EMPTY) for s in SUFFIXES}
+    expected = {
+        f"{b}{s}": sha(BINS[b][0] / f"{b}{s}") for b in (WHITE, OLD, EMPTY) for s in SUFFIXES
+    }
     for site in (backup, clone_path):
         dest = tmp_path / f"out-{site.name}"
         ok(invoke(runner, "--repo", site, "export", dest, "--raw", "-q"))
         assert tree(dest) == expected
-        assert Repository.open(site).snapshot().read_image(f"{WHITE}_00007") == Repository.open(repo_path).snapshot().read_image(f"{WHITE}_00007")
+        assert Repository.open(site).snapshot().read_image(f"{WHITE}_00007") == Repository.open(
+            repo_path
+        ).snapshot().read_image(f"{WHITE}_00007")
 
     # a later bin travels by pull
     commit_cli(runner, repo_path, bins[MODERN])
@@ -635,7 +839,11 @@ def test_sources_travel_with_push_and_clone_and_fsck_checks_them(runner, repo_pa
     assert report["ok"] is True and report["problems"] == []
     repo = Repository.open(clone_path)
     _, tip = next(repo.log(limit=1))
-    assert len(tip.sources) == 1 and tip.sources[0].instrument == "IFCB134" and tip.sources[0].rows == 3
+    assert (
+        len(tip.sources) == 1
+        and tip.sources[0].instrument == "IFCB134"
+        and tip.sources[0].rows == 3
+    )
     table_id = tip.sources[0].table
     path = clone_path / object_key(table_id)
     data = bytearray(path.read_bytes())
@@ -652,7 +860,12 @@ def test_sources_travel_with_push_and_clone_and_fsck_checks_them(runner, repo_pa
 
 def _raw_files(directory: Path, bin_id: str) -> list[SourceFile]:
     return [
-        SourceFile(sample_id=bin_id, path=f"{bin_id}{s}", timestamp=BINS[bin_id][2], location=directory / f"{bin_id}{s}")
+        SourceFile(
+            sample_id=bin_id,
+            path=f"{bin_id}{s}",
+            timestamp=BINS[bin_id][2],
+            location=directory / f"{bin_id}{s}",
+        )
         for s in SUFFIXES
     ]
 
@@ -674,7 +887,10 @@ def test_concurrent_transactions_with_the_same_files_store_them_once(tmp_path):
     listed = sum(c.sources[0].rows for _, c in repo.log() if c.sources)
     assert listed == 3  # the files are listed once across history
     for s in SUFFIXES:
-        assert repo.snapshot().read_source(MODERN, f"{MODERN}{s}") == (directory / f"{MODERN}{s}").read_bytes()
+        assert (
+            repo.snapshot().read_source(MODERN, f"{MODERN}{s}")
+            == (directory / f"{MODERN}{s}").read_bytes()
+        )
     assert fsck(repo, full=True).ok
 
 
@@ -692,7 +908,9 @@ def test_concurrent_transactions_with_other_bytes_conflict(tmp_path):
         second.commit()
     repo = Repository.open(tmp_path / "repo")
     assert repo.resolve() == tip
-    assert repo.snapshot().read_source(MODERN, f"{MODERN}.hdr") == (a / f"{MODERN}.hdr").read_bytes()
+    assert (
+        repo.snapshot().read_source(MODERN, f"{MODERN}.hdr") == (a / f"{MODERN}.hdr").read_bytes()
+    )
     # and afterwards, in one transaction, the same key with other bytes is refused at once
     with pytest.raises(ConflictError, match="different bytes"):
         with repo.transaction(message="third") as tx:

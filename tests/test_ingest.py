@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from improv_vcs.snapshot import manifest
 from improv_vcs.core.errors import InvalidInputError
 from improv_vcs.ingest.folders import scan_directory
 from improv_vcs.repository.repository import Repository
+from improv_vcs.snapshot import manifest
 
 SAMPLE_PNGS = Path(__file__).resolve().parent / "data" / "irfcb" / "png"
 UTC = timezone.utc
@@ -56,7 +56,9 @@ def test_new_style_ifcb_names(tmp_path):
     assert row["timestamp"].utcoffset() == timedelta(0)
     assert row["sample_id"] == "D20240101T120000_IFCB107"
     assert row["media_type"] == "image/png"
-    assert paths["D20240101T120000_IFCB107_00002"] == str(tmp_path / "D20240101T120000_IFCB107_00002.png")
+    assert paths["D20240101T120000_IFCB107_00002"] == str(
+        tmp_path / "D20240101T120000_IFCB107_00002.png"
+    )
 
 
 def test_legacy_ifcb_names(tmp_path):
@@ -67,7 +69,9 @@ def test_legacy_ifcb_names(tmp_path):
     assert first["sample_id"] == "IFCB5_2012_028_081515"
     assert first["media_type"] == "image/png"
     # day 366 of a leap year is 31 December
-    assert by_id["IFCB5_2012_366_235959_00042"]["timestamp"] == datetime(2012, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert by_id["IFCB5_2012_366_235959_00042"]["timestamp"] == datetime(
+        2012, 12, 31, 23, 59, 59, tzinfo=UTC
+    )
 
 
 def test_timestamp_column_type_is_utc_microseconds(tmp_path):
@@ -100,9 +104,13 @@ def test_real_sample_pngs(tmp_path):
     table, paths = scan_directory(tmp_path)
     by_id = rows(table)
     assert set(by_id) == {p.stem for p in sources}
-    assert by_id["D20220522T003051_IFCB134_00003"]["timestamp"] == datetime(2022, 5, 22, 0, 30, 51, tzinfo=UTC)
+    assert by_id["D20220522T003051_IFCB134_00003"]["timestamp"] == datetime(
+        2022, 5, 22, 0, 30, 51, tzinfo=UTC
+    )
     assert by_id["D20220522T003051_IFCB134_00003"]["sample_id"] == "D20220522T003051_IFCB134"
-    assert by_id["D20230810T113059_IFCB134_04108"]["timestamp"] == datetime(2023, 8, 10, 11, 30, 59, tzinfo=UTC)
+    assert by_id["D20230810T113059_IFCB134_04108"]["timestamp"] == datetime(
+        2023, 8, 10, 11, 30, 59, tzinfo=UTC
+    )
     assert by_id["D20230810T113059_IFCB134_04108"]["sample_id"] == "D20230810T113059_IFCB134"
     assert all(r["media_type"] == "image/png" for r in by_id.values())
     # the real files pass validation and commit, and come back byte for byte
@@ -137,7 +145,9 @@ def test_metadata_csv_keyed_by_image_id(tmp_path):
     assert (a["station"], a["operator"]) == (12, "ann")
     assert by_id["00007"]["station"] == 14
     assert a["media_type"] == "image/png" and b["media_type"] == "image/jpeg"
-    assert paths == {i: str(tmp_path / n) for i, n in [("a", "a.png"), ("b", "b.jpg"), ("00007", "00007.png")]}
+    assert paths == {
+        i: str(tmp_path / n) for i, n in [("a", "a.png"), ("b", "b.jpg"), ("00007", "00007.png")]
+    }
     # and the table passes validation with the extra columns intact
     table, _ = scan_directory(tmp_path)
     normalized = manifest.normalize_metadata(table)
@@ -187,7 +197,9 @@ def test_filename_table_resolves_shared_stems(tmp_path):
 
 def test_table_without_timestamp_uses_ifcb_names(tmp_path):
     write(tmp_path, "D20240101T120000_IFCB107_00001.png")
-    (tmp_path / "metadata.csv").write_text("image_id,lat,lon\nD20240101T120000_IFCB107_00001,41.5,-70.5\n")
+    (tmp_path / "metadata.csv").write_text(
+        "image_id,lat,lon\nD20240101T120000_IFCB107_00001,41.5,-70.5\n"
+    )
     row = rows(scan_directory(tmp_path)[0])["D20240101T120000_IFCB107_00001"]
     assert row["timestamp"] == datetime(2024, 1, 1, 12, tzinfo=UTC)
     assert row["sample_id"] == "D20240101T120000_IFCB107"
@@ -196,7 +208,9 @@ def test_table_without_timestamp_uses_ifcb_names(tmp_path):
 
 def test_table_sample_id_wins_over_ifcb_bin(tmp_path):
     write(tmp_path, "D20240101T120000_IFCB107_00001.png")
-    (tmp_path / "metadata.csv").write_text("image_id,sample_id\nD20240101T120000_IFCB107_00001,cruise-7\n")
+    (tmp_path / "metadata.csv").write_text(
+        "image_id,sample_id\nD20240101T120000_IFCB107_00001,cruise-7\n"
+    )
     row = rows(scan_directory(tmp_path)[0])["D20240101T120000_IFCB107_00001"]
     assert row["sample_id"] == "cruise-7"
     assert row["timestamp"] == datetime(2024, 1, 1, 12, tzinfo=UTC)
@@ -248,7 +262,13 @@ def test_tables_describe_only_their_own_folder(tmp_path):
     # a deeper folder with its own parquet table
     write(tmp_path / "bin1" / "extra", "e1.png")
     pq.write_table(
-        pa.table({"filename": ["e1.png"], "timestamp": pa.array([datetime(2024, 1, 3, tzinfo=UTC)]), "lat": [5.0]}),
+        pa.table(
+            {
+                "filename": ["e1.png"],
+                "timestamp": pa.array([datetime(2024, 1, 3, tzinfo=UTC)]),
+                "lat": [5.0],
+            }
+        ),
         tmp_path / "bin1" / "extra" / "metadata.parquet",
     )
     # a sibling folder with legacy IFCB names
@@ -269,9 +289,13 @@ def test_tables_describe_only_their_own_folder(tmp_path):
     assert by_id["D20240102T000000_IFCB9_00001"]["sample_id"] == "D20240102T000000_IFCB9"
     assert by_id["e1"]["lat"] == 5.0 and by_id["r1"]["lat"] is None
     assert by_id["e1"]["timestamp"] == datetime(2024, 1, 3, tzinfo=UTC)
-    assert by_id["IFCB5_2012_028_081515_00001"]["timestamp"] == datetime(2012, 1, 28, 8, 15, 15, tzinfo=UTC)
+    assert by_id["IFCB5_2012_028_081515_00001"]["timestamp"] == datetime(
+        2012, 1, 28, 8, 15, 15, tzinfo=UTC
+    )
     assert paths["e1"] == str(tmp_path / "bin1" / "extra" / "e1.png")
-    assert paths["D20240102T000000_IFCB9_00002"] == str(tmp_path / "bin1" / "D20240102T000000_IFCB9_00002.png")
+    assert paths["D20240102T000000_IFCB9_00002"] == str(
+        tmp_path / "bin1" / "D20240102T000000_IFCB9_00002.png"
+    )
     # the merged table still validates
     manifest.normalize_metadata(scan_directory(tmp_path)[0])
 
@@ -283,12 +307,19 @@ def test_a_folder_may_hold_only_subfolders(tmp_path):
 
 
 def test_hidden_files_and_folders_are_ignored(tmp_path):
-    write(tmp_path, "D20240101T120000_IFCB107_00001.png", ".DS_Store", "._D20240101T120000_IFCB107_00001.png")
+    write(
+        tmp_path,
+        "D20240101T120000_IFCB107_00001.png",
+        ".DS_Store",
+        "._D20240101T120000_IFCB107_00001.png",
+    )
     write(tmp_path / ".git", "config", "D20240101T120000_IFCB107_00009.png")
     write(tmp_path / ".cache" / "deep", "whatever.bin")
     # a hidden file next to a table need not be listed in it
     write(tmp_path / "tabled", "a.png", ".a.png.swp")
-    (tmp_path / "tabled" / "metadata.csv").write_text("image_id,timestamp\na,2024-01-01T00:00:00Z\n")
+    (tmp_path / "tabled" / "metadata.csv").write_text(
+        "image_id,timestamp\na,2024-01-01T00:00:00Z\n"
+    )
     by_id, _ = scan(tmp_path)
     assert set(by_id) == {"D20240101T120000_IFCB107_00001", "a"}
 
@@ -297,7 +328,9 @@ def test_hidden_files_and_folders_are_ignored(tmp_path):
 
 
 def test_not_a_directory(tmp_path):
-    file = write(tmp_path, "D20240101T120000_IFCB107_00001.png") / "D20240101T120000_IFCB107_00001.png"
+    file = (
+        write(tmp_path, "D20240101T120000_IFCB107_00001.png") / "D20240101T120000_IFCB107_00001.png"
+    )
     with pytest.raises(InvalidInputError, match="not a directory"):
         scan_directory(file)
     with pytest.raises(InvalidInputError, match="not a directory"):
@@ -393,8 +426,12 @@ def test_folder_mixing_new_and_legacy_ifcb_names(tmp_path):
     holds both kinds is rejected with "use IFCB-style names"."""
     write(tmp_path, "D20240101T120000_IFCB107_00001.png", "IFCB5_2012_028_081515_00001.png")
     by_id, _ = scan(tmp_path)
-    assert by_id["D20240101T120000_IFCB107_00001"]["timestamp"] == datetime(2024, 1, 1, 12, tzinfo=UTC)
-    assert by_id["IFCB5_2012_028_081515_00001"]["timestamp"] == datetime(2012, 1, 28, 8, 15, 15, tzinfo=UTC)
+    assert by_id["D20240101T120000_IFCB107_00001"]["timestamp"] == datetime(
+        2024, 1, 1, 12, tzinfo=UTC
+    )
+    assert by_id["IFCB5_2012_028_081515_00001"]["timestamp"] == datetime(
+        2012, 1, 28, 8, 15, 15, tzinfo=UTC
+    )
 
 
 def test_csv_with_utf8_bom_keeps_ids_as_text(tmp_path):
@@ -412,7 +449,9 @@ def test_csv_with_utf8_bom_keeps_ids_as_text(tmp_path):
 
 def test_mixed_column_types_across_folders(tmp_path):
     write(tmp_path / "a", "a.png")
-    (tmp_path / "a" / "metadata.csv").write_text("image_id,timestamp,station\na,2024-01-01T00:00:00Z,7\n")
+    (tmp_path / "a" / "metadata.csv").write_text(
+        "image_id,timestamp,station\na,2024-01-01T00:00:00Z,7\n"
+    )
     write(tmp_path / "b", "b.png")
     pq.write_table(
         pa.table(
@@ -433,7 +472,10 @@ def test_mixed_column_types_across_folders(tmp_path):
 
 @pytest.mark.parametrize(
     "value, problem",
-    [("yesterday", "yesterday"), ("2024-13-45T00:00:00Z", "2024-13-45")],  # without an offset is UTC: tests/test_metadata_tables.py
+    [
+        ("yesterday", "yesterday"),
+        ("2024-13-45T00:00:00Z", "2024-13-45"),
+    ],  # without an offset is UTC: tests/test_metadata_tables.py
 )
 def test_bad_csv_timestamps_are_rejected(tmp_path, value, problem):
     src = write(tmp_path / "src", "a.png")
@@ -446,12 +488,18 @@ def test_bad_csv_timestamps_are_rejected(tmp_path, value, problem):
         pacsv.read_csv(src / "metadata.csv"),  # inferred types (a naive timestamp column)
         pacsv.read_csv(
             src / "metadata.csv",
-            convert_options=pacsv.ConvertOptions(column_types={"image_id": pa.string(), "timestamp": pa.string()}),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"image_id": pa.string(), "timestamp": pa.string()}
+            ),
         ),
     ):
         with pytest.raises(InvalidInputError, match="timestamp"):
             manifest.normalize_metadata(table)
-        repo = Repository.open(tmp_path / "repo") if (tmp_path / "repo").exists() else Repository.init(tmp_path / "repo")
+        repo = (
+            Repository.open(tmp_path / "repo")
+            if (tmp_path / "repo").exists()
+            else Repository.init(tmp_path / "repo")
+        )
         with pytest.raises(InvalidInputError, match="timestamp"):
             with repo.transaction(message="bad") as tx:
                 tx.append_files("IFCB1", table, [str(src / "a.png")])
@@ -460,9 +508,9 @@ def test_bad_csv_timestamps_are_rejected(tmp_path, value, problem):
 
 # -- property ---------------------------------------------------------------------------
 
-_times = st.datetimes(min_value=datetime(2006, 1, 1), max_value=datetime(2099, 12, 31, 23, 59, 59)).map(
-    lambda d: d.replace(microsecond=0, tzinfo=UTC)
-)
+_times = st.datetimes(
+    min_value=datetime(2006, 1, 1), max_value=datetime(2099, 12, 31, 23, 59, 59)
+).map(lambda d: d.replace(microsecond=0, tzinfo=UTC))
 
 
 @given(

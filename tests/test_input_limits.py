@@ -23,17 +23,21 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_cli import _clean_env, assert_error, images, invoke, ok, runner  # noqa: F401  (fixtures)
+from conftest import assert_error, images, invoke, ok
 
 from improv_vcs import InvalidInputError, Repository, StorageError
-from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.ingest.folders import IngestWarning, scan_directory
+from improv_vcs.maintenance.fsck import fsck
 
 A1 = "D20240101T120000_IFCB107_00001"
 A2 = "D20240102T060000_IFCB107_00002"
 A3 = "D20240102T060000_IFCB107_00003"
 TS = "2024-01-02T06:00:00Z"
-LIMIT_VARIABLES = ("IMPROV_MAX_IMAGE_BYTES", "IMPROV_MAX_METADATA_COLUMNS", "IMPROV_MAX_FIELD_BYTES")
+LIMIT_VARIABLES = (
+    "IMPROV_MAX_IMAGE_BYTES",
+    "IMPROV_MAX_METADATA_COLUMNS",
+    "IMPROV_MAX_FIELD_BYTES",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +48,9 @@ def _default_limits(monkeypatch):
 
 def snapshot(path: Path) -> tuple[list, dict[str, bytes]]:
     """The log and every file (name → bytes, small files) of a local repository."""
-    files = {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    files = {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
     return [oid for oid, _ in Repository.open(path).log()], files
 
 
@@ -53,7 +59,11 @@ def base(runner, tmp_path):
     """A repository with one CLI commit, and its snapshot."""
     path = tmp_path / "repo"
     ok(invoke(runner, "init", path))
-    ok(invoke(runner, "--repo", path, "commit", images(tmp_path / "day1", A1), "-i", "IFCB107", "-q"))
+    ok(
+        invoke(
+            runner, "--repo", path, "commit", images(tmp_path / "day1", A1), "-i", "IFCB107", "-q"
+        )
+    )
     return path, snapshot(path)
 
 
@@ -63,7 +73,9 @@ def unchanged(path: Path, before) -> None:
 
 
 def refused(runner, repo: Path, src: Path, *fragments: str, code: int = 2) -> str:
-    return assert_error(invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB107", "-q"), code, *fragments)
+    return assert_error(
+        invoke(runner, "--repo", repo, "commit", src, "-i", "IFCB107", "-q"), code, *fragments
+    )
 
 
 def csv_source(tmp_path: Path, data: bytes, *ids: str) -> Path:
@@ -78,7 +90,9 @@ def csv_source(tmp_path: Path, data: bytes, *ids: str) -> Path:
 def test_non_utf8_metadata_value_is_refused_with_file_line_and_column(runner, base, tmp_path):
     repo, before = base
     src = csv_source(tmp_path, f"image_id,timestamp,notes\nb1,{TS},caf\xe9\n".encode("latin-1"))
-    line = refused(runner, repo, src, str(src / "metadata.csv"), "line 2", "column 'notes'", "not UTF-8")
+    line = refused(
+        runner, repo, src, str(src / "metadata.csv"), "line 2", "column 'notes'", "not UTF-8"
+    )
     assert "0xe9" in line
     with pytest.raises(InvalidInputError, match="line 2, column 'notes'"):
         scan_directory(src)
@@ -103,15 +117,40 @@ def test_binary_parquet_column_is_refused(runner, base, tmp_path):
     repo, before = base
     src = images(tmp_path / "src", "b1")
     stamp = pa.array([datetime(2024, 1, 2, 6, tzinfo=timezone.utc)])
-    pq.write_table(pa.table({"image_id": ["b1"], "timestamp": stamp, "notes": pa.array([b"\xff"])}), src / "metadata.parquet")
+    pq.write_table(
+        pa.table({"image_id": ["b1"], "timestamp": stamp, "notes": pa.array([b"\xff"])}),
+        src / "metadata.parquet",
+    )
     refused(runner, repo, src, "metadata.parquet", "column 'notes'", "UTF-8")
     unchanged(repo, before)
 
 
 def test_utf8_text_commits_and_later_text_commits_still_work(runner, base, tmp_path):
     repo, _ = base
-    ok(invoke(runner, "--repo", repo, "commit", csv_source(tmp_path / "a", f"image_id,timestamp,notes\nb1,{TS},café\n".encode(), "b1"), "-i", "IFCB107", "-q"))
-    ok(invoke(runner, "--repo", repo, "commit", csv_source(tmp_path / "b", f"image_id,timestamp,notes\nb2,{TS},plain\n".encode(), "b2"), "-i", "IFCB107", "-q"))
+    ok(
+        invoke(
+            runner,
+            "--repo",
+            repo,
+            "commit",
+            csv_source(tmp_path / "a", f"image_id,timestamp,notes\nb1,{TS},café\n".encode(), "b1"),
+            "-i",
+            "IFCB107",
+            "-q",
+        )
+    )
+    ok(
+        invoke(
+            runner,
+            "--repo",
+            repo,
+            "commit",
+            csv_source(tmp_path / "b", f"image_id,timestamp,notes\nb2,{TS},plain\n".encode(), "b2"),
+            "-i",
+            "IFCB107",
+            "-q",
+        )
+    )
     table = Repository.open(repo).snapshot().images()
     assert table.schema.field("notes").type == pa.string()
     assert sorted(v for v in table.column("notes").to_pylist() if v) == ["café", "plain"]
@@ -128,8 +167,14 @@ def test_a_fifo_among_the_images_is_skipped_with_a_warning_not_a_hang(base, tmp_
     src = images(tmp_path / "src", A2)
     os.mkfifo(src / f"{A3}.png")
     env = dict(os.environ, IMPROV_AUTHOR="tester")
-    done = subprocess.run([*_COMMIT, "--repo", str(repo), "commit", str(src), "-i", "IFCB107", "-q"],
-                          check=False, capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run(
+        [*_COMMIT, "--repo", str(repo), "commit", str(src), "-i", "IFCB107", "-q"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert f"warning: skipped {src / f'{A3}.png'}: a FIFO, not a regular file" in done.stderr
     assert "Traceback" not in done.stderr
@@ -147,8 +192,13 @@ def test_a_fifo_named_metadata_csv_is_refused(base, tmp_path):
     repo, before = base
     src = images(tmp_path / "src", "b1")
     os.mkfifo(src / "metadata.csv")
-    done = subprocess.run([*_COMMIT, "--repo", str(repo), "commit", str(src), "-i", "IFCB107", "-q"],
-                          check=False, capture_output=True, text=True, timeout=120)  # in a subprocess: a regression hangs
+    done = subprocess.run(
+        [*_COMMIT, "--repo", str(repo), "commit", str(src), "-i", "IFCB107", "-q"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # in a subprocess: a regression hangs
     assert done.returncode == 2
     assert done.stderr == f"error: {src / 'metadata.csv'} is a FIFO, not a regular file\n"
     unchanged(repo, before)
@@ -164,7 +214,8 @@ def test_a_link_to_outside_source_is_skipped_with_a_warning(tmp_path):
     assert notes == [f"skipped {src / f'{A3}.png'}: a link to outside {src}"]
 
 
-# -- 3. limits ----------------------------------------------------------------------------------------
+# -- 3. limits
+# ----------------------------------------------------------------------------------------
 
 
 def test_an_image_over_the_size_limit_is_refused_before_it_is_read(runner, base, tmp_path):
@@ -182,7 +233,9 @@ def test_the_image_size_limit_is_set_by_the_environment(runner, base, tmp_path, 
     src = images(tmp_path / "src", A2)
     (src / f"{A3}.png").write_bytes(b"x" * 3000)
     monkeypatch.setenv("IMPROV_MAX_IMAGE_BYTES", "2K")
-    refused(runner, repo, src, f"{A3}.png", "over the limit of 2 KiB", "IMPROV_MAX_IMAGE_BYTES=3000")
+    refused(
+        runner, repo, src, f"{A3}.png", "over the limit of 2 KiB", "IMPROV_MAX_IMAGE_BYTES=3000"
+    )
     monkeypatch.setenv("IMPROV_MAX_IMAGE_BYTES", "many")
     refused(runner, repo, src, "IMPROV_MAX_IMAGE_BYTES='many'", "whole number")
     unchanged(repo, before)
@@ -203,7 +256,9 @@ _WIDE = textwrap.dedent(
     (src / "b1.png").write_bytes(b"x")
     names = ",".join(f"c{i}" for i in range(columns))
     ones = ",".join("1" for _ in range(columns))
-    (src / "metadata.csv").write_text(f"image_id,timestamp,{names}\\nb1,2024-01-02T06:00:00Z,{ones}\\n")
+    (src / "metadata.csv").write_text(
+        f"image_id,timestamp,{names}\\nb1,2024-01-02T06:00:00Z,{ones}\\n"
+    )
     del names, ones
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     try:
@@ -218,11 +273,20 @@ _WIDE = textwrap.dedent(
 
 @pytest.mark.parametrize("columns, shown", [(50_000, "50,002 columns"), (1_000_000, "at least")])
 def test_too_many_csv_columns_are_refused_before_parsing(tmp_path, columns, shown):
-    done = subprocess.run([sys.executable, "-c", _WIDE, str(tmp_path / "src"), str(columns)],
-                          check=False, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _WIDE, str(tmp_path / "src"), str(columns)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     message, growth = done.stdout.splitlines()
-    assert shown in message and "over the limit of 1,000" in message and "IMPROV_MAX_METADATA_COLUMNS" in message
+    assert (
+        shown in message
+        and "over the limit of 1,000" in message
+        and "IMPROV_MAX_METADATA_COLUMNS" in message
+    )
     assert "metadata.csv" in message
     # refused before parsing: the peak grows by little (parsing the 50,000 columns took ~800 MiB)
     assert int(growth) < 150 * 2**20, f"peak RSS grew by {int(growth) / 2**20:.0f} MiB"
@@ -233,8 +297,12 @@ def test_the_column_limit_covers_parquet_and_can_be_raised(runner, base, tmp_pat
     src = images(tmp_path / "src", "b1")
     stamp = pa.array([datetime(2024, 1, 2, 6, tzinfo=timezone.utc)])
     extra = {f"c{i}": [i] for i in range(1001)}
-    pq.write_table(pa.table({"image_id": ["b1"], "timestamp": stamp, **extra}), src / "metadata.parquet")
-    refused(runner, repo, src, "metadata.parquet", "1,003 columns", "IMPROV_MAX_METADATA_COLUMNS=1003")
+    pq.write_table(
+        pa.table({"image_id": ["b1"], "timestamp": stamp, **extra}), src / "metadata.parquet"
+    )
+    refused(
+        runner, repo, src, "metadata.parquet", "1,003 columns", "IMPROV_MAX_METADATA_COLUMNS=1003"
+    )
     unchanged(repo, before)
     monkeypatch.setenv("IMPROV_MAX_METADATA_COLUMNS", "1003")
     table, _ = scan_directory(src)
@@ -243,15 +311,27 @@ def test_the_column_limit_covers_parquet_and_can_be_raised(runner, base, tmp_pat
 
 def test_a_field_over_the_limit_is_refused_with_line_and_column(runner, base, tmp_path):
     repo, before = base
-    src = csv_source(tmp_path, f"image_id,timestamp,notes\n\nb1,{TS},{'x' * (2 * 2**20)}\n".encode())
-    line = refused(runner, repo, src, "metadata.csv, line 3, column 'notes'", "2 MiB", "1 MiB", "IMPROV_MAX_FIELD_BYTES=2M")
+    src = csv_source(
+        tmp_path, f"image_id,timestamp,notes\n\nb1,{TS},{'x' * (2 * 2**20)}\n".encode()
+    )
+    line = refused(
+        runner,
+        repo,
+        src,
+        "metadata.csv, line 3, column 'notes'",
+        "2 MiB",
+        "1 MiB",
+        "IMPROV_MAX_FIELD_BYTES=2M",
+    )
     assert "one metadata field" in line
     unchanged(repo, before)
 
 
 def test_a_huge_field_is_refused_in_bounded_memory_with_the_limit_named(runner, base, tmp_path):
     repo, before = base
-    src = csv_source(tmp_path, f"image_id,timestamp,notes\nb1,{TS},".encode() + b"x" * (40 * 2**20) + b"\n")
+    src = csv_source(
+        tmp_path, f"image_id,timestamp,notes\nb1,{TS},".encode() + b"x" * (40 * 2**20) + b"\n"
+    )
     line = refused(runner, repo, src, "metadata.csv, line 2", "40 MiB", "IMPROV_MAX_FIELD_BYTES")
     assert "straddl" not in line and "block" not in line  # no parser jargon
     unchanged(repo, before)
@@ -260,7 +340,10 @@ def test_a_huge_field_is_refused_in_bounded_memory_with_the_limit_named(runner, 
 def test_the_field_limit_covers_parquet_and_column_names(tmp_path, monkeypatch):
     src = images(tmp_path / "src", "b1")
     stamp = pa.array([datetime(2024, 1, 2, 6, tzinfo=timezone.utc)])
-    pq.write_table(pa.table({"image_id": ["b1"], "timestamp": stamp, "notes": ["y" * 5000]}), src / "metadata.parquet")
+    pq.write_table(
+        pa.table({"image_id": ["b1"], "timestamp": stamp, "notes": ["y" * 5000]}),
+        src / "metadata.parquet",
+    )
     monkeypatch.setenv("IMPROV_MAX_FIELD_BYTES", "4K")
     with pytest.raises(InvalidInputError, match=r"row 1, column 'notes'.*IMPROV_MAX_FIELD_BYTES"):
         scan_directory(src)
@@ -270,7 +353,8 @@ def test_the_field_limit_covers_parquet_and_column_names(tmp_path, monkeypatch):
         scan_directory(src)
 
 
-# -- 4. HTTP: bounded offset, deep JSON -------------------------------------------------------------
+# -- 4. HTTP: bounded offset, deep JSON
+# -------------------------------------------------------------
 
 
 @pytest.fixture
@@ -281,10 +365,19 @@ def served(tmp_path):
 
     repo = Repository.init(tmp_path / "served")
     with repo.transaction(message="one") as tx:
-        tx.append_bytes("IFCB1", [{"image_id": "x1", "timestamp": datetime(2024, 5, 1, tzinfo=timezone.utc)}], [b"pixels"])
+        tx.append_bytes(
+            "IFCB1",
+            [{"image_id": "x1", "timestamp": datetime(2024, 5, 1, tzinfo=timezone.utc)}],
+            [b"pixels"],
+        )
     token = "write-token-0123456789abcdef"
     app = create_app(str(repo.url), Access((TokenEntry(name="w", token=token, scopes=("write",)),)))
-    with BackgroundServer(app) as base, httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+    with (
+        BackgroundServer(app) as base,
+        httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        ) as client,
+    ):
         yield repo, client
 
 
@@ -304,17 +397,23 @@ def test_a_huge_search_offset_is_400(served):
     assert page.status_code == 200 and page.json()["rows"] == []
 
 
-@pytest.mark.parametrize("path", ["/v1/citations", "/v1/datasets/x/spans", "/v1/provenance/classification"])
+@pytest.mark.parametrize(
+    "path", ["/v1/citations", "/v1/datasets/x/spans", "/v1/provenance/classification"]
+)
 def test_deeply_nested_json_is_400(served, path):
     repo, client = served
     tip = repo.resolve()
     deep = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    _one_line_400(client.post(path, content=deep, headers={"Content-Type": "application/json"}), "nests JSON too deeply")
+    _one_line_400(
+        client.post(path, content=deep, headers={"Content-Type": "application/json"}),
+        "nests JSON too deeply",
+    )
     assert client.get("/v1/refs").status_code == 200  # the server is fine
     assert Repository.open(repo.url).resolve() == tip
 
 
-# -- 5. an unreachable S3 endpoint ---------------------------------------------------------------------
+# -- 5. an unreachable S3 endpoint
+# ---------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -327,20 +426,36 @@ def closed_port():
 
 def _s3_env(port: int) -> dict[str, str]:
     return dict(
-        os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
-        AWS_MAX_ATTEMPTS="1", AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", IMPROV_AUTHOR="tester",
+        os.environ,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_MAX_ATTEMPTS="1",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        IMPROV_AUTHOR="tester",
     )
 
 
 @pytest.mark.parametrize(
     "args",
-    [["init", "s3://bucket/x", "--endpoint-url", "ENDPOINT"], ["--repo", "s3://bucket/x", "log"], ["--repo", "s3://bucket/x", "log", "--json"]],
+    [
+        ["init", "s3://bucket/x", "--endpoint-url", "ENDPOINT"],
+        ["--repo", "s3://bucket/x", "log"],
+        ["--repo", "s3://bucket/x", "log", "--json"],
+    ],
     ids=["init", "log", "log-json"],
 )
 def test_unreachable_s3_endpoint_is_a_storage_error_exit_7(closed_port, args):
     endpoint = f"http://127.0.0.1:{closed_port}"
     argv = [a.replace("ENDPOINT", endpoint) for a in args]
-    done = subprocess.run([*_COMMIT, *argv], check=False, capture_output=True, text=True, timeout=180, env=_s3_env(closed_port))
+    done = subprocess.run(
+        [*_COMMIT, *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=_s3_env(closed_port),
+    )
     assert done.returncode == 7, (done.returncode, done.stderr[-2000:])
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
@@ -373,11 +488,14 @@ def test_append_files_refuses_a_fifo_instead_of_blocking(tmp_path):
         from datetime import datetime, timezone
         from improv_vcs import Repository
         import pyarrow as pa
-        rows = pa.Table.from_pylist([{{"image_id": "p1", "timestamp": datetime(2024, 5, 1, tzinfo=timezone.utc)}}])
+        when = datetime(2024, 5, 1, tzinfo=timezone.utc)
+        rows = pa.Table.from_pylist([{{"image_id": "p1", "timestamp": when}}])
         with Repository.open({str(repo.url)!r}).transaction(message="x") as tx:
             tx.append_files("IFCB1", rows, [{str(tmp_path / "pipe.png")!r}])
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode != 0 and "not a regular file" in done.stderr.splitlines()[-1]
     assert Repository.open(repo.url).branches() == {}

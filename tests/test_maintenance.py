@@ -9,16 +9,16 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from conftest import invoke, ok
 
 from improv_vcs import Repository, add_provenance
 from improv_vcs.core.errors import InvalidInputError
-from improv_vcs.storage.fence import STATE_KEY
 from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.maintenance.gc import gc, parse_duration
+from improv_vcs.storage.fence import STATE_KEY
 from improv_vcs.storage.objects import object_key
 from improv_vcs.storage.packs import index_key, pack_key
 from improv_vcs.sync.sites import clone
-from test_cli import invoke, ok, runner  # noqa: F401
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 
@@ -27,9 +27,14 @@ def _repo(path, commits: int = 2) -> Repository:
     repo = Repository.init(path)
     for n in range(commits):
         with repo.transaction(message=f"c{n}") as tx:
-            tx.append_bytes("CAM", [{"image_id": f"c{n}i{k}", "timestamp": T0} for k in range(3)],
-                            [f"image {n} {k}".encode() * 50 for k in range(3)])
-    add_provenance(repo, "classification", [{"image_id": "c0i0", "winner": "A", "model": "m"}], source="s")
+            tx.append_bytes(
+                "CAM",
+                [{"image_id": f"c{n}i{k}", "timestamp": T0} for k in range(3)],
+                [f"image {n} {k}".encode() * 50 for k in range(3)],
+            )
+    add_provenance(
+        repo, "classification", [{"image_id": "c0i0", "winner": "A", "model": "m"}], source="s"
+    )
     return repo
 
 
@@ -48,7 +53,10 @@ def test_a_healthy_repository_is_clean(tmp_path, runner):
     report = fsck(repo, full=True)
     assert report.ok, report.problems
     assert (report.commits, report.packs) == (3, 2)
-    assert report.bytes_hashed == sum(repo.store.size(pack_key(p)) for p in {_first_pack(repo), *repo.snapshot().reader.batches.column("packs")[1].as_py()})
+    assert report.bytes_hashed == sum(
+        repo.store.size(pack_key(p))
+        for p in {_first_pack(repo), *repo.snapshot().reader.batches.column("packs")[1].as_py()}
+    )
     out = json.loads(ok(invoke(runner, "--repo", repo.url, "fsck", "--full", "--json")).stdout)
     assert out["ok"] is True and out["commits"] == 3
 
@@ -69,7 +77,11 @@ def test_missing_objects_are_named(tmp_path, victim):
     repo = _repo(tmp_path / "repo")
     tip = repo.odb.get_commit(repo.resolve())
     first = repo.odb.get_commit(tip.parents[0])
-    oids = {"manifest": first.batches[0].manifest, "pack index": first.batches[0].packs[0], "commit": tip.parents[0]}
+    oids = {
+        "manifest": first.batches[0].manifest,
+        "pack index": first.batches[0].packs[0],
+        "commit": tip.parents[0],
+    }
     key = index_key(oids[victim]) if victim == "pack index" else object_key(oids[victim])
     os.remove(tmp_path / "repo" / key)
     problems = fsck(repo).problems
@@ -119,7 +131,9 @@ def test_gc_removes_only_old_unreachable_objects(tmp_path, runner):
     assert gc(repo, grace=3600, dry_run=True).temporaries == ["objects/.tmp-stale"]
     assert stale.exists() and _keys(repo) == before
 
-    preview = json.loads(ok(invoke(runner, "--repo", repo.url, "gc", "--grace", "0", "--dry-run", "--json")).stdout)
+    preview = json.loads(
+        ok(invoke(runner, "--repo", repo.url, "gc", "--grace", "0", "--dry-run", "--json")).stdout
+    )
     assert preview["removed"] == [index_key(orphan), pack_key(orphan)]
     assert _keys(repo) == before
 
@@ -128,7 +142,9 @@ def test_gc_removes_only_old_unreachable_objects(tmp_path, runner):
     assert not stale.exists()
     assert _keys(repo) == before - {index_key(orphan), pack_key(orphan)}
     assert fsck(repo, full=True).ok
-    assert sorted(repo.snapshot().images().column("image_id").to_pylist()) == sorted(f"c{n}i{k}" for n in range(2) for k in range(3))
+    assert sorted(repo.snapshot().images().column("image_id").to_pylist()) == sorted(
+        f"c{n}i{k}" for n in range(2) for k in range(3)
+    )
     assert gc(repo, grace=0).removed == []
 
 
@@ -143,7 +159,9 @@ def test_gc_keeps_what_tags_and_other_branches_reach(tmp_path):
     assert fsck(repo, full=True).ok
 
 
-@pytest.mark.parametrize("text, seconds", [("0", 0), ("90s", 90), ("15m", 900), ("24h", 86400), ("7d", 604800)])
+@pytest.mark.parametrize(
+    "text, seconds", [("0", 0), ("90s", 90), ("15m", 900), ("24h", 86400), ("7d", 604800)]
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 

@@ -27,7 +27,9 @@ def _manual_maintenance(monkeypatch):
     monkeypatch.setenv("IMPROV_AUTO_MAINTENANCE", "0")
 
 
-def _commit(repo: Repository, name: str, n: int = 3, branch: str | None = None, size: int = 30) -> str:
+def _commit(
+    repo: Repository, name: str, n: int = 3, branch: str | None = None, size: int = 30
+) -> str:
     ids = [f"{name}-{i}" for i in range(n)]
     table = pa.table({"image_id": ids, "timestamp": [T0 + timedelta(seconds=i) for i in range(n)]})
     with repo.transaction(branch, message=name, author="t") as tx:
@@ -36,11 +38,16 @@ def _commit(repo: Repository, name: str, n: int = 3, branch: str | None = None, 
 
 
 def _images(repo: Repository, at: str | None = None) -> dict[str, bytes]:
-    return {i: repo.snapshot(at).read_image(i) for i in repo.snapshot(at).images().column("image_id").to_pylist()}
+    return {
+        i: repo.snapshot(at).read_image(i)
+        for i in repo.snapshot(at).images().column("image_id").to_pylist()
+    }
 
 
 def _loose(repo: Repository) -> list[str]:
-    return [k for k in repo.store.inner.list("objects/")] + [k for k in repo.store.inner.list("packs/")]
+    return [k for k in repo.store.inner.list("objects/")] + [
+        k for k in repo.store.inner.list("packs/")
+    ]
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -51,7 +58,9 @@ def location(request, tmp_path) -> tuple[str, dict]:
     return request.getfixturevalue("s3_url"), request.getfixturevalue("s3_options")
 
 
-def test_a_commit_lands_whole_when_maintenance_bundles_its_objects_before_its_branch_moves(location, monkeypatch):
+def test_a_commit_lands_whole_when_maintenance_bundles_its_objects_before_its_branch_moves(
+    location, monkeypatch
+):
     url, options = location
     repo = Repository.init(url, **options)
     for n in range(3):
@@ -71,7 +80,9 @@ def test_a_commit_lands_whole_when_maintenance_bundles_its_objects_before_its_br
     assert ran and ran[0].bundled > 0
     fresh = Repository.open(url, **options)
     assert fresh.resolve() == tip
-    assert set(_images(fresh)) == {f"{name}-{i}" for name in ("before0", "before1", "before2", "racing") for i in range(3)}
+    assert set(_images(fresh)) == {
+        f"{name}-{i}" for name in ("before0", "before1", "before2", "racing") for i in range(3)
+    }
     assert fsck(fresh, full=True).ok
 
 
@@ -85,7 +96,9 @@ def test_a_reader_with_an_old_view_of_the_bundles_finds_what_a_merge_moved(tmp_p
     _commit(writer, "b")
     report = maintain(writer)  # merges the only bundle with the new loose values, and removes it
     assert report.merged_bundles == 1 and not set(before) & set(writer.store.bundles(refresh=True))
-    assert reader.store.bundles() is not None and set(reader.store.bundles()) == set(before)  # stale view
+    assert reader.store.bundles() is not None and set(reader.store.bundles()) == set(
+        before
+    )  # stale view
     assert _images(reader, at=writer.resolve("main~1")) == expected
 
 
@@ -125,7 +138,13 @@ def test_gc_deletes_a_bundle_whose_every_value_is_unreachable(tmp_path):
 
 
 @settings(max_examples=5, deadline=None)
-@given(st.lists(st.sampled_from(["commit", "commit", "commit", "branch", "maintain"]), min_size=5, max_size=40))
+@given(
+    st.lists(
+        st.sampled_from(["commit", "commit", "commit", "branch", "maintain"]),
+        min_size=5,
+        max_size=40,
+    )
+)
 def test_every_commit_reads_the_same_across_maintenance(tmp_path_factory, steps):
     repo = Repository.init(tmp_path_factory.mktemp("m") / "r")
     commits = []
@@ -140,5 +159,7 @@ def test_every_commit_reads_the_same_across_maintenance(tmp_path_factory, steps)
     maintain(repo)
     assert not _loose(repo)
     again = Repository.open(repo.url)
-    assert {oid: (_images(again, oid), again.snapshot(oid).cite().identifier) for oid in commits} == seen
+    assert {
+        oid: (_images(again, oid), again.snapshot(oid).cite().identifier) for oid in commits
+    } == seen
     assert fsck(again, full=True).ok

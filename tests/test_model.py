@@ -218,7 +218,7 @@ def test_timestamps_are_normalized_to_utc(when):
 
 
 def test_non_ascii_text_is_stored_as_utf8():
-    commit = Commit(height=1, author="Zoë", message="échantillon 🌊\n\"quoted\"", time=T0)
+    commit = Commit(height=1, author="Zoë", message='échantillon 🌊\n"quoted"', time=T0)
     data = canonical_json(commit)
     assert "Zoë".encode() in data
     assert decode_object(data) == commit
@@ -392,7 +392,16 @@ def test_models_are_frozen():
 
 # -- identifiers ---------------------------------------------------------------
 
-GOOD_REFS = ["main", "survey/2024", "v1.0", "feature_x", "a-b", "_x", "release/v1.0/rc-1", "a" * 200]
+GOOD_REFS = [
+    "main",
+    "survey/2024",
+    "v1.0",
+    "feature_x",
+    "a-b",
+    "_x",
+    "release/v1.0/rc-1",
+    "a" * 200,
+]
 BAD_REFS = [
     "",
     "..",
@@ -456,7 +465,9 @@ def test_accepted_ref_names_are_safe(name):
 
 
 @given(
-    st.lists(st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,10}", fullmatch=True), min_size=1, max_size=4)
+    st.lists(
+        st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,10}", fullmatch=True), min_size=1, max_size=4
+    )
 )
 def test_ref_names_built_from_components(parts):
     name = "/".join(parts)
@@ -470,7 +481,21 @@ def test_ref_names_built_from_components(parts):
 
 
 GOOD_IMAGE_IDS = ["a", "IFCB107_D20240501T120000_00001", "x.png", "s:1+2@3=4-5", "0", "a" * 255]
-BAD_IMAGE_IDS = ["", ".x", "-x", "_x", "a/b", "../x", "a b", "a\\b", "a\x00", "é", "a" * 256, "abc\n", "\nabc"]
+BAD_IMAGE_IDS = [
+    "",
+    ".x",
+    "-x",
+    "_x",
+    "a/b",
+    "../x",
+    "a b",
+    "a\\b",
+    "a\x00",
+    "é",
+    "a" * 256,
+    "abc\n",
+    "\nabc",
+]
 
 
 @pytest.mark.parametrize("value", GOOD_IMAGE_IDS)

@@ -27,16 +27,16 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from test_cli import assert_error, invoke, ok
+from conftest import assert_error, invoke, ok
 from typer.testing import CliRunner
 
 from improv_vcs import Repository
-from improv_vcs.core.http import AuthError
-from improv_vcs.service.client import Client
 from improv_vcs.core.errors import ConflictError, ImprovError, NotFoundError, StorageError
+from improv_vcs.core.http import AuthError
 from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.service.app import create_app
 from improv_vcs.service.auth import Access, TokenEntry
+from improv_vcs.service.client import Client
 from improv_vcs.service.server import BackgroundServer
 from improv_vcs.storage import S3Store
 from improv_vcs.storage.fsspec_store import S3CredentialsError
@@ -47,9 +47,14 @@ T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 WRITE = "network-write-token-0123456789"
 READ = "network-read-token-0123456789"
 ACCESS = Access(
-    (TokenEntry(name="writer", token=WRITE, scopes=("write",)), TokenEntry(name="reader", token=READ, scopes=("read",)))
+    (
+        TokenEntry(name="writer", token=WRITE, scopes=("write",)),
+        TokenEntry(name="reader", token=READ, scopes=("read",)),
+    )
 )
-FAST = {"retries": {"mode": "standard", "total_max_attempts": 3}}  # botocore config for bounded S3 tests
+FAST = {
+    "retries": {"mode": "standard", "total_max_attempts": 3}
+}  # botocore config for bounded S3 tests
 
 
 @pytest.fixture(autouse=True)
@@ -101,17 +106,30 @@ class DroppingProxy:
         self._thread.join(timeout=10)
         self._listener.close()
 
-    def drop(self, times: int, when: str = "before", method: str | None = None, path: str = "", then: Callable[[], None] | None = None) -> None:
+    def drop(
+        self,
+        times: int,
+        when: str = "before",
+        method: str | None = None,
+        path: str = "",
+        then: Callable[[], None] | None = None,
+    ) -> None:
         assert when in ("before", "after", "503")
         with self._lock:
-            self.rules.append({"times": times, "when": when, "method": method, "path": path, "then": then})
+            self.rules.append(
+                {"times": times, "when": when, "method": method, "path": path, "then": then}
+            )
 
     def done(self) -> bool:
         """Whether every scheduled drop happened."""
         return all(rule["times"] == 0 for rule in self.rules)
 
     def count(self, method: str | None = None, outcome: str | None = None, path: str = "") -> int:
-        return sum(1 for m, p, o in self.seen if (method is None or m == method) and (outcome is None or o == outcome) and path in p)
+        return sum(
+            1
+            for m, p, o in self.seen
+            if (method is None or m == method) and (outcome is None or o == outcome) and path in p
+        )
 
     def _decide(self, method: str, path: str) -> tuple[str, Callable[[], None] | None]:
         with self._lock:
@@ -143,7 +161,9 @@ class DroppingProxy:
             head, _, body = data.partition(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             method, target, _version = lines[0].split(" ", 2)
-            headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:] if line]
+            headers = [
+                tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:] if line
+            ]
             named = {k.lower(): v for k, v in headers}
             if named.get("expect", "").lower() == "100-continue":
                 conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -163,11 +183,16 @@ class DroppingProxy:
             if outcome == "before":
                 return  # the connection closes: the server never saw the request
             if outcome == "503":
-                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                conn.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: "
+                    b"close\r\n\r\n"
+                )
                 return
             skip = ("connection", "keep-alive", "proxy-connection", "expect")
             kept = [f"{k}: {v}" for k, v in headers if k.lower() not in skip]
-            request = "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("latin-1") + body
+            request = (
+                "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("latin-1") + body
+            )
             with socket.create_connection(self.upstream, timeout=30) as up:
                 up.sendall(request)
                 response = b""
@@ -178,7 +203,9 @@ class DroppingProxy:
             if outcome == "after":
                 return  # the server acted, but its answer is lost
             rhead, _, rbody = response.partition(b"\r\n\r\n")
-            rlines = [line for line in rhead.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+            rlines = [
+                line for line in rhead.split(b"\r\n") if not line.lower().startswith(b"connection:")
+            ]
             conn.sendall(b"\r\n".join([*rlines, b"Connection: close"]) + b"\r\n\r\n" + rbody)
 
 
@@ -193,7 +220,9 @@ def dead_port() -> int:
 
 
 def commit(repo: Repository, ids: list[str], day: int = 0) -> str:
-    rows = [{"image_id": i, "timestamp": T0 + timedelta(days=day, seconds=n)} for n, i in enumerate(ids)]
+    rows = [
+        {"image_id": i, "timestamp": T0 + timedelta(days=day, seconds=n)} for n, i in enumerate(ids)
+    ]
     with repo.transaction(message=f"add {len(ids)}") as tx:
         tx.append_bytes("IFCB1", rows, [f"pixels of {i}|".encode() * 50 for i in ids])
     assert tx.commit_id is not None
@@ -244,7 +273,9 @@ def test_unreachable_s3_endpoint_is_one_line_exit_7(runner, tmp_path, monkeypatc
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     endpoint = f"http://127.0.0.1:{dead_port()}"
-    line = assert_error(invoke(runner, "init", "s3://bucket/repo", "--endpoint-url", endpoint), 7, "cannot reach")
+    line = assert_error(
+        invoke(runner, "init", "s3://bucket/repo", "--endpoint-url", endpoint), 7, "cannot reach"
+    )
     assert endpoint in line
 
 
@@ -256,32 +287,56 @@ def test_unreachable_http_server_is_one_line_exit_7(runner, tmp_path, monkeypatc
 
 
 def test_a_bad_endpoint_url_is_bad_input(runner):
-    assert_error(invoke(runner, "init", "s3://bucket/repo", "--endpoint-url", "127.0.0.1:9000"), 2, "http://")
+    assert_error(
+        invoke(runner, "init", "s3://bucket/repo", "--endpoint-url", "127.0.0.1:9000"), 2, "http://"
+    )
 
 
 def without_s3_credentials(monkeypatch, tmp_path) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("BOTO_CONFIG", str(tmp_path / "no-boto-config"))
 
 
-def test_missing_s3_credentials_are_one_line_exit_6(runner, s3_endpoint, s3_url, tmp_path, monkeypatch):
+def test_missing_s3_credentials_are_one_line_exit_6(
+    runner, s3_endpoint, s3_url, tmp_path, monkeypatch
+):
     without_s3_credentials(monkeypatch, tmp_path)
-    assert_error(invoke(runner, "init", s3_url, "--endpoint-url", s3_endpoint), 6, "no S3 credentials", "AWS_ACCESS_KEY_ID")
+    assert_error(
+        invoke(runner, "init", s3_url, "--endpoint-url", s3_endpoint),
+        6,
+        "no S3 credentials",
+        "AWS_ACCESS_KEY_ID",
+    )
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     assert_error(invoke(runner, "--repo", s3_url, "log"), 6, "AWS_ACCESS_KEY_ID")
     store = S3Store(s3_url, endpoint_url=s3_endpoint)
-    for call in (lambda: store.get("improv.json"), lambda: store.exists("improv.json"), lambda: list(store.list("")),
-                 lambda: store.put_if_absent("objects/aa/bb", b"x"), lambda: store.compare_and_swap("refs/heads/x", None, b"y")):
+    for call in (
+        lambda: store.get("improv.json"),
+        lambda: store.exists("improv.json"),
+        lambda: list(store.list("")),
+        lambda: store.put_if_absent("objects/aa/bb", b"x"),
+        lambda: store.compare_and_swap("refs/heads/x", None, b"y"),
+    ):
         with pytest.raises(S3CredentialsError) as caught:
             call()
         assert caught.value.exit_code == 6
 
 
-def test_a_server_without_s3_credentials_answers_503_not_401(s3_endpoint, s3_url, tmp_path, monkeypatch):
+def test_a_server_without_s3_credentials_answers_503_not_401(
+    s3_endpoint, s3_url, tmp_path, monkeypatch
+):
     """The server's own storage failing is not the client's token's fault."""
     Repository.init(s3_url, endpoint_url=s3_endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
@@ -295,7 +350,11 @@ def test_a_server_without_s3_credentials_answers_503_not_401(s3_endpoint, s3_url
 def test_missing_bucket_says_how_to_create_it(runner, s3_endpoint, tmp_path, monkeypatch):
     bucket = f"missing-{uuid.uuid4().hex[:10]}"
     url = f"s3://{bucket}/survey"
-    line = assert_error(invoke(runner, "init", url, "--endpoint-url", s3_endpoint), 3, f"bucket {bucket!r} does not exist")
+    line = assert_error(
+        invoke(runner, "init", url, "--endpoint-url", s3_endpoint),
+        3,
+        f"bucket {bucket!r} does not exist",
+    )
     assert f"improv init --create-bucket {url}" in line
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     assert_error(invoke(runner, "--repo", url, "log"), 3, "does not exist", "--create-bucket")
@@ -305,7 +364,9 @@ def test_missing_bucket_says_how_to_create_it(runner, s3_endpoint, tmp_path, mon
     made = ok(invoke(runner, "init", url, "--create-bucket", "--endpoint-url", s3_endpoint))
     assert f"Created bucket {bucket}" in made.stdout
     assert ok(invoke(runner, "--repo", url, "log")).stdout.strip() == "No commits yet."
-    again = json.loads(ok(invoke(runner, "init", f"s3://{bucket}/other", "--create-bucket", "--json")).stdout)
+    again = json.loads(
+        ok(invoke(runner, "init", f"s3://{bucket}/other", "--create-bucket", "--json")).stdout
+    )
     assert again["bucket_created"] is False  # it exists: nothing to create
     assert_error(invoke(runner, "init", tmp_path / "local", "--create-bucket"), 2, "s3://")
 
@@ -370,7 +431,10 @@ def test_python_api_raises_only_improv_errors(s3_endpoint, s3_url, monkeypatch):
                 except ImprovError as exc:
                     assert "\n" not in str(exc), (store, name, exc)
                 except Exception as exc:  # noqa: BLE001
-                    pytest.fail(f"{store!r}.{name} raised {type(exc).__module__}.{type(exc).__name__}: {exc}")
+                    pytest.fail(
+                        f"{store!r}.{name} raised {type(exc).__module__}.{type(exc).__name__}: "
+                        f"{exc}"
+                    )
         for client in (Client(dead), Client(other)):
             for call in (client.info, client.refs, lambda c=client: c.query()):
                 with pytest.raises(StorageError):
@@ -419,15 +483,21 @@ def test_s3_compare_and_swap_whose_answer_is_lost_reads_the_ref(s3_endpoint, s3_
         store = S3Store(s3_url, endpoint_url=proxy.url)
         key = "refs/heads/main"
         proxy.drop(1, "after", method="PUT")
-        store.compare_and_swap(key, None, b"a\n")  # created; the answer to the first attempt was lost
+        store.compare_and_swap(
+            key, None, b"a\n"
+        )  # created; the answer to the first attempt was lost
         proxy.drop(1, "after", method="PUT")
         store.compare_and_swap(key, b"a\n", b"b\n")
         assert store.get(key) == b"b\n"
-        assert proxy.count("PUT") == 4 and proxy.done()  # each swap: the lost attempt, then the refused repeat
+        assert (
+            proxy.count("PUT") == 4 and proxy.done()
+        )  # each swap: the lost attempt, then the refused repeat
 
         # a real conflict after a retry is still a conflict
         direct = S3Store(s3_url, endpoint_url=s3_endpoint)
-        proxy.drop(1, "after", method="PUT", then=lambda: direct.compare_and_swap(key, b"c\n", b"d\n"))
+        proxy.drop(
+            1, "after", method="PUT", then=lambda: direct.compare_and_swap(key, b"c\n", b"d\n")
+        )
         with pytest.raises(ConflictError):
             store.compare_and_swap(key, b"b\n", b"c\n")  # landed, then another writer moved it on
         assert store.get(key) == b"d\n"
@@ -493,7 +563,9 @@ def test_http_compare_and_swap_is_resolved_by_reading_the_ref(served):
 
         # lost answer, and another writer moved the ref on meanwhile: a conflict
         third = commit(repo, image_ids(2), day=2)
-        proxy.drop(1, "after", method="POST", then=lambda: repo.refs.set_branch("main", parent, tip))
+        proxy.drop(
+            1, "after", method="POST", then=lambda: repo.refs.set_branch("main", parent, tip)
+        )
         with pytest.raises(ConflictError):
             store.compare_and_swap(key, f"{third}\n".encode(), f"{parent}\n".encode())
         assert repo.branches()["main"] == tip and proxy.done()
@@ -519,7 +591,9 @@ def test_push_over_http_survives_dropped_connections(tmp_path):
     remote = Repository.open(remote_path)
     assert remote.branches() == {"main": second}
     assert fsck(remote, full=True).ok
-    assert sorted(remote.snapshot().images().column("image_id").to_pylist()) == sorted(image_ids(0) + image_ids(1))
+    assert sorted(remote.snapshot().images().column("image_id").to_pylist()) == sorted(
+        image_ids(0) + image_ids(1)
+    )
 
 
 def test_cli_clone_over_http_survives_dropped_connections_and_says_so(served, tmp_path):
@@ -563,27 +637,44 @@ def test_service_errors_name_http_parameters_not_cli_options(served, params, nam
 
 def test_citation_errors_name_body_fields(served):
     _, url = served
-    r = httpx.post(f"{url}/v1/citations", json={"at": "main", "tag": "v1"}, headers={"Authorization": f"Bearer {READ}"})
+    r = httpx.post(
+        f"{url}/v1/citations",
+        json={"at": "main", "tag": "v1"},
+        headers={"Authorization": f"Bearer {READ}"},
+    )
     assert r.status_code == 400 and "--" not in r.json()["error"]["message"], r.text
 
 
 def test_missing_or_unknown_token_is_401_auth_error(served):
     _, url = served
-    for headers in ({}, {"Authorization": "Bearer unknown-token-0123456789"}, {"Authorization": "Basic abc"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer unknown-token-0123456789"},
+        {"Authorization": "Basic abc"},
+    ):
         r = httpx.get(f"{url}/v1", headers=headers)
         assert r.status_code == 401, headers
         assert r.json()["error"]["type"] == "AuthError", r.json()
         assert r.headers["www-authenticate"].startswith("Bearer")
-    r = httpx.put(f"{url}/v1/store/objects/aa/{'0' * 62}", content=b"x", headers={"Authorization": f"Bearer {READ}"})
+    r = httpx.put(
+        f"{url}/v1/store/objects/aa/{'0' * 62}",
+        content=b"x",
+        headers={"Authorization": f"Bearer {READ}"},
+    )
     assert r.status_code == 403 and r.json()["error"]["type"] == "AuthError"
-    with pytest.raises(AuthError) as caught, Client(url, token="unknown-token-0123456789") as client:
+    with (
+        pytest.raises(AuthError) as caught,
+        Client(url, token="unknown-token-0123456789") as client,
+    ):
         client.info()
     assert caught.value.status == 401
 
 
 def test_openapi_operation_ids_are_unique(tmp_path, recwarn):
     spec = create_app(str(tmp_path / "repo"), ACCESS).openapi()
-    ids = collections.Counter(op["operationId"] for ops in spec["paths"].values() for op in ops.values())
+    ids = collections.Counter(
+        op["operationId"] for ops in spec["paths"].values() for op in ops.values()
+    )
     assert ids and max(ids.values()) == 1, [k for k, n in ids.items() if n > 1]
     assert not [w for w in recwarn if "Duplicate Operation ID" in str(w.message)]
     store_ops = spec["paths"]["/v1/store/{key}"]

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from improv_vcs.snapshot import manifest, parts
 from improv_vcs.maintenance.fsck import fsck
 from improv_vcs.query.filters import build_query
 from improv_vcs.query.text import parse_where
 from improv_vcs.repository.repository import Repository
+from improv_vcs.snapshot import manifest, parts
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 
@@ -29,24 +29,39 @@ def _no_auto_maintenance(monkeypatch):
 
 def _commit(repo: Repository, n: int, size: int, extra: str | None) -> None:
     ids = [f"c{n:04d}_{i:02d}" for i in range(size)]
-    columns = {"image_id": ids, "timestamp": [T0 + timedelta(minutes=20 * n, seconds=i) for i in range(size)],
-               "depth": [float((n + i) % 4) for i in range(size)]}
+    columns = {
+        "image_id": ids,
+        "timestamp": [T0 + timedelta(minutes=20 * n, seconds=i) for i in range(size)],
+        "depth": [float((n + i) % 4) for i in range(size)],
+    }
     if extra == "int":
         columns["count"] = list(range(size))
     elif extra == "text":
         columns["note"] = [f"n{n}"] * size
     with repo.transaction(message=f"c{n}", author="t") as tx:
-        tx.append_bytes(f"IFCB{n % 3}", pa.table(columns), [os.urandom(40) + bytes([n % 256, i]) for i in range(size)])
+        tx.append_bytes(
+            f"IFCB{n % 3}",
+            pa.table(columns),
+            [os.urandom(40) + bytes([n % 256, i]) for i in range(size)],
+        )
 
 
 def _from_manifests(repo: Repository, oid: str) -> pa.Table:
     snapshot = repo.snapshot(oid).reader
     ids = snapshot.batches.column("manifest").to_pylist()
-    return pa.concat_tables([manifest.decode(repo.odb.get_bytes(m)) for m in ids], promote_options="permissive")
+    return pa.concat_tables(
+        [manifest.decode(repo.odb.get_bytes(m)) for m in ids], promote_options="permissive"
+    )
 
 
 @settings(max_examples=4)
-@given(st.lists(st.tuples(st.integers(1, 4), st.sampled_from([None, None, "int", "text"])), min_size=16, max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 4), st.sampled_from([None, None, "int", "text"])),
+        min_size=16,
+        max_size=40,
+    )
+)
 def test_every_snapshot_reads_the_same_rows_through_parts(tmp_path_factory, history):
     repo = Repository.init(tmp_path_factory.mktemp("parts"))
     for n, (size, extra) in enumerate(history):
@@ -55,11 +70,15 @@ def test_every_snapshot_reads_the_same_rows_through_parts(tmp_path_factory, hist
     assert head.format == 2 and any(s.parts for s in head.index)
     for oid, commit in repo.log():
         for segment in commit.index:
-            assert sum(p.entries for p in segment.parts) == (segment.entries if segment.entries >= parts.MIN_ENTRIES else 0)
+            assert sum(p.entries for p in segment.parts) == (
+                segment.entries if segment.entries >= parts.MIN_ENTRIES else 0
+            )
             assert sum(p.rows for p in segment.parts) == (segment.rows if segment.parts else 0)
         assert repo.snapshot(oid).images().equals(_from_manifests(repo, oid))
-        assert repo.snapshot(oid).count(where=[parse_where("depth = 1")]) == _from_manifests(repo, oid).filter(
-            pc.equal(pc.field("depth"), 1.0)).num_rows
+        assert (
+            repo.snapshot(oid).count(where=[parse_where("depth = 1")])
+            == _from_manifests(repo, oid).filter(pc.equal(pc.field("depth"), 1.0)).num_rows
+        )
     report = fsck(repo, full=True)
     assert report.ok, report.problems
 
@@ -84,8 +103,11 @@ def test_format1_repositories_write_no_parts(tmp_path):
     repo = Repository.init(tmp_path / "r")
     config = json.loads((tmp_path / "r" / "improv.json").read_bytes())
     old = dict(config, format=1)
-    repo.store.compare_and_swap("improv.json", (tmp_path / "r" / "improv.json").read_bytes(),
-                                json.dumps(old, sort_keys=True, separators=(",", ":")).encode())
+    repo.store.compare_and_swap(
+        "improv.json",
+        (tmp_path / "r" / "improv.json").read_bytes(),
+        json.dumps(old, sort_keys=True, separators=(",", ":")).encode(),
+    )
     repo = Repository.open(tmp_path / "r")
     for n in range(20):
         _commit(repo, n, 2, None)
@@ -100,7 +122,9 @@ def test_fsck_full_finds_a_part_that_differs_from_its_manifests(tmp_path):
         _commit(repo, n, 2, None)
     part = next(p for s in repo.odb.get_commit(repo.resolve()).index for p in s.parts)
     rows = parts.read(repo.odb, part.id)
-    forged = rows.set_column(0, "image_id", pa.array(sorted(rows.column("image_id").to_pylist(), reverse=True)))
+    forged = rows.set_column(
+        0, "image_id", pa.array(sorted(rows.column("image_id").to_pylist(), reverse=True))
+    )
     from improv_vcs.core.parquet import to_parquet
     from improv_vcs.storage.objects import object_key
 

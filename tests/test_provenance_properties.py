@@ -543,7 +543,9 @@ def test_ifcb_features_round_trip(scenario) -> None:
     images, batches = scenario
     repo = build_images(images)
     for run_id, types, rows in batches:
-        commit = add_provenance(repo, "ifcb_features", as_table(types, rows), source="ifcb", run_id=run_id)
+        commit = add_provenance(
+            repo, "ifcb_features", as_table(types, rows), source="ifcb", run_id=run_id
+        )
         assert commit is not None
     table = repo.snapshot().provenance_records("ifcb_features")
     every = {name for _, types, _ in batches for name in types}

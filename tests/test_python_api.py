@@ -12,11 +12,15 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
 
 
 def test_python_api_examples_run(tmp_path):
-    blocks = re.findall(r"^```python\n(.*?)^```\n", DOC.read_text(encoding="utf-8"), flags=re.S | re.M)
+    blocks = re.findall(
+        r"^```python\n(.*?)^```\n", DOC.read_text(encoding="utf-8"), flags=re.S | re.M
+    )
     assert len(blocks) >= 7
     script = tmp_path / "api.py"
     script.write_text("\n".join(blocks), encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert lines[0].startswith("100 ")
@@ -64,17 +68,26 @@ def test_the_error_tree_is_one_tree_with_the_documented_exit_codes():
     import improv_vcs
     from improv_vcs import ImprovError
 
-    documented = dict(re.findall(r"^\| `(\w+)`.*\| (\d) \|$", DOC.read_text(encoding="utf-8"), flags=re.M))
+    documented = dict(
+        re.findall(r"^\| `(\w+)`.*\| (\d) \|$", DOC.read_text(encoding="utf-8"), flags=re.M)
+    )
     public = {n: getattr(improv_vcs, n) for n in improv_vcs.__all__ if n.endswith("Error")}
-    assert {n: str(e.exit_code) for n, e in public.items() if ImprovError in e.__bases__} == documented
+    assert {
+        n: str(e.exit_code) for n, e in public.items() if ImprovError in e.__bases__
+    } == documented
     assert public["NotARepositoryError"].__bases__ == (public["NotFoundError"],)
     defined = set()
     for info in pkgutil.walk_packages(improv_vcs.__path__, "improv_vcs."):
         if info.name.endswith("__main__"):
             continue
         module = importlib.import_module(info.name)
-        defined |= {c for _, c in inspect.getmembers(module, inspect.isclass)
-                    if issubclass(c, Exception) and not issubclass(c, Warning) and c.__module__ == info.name}
+        defined |= {
+            c
+            for _, c in inspect.getmembers(module, inspect.isclass)
+            if issubclass(c, Exception) and not issubclass(c, Warning) and c.__module__ == info.name
+        }
     outside = sorted(c.__qualname__ for c in defined if not issubclass(c, ImprovError))
-    assert outside == ["_TransientAnswer"]  # a retry signal inside the HTTP helper, never raised out of it
+    assert outside == [
+        "_TransientAnswer"
+    ]  # a retry signal inside the HTTP helper, never raised out of it
     assert len(defined) >= 15

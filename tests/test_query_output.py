@@ -14,8 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_cli import A1, A2, assert_error, assert_json_error, committed, images, invoke, ok, repo, runner  # noqa: F401
-from test_registry import sample_images
+from conftest import A1, A2, assert_error, assert_json_error, images, invoke, ok, sample_images
 
 from improv_vcs import InvalidInputError, Repository
 from improv_vcs.query.filters import Where
@@ -23,12 +22,36 @@ from improv_vcs.query.filters import Where
 UTC = timezone.utc
 DEFAULT = ["image_id", "instrument", "timestamp", "lat", "lon", "depth", "sample_id", "size"]
 ROWS = [  # the default columns of the ``committed`` repository's images
-    {"image_id": A1, "instrument": "IFCB107", "timestamp": datetime(2024, 1, 1, 12, tzinfo=UTC), "lat": None,
-     "lon": None, "depth": None, "sample_id": "D20240101T120000_IFCB107", "size": 36},
-    {"image_id": A2, "instrument": "IFCB107", "timestamp": datetime(2024, 1, 1, 12, tzinfo=UTC), "lat": None,
-     "lon": None, "depth": None, "sample_id": "D20240101T120000_IFCB107", "size": 36},
-    {"image_id": "b1", "instrument": "scope-2", "timestamp": datetime(2024, 1, 2, 6, tzinfo=UTC), "lat": 41.5,
-     "lon": -70.25, "depth": 2.0, "sample_id": None, "size": 8},
+    {
+        "image_id": A1,
+        "instrument": "IFCB107",
+        "timestamp": datetime(2024, 1, 1, 12, tzinfo=UTC),
+        "lat": None,
+        "lon": None,
+        "depth": None,
+        "sample_id": "D20240101T120000_IFCB107",
+        "size": 36,
+    },
+    {
+        "image_id": A2,
+        "instrument": "IFCB107",
+        "timestamp": datetime(2024, 1, 1, 12, tzinfo=UTC),
+        "lat": None,
+        "lon": None,
+        "depth": None,
+        "sample_id": "D20240101T120000_IFCB107",
+        "size": 36,
+    },
+    {
+        "image_id": "b1",
+        "instrument": "scope-2",
+        "timestamp": datetime(2024, 1, 2, 6, tzinfo=UTC),
+        "lat": 41.5,
+        "lon": -70.25,
+        "depth": 2.0,
+        "sample_id": None,
+        "size": 8,
+    },
 ]
 JSON_ROWS = [{**r, "timestamp": r["timestamp"].isoformat()} for r in ROWS]
 
@@ -77,7 +100,9 @@ def test_json_and_jsonl_files_by_extension(runner, committed, tmp_path):
     assert json.loads((tmp_path / "rows.json").read_text()) == JSON_ROWS
     for name in ("rows.jsonl", "rows.ndjson"):
         ok(query(runner, committed, "-o", tmp_path / name))
-        assert [json.loads(line) for line in (tmp_path / name).read_text().splitlines()] == JSON_ROWS
+        assert [
+            json.loads(line) for line in (tmp_path / name).read_text().splitlines()
+        ] == JSON_ROWS
 
 
 def test_txt_file_is_the_table(runner, committed, tmp_path):
@@ -104,7 +129,9 @@ def test_matching_format_and_extension_agree(runner, committed, tmp_path):
         ("rows.txt", ["-f", "csv"]),
     ],
 )
-def test_format_that_disagrees_with_the_extension_is_refused(runner, committed, tmp_path, name, args):
+def test_format_that_disagrees_with_the_extension_is_refused(
+    runner, committed, tmp_path, name, args
+):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     line = assert_error(query(runner, committed, "-o", out_dir / name, *args), 2, name)
@@ -116,14 +143,21 @@ def test_refused_format_leaves_an_existing_file_alone(runner, committed, tmp_pat
     out = tmp_path / "rows.parquet"
     ok(query(runner, committed, "-o", out))
     before = out.read_bytes()
-    assert_error(query(runner, committed, "-o", out, "--format", "table"), 2, "--format table", "rows.parquet")
+    assert_error(
+        query(runner, committed, "-o", out, "--format", "table"),
+        2,
+        "--format table",
+        "rows.parquet",
+    )
     assert out.read_bytes() == before
 
 
 def test_unknown_extension_is_refused_with_the_known_ones(runner, committed, tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    line = assert_error(query(runner, committed, "-o", out_dir / "rows.xlsx"), 2, "rows.xlsx", "--format")
+    line = assert_error(
+        query(runner, committed, "-o", out_dir / "rows.xlsx"), 2, "rows.xlsx", "--format"
+    )
     for known in (".parquet", ".csv", ".json", ".jsonl", ".arrow", ".feather"):
         assert known in line
     assert_error(query(runner, committed, "-o", out_dir / "rows"), 2, "'rows'", ".parquet")
@@ -138,18 +172,26 @@ def test_binary_format_to_the_terminal_is_refused(runner, committed, fmt):
     assert_error(query(runner, committed, "--format", fmt), 2, f"--format {fmt} needs -o FILE")
 
 
-def test_output_into_a_missing_directory_or_onto_a_directory_is_refused(runner, committed, tmp_path):
-    assert_error(query(runner, committed, "-o", tmp_path / "nope" / "rows.csv"), 2, "does not exist")
+def test_output_into_a_missing_directory_or_onto_a_directory_is_refused(
+    runner, committed, tmp_path
+):
+    assert_error(
+        query(runner, committed, "-o", tmp_path / "nope" / "rows.csv"), 2, "does not exist"
+    )
     assert_error(query(runner, committed, "-o", tmp_path), 2, "is a directory")
     assert not (tmp_path / "nope").exists()
 
 
 def test_explain_does_not_pretend_to_write_a_file(runner, committed, tmp_path):
-    assert_error(query(runner, committed, "--explain", "-o", tmp_path / "plan.txt"), 2, "--explain", "-o")
+    assert_error(
+        query(runner, committed, "--explain", "-o", tmp_path / "plan.txt"), 2, "--explain", "-o"
+    )
     assert not (tmp_path / "plan.txt").exists()
 
 
-def test_failed_write_leaves_no_partial_file_and_keeps_the_old_one(runner, committed, tmp_path, monkeypatch):
+def test_failed_write_leaves_no_partial_file_and_keeps_the_old_one(
+    runner, committed, tmp_path, monkeypatch
+):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "rows.parquet"
@@ -170,7 +212,11 @@ def test_failed_write_leaves_no_partial_file_and_keeps_the_old_one(runner, commi
     monkeypatch.undo()
     assert pq.read_table(out).to_pylist() == ROWS[:1]
 
-    assert_error(query(runner, committed, "-o", out_dir / "new.parquet", "--where", "nope = 1"), 2, "unknown column")
+    assert_error(
+        query(runner, committed, "-o", out_dir / "new.parquet", "--where", "nope = 1"),
+        2,
+        "unknown column",
+    )
     assert files(out_dir) == ["rows.parquet"]
 
 
@@ -206,18 +252,42 @@ def test_default_columns_are_the_readable_set(runner, committed):
 def test_star_gives_every_column(runner, committed):
     every = json.loads(ok(query(runner, committed, "-c", "*", "--json")).stdout)
     assert list(every[0]) == [
-        "image_id", "instrument", "timestamp", "lat", "lon", "depth", "sample_id",
-        "media_type", "blob_id", "size", "pack", "offset",
+        "image_id",
+        "instrument",
+        "timestamp",
+        "lat",
+        "lon",
+        "depth",
+        "sample_id",
+        "media_type",
+        "blob_id",
+        "size",
+        "pack",
+        "offset",
     ]
-    assert [(r["image_id"], r["media_type"]) for r in every] == [(A1, "image/png"), (A2, "image/png"), ("b1", "image/png")]
+    assert [(r["image_id"], r["media_type"]) for r in every] == [
+        (A1, "image/png"),
+        (A2, "image/png"),
+        ("b1", "image/png"),
+    ]
     assert_error(query(runner, committed, "-c", "image_id,*"), 2, "'*'")
 
 
 def test_python_api_still_returns_every_column(committed):
     table = Repository.open(committed).snapshot().query()
     assert table.column_names == [
-        "image_id", "instrument", "timestamp", "lat", "lon", "depth", "sample_id",
-        "media_type", "blob_id", "size", "pack", "offset",
+        "image_id",
+        "instrument",
+        "timestamp",
+        "lat",
+        "lon",
+        "depth",
+        "sample_id",
+        "media_type",
+        "blob_id",
+        "size",
+        "pack",
+        "offset",
     ]
 
 
@@ -230,10 +300,22 @@ def test_json_flag_is_format_json(runner, committed, tmp_path):
     assert json.loads(as_flag) == JSON_ROWS
     ok(query(runner, committed, "--json", "--format", "json", "-o", tmp_path / "rows.json"))
     assert json.loads((tmp_path / "rows.json").read_text()) == JSON_ROWS
-    assert_json_error(query(runner, committed, "--json", "--format", "csv"), 2, "InvalidInputError", "--json", "--format csv")
+    assert_json_error(
+        query(runner, committed, "--json", "--format", "csv"),
+        2,
+        "InvalidInputError",
+        "--json",
+        "--format csv",
+    )
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    assert_json_error(query(runner, committed, "-o", out_dir / "rows.csv", "--json"), 2, "InvalidInputError", "rows.csv", "--format")
+    assert_json_error(
+        query(runner, committed, "-o", out_dir / "rows.csv", "--json"),
+        2,
+        "InvalidInputError",
+        "rows.csv",
+        "--format",
+    )
     assert list(out_dir.iterdir()) == []
 
 
@@ -250,13 +332,51 @@ def sampled(runner, repo, tmp_path):
 
     cli("instrument", "add", "IFCB1", "--deployed", "2024-01-01..")
     cli("instrument", "add", "IFCB2", "--deployed", "2024-01-01..")
-    cli("commit", sample_images(tmp_path / "one", [("a1", "2024-05-01T10:00:00Z", "S1"), ("a2", "2024-05-01T11:00:00Z", "S2")]), "-i", "IFCB1", "-q")
+    cli(
+        "commit",
+        sample_images(
+            tmp_path / "one",
+            [("a1", "2024-05-01T10:00:00Z", "S1"), ("a2", "2024-05-01T11:00:00Z", "S2")],
+        ),
+        "-i",
+        "IFCB1",
+        "-q",
+    )
     two = sample_images(tmp_path / "two", [("b1", "2024-05-01T10:30:00Z", "S3")])
-    (two / "metadata.csv").write_text("image_id,timestamp,sample_id,lat,lon,depth\nb1,2024-05-01T10:30:00Z,S3,41.5,-70.5,3\n")
+    (two / "metadata.csv").write_text(
+        "image_id,timestamp,sample_id,lat,lon,depth\nb1,2024-05-01T10:30:00Z,S3,41.5,-70.5,3\n"
+    )
     cli("commit", two, "-i", "IFCB2", "-q")
-    cli("sample", "add", "S1", "-i", "IFCB1", "--start", "2024-05-01T10:00:00Z", "--end", "2024-05-01T10:20:00Z",
-        "--quality", "good", "--alt-id", "cast-7", "--alt-id", "niskin-3")
-    cli("sample", "add", "S3", "-i", "IFCB2", "--start", "2024-05-01T10:20:00Z", "--end", "2024-05-01T10:40:00Z", "--quality", "bad")
+    cli(
+        "sample",
+        "add",
+        "S1",
+        "-i",
+        "IFCB1",
+        "--start",
+        "2024-05-01T10:00:00Z",
+        "--end",
+        "2024-05-01T10:20:00Z",
+        "--quality",
+        "good",
+        "--alt-id",
+        "cast-7",
+        "--alt-id",
+        "niskin-3",
+    )
+    cli(
+        "sample",
+        "add",
+        "S3",
+        "-i",
+        "IFCB2",
+        "--start",
+        "2024-05-01T10:20:00Z",
+        "--end",
+        "2024-05-01T10:40:00Z",
+        "--quality",
+        "bad",
+    )
     return repo
 
 
@@ -266,50 +386,115 @@ def pairs(runner, repo, *args) -> list[tuple]:
 
 
 def test_sample_columns_with_instrument_filter(runner, sampled):
-    got = pairs(runner, sampled, "--with", "sample.quality", "-i", "IFCB1", "-c", "image_id,instrument")
+    got = pairs(
+        runner, sampled, "--with", "sample.quality", "-i", "IFCB1", "-c", "image_id,instrument"
+    )
     assert got == [("a1", "IFCB1", "good"), ("a2", "IFCB1", None)]
-    got = pairs(runner, sampled, "--with", "sample.quality", "-i", "IFCB2", "-c", "image_id,instrument")
+    got = pairs(
+        runner, sampled, "--with", "sample.quality", "-i", "IFCB2", "-c", "image_id,instrument"
+    )
     assert got == [("b1", "IFCB2", "bad")]
-    full = json.loads(ok(query(runner, sampled, "--json", "--with", "sample.quality", "-i", "IFCB1")).stdout)
+    full = json.loads(
+        ok(query(runner, sampled, "--json", "--with", "sample.quality", "-i", "IFCB1")).stdout
+    )
     assert [list(r) for r in full] == [[*DEFAULT, "sample.quality"]] * 2
-    assert [(r["image_id"], r["sample_id"], r["sample.quality"]) for r in full] == [("a1", "S1", "good"), ("a2", "S2", None)]
+    assert [(r["image_id"], r["sample_id"], r["sample.quality"]) for r in full] == [
+        ("a1", "S1", "good"),
+        ("a2", "S2", None),
+    ]
 
 
 def test_sample_columns_with_sample_filter(runner, sampled):
-    got = pairs(runner, sampled, "--with", "sample.quality", "--sample", "S1", "-c", "image_id,sample_id")
+    got = pairs(
+        runner, sampled, "--with", "sample.quality", "--sample", "S1", "-c", "image_id,sample_id"
+    )
     assert got == [("a1", "S1", "good")]
-    got = pairs(runner, sampled, "--with", "sample.quality", "--sample", "S3", "--sample", "S2", "-c", "image_id,sample_id")
+    got = pairs(
+        runner,
+        sampled,
+        "--with",
+        "sample.quality",
+        "--sample",
+        "S3",
+        "--sample",
+        "S2",
+        "-c",
+        "image_id,sample_id",
+    )
     assert got == [("b1", "S3", "bad"), ("a2", "S2", None)]
 
 
 def test_sample_columns_with_every_manifest_filter(runner, sampled):
-    ok(invoke(runner, "--repo", sampled, "dataset", "add", "d", "-i", "IFCB2", "--start", "2024-05-01", "--end", "2024-05-02"))
+    ok(
+        invoke(
+            runner,
+            "--repo",
+            sampled,
+            "dataset",
+            "add",
+            "d",
+            "-i",
+            "IFCB2",
+            "--start",
+            "2024-05-01",
+            "--end",
+            "2024-05-02",
+        )
+    )
     base = ["--with", "sample.quality", "--with", "sample.instrument", "-c", "image_id"]
     assert pairs(runner, sampled, *base, "--dataset", "d") == [("b1", "bad", "IFCB2")]
-    assert pairs(runner, sampled, *base, "--where", "instrument = IFCB1", "--start", "2024-05-01T10:30:00Z") == [("a2", None, None)]
-    assert pairs(runner, sampled, *base, "--end", "2024-05-01T10:30:00Z", "-i", "IFCB1", "-i", "IFCB2") == [("a1", "good", "IFCB1")]
-    assert pairs(runner, sampled, *base, "--bbox", "41,-71,42,-70", "--depth", "0:5") == [("b1", "bad", "IFCB2")]
-    assert pairs(runner, sampled, *base, "--sample-quality", "good", "--where", "sample_id = S1") == [("a1", "good", "IFCB1")]
-    assert pairs(runner, sampled, "--with", "sample.alt_ids", "-i", "IFCB1", "-c", "image_id") == [("a1", ["cast-7", "niskin-3"]), ("a2", None)]
+    assert pairs(
+        runner, sampled, *base, "--where", "instrument = IFCB1", "--start", "2024-05-01T10:30:00Z"
+    ) == [("a2", None, None)]
+    assert pairs(
+        runner, sampled, *base, "--end", "2024-05-01T10:30:00Z", "-i", "IFCB1", "-i", "IFCB2"
+    ) == [("a1", "good", "IFCB1")]
+    assert pairs(runner, sampled, *base, "--bbox", "41,-71,42,-70", "--depth", "0:5") == [
+        ("b1", "bad", "IFCB2")
+    ]
+    assert pairs(
+        runner, sampled, *base, "--sample-quality", "good", "--where", "sample_id = S1"
+    ) == [("a1", "good", "IFCB1")]
+    assert pairs(runner, sampled, "--with", "sample.alt_ids", "-i", "IFCB1", "-c", "image_id") == [
+        ("a1", ["cast-7", "niskin-3"]),
+        ("a2", None),
+    ]
 
 
 def test_sample_columns_with_filters_in_the_python_api(sampled):
     api = Repository.open(sampled)
-    table = api.snapshot().query(instruments=["IFCB1"], samples=["S1", "S3"], sample_columns=["quality", "instrument"], columns=["image_id"])
-    assert table.to_pylist() == [{"image_id": "a1", "sample.quality": "good", "sample.instrument": "IFCB1"}]
+    table = api.snapshot().query(
+        instruments=["IFCB1"],
+        samples=["S1", "S3"],
+        sample_columns=["quality", "instrument"],
+        columns=["image_id"],
+    )
+    assert table.to_pylist() == [
+        {"image_id": "a1", "sample.quality": "good", "sample.instrument": "IFCB1"}
+    ]
 
 
 def test_sample_columns_in_csv_keep_lists_as_json(runner, sampled, tmp_path):
     out = tmp_path / "rows.csv"
-    ok(query(runner, sampled, "--with", "sample.alt_ids", "-i", "IFCB1", "-c", "image_id", "-o", out))
-    assert out.read_text().splitlines() == ['"image_id","sample.alt_ids"', '"a1","[""cast-7"", ""niskin-3""]"', '"a2",']
+    ok(
+        query(
+            runner, sampled, "--with", "sample.alt_ids", "-i", "IFCB1", "-c", "image_id", "-o", out
+        )
+    )
+    assert out.read_text().splitlines() == [
+        '"image_id","sample.alt_ids"',
+        '"a1","[""cast-7"", ""niskin-3""]"',
+        '"a2",',
+    ]
 
 
 @pytest.fixture
 def dated(runner, repo, tmp_path):
     """One image with an extra date column ``cast_date``."""
     src = images(tmp_path / "c", "c1")
-    (src / "metadata.csv").write_text("image_id,timestamp,cast_date\nc1,2024-05-01T12:00:00Z,2024-05-01\n")
+    (src / "metadata.csv").write_text(
+        "image_id,timestamp,cast_date\nc1,2024-05-01T12:00:00Z,2024-05-01\n"
+    )
     ok(invoke(runner, "--repo", repo, "commit", src, "-i", "scope", "-q"))
     return repo
 
@@ -317,7 +502,9 @@ def dated(runner, repo, tmp_path):
 def test_duckdb_errors_are_one_line_invalid_input(runner, dated, tmp_path):
     assert pairs(runner, dated, "--where", "cast_date = 2024-05-01", "-c", "image_id") == [("c1",)]
     assert_error(query(runner, dated, "--where", "cast_date = tomorrow"), 2, "DuckDB", "tomorrow")
-    assert_error(query(runner, dated, "--where", "cast_date < 5", "-o", tmp_path / "never.csv"), 2, "DuckDB")
+    assert_error(
+        query(runner, dated, "--where", "cast_date < 5", "-o", tmp_path / "never.csv"), 2, "DuckDB"
+    )
     assert not (tmp_path / "never.csv").exists()
 
 

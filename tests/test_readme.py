@@ -106,7 +106,10 @@ def run_tour(home: Path) -> subprocess.CompletedProcess[str]:
     env.pop("IMPROV_REPO", None)
     # set -e spares a failing command on the left of `&&`: every improv
     # command that fails stops the tour, naming itself.
-    stop = 'improv() { command improv "$@" || { s=$?; echo "failed (exit $s): improv $*" >&2; exit "$s"; }; }'
+    stop = (
+        'improv() { command improv "$@" || '
+        '{ s=$?; echo "failed (exit $s): improv $*" >&2; exit "$s"; }; }'
+    )
     script = f"set -euo pipefail\n{stop}\n{tour_block()}"
     return subprocess.run(
         ["bash", "-c", script],
@@ -120,8 +123,7 @@ def run_tour(home: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_readme_tour_runs_as_written(tmp_path):
-    from improv_vcs import Repository
-    from improv_vcs import cite
+    from improv_vcs import Repository, cite
 
     make_inputs(tmp_path)
     done = run_tour(tmp_path)
@@ -149,7 +151,9 @@ def test_readme_tour_runs_as_written(tmp_path):
     assert survey.snapshot().count(instruments=["scope-a"]) == 1
     assert survey.snapshot().count(dataset="spring-bloom") == 2 * ROIS_PER_BIN
     assert survey.snapshot().count(sample_quality=("bad",)) == ROIS_PER_BIN
-    assert survey.snapshot("HEAD~6").count() == 2 * ROIS_PER_BIN  # the tour's HEAD~5, before `sample add`
+    assert (
+        survey.snapshot("HEAD~6").count() == 2 * ROIS_PER_BIN
+    )  # the tour's HEAD~5, before `sample add`
     assert survey.tags() == {"v1.0": survey.resolve("main")}
 
     pinned = cite.load(str(tmp_path / "survey" / "citation.txt"))
@@ -188,7 +192,11 @@ def test_query_results_to_pandas(tmp_path):
     with repo.transaction(message="a dozen", author="Ada <ada@example.org>") as tx:
         tx.append_bytes("IFCB107", rows, [encode_png(pixels + i) for i in range(12)])
 
-    frame = repo.snapshot().query(depth=(0, 4.5), columns=["image_id", "timestamp", "depth"]).to_pandas()
+    frame = (
+        repo.snapshot()
+        .query(depth=(0, 4.5), columns=["image_id", "timestamp", "depth"])
+        .to_pandas()
+    )
     assert isinstance(frame, pd.DataFrame)
     assert len(frame) == 5
     assert list(frame.columns) == ["image_id", "timestamp", "depth"]

@@ -9,15 +9,21 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from test_cli import _clean_env, assert_error, invoke, ok, runner  # noqa: F401  (fixtures)
+from conftest import assert_error, invoke, ok
 
-from improv_vcs import ConflictError, InvalidInputError, NotFoundError, ReadOnlyError, Repository
-from improv_vcs import cite
+from improv_vcs import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    ReadOnlyError,
+    Repository,
+    cite,
+)
 from improv_vcs.core.ids import new_ref_name, ref_name
-from improv_vcs.storage.refs import HEADS, TAGS
 from improv_vcs.service.app import create_app
 from improv_vcs.service.auth import Access
 from improv_vcs.service.server import BackgroundServer
+from improv_vcs.storage.refs import HEADS, TAGS
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
 
@@ -27,7 +33,9 @@ def blob(image_id: str) -> bytes:
 
 
 def commit(repo: Repository, ids, day: int) -> str:
-    rows = [{"image_id": i, "timestamp": T0 + timedelta(days=day, seconds=n)} for n, i in enumerate(ids)]
+    rows = [
+        {"image_id": i, "timestamp": T0 + timedelta(days=day, seconds=n)} for n, i in enumerate(ids)
+    ]
     with repo.transaction(message=f"day {day}") as tx:
         tx.append_bytes("IFCB1", rows, [blob(i) for i in ids])
     assert tx.commit_id is not None
@@ -67,16 +75,35 @@ def shadowing_names(ids: list[str]) -> list[str]:
 
 def test_new_ref_name_refuses_names_that_read_as_revisions():
     for name in ("HEAD", "head", "HeAd"):
-        with pytest.raises(InvalidInputError, match=r"invalid ref name .*HEAD names the default branch"):
+        with pytest.raises(
+            InvalidInputError, match=r"invalid ref name .*HEAD names the default branch"
+        ):
             new_ref_name(name)
     for name in ("abcd", "0123", "deadbeef", "ab" * 32, "0" * 40):
-        with pytest.raises(InvalidInputError, match=r"invalid ref name .*4 to 64 hex digits would be read as a commit id"):
+        with pytest.raises(
+            InvalidInputError,
+            match=r"invalid ref name .*4 to 64 hex digits would be read as a commit id",
+        ):
             new_ref_name(name)
     for name in ("main~1", "v1~", "a" * 201, "../x", "a..b", ""):
         with pytest.raises(InvalidInputError, match="invalid ref name"):
             new_ref_name(name)
     # not revisions: too short, too long, upper case, not hex, or with a '/' or other character
-    for name in ("main", "v1.0", "abc", "ab" * 32 + "a", "ABCD", "DeadBeef", "abcg", "abcd/x", "x/abcd", "cafe-1", "HEADS", "HEAD-1", "_abcd"):
+    for name in (
+        "main",
+        "v1.0",
+        "abc",
+        "ab" * 32 + "a",
+        "ABCD",
+        "DeadBeef",
+        "abcg",
+        "abcd/x",
+        "x/abcd",
+        "cafe-1",
+        "HEADS",
+        "HEAD-1",
+        "_abcd",
+    ):
         assert new_ref_name(name) == name
     # reading an existing ref is not restricted
     for name in ("HEAD", "abcd", "ab" * 32):
@@ -90,9 +117,13 @@ def test_check_new_name_refuses_the_other_kinds_name(three):
     assert repo.refs.check_new_name("branch", "feature") == "feature"
     assert repo.refs.check_new_name("tag", "v2") == "v2"
     assert repo.refs.check_new_name("branch", "dev") == "dev"  # same kind: the write itself decides
-    with pytest.raises(InvalidInputError, match=r"^a tag named 'v1' exists; branch and tag names must differ$"):
+    with pytest.raises(
+        InvalidInputError, match=r"^a tag named 'v1' exists; branch and tag names must differ$"
+    ):
         repo.refs.check_new_name("branch", "v1")
-    with pytest.raises(InvalidInputError, match=r"^a branch named 'dev' exists; branch and tag names must differ$"):
+    with pytest.raises(
+        InvalidInputError, match=r"^a branch named 'dev' exists; branch and tag names must differ$"
+    ):
         repo.refs.check_new_name("tag", "dev")
     with pytest.raises(InvalidInputError, match="commit id"):
         repo.refs.check_new_name("tag", c1[:8])
@@ -109,13 +140,13 @@ def test_shadowing_names_are_refused_by_the_python_api(three):
     tip = repo.resolve()
     for name in shadowing_names(ids):
         for attempt in (
-            lambda: repo.create_branch(name),
-            lambda: repo.create_branch(name, ids[0]),
-            lambda: repo.create_tag(name),
-            lambda: repo.create_tag(name, message="annotated"),
-            lambda: repo.create_tag(name, title="A release", authors=("A. Author",)),
-            lambda: repo.refs.set_branch(name, None, tip),
-            lambda: repo.refs.create_tag(name, tip),
+            lambda name=name: repo.create_branch(name),
+            lambda name=name: repo.create_branch(name, ids[0]),
+            lambda name=name: repo.create_tag(name),
+            lambda name=name: repo.create_tag(name, message="annotated"),
+            lambda name=name: repo.create_tag(name, title="A release", authors=("A. Author",)),
+            lambda name=name: repo.refs.set_branch(name, None, tip),
+            lambda name=name: repo.refs.create_tag(name, tip),
         ):
             with pytest.raises(InvalidInputError, match="invalid ref name"):
                 attempt()
@@ -128,12 +159,25 @@ def test_a_tag_and_a_branch_never_share_a_name(three):
     repo.create_tag("v1", c2)
     repo.create_tag("v2", c2, message="release")
     before = state(repo)
-    for attempt in (lambda: repo.create_tag("dev"), lambda: repo.create_tag("dev", message="x"), lambda: repo.refs.create_tag("dev", c3)):
-        with pytest.raises(InvalidInputError, match=r"^a branch named 'dev' exists; branch and tag names must differ$"):
+    for attempt in (
+        lambda: repo.create_tag("dev"),
+        lambda: repo.create_tag("dev", message="x"),
+        lambda: repo.refs.create_tag("dev", c3),
+    ):
+        with pytest.raises(
+            InvalidInputError,
+            match=r"^a branch named 'dev' exists; branch and tag names must differ$",
+        ):
             attempt()
     for name in ("v1", "v2"):
-        for attempt in (lambda: repo.create_branch(name), lambda: repo.refs.set_branch(name, None, c3)):
-            with pytest.raises(InvalidInputError, match=rf"^a tag named '{name}' exists; branch and tag names must differ$"):
+        for attempt in (
+            lambda name=name: repo.create_branch(name),
+            lambda name=name: repo.refs.set_branch(name, None, c3),
+        ):
+            with pytest.raises(
+                InvalidInputError,
+                match=rf"^a tag named '{name}' exists; branch and tag names must differ$",
+            ):
                 attempt()
     assert state(repo) == before
     # the same kind keeps its own errors
@@ -163,12 +207,27 @@ def test_shadowing_names_are_refused_by_the_cli(runner, three):
     ok(invoke(runner, "--repo", url, "tag", "v1", ids[1]))
     before = state(repo)
     for name in shadowing_names(ids):
-        hint = "HEAD names the default branch" if name.upper() == "HEAD" else "would be read as a commit id"
-        for args in (["branch", name], ["branch", name, ids[0]], ["tag", name], ["tag", name, "-m", "release"]):
+        hint = (
+            "HEAD names the default branch"
+            if name.upper() == "HEAD"
+            else "would be read as a commit id"
+        )
+        for args in (
+            ["branch", name],
+            ["branch", name, ids[0]],
+            ["tag", name],
+            ["tag", name, "-m", "release"],
+        ):
             assert_error(invoke(runner, "--repo", url, *args), 2, "invalid ref name", hint)
-    assert_error(invoke(runner, "--repo", url, "tag", "dev"), 2, "a branch named 'dev' exists", "must differ")
-    assert_error(invoke(runner, "--repo", url, "tag", "dev", "-m", "x"), 2, "a branch named 'dev' exists")
-    assert_error(invoke(runner, "--repo", url, "branch", "v1"), 2, "a tag named 'v1' exists", "must differ")
+    assert_error(
+        invoke(runner, "--repo", url, "tag", "dev"), 2, "a branch named 'dev' exists", "must differ"
+    )
+    assert_error(
+        invoke(runner, "--repo", url, "tag", "dev", "-m", "x"), 2, "a branch named 'dev' exists"
+    )
+    assert_error(
+        invoke(runner, "--repo", url, "branch", "v1"), 2, "a tag named 'v1' exists", "must differ"
+    )
     assert state(repo) == before
 
 
@@ -244,10 +303,15 @@ def test_http_answers_at_a_full_id_for_that_commit(three):
         data = client.get("/v1/images/x1/data", params={"at": c1})
         assert data.status_code == 200 and data.content == blob("x1")
         assert data.headers["cache-control"] == "public, max-age=31536000, immutable"
-        assert client.get("/v1/images/x1/data", params={"at": c1[:12]}).headers["cache-control"] == "no-cache"
-        assert client.get("/v1/images/x1/data", params={"at": f"{c2}~1"}).headers["cache-control"] == "no-cache"
+        assert (
+            client.get("/v1/images/x1/data", params={"at": c1[:12]}).headers["cache-control"]
+            == "no-cache"
+        )
+        assert (
+            client.get("/v1/images/x1/data", params={"at": f"{c2}~1"}).headers["cache-control"]
+            == "no-cache"
+        )
         assert client.get("/v1/images/x3/data", params={"at": c1}).status_code == 404
-
 
 
 def test_http_refuses_creating_a_shadowing_ref(three):

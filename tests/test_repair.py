@@ -8,8 +8,7 @@ import json
 import os
 
 import pytest
-from test_cli import invoke, ok, runner  # noqa: F401  (fixture)
-from test_gc_races import add, image_ids
+from conftest import add, image_ids, invoke, ok
 
 from improv_vcs import IntegrityError, InvalidInputError, NotFoundError, Repository
 from improv_vcs.maintenance.fsck import fsck
@@ -34,8 +33,20 @@ def _origin(tmp_path) -> tuple[Repository, str]:
 def test_clone_shares_packs_by_default_and_copies_them_on_request(tmp_path, runner):
     origin, pack = _origin(tmp_path)
     clone(str(tmp_path / "origin"), tmp_path / "linked")
-    ok(invoke(runner, "clone", str(tmp_path / "origin"), str(tmp_path / "copied"), "--no-hardlinks", "-q"))
-    inode = lambda name: os.stat(tmp_path / name / pack_key(pack)).st_ino
+    ok(
+        invoke(
+            runner,
+            "clone",
+            str(tmp_path / "origin"),
+            str(tmp_path / "copied"),
+            "--no-hardlinks",
+            "-q",
+        )
+    )
+
+    def inode(name: str) -> int:
+        return os.stat(tmp_path / name / pack_key(pack)).st_ino
+
     assert inode("linked") == inode("origin") != inode("copied")
     _flip(tmp_path / "copied" / pack_key(pack))
     assert fsck(origin, full=True).ok  # the origin is intact
@@ -49,12 +60,32 @@ def test_fsck_repair_from_replaces_a_corrupt_pack_and_a_missing_manifest(tmp_pat
     manifest = copy.snapshot().reader.batches.column("manifest")[1].as_py()
     copy.store.delete(object_key(manifest))
     broken = fsck(copy, full=True)
-    assert {(p.what, p.object_id) for p in broken.problems} == {("pack", pack), ("manifest", manifest)}
-    out = json.loads(ok(invoke(runner, "--repo", str(tmp_path / "copy"), "fsck", "--full", "--repair-from", "origin", "--json")).stdout)
-    assert out["ok"] is True and sorted(out["repaired"]) == sorted([f"object {manifest}", f"pack {pack}"])
+    assert {(p.what, p.object_id) for p in broken.problems} == {
+        ("pack", pack),
+        ("manifest", manifest),
+    }
+    out = json.loads(
+        ok(
+            invoke(
+                runner,
+                "--repo",
+                str(tmp_path / "copy"),
+                "fsck",
+                "--full",
+                "--repair-from",
+                "origin",
+                "--json",
+            )
+        ).stdout
+    )
+    assert out["ok"] is True and sorted(out["repaired"]) == sorted(
+        [f"object {manifest}", f"pack {pack}"]
+    )
     healed = Repository.open(tmp_path / "copy")
     assert fsck(healed, full=True).ok and image_ids(healed) == image_ids(origin)
-    assert [healed.snapshot().read_image(i) for i in image_ids(origin)] == [origin.snapshot().read_image(i) for i in image_ids(origin)]
+    assert [healed.snapshot().read_image(i) for i in image_ids(origin)] == [
+        origin.snapshot().read_image(i) for i in image_ids(origin)
+    ]
 
 
 def test_repair_refuses_a_copy_that_is_corrupt_at_the_remote_too(tmp_path):

@@ -21,15 +21,12 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import assert_error, invoke, ok
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cli import assert_error, invoke, ok
 
-from improv_vcs import Repository, add_dataset_span, add_provenance
-from improv_vcs import cite
-from improv_vcs.ingest.adapters import apply_plan, get_adapter
+from improv_vcs import Repository, add_dataset_span, add_provenance, cite
 from improv_vcs.cite.citation import decode_identifier, encode_identifier
-from improv_vcs.service.client import Client
 from improv_vcs.core.errors import (
     ConflictError,
     IntegrityError,
@@ -38,19 +35,25 @@ from improv_vcs.core.errors import (
     ReadOnlyError,
     StorageError,
 )
+from improv_vcs.ingest.adapters import apply_plan, get_adapter
 from improv_vcs.maintenance.fsck import fsck
-from improv_vcs.storage.objects import object_key
-from improv_vcs.storage.packs import index_key, pack_key
 from improv_vcs.query.text import parse_where, query_from_options
 from improv_vcs.service.app import create_app
 from improv_vcs.service.auth import Access, TokenEntry
+from improv_vcs.service.client import Client
 from improv_vcs.service.server import BackgroundServer
+from improv_vcs.storage.objects import object_key
+from improv_vcs.storage.packs import index_key, pack_key
 from improv_vcs.sync.sites import clone, fetch, pull, push
 
 DATA = Path(__file__).resolve().parent / "data"
 UTC = timezone.utc
 WHITE, MODERN, OLD = "D20130526T095207_IFCB013", "D20220522T003051_IFCB134", "IFCB5_2012_028_081515"
-BIN_DIRS = {WHITE: DATA / "pyifcb" / "white", MODERN: DATA / "irfcb", OLD: DATA / "pyifcb" / "old_format"}
+BIN_DIRS = {
+    WHITE: DATA / "pyifcb" / "white",
+    MODERN: DATA / "irfcb",
+    OLD: DATA / "pyifcb" / "old_format",
+}
 
 READ = "read-token-0123456789abcdef"
 WRITE = "write-token-0123456789abcdef"
@@ -63,7 +66,9 @@ def entries() -> tuple[TokenEntry, ...]:
     return (
         TokenEntry(name="reader", token=READ, scopes=("read",)),
         TokenEntry(name="writer", token=WRITE, scopes=("write",)),
-        TokenEntry(name="hashed", sha256=hashlib.sha256(HASHED.encode()).hexdigest(), scopes=("write",)),
+        TokenEntry(
+            name="hashed", sha256=hashlib.sha256(HASHED.encode()).hexdigest(), scopes=("write",)
+        ),
     )
 
 
@@ -100,7 +105,12 @@ def ingest(repo: Repository, work: Path, *bins: str, message: str) -> str:
 def classify(repo: Repository, run: str, salt: float) -> str:
     ids = repo.snapshot().images().column("image_id").to_pylist()
     records = [
-        {"image_id": i, "winner": "Diatom" if n % 2 else "Ciliate", "score": round((n * 0.037 + salt) % 1, 4), "model": run}
+        {
+            "image_id": i,
+            "winner": "Diatom" if n % 2 else "Ciliate",
+            "score": round((n * 0.037 + salt) % 1, 4),
+            "model": run,
+        }
         for n, i in enumerate(sorted(ids))
     ]
     return add_provenance(repo, "classification", records, source="clf", run_id=run)
@@ -115,9 +125,18 @@ class Built:
         self.c2 = ingest(repo, work, MODERN, OLD, message="two bins")
         self.c3 = classify(repo, "r1", 0.1)
         self.c4 = classify(repo, "r2", 0.55)  # a re-run with other scores
-        self.c5 = add_dataset_span(repo, "bloom", "IFCB013", datetime(2013, 5, 26, tzinfo=UTC), datetime(2013, 5, 27, tzinfo=UTC), description="white")
+        self.c5 = add_dataset_span(
+            repo,
+            "bloom",
+            "IFCB013",
+            datetime(2013, 5, 26, tzinfo=UTC),
+            datetime(2013, 5, 27, tzinfo=UTC),
+            description="white",
+        )
         assert None not in (self.c3, self.c4, self.c5)
-        repo.remotes.add("mirror", str(work / "mirror-nowhere"))  # site-local state that must stay hidden
+        repo.remotes.add(
+            "mirror", str(work / "mirror-nowhere")
+        )  # site-local state that must stay hidden
         repo.remotes.set_tracking("mirror", "main", self.c1)
 
 
@@ -151,7 +170,9 @@ class Leakless:
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = bearer(token) if token else {}
-        return httpx.Client(base_url=self.base, headers=headers, timeout=30, event_hooks={"response": [self.check]})
+        return httpx.Client(
+            base_url=self.base, headers=headers, timeout=30, event_hooks={"response": [self.check]}
+        )
 
 
 @pytest.fixture(scope="module")
@@ -206,9 +227,20 @@ def rows(table: pa.Table) -> list[dict]:
 
 def local_select(repo: Repository, at=None, as_of=None, **opts) -> pa.Table:
     query = query_from_options(
-        opts.get("instrument", []), opts.get("start"), opts.get("end"), opts.get("bbox"), opts.get("depth"),
-        opts.get("dataset"), opts.get("sample", []), opts.get("where", []), opts.get("columns"), None,
-        opts.get("kind", []), opts.get("prov", []), opts.get("run", []), opts.get("with", []),
+        opts.get("instrument", []),
+        opts.get("start"),
+        opts.get("end"),
+        opts.get("bbox"),
+        opts.get("depth"),
+        opts.get("dataset"),
+        opts.get("sample", []),
+        opts.get("where", []),
+        opts.get("columns"),
+        None,
+        opts.get("kind", []),
+        opts.get("prov", []),
+        opts.get("run", []),
+        opts.get("with", []),
     )
     return repo.snapshot(at, as_of=as_of).select(query).table
 
@@ -219,16 +251,28 @@ def local_select(repo: Repository, at=None, as_of=None, **opts) -> pa.Table:
 def test_info_refs_commits(reader, built):
     repo = built.repo
     assert reader.get("/v1").json() == {
-        "id": repo.id, "default_branch": "main", "created": repo.config.created.isoformat()
+        "id": repo.id,
+        "default_branch": "main",
+        "created": repo.config.created.isoformat(),
     }
-    assert reader.get("/v1/refs").json() == {"default": "main", "branches": repo.branches(), "tags": repo.tags()}
+    assert reader.get("/v1/refs").json() == {
+        "default": "main",
+        "branches": repo.branches(),
+        "tags": repo.tags(),
+    }
     assert repo.tags() == {"v1": built.c1}
     log = reader.get("/v1/commits").json()
-    assert [c["id"] for c in log] == [oid for oid, _ in repo.log()] == [built.c5, built.c4, built.c3, built.c2, built.c1]
+    assert (
+        [c["id"] for c in log]
+        == [oid for oid, _ in repo.log()]
+        == [built.c5, built.c4, built.c3, built.c2, built.c1]
+    )
     assert [c["message"] for c in log][-2:] == ["two bins", "white bin"]
     assert [c["images"] for c in log][-2:] == [8, 19]
     assert [c["id"] for c in reader.get("/v1/commits", params={"ref": "v1"}).json()] == [built.c1]
-    assert [c["id"] for c in reader.get("/v1/commits", params={"ref": "main~2", "limit": 2}).json()] == [built.c3, built.c2]
+    assert [
+        c["id"] for c in reader.get("/v1/commits", params={"ref": "main~2", "limit": 2}).json()
+    ] == [built.c3, built.c2]
     one = reader.get(f"/v1/commits/{built.c2}").json()
     oid, commit = next(repo.log(built.c2, limit=1))
     assert one["id"] == oid and one["parents"] == [built.c1] and one["author"] == commit.author
@@ -251,9 +295,15 @@ def test_client_matches_local_api(server, built):
         image = f"{MODERN}_00002"
         assert client.read_image(image) == repo.snapshot().read_image(image)
         assert client.image(image) == jsonish(repo.snapshot().record(image, extra=True))
-        assert client.provenance(image) == jsonish([r.to_json() for r in repo.snapshot().provenance(image)])
-        assert client.provenance_records("classification", run="r1").equals(repo.snapshot().provenance_records("classification", run="r1"))
-        assert client.datasets() == {n: d.model_dump(mode="json") for n, d in repo.snapshot().datasets().items()}
+        assert client.provenance(image) == jsonish(
+            [r.to_json() for r in repo.snapshot().provenance(image)]
+        )
+        assert client.provenance_records("classification", run="r1").equals(
+            repo.snapshot().provenance_records("classification", run="r1")
+        )
+        assert client.datasets() == {
+            n: d.model_dump(mode="json") for n, d in repo.snapshot().datasets().items()
+        }
         assert client.dataset("bloom", at=built.c5)["description"] == "white"
         with pytest.raises(NotFoundError):
             client.dataset("bloom", at=built.c4)
@@ -267,7 +317,11 @@ def test_client_matches_local_api(server, built):
 
 def test_client_info(server, built):
     with Client(server, token=READ) as client:
-        assert client.info() == {"id": built.repo.id, "default_branch": "main", "created": built.repo.config.created.isoformat()}
+        assert client.info() == {
+            "id": built.repo.id,
+            "default_branch": "main",
+            "created": built.repo.config.created.isoformat(),
+        }
 
 
 SEARCHES = [
@@ -297,7 +351,9 @@ def test_search_filters_equal_local_query(reader, built, filters):
     params = {k: v for k, v in filters.items()}
     got = reader.get("/v1/images", params=params).json()
     assert got == {"offset": 0, "next_offset": None, "rows": rows(expected)}
-    assert reader.get("/v1/images", params={**params, "count": "true"}).json() == {"count": expected.num_rows}
+    assert reader.get("/v1/images", params={**params, "count": "true"}).json() == {
+        "count": expected.num_rows
+    }
     arrow = reader.get("/v1/images", params=params, headers={"Accept": ARROW})
     assert arrow.headers["content-type"] == ARROW
     assert pa.ipc.open_stream(arrow.content).read_all().equals(expected)
@@ -317,7 +373,9 @@ def test_search_at_older_commit_tag_and_as_of(reader, built):
     assert got == rows(repo.snapshot(as_of=t2).query()) == rows(repo.snapshot(built.c2).query())
     assert len(got) == 27
     # the provenance-dependent query differs before the classification
-    before = reader.get("/v1/images", params={"as_of": t2.isoformat(), "kind": "classification"}).json()
+    before = reader.get(
+        "/v1/images", params={"as_of": t2.isoformat(), "kind": "classification"}
+    ).json()
     assert before["rows"] == []
     early = (repo.odb.get_commit(built.c1).time - timedelta(days=1)).isoformat()
     assert reader.get("/v1/images", params={"as_of": early}).status_code == 404
@@ -340,7 +398,11 @@ def test_paging_concatenates_to_the_full_result(reader, built):
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
-@given(limit=st.integers(0, 30), offset=st.integers(0, 30), inst=st.sampled_from([None, "IFCB013", "IFCB134"]))
+@given(
+    limit=st.integers(0, 30),
+    offset=st.integers(0, 30),
+    inst=st.sampled_from([None, "IFCB013", "IFCB134"]),
+)
 def test_paging_property(reader, built, limit, offset, inst):
     params = {"limit": limit, "offset": offset, **({"instrument": inst} if inst else {})}
     full = rows(local_select(built.repo, instrument=[inst] if inst else []))
@@ -356,23 +418,38 @@ def test_image_metadata_and_bytes(reader, built):
         data = reader.get(f"/v1/images/{image}/data")
         local = repo.snapshot().read_image(image)
         assert data.status_code == 200 and data.content == local
-        assert data.headers["etag"] == f'"{meta["blob_id"]}"' == f'"{hashlib.sha256(local).hexdigest()}"'
+        assert (
+            data.headers["etag"]
+            == f'"{meta["blob_id"]}"'
+            == f'"{hashlib.sha256(local).hexdigest()}"'
+        )
         assert data.headers["content-type"] == "image/png"
         assert data.headers["cache-control"] == "no-cache"
     image = f"{WHITE}_00007"
     local = repo.snapshot().read_image(image)
     etag = f'"{hashlib.sha256(local).hexdigest()}"'
-    assert reader.get(f"/v1/images/{image}", params={"at": "v1"}).json() == jsonish(repo.snapshot("v1").record(image, extra=True))
+    assert reader.get(f"/v1/images/{image}", params={"at": "v1"}).json() == jsonish(
+        repo.snapshot("v1").record(image, extra=True)
+    )
     assert reader.get(f"/v1/images/{MODERN}_00002", params={"at": "v1"}).status_code == 404
     t1 = repo.odb.get_commit(built.c1).time.isoformat()
-    assert reader.get(f"/v1/images/{image}", params={"as_of": t1}).json() == jsonish(repo.snapshot(built.c1).record(image, extra=True))
+    assert reader.get(f"/v1/images/{image}", params={"as_of": t1}).json() == jsonish(
+        repo.snapshot(built.c1).record(image, extra=True)
+    )
     assert reader.get(f"/v1/images/{OLD}_00001", params={"as_of": t1}).status_code == 404
-    assert reader.get(f"/v1/images/{image}/data", params={"as_of": t1}).content == repo.snapshot(built.c1).read_image(image)
+    assert reader.get(f"/v1/images/{image}/data", params={"as_of": t1}).content == repo.snapshot(
+        built.c1
+    ).read_image(image)
     assert reader.get(f"/v1/images/{image}/provenance", params={"as_of": t1}).json() == []
     full_id = reader.get(f"/v1/images/{image}/data", params={"at": built.c1})
-    assert full_id.headers["cache-control"] == "private, max-age=31536000, immutable"  # reads need a token
+    assert (
+        full_id.headers["cache-control"] == "private, max-age=31536000, immutable"
+    )  # reads need a token
     for at in ("v1", "main", built.c1[:12]):
-        assert reader.get(f"/v1/images/{image}/data", params={"at": at}).headers["cache-control"] == "no-cache"
+        assert (
+            reader.get(f"/v1/images/{image}/data", params={"at": at}).headers["cache-control"]
+            == "no-cache"
+        )
     part = reader.get(f"/v1/images/{image}/data", headers={"Range": "bytes=10-19"})
     assert part.status_code == 206 and part.content == local[10:20]
     assert part.headers["content-range"] == f"bytes 10-19/{len(local)}"
@@ -382,10 +459,16 @@ def test_image_metadata_and_bytes(reader, built):
     assert opened.content == local[-3:]
     bad = reader.get(f"/v1/images/{image}/data", headers={"Range": f"bytes={len(local)}-"})
     assert bad.status_code == 416 and bad.headers["content-range"] == f"bytes */{len(local)}"
-    assert reader.get(f"/v1/images/{image}/data", headers={"Range": "bytes=0-1,4-5"}).status_code == 416
+    assert (
+        reader.get(f"/v1/images/{image}/data", headers={"Range": "bytes=0-1,4-5"}).status_code
+        == 416
+    )
     cached = reader.get(f"/v1/images/{image}/data", headers={"If-None-Match": etag})
     assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == etag
-    assert reader.get(f"/v1/images/{image}/data", headers={"If-None-Match": '"abc"'}).status_code == 200
+    assert (
+        reader.get(f"/v1/images/{image}/data", headers={"If-None-Match": '"abc"'}).status_code
+        == 200
+    )
     assert reader.get("/v1/images/NOPE_00001/data").status_code == 404
     assert reader.get("/v1/images/..%2Fimprov.json").status_code == 404
 
@@ -401,13 +484,24 @@ def test_provenance_endpoints(reader, built):
     )
     assert len(reader.get(f"/v1/images/{image}/provenance", params={"at": built.c3}).json()) == 1
     assert reader.get(f"/v1/images/{image}/provenance", params={"at": "v1"}).status_code == 404
-    assert reader.get(f"/v1/images/{image}/provenance", params={"kind": "classification"}).json() == got
+    assert (
+        reader.get(f"/v1/images/{image}/provenance", params={"kind": "classification"}).json()
+        == got
+    )
     for params in ({}, {"run": "r1"}, {"run": "r2"}, {"at": built.c3}):
-        expected = repo.snapshot(params.get("at")).provenance_records("classification", run=params.get("run"))
-        assert reader.get("/v1/provenance/classification", params=params).json()["rows"] == rows(expected)
-        arrow = reader.get("/v1/provenance/classification", params=params, headers={"Accept": ARROW})
+        expected = repo.snapshot(params.get("at")).provenance_records(
+            "classification", run=params.get("run")
+        )
+        assert reader.get("/v1/provenance/classification", params=params).json()["rows"] == rows(
+            expected
+        )
+        arrow = reader.get(
+            "/v1/provenance/classification", params=params, headers={"Accept": ARROW}
+        )
         assert pa.ipc.open_stream(arrow.content).read_all().equals(expected)
-        parquet = reader.get("/v1/provenance/classification", params=params, headers={"Accept": PARQUET})
+        parquet = reader.get(
+            "/v1/provenance/classification", params=params, headers={"Accept": PARQUET}
+        )
         assert rows(pq.read_table(io.BytesIO(parquet.content))) == rows(expected)
     assert len(reader.get("/v1/provenance/classification").json()["rows"]) == 54
     t3 = repo.odb.get_commit(built.c3).time.isoformat()
@@ -415,19 +509,28 @@ def test_provenance_endpoints(reader, built):
         repo.snapshot(built.c3).provenance_records("classification")
     )
     bad_kind = reader.get("/v1/provenance/nosuchkind")
-    assert bad_kind.status_code == 400 and "unknown provenance kind 'nosuchkind'" in bad_kind.json()["error"]["message"]
+    assert (
+        bad_kind.status_code == 400
+        and "unknown provenance kind 'nosuchkind'" in bad_kind.json()["error"]["message"]
+    )
 
 
 def test_dataset_endpoints(reader, built):
     repo = built.repo
-    assert reader.get("/v1/datasets").json() == {n: d.model_dump(mode="json") for n, d in repo.snapshot().datasets().items()}
+    assert reader.get("/v1/datasets").json() == {
+        n: d.model_dump(mode="json") for n, d in repo.snapshot().datasets().items()
+    }
     assert list(reader.get("/v1/datasets").json()) == ["bloom"]
     assert reader.get("/v1/datasets", params={"at": built.c4}).json() == {}
-    assert reader.get("/v1/datasets/bloom").json() == repo.snapshot().dataset("bloom").model_dump(mode="json")
+    assert reader.get("/v1/datasets/bloom").json() == repo.snapshot().dataset("bloom").model_dump(
+        mode="json"
+    )
     assert reader.get("/v1/datasets/nope").status_code == 404
     t4, t5 = (repo.odb.get_commit(c).time.isoformat() for c in (built.c4, built.c5))
     assert reader.get("/v1/datasets", params={"as_of": t4}).json() == {}
-    assert reader.get("/v1/datasets", params={"as_of": t5}).json() == {n: d.model_dump(mode="json") for n, d in repo.snapshot(built.c5).datasets().items()}
+    assert reader.get("/v1/datasets", params={"as_of": t5}).json() == {
+        n: d.model_dump(mode="json") for n, d in repo.snapshot(built.c5).datasets().items()
+    }
     assert reader.get("/v1/datasets/bloom", params={"as_of": t4}).status_code == 404
 
 
@@ -438,40 +541,71 @@ def test_post_provenance_and_spans_commit_once(fresh):
     made, leak = fresh
     repo = made.repo
     image = f"{WHITE}_00013"
-    body = {"records": [{"image_id": image, "winner": "Dino", "score": 0.99, "model": "m3"}], "source": "api", "run_id": "r3"}
+    body = {
+        "records": [{"image_id": image, "winner": "Dino", "score": 0.99, "model": "m3"}],
+        "source": "api",
+        "run_id": "r3",
+    }
     with leak.client(WRITE) as w:
         r = w.post("/v1/provenance/classification", json=body)
         assert r.status_code == 201, r.text
         made_commit = r.json()["commit"]
         assert r.json() == {"commit": made_commit, "added": 1}
         repo = Repository.open(made.path)
-        assert repo.resolve() == made_commit and repo.odb.get_commit(made_commit).parents == (made.c5,)
+        assert repo.resolve() == made_commit and repo.odb.get_commit(made_commit).parents == (
+            made.c5,
+        )
         commit = repo.odb.get_commit(made_commit)
         assert commit.author == "writer" and commit.message == "Add classification records from api"
         assert [r.run_id for r in repo.snapshot().provenance(image)] == ["r1", "r2", "r3"]
         assert w.get(f"/v1/images/{image}/provenance").json()[-1]["run_id"] == "r3"
-        assert w.get("/v1/images", params={"run": "r3", "kind": "classification"}).json()["rows"][0]["image_id"] == image
+        assert (
+            w.get("/v1/images", params={"run": "r3", "kind": "classification"}).json()["rows"][0][
+                "image_id"
+            ]
+            == image
+        )
         again = w.post("/v1/provenance/classification", json=body)
         assert again.status_code == 201 and again.json() == {"commit": None, "added": 0}
         assert Repository.open(made.path).resolve() == made_commit
 
-        span = {"instrument": "IFCB134", "start": "2022-05-22T00:00:00Z", "end": "2022-05-23T00:00:00Z", "description": "d"}
+        span = {
+            "instrument": "IFCB134",
+            "start": "2022-05-22T00:00:00Z",
+            "end": "2022-05-23T00:00:00Z",
+            "description": "d",
+        }
         r = w.post("/v1/datasets/modern/spans", json=span)
         assert r.status_code == 201
         span_commit = r.json()["commit"]
         repo = Repository.open(made.path)
-        assert repo.resolve() == span_commit and repo.odb.get_commit(span_commit).parents == (made_commit,)
-        assert sorted(repo.snapshot().query(dataset="modern").column("image_id").to_pylist()) == [f"{MODERN}_00002", f"{MODERN}_00003"]
+        assert repo.resolve() == span_commit and repo.odb.get_commit(span_commit).parents == (
+            made_commit,
+        )
+        assert sorted(repo.snapshot().query(dataset="modern").column("image_id").to_pylist()) == [
+            f"{MODERN}_00002",
+            f"{MODERN}_00003",
+        ]
         got = w.get("/v1/images", params={"dataset": "modern"}).json()["rows"]
         assert [x["image_id"] for x in got] == [f"{MODERN}_00002", f"{MODERN}_00003"]
-        assert w.get("/v1/datasets/modern").json() == repo.snapshot().dataset("modern").model_dump(mode="json")
+        assert w.get("/v1/datasets/modern").json() == repo.snapshot().dataset("modern").model_dump(
+            mode="json"
+        )
         assert w.post("/v1/datasets/modern/spans", json=span).json() == {"commit": None}
         assert Repository.open(made.path).resolve() == span_commit
     with leak.client(HASHED) as h:  # a token configured by its sha256 writes too
         r = h.post("/v1/datasets/other/spans", json={**span, "description": None})
-        assert r.status_code == 201 and Repository.open(made.path).odb.get_commit(r.json()["commit"]).author == "hashed"
+        assert (
+            r.status_code == 201
+            and Repository.open(made.path).odb.get_commit(r.json()["commit"]).author == "hashed"
+        )
     with Client(leak.base, token=WRITE) as client:
-        out = client.add_provenance("classification", [{"image_id": image, "winner": "X", "score": 0.5, "model": "m"}], source="c", run_id="r4")
+        out = client.add_provenance(
+            "classification",
+            [{"image_id": image, "winner": "X", "score": 0.5, "model": "m"}],
+            source="c",
+            run_id="r4",
+        )
         assert out["added"] == 1 and Repository.open(made.path).resolve() == out["commit"]
 
 
@@ -480,11 +614,20 @@ def test_write_body_errors(fresh):
     with leak.client(WRITE) as w:
         cases = [
             ("/v1/provenance/classification", {"records": [], "source": "x"}),
-            ("/v1/provenance/classification", {"records": [{"image_id": "a"}], "source": "x", "extra": 1}),
+            (
+                "/v1/provenance/classification",
+                {"records": [{"image_id": "a"}], "source": "x", "extra": 1},
+            ),
             ("/v1/provenance/classification", {"records": [{"image_id": "a"}]}),
             ("/v1/provenance/classification", [1, 2]),
-            ("/v1/datasets/x/spans", {"instrument": "I", "start": "2020-01-01", "end": "2020-01-02", "color": "red"}),
-            ("/v1/datasets/x/spans", {"instrument": "I", "start": "yesterday", "end": "2020-01-02"}),
+            (
+                "/v1/datasets/x/spans",
+                {"instrument": "I", "start": "2020-01-01", "end": "2020-01-02", "color": "red"},
+            ),
+            (
+                "/v1/datasets/x/spans",
+                {"instrument": "I", "start": "yesterday", "end": "2020-01-02"},
+            ),
             ("/v1/citations", {"title": "t", "bogus": True}),
             ("/v1/citations/verify", {"citation": "x", "more": 1}),
         ]
@@ -493,7 +636,10 @@ def test_write_body_errors(fresh):
             assert r.status_code == 400, (path, body, r.text)
             assert r.json()["error"]["type"] == "InvalidInputError"
         assert w.post("/v1/datasets/x/spans", content=b"{not json").status_code == 400
-        assert "unknown field 'extra'" in w.post("/v1/provenance/classification", json=cases[1][1]).json()["error"]["message"]
+        assert (
+            "unknown field 'extra'"
+            in w.post("/v1/provenance/classification", json=cases[1][1]).json()["error"]["message"]
+        )
     assert Repository.open(made.path).resolve() == made.c5  # nothing committed
 
 
@@ -502,7 +648,10 @@ def test_write_body_errors(fresh):
 
 def test_citations_over_http(reader, built, server, tmp_path):
     repo = built.repo
-    r = reader.post("/v1/citations", json={"at": built.c2, "instrument": ["IFCB013"], "title": "White", "authors": ["Ada"]})
+    r = reader.post(
+        "/v1/citations",
+        json={"at": built.c2, "instrument": ["IFCB013"], "title": "White", "authors": ["Ada"]},
+    )
     assert r.status_code == 200
     made = r.json()
     local = repo.snapshot(built.c2).cite(instruments=("IFCB013",), title="White", authors=("Ada",))
@@ -518,13 +667,22 @@ def test_citations_over_http(reader, built, server, tmp_path):
     assert verified.json() == cite.verify(repo, pinned).to_json()
     assert verified.json()["count"] == 19 and verified.json()["digest"] == pinned.digest
     # any rendering that holds the identifier verifies
-    assert reader.post("/v1/citations/verify", json={"citation": made["text"]}).json() == verified.json()
+    assert (
+        reader.post("/v1/citations/verify", json={"citation": made["text"]}).json()
+        == verified.json()
+    )
 
-    tagged = reader.post("/v1/citations", json={"tag": "v1", "instrument": "IFCB013", "where": ["roi_width > 100"]})
+    tagged = reader.post(
+        "/v1/citations", json={"tag": "v1", "instrument": "IFCB013", "where": ["roi_width > 100"]}
+    )
     assert tagged.status_code == 200
-    local_tagged = repo.snapshot("v1").cite(tag="v1", instruments=("IFCB013",), where=(parse_where("roi_width > 100"),))
+    local_tagged = repo.snapshot("v1").cite(
+        tag="v1", instruments=("IFCB013",), where=(parse_where("roi_width > 100"),)
+    )
     assert tagged.json()["identifier"] == local_tagged.identifier
-    assert decode_identifier(tagged.json()["identifier"]).count == repo.snapshot("v1").count(instruments=("IFCB013",), where=(parse_where("roi_width > 100"),))
+    assert decode_identifier(tagged.json()["identifier"]).count == repo.snapshot("v1").count(
+        instruments=("IFCB013",), where=(parse_where("roi_width > 100"),)
+    )
     by_tag = reader.post("/v1/citations", json={"tag": "v1"}).json()
     assert by_tag["identifier"] == repo.snapshot("v1").cite(tag="v1").identifier
 
@@ -532,8 +690,13 @@ def test_citations_over_http(reader, built, server, tmp_path):
     bad = reader.post("/v1/citations/verify", json={"citation": encode_identifier(tampered)})
     assert 400 <= bad.status_code < 500 and bad.json()["error"]["type"] == "IntegrityError"
     fewer = pinned.model_copy(update={"count": 18})
-    assert reader.post("/v1/citations/verify", json={"citation": encode_identifier(fewer)}).status_code == 422
-    mangled = made["identifier"][:-4] + ("AAAA" if not made["identifier"].endswith("AAAA") else "BBBB")
+    assert (
+        reader.post("/v1/citations/verify", json={"citation": encode_identifier(fewer)}).status_code
+        == 422
+    )
+    mangled = made["identifier"][:-4] + (
+        "AAAA" if not made["identifier"].endswith("AAAA") else "BBBB"
+    )
     assert 400 <= reader.post("/v1/citations/verify", json={"citation": mangled}).status_code < 500
 
     on_disk = tmp_path / "citation.json"
@@ -545,7 +708,12 @@ def test_citations_over_http(reader, built, server, tmp_path):
         assert client.verify(made["identifier"]) == verified.json()
         with pytest.raises(IntegrityError):
             client.verify(encode_identifier(tampered))
-        assert client.cite(at=built.c2, instrument="IFCB013", title="White", authors=["Ada"])["identifier"] == made["identifier"]
+        assert (
+            client.cite(at=built.c2, instrument="IFCB013", title="White", authors=["Ada"])[
+                "identifier"
+            ]
+            == made["identifier"]
+        )
 
 
 # == 4. security ========================================================================
@@ -563,15 +731,32 @@ def test_authentication(leak, built):
         assert anon.get("/v1", headers=bearer(READ)).status_code == 200
         assert anon.get("/v1", headers={"Authorization": f"bearer {READ}"}).status_code == 200
         assert anon.get("/v1", headers=bearer(HASHED)).status_code == 200
-        assert anon.get("/v1", headers=bearer(hashlib.sha256(HASHED.encode()).hexdigest())).status_code == 401
-        body = {"records": [{"image_id": f"{WHITE}_00007", "winner": "a", "score": 0.1, "model": "m"}], "source": "x"}
+        assert (
+            anon.get("/v1", headers=bearer(hashlib.sha256(HASHED.encode()).hexdigest())).status_code
+            == 401
+        )
+        body = {
+            "records": [{"image_id": f"{WHITE}_00007", "winner": "a", "score": 0.1, "model": "m"}],
+            "source": "x",
+        }
         r = anon.post("/v1/provenance/classification", json=body, headers=bearer(READ))
         assert r.status_code == 403 and r.json()["error"]["message"] == "this token may not write"
         assert anon.post("/v1/datasets/x/spans", json={}, headers=bearer(READ)).status_code == 403
-        assert anon.put("/v1/store/objects/aa/" + "0" * 62, content=b"x", headers=bearer(READ)).status_code == 403
-        assert anon.post("/v1/store/refs/heads/main", json={}, headers=bearer(READ)).status_code == 403
-        assert anon.get("/v1/images", headers=bearer(WRITE)).status_code == 200  # write includes read
-        assert anon.post("/v1/citations", json={}, headers=bearer(READ)).status_code == 200  # citing is a read
+        assert (
+            anon.put(
+                "/v1/store/objects/aa/" + "0" * 62, content=b"x", headers=bearer(READ)
+            ).status_code
+            == 403
+        )
+        assert (
+            anon.post("/v1/store/refs/heads/main", json={}, headers=bearer(READ)).status_code == 403
+        )
+        assert (
+            anon.get("/v1/images", headers=bearer(WRITE)).status_code == 200
+        )  # write includes read
+        assert (
+            anon.post("/v1/citations", json={}, headers=bearer(READ)).status_code == 200
+        )  # citing is a read
     assert Repository.open(built.path).resolve() == built.c5
 
 
@@ -581,7 +766,9 @@ def test_anonymous_read_on_and_off(built):
     with BackgroundServer(on) as base:
         with Leakless(base, leak_paths).client() as anon:
             assert anon.get("/v1").json()["id"] == built.repo.id
-            assert anon.get(f"/v1/images/{WHITE}_00007/data").content == built.repo.snapshot().read_image(f"{WHITE}_00007")
+            assert anon.get(
+                f"/v1/images/{WHITE}_00007/data"
+            ).content == built.repo.snapshot().read_image(f"{WHITE}_00007")
             assert anon.get("/v1/store/improv.json").status_code == 200
             assert anon.post("/v1/datasets/x/spans", json={}).status_code == 401
             assert anon.put("/v1/store/objects/aa/" + "0" * 62, content=b"").status_code == 401
@@ -596,8 +783,16 @@ def test_anonymous_read_on_and_off(built):
 def test_tokens_file_and_env(tmp_path, monkeypatch):
     good = tmp_path / "tokens.json"
     digest = hashlib.sha256(HASHED.encode()).hexdigest()
-    good.write_text(json.dumps({"tokens": [{"name": "a", "sha256": digest, "scopes": ["read"]},
-                                           {"name": "b", "token": WRITE, "scopes": ["write"]}]}))
+    good.write_text(
+        json.dumps(
+            {
+                "tokens": [
+                    {"name": "a", "sha256": digest, "scopes": ["read"]},
+                    {"name": "b", "token": WRITE, "scopes": ["write"]},
+                ]
+            }
+        )
+    )
     access = Access.load(good)
     assert access.configured
     assert access.check(f"Bearer {HASHED}", "read") == "a"
@@ -613,7 +808,9 @@ def test_tokens_file_and_env(tmp_path, monkeypatch):
         "[]",
         json.dumps({"tokens": [{"name": "a", "scopes": ["read"]}]}),  # no secret
         json.dumps({"tokens": [{"name": "a", "token": "short", "scopes": ["read"]}]}),
-        json.dumps({"tokens": [{"name": "a", "token": WRITE, "sha256": digest, "scopes": ["read"]}]}),
+        json.dumps(
+            {"tokens": [{"name": "a", "token": WRITE, "sha256": digest, "scopes": ["read"]}]}
+        ),
         json.dumps({"tokens": [{"name": "a", "sha256": "ABC", "scopes": ["read"]}]}),
         json.dumps({"tokens": [{"name": "a", "token": WRITE, "scopes": ["admin"]}]}),
         json.dumps({"tokens": [{"name": "a", "token": WRITE, "scopes": []}]}),
@@ -662,12 +859,16 @@ def test_malformed_filters_are_400(reader, params):
 def test_bad_run_is_a_one_line_400(reader, run):
     r = reader.get("/v1/images", params={"run": run})
     assert r.status_code == 400
-    assert "\n" not in r.json()["error"]["message"] and "pydantic" not in r.json()["error"]["message"]
+    assert (
+        "\n" not in r.json()["error"]["message"] and "pydantic" not in r.json()["error"]["message"]
+    )
 
 
 def test_errors_and_unknown_routes(reader, leak):
     r = reader.get("/v1/nothing/here")
-    assert r.status_code == 404 and r.json() == {"error": {"type": "NotFoundError", "message": "no such endpoint"}}
+    assert r.status_code == 404 and r.json() == {
+        "error": {"type": "NotFoundError", "message": "no such endpoint"}
+    }
     assert reader.get("/").status_code == 404
     assert reader.delete("/v1/images").status_code == 405
     assert reader.get("/v1/images/nope").json()["error"]["type"] == "NotFoundError"
@@ -689,21 +890,38 @@ def test_no_path_in_5xx_or_integrity_errors(tmp_path):
             r = c.get(f"/v1/images/{WHITE}_00011/data")
             assert r.status_code == 422 and r.json()["error"]["type"] == "IntegrityError"
             assert c.get(f"/v1/images/{WHITE}_00007/data").status_code == 200
-            r = c.post("/v1/citations/verify", json={"citation": made.repo.snapshot(made.c1).cite().identifier})
+            r = c.post(
+                "/v1/citations/verify",
+                json={"citation": made.repo.snapshot(made.c1).cite().identifier},
+            )
             assert r.status_code == 422
     shutil.rmtree(made.path / "objects")  # commits gone: every snapshot read fails
     with BackgroundServer(create_app(str(made.path), Access(entries()))) as base:
         with Leakless(base, [str(made.path), str(tmp_path)]).client(READ) as c:
-            for path in ("/v1/images", "/v1/commits", f"/v1/images/{WHITE}_00007", "/v1/datasets", f"/v1/commits/{made.c1}"):
+            for path in (
+                "/v1/images",
+                "/v1/commits",
+                f"/v1/images/{WHITE}_00007",
+                "/v1/datasets",
+                f"/v1/commits/{made.c1}",
+            ):
                 r = c.get(path)
                 assert 400 <= r.status_code < 600, path
-                assert r.json()["error"]["type"] in ("NotFoundError", "IntegrityError", "StorageError", "InternalError")
+                assert r.json()["error"]["type"] in (
+                    "NotFoundError",
+                    "IntegrityError",
+                    "StorageError",
+                    "InternalError",
+                )
     empty = tmp_path / "empty"
     empty.mkdir()
     with BackgroundServer(create_app(str(empty), Access(entries()))) as base:
         with Leakless(base, [str(empty), str(tmp_path)]).client(READ) as c:
             r = c.get("/v1")
-            assert r.status_code == 404 and "no repository is served here yet" in r.json()["error"]["message"]
+            assert (
+                r.status_code == 404
+                and "no repository is served here yet" in r.json()["error"]["message"]
+            )
             assert c.get("/v1/store").json() == {"keys": [], "more": False}
 
 
@@ -740,7 +958,11 @@ def test_traversal_and_site_local_keys_are_refused(server, built, path):
     assert 400 <= status < 500, (path, status, body[:200])
     text = body.decode("latin-1")
     assert str(built.path) not in text and "Traceback" not in text and "root:" not in text
-    assert json.loads(body)["error"]["type"] in ("InvalidInputError", "NotFoundError", "ReadOnlyError")
+    assert json.loads(body)["error"]["type"] in (
+        "InvalidInputError",
+        "NotFoundError",
+        "ReadOnlyError",
+    )
 
 
 def test_store_reads_and_listing_hide_site_local_state(reader, built):
@@ -749,10 +971,19 @@ def test_store_reads_and_listing_hide_site_local_state(reader, built):
     assert reader.get("/v1/store/improv.json").content == repo.store.get("improv.json")
     listed = reader.get("/v1/store").json()
     assert listed["more"] is False
-    expected = sorted(k for k in repo.store.list("") if k == "improv.json" or k.startswith(("objects/", "packs/", "refs/heads/", "refs/tags/")))
+    expected = sorted(
+        k
+        for k in repo.store.list("")
+        if k == "improv.json" or k.startswith(("objects/", "packs/", "refs/heads/", "refs/tags/"))
+    )
     assert sorted(listed["keys"]) == expected
-    assert "remotes.json" not in listed["keys"] and not any(k.startswith("refs/remotes/") for k in listed["keys"])
-    assert reader.get("/v1/store", params={"prefix": "refs/"}).json()["keys"] == ["refs/heads/main", "refs/tags/v1"]
+    assert "remotes.json" not in listed["keys"] and not any(
+        k.startswith("refs/remotes/") for k in listed["keys"]
+    )
+    assert reader.get("/v1/store", params={"prefix": "refs/"}).json()["keys"] == [
+        "refs/heads/main",
+        "refs/tags/v1",
+    ]
     assert reader.get("/v1/store", params={"prefix": "refs/remotes/"}).status_code == 400
     assert reader.get("/v1/store", params={"prefix": "remotes"}).status_code == 400
     key = pack_key(repo.snapshot().record(f"{WHITE}_00007")["pack"])
@@ -775,7 +1006,12 @@ def test_oversized_bodies_are_413(built):
             assert r.status_code == 413 and r.json()["error"]["type"] == "TooLargeError"
             assert w.post("/v1/citations", json={"title": "y" * 300}).status_code == 413
             assert w.put("/v1/store/objects/aa/" + "0" * 62, content=b"z" * 1001).status_code == 413
-            assert w.post("/v1/datasets/x/spans", content=b"1" * 201, headers={"Content-Length": "201"}).status_code == 413
+            assert (
+                w.post(
+                    "/v1/datasets/x/spans", content=b"1" * 201, headers={"Content-Length": "201"}
+                ).status_code
+                == 413
+            )
 
             small = w.post("/v1/datasets/x/spans", json={"instrument": "I"})
             assert small.status_code == 400  # under the limit: read and refused for its content
@@ -807,11 +1043,20 @@ def foreign_pack(tmp_path: Path) -> tuple[str, bytes, bytes, str, bytes]:
     other = Repository.init(tmp_path / "other")
     data = [(DATA / "irfcb" / "png").iterdir()][0]
     files = sorted(p for p in data if p.is_file())[:3]
-    rows = [{"image_id": f"x{n}", "timestamp": datetime(2020, 1, 1, n, tzinfo=UTC)} for n in range(len(files))]
+    rows = [
+        {"image_id": f"x{n}", "timestamp": datetime(2020, 1, 1, n, tzinfo=UTC)}
+        for n in range(len(files))
+    ]
     with other.transaction(message="x") as tx:
         tx.append_bytes("CAM", rows, [p.read_bytes() for p in files])
     (pack,) = other.odb.get_commit(tx.commit_id).batches[0].packs
-    return pack, other.store.get(pack_key(pack)), other.store.get(index_key(pack)), tx.commit_id, other.store.get(object_key(tx.commit_id))
+    return (
+        pack,
+        other.store.get(pack_key(pack)),
+        other.store.get(index_key(pack)),
+        tx.commit_id,
+        other.store.get(object_key(tx.commit_id)),
+    )
 
 
 def test_store_protocol_checks_every_write(fresh, tmp_path):
@@ -828,7 +1073,10 @@ def test_store_protocol_checks_every_write(fresh, tmp_path):
         assert w.put(f"/v1/store/{key}", content=payload).status_code == 201
         assert store.get(key) == payload
         assert w.put(f"/v1/store/{key}", content=payload).status_code == 200
-        assert w.put(f"/v1/store/objects/{oid[:2]}/{oid[2:10]}", content=payload).status_code in (403, 404)
+        assert w.put(f"/v1/store/objects/{oid[:2]}/{oid[2:10]}", content=payload).status_code in (
+            403,
+            404,
+        )
 
         # a pack index that does not match its pack
         pack, pack_bytes, idx_bytes, commit_id, commit_bytes = foreign_pack(tmp_path)
@@ -841,11 +1089,18 @@ def test_store_protocol_checks_every_write(fresh, tmp_path):
         bad = w.put(f"/v1/store/{index_key(pack)}", content=idx_bytes)
         assert bad.status_code == 422 and bad.json()["error"]["type"] == "IntegrityError"
         assert not store.exists(pack_key(pack)) and not store.exists(index_key(pack))
-        assert w.put(f"/v1/store/{index_key(pack)}", content=idx_bytes[:-1] + bytes([idx_bytes[-1] ^ 1])).status_code == 422
+        assert (
+            w.put(
+                f"/v1/store/{index_key(pack)}", content=idx_bytes[:-1] + bytes([idx_bytes[-1] ^ 1])
+            ).status_code
+            == 422
+        )
         assert w.put(f"/v1/store/{pack_key(pack)}", content=pack_bytes).status_code == 201
         assert w.put(f"/v1/store/{index_key(pack)}", content=idx_bytes).status_code == 201
         assert store.get(pack_key(pack)) == pack_bytes and store.get(index_key(pack)) == idx_bytes
-        assert w.put(f"/v1/store/{pack_key(pack)}", content=bytes(broken)).status_code == 200  # published: ignored
+        assert (
+            w.put(f"/v1/store/{pack_key(pack)}", content=bytes(broken)).status_code == 200
+        )  # published: ignored
         assert store.get(pack_key(pack)) == pack_bytes
 
         # improv.json is create-only
@@ -862,32 +1117,86 @@ def test_store_protocol_checks_every_write(fresh, tmp_path):
         missing = "ab" * 32
         r = w.post("/v1/store/refs/heads/x", json={"expected": None, "new": missing + "\n"})
         assert r.status_code == 409 and not store.exists("refs/heads/x")
-        assert w.post("/v1/store/refs/heads/x", json={"expected": None, "new": made.c1}).status_code == 400  # no newline
+        assert (
+            w.post("/v1/store/refs/heads/x", json={"expected": None, "new": made.c1}).status_code
+            == 400
+        )  # no newline
         assert w.post("/v1/store/refs/heads/x", json={"expected": None}).status_code == 400
-        assert w.post("/v1/store/refs/heads/x", json={"expected": None, "new": made.c1 + "\n"}).status_code == 204
+        assert (
+            w.post(
+                "/v1/store/refs/heads/x", json={"expected": None, "new": made.c1 + "\n"}
+            ).status_code
+            == 204
+        )
         assert store.get("refs/heads/x") == (made.c1 + "\n").encode()
-        stale = w.post("/v1/store/refs/heads/x", json={"expected": made.c2 + "\n", "new": made.c3 + "\n"})
+        stale = w.post(
+            "/v1/store/refs/heads/x", json={"expected": made.c2 + "\n", "new": made.c3 + "\n"}
+        )
         assert stale.status_code == 409 and store.get("refs/heads/x") == (made.c1 + "\n").encode()
-        assert w.post("/v1/store/refs/heads/x", json={"expected": made.c1 + "\n", "new": made.c3 + "\n"}).status_code == 204
+        assert (
+            w.post(
+                "/v1/store/refs/heads/x", json={"expected": made.c1 + "\n", "new": made.c3 + "\n"}
+            ).status_code
+            == 204
+        )
         assert store.get("refs/heads/x") == (made.c3 + "\n").encode()
-        assert w.post("/v1/store/refs/heads/main", json={"expected": None, "new": made.c1 + "\n"}).status_code == 409
+        assert (
+            w.post(
+                "/v1/store/refs/heads/main", json={"expected": None, "new": made.c1 + "\n"}
+            ).status_code
+            == 409
+        )
         assert store.get("refs/heads/main").decode() == main
 
         # tags are created, never moved
         tag = store.get("refs/tags/v1")
-        moved = w.post("/v1/store/refs/tags/v1", json={"expected": tag.decode(), "new": made.c5 + "\n"})
+        moved = w.post(
+            "/v1/store/refs/tags/v1", json={"expected": tag.decode(), "new": made.c5 + "\n"}
+        )
         assert moved.status_code == 403 and store.get("refs/tags/v1") == tag
-        assert w.post("/v1/store/refs/tags/v1", json={"expected": None, "new": made.c5 + "\n"}).status_code == 409
-        assert w.post("/v1/store/refs/tags/v2", json={"expected": None, "new": made.c5 + "\n"}).status_code == 204
+        assert (
+            w.post(
+                "/v1/store/refs/tags/v1", json={"expected": None, "new": made.c5 + "\n"}
+            ).status_code
+            == 409
+        )
+        assert (
+            w.post(
+                "/v1/store/refs/tags/v2", json={"expected": None, "new": made.c5 + "\n"}
+            ).status_code
+            == 204
+        )
         assert store.get("refs/tags/v2") == (made.c5 + "\n").encode()
 
         # keys outside the writable set
-        for key in ("remotes.json", "refs/remotes/mirror/main", "refs/heads/main", "refs/tags/v3", "blobs/aa/bb", "x"):
+        for key in (
+            "remotes.json",
+            "refs/remotes/mirror/main",
+            "refs/heads/main",
+            "refs/tags/v3",
+            "blobs/aa/bb",
+            "x",
+        ):
             assert w.put(f"/v1/store/{key}", content=b"x").status_code == 403, key
             assert not store.exists(key) or store.get(key) != b"x", key
-        for key in ("improv.json", "remotes.json", "refs/remotes/mirror/main", "objects/" + missing[:2] + "/" + missing[2:]):
-            assert w.post(f"/v1/store/{key}", json={"expected": None, "new": made.c1 + "\n"}).status_code == 403, key
-        assert w.post("/v1/store/refs/heads/a..b", json={"expected": None, "new": made.c1 + "\n"}).status_code == 400
+        for key in (
+            "improv.json",
+            "remotes.json",
+            "refs/remotes/mirror/main",
+            "objects/" + missing[:2] + "/" + missing[2:],
+        ):
+            assert (
+                w.post(
+                    f"/v1/store/{key}", json={"expected": None, "new": made.c1 + "\n"}
+                ).status_code
+                == 403
+            ), key
+        assert (
+            w.post(
+                "/v1/store/refs/heads/a..b", json={"expected": None, "new": made.c1 + "\n"}
+            ).status_code
+            == 400
+        )
         assert store.get("remotes.json") == Repository.open(made.path).store.get("remotes.json")
     report = fsck(Repository.open(made.path), full=True)
     assert report.ok, report.problems
@@ -908,7 +1217,9 @@ def sync_app(path: Path, budget: list[int] | None = None):
         async def _fail(request, call_next):
             if request.method == "PUT":
                 if budget[0] <= 0:
-                    return JSONResponse({"error": {"type": "StorageError", "message": "injected"}}, status_code=503)
+                    return JSONResponse(
+                        {"error": {"type": "StorageError", "message": "injected"}}, status_code=503
+                    )
                 budget[0] -= 1
             return await call_next(request)
 
@@ -920,7 +1231,11 @@ def data_keys(repo: Repository) -> set[str]:
 
 
 def shared_state(repo: Repository) -> dict[str, bytes]:
-    return {k: repo.store.get(k) for k in repo.store.list("") if k == "improv.json" or k.startswith(("objects/", "packs/", "refs/heads/", "refs/tags/"))}
+    return {
+        k: repo.store.get(k)
+        for k in repo.store.list("")
+        if k == "improv.json" or k.startswith(("objects/", "packs/", "refs/heads/", "refs/tags/"))
+    }
 
 
 def test_push_clone_pull_fetch_over_http(tmp_path, monkeypatch):
@@ -950,8 +1265,14 @@ def test_push_clone_pull_fetch_over_http(tmp_path, monkeypatch):
         assert full.remotes.all()["origin"].url == base
         light, result = clone(base, tmp_path / "light", metadata_only=True)
         assert result.transfer.packs == 0 and set(light.store.list("packs/")) == set()
-        assert light.snapshot().read_image(f"{MODERN}_00002") == local.repo.snapshot().read_image(f"{MODERN}_00002")
-        assert light.snapshot().provenance_records("classification").equals(local.repo.snapshot().provenance_records("classification"))
+        assert light.snapshot().read_image(f"{MODERN}_00002") == local.repo.snapshot().read_image(
+            f"{MODERN}_00002"
+        )
+        assert (
+            light.snapshot()
+            .provenance_records("classification")
+            .equals(local.repo.snapshot().provenance_records("classification"))
+        )
 
         # only missing objects travel on an incremental push
         before = data_keys(served)
@@ -967,18 +1288,37 @@ def test_push_clone_pull_fetch_over_http(tmp_path, monkeypatch):
         pulled = pull(full)
         assert (pulled.action, pulled.commit) == ("fast-forward", new)
         assert pulled.transfer.commits == 1
-        assert full.snapshot().provenance_records("classification").equals(local.repo.snapshot().provenance_records("classification"))
+        assert (
+            full.snapshot()
+            .provenance_records("classification")
+            .equals(local.repo.snapshot().provenance_records("classification"))
+        )
         assert fetch(full).transfer.commits == 0
 
         # divergent histories: merged by pull, a non-fast-forward push refused
-        theirs = add_dataset_span(local.repo, "late", "IFCB134", datetime(2022, 5, 1, tzinfo=UTC), datetime(2022, 6, 1, tzinfo=UTC))
+        theirs = add_dataset_span(
+            local.repo,
+            "late",
+            "IFCB134",
+            datetime(2022, 5, 1, tzinfo=UTC),
+            datetime(2022, 6, 1, tzinfo=UTC),
+        )
         assert push(local.repo, base).commit == theirs
-        mine = add_dataset_span(full, "early", "IFCB5", datetime(2012, 1, 1, tzinfo=UTC), datetime(2012, 2, 1, tzinfo=UTC))
+        mine = add_dataset_span(
+            full,
+            "early",
+            "IFCB5",
+            datetime(2012, 1, 1, tzinfo=UTC),
+            datetime(2012, 2, 1, tzinfo=UTC),
+        )
         with pytest.raises(ConflictError, match="not a fast-forward"):
             push(full)
         assert Repository.open(target).resolve() == theirs
         merged = pull(full)
-        assert merged.action == "merge" and full.odb.get_commit(merged.commit).parents == (mine, theirs)
+        assert merged.action == "merge" and full.odb.get_commit(merged.commit).parents == (
+            mine,
+            theirs,
+        )
         assert set(full.snapshot().datasets()) == {"bloom", "late", "early"}
         assert push(full).action == "pushed"
         assert Repository.open(target).resolve() == merged.commit
@@ -996,37 +1336,71 @@ def test_cli_sync_over_http(runner_fixture, tmp_path, monkeypatch):
     target = tmp_path / "served"
     target.mkdir()
     with BackgroundServer(sync_app(target)) as base:
-        pushed = json.loads(ok(invoke(runner, "--repo", local.path, "push", base, "--tags", "--json")).stdout)
+        pushed = json.loads(
+            ok(invoke(runner, "--repo", local.path, "push", base, "--tags", "--json")).stdout
+        )
         assert (pushed["action"], pushed["commit"], pushed["commits"]) == ("pushed", local.c5, 5)
         assert Repository.open(target).id == local.repo.id
         cloned = json.loads(ok(invoke(runner, "clone", base, tmp_path / "c", "--json")).stdout)
         assert (cloned["action"], cloned["commit"], cloned["commits"]) == ("cloned", local.c5, 5)
-        light = json.loads(ok(invoke(runner, "clone", base, tmp_path / "l", "--metadata-only", "--json")).stdout)
+        light = json.loads(
+            ok(invoke(runner, "clone", base, tmp_path / "l", "--metadata-only", "--json")).stdout
+        )
         assert light["packs"] == 0
         image = f"{WHITE}_00021"
-        assert Repository.open(tmp_path / "l").snapshot().read_image(image) == local.repo.snapshot().read_image(image)
+        assert Repository.open(tmp_path / "l").snapshot().read_image(
+            image
+        ) == local.repo.snapshot().read_image(image)
 
-        new = add_dataset_span(local.repo, "d", "IFCB013", datetime(2013, 1, 1, tzinfo=UTC), datetime(2013, 2, 1, tzinfo=UTC))
+        new = add_dataset_span(
+            local.repo,
+            "d",
+            "IFCB013",
+            datetime(2013, 1, 1, tzinfo=UTC),
+            datetime(2013, 2, 1, tzinfo=UTC),
+        )
         ok(invoke(runner, "--repo", local.path, "push", base, "-q"))
-        fetched = json.loads(ok(invoke(runner, "--repo", tmp_path / "c", "fetch", "--json", "-q")).stdout)
+        fetched = json.loads(
+            ok(invoke(runner, "--repo", tmp_path / "c", "fetch", "--json", "-q")).stdout
+        )
         assert fetched["commits"] == 1 and fetched["refs"] == {"refs/remotes/origin/main": new}
-        pulled = json.loads(ok(invoke(runner, "--repo", tmp_path / "c", "pull", "--json", "-q")).stdout)
+        pulled = json.loads(
+            ok(invoke(runner, "--repo", tmp_path / "c", "pull", "--json", "-q")).stdout
+        )
         assert (pulled["action"], pulled["commit"]) == ("fast-forward", new)
 
-        mine = add_dataset_span(Repository.open(tmp_path / "c"), "e", "IFCB5", datetime(2012, 1, 1, tzinfo=UTC), datetime(2012, 2, 1, tzinfo=UTC))
-        add_dataset_span(local.repo, "f", "IFCB5", datetime(2012, 1, 1, tzinfo=UTC), datetime(2012, 2, 1, tzinfo=UTC))
+        mine = add_dataset_span(
+            Repository.open(tmp_path / "c"),
+            "e",
+            "IFCB5",
+            datetime(2012, 1, 1, tzinfo=UTC),
+            datetime(2012, 2, 1, tzinfo=UTC),
+        )
+        add_dataset_span(
+            local.repo,
+            "f",
+            "IFCB5",
+            datetime(2012, 1, 1, tzinfo=UTC),
+            datetime(2012, 2, 1, tzinfo=UTC),
+        )
         ok(invoke(runner, "--repo", local.path, "push", base, "-q"))
         theirs = local.repo.resolve()
-        assert_error(invoke(runner, "--repo", tmp_path / "c", "push", "-q"), 4, "not a fast-forward")
+        assert_error(
+            invoke(runner, "--repo", tmp_path / "c", "push", "-q"), 4, "not a fast-forward"
+        )
         assert Repository.open(target).resolve() == theirs
-        forced = json.loads(ok(invoke(runner, "--repo", tmp_path / "c", "push", "--force", "--json")).stdout)
+        forced = json.loads(
+            ok(invoke(runner, "--repo", tmp_path / "c", "push", "--force", "--json")).stdout
+        )
         assert (forced["action"], forced["commit"]) == ("forced", mine)
         assert Repository.open(target).resolve() == mine
         ok(invoke(runner, "--repo", target, "fsck", "--full"))
         ok(invoke(runner, "--repo", tmp_path / "c", "fsck", "--full"))
 
         monkeypatch.setenv("IMPROV_TOKEN", READ)
-        assert_error(invoke(runner, "--repo", local.path, "push", base, "--force", "-q"), 6, "may not write")
+        assert_error(
+            invoke(runner, "--repo", local.path, "push", base, "--force", "-q"), 6, "may not write"
+        )
         monkeypatch.delenv("IMPROV_TOKEN")
         assert_error(invoke(runner, "clone", base, tmp_path / "denied", "-q"), 6, "bearer token")
 
@@ -1087,18 +1461,32 @@ def test_improv_serve_cli(runner_fixture, tmp_path):
     bad = tmp_path / "tokens.json"
     bad.write_text("{nope")
     assert_error(invoke(runner, "serve", repo.url, "--tokens", bad), 2, "invalid")
-    assert_error(invoke(runner, "serve", repo.url, "--tokens", tmp_path / "missing.json"), 2, "cannot read")
+    assert_error(
+        invoke(runner, "serve", repo.url, "--tokens", tmp_path / "missing.json"), 2, "cannot read"
+    )
 
 
 def test_registry_and_samples_endpoints(reader, built):
     repo = built.repo
     doc = reader.get("/v1/registry").json()
-    assert doc == repo.snapshot().registry().model_dump(mode="json", include={"instruments", "taxonomies", "strict_instruments"})
+    assert doc == repo.snapshot().registry().model_dump(
+        mode="json", include={"instruments", "taxonomies", "strict_instruments"}
+    )
     rows = reader.get("/v1/samples").json()["rows"]
-    assert [r["sample_id"] for r in rows] == repo.snapshot().samples().column("sample_id").to_pylist() == sorted([WHITE, MODERN, OLD])
-    assert [r["sample_id"] for r in reader.get("/v1/samples", params={"at": built.c1}).json()["rows"]] == [WHITE]
-    arrow = pa.ipc.open_stream(reader.get("/v1/samples", headers={"Accept": ARROW}).content).read_all()
+    assert (
+        [r["sample_id"] for r in rows]
+        == repo.snapshot().samples().column("sample_id").to_pylist()
+        == sorted([WHITE, MODERN, OLD])
+    )
+    assert [
+        r["sample_id"] for r in reader.get("/v1/samples", params={"at": built.c1}).json()["rows"]
+    ] == [WHITE]
+    arrow = pa.ipc.open_stream(
+        reader.get("/v1/samples", headers={"Accept": ARROW}).content
+    ).read_all()
     assert arrow.equals(repo.snapshot().samples())
     assert reader.get("/v1/samples", params={"history": "true"}).json()["rows"] == json.loads(
-        json.dumps(repo.snapshot().samples(history=True).to_pylist(), default=lambda v: v.isoformat())
+        json.dumps(
+            repo.snapshot().samples(history=True).to_pylist(), default=lambda v: v.isoformat()
+        )
     )

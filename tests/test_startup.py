@@ -37,18 +37,25 @@ def repo(tmp_path_factory) -> Repository:
 
     repository = Repository.init(tmp_path_factory.mktemp("startup") / "r")
     with repository.transaction(message="first batch", author="t") as tx:
-        tx.append_bytes("IFCB1", pa.table({"image_id": ["a"], "timestamp": [datetime(2024, 5, 1, tzinfo=timezone.utc)]}),
-                        [os.urandom(10)])
+        tx.append_bytes(
+            "IFCB1",
+            pa.table({"image_id": ["a"], "timestamp": [datetime(2024, 5, 1, tzinfo=timezone.utc)]}),
+            [os.urandom(10)],
+        )
     repository.create_tag("v1", message="release")
     return repository
 
 
 def run(*argv: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", SCRIPT, *argv], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *argv], capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("command", [["log", "-n", "10"], ["log", "--oneline"], ["show"], ["branch"], ["tag"]])
+@pytest.mark.parametrize(
+    "command", [["log", "-n", "10"], ["log", "--oneline"], ["show"], ["branch"], ["tag"]]
+)
 def test_reading_commits_and_refs_needs_no_data_stack(repo: Repository, command: list[str]):
     result = run("-R", repo.url, *command)
     assert not result["code"] and result["heavy"] == []

@@ -115,7 +115,10 @@ def _time(text: str) -> datetime:
 
 
 WHEN = {t: _time(t) for t in TIMES}
-SPANS = [("IFCB1", "2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z"), ("scope", "2023-01-01T00:00:00Z", "2024-06-01T00:00:00Z")]
+SPANS = [
+    ("IFCB1", "2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z"),
+    ("scope", "2023-01-01T00:00:00Z", "2024-06-01T00:00:00Z"),
+]
 
 
 class TwoSitesMachine(RuleBasedStateMachine):
@@ -138,14 +141,22 @@ class TwoSitesMachine(RuleBasedStateMachine):
         self.tips = {s: tip for s in self.sites}
         self.spans: set[tuple[str, str, str]] = set()
 
-    @rule(site=st.sampled_from(["L", "M"]), batch=batches, instrument=st.sampled_from(["IFCB1", "scope"]))
+    @rule(
+        site=st.sampled_from(["L", "M"]),
+        batch=batches,
+        instrument=st.sampled_from(["IFCB1", "scope"]),
+    )
     def commit(self, site, batch, instrument):
         ids = [i for i, _, _ in batch]
         known = self.images[site]
         if len(set(ids)) != len(ids) or any(i in known and known[i][0] != b for i, b, _ in batch):
             return  # refusals are covered by RepositoryMachine
         with self.sites[site].transaction(message=f"commit at {site}") as tx:
-            tx.append_bytes(instrument, [{"image_id": i, "timestamp": t} for i, _, t in batch], [b for _, b, _ in batch])
+            tx.append_bytes(
+                instrument,
+                [{"image_id": i, "timestamp": t} for i, _, t in batch],
+                [b for _, b, _ in batch],
+            )
         new = {i: (b, instrument, WHEN[t]) for i, b, t in batch if i not in known}
         assert (tx.commit_id is None) == (not new)
         if tx.commit_id:
@@ -182,7 +193,9 @@ class TwoSitesMachine(RuleBasedStateMachine):
         from improv_vcs.sync.sites import pull
 
         mine, theirs = self.images["L"], self.images["M"]
-        diverged = self.tips["M"] not in self.commits["L"] and self.tips["L"] not in self.commits["M"]
+        diverged = (
+            self.tips["M"] not in self.commits["L"] and self.tips["L"] not in self.commits["M"]
+        )
         if diverged and any(i in mine and mine[i][0] != v[0] for i, v in theirs.items()):
             with pytest.raises(ConflictError, match="different bytes"):
                 pull(self.sites["L"], self.sites["M"].url)

@@ -16,10 +16,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from test_cli import assert_error, images, invoke, ok
+from conftest import assert_error, images, invoke, ok
 from typer.testing import CliRunner
 
-from improv_vcs import add_provenance, add_dataset_span
 from improv_vcs import (
     ConflictError,
     IntegrityError,
@@ -27,16 +26,30 @@ from improv_vcs import (
     NotFoundError,
     Repository,
     StorageError,
+    add_dataset_span,
+    add_provenance,
 )
 from improv_vcs.core.model import Commit, Tag
+from improv_vcs.storage import LocalStore
+from improv_vcs.storage.closure import commit_objects
 from improv_vcs.storage.objects import blob_cache_key, object_key
 from improv_vcs.storage.packs import index_key, pack_key
-from improv_vcs.storage import LocalStore
 from improv_vcs.sync.sites import clone, fetch, fetch_blobs, pull, push
-from improv_vcs.storage.closure import commit_objects
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
-REPORT_FIELDS = {"remote", "commits", "objects", "packs", "bytes", "skipped", "bundles", "refs", "action", "commit", "notes"}
+REPORT_FIELDS = {
+    "remote",
+    "commits",
+    "objects",
+    "packs",
+    "bytes",
+    "skipped",
+    "bundles",
+    "refs",
+    "action",
+    "commit",
+    "notes",
+}
 I1 = "D20240101T120000_IFCB107_00001"
 I2 = "D20240101T120000_IFCB107_00002"
 I3 = "D20240102T060000_IFCB107_00001"
@@ -61,7 +74,14 @@ def blob(image_id: str, salt: str = "") -> bytes:
     return f"{salt}pixels of {image_id}|".encode() * 40
 
 
-def commit(repo: Repository, ids, day: int = 0, salt: str = "", instrument: str = "IFCB1", message: str = "add") -> str:
+def commit(
+    repo: Repository,
+    ids,
+    day: int = 0,
+    salt: str = "",
+    instrument: str = "IFCB1",
+    message: str = "add",
+) -> str:
     """Commit ``ids`` (bytes from :func:`blob`) one second apart from ``T0 + day``."""
     ids = list(ids)
     start = T0 + timedelta(days=day)
@@ -149,7 +169,10 @@ def assert_consistent(repo: Repository, expected: dict[str, bytes]) -> None:
         for other in loose:
             assert repo.odb.has(other), (oid, other)
         for pack in packs:
-            assert repo.store.exists(index_key(pack)) and repo.store.exists(pack_key(pack)), (oid, pack)
+            assert repo.store.exists(index_key(pack)) and repo.store.exists(pack_key(pack)), (
+                oid,
+                pack,
+            )
         snapshot = repo.snapshot(oid)
         for image in snapshot.images().column("image_id").to_pylist():
             assert snapshot.read_image(image) == expected[image]
@@ -217,7 +240,9 @@ def test_cli_remote_add_list_remove(runner, origin, tmp_path):
     backup, _ = clone(origin.url, tmp_path / "backup")
     base = ["--repo", site.url]
 
-    added = json.loads(ok(invoke(runner, *base, "remote", "add", "backup", backup.url, "--json")).stdout)
+    added = json.loads(
+        ok(invoke(runner, *base, "remote", "add", "backup", backup.url, "--json")).stdout
+    )
     assert added == {"name": "backup", "url": backup.url, "options": {}}
     listed = json.loads(ok(invoke(runner, *base, "remote", "list", "--json")).stdout)
     assert listed == {
@@ -236,7 +261,9 @@ def test_cli_remote_add_list_remove(runner, origin, tmp_path):
     assert fetched["commits"] == 2
     assert set(fetched["refs"]) == {"refs/remotes/backup/main", "refs/remotes/backup/side"}
     assert keys(site, "refs/remotes/") == {
-        "refs/remotes/origin/main", "refs/remotes/backup/main", "refs/remotes/backup/side"
+        "refs/remotes/origin/main",
+        "refs/remotes/backup/main",
+        "refs/remotes/backup/side",
     }
     assert site.resolve() == origin.resolve()  # fetch moves no local branch
 
@@ -251,34 +278,87 @@ def test_cli_remote_add_list_remove(runner, origin, tmp_path):
 def test_cli_push_refuses_non_fast_forward_then_force(runner, tmp_path):
     origin_path, site_path = tmp_path / "origin", tmp_path / "site"
     ok(invoke(runner, "init", origin_path))
-    ok(invoke(runner, "--repo", origin_path, "commit", images(tmp_path / "day1", I1, I2), "-i", "IFCB107", "-q"))
+    ok(
+        invoke(
+            runner,
+            "--repo",
+            origin_path,
+            "commit",
+            images(tmp_path / "day1", I1, I2),
+            "-i",
+            "IFCB107",
+            "-q",
+        )
+    )
     cloned = json.loads(ok(invoke(runner, "clone", origin_path, site_path, "--json")).stdout)
     first = Repository.open(origin_path).resolve()
     site = Repository.open(site_path)
     assert cloned == {
-        "remote": "origin", "commits": 1, "objects": len(keys(site, "objects/")), "packs": 1,
-        "bytes": size_of(site, data_keys(site)), "skipped": 0, "bundles": 0,
+        "remote": "origin",
+        "commits": 1,
+        "objects": len(keys(site, "objects/")),
+        "packs": 1,
+        "bytes": size_of(site, data_keys(site)),
+        "skipped": 0,
+        "bundles": 0,
         "refs": {"refs/heads/main": first, "refs/remotes/origin/main": first},
-        "action": "cloned", "commit": first, "notes": [],
+        "action": "cloned",
+        "commit": first,
+        "notes": [],
     }
 
-    ok(invoke(runner, "--repo", origin_path, "commit", images(tmp_path / "day2", I3), "-i", "IFCB107", "-q"))
-    ok(invoke(runner, "--repo", site_path, "commit", images(tmp_path / "day3", I4), "-i", "IFCB107", "-q"))
+    ok(
+        invoke(
+            runner,
+            "--repo",
+            origin_path,
+            "commit",
+            images(tmp_path / "day2", I3),
+            "-i",
+            "IFCB107",
+            "-q",
+        )
+    )
+    ok(
+        invoke(
+            runner,
+            "--repo",
+            site_path,
+            "commit",
+            images(tmp_path / "day3", I4),
+            "-i",
+            "IFCB107",
+            "-q",
+        )
+    )
     theirs, mine = Repository.open(origin_path).resolve(), Repository.open(site_path).resolve()
     before = data_keys(Repository.open(origin_path))
 
-    line = assert_error(invoke(runner, "--repo", site_path, "push", "-q"), 4, "not a fast-forward", "improv pull")
+    line = assert_error(
+        invoke(runner, "--repo", site_path, "push", "-q"), 4, "not a fast-forward", "improv pull"
+    )
     assert "push --force" in line
     assert Repository.open(origin_path).resolve() == theirs
     assert data_keys(Repository.open(origin_path)) == before  # refused before anything travelled
 
     forced = json.loads(ok(invoke(runner, "--repo", site_path, "push", "--force", "--json")).stdout)
     assert set(forced) == REPORT_FIELDS
-    assert (forced["action"], forced["commit"], forced["commits"], forced["packs"]) == ("forced", mine, 1, 1)
+    assert (forced["action"], forced["commit"], forced["commits"], forced["packs"]) == (
+        "forced",
+        mine,
+        1,
+        1,
+    )
     assert forced["refs"] == {"refs/heads/main": mine}
     assert Repository.open(origin_path).resolve() == mine
     again = json.loads(ok(invoke(runner, "--repo", site_path, "push", "--json")).stdout)
-    assert (again["action"], again["commits"], again["objects"], again["packs"], again["bytes"]) == ("up-to-date", 0, 0, 0, 0)
+    assert (
+        again["action"],
+        again["commits"],
+        again["objects"],
+        again["packs"],
+        again["bytes"],
+    ) == ("up-to-date", 0, 0, 0, 0)
     text = ok(invoke(runner, "--repo", site_path, "pull", "-q")).stdout
     assert f"up-to-date: {mine[:12]}" in text
 
@@ -307,7 +387,9 @@ def test_only_missing_objects_travel(origin, tmp_path):
     assert (moved.commits, moved.packs, moved.objects) == (1, 1, len(loose))
     assert moved.bytes == size_of(origin, arrived)
     needed, _ = commit_objects(site.odb.get_commit(mine))
-    assert loose == ({object_key(mine)} | {object_key(o) for o in needed}) - before  # the commit's own objects only
+    assert (
+        loose == ({object_key(mine)} | {object_key(o) for o in needed}) - before
+    )  # the commit's own objects only
     assert site.odb.get_commit(mine).batches[0].manifest in {k[8:10] + k[11:] for k in loose}
     assert size_of(origin, pack_keys) > len(blob("s1")) + len(blob("s2"))
 
@@ -330,7 +412,12 @@ def test_push_to_empty_s3_clone_from_s3_and_pull(runner, origin, tmp_path, s3_ur
     base = ["--repo", origin.url]
     ok(invoke(runner, *base, "remote", "add", "cloud", s3_url, "--endpoint-url", endpoint))
     pushed = json.loads(ok(invoke(runner, *base, "push", "cloud", "--json")).stdout)
-    assert (pushed["action"], pushed["commit"], pushed["commits"], pushed["packs"]) == ("pushed", origin.resolve(), 2, 2)
+    assert (pushed["action"], pushed["commit"], pushed["commits"], pushed["packs"]) == (
+        "pushed",
+        origin.resolve(),
+        2,
+        2,
+    )
     cloud = Repository.open(s3_url, **s3_options)
     assert cloud.id == origin.id and cloud.config == origin.config
     assert cloud.branches() == origin.branches()
@@ -338,16 +425,30 @@ def test_push_to_empty_s3_clone_from_s3_and_pull(runner, origin, tmp_path, s3_ur
     assert origin.remotes.tracking("cloud") == {"main": origin.resolve()}
 
     dest = tmp_path / "from-s3"
-    cloned = json.loads(ok(invoke(runner, "clone", s3_url, dest, "--endpoint-url", endpoint, "--json")).stdout)
-    assert (cloned["action"], cloned["commit"], cloned["commits"]) == ("cloned", origin.resolve(), 2)
+    cloned = json.loads(
+        ok(invoke(runner, "clone", s3_url, dest, "--endpoint-url", endpoint, "--json")).stdout
+    )
+    assert (cloned["action"], cloned["commit"], cloned["commits"]) == (
+        "cloned",
+        origin.resolve(),
+        2,
+    )
     site = Repository.open(dest)
-    assert site.remotes.all()["origin"].model_dump() == {"url": s3_url, "options": {"endpoint_url": endpoint}}
+    assert site.remotes.all()["origin"].model_dump() == {
+        "url": s3_url,
+        "options": {"endpoint_url": endpoint},
+    }
     assert table(site) == table(origin) and contents(site) == contents(origin)
     assert data_keys(site) == data_keys(cloud)
 
     new = commit(Repository.open(s3_url, endpoint_url=endpoint), ["c1", "c2"], day=6)
     pulled = json.loads(ok(invoke(runner, "--repo", dest, "pull", "--json")).stdout)
-    assert (pulled["action"], pulled["commit"], pulled["commits"], pulled["packs"]) == ("fast-forward", new, 1, 1)
+    assert (pulled["action"], pulled["commit"], pulled["commits"], pulled["packs"]) == (
+        "fast-forward",
+        new,
+        1,
+        1,
+    )
     assert site.snapshot().read_image("c2") == blob("c2")
     assert table(site) == table(cloud)
 
@@ -357,7 +458,9 @@ def test_push_to_empty_s3_clone_from_s3_and_pull(runner, origin, tmp_path, s3_ur
 
     light, _ = clone(s3_url, tmp_path / "light", metadata_only=True, endpoint_url=endpoint)
     assert keys(light, "packs/") == set()
-    assert light.snapshot().read_image("l1") == blob("l1") and light.snapshot().read_image("o2") == blob("o2")
+    assert light.snapshot().read_image("l1") == blob("l1") and light.snapshot().read_image(
+        "o2"
+    ) == blob("o2")
     assert len(keys(light, "blobs/")) == 2
     assert_error(invoke(runner, *base, "push", "cloud", "-q"), 4, "not a fast-forward")
     assert pull(origin, "cloud").action == "fast-forward"
@@ -422,7 +525,10 @@ def test_divergent_histories_merge_then_fast_forward(origin, tmp_path):
     assert [(s.start, s.end) for s in datasets["early"].spans] == [early]
     spring_ids = sorted(b.snapshot().query(dataset="spring").column("image_id").to_pylist())
     assert spring_ids == ["a1", "b1", "same"]
-    assert sorted(b.snapshot().query(dataset="early").column("image_id").to_pylist()) == ["o1", "o2"]
+    assert sorted(b.snapshot().query(dataset="early").column("image_id").to_pylist()) == [
+        "o1",
+        "o2",
+    ]
 
     a.remotes.add("b", b.url)
     back = pull(a, "b")
@@ -472,9 +578,15 @@ def test_provenance_from_both_sides_merges_once(origin, tmp_path):
     a = origin
     b, _ = clone(a.url, tmp_path / "b")
     shared = _classified("o1", "Diatom", 0.9)
-    add_provenance(a, "classification", [shared, _classified("o2", "Ciliate", 0.7)], source="clf", run_id="r1")
-    add_provenance(b, "classification", [shared, _classified("o3", "Dino", 0.6)], source="clf", run_id="r1")
-    assert add_provenance(b, "classification", [shared], source="clf", run_id="r1") is None  # nothing new
+    add_provenance(
+        a, "classification", [shared, _classified("o2", "Ciliate", 0.7)], source="clf", run_id="r1"
+    )
+    add_provenance(
+        b, "classification", [shared, _classified("o3", "Dino", 0.6)], source="clf", run_id="r1"
+    )
+    assert (
+        add_provenance(b, "classification", [shared], source="clf", run_id="r1") is None
+    )  # nothing new
     a_tip, b_tip = a.resolve(), b.resolve()
 
     result = pull(b)
@@ -604,9 +716,13 @@ def test_interrupted_push_leaves_a_consistent_remote_and_resumes(origin, tmp_pat
     # the reference: an uninterrupted push
     reference = push(site, origin.url)
     full_refs, full_keys = refs_of(origin), keys(origin)
-    sent_commits = {object_key(c) for c in stored_commits(origin)} - keys(Repository.open(pristine), "objects/")
+    sent_commits = {object_key(c) for c in stored_commits(origin)} - keys(
+        Repository.open(pristine), "objects/"
+    )
     assert len(sent_commits) == 3
-    writes = reference.transfer.objects + reference.transfer.packs  # one data write per object / pack
+    writes = (
+        reference.transfer.objects + reference.transfer.packs
+    )  # one data write per object / pack
     assert (reference.transfer.commits, reference.transfer.packs) == (3, 3)
 
     for allowed in range(writes):
@@ -646,7 +762,9 @@ def test_resumed_push_reports_the_pack_it_publishes(origin, tmp_path, monkeypatc
     needed, _ = commit_objects(site.odb.get_commit(mine))
     already = [o for o in needed if origin.odb.has(o)]  # loose objects: truly already there
     resumed = push(site).transfer
-    assert origin.store.exists(index_key(pack)) and reopen(origin).snapshot().read_image("s1") == blob("s1")
+    assert origin.store.exists(index_key(pack)) and reopen(origin).snapshot().read_image(
+        "s1"
+    ) == blob("s1")
     assert (resumed.commits, resumed.packs, resumed.skipped) == (1, 1, len(already))
     assert resumed.bytes >= origin.store.size(index_key(pack)) + origin.store.size(object_key(mine))
 
@@ -701,7 +819,9 @@ def test_clone_of_a_corrupt_manifest_fails_and_references_nothing(runner, origin
 def test_metadata_only_clone_reads_on_demand_and_caches(runner, origin, tmp_path):
     commit(origin, ["d2"], day=2)
     dest = tmp_path / "light"
-    cloned = json.loads(ok(invoke(runner, "clone", origin.url, dest, "--metadata-only", "--json")).stdout)
+    cloned = json.loads(
+        ok(invoke(runner, "clone", origin.url, dest, "--metadata-only", "--json")).stdout
+    )
     assert (cloned["commits"], cloned["packs"]) == (3, 0)
     site = Repository.open(dest)
     assert keys(site, "packs/") == set() and keys(site, "blobs/") == set()
@@ -750,15 +870,40 @@ def test_fetch_blobs_copies_only_the_selected_packs(runner, origin, tmp_path):
     assert moved.bytes == size_of(site, keys(site, "packs/"))
     assert fetch_blobs(site, rows).packs == 0
 
-    out = json.loads(ok(invoke(runner, "--repo", site.url, "fetch", "--blobs", "--start", "2024-05-05T00:00:00Z",
-                               "--end", "2024-05-06T00:00:00Z", "--json")).stdout)
-    assert out == {"commits": 0, "objects": 0, "packs": 1, "bytes": out["bytes"], "skipped": 0, "bundles": 0}
-    assert keys(site, "packs/") == {pack_key(p) for p in packs.values()} | {index_key(p) for p in packs.values()}
+    out = json.loads(
+        ok(
+            invoke(
+                runner,
+                "--repo",
+                site.url,
+                "fetch",
+                "--blobs",
+                "--start",
+                "2024-05-05T00:00:00Z",
+                "--end",
+                "2024-05-06T00:00:00Z",
+                "--json",
+            )
+        ).stdout
+    )
+    assert out == {
+        "commits": 0,
+        "objects": 0,
+        "packs": 1,
+        "bytes": out["bytes"],
+        "skipped": 0,
+        "bundles": 0,
+    }
+    assert keys(site, "packs/") == {pack_key(p) for p in packs.values()} | {
+        index_key(p) for p in packs.values()
+    }
     assert out["bytes"] == size_of(site, {pack_key(packs[day4]), index_key(packs[day4])})
 
     shutil.move(origin.url, tmp_path / "gone")
     offline = Repository.open(site.url)
-    assert offline.snapshot().read_image("d2b") == blob("d2b") and offline.snapshot().read_image("d4") == blob("d4")
+    assert offline.snapshot().read_image("d2b") == blob("d2b") and offline.snapshot().read_image(
+        "d4"
+    ) == blob("d4")
     assert keys(offline, "blobs/") == set()  # read from the fetched packs, not the cache
     with pytest.raises(NotFoundError):
         offline.snapshot().read_image("o1")
@@ -794,14 +939,22 @@ def test_another_repository_is_refused_and_nothing_travels(runner, origin, tmp_p
     mine, theirs = data_keys(origin), data_keys(stranger)
     tip, their_tip = origin.resolve(), stranger.resolve()
 
-    for run in (lambda: push(origin, stranger.url), lambda: pull(origin, stranger.url), lambda: fetch(origin, stranger.url)):
+    for run in (
+        lambda: push(origin, stranger.url),
+        lambda: pull(origin, stranger.url),
+        lambda: fetch(origin, stranger.url),
+    ):
         with pytest.raises(ConflictError, match=f"holds another repository .*{stranger.id}"):
             run()
     origin.remotes.add("wrong", stranger.url)
     with pytest.raises(ConflictError, match="nothing was transferred"):
         push(origin, "wrong")
-    assert_error(invoke(runner, "--repo", origin.url, "push", "wrong", "-q"), 4, "another repository")
-    assert_error(invoke(runner, "--repo", origin.url, "pull", stranger.url, "-q"), 4, "another repository")
+    assert_error(
+        invoke(runner, "--repo", origin.url, "push", "wrong", "-q"), 4, "another repository"
+    )
+    assert_error(
+        invoke(runner, "--repo", origin.url, "pull", stranger.url, "-q"), 4, "another repository"
+    )
     assert data_keys(origin) == mine and data_keys(stranger) == theirs
     assert origin.resolve() == tip and stranger.resolve() == their_tip
     assert keys(origin, "refs/remotes/") == set()
@@ -827,7 +980,7 @@ def test_push_refuses_a_non_empty_directory_that_is_not_a_repository(origin, tmp
     data = tmp_path / "data"
     data.mkdir()
     (data / "notes.txt").write_text("not a repository")
-    with pytest.raises((InvalidInputError, ConflictError)):
+    with pytest.raises(InvalidInputError, match="neither an improv repository nor empty"):
         push(origin, str(data))
     assert sorted(os.listdir(data)) == ["notes.txt"]
 
@@ -838,7 +991,9 @@ def test_invalid_remote_names_are_refused(runner, origin, tmp_path, name):
         origin.remotes.add(name, str(tmp_path))
     assert origin.remotes.all() == {}
     if name:
-        assert_error(invoke(runner, "--repo", origin.url, "remote", "add", name, tmp_path), 2, "invalid")
+        assert_error(
+            invoke(runner, "--repo", origin.url, "remote", "add", name, tmp_path), 2, "invalid"
+        )
     assert not origin.store.exists("remotes.json")
 
 
@@ -852,8 +1007,14 @@ def test_unsupported_url_schemes_are_refused(runner, origin, tmp_path, url):
     with pytest.raises(InvalidInputError, match="unsupported remote URL"):
         clone(url, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
-    assert_error(invoke(runner, "--repo", origin.url, "remote", "add", "web", url), 2, "unsupported remote URL")
-    assert_error(invoke(runner, "--repo", origin.url, "push", url, "-q"), 2, "unsupported remote URL")
+    assert_error(
+        invoke(runner, "--repo", origin.url, "remote", "add", "web", url),
+        2,
+        "unsupported remote URL",
+    )
+    assert_error(
+        invoke(runner, "--repo", origin.url, "push", url, "-q"), 2, "unsupported remote URL"
+    )
     assert_error(invoke(runner, "clone", url, tmp_path / "cli"), 2, "unsupported remote URL")
     assert origin.remotes.all() == {}
 

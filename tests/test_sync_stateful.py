@@ -30,11 +30,11 @@ from hypothesis import event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from improv_vcs import ConflictError, InvalidInputError, Repository, add_provenance
-from improv_vcs.storage.packs import index_key, pack_key
 from improv_vcs.provenance import view
 from improv_vcs.query.text import parse_run
-from improv_vcs.sync.sites import clone, fetch, pull, push
 from improv_vcs.storage.closure import commit_objects
+from improv_vcs.storage.packs import index_key, pack_key
+from improv_vcs.sync.sites import clone, fetch, pull, push
 
 IDS = [f"img{i:02d}" for i in range(8)]
 SITES = ("A", "B")
@@ -72,7 +72,10 @@ batches = st.lists(
 # site's present images, unless ``stray`` asks for any id of the pool
 record_picks = st.lists(
     st.tuples(
-        st.integers(0, len(IDS) - 1), st.sampled_from(WINNERS), st.sampled_from(SCORES), st.sampled_from(RUNS)
+        st.integers(0, len(IDS) - 1),
+        st.sampled_from(WINNERS),
+        st.sampled_from(SCORES),
+        st.sampled_from(RUNS),
     ),
     min_size=1,
     max_size=2,
@@ -215,17 +218,23 @@ class SyncMachine(RuleBasedStateMachine):
                 image, winner, score, run = echoes[k % len(echoes)]
             else:
                 image = IDS[k] if how == "stray" else present[k % len(present)]
-            wanted.append({"image_id": image, "winner": winner, "score": score, "model": "m", "run": run})
+            wanted.append(
+                {"image_id": image, "winner": winner, "score": score, "model": "m", "run": run}
+            )
         # one submission has one run id: the first pick's
         run = wanted[0]["run"]
         records = [{k: v for k, v in r.items() if k != "run"} for r in wanted]
         identities = {(r["image_id"], r["winner"], r["score"], run) for r in records}
         if any(r["image_id"] not in model.images for r in records):
             with pytest.raises(InvalidInputError, match="refer to images not in"):
-                add_provenance(repo, "classification", records, source="clf", run_id=run, author=AUTHOR)
+                add_provenance(
+                    repo, "classification", records, source="clf", run_id=run, author=AUTHOR
+                )
             assert self.branch_of(site) == model.tip
             return
-        commit_id = add_provenance(repo, "classification", records, source="clf", run_id=run, author=AUTHOR)
+        commit_id = add_provenance(
+            repo, "classification", records, source="clf", run_id=run, author=AUTHOR
+        )
         new = identities - set(model.records)
         if not new:
             assert commit_id is None  # every record was already there
@@ -234,8 +243,7 @@ class SyncMachine(RuleBasedStateMachine):
         assert commit_id is not None and repo.odb.get_commit(commit_id).parents == (model.tip,)
         table = repo.snapshot().provenance_records("classification")
         found = {
-            (r["image_id"], r["winner"], r["score"], r["run_id"]): r
-            for r in table.to_pylist()
+            (r["image_id"], r["winner"], r["score"], r["run_id"]): r for r in table.to_pylist()
         }
         stamps = {found[i]["recorded_at"] for i in new}
         assert len(stamps) == 1, stamps  # one submission, one time
@@ -284,7 +292,9 @@ class SyncMachine(RuleBasedStateMachine):
             expected = "merge"
             clash = mine.conflicts(theirs)
             if clash:
-                fetch(repo, remote)  # the fetch half of the pull, done first to watch the merge alone
+                fetch(
+                    repo, remote
+                )  # the fetch half of the pull, done first to watch the merge alone
                 before = self.data_keys(site)
                 with pytest.raises(ConflictError, match="hold different bytes") as info:
                     pull(repo, remote, author=AUTHOR)
@@ -340,7 +350,13 @@ class SyncMachine(RuleBasedStateMachine):
         conflict = bool(self.model["A"].conflicts(self.model["B"]))
         outcomes = [
             self.do_pull(site, "origin") if step == "pull" else self.do_push(site, "origin")
-            for site, step in (("A", "pull"), ("A", "push"), ("B", "pull"), ("B", "push"), ("A", "pull"))
+            for site, step in (
+                ("A", "pull"),
+                ("A", "push"),
+                ("B", "pull"),
+                ("B", "push"),
+                ("A", "pull"),
+            )
         ]
         assert all(outcomes) == (not conflict)
         event(f"sync all: {'conflict' if conflict else 'converged'}")
@@ -351,7 +367,10 @@ class SyncMachine(RuleBasedStateMachine):
         assert tip == b.refs.branch(MAIN) == self.branch_of("R")
         if tip not in self.verified["A+B"]:  # (the invariants check each answer against the model)
             assert a.snapshot().query().to_pylist() == b.snapshot().query().to_pylist()
-            assert a.snapshot().query(**LATEST_WINNER).to_pylist() == b.snapshot().query(**LATEST_WINNER).to_pylist()
+            assert (
+                a.snapshot().query(**LATEST_WINNER).to_pylist()
+                == b.snapshot().query(**LATEST_WINNER).to_pylist()
+            )
             self.verified["A+B"].add(tip)
 
     def latest_winners(self, name: str) -> dict[str, str | None]:
@@ -361,7 +380,11 @@ class SyncMachine(RuleBasedStateMachine):
         model = self.model[name]
         out: dict[str, str | None] = {}
         for image in model.images:
-            mine = [(stamp, identity) for identity, stamp in model.records.items() if identity[0] == image]
+            mine = [
+                (stamp, identity)
+                for identity, stamp in model.records.items()
+                if identity[0] == image
+            ]
             if not mine:
                 out[image] = None
                 continue

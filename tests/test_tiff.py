@@ -15,15 +15,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import tifffile
+from conftest import assert_error, invoke, ok
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cli import _clean_env, assert_error, invoke, ok, runner  # noqa: F401
 
 from improv_vcs import Repository
+from improv_vcs.core.errors import InvalidInputError, NotFoundError
 from improv_vcs.ingest import adapters as adapters_module
 from improv_vcs.ingest.adapters import get_adapter, known_adapters, parse_options
 from improv_vcs.ingest.adapters.tiff import encode_plane, parse_ome
-from improv_vcs.core.errors import InvalidInputError, NotFoundError
 from improv_vcs.query.filters import build_query
 from improv_vcs.query.stack import decode, parse_selector
 
@@ -37,7 +37,9 @@ SIX = "PTCZ"
 # -- helpers -----------------------------------------------------------------
 
 
-def ome_stack(path: Path, data: np.ndarray, axes: str, channels=None, acquired="2024-05-01T12:00:00", **extra) -> Path:
+def ome_stack(
+    path: Path, data: np.ndarray, axes: str, channels=None, acquired="2024-05-01T12:00:00", **extra
+) -> Path:
     """Write ``data`` as an OME-TIFF with ``axes``, channel names and an acquisition date."""
     metadata = {"axes": axes, **extra}
     if channels is not None:
@@ -51,7 +53,8 @@ def ome_stack(path: Path, data: np.ndarray, axes: str, channels=None, acquired="
 
 
 def full_array(data: np.ndarray, axes: str) -> np.ndarray:
-    """``data`` (axes some of T, C, Z then Y, X[, S]) as read_stack shapes it: (P, T, C, Z, Y, X[, S])."""
+    """``data`` (axes some of T, C, Z then Y, X[, S]) as read_stack shapes it: (P, T, C, Z, Y, X[,
+    S])."""
     out = data
     for position, axis in enumerate(SIX):
         if axis not in axes:
@@ -63,7 +66,9 @@ def new_repo(path: Path) -> Repository:
     return Repository.init(path)
 
 
-def ingest(repo: Repository, source: Path, instrument: str = "scope1", **options: str) -> tuple[int, int]:
+def ingest(
+    repo: Repository, source: Path, instrument: str = "scope1", **options: str
+) -> tuple[int, int]:
     plan = get_adapter("tiff").plan(source, instrument, options)
     with repo.transaction(message="ingest") as tx:
         return adapters_module.apply_plan(tx, plan)
@@ -91,7 +96,10 @@ def stack4d():
 def stack_repo(tmp_path, stack4d):
     """A repository holding stack4d as sample 'cells' (channels a, b, c; DeltaT = plane number)."""
     path = ome_stack(
-        tmp_path / "in" / "cells.ome.tif", stack4d, "TCZYX", channels=["a", "b", "c"],
+        tmp_path / "in" / "cells.ome.tif",
+        stack4d,
+        "TCZYX",
+        channels=["a", "b", "c"],
         Plane={"DeltaT": [float(i) for i in range(24)]},
     )
     repo = new_repo(tmp_path / "repo")
@@ -105,10 +113,21 @@ def stack_repo(tmp_path, stack4d):
 def test_real_ome_tiff_through_the_cli(runner, repo, tmp_path):
     assert REAL.is_file(), REAL
     original = REAL.read_bytes()
-    result = json.loads(ok(invoke(runner, "--repo", repo, "commit", "--format", "tiff", REAL, "-i", "scope1", "--json")).stdout)
+    result = json.loads(
+        ok(
+            invoke(
+                runner, "--repo", repo, "commit", "--format", "tiff", REAL, "-i", "scope1", "--json"
+            )
+        ).stdout
+    )
     assert result["format"] == "tiff"
     assert result["instruments"] == ["scope1"]
-    assert (result["images"], result["new_images"], result["files"], result["new_files"]) == (1, 1, 2, 2)
+    assert (result["images"], result["new_images"], result["files"], result["new_files"]) == (
+        1,
+        1,
+        2,
+        2,
+    )
     assert result["commit"] is not None
 
     expected = tifffile.imread(REAL)
@@ -118,7 +137,9 @@ def test_real_ome_tiff_through_the_cli(runner, repo, tmp_path):
     assert stack.dtype == np.uint16
     assert np.array_equal(stack[0, 0, 0, 0], expected)
     # one plane picked by ints drops every index axis
-    assert np.array_equal(Repository.open(repo).snapshot().read_stack(REAL_SAMPLE, p=0, t=0, c=0, z=0), expected)
+    assert np.array_equal(
+        Repository.open(repo).snapshot().read_stack(REAL_SAMPLE, p=0, t=0, c=0, z=0), expected
+    )
 
     rows = Repository.open(repo).snapshot().query().to_pylist()
     assert len(rows) == 1
@@ -149,7 +170,13 @@ def test_real_ome_tiff_through_the_cli(runner, repo, tmp_path):
 
     # the original file comes back byte for byte, the OME-XML as a metadata document
     dest = tmp_path / "raw"
-    out = json.loads(ok(invoke(runner, "--repo", repo, "export", dest, "--raw", "--sample", REAL_SAMPLE, "--json")).stdout)
+    out = json.loads(
+        ok(
+            invoke(
+                runner, "--repo", repo, "export", dest, "--raw", "--sample", REAL_SAMPLE, "--json"
+            )
+        ).stdout
+    )
     assert out["files"] == 2
     assert (dest / REAL.name).read_bytes() == original
     with tifffile.TiffFile(REAL) as tif:
@@ -167,7 +194,10 @@ def test_real_ome_tiff_through_the_cli(runner, repo, tmp_path):
     assert by_role["metadata"]["media_type"] == "application/xml"
     assert by_role["metadata"]["size"] == len(ome_xml)
     assert all(r["sample_id"] == REAL_SAMPLE and r["instrument"] == "scope1" for r in listed)
-    assert Repository.open(repo).snapshot().read_source(REAL_SAMPLE, f"{REAL_SAMPLE}.ome.xml") == ome_xml
+    assert (
+        Repository.open(repo).snapshot().read_source(REAL_SAMPLE, f"{REAL_SAMPLE}.ome.xml")
+        == ome_xml
+    )
 
 
 def test_real_ome_xml_parses_to_its_fields():
@@ -178,7 +208,10 @@ def test_real_ome_xml_parses_to_its_fields():
     assert image.name == "s_1_t_1_c_1_z_1.czi #1"
     assert image.acquired == datetime(2019, 6, 27, 18, 33, 40, 619000, tzinfo=timezone.utc)
     assert image.channels == ["Bright"]
-    assert image.physical == {"x": pytest.approx(1.0833333333333333), "y": pytest.approx(1.0833333333333333)}
+    assert image.physical == {
+        "x": pytest.approx(1.0833333333333333),
+        "y": pytest.approx(1.0833333333333333),
+    }
     assert set(image.planes) == {(0, 0, 0)}
     assert image.planes[(0, 0, 0)]["exposure_time"] == 10.0
     assert image.planes[(0, 0, 0)]["delta_t"] == pytest.approx(0.496, abs=1e-6)
@@ -187,18 +220,23 @@ def test_real_ome_xml_parses_to_its_fields():
 def test_ome_delta_t_units_and_offsets():
     xml = (
         '<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
-        '<Image ID="Image:0" Name="one"><AcquisitionDate>2024-05-01T14:00:00+02:00</AcquisitionDate>'
-        '<Pixels DimensionOrder="XYZCT" Type="uint8" SizeX="2" SizeY="2" SizeZ="2" SizeC="1" SizeT="1" PhysicalSizeZ="0.5">'
+        '<Image ID="Image:0" '
+        'Name="one"><AcquisitionDate>2024-05-01T14:00:00+02:00</AcquisitionDate>'
+        '<Pixels DimensionOrder="XYZCT" Type="uint8" SizeX="2" SizeY="2" SizeZ="2" SizeC="1" '
+        'SizeT="1" PhysicalSizeZ="0.5">'
         '<Channel ID="Channel:0:0" Name="dapi"/>'
         '<Plane TheZ="0" TheC="0" TheT="0" DeltaT="250" DeltaTUnit="ms"/>'
         '<Plane TheZ="1" TheC="0" TheT="0" DeltaT="2" DeltaTUnit="min" ExposureTime="nan"/>'
         "</Pixels></Image>"
         '<Image ID="Image:1"/>'
-        '<Image ID="Image:2"><AcquisitionDate>2024-05-01T12:00:00.1234567Z</AcquisitionDate></Image>'
+        '<Image ID="Image:2"><AcquisitionDate>2024-05-01T12:00:00.1234567Z'
+        "</AcquisitionDate></Image>"
         '<Image ID="Image:3"><AcquisitionDate>last tuesday</AcquisitionDate></Image></OME>'
     )
     first, second, ticks, unreadable = parse_ome(xml)
-    assert ticks.acquired == WHEN + timedelta(microseconds=123456)  # OME's 100-ns ticks, cut to microseconds
+    assert ticks.acquired == WHEN + timedelta(
+        microseconds=123456
+    )  # OME's 100-ns ticks, cut to microseconds
     assert unreadable.acquired is None  # like any unreadable OME value
     assert first.acquired == WHEN  # 14:00+02:00 is 12:00 UTC
     assert first.physical == {"z": 0.5}
@@ -240,7 +278,11 @@ def test_synthetic_stacks_round_trip_exactly(tmp_path, axes, shape, dtype):
     assert got.shape == expected.shape
     assert got.dtype == np.dtype(dtype)
     assert np.array_equal(got, expected)
-    rows = repo.snapshot().query(columns=("image_id", "t", "c", "z", "p", "channel", "dtype", "height", "width")).to_pylist()
+    rows = (
+        repo.snapshot()
+        .query(columns=("image_id", "t", "c", "z", "p", "channel", "dtype", "height", "width"))
+        .to_pylist()
+    )
     assert len(rows) == planes
     for row in rows:
         assert row["image_id"] == f"s_p{row['p']}_t{row['t']}_c{row['c']}_z{row['z']}"
@@ -271,7 +313,11 @@ def test_series_become_positions(tmp_path):
     path = tmp_path / "multi.ome.tif"
     with tifffile.TiffWriter(path, ome=True) as tif:
         for name, data in (("left", first), ("right", second)):
-            tif.write(data, photometric="minisblack", metadata={"axes": "ZYX", "Name": name, "AcquisitionDate": "2024-05-01T12:00:00"})
+            tif.write(
+                data,
+                photometric="minisblack",
+                metadata={"axes": "ZYX", "Name": name, "AcquisitionDate": "2024-05-01T12:00:00"},
+            )
     repo = new_repo(tmp_path / "repo")
     assert ingest(repo, path) == (4, 2)
     got = repo.snapshot().read_stack("multi")
@@ -280,13 +326,19 @@ def test_series_become_positions(tmp_path):
     assert np.array_equal(repo.snapshot().read_stack("multi", p=-1, z=0), second[None, None, 0])
     rows = repo.snapshot().query(columns=("image_id", "p", "series_name")).to_pylist()
     assert sorted((r["image_id"], r["p"], r["series_name"]) for r in rows) == [
-        ("multi_p0_t0_c0_z0", 0, "left"), ("multi_p0_t0_c0_z1", 0, "left"),
-        ("multi_p1_t0_c0_z0", 1, "right"), ("multi_p1_t0_c0_z1", 1, "right"),
+        ("multi_p0_t0_c0_z0", 0, "left"),
+        ("multi_p0_t0_c0_z1", 0, "left"),
+        ("multi_p1_t0_c0_z0", 1, "right"),
+        ("multi_p1_t0_c0_z1", 1, "right"),
     ]
 
 
 def test_plane_timestamps_are_acquisition_plus_delta_t(stack_repo):
-    rows = stack_repo.snapshot().query(columns=("image_id", "t", "c", "z", "timestamp", "delta_t")).to_pylist()
+    rows = (
+        stack_repo.snapshot()
+        .query(columns=("image_id", "t", "c", "z", "timestamp", "delta_t"))
+        .to_pylist()
+    )
     assert len(rows) == 24
     for row in rows:
         number = (row["t"] * 3 + row["c"]) * 4 + row["z"]  # tifffile numbers planes in TCZ order
@@ -320,7 +372,11 @@ def test_selectors_index_like_numpy(stack_repo, stack4d, selectors, index):
             continue
         sel = selectors[axis]
         where = position - offset
-        expected = np.take(expected, sel, axis=where) if isinstance(sel, list) else expected[(slice(None),) * where + (sel,)]
+        expected = (
+            np.take(expected, sel, axis=where)
+            if isinstance(sel, list)
+            else expected[(slice(None),) * where + (sel,)]
+        )
         if not isinstance(sel, (list, slice)):
             offset += 1
     got = stack_repo.snapshot().read_stack("cells", **selectors)
@@ -369,7 +425,10 @@ def test_read_stack_needs_one_sample_with_planes(tmp_path, stack4d):
     with pytest.raises(InvalidInputError, match="matches 2 samples"):
         repo.snapshot().read_stack(query=build_query(instruments=("scope1",)))
     # a query matching the planes of one sample is fine
-    assert np.array_equal(repo.snapshot().read_stack(query=build_query(samples=("one",)), c=2), full_array(stack4d, "TCZYX")[:, :, 2])
+    assert np.array_equal(
+        repo.snapshot().read_stack(query=build_query(samples=("one",)), c=2),
+        full_array(stack4d, "TCZYX")[:, :, 2],
+    )
     with pytest.raises(InvalidInputError, match="either a sample or a query"):
         repo.snapshot().read_stack()
     with pytest.raises(InvalidInputError, match="either a sample or a query"):
@@ -387,11 +446,17 @@ def test_samples_without_plane_columns_are_refused(runner, repo, tmp_path):
     (tmp_path / "pngs").mkdir()
     from PIL import Image
 
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "pngs" / "D20240101T120000_IFCB107_00001.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(
+        tmp_path / "pngs" / "D20240101T120000_IFCB107_00001.png"
+    )
     ok(invoke(runner, "--repo", repo, "commit", tmp_path / "pngs", "-i", "IFCB107", "-q"))
     with pytest.raises(InvalidInputError, match="no plane indices"):
         Repository.open(repo).snapshot().read_stack(query=build_query(instruments=("IFCB107",)))
-    assert_error(invoke(runner, "--repo", repo, "export", tmp_path / "out", "--c", "0"), 2, "no plane indices")
+    assert_error(
+        invoke(runner, "--repo", repo, "export", tmp_path / "out", "--c", "0"),
+        2,
+        "no plane indices",
+    )
 
 
 _DTYPES = st.sampled_from(["uint8", "uint16", "int16", "float32"])
@@ -401,8 +466,12 @@ def _selector(n: int):
     return st.one_of(
         st.none(),
         st.integers(-n, n - 1),
-        st.tuples(st.integers(0, n - 1), st.integers(1, n)).filter(lambda ab: ab[0] < ab[1]).map(lambda ab: slice(*ab)),
-        st.lists(st.integers(-n, n - 1), min_size=1, max_size=n).map(lambda xs: list(dict.fromkeys(x % n for x in xs))),
+        st.tuples(st.integers(0, n - 1), st.integers(1, n))
+        .filter(lambda ab: ab[0] < ab[1])
+        .map(lambda ab: slice(*ab)),
+        st.lists(st.integers(-n, n - 1), min_size=1, max_size=n).map(
+            lambda xs: list(dict.fromkeys(x % n for x in xs))
+        ),
     )
 
 
@@ -421,7 +490,11 @@ def stacks_and_selectors(draw):
     return data, picks
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(stacks_and_selectors())
 def test_read_stack_equals_numpy_indexing_property(case):
     data, picks = case
@@ -482,15 +555,37 @@ def test_plain_multipage_tiff_needs_axes_and_time(runner, repo, tmp_path):
     base = ("--repo", repo, "commit", "--format", "tiff", path, "-i", "scope1")
     assert_error(invoke(runner, *base), 2, "axes")
     assert_error(invoke(runner, *base, "--option", "axes=ZYX"), 2, "time=")
-    assert_error(invoke(runner, *base, "--option", "axes=ZY", "--option", "time=2024-05-01T12:00:00Z"), 2, "axes=ZY")
-    assert_error(invoke(runner, *base, "--option", "axes=ZYX", "--option", "time=yesterday"), 2, "time")
+    assert_error(
+        invoke(runner, *base, "--option", "axes=ZY", "--option", "time=2024-05-01T12:00:00Z"),
+        2,
+        "axes=ZY",
+    )
+    assert_error(
+        invoke(runner, *base, "--option", "axes=ZYX", "--option", "time=yesterday"), 2, "time"
+    )
     assert history(repo) == []
-    ok(invoke(runner, *base, "--option", "axes=ZYX", "--option", "time=2024-05-01T14:00:00+02:00", "-q"))
+    ok(
+        invoke(
+            runner,
+            *base,
+            "--option",
+            "axes=ZYX",
+            "--option",
+            "time=2024-05-01T14:00:00+02:00",
+            "-q",
+        )
+    )
     opened = Repository.open(repo)
-    rows = opened.snapshot().query(columns=("image_id", "t", "c", "z", "p", "timestamp", "channel", "height", "width")).to_pylist()
+    rows = (
+        opened.snapshot()
+        .query(columns=("image_id", "t", "c", "z", "p", "timestamp", "channel", "height", "width"))
+        .to_pylist()
+    )
     assert [r["image_id"] for r in rows] == [f"zstack_p0_t0_c0_z{z}" for z in range(5)]
     assert [r["z"] for r in rows] == list(range(5))
-    assert {(r["t"], r["c"], r["p"], r["channel"], r["height"], r["width"]) for r in rows} == {(0, 0, 0, None, 8, 6)}
+    assert {(r["t"], r["c"], r["p"], r["channel"], r["height"], r["width"]) for r in rows} == {
+        (0, 0, 0, None, 8, 6)
+    }
     assert {r["timestamp"] for r in rows} == {WHEN}
     assert np.array_equal(opened.snapshot().read_stack("zstack"), pages[None, None, None])
     assert np.array_equal(opened.snapshot().read_stack("zstack", z=2, p=0, t=0, c=0), pages[2])
@@ -510,7 +605,9 @@ def test_plain_tiff_time_comes_from_the_datetime_tag(tmp_path):
     # the time option wins over the tag
     other = new_repo(tmp_path / "other")
     ingest(other, path, axes="TYX", time="2020-01-01")
-    assert {r["timestamp"] for r in other.snapshot().query(columns=("timestamp",)).to_pylist()} == {datetime(2020, 1, 1, tzinfo=timezone.utc)}
+    assert {r["timestamp"] for r in other.snapshot().query(columns=("timestamp",)).to_pylist()} == {
+        datetime(2020, 1, 1, tzinfo=timezone.utc)
+    }
     assert np.array_equal(repo.snapshot().read_stack("tagged"), pages[None, :, None, None])
 
 
@@ -539,10 +636,36 @@ def test_axes_option_renames_ome_axes(tmp_path, stack4d):
 
 def test_split_none_keeps_each_file_as_one_image(runner, repo, tmp_path, stack4d):
     directory = tmp_path / "in"
-    stack = ome_stack(directory / "cells.ome.tif", stack4d, "TCZYX", channels=["a", "b", "c"], PhysicalSizeX=0.25, PhysicalSizeZ=2.0)
+    stack = ome_stack(
+        directory / "cells.ome.tif",
+        stack4d,
+        "TCZYX",
+        channels=["a", "b", "c"],
+        PhysicalSizeX=0.25,
+        PhysicalSizeZ=2.0,
+    )
     (directory / "sub").mkdir()
-    tifffile.imwrite(directory / "sub" / "flat.tif", np.ones((3, 3), np.uint8), datetime="2024:05:01 12:00:00")
-    result = json.loads(ok(invoke(runner, "--repo", repo, "commit", "--format", "tiff", directory, "-i", "scope1", "--split", "none", "--json")).stdout)
+    tifffile.imwrite(
+        directory / "sub" / "flat.tif", np.ones((3, 3), np.uint8), datetime="2024:05:01 12:00:00"
+    )
+    result = json.loads(
+        ok(
+            invoke(
+                runner,
+                "--repo",
+                repo,
+                "commit",
+                "--format",
+                "tiff",
+                directory,
+                "-i",
+                "scope1",
+                "--split",
+                "none",
+                "--json",
+            )
+        ).stdout
+    )
     assert (result["images"], result["new_images"], result["files"]) == (2, 2, 3)
     out = tmp_path / "cells.tif"
     ok(invoke(runner, "--repo", repo, "get", "cells", "-o", out))
@@ -583,7 +706,23 @@ def test_split_none_keeps_each_file_as_one_image(runner, repo, tmp_path, stack4d
 
 def test_no_raw_keeps_only_the_ome_xml(runner, repo, tmp_path, stack4d):
     stack = ome_stack(tmp_path / "in" / "cells.ome.tif", stack4d, "TCZYX")
-    result = json.loads(ok(invoke(runner, "--repo", repo, "commit", "-f", "tiff", stack, "-i", "s", "--no-raw", "--json")).stdout)
+    result = json.loads(
+        ok(
+            invoke(
+                runner,
+                "--repo",
+                repo,
+                "commit",
+                "-f",
+                "tiff",
+                stack,
+                "-i",
+                "s",
+                "--no-raw",
+                "--json",
+            )
+        ).stdout
+    )
     assert (result["images"], result["files"]) == (24, 1)
     listed = json.loads(ok(invoke(runner, "--repo", repo, "sources", "--json")).stdout)
     assert [(r["path"], r["role"]) for r in listed] == [("cells.ome.xml", "metadata")]
@@ -596,13 +735,45 @@ def test_partial_export_writes_exactly_the_selected_planes(runner, repo, tmp_pat
     ome_stack(tmp_path / "in" / "cells.ome.tif", stack4d, "TCZYX", channels=["a", "b", "c"])
     other = stack4d[:, :, :, ::-1].copy()
     ome_stack(tmp_path / "in" / "other.ome.tif", other, "TCZYX", channels=["a", "b", "c"])
-    ok(invoke(runner, "--repo", repo, "commit", "--format", "tiff", tmp_path / "in", "-i", "scope1", "-q"))
+    ok(
+        invoke(
+            runner,
+            "--repo",
+            repo,
+            "commit",
+            "--format",
+            "tiff",
+            tmp_path / "in",
+            "-i",
+            "scope1",
+            "-q",
+        )
+    )
 
     dest = tmp_path / "out"
-    out = json.loads(ok(invoke(runner, "--repo", repo, "export", dest, "--sample", "cells", "--c", "1", "--z", "0:2", "--json")).stdout)
+    out = json.loads(
+        ok(
+            invoke(
+                runner,
+                "--repo",
+                repo,
+                "export",
+                dest,
+                "--sample",
+                "cells",
+                "--c",
+                "1",
+                "--z",
+                "0:2",
+                "--json",
+            )
+        ).stdout
+    )
     expected = {f"cells_p0_t{t}_c1_z{z}": (t, z) for t in range(2) for z in range(2)}
     assert (out["images"], out["written"], out["skipped"]) == (4, 4, 0)
-    assert sorted(p.name for p in dest.iterdir()) == sorted([f"{i}.tif" for i in expected] + ["metadata.parquet"])
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [f"{i}.tif" for i in expected] + ["metadata.parquet"]
+    )
     for image, (t, z) in expected.items():
         assert np.array_equal(tifffile.imread(dest / f"{image}.tif"), stack4d[t, 1, z])
     meta = pq.read_table(dest / "metadata.parquet").to_pylist()
@@ -619,9 +790,15 @@ def test_partial_export_writes_exactly_the_selected_planes(runner, repo, tmp_pat
     assert np.array_equal(tifffile.imread(both / "other_p0_t1_c2_z3.tif"), other[1, 2, 3])
 
     # errors: out of range, bad text, --raw with selectors
-    assert_error(invoke(runner, "--repo", repo, "export", tmp_path / "bad", "--sample", "cells", "--c", "5"), 2, "out of range")
+    assert_error(
+        invoke(runner, "--repo", repo, "export", tmp_path / "bad", "--sample", "cells", "--c", "5"),
+        2,
+        "out of range",
+    )
     assert_error(invoke(runner, "--repo", repo, "export", tmp_path / "bad", "--z", "a:b"), 2, "--z")
-    assert_error(invoke(runner, "--repo", repo, "export", tmp_path / "bad", "--raw", "--c", "1"), 2, "--raw")
+    assert_error(
+        invoke(runner, "--repo", repo, "export", tmp_path / "bad", "--raw", "--c", "1"), 2, "--raw"
+    )
     assert not (tmp_path / "bad").exists()
 
 
@@ -653,7 +830,11 @@ def test_commit_errors_are_one_line_and_commit_nothing(runner, repo, a_stack, ex
 
 @pytest.mark.parametrize(
     ("name", "content"),
-    [("junk.tif", b"this is not a TIFF file at all\n"), ("trunc.ome.tiff", b"II*\x00\xff\xff\xff\x7f"), ("empty.tiff", b"")],
+    [
+        ("junk.tif", b"this is not a TIFF file at all\n"),
+        ("trunc.ome.tiff", b"II*\x00\xff\xff\xff\x7f"),
+        ("empty.tiff", b""),
+    ],
 )
 def test_unreadable_tiff_files_are_refused(runner, repo, tmp_path, a_stack, name, content):
     ok(invoke(runner, "--repo", repo, "commit", "--format", "tiff", a_stack, "-i", "s", "-q"))
@@ -661,30 +842,63 @@ def test_unreadable_tiff_files_are_refused(runner, repo, tmp_path, a_stack, name
     bad = a_stack.parent / name
     bad.write_bytes(content)
     # alone, or next to a good file: nothing of the directory is written
-    assert_error(invoke(runner, "--repo", repo, "commit", "--format", "tiff", bad, "-i", "s"), 2, name)
-    assert_error(invoke(runner, "--repo", repo, "commit", "--format", "tiff", a_stack.parent, "-i", "s2"), 2, name)
+    assert_error(
+        invoke(runner, "--repo", repo, "commit", "--format", "tiff", bad, "-i", "s"), 2, name
+    )
+    assert_error(
+        invoke(runner, "--repo", repo, "commit", "--format", "tiff", a_stack.parent, "-i", "s2"),
+        2,
+        name,
+    )
     assert history(repo) == before
 
 
 def test_source_errors(runner, repo, tmp_path, a_stack):
-    assert_error(invoke(runner, "--repo", repo, "commit", "-f", "tiff", tmp_path / "missing.tif", "-i", "s"), 2, "missing.tif")
+    assert_error(
+        invoke(runner, "--repo", repo, "commit", "-f", "tiff", tmp_path / "missing.tif", "-i", "s"),
+        2,
+        "missing.tif",
+    )
     (tmp_path / "nothing").mkdir()
     (tmp_path / "nothing" / "notes.txt").write_text("x")
-    assert_error(invoke(runner, "--repo", repo, "commit", "-f", "tiff", tmp_path / "nothing", "-i", "s"), 2, "no .tif/.tiff files")
+    assert_error(
+        invoke(runner, "--repo", repo, "commit", "-f", "tiff", tmp_path / "nothing", "-i", "s"),
+        2,
+        "no .tif/.tiff files",
+    )
     (a_stack.parent / "cells.tif").write_bytes(a_stack.read_bytes())  # same stem as cells.ome.tif
-    assert_error(invoke(runner, "--repo", repo, "commit", "-f", "tiff", a_stack.parent, "-i", "s"), 2, "'cells'")
+    assert_error(
+        invoke(runner, "--repo", repo, "commit", "-f", "tiff", a_stack.parent, "-i", "s"),
+        2,
+        "'cells'",
+    )
     assert history(repo) == []
 
 
 def test_recommitting_the_same_stack_is_a_no_op(runner, repo, a_stack):
-    first = json.loads(ok(invoke(runner, "--repo", repo, "commit", "-f", "tiff", a_stack, "-i", "s", "--json")).stdout)
+    first = json.loads(
+        ok(
+            invoke(runner, "--repo", repo, "commit", "-f", "tiff", a_stack, "-i", "s", "--json")
+        ).stdout
+    )
     assert (first["new_images"], first["new_files"]) == (24, 2)
     before = history(repo)
-    again = json.loads(ok(invoke(runner, "--repo", repo, "commit", "-f", "tiff", a_stack, "-i", "s", "--json")).stdout)
+    again = json.loads(
+        ok(
+            invoke(runner, "--repo", repo, "commit", "-f", "tiff", a_stack, "-i", "s", "--json")
+        ).stdout
+    )
     assert again["commit"] is None
-    assert (again["images"], again["new_images"], again["files"], again["new_files"]) == (24, 0, 2, 0)
+    assert (again["images"], again["new_images"], again["files"], again["new_files"]) == (
+        24,
+        0,
+        2,
+        0,
+    )
     text = ok(invoke(runner, "--repo", repo, "commit", "-f", "tiff", a_stack, "-i", "s")).stdout
-    assert text.startswith("Nothing new to commit: all 24 images and 2 original files are already on main")
+    assert text.startswith(
+        "Nothing new to commit: all 24 images and 2 original files are already on main"
+    )
     assert history(repo) == before
     assert Repository.open(repo).snapshot().count() == 24
 
@@ -732,14 +946,18 @@ class NpyAdapter(Adapter):
             except (OSError, ValueError) as exc:
                 raise InvalidInputError(f"cannot read {path.name}: {exc}") from None
             for z, plane in enumerate(data):
-                rows.append({"image_id": f"{path.stem}_z{z}", "timestamp": when, "sample_id": path.stem,
-                             "media_type": "image/tiff", "p": 0, "t": 0, "c": 0, "z": z})
+                rows.append({"image_id": f"{path.stem}_z{z}", "timestamp": when,
+                             "sample_id": path.stem, "media_type": "image/tiff",
+                             "p": 0, "t": 0, "c": 0, "z": z})
                 planes.append(encode_plane(plane))
             if keep_raw:
-                files.append(SourceFile(path.stem, path.name, when, media_type="application/octet-stream", location=path))
-        table = pa.Table.from_pylist(rows, schema=pa.schema([
-            ("image_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC")), ("sample_id", pa.string()),
-            ("media_type", pa.string()), ("p", pa.int64()), ("t", pa.int64()), ("c", pa.int64()), ("z", pa.int64())]))
+                raw = "application/octet-stream"
+                files.append(SourceFile(path.stem, path.name, when, media_type=raw, location=path))
+        schema = pa.schema([
+            ("image_id", pa.string()), ("timestamp", pa.timestamp("us", tz="UTC")),
+            ("sample_id", pa.string()), ("media_type", pa.string()),
+            ("p", pa.int64()), ("t", pa.int64()), ("c", pa.int64()), ("z", pa.int64())])
+        table = pa.Table.from_pylist(rows, schema=schema)
         plan = IngestPlan(batches=[PlannedBatch(instrument, table, blobs=lambda: iter(planes))])
         if files:
             plan.sources[instrument] = files
@@ -760,25 +978,36 @@ def _install(site: Path, module: str, entry_points: str, monkeypatch) -> None:
     (site / module / "__init__.py").write_text(ADAPTER_PLUGIN)
     dist = site / f"{module}-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
+    (dist / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n"
+    )
     (dist / "entry_points.txt").write_text(f"[improv_vcs.adapters]\n{entry_points}\n")
     monkeypatch.syspath_prepend(str(site))
 
 
 def test_a_third_party_adapter_installs_through_an_entry_point(runner, repo, tmp_path, monkeypatch):
-    _install(tmp_path / "site", "npy_adapter", "npy = npy_adapter:NpyAdapter\ntiff = npy_adapter:Impostor", monkeypatch)
+    _install(
+        tmp_path / "site",
+        "npy_adapter",
+        "npy = npy_adapter:NpyAdapter\ntiff = npy_adapter:Impostor",
+        monkeypatch,
+    )
     known_adapters.cache_clear()
     try:
         known = known_adapters()
         assert "npy" in known and type(known["npy"]).__name__ == "NpyAdapter"
-        assert type(known["tiff"]).__module__ == "improv_vcs.ingest.adapters.tiff"  # built-ins cannot be replaced
+        assert (
+            type(known["tiff"]).__module__ == "improv_vcs.ingest.adapters.tiff"
+        )  # built-ins cannot be replaced
         listed = json.loads(ok(invoke(runner, "formats", "--json")).stdout)
         by_name = {a["name"]: a for a in listed}
         assert set(by_name) >= {"files", "ifcb", "tiff", "npy"}
         assert [a["name"] for a in listed] == sorted(by_name)
         assert by_name["npy"] == {
-            "name": "npy", "description": "numpy .npy z-stacks",
-            "options": {"time": "acquisition time (ISO 8601)"}, "needs_instrument": True,
+            "name": "npy",
+            "description": "numpy .npy z-stacks",
+            "options": {"time": "acquisition time (ISO 8601)"},
+            "needs_instrument": True,
         }
         assert by_name["tiff"]["options"].keys() == {"split", "axes", "time", "timezone"}
         assert "npy" in ok(invoke(runner, "formats")).stdout
@@ -787,18 +1016,63 @@ def test_a_third_party_adapter_installs_through_an_entry_point(runner, repo, tmp
         source = tmp_path / "arrays"
         source.mkdir()
         np.save(source / "blob.npy", data)
-        result = json.loads(ok(invoke(runner, "--repo", repo, "commit", "--format", "npy", source, "-i", "np1", "--option",
-                                      "time=2024-05-01T12:00:00+00:00", "--json")).stdout)
-        assert (result["format"], result["images"], result["new_images"], result["files"]) == ("npy", 3, 3, 1)
+        result = json.loads(
+            ok(
+                invoke(
+                    runner,
+                    "--repo",
+                    repo,
+                    "commit",
+                    "--format",
+                    "npy",
+                    source,
+                    "-i",
+                    "np1",
+                    "--option",
+                    "time=2024-05-01T12:00:00+00:00",
+                    "--json",
+                )
+            ).stdout
+        )
+        assert (result["format"], result["images"], result["new_images"], result["files"]) == (
+            "npy",
+            3,
+            3,
+            1,
+        )
         opened = Repository.open(repo)
         assert np.array_equal(opened.snapshot().read_stack("blob"), data[None, None, None])
-        rows = opened.snapshot().query(columns=("image_id", "instrument", "timestamp", "z")).to_pylist()
+        rows = (
+            opened.snapshot()
+            .query(columns=("image_id", "instrument", "timestamp", "z"))
+            .to_pylist()
+        )
         assert [(r["image_id"], r["instrument"], r["timestamp"], r["z"]) for r in rows] == [
             (f"blob_z{z}", "np1", WHEN, z) for z in range(3)
         ]
-        assert opened.snapshot().read_source("blob", "blob.npy") == (source / "blob.npy").read_bytes()
-        assert_error(invoke(runner, "--repo", repo, "commit", "--format", "npy", source, "-i", "np1", "--option", "axes=ZYX"), 2, "no option 'axes'")
-        assert_error(invoke(runner, "--repo", repo, "commit", "--format", "npy", source), 2, "--instrument")
+        assert (
+            opened.snapshot().read_source("blob", "blob.npy") == (source / "blob.npy").read_bytes()
+        )
+        assert_error(
+            invoke(
+                runner,
+                "--repo",
+                repo,
+                "commit",
+                "--format",
+                "npy",
+                source,
+                "-i",
+                "np1",
+                "--option",
+                "axes=ZYX",
+            ),
+            2,
+            "no option 'axes'",
+        )
+        assert_error(
+            invoke(runner, "--repo", repo, "commit", "--format", "npy", source), 2, "--instrument"
+        )
         assert len(history(repo)) == 1
     finally:
         known_adapters.cache_clear()
@@ -809,7 +1083,9 @@ def test_an_entry_point_must_name_its_adapter(runner, tmp_path, monkeypatch):
     _install(tmp_path / "site", "wrong_adapter", "numpy = wrong_adapter:WRONG", monkeypatch)
     known_adapters.cache_clear()
     try:
-        with pytest.raises(InvalidInputError, match="entry point 'numpy'.*does not give an Adapter named 'numpy'"):
+        with pytest.raises(
+            InvalidInputError, match="entry point 'numpy'.*does not give an Adapter named 'numpy'"
+        ):
             known_adapters()
         assert_error(invoke(runner, "formats"), 2, "numpy")
     finally:

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from improv_vcs.core.times import parse_iso
 
 UTC = timezone.utc
-_instant = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)).map(lambda d: d.replace(tzinfo=UTC))
+_instant = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)).map(
+    lambda d: d.replace(tzinfo=UTC)
+)
 _offset = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 
 
@@ -21,7 +23,8 @@ def _cut(value: datetime, digits: int) -> datetime:
 
 
 def _written(value: datetime, digits: int, suffix: str) -> str:
-    """``value`` (in its own zone) as ISO 8601 with ``digits`` of fraction and ``suffix`` for its offset."""
+    """``value`` (in its own zone) as ISO 8601 with ``digits`` of fraction and ``suffix`` for its
+    offset."""
     text = value.strftime("%Y-%m-%dT%H:%M:%S")
     if digits:
         text += "." + f"{value.microsecond:06d}{'0' * 3}"[:digits]
@@ -47,11 +50,17 @@ def test_a_time_without_an_offset_is_read_in_the_given_zone():
     assert parse_iso("2024-05-01T12:00:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)
     assert parse_iso("2024-05-01T12:00:00", eastern) == datetime(2024, 5, 1, 17, tzinfo=UTC)
     assert parse_iso(" 2024-05-01 ") == datetime(2024, 5, 1, tzinfo=UTC)
-    assert parse_iso("2019-03-04T10:11:12.1234567Z") == datetime(2019, 3, 4, 10, 11, 12, 123456, tzinfo=UTC)
-    assert parse_iso("2019-03-04 10:11:12,5") == datetime(2019, 3, 4, 10, 11, 12, 500000, tzinfo=UTC)
+    assert parse_iso("2019-03-04T10:11:12.1234567Z") == datetime(
+        2019, 3, 4, 10, 11, 12, 123456, tzinfo=UTC
+    )
+    assert parse_iso("2019-03-04 10:11:12,5") == datetime(
+        2019, 3, 4, 10, 11, 12, 500000, tzinfo=UTC
+    )
 
 
-@pytest.mark.parametrize("text", ["", "Z", "yesterday", "2024-13-01", "2024-05-01T25:00:00", "2024-05-01T12:00:00+25:00"])
+@pytest.mark.parametrize(
+    "text", ["", "Z", "yesterday", "2024-13-01", "2024-05-01T25:00:00", "2024-05-01T12:00:00+25:00"]
+)
 def test_what_is_not_an_iso_time_is_a_value_error(text):
     with pytest.raises(ValueError):
         parse_iso(text)

@@ -23,13 +23,19 @@ def blocks(text: str) -> list[tuple[str, str | None]]:
         if lang != "sh":
             continue
         following = found[i + 1] if i + 1 < len(found) else None
-        shown = following[1] if following and following[0] == "text" and not text[end : following[2]].strip() else None
+        shown = (
+            following[1]
+            if following and following[0] == "text" and not text[end : following[2]].strip()
+            else None
+        )
         out.append((body, shown))
     return out
 
 
 def matches(expected: str, actual: str) -> bool:
-    pattern = "".join(".*" if part == "…" else re.escape(part) for part in re.split("(…)", expected))
+    pattern = "".join(
+        ".*" if part == "…" else re.escape(part) for part in re.split("(…)", expected)
+    )
     return re.fullmatch(pattern, actual) is not None
 
 
@@ -46,14 +52,27 @@ def test_tutorial_runs_and_prints_what_it_shows(tmp_path):
         "HOME": str(tmp_path),
     }
     env.pop("IMPROV_REPO", None)
-    done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["bash", "-c", "\n".join(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     outputs = re.split(rf"^{MARK} \d+\n", done.stdout, flags=re.M)[1:]
-    assert done.returncode == 0, f"block {len(outputs) - 1} failed:\n{steps[len(outputs) - 1][0]}\n{outputs[-1]}{done.stderr}"
+    assert done.returncode == 0, (
+        f"block {len(outputs) - 1} "
+        f"failed:\n{steps[len(outputs) - 1][0]}\n{outputs[-1]}{done.stderr}"
+    )
     assert len(outputs) == len(steps)
     for (body, shown), printed in zip(steps, outputs):
         if shown is None:
             continue
-        want, got = shown.rstrip("\n").splitlines(), [line.rstrip() for line in printed.rstrip("\n").splitlines()]
+        want, got = (
+            shown.rstrip("\n").splitlines(),
+            [line.rstrip() for line in printed.rstrip("\n").splitlines()],
+        )
         assert len(want) == len(got), f"{body}\nexpected:\n{shown}\ngot:\n{printed}"
         for w, g in zip(want, got):
             assert matches(w, g), f"{body}\nexpected line: {w!r}\ngot line:      {g!r}"

@@ -5,4 +5,13 @@ against any copy of the repository (:mod:`.citing`)."""
 from .citation import Citation, Pinned
 from .citing import Verification, export, load, make, result_digest, verify
 
-__all__ = ["Citation", "Pinned", "Verification", "export", "load", "make", "result_digest", "verify"]
+__all__ = [
+    "Citation",
+    "Pinned",
+    "Verification",
+    "export",
+    "load",
+    "make",
+    "result_digest",
+    "verify",
+]

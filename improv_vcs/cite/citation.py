@@ -99,7 +99,8 @@ class Citation(BaseModel):
             "year": str(self._year()),
             "publisher": "improv_vcs",
             "version": self.version or self.pinned.commit[:12],
-            "howpublished": f"improv_vcs repository {self.pinned.repository}, commit {self.pinned.commit}",
+            "howpublished": f"improv_vcs repository {self.pinned.repository}, commit "
+            f"{self.pinned.commit}",
             "note": f"{self._what()}, {self.pinned.count} images; identifier {self.identifier}",
         }
         if self.doi:
@@ -108,7 +109,9 @@ class Citation(BaseModel):
             fields["copyright"] = self.license
         if self.urls:
             fields["url"] = self.urls[0]
-        body = ",\n".join(f"  {name} = {{{_bibtex_escape(value)}}}" for name, value in fields.items())
+        body = ",\n".join(
+            f"  {name} = {{{_bibtex_escape(value)}}}" for name, value in fields.items()
+        )
         return f"@misc{{{key},\n{body}\n}}\n"
 
     def to_csl_json(self) -> list[dict[str, Any]]:
@@ -134,22 +137,30 @@ class Citation(BaseModel):
         """DataCite metadata (the JSON form of schema 4): the mandatory
         identifier, creators, titles, publisher, publicationYear and
         resourceType, plus rights and alternate identifiers."""
-        identifier = {"identifier": self.doi, "identifierType": "DOI"} if self.doi else {
-            "identifier": self.identifier, "identifierType": "improv"
-        }
+        identifier = (
+            {"identifier": self.doi, "identifierType": "DOI"}
+            if self.doi
+            else {"identifier": self.identifier, "identifierType": "improv"}
+        )
         return {
             "identifiers": [identifier],
-            "creators": [{"name": a, "nameType": "Personal"} for a in self.authors] or [{"name": "Anonymous"}],
+            "creators": [{"name": a, "nameType": "Personal"} for a in self.authors]
+            or [{"name": "Anonymous"}],
             "titles": [{"title": self.title}],
             "publisher": "improv_vcs",
             "publicationYear": str(self._year()),
             "types": {"resourceTypeGeneral": "Dataset", "resourceType": "Image data snapshot"},
             "version": self.version or self.pinned.commit,
             "rightsList": [{"rights": self.license}] if self.license else [],
-            "descriptions": [{"description": self.description, "descriptionType": "Abstract"}] if self.description else [],
+            "descriptions": [{"description": self.description, "descriptionType": "Abstract"}]
+            if self.description
+            else [],
             "alternateIdentifiers": [
                 {"alternateIdentifier": self.identifier, "alternateIdentifierType": "improv"},
-                {"alternateIdentifier": self.pinned.commit, "alternateIdentifierType": "improv-commit"},
+                {
+                    "alternateIdentifier": self.pinned.commit,
+                    "alternateIdentifierType": "improv-commit",
+                },
             ],
             "schemaVersion": "http://datacite.org/schema/kernel-4",
         }
@@ -164,8 +175,15 @@ class Citation(BaseModel):
         if style == "datacite":
             return json.dumps(self.to_datacite(), indent=2) + "\n"
         if style == "json":
-            return json.dumps({**self.model_dump(mode="json"), "identifier": self.identifier}, indent=2) + "\n"
-        raise InvalidInputError(f"unknown citation format {style!r}; use one of {', '.join(STYLES)}")
+            return (
+                json.dumps(
+                    {**self.model_dump(mode="json"), "identifier": self.identifier}, indent=2
+                )
+                + "\n"
+            )
+        raise InvalidInputError(
+            f"unknown citation format {style!r}; use one of {', '.join(STYLES)}"
+        )
 
 
 STYLES = ("text", "bibtex", "csl-json", "datacite", "json")
@@ -189,7 +207,9 @@ def describe_query(query: dict[str, Any]) -> str:
     for kind in query.get("kinds", ()):
         parts.append(f"with {kind} records")
     for condition in query.get("provenance", ()):
-        parts.append(f"{condition['kind']}.{condition['column']} {condition['op']} {condition['value']}")
+        parts.append(
+            f"{condition['kind']}.{condition['column']} {condition['op']} {condition['value']}"
+        )
     for run in query.get("runs", ()):
         parts.append(f"run {run['run']}" + (f" of {run['kind']}" if run.get("kind") else ""))
     return "; ".join(parts) or "all images"
@@ -211,7 +231,9 @@ def _csl_name(author: str) -> dict[str, str]:
 
 
 def encode_identifier(pinned: Pinned) -> str:
-    payload = json.dumps(pinned.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    payload = json.dumps(
+        pinned.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+    ).encode()
     packed = zstandard.ZstdCompressor(level=19).compress(payload)
     body = base64.urlsafe_b64encode(packed).decode().rstrip("=")
     return f"{PREFIX}{body}.{_check(body)}"
@@ -227,7 +249,7 @@ def decode_identifier(identifier: str) -> Pinned:
     text = identifier.strip()
     if not _IDENTIFIER.fullmatch(text):
         raise InvalidInputError(f"not an improv citation identifier: {text[:40]!r}")
-    body, dot, check = text[len(PREFIX):].rpartition(".")
+    body, dot, check = text[len(PREFIX) :].rpartition(".")
     if not dot or _check(body) != check:
         raise InvalidInputError("the citation identifier is damaged (its checksum does not match)")
     try:

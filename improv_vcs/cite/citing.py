@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
 
-from .citation import Citation, Pinned, find_identifier
 from ..core.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from ..query.export import ExportReport, export_rows, iter_blobs
 from ..query.filters import Query
+from .citation import Citation, Pinned, find_identifier
 
 if TYPE_CHECKING:
     from ..repository.repository import Repository
@@ -37,7 +37,9 @@ def result_digest(rows: pa.Table, record_ids: Sequence[str]) -> str:
     digest = hashlib.sha256()
     if rows.num_rows:
         ordered = rows.select(["image_id", "blob_id"]).sort_by("image_id")
-        lines = pc.binary_join_element_wise(ordered.column("image_id"), ordered.column("blob_id"), "\t")
+        lines = pc.binary_join_element_wise(
+            ordered.column("image_id"), ordered.column("blob_id"), "\t"
+        )
         digest.update(("\n".join(lines.to_pylist()) + "\n").encode())
     for record in sorted(record_ids):
         digest.update(f"record\t{record}\n".encode())
@@ -56,7 +58,9 @@ def make(snapshot: Snapshot, query: Query, tag: str | None, metadata: dict[str, 
         if snapshot.rev not in (None, tag):
             raise InvalidInputError("give either a revision or --tag, not both")
         if repo.resolve(tag) != snapshot.commit_id:
-            raise InvalidInputError(f"tag {tag!r} does not name the cited commit {snapshot.commit_id[:12]}")
+            raise InvalidInputError(
+                f"tag {tag!r} does not name the cited commit {snapshot.commit_id[:12]}"
+            )
         found = repo.tag_object(tag)
         if found is not None:
             release = {k: getattr(found, k) for k in _METADATA if getattr(found, k)}
@@ -123,7 +127,9 @@ def _rows(repo: Repository, pinned: Pinned) -> tuple[Query, Any]:
     try:
         query = Query.model_validate(pinned.query)
     except ValidationError:
-        raise InvalidInputError("the citation's query is not valid (a damaged or foreign citation)") from None
+        raise InvalidInputError(
+            "the citation's query is not valid (a damaged or foreign citation)"
+        ) from None
     try:
         return query, repo.snapshot(pinned.commit).select(query, record_ids=True)
     except NotFoundError as exc:
@@ -137,7 +143,9 @@ def _pull_hint(repo: Repository) -> str:
     return "pull it from " + ", ".join(f"{name} ({r.url})" for name, r in remotes.items())
 
 
-def verify(repo: Repository, pinned: Pinned, progress: Callable[[int], None] | None = None) -> Verification:
+def verify(
+    repo: Repository, pinned: Pinned, progress: Callable[[int], None] | None = None
+) -> Verification:
     """Re-run the pinned selection, compare count and digest, and re-read
     every cited image; raise on any difference."""
     _, result = _rows(repo, pinned)
@@ -145,8 +153,10 @@ def verify(repo: Repository, pinned: Pinned, progress: Callable[[int], None] | N
     digest = result_digest(rows, result.record_ids)
     if rows.num_rows != pinned.count or digest != pinned.digest:
         raise IntegrityError(
-            f"the cited selection now gives {rows.num_rows} image(s) (cited: {pinned.count}) and digest "
-            f"{digest[:12]} (cited: {pinned.digest[:12]}); the repository may be damaged: run `improv fsck`"
+            f"the cited selection now gives {rows.num_rows} image(s) (cited: {pinned.count}) and "
+            f"digest "
+            f"{digest[:12]} (cited: {pinned.digest[:12]}); the repository may be damaged: run "
+            f"`improv fsck`"
         )
     checked = nbytes = 0
     try:
@@ -156,7 +166,9 @@ def verify(repo: Repository, pinned: Pinned, progress: Callable[[int], None] | N
             if progress:
                 progress(1)
     except IntegrityError as exc:
-        raise IntegrityError(f"a cited image's stored bytes are corrupt ({exc}); run `improv fsck`") from None
+        raise IntegrityError(
+            f"a cited image's stored bytes are corrupt ({exc}); run `improv fsck`"
+        ) from None
     return Verification(pinned.commit, rows.num_rows, digest, checked, nbytes)
 
 
@@ -178,23 +190,31 @@ def export(
     return report
 
 
-def _export_provenance(repo: Repository, commit: str, query: Query, used: set[str], dest: Path) -> None:
+def _export_provenance(
+    repo: Repository, commit: str, query: Query, used: set[str], dest: Path
+) -> None:
     import pyarrow.parquet as pq
 
     from ..core.files import write_atomic
-    from ..query.export import file_names
     from ..provenance.catalog import get_kind
+    from ..query.export import file_names
 
     for kind in query.provenance_kinds():
         records = repo.snapshot(commit).provenance_records(kind)
-        records = records.filter(pc.is_in(records.column("record_id"), value_set=pa.array(sorted(used), pa.string())))
+        records = records.filter(
+            pc.is_in(records.column("record_id"), value_set=pa.array(sorted(used), pa.string()))
+        )
         (dest / "provenance").mkdir(parents=True, exist_ok=True)
         sink = pa.BufferOutputStream()
         pq.write_table(records, sink, compression="zstd")
         write_atomic(dest / "provenance" / f"{kind}.parquet", sink.getvalue().to_pybytes())
         if get_kind(kind).blob and records.num_rows:
             (dest / "masks").mkdir(exist_ok=True)
-            stems = pc.binary_join_element_wise(records.column("image_id"), pc.utf8_slice_codeunits(records.column("record_id"), 0, 12), ".")
+            stems = pc.binary_join_element_wise(
+                records.column("image_id"),
+                pc.utf8_slice_codeunits(records.column("record_id"), 0, 12),
+                ".",
+            )
             names = file_names(records.set_column(0, "image_id", stems))
             for name, _, data in iter_blobs(repo.odb, records, names):
                 write_atomic(dest / "masks" / name, data)

@@ -48,7 +48,11 @@ def _only_the_invoked_command(argv: list[str]) -> None:
         if word in ("-R", "--repo"):
             next(words, None)
         elif not word.startswith("-"):
-            commands = [c for c in app.registered_commands if (c.name or c.callback.__name__.replace("_", "-")) == word]
+            commands = [
+                c
+                for c in app.registered_commands
+                if (c.name or c.callback.__name__.replace("_", "-")) == word
+            ]
             groups = [g for g in app.registered_groups if g.name == word]
             if commands or groups:
                 app.registered_commands, app.registered_groups = commands, groups

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -55,15 +55,36 @@ bytes match their hash.
 @app.command(help=CITE_HELP, rich_help_panel=QUERY)
 @handles_errors
 def cite(
-    args: Annotated[Optional[list[str]], typer.Argument(help="[REF] | verify CITATION | export CITATION DEST", show_default=False)] = None,
-    tag: Annotated[Optional[str], typer.Option("--tag", help="Cite this release (an annotated tag); its metadata fills the citation.")] = None,
-    title: Annotated[Optional[str], typer.Option("--title", help="Title of the cited data.")] = None,
-    author: Annotated[Optional[list[str]], typer.Option("--author", help="An author, 'Family, Given' or 'Given Family' (repeatable).")] = None,
-    license: Annotated[Optional[str], typer.Option("--license", help="License, e.g. CC-BY-4.0.")] = None,
-    description: Annotated[Optional[str], typer.Option("--description", help="What the data is.")] = None,
-    doi: Annotated[Optional[str], typer.Option("--doi", help="A DOI minted for this data (10.xxxx/...).")] = None,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="text, bibtex, csl-json, datacite or json.")] = "text",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the citation to FILE.")] = None,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="[REF] | verify CITATION | export CITATION DEST", show_default=False),
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(
+            "--tag", help="Cite this release (an annotated tag); its metadata fills the citation."
+        ),
+    ] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Title of the cited data.")] = None,
+    author: Annotated[
+        list[str] | None,
+        typer.Option("--author", help="An author, 'Family, Given' or 'Given Family' (repeatable)."),
+    ] = None,
+    license: Annotated[
+        str | None, typer.Option("--license", help="License, e.g. CC-BY-4.0.")
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="What the data is.")
+    ] = None,
+    doi: Annotated[
+        str | None, typer.Option("--doi", help="A DOI minted for this data (10.xxxx/...).")
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="text, bibtex, csl-json, datacite or json.")
+    ] = "text",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the citation to FILE.")
+    ] = None,
     instrument: Instrument = None,
     start: Start = None,
     end: End = None,
@@ -95,9 +116,37 @@ def cite(
         return
     if len(words) > 1:
         raise InvalidInputError("give at most one revision to cite")
-    query = build_from_options(instrument, start, end, bbox, depth, dataset, sample, where, None, None, kind, prov, run, None, sample_quality)
+    query = build_from_options(
+        instrument,
+        start,
+        end,
+        bbox,
+        depth,
+        dataset,
+        sample,
+        where,
+        None,
+        None,
+        kind,
+        prov,
+        run,
+        None,
+        sample_quality,
+    )
     filters = query.model_dump(exclude_defaults=True)
-    citation = open_repo(repo).snapshot(words[0] if words else tag).cite(tag=tag, title=title, authors=tuple(author or ()), license=license, description=description, doi=doi, **filters)
+    citation = (
+        open_repo(repo)
+        .snapshot(words[0] if words else tag)
+        .cite(
+            tag=tag,
+            title=title,
+            authors=tuple(author or ()),
+            license=license,
+            description=description,
+            doi=doi,
+            **filters,
+        )
+    )
     text = citation.render("json" if json_output else output_format)
     if output is not None:
         output.write_text(text)
@@ -116,7 +165,8 @@ def _verify(citation: str, quiet: bool, json_output: bool, repo: str | None) -> 
     report(
         json_output,
         result.to_json(),
-        f"Verified: commit {result.commit[:12]}, {result.count} image(s), digest {result.digest[:12]}; "
+        f"Verified: commit {result.commit[:12]}, {result.count} image(s), digest "
+        f"{result.digest[:12]}; "
         f"{result.images_checked} image(s) re-read, every byte matches.",
     )
 
@@ -128,8 +178,16 @@ def _export(citation: str, dest: Path, quiet: bool, json_output: bool, repo: str
     pinned = cite.load(citation)
     with progress_bar("exporting", total=pinned.count, disable=quiet) as advance:
         result = cite.export(open_repo(repo), pinned, dest, advance)
-    data = {"images": result.images, "written": result.written, "skipped": result.skipped, "dest": str(dest)}
+    data = {
+        "images": result.images,
+        "written": result.written,
+        "skipped": result.skipped,
+        "dest": str(dest),
+    }
     if json_output:
         print_json(data)
     else:
-        typer.echo(f"Exported the {result.images} cited image(s) to {dest} ({result.written} written, {result.skipped} already there)")
+        typer.echo(
+            f"Exported the {result.images} cited image(s) to {dest} ({result.written} written, "
+            f"{result.skipped} already there)"
+        )

@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
@@ -54,8 +54,14 @@ def _plain_flags(params: list[click.Parameter]) -> list[click.Parameter]:
         if param.is_flag:
             param.metavar = ""
             continue
-        described = getattr(param, "type_descriptor", None)  # typer versions that label types <type>
-        values = get_args(described.annotation) if param.multiple and getattr(described, "is_list", False) else ()
+        described = getattr(
+            param, "type_descriptor", None
+        )  # typer versions that label types <type>
+        values = (
+            get_args(described.annotation)
+            if param.multiple and getattr(described, "is_list", False)
+            else ()
+        )
         if len(values) == 1 and isinstance(values[0], type):
             param.metavar = f"<{values[0].__name__}>"
     return params
@@ -69,7 +75,9 @@ def _summary(help: str | None) -> str | None:
 class Command(TyperCommand):
     """A command whose help reads well at any width."""
 
-    def __init__(self, *args: Any, help: str | None = None, short_help: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, help: str | None = None, short_help: str | None = None, **kwargs: Any
+    ) -> None:
         help = reflow(help)
         super().__init__(*args, help=help, short_help=short_help or _summary(help), **kwargs)
 
@@ -81,7 +89,9 @@ class Group(TyperGroup):
     """A command group: help as :class:`Command`'s, commands listed panel by
     panel (:data:`PANELS`)."""
 
-    def __init__(self, *args: Any, help: str | None = None, short_help: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, help: str | None = None, short_help: str | None = None, **kwargs: Any
+    ) -> None:
         help = reflow(help)
         super().__init__(*args, help=help, short_help=short_help or _summary(help), **kwargs)
 
@@ -93,7 +103,9 @@ class Group(TyperGroup):
             title = getattr(self.commands[name], "rich_help_panel", None)
             return PANELS.index(title) if title in PANELS else len(PANELS)
 
-        return sorted(super().list_commands(ctx), key=panel)  # stable: registration order within a panel
+        return sorted(
+            super().list_commands(ctx), key=panel
+        )  # stable: registration order within a panel
 
 
 class App(typer.Typer):
@@ -117,10 +129,17 @@ app = App(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-REPO_HELP = "Repository path or URL (default: $IMPROV_REPO, else the repository containing the current directory)."
-RepoOption = Annotated[Optional[str], typer.Option("--repo", "-R", help=REPO_HELP)]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (errors too, on stderr).")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, notes or advisory warnings.")]
+REPO_HELP = (
+    "Repository path or URL (default: $IMPROV_REPO, else the repository containing the current "
+    "directory)."
+)
+RepoOption = Annotated[str | None, typer.Option("--repo", "-R", help=REPO_HELP)]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON (errors too, on stderr).")
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar, notes or advisory warnings.")
+]
 
 state: dict[str, Any] = {"repo": None}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -37,8 +37,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    repo: Annotated[Optional[str], typer.Option("--repo", "-R", envvar="IMPROV_REPO", help=REPO_HELP)] = None,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    repo: Annotated[
+        str | None, typer.Option("--repo", "-R", envvar="IMPROV_REPO", help=REPO_HELP)
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     state["repo"] = repo
     state["warned"] = set()
@@ -47,10 +54,27 @@ def _main(
 @app.command(rich_help_panel=START)
 @handles_errors
 def init(
-    path: Annotated[Optional[str], typer.Argument(help="Directory or URL (s3://bucket/prefix) for the new repository (default: --repo, else the current directory).")] = None,
+    path: Annotated[
+        str | None,
+        typer.Argument(
+            help="Directory or URL (s3://bucket/prefix) for the new repository (default: --repo, "
+            "else the current directory)."
+        ),
+    ] = None,
     default_branch: Annotated[str, typer.Option(help="Name of the default branch.")] = "main",
-    endpoint_url: Annotated[Optional[str], typer.Option("--endpoint-url", help="S3 endpoint for s3:// URLs other than AWS (e.g. http://127.0.0.1:9000).")] = None,
-    create_bucket: Annotated[bool, typer.Option("--create-bucket", help="For s3:// URLs: create the bucket first if it does not exist.")] = False,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-url",
+            help="S3 endpoint for s3:// URLs other than AWS (e.g. http://127.0.0.1:9000).",
+        ),
+    ] = None,
+    create_bucket: Annotated[
+        bool,
+        typer.Option(
+            "--create-bucket", help="For s3:// URLs: create the bucket first if it does not exist."
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Create an empty repository."""
@@ -78,19 +102,88 @@ def init(
 @app.command(rich_help_panel=RECORD)
 @handles_errors
 def commit(
-    source: Annotated[Path, typer.Argument(help="What to ingest: a directory of image files (--format files), IFCB bins or a dated tree of them (ifcb), TIFF/OME-TIFF files or a directory of them (tiff).")],
-    instrument: Annotated[Optional[str], typer.Option("--instrument", "-i", help="Instrument that took the images (files: default from an instrument column or IFCB-style names, one batch per instrument; ifcb: default from each bin id).")] = None,
-    format_: Annotated[str, typer.Option("--format", "-f", help="Input format: files, ifcb, tiff, or an installed adapter (see `improv formats`).")] = "files",
-    split: Annotated[Optional[str], typer.Option("--split", help="tiff: 'planes' (each 2-D plane an image, the default) or 'none' (each file one image).")] = None,
-    option: Annotated[Optional[list[str]], typer.Option("--option", help="Adapter option KEY=VALUE (repeatable), e.g. time=2024-05-01T12:00:00Z for tiff.")] = None,
-    timezone: Annotated[Optional[str], typer.Option("--timezone", help="Read metadata times without a UTC offset in this zone: an IANA name (Europe/Stockholm) or ±HH:MM (default UTC; IFCB-style names are always UTC).")] = None,
-    raw: Annotated[bool, typer.Option("--raw/--no-raw", help="Keep the original files (IFCB .hdr/.adc/.roi, whole stacks, OME-XML) byte for byte.")] = True,
-    task_id: Annotated[Optional[str], typer.Option("--task-id", help="The ingest task this commit records; running the same task again does nothing and prints its commit.")] = None,
-    allow_outside_deployment: Annotated[bool, typer.Option("--allow-outside-deployment", help="Accept images outside their registered instrument's deployments, or dated in the future.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Refuse images of instruments that are not registered.")] = False,
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="What to ingest: a directory of image files (--format files), IFCB bins or a "
+            "dated tree of them (ifcb), TIFF/OME-TIFF files or a directory of them (tiff)."
+        ),
+    ],
+    instrument: Annotated[
+        str | None,
+        typer.Option(
+            "--instrument",
+            "-i",
+            help="Instrument that took the images (files: default from an instrument column or "
+            "IFCB-style names, one batch per instrument; ifcb: default from each bin id).",
+        ),
+    ] = None,
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Input format: files, ifcb, tiff, or an installed adapter (see `improv formats`).",
+        ),
+    ] = "files",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="tiff: 'planes' (each 2-D plane an image, the default) or 'none' (each file one "
+            "image).",
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            help="Adapter option KEY=VALUE (repeatable), e.g. time=2024-05-01T12:00:00Z for tiff.",
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            help="Read metadata times without a UTC offset in this zone: an IANA name "
+            "(Europe/Stockholm) or ±HH:MM (default UTC; IFCB-style names are always UTC).",
+        ),
+    ] = None,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw/--no-raw",
+            help="Keep the original files (IFCB .hdr/.adc/.roi, whole stacks, OME-XML) byte for "
+            "byte.",
+        ),
+    ] = True,
+    task_id: Annotated[
+        str | None,
+        typer.Option(
+            "--task-id",
+            help="The ingest task this commit records; running the same task again does nothing "
+            "and prints its commit.",
+        ),
+    ] = None,
+    allow_outside_deployment: Annotated[
+        bool,
+        typer.Option(
+            "--allow-outside-deployment",
+            help="Accept images outside their registered instrument's deployments, or dated in "
+            "the future.",
+        ),
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse images of instruments that are not registered.")
+    ] = False,
     message: Annotated[str, typer.Option("--message", "-m", help="Commit message.")] = "",
-    branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to append to (default: the default branch).")] = None,
-    author: Annotated[Optional[str], typer.Option(help="Author (default: $IMPROV_AUTHOR or the login name).")] = None,
+    branch: Annotated[
+        str | None,
+        typer.Option("--branch", "-b", help="Branch to append to (default: the default branch)."),
+    ] = None,
+    author: Annotated[
+        str | None, typer.Option(help="Author (default: $IMPROV_AUTHOR or the login name).")
+    ] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
@@ -119,16 +212,19 @@ def commit(
     IMPROV_MAX_METADATA_COLUMNS (default 1000), IMPROV_MAX_FIELD_BYTES (one
     metadata field, default 1M); see docs/operations.md.
     """
+    from ..core.errors import InvalidInputError
     from ..core.progress import progress_bar
     from ..ingest.adapters import apply_plan, get_adapter, parse_options
-    from ..core.errors import InvalidInputError
 
     repository = open_repo(repo)
     if task_id is not None:
         done = repository.snapshot(branch).task_commit(task_id)
         if done is not None:
-            report(json_output, {"commit": done, "task": task_id, "already_done": True},
-                   f"Task {task_id} is already committed as {done[:12]}; nothing to do")
+            report(
+                json_output,
+                {"commit": done, "task": task_id, "already_done": True},
+                f"Task {task_id} is already committed as {done[:12]}; nothing to do",
+            )
             return
     adapter = get_adapter(format_)
     options = parse_options(option or ())
@@ -136,7 +232,9 @@ def commit(
         options["split"] = split
     if timezone is not None:
         if "timezone" not in adapter.options:
-            raise InvalidInputError(f"--timezone does not apply to --format {adapter.name}: its times carry their zone")
+            raise InvalidInputError(
+                f"--timezone does not apply to --format {adapter.name}: its times carry their zone"
+            )
         options["timezone"] = timezone
     plan = adapter.plan(source, instrument, options, keep_raw=raw)
     for warning in plan.warnings:
@@ -144,16 +242,26 @@ def commit(
     if not plan.images and not plan.files:
         raise InvalidInputError(f"{source} holds no images, and --no-raw keeps no original files")
     instruments = ", ".join(plan.instruments)
-    with progress_bar("ingesting", total=plan.images + plan.files, disable=quiet or json_output) as advance:
+    with progress_bar(
+        "ingesting", total=plan.images + plan.files, disable=quiet or json_output
+    ) as advance:
         tx = repository.transaction(
-            branch=branch, message=message or _default_message(plan.images, plan.files, instruments), author=author,
-            progress=advance, task=task_id, allow_outside_deployment=allow_outside_deployment, strict=strict,
+            branch=branch,
+            message=message or _default_message(plan.images, plan.files, instruments),
+            author=author,
+            progress=advance,
+            task=task_id,
+            allow_outside_deployment=allow_outside_deployment,
+            strict=strict,
         )
         added, kept = apply_plan(tx, plan)
         commit_id = tx.commit()
     if tx.task_done is not None:  # another writer committed the task meanwhile
-        report(json_output, {"commit": tx.task_done, "task": task_id, "already_done": True},
-               f"Task {task_id} is already committed as {tx.task_done[:12]}; nothing to do")
+        report(
+            json_output,
+            {"commit": tx.task_done, "task": task_id, "already_done": True},
+            f"Task {task_id} is already committed as {tx.task_done[:12]}; nothing to do",
+        )
         return
     for warning in tx.warnings:
         warn(warning, quiet)
@@ -172,12 +280,20 @@ def commit(
     if json_output:
         print_json(result)
     elif commit_id is None:
-        parts = [f"{plan.images} images" if plan.images else "", f"{plan.files} original files" if plan.files else ""]
-        typer.echo(f"Nothing new to commit: all {' and '.join(p for p in parts if p)} are already on {tx.branch}")
+        parts = [
+            f"{plan.images} images" if plan.images else "",
+            f"{plan.files} original files" if plan.files else "",
+        ]
+        typer.echo(
+            f"Nothing new to commit: all {' and '.join(p for p in parts if p)} are already on "
+            f"{tx.branch}"
+        )
     else:
         skipped = plan.images - added
         note = f" ({skipped} already committed)" if skipped else ""
-        typer.echo(f"[{tx.branch} {commit_id[:12]}] {added} image(s){files_note} from {instruments}{note}")
+        typer.echo(
+            f"[{tx.branch} {commit_id[:12]}] {added} image(s){files_note} from {instruments}{note}"
+        )
 
 
 def _default_message(images: int, files: int, instruments: str) -> str:
@@ -188,10 +304,23 @@ def _default_message(images: int, files: int, instruments: str) -> str:
 @app.command(rich_help_panel=INSPECT)
 @handles_errors
 def log(
-    ref: Annotated[Optional[str], typer.Argument(help="Where to start (default: the default branch).")] = None,
-    max_count: Annotated[Optional[int], typer.Option("--max-count", "-n", "--limit", min=1, help="Show at most N commits.")] = None,
-    oneline: Annotated[bool, typer.Option("--oneline", help="One commit per line: short id and the message's first line.")] = False,
-    task_id: Annotated[Optional[str], typer.Option("--task-id", help="Only the commit that recorded this ingest task.")] = None,
+    ref: Annotated[
+        str | None, typer.Argument(help="Where to start (default: the default branch).")
+    ] = None,
+    max_count: Annotated[
+        int | None,
+        typer.Option("--max-count", "-n", "--limit", min=1, help="Show at most N commits."),
+    ] = None,
+    oneline: Annotated[
+        bool,
+        typer.Option(
+            "--oneline", help="One commit per line: short id and the message's first line."
+        ),
+    ] = False,
+    task_id: Annotated[
+        str | None,
+        typer.Option("--task-id", help="Only the commit that recorded this ingest task."),
+    ] = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
@@ -210,7 +339,12 @@ def log(
     if not entries:
         typer.echo("No commits yet.")
     elif oneline:
-        typer.echo("\n".join(f"{oid[:12]} {(c.message.strip().splitlines() or [''])[0]}".rstrip() for oid, c in entries))
+        typer.echo(
+            "\n".join(
+                f"{oid[:12]} {(c.message.strip().splitlines() or [''])[0]}".rstrip()
+                for oid, c in entries
+            )
+        )
     else:
         typer.echo("\n".join(log_text(oid, c) for oid, c in entries), nl=False)
 
@@ -242,9 +376,16 @@ def show(
 @app.command(rich_help_panel=RECORD)
 @handles_errors
 def branch(
-    name: Annotated[Optional[str], typer.Argument(help="Branch to create or delete (omit to list branches).")] = None,
-    ref: Annotated[Optional[str], typer.Argument(help="Where the new branch starts (default: the default branch).")] = None,
-    delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete branch NAME (not the default branch).")] = False,
+    name: Annotated[
+        str | None, typer.Argument(help="Branch to create or delete (omit to list branches).")
+    ] = None,
+    ref: Annotated[
+        str | None,
+        typer.Argument(help="Where the new branch starts (default: the default branch)."),
+    ] = None,
+    delete: Annotated[
+        bool, typer.Option("--delete", "-d", help="Delete branch NAME (not the default branch).")
+    ] = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
@@ -263,7 +404,8 @@ def branch(
         report(
             json_output,
             {"deleted": name, "commit": target},
-            f"Deleted branch {name} (was {target[:12]}). Its commits stay while another ref reaches them; "
+            f"Deleted branch {name} (was {target[:12]}). Its commits stay while another ref "
+            f"reaches them; "
             "otherwise gc keeps them for its grace period (24 h by default).",
         )
         return
@@ -271,23 +413,47 @@ def branch(
         default = repository.config.default_branch
         branches = repository.branches()
         lines = [f"{'*' if b == default else ' '} {b:<24} {c[:12]}" for b, c in branches.items()]
-        report(json_output, {"default": default, "branches": branches}, "\n".join(lines) or "No branches yet.")
+        report(
+            json_output,
+            {"default": default, "branches": branches},
+            "\n".join(lines) or "No branches yet.",
+        )
         return
     target = repository.create_branch(name, ref)
-    report(json_output, {"branch": name, "commit": target}, f"Created branch {name} at {target[:12]}")
+    report(
+        json_output, {"branch": name, "commit": target}, f"Created branch {name} at {target[:12]}"
+    )
 
 
 @app.command(rich_help_panel=RECORD)
 @handles_errors
 def tag(
-    name: Annotated[Optional[str], typer.Argument(help="Tag to create (omit to list tags).")] = None,
-    ref: Annotated[Optional[str], typer.Argument(help="Commit to tag (default: the default branch).")] = None,
-    message: Annotated[Optional[str], typer.Option("--message", "-m", help="Make an annotated tag with this message.")] = None,
-    title: Annotated[Optional[str], typer.Option("--title", help="Release title (makes an annotated tag; used by `improv cite --tag`).")] = None,
-    author: Annotated[Optional[list[str]], typer.Option("--author", help="Release author (repeatable).")] = None,
-    license: Annotated[Optional[str], typer.Option("--license", help="Release license, e.g. CC-BY-4.0.")] = None,
-    description: Annotated[Optional[str], typer.Option("--description", help="Release description.")] = None,
-    doi: Annotated[Optional[str], typer.Option("--doi", help="DOI minted for the release (10.xxxx/...).")] = None,
+    name: Annotated[str | None, typer.Argument(help="Tag to create (omit to list tags).")] = None,
+    ref: Annotated[
+        str | None, typer.Argument(help="Commit to tag (default: the default branch).")
+    ] = None,
+    message: Annotated[
+        str | None,
+        typer.Option("--message", "-m", help="Make an annotated tag with this message."),
+    ] = None,
+    title: Annotated[
+        str | None,
+        typer.Option(
+            "--title", help="Release title (makes an annotated tag; used by `improv cite --tag`)."
+        ),
+    ] = None,
+    author: Annotated[
+        list[str] | None, typer.Option("--author", help="Release author (repeatable).")
+    ] = None,
+    license: Annotated[
+        str | None, typer.Option("--license", help="Release license, e.g. CC-BY-4.0.")
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="Release description.")
+    ] = None,
+    doi: Annotated[
+        str | None, typer.Option("--doi", help="DOI minted for the release (10.xxxx/...).")
+    ] = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
@@ -298,9 +464,19 @@ def tag(
     repository = open_repo(repo)
     if name is None:
         tags = repository.tags()
-        report(json_output, tags, "\n".join(f"{t:<24} {c[:12]}" for t, c in tags.items()) or "No tags yet.")
+        report(
+            json_output,
+            tags,
+            "\n".join(f"{t:<24} {c[:12]}" for t, c in tags.items()) or "No tags yet.",
+        )
         return
-    release = {"title": title, "authors": tuple(author or ()), "license": license, "description": description, "doi": doi}
+    release = {
+        "title": title,
+        "authors": tuple(author or ()),
+        "license": license,
+        "description": description,
+        "doi": doi,
+    }
     target = repository.create_tag(name, ref, message, **{k: v for k, v in release.items() if v})
     report(json_output, {"tag": name, "commit": target}, f"Tagged {target[:12]} as {name}")
 
@@ -309,11 +485,21 @@ def tag(
 @handles_errors
 def get(
     image_id: Annotated[str, typer.Argument(help="Image id.")],
-    at: Annotated[Optional[str], typer.Option("--at", help="Revision to read from (default: the default branch).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of standard output.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="Revision to read from (default: the default branch)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to FILE instead of standard output."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing output file.")
+    ] = False,
     quiet: QuietOption = False,
-    json_output: Annotated[bool, typer.Option("--json", help="With -o: describe the written file as JSON.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="With -o: describe the written file as JSON.")
+    ] = False,
     repo: RepoOption = None,
 ) -> None:
     """Write one image's verified bytes to a file or stdout.
@@ -327,7 +513,9 @@ def get(
     data = open_repo(repo).snapshot(at).read_image(image_id)
     if output is None:
         if sys.stdout.isatty():
-            raise InvalidInputError("refusing to write image bytes to a terminal; use -o FILE or a pipe")
+            raise InvalidInputError(
+                "refusing to write image bytes to a terminal; use -o FILE or a pipe"
+            )
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
@@ -340,8 +528,8 @@ def get(
 
 def _write_file(output: Path, data: bytes, force: bool) -> None:
     """Write ``data`` to ``output`` atomically; never clobber without ``force``."""
-    from ..core.files import write_atomic
     from ..core.errors import InvalidInputError
+    from ..core.files import write_atomic
 
     output = output.absolute()
     if output.is_dir():
@@ -354,8 +542,12 @@ def _write_file(output: Path, data: bytes, force: bool) -> None:
 @app.command(rich_help_panel=START)
 @handles_errors
 def demo(
-    path: Annotated[Path, typer.Argument(help="Where to create the demo repository.")] = Path("improv-demo"),
-    images_per_bin: Annotated[int, typer.Option(min=1, help="Images per generated IFCB bin.")] = 200,
+    path: Annotated[Path, typer.Argument(help="Where to create the demo repository.")] = Path(
+        "improv-demo"
+    ),
+    images_per_bin: Annotated[
+        int, typer.Option(min=1, help="Images per generated IFCB bin.")
+    ] = 200,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -364,9 +556,9 @@ def demo(
     Two instruments, two days, several commits; then the log and a count are
     printed. An existing demo repository at PATH is shown again, not rebuilt.
     """
-    from .demo import build_demo
     from ..core.errors import NotARepositoryError
     from ..repository.repository import Repository
+    from .demo import build_demo
 
     try:
         repository = Repository.open(path)
@@ -377,16 +569,22 @@ def demo(
     images = repository.snapshot().images()
     instruments = sorted(set(images.column("instrument").to_pylist()))
     if json_output:
-        print_json({
-            "url": repository.url,
-            "built": built,
-            "commits": [oid for oid, _ in repository.log()],
-            "images": images.num_rows,
-            "instruments": instruments,
-            "branch": repository.config.default_branch,
-        })
+        print_json(
+            {
+                "url": repository.url,
+                "built": built,
+                "commits": [oid for oid, _ in repository.log()],
+                "images": images.num_rows,
+                "instruments": instruments,
+                "branch": repository.config.default_branch,
+            }
+        )
         return
-    typer.echo(f"Demo repository: {repository.url}\n" if built else f"Demo repository already built: {repository.url}\n")
+    typer.echo(
+        f"Demo repository: {repository.url}\n"
+        if built
+        else f"Demo repository already built: {repository.url}\n"
+    )
     log(ref=None, max_count=None, oneline=False, json_output=False, repo=repository.url)
     typer.echo(
         f"{images.num_rows} images from {len(instruments)} instruments ({', '.join(instruments)}) "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,8 +21,18 @@ from ._common import (
 @app.command(rich_help_panel=MAINTAIN)
 @handles_errors
 def fsck(
-    full: Annotated[bool, typer.Option("--full", help="Also re-hash every blob of every pack.")] = False,
-    repair_from: Annotated[Optional[str], typer.Option("--repair-from", metavar="REMOTE", help="Replace what is missing or corrupt with verified copies from this remote (name or URL).")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Also re-hash every blob of every pack.")
+    ] = False,
+    repair_from: Annotated[
+        str | None,
+        typer.Option(
+            "--repair-from",
+            metavar="REMOTE",
+            help="Replace what is missing or corrupt with verified copies from this remote (name "
+            "or URL).",
+        ),
+    ] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
@@ -37,8 +47,8 @@ def fsck(
 
     With --repair-from, each missing or corrupt object or pack is replaced
     by a copy from REMOTE that verifies against its id."""
-    from ..core.progress import progress_bar
     from ..core.errors import IntegrityError
+    from ..core.progress import progress_bar
     from ..maintenance.fsck import fsck as run
     from ..sync.sites import repair
 
@@ -50,7 +60,8 @@ def fsck(
             result, replaced = repair(open_repo(repo), repair_from, full, advance)
     lines = [f"repaired {item} from {repair_from}" for item in replaced]
     lines += [
-        f"{result.refs} ref(s), {result.commits} commit(s), {result.objects} object(s), {result.packs} pack(s)"
+        f"{result.refs} ref(s), {result.commits} commit(s), {result.objects} object(s), "
+        f"{result.packs} pack(s)"
         + (f", {result.packs_remote} pack(s) left at the remote" if result.packs_remote else "")
         + (f", {result.bytes_hashed} bytes re-hashed" if full else "")
     ]
@@ -64,9 +75,22 @@ def fsck(
 @app.command(rich_help_panel=MAINTAIN)
 @handles_errors
 def gc(
-    grace: Annotated[str, typer.Option("--grace", help="Keep unreachable objects younger than this (e.g. 24h, 30m, 0).")] = "24h",
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be removed.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Take over from another gc that started within the hour (one that was killed).")] = False,
+    grace: Annotated[
+        str,
+        typer.Option(
+            "--grace", help="Keep unreachable objects younger than this (e.g. 24h, 30m, 0)."
+        ),
+    ] = "24h",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report what would be removed.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Take over from another gc that started within the hour (one that was killed).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
@@ -82,8 +106,11 @@ def gc(
 
     result = run(open_repo(repo), parse_duration(grace), dry_run, force=force)
     verb = "Would remove" if dry_run else "Removed"
-    lines = [f"{verb} {len(result.removed)} unreachable object(s) ({result.removed_bytes} bytes)"
-             f" and {len(result.temporaries)} unfinished write(s); kept {result.kept_young} younger than {grace}"]
+    lines = [
+        f"{verb} {len(result.removed)} unreachable object(s) ({result.removed_bytes} bytes)"
+        f" and {len(result.temporaries)} unfinished write(s); kept {result.kept_young} younger "
+        f"than {grace}"
+    ]
     lines += [f"  {key}" for key in result.removed[:50]]
     report(json_output, result.to_json(), "\n".join(lines))
 
@@ -91,7 +118,9 @@ def gc(
 @app.command(rich_help_panel=MAINTAIN)
 @handles_errors
 def maintenance(
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would be bundled and merged.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report what would be bundled and merged.")
+    ] = False,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
@@ -109,8 +138,12 @@ def maintenance(
     with progress_bar("bundling", total=None, disable=quiet or json_output) as advance:
         result = maintain(open_repo(repo), dry_run, advance)
     verb = "Would bundle" if dry_run else "Bundled"
-    text = (f"{verb} {result.bundled} loose object(s) and pack half(s), merging {result.merged_bundles} bundle(s); "
-            f"{result.bundles} bundle(s)" + (f" afterwards, {result.bytes_written} bytes written" if not dry_run else ""))
+    text = (
+        f"{verb} {result.bundled} loose object(s) and pack half(s), merging "
+        f"{result.merged_bundles} bundle(s); "
+        f"{result.bundles} bundle(s)"
+        + (f" afterwards, {result.bytes_written} bytes written" if not dry_run else "")
+    )
     text += "".join(f"\nskipped (failed verification): {key}" for key in result.skipped)
     report(json_output, result.to_json(), text)
 
@@ -125,5 +158,11 @@ def upgrade(json_output: JsonOption = False, repo: RepoOption = None) -> None:
     opened = open_repo(repo)
     before = opened.config.format
     changed = opened.upgrade()
-    text = f"upgraded from format {before} to {opened.config.format}" if changed else f"already format {before}"
-    report(json_output, {"format": opened.config.format, "previous": before, "upgraded": changed}, text)
+    text = (
+        f"upgraded from format {before} to {opened.config.format}"
+        if changed
+        else f"already format {before}"
+    )
+    report(
+        json_output, {"format": opened.config.format, "previous": before, "upgraded": changed}, text
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,12 @@ def formats(json_output: JsonOption = False) -> None:
     from ..ingest.adapters import known_adapters
 
     adapters = [
-        {"name": a.name, "description": a.description, "options": dict(a.options), "needs_instrument": a.needs_instrument}
+        {
+            "name": a.name,
+            "description": a.description,
+            "options": dict(a.options),
+            "needs_instrument": a.needs_instrument,
+        }
         for a in sorted(known_adapters().values(), key=lambda a: a.name)
     ]
     if json_output:
@@ -34,9 +39,16 @@ def formats(json_output: JsonOption = False) -> None:
 @app.command(rich_help_panel=INSPECT)
 @handles_errors
 def sources(
-    sample: Annotated[Optional[list[str]], typer.Option("--sample", help="Only these samples (repeatable).")] = None,
-    instrument: Annotated[Optional[list[str]], typer.Option("--instrument", "-i", help="Only these instruments (repeatable).")] = None,
-    at: Annotated[Optional[str], typer.Option("--at", help="Revision (default: the default branch).")] = None,
+    sample: Annotated[
+        list[str] | None, typer.Option("--sample", help="Only these samples (repeatable).")
+    ] = None,
+    instrument: Annotated[
+        list[str] | None,
+        typer.Option("--instrument", "-i", help="Only these instruments (repeatable)."),
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Revision (default: the default branch).")
+    ] = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
@@ -45,7 +57,11 @@ def sources(
     Each with its sample, path, role and size. `improv export DEST --raw`
     writes them back.
     """
-    files = open_repo(repo).snapshot(at).source_files(samples=tuple(sample or ()), instruments=tuple(instrument or ()))
+    files = (
+        open_repo(repo)
+        .snapshot(at)
+        .source_files(samples=tuple(sample or ()), instruments=tuple(instrument or ()))
+    )
     columns = ["sample_id", "path", "instrument", "role", "media_type", "size", "blob_id"]
     rows = files.select(columns).to_pylist()
     if json_output:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -43,13 +43,38 @@ def _constants(pairs: list[str] | None) -> dict[str, str]:
 @handles_errors
 def provenance_add(
     kind: Annotated[str, typer.Argument(help="Record kind (see `improv provenance kinds`).")],
-    file: Annotated[Path, typer.Argument(help="CSV or Parquet records keyed by image_id (or file_name, or IFCB roi_number).")],
-    source: Annotated[Optional[str], typer.Option("--source", help="Who or what produced the records (default: you).")] = None,
-    run_id: Annotated[Optional[str], typer.Option("--run-id", help="Name of this run (default: derived from the records, so re-adding them is a no-op).")] = None,
-    message: Annotated[Optional[str], typer.Option("--message", "-m", help="Commit message.")] = None,
-    masks: Annotated[Optional[Path], typer.Option("--masks", help="Directory of mask files named IMAGE_ID.ext (segmentation).")] = None,
-    constants: Annotated[Optional[list[str]], typer.Option("--set", help="COLUMN=VALUE added to every record, e.g. model=resnet50 (repeatable).")] = None,
-    branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to commit to.")] = None,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV or Parquet records keyed by image_id (or file_name, or IFCB roi_number)."
+        ),
+    ],
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Who or what produced the records (default: you)."),
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id",
+            help="Name of this run (default: derived from the records, so re-adding them is a "
+            "no-op).",
+        ),
+    ] = None,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
+    masks: Annotated[
+        Path | None,
+        typer.Option("--masks", help="Directory of mask files named IMAGE_ID.ext (segmentation)."),
+    ] = None,
+    constants: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="COLUMN=VALUE added to every record, e.g. model=resnet50 (repeatable)."
+        ),
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option("--branch", "-b", help="Branch to commit to.")
+    ] = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
@@ -58,8 +83,8 @@ def provenance_add(
     Nothing is replaced: a re-run with a new run id sits next to the old one;
     identical records are skipped.
     """
-    from ..ingest.provenance_files import read_masks, read_records
     from ..core.authors import default_author
+    from ..ingest.provenance_files import read_masks, read_records
 
     repository = open_repo(repo)
     table = read_records(file, _constants(constants))
@@ -68,17 +93,27 @@ def provenance_add(
     with repository.transaction(branch, message or f"Provenance: {kind} from {source}") as tx:
         added = tx.add_provenance(kind, table, source, run_id, mask_bytes)
     runs = sorted({r for s in tx.segments for r in s.runs})
-    data = {"kind": kind, "records": table.num_rows, "added": added, "commit": tx.commit_id, "runs": runs}
+    data = {
+        "kind": kind,
+        "records": table.num_rows,
+        "added": added,
+        "commit": tx.commit_id,
+        "runs": runs,
+    }
     where = f" in {tx.commit_id[:12]}" if tx.commit_id else " (all were already there)"
     run_text = f", run {', '.join(runs)}" if runs else ""
-    report(json_output, data, f"Added {added} of {table.num_rows} {kind} record(s){run_text}{where}")
+    report(
+        json_output, data, f"Added {added} of {table.num_rows} {kind} record(s){run_text}{where}"
+    )
 
 
 @provenance_app.command("show")
 @handles_errors
 def provenance_show(
     image_id: Annotated[str, typer.Argument(help="Image id.")],
-    kind: Annotated[Optional[str], typer.Option("--kind", "-k", help="Only records of this kind.")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", "-k", help="Only records of this kind.")
+    ] = None,
     at: At = None,
     as_of: AsOf = None,
     json_output: JsonOption = False,
@@ -107,7 +142,11 @@ def provenance_show(
 
 def _value(value: Any) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items() if v is not None)
+        return ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in value.items()
+            if v is not None
+        )
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
@@ -125,5 +164,7 @@ def provenance_kinds(json_output: JsonOption = False) -> None:
         columns = ", ".join(c["name"] + ("*" if c["required"] else "") for c in kind["columns"])
         if kind["open_columns"]:
             columns += (", " if columns else "") + f"any {kind['open_columns']} columns"
-        lines.append(f"{kind['name']:<15} {kind['description']}\n{'':<15} columns: {columns or '-'}")
+        lines.append(
+            f"{kind['name']:<15} {kind['description']}\n{'':<15} columns: {columns or '-'}"
+        )
     report(json_output, described, "\n".join(lines) + "\n(* required)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,32 +26,107 @@ from ._common import (
 if TYPE_CHECKING:
     from ..query.filters import Query
 
-At = Annotated[Optional[str], typer.Option("--at", help="Revision: commit, prefix, branch, tag or REF~N (default: the default branch).")]
-AsOf = Annotated[Optional[str], typer.Option("--as-of", help="Newest commit at or before this time on --at's first-parent line.")]
-Instrument = Annotated[Optional[list[str]], typer.Option("--instrument", "-i", help="Only these instruments (repeatable).")]
-Start = Annotated[Optional[str], typer.Option("--start", help="From this time (ISO 8601, UTC if no offset), inclusive.")]
-End = Annotated[Optional[str], typer.Option("--end", help="Until this time, exclusive.")]
-Bbox = Annotated[Optional[str], typer.Option("--bbox", help="Bounding box S,W,N,E: minimum latitude, minimum longitude, maximum latitude, maximum longitude (e.g. 41,-71,42,-70).")]
-Depth = Annotated[Optional[str], typer.Option("--depth", help="MIN:MAX (either side may be empty).")]
-DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Only images inside this dataset's spans.")]
-Sample = Annotated[Optional[list[str]], typer.Option("--sample", help="Only these sample ids (repeatable).")]
-SampleQuality = Annotated[Optional[list[str]], typer.Option("--sample-quality", help="Only images whose sample's latest record has this quality: good, questionable, bad (repeatable).")]
-Where = Annotated[Optional[list[str]], typer.Option("--where", "-w", help="'COLUMN OP VALUE', OP in = != < <= > >= like (repeatable).")]
-KindOpt = Annotated[Optional[list[str]], typer.Option("--kind", "-k", help="Only images with provenance records of this kind (repeatable).")]
-Prov = Annotated[Optional[list[str]], typer.Option("--prov", help="'KIND.COLUMN OP VALUE' on provenance records; conditions on one kind hold for the same record (repeatable).")]
-Run = Annotated[Optional[list[str]], typer.Option("--run", help="Which run's records count: 'latest' (per image) or a run id; 'KIND=RUN' for one kind (repeatable).")]
-With = Annotated[Optional[list[str]], typer.Option("--with", help="Add KIND.COLUMN from each image's latest matching record, or sample.COLUMN from its sample's record (repeatable).")]
-DEFAULT_COLUMNS = ("image_id", "instrument", "timestamp", "lat", "lon", "depth", "sample_id", "size")
+At = Annotated[
+    str | None,
+    typer.Option(
+        "--at", help="Revision: commit, prefix, branch, tag or REF~N (default: the default branch)."
+    ),
+]
+AsOf = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="Newest commit at or before this time on --at's first-parent line."
+    ),
+]
+Instrument = Annotated[
+    list[str] | None,
+    typer.Option("--instrument", "-i", help="Only these instruments (repeatable)."),
+]
+Start = Annotated[
+    str | None,
+    typer.Option("--start", help="From this time (ISO 8601, UTC if no offset), inclusive."),
+]
+End = Annotated[str | None, typer.Option("--end", help="Until this time, exclusive.")]
+Bbox = Annotated[
+    str | None,
+    typer.Option(
+        "--bbox",
+        help="Bounding box S,W,N,E: minimum latitude, minimum longitude, maximum latitude, "
+        "maximum longitude (e.g. 41,-71,42,-70).",
+    ),
+]
+Depth = Annotated[str | None, typer.Option("--depth", help="MIN:MAX (either side may be empty).")]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", help="Only images inside this dataset's spans.")
+]
+Sample = Annotated[
+    list[str] | None, typer.Option("--sample", help="Only these sample ids (repeatable).")
+]
+SampleQuality = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sample-quality",
+        help="Only images whose sample's latest record has this quality: good, questionable, bad "
+        "(repeatable).",
+    ),
+]
+Where = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where", "-w", help="'COLUMN OP VALUE', OP in = != < <= > >= like (repeatable)."
+    ),
+]
+KindOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kind", "-k", help="Only images with provenance records of this kind (repeatable)."
+    ),
+]
+Prov = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--prov",
+        help="'KIND.COLUMN OP VALUE' on provenance records; conditions on one kind hold for the "
+        "same record (repeatable).",
+    ),
+]
+Run = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--run",
+        help="Which run's records count: 'latest' (per image) or a run id; 'KIND=RUN' for one "
+        "kind (repeatable).",
+    ),
+]
+With = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--with",
+        help="Add KIND.COLUMN from each image's latest matching record, or sample.COLUMN from "
+        "its sample's record (repeatable).",
+    ),
+]
+DEFAULT_COLUMNS = (
+    "image_id",
+    "instrument",
+    "timestamp",
+    "lat",
+    "lon",
+    "depth",
+    "sample_id",
+    "size",
+)
 """What ``improv query`` shows without ``--columns`` (``-c '*'`` shows all)."""
 Columns = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--columns",
         "-c",
-        help=f"Comma-separated columns to return, or '*' for every column (default: {', '.join(DEFAULT_COLUMNS)}).",
+        help=f"Comma-separated columns to return, or '*' for every column (default: "
+        f"{', '.join(DEFAULT_COLUMNS)}).",
     ),
 ]
-Limit = Annotated[Optional[int], typer.Option("--limit", "-n", min=0, help="At most N rows.")]
+Limit = Annotated[int | None, typer.Option("--limit", "-n", min=0, help="At most N rows.")]
 FORMATS = ("table", "csv", "json", "jsonl", "parquet", "arrow")
 EXTENSIONS = {
     ".arrow": "arrow",
@@ -91,7 +166,9 @@ def output_format_for(output_format: str | None, json_output: bool, output: Path
         raise InvalidInputError(f"--format must be one of {', '.join(FORMATS)}")
     if json_output:
         if output_format not in (None, "json"):
-            raise InvalidInputError(f"--json means --format json; it contradicts --format {output_format}")
+            raise InvalidInputError(
+                f"--json means --format json; it contradicts --format {output_format}"
+            )
         output_format = "json"
     if output is None:
         if output_format in BINARY:
@@ -108,7 +185,8 @@ def output_format_for(output_format: str | None, json_output: bool, output: Path
         return implied
     if implied is not None and implied != output_format:
         raise InvalidInputError(
-            f"--format {output_format} disagrees with -o {output.name!r}, which names a {implied} file; "
+            f"--format {output_format} disagrees with -o {output.name!r}, which names a "
+            f"{implied} file; "
             "drop --format or rename the file"
         )
     return output_format
@@ -145,25 +223,36 @@ def query(
     columns: Columns = None,
     limit: Limit = None,
     output_format: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--format",
             "-f",
-            help=f"One of {', '.join(FORMATS)} (arrow: an Arrow IPC file). Default: from -o FILE's extension, else table.",
+            help=f"One of {', '.join(FORMATS)} (arrow: an Arrow IPC file). Default: from -o "
+            f"FILE's extension, else table.",
         ),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Rows as JSON: the same as --format json.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Rows as JSON: the same as --format json.")
+    ] = False,
     output: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--output",
             "-o",
-            help="Write to FILE instead of standard output, atomically; its extension (.parquet, .csv, .json, "
+            help="Write to FILE instead of standard output, atomically; its extension (.parquet, "
+            ".csv, .json, "
             ".jsonl, .arrow/.feather, .txt) picks the format.",
         ),
     ] = None,
-    count: Annotated[bool, typer.Option("--count", help="Print only the number of matching images.")] = False,
-    explain: Annotated[bool, typer.Option("--explain", help="Print the SQL, its parameters and how many manifests were scanned.")] = False,
+    count: Annotated[
+        bool, typer.Option("--count", help="Print only the number of matching images.")
+    ] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain", help="Print the SQL, its parameters and how many manifests were scanned."
+        ),
+    ] = False,
     repo: RepoOption = None,
 ) -> None:
     """Find images at any snapshot, by metadata or provenance.
@@ -183,7 +272,21 @@ def query(
     if columns is None and not (count or explain):
         columns = ",".join(DEFAULT_COLUMNS)
     q = build_from_options(
-        instrument, start, end, bbox, depth, dataset, sample, where, columns, limit, kind, prov, run, with_, sample_quality
+        instrument,
+        start,
+        end,
+        bbox,
+        depth,
+        dataset,
+        sample,
+        where,
+        columns,
+        limit,
+        kind,
+        prov,
+        run,
+        with_,
+        sample_quality,
     )
     result = open_repo(repo).snapshot(at, as_of=_as_of(as_of)).select(q, count=count or explain)
     if explain:
@@ -239,7 +342,9 @@ def write_atomically(output: Path, write: Any) -> None:
         os.umask(mask)
         mode = 0o666 & ~mask
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{output.name}.", suffix=".partial", dir=output.parent
+        )
     except OSError as exc:
         raise StorageError(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
@@ -302,7 +407,10 @@ def _csv_text(table: Any) -> str:
 
     for i, field in enumerate(table.schema):
         if pa.types.is_nested(field.type):
-            values = [None if v is None else json.dumps(v, default=_json_value) for v in table.column(i).to_pylist()]
+            values = [
+                None if v is None else json.dumps(v, default=_json_value)
+                for v in table.column(i).to_pylist()
+            ]
             table = table.set_column(i, field.name, pa.array(values, pa.string()))
     buffer = io.BytesIO()
     csv.write_csv(table, buffer)
@@ -339,7 +447,10 @@ def _cell(value: Any) -> str:
 @app.command(rich_help_panel=QUERY)
 @handles_errors
 def export(
-    dest: Annotated[Path, typer.Argument(help="Directory to write images and metadata into (created if missing).")],
+    dest: Annotated[
+        Path,
+        typer.Argument(help="Directory to write images and metadata into (created if missing)."),
+    ],
     at: At = None,
     as_of: AsOf = None,
     instrument: Instrument = None,
@@ -355,13 +466,29 @@ def export(
     run: Run = None,
     sample_quality: SampleQuality = None,
     limit: Limit = None,
-    metadata_format: Annotated[str, typer.Option("--metadata-format", help="parquet or csv.")] = "parquet",
-    metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Write only the metadata table.")] = False,
-    raw: Annotated[bool, typer.Option("--raw", help="Write the selected samples' original files (IFCB .hdr/.adc/.roi, whole stacks, OME-XML) at their ingest paths, byte for byte, instead of images.")] = False,
-    p: Annotated[Optional[str], typer.Option("--p", help="Stack planes: position index N, A:B (end exclusive) or A,B,C.")] = None,
-    t: Annotated[Optional[str], typer.Option("--t", help="Stack planes: time index (as --p).")] = None,
-    c: Annotated[Optional[str], typer.Option("--c", help="Stack planes: channel index (as --p).")] = None,
-    z: Annotated[Optional[str], typer.Option("--z", help="Stack planes: z index (as --p).")] = None,
+    metadata_format: Annotated[
+        str, typer.Option("--metadata-format", help="parquet or csv.")
+    ] = "parquet",
+    metadata_only: Annotated[
+        bool, typer.Option("--metadata-only", help="Write only the metadata table.")
+    ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Write the selected samples' original files (IFCB .hdr/.adc/.roi, whole stacks, "
+            "OME-XML) at their ingest paths, byte for byte, instead of images.",
+        ),
+    ] = False,
+    p: Annotated[
+        str | None,
+        typer.Option("--p", help="Stack planes: position index N, A:B (end exclusive) or A,B,C."),
+    ] = None,
+    t: Annotated[str | None, typer.Option("--t", help="Stack planes: time index (as --p).")] = None,
+    c: Annotated[
+        str | None, typer.Option("--c", help="Stack planes: channel index (as --p).")
+    ] = None,
+    z: Annotated[str | None, typer.Option("--z", help="Stack planes: z index (as --p).")] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
@@ -373,25 +500,50 @@ def export(
     pick planes of each stack (positions as in numpy: --z 0:5 is the first
     five z planes); --raw writes original files instead.
     """
-    from ..core.progress import progress_bar
     from ..core.errors import InvalidInputError
+    from ..core.progress import progress_bar
     from ..query.stack import parse_selector, select_each_sample
 
     repository = open_repo(repo)
     q = build_from_options(
-        instrument, start, end, bbox, depth, dataset, sample, where, None, limit, kind, prov, run, None, sample_quality
+        instrument,
+        start,
+        end,
+        bbox,
+        depth,
+        dataset,
+        sample,
+        where,
+        None,
+        limit,
+        kind,
+        prov,
+        run,
+        None,
+        sample_quality,
     )
-    selectors = {axis: parse_selector(text, axis) for axis, text in {"p": p, "t": t, "c": c, "z": z}.items() if text is not None}
+    selectors = {
+        axis: parse_selector(text, axis)
+        for axis, text in {"p": p, "t": t, "c": c, "z": z}.items()
+        if text is not None
+    }
     if raw:
         if selectors or metadata_only or limit is not None:
-            raise InvalidInputError("--raw exports whole samples; it does not combine with --p/--t/--c/--z, --limit or --metadata-only")
+            raise InvalidInputError(
+                "--raw exports whole samples; it does not combine with --p/--t/--c/--z, --limit "
+                "or --metadata-only"
+            )
         _export_raw(repository, q, dest, at, as_of, quiet or json_output, json_output)
         return
     rows = repository.snapshot(at, as_of=_as_of(as_of)).select(q).table
     if selectors:
         rows = select_each_sample(rows, selectors)
-    with progress_bar("exporting", total=rows.num_rows, disable=quiet or json_output or metadata_only) as advance:
-        result = repository.snapshot().export_rows(rows, dest, metadata_format, metadata_only, progress=advance)
+    with progress_bar(
+        "exporting", total=rows.num_rows, disable=quiet or json_output or metadata_only
+    ) as advance:
+        result = repository.snapshot().export_rows(
+            rows, dest, metadata_format, metadata_only, progress=advance
+        )
     data = {
         "images": result.images,
         "written": result.written,
@@ -407,15 +559,31 @@ def export(
     )
 
 
-def _export_raw(repository: Any, q: Query, dest: Path, at: str | None, as_of: str | None, quiet: bool, json_output: bool) -> None:
+def _export_raw(
+    repository: Any,
+    q: Query,
+    dest: Path,
+    at: str | None,
+    as_of: str | None,
+    quiet: bool,
+    json_output: bool,
+) -> None:
     from ..core.progress import progress_bar
 
     with progress_bar("exporting original files", total=None, disable=quiet) as advance:
-        result = repository.snapshot(at, as_of=_as_of(as_of)).export_sources(dest, progress=advance, query=q)
+        result = repository.snapshot(at, as_of=_as_of(as_of)).export_sources(
+            dest, progress=advance, query=q
+        )
     report(
         json_output,
-        {"files": result.files, "written": result.written, "skipped": result.skipped, "bytes_written": result.bytes_written},
-        f"Exported {result.files} original file(s) to {dest}: {result.written} written, {result.skipped} already present",
+        {
+            "files": result.files,
+            "written": result.written,
+            "skipped": result.skipped,
+            "bytes_written": result.bytes_written,
+        },
+        f"Exported {result.files} original file(s) to {dest}: {result.written} written, "
+        f"{result.skipped} already present",
     )
 
 
@@ -430,8 +598,12 @@ def dataset_add(
     instrument: Annotated[str, typer.Option("--instrument", "-i", help="Instrument of the span.")],
     start: Annotated[str, typer.Option("--start", help="Span start (inclusive).")],
     end: Annotated[str, typer.Option("--end", help="Span end (exclusive).")],
-    description: Annotated[Optional[str], typer.Option("--description", help="Describe the dataset.")] = None,
-    branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to commit to.")] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="Describe the dataset.")
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option("--branch", "-b", help="Branch to commit to.")
+    ] = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
@@ -448,8 +620,18 @@ def dataset_add(
         known = []
     if instrument not in known:
         warn(f"no images from instrument {instrument!r} yet", quiet)
-    commit_id = add_dataset_span(repository, name, instrument, parse_time(start, "--start"), parse_time(end, "--end"), description, branch)
-    text = f"Dataset {name}: added {instrument} span" + (f" in {commit_id[:12]}" if commit_id else " (already there)")
+    commit_id = add_dataset_span(
+        repository,
+        name,
+        instrument,
+        parse_time(start, "--start"),
+        parse_time(end, "--end"),
+        description,
+        branch,
+    )
+    text = f"Dataset {name}: added {instrument} span" + (
+        f" in {commit_id[:12]}" if commit_id else " (already there)"
+    )
     report(json_output, {"dataset": name, "commit": commit_id}, text)
 
 
@@ -460,7 +642,9 @@ def dataset_remove_span(
     instrument: Annotated[str, typer.Option("--instrument", "-i", help="Instrument of the span.")],
     start: Annotated[str, typer.Option("--start", help="Span start, as given when added.")],
     end: Annotated[str, typer.Option("--end", help="Span end, as given when added.")],
-    branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Branch to commit to.")] = None,
+    branch: Annotated[
+        str | None, typer.Option("--branch", "-b", help="Branch to commit to.")
+    ] = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,
 ) -> None:
@@ -471,8 +655,19 @@ def dataset_remove_span(
     from ..core.times import parse_time
     from ..write.shortcuts import remove_dataset_span
 
-    commit_id = remove_dataset_span(open_repo(repo), name, instrument, parse_time(start, "--start"), parse_time(end, "--end"), branch)
-    report(json_output, {"dataset": name, "commit": commit_id}, f"Dataset {name}: removed {instrument} span in {commit_id[:12] if commit_id else '-'}")
+    commit_id = remove_dataset_span(
+        open_repo(repo),
+        name,
+        instrument,
+        parse_time(start, "--start"),
+        parse_time(end, "--end"),
+        branch,
+    )
+    report(
+        json_output,
+        {"dataset": name, "commit": commit_id},
+        f"Dataset {name}: removed {instrument} span in {commit_id[:12] if commit_id else '-'}",
+    )
 
 
 @dataset_app.command("list")
@@ -481,7 +676,10 @@ def dataset_list(at: At = None, json_output: JsonOption = False, repo: RepoOptio
     """List datasets at a revision."""
     datasets = open_repo(repo).snapshot(at).datasets()
     data = {name: d.model_dump(mode="json") for name, d in datasets.items()}
-    lines = [f"{name:<24} {len(d.spans)} span(s)  {d.description}".rstrip() for name, d in datasets.items()]
+    lines = [
+        f"{name:<24} {len(d.spans)} span(s)  {d.description}".rstrip()
+        for name, d in datasets.items()
+    ]
     report(json_output, data, "\n".join(lines) or "No datasets yet.")
 
 

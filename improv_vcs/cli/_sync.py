@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -21,18 +21,24 @@ from ._common import (
 )
 from ._query import Bbox, DatasetOpt, End, Instrument, Sample, Start, Where, build_from_options
 
-remote_app = App(help="Other copies of this repository: paths or URLs.\n\nEach a path, or a file:// or s3:// URL.")
+remote_app = App(
+    help="Other copies of this repository: paths or URLs.\n\nEach a path, or a file:// or s3:// "
+    "URL."
+)
 app.add_typer(remote_app, name="remote", rich_help_panel=SHARE)
 
-RemoteArg = Annotated[Optional[str], typer.Argument(help="Remote name or URL (default: origin).")]
-BranchArg = Annotated[Optional[str], typer.Argument(help="Branch (default: the default branch).")]
-Endpoint = Annotated[Optional[str], typer.Option("--endpoint-url", help="S3 endpoint (e.g. http://127.0.0.1:9000).")]
+RemoteArg = Annotated[str | None, typer.Argument(help="Remote name or URL (default: origin).")]
+BranchArg = Annotated[str | None, typer.Argument(help="Branch (default: the default branch).")]
+Endpoint = Annotated[
+    str | None, typer.Option("--endpoint-url", help="S3 endpoint (e.g. http://127.0.0.1:9000).")
+]
 
 
 def _summary(verb: str, result: Any) -> str:
     moved = result.transfer
     lines = [
-        f"{verb} {result.remote}: {moved.commits} commit(s), {moved.objects} object(s), {moved.packs} pack(s), "
+        f"{verb} {result.remote}: {moved.commits} commit(s), {moved.objects} object(s), "
+        f"{moved.packs} pack(s), "
         + (f"{moved.bundles} whole bundle(s) of history, " if moved.bundles else "")
         + f"{_size(moved.bytes)}; {moved.skipped} already there"
     ]
@@ -59,7 +65,13 @@ def _transferring(quiet: bool) -> Any:
 @handles_errors
 def remote_add(
     name: Annotated[str, typer.Argument(help="Remote name, e.g. origin or shore-lab.")],
-    url: Annotated[str, typer.Argument(help="A path, file://, s3://bucket/prefix or http(s)://host:port (a site running improv serve).")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            help="A path, file://, s3://bucket/prefix or http(s)://host:port (a site running "
+            "improv serve)."
+        ),
+    ],
     endpoint_url: Endpoint = None,
     json_output: JsonOption = False,
     repo: RepoOption = None,
@@ -77,15 +89,23 @@ def remote_list(json_output: JsonOption = False, repo: RepoOption = None) -> Non
     repository = open_repo(repo)
     remotes = repository.remotes.all()
     promisor = repository.remotes.promisor
-    data = {name: {**r.model_dump(), "image_bytes_from_here": name == promisor} for name, r in remotes.items()}
-    lines = [f"{name:<16} {r.url}" + ("  (image bytes fetched on demand)" if name == promisor else "") for name, r in remotes.items()]
+    data = {
+        name: {**r.model_dump(), "image_bytes_from_here": name == promisor}
+        for name, r in remotes.items()
+    }
+    lines = [
+        f"{name:<16} {r.url}" + ("  (image bytes fetched on demand)" if name == promisor else "")
+        for name, r in remotes.items()
+    ]
     report(json_output, data, "\n".join(lines) or "No remotes.")
 
 
 @remote_app.command("remove")
 @handles_errors
 def remote_remove(
-    name: Annotated[str, typer.Argument(help="Remote name.")], json_output: JsonOption = False, repo: RepoOption = None
+    name: Annotated[str, typer.Argument(help="Remote name.")],
+    json_output: JsonOption = False,
+    repo: RepoOption = None,
 ) -> None:
     """Forget a remote and its remote-tracking refs.
 
@@ -101,7 +121,10 @@ def push(
     remote: RemoteArg = None,
     branch: BranchArg = None,
     tags: Annotated[bool, typer.Option("--tags", help="Also push every tag.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Move the remote branch even if it is not a fast-forward.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Move the remote branch even if it is not a fast-forward."),
+    ] = False,
     endpoint_url: Endpoint = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
@@ -124,7 +147,12 @@ def push(
 @handles_errors
 def fetch(
     remote: RemoteArg = None,
-    blobs: Annotated[bool, typer.Option("--blobs", help="Metadata-only clone: fetch the image bytes the query options select.")] = False,
+    blobs: Annotated[
+        bool,
+        typer.Option(
+            "--blobs", help="Metadata-only clone: fetch the image bytes the query options select."
+        ),
+    ] = False,
     instrument: Instrument = None,
     start: Start = None,
     end: End = None,
@@ -148,9 +176,16 @@ def fetch(
     repository = open_repo(repo)
     with _transferring(quiet or json_output) as advance:
         if blobs:
-            query = build_from_options(instrument, start, end, bbox, None, dataset, sample, where, None, None)
+            query = build_from_options(
+                instrument, start, end, bbox, None, dataset, sample, where, None, None
+            )
             moved = fetch_blobs(repository, repository.snapshot().select(query).table, advance)
-            report(json_output, moved.to_json(), f"Fetched {moved.packs} pack(s), {_size(moved.bytes)}; {moved.skipped} already here")
+            report(
+                json_output,
+                moved.to_json(),
+                f"Fetched {moved.packs} pack(s), {_size(moved.bytes)}; "
+                f"{moved.skipped} already here",
+            )
             return
         result = run(repository, remote, endpoint_url, advance)
     report(json_output, result.to_json(), _summary("Fetched from", result))
@@ -176,18 +211,40 @@ def pull(
 
     with _transferring(quiet or json_output) as advance:
         result = run(open_repo(repo), remote, branch, None, endpoint_url, advance)
-    text = _summary("Pulled from", result) + f"\n{result.action}: {result.commit[:12] if result.commit else '-'}"
+    text = (
+        _summary("Pulled from", result)
+        + f"\n{result.action}: {result.commit[:12] if result.commit else '-'}"
+    )
     report(json_output, result.to_json(), text)
 
 
 @app.command(rich_help_panel=START)
 @handles_errors
 def clone(
-    url: Annotated[str, typer.Argument(help="Path, file://, s3:// or http(s):// URL of the repository to copy.")],
+    url: Annotated[
+        str,
+        typer.Argument(help="Path, file://, s3:// or http(s):// URL of the repository to copy."),
+    ],
     dest: Annotated[Path, typer.Argument(help="New local directory.")],
-    branch: Annotated[Optional[str], typer.Option("--branch", "-b", help="Create only this local branch (default: all).")] = None,
-    metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Copy commits, manifests and segments; fetch image bytes on first read.")] = False,
-    hardlinks: Annotated[bool, typer.Option("--hardlinks/--no-hardlinks", help="On the same disk, share pack files by hard links (default) or copy them (an independent backup).")] = True,
+    branch: Annotated[
+        str | None,
+        typer.Option("--branch", "-b", help="Create only this local branch (default: all)."),
+    ] = None,
+    metadata_only: Annotated[
+        bool,
+        typer.Option(
+            "--metadata-only",
+            help="Copy commits, manifests and segments; fetch image bytes on first read.",
+        ),
+    ] = False,
+    hardlinks: Annotated[
+        bool,
+        typer.Option(
+            "--hardlinks/--no-hardlinks",
+            help="On the same disk, share pack files by hard links (default) or copy them (an "
+            "independent backup).",
+        ),
+    ] = True,
     endpoint_url: Endpoint = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,

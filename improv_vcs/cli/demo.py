@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..core.progress import progress_bar
 from ..ingest.folders import scan_directory
-from ..repository.repository import Repository
 from ..ingest.synthetic import generate_tree
+from ..repository.repository import Repository
 
 INSTRUMENTS = ("IFCB107", "IFCB110")
 START = datetime(2024, 5, 1, tzinfo=timezone.utc)
@@ -35,7 +35,9 @@ def build_demo(path: str | Path, images_per_bin: int = 200, quiet: bool = False)
                 metadata, paths = scan_directory(tree)
                 label = f"{instrument} {(START + timedelta(days=day)).date()}"
                 with progress_bar(label, total=len(paths), disable=quiet) as advance:
-                    with repo.transaction(message=f"{instrument}: bins of {label.split()[1]}", progress=advance) as tx:
+                    with repo.transaction(
+                        message=f"{instrument}: bins of {label.split()[1]}", progress=advance
+                    ) as tx:
                         tx.append_files(instrument, metadata, paths)
         if day == 0:
             repo.create_tag("day-1", message="Both instruments, first day")

@@ -62,4 +62,3 @@ class UnsupportedFormatError(ImprovError):
     version of improv_vcs reads: upgrade improv_vcs (not a corruption)."""
 
     exit_code = 8
-

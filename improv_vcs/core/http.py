@@ -142,7 +142,12 @@ def retrying(retry_on: Any, what: str) -> Any:
 
     def announce(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
-        note_retry(what, describe(error) if error is not None else "a failure", state.attempt_number + 1, attempts)
+        note_retry(
+            what,
+            describe(error) if error is not None else "a failure",
+            state.attempt_number + 1,
+            attempts,
+        )
 
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(RETRY_DEADLINE),
@@ -172,10 +177,15 @@ def _transient(exc: BaseException) -> bool:
     """A failure of the network (not of the request) that may pass."""
     import httpx
 
-    return isinstance(exc, (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError, _TransientAnswer))
+    return isinstance(
+        exc,
+        (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError, _TransientAnswer),
+    )
 
 
-def send(client: Any, method: str, path: str, url: str, *, idempotent: bool | None = None, **options: Any) -> Any:
+def send(
+    client: Any, method: str, path: str, url: str, *, idempotent: bool | None = None, **options: Any
+) -> Any:
     """``client.request(...)`` (an ``httpx.Client``), with transport failures
     as :class:`StorageError` and error responses as the exceptions they stand for.
 
@@ -229,9 +239,13 @@ def raise_for(status: int, body: Any, url: str) -> None:
     kind = detail.get("type") if isinstance(detail, dict) else None
     if status == 401:
         reason = message or "it needs a bearer token"
-        raise AuthError(f"{url} refused the request: {reason} (set ${TOKEN_ENV} to a token it accepts)", 401)
+        raise AuthError(
+            f"{url} refused the request: {reason} (set ${TOKEN_ENV} to a token it accepts)", 401
+        )
     if status == 403:
         raise AuthError(message or f"{url}: not allowed (HTTP 403)", 403)
     by_name = {cls.__name__: cls for cls in STATUS}
-    cls = by_name.get(str(kind)) or next((c for c, s in STATUS.items() if s == status), StorageError)
+    cls = by_name.get(str(kind)) or next(
+        (c for c, s in STATUS.items() if s == status), StorageError
+    )
     raise cls(message or f"{url}: HTTP {status}")

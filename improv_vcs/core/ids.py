@@ -125,7 +125,13 @@ def instrument_name(value: str) -> str:
 def label(value: str, what: str) -> str:
     """Validate a free-text name such as a provenance source or run id:
     1 to 200 printable characters, no surrounding spaces."""
-    if not isinstance(value, str) or not value or len(value) > 200 or not value.isprintable() or value != value.strip():
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > 200
+        or not value.isprintable()
+        or value != value.strip()
+    ):
         raise InvalidInputError(f"invalid {what} {value!r}: use 1 to 200 printable characters")
     return value
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -68,7 +68,9 @@ class Batch(_Frozen):
     lon_max: float | None = None
     depth_min: float | None = None
     depth_max: float | None = None
-    extra_columns: tuple[str, ...] = Field(default=(), description="the batch's own metadata columns")
+    extra_columns: tuple[str, ...] = Field(
+        default=(), description="the batch's own metadata columns"
+    )
     extra_types: tuple[str, ...] = Field(default=(), description="their Arrow types, aligned")
 
     @model_validator(mode="after")
@@ -84,7 +86,9 @@ class ProvenanceSegment(_Frozen):
 
     kind: Annotated[str, AfterValidator(column_name)]
     id: Oid
-    packs: tuple[Oid, ...] = Field(default=(), description="packs holding the records' blobs (masks)")
+    packs: tuple[Oid, ...] = Field(
+        default=(), description="packs holding the records' blobs (masks)"
+    )
     rows: int = Field(ge=1)
     image_id_min: str
     image_id_max: str
@@ -142,7 +146,9 @@ class IndexSegment(_Frozen):
     rows: int = Field(ge=0, description="images, records or files across its entries")
     time_min: UtcDatetime
     time_max: UtcDatetime
-    parts: tuple[Part, ...] = Field(default=(), description="consolidated manifests of its batches, in order (format 2)")
+    parts: tuple[Part, ...] = Field(
+        default=(), description="consolidated manifests of its batches, in order (format 2)"
+    )
 
     @model_serializer(mode="wrap")
     def _without_empty_parts(self, handler: Any) -> dict[str, Any]:
@@ -173,7 +179,9 @@ class Commit(_Frozen):
     datasets: Oid | None = Field(
         default=None, description="the dataset definitions in force at this commit"
     )
-    registry: Oid | None = Field(default=None, description="the organizing metadata in force at this commit")
+    registry: Oid | None = Field(
+        default=None, description="the organizing metadata in force at this commit"
+    )
     task: str | None = Field(default=None, description="the ingest task this commit records")
 
     @model_validator(mode="after")
@@ -193,7 +201,9 @@ class Span(_Frozen):
     @model_validator(mode="after")
     def _ordered(self) -> Span:
         if self.start >= self.end:
-            raise ValueError(f"span start {self.start.isoformat()} is not before its end {self.end.isoformat()}")
+            raise ValueError(
+                f"span start {self.start.isoformat()} is not before its end {self.end.isoformat()}"
+            )
         return self
 
 
@@ -222,7 +232,10 @@ class Deployment(_Frozen):
     @model_validator(mode="after")
     def _ordered(self) -> Deployment:
         if self.end is not None and self.start >= self.end:
-            raise ValueError(f"deployment start {self.start.isoformat()} is not before its end {self.end.isoformat()}")
+            raise ValueError(
+                f"deployment start {self.start.isoformat()} is not before its end "
+                f"{self.end.isoformat()}"
+            )
         return self
 
     def covers(self, when: datetime) -> bool:
@@ -261,7 +274,9 @@ class Registry(_Frozen):
     instruments: dict[Annotated[str, AfterValidator(instrument_name)], Instrument] = {}
     taxonomies: dict[str, Taxonomy] = Field(default={}, description="by 'CLASSIFIER@MODEL_VERSION'")
     samples: tuple[Oid, ...] = ()
-    strict_instruments: bool = Field(default=False, description="refuse commits to unregistered instruments")
+    strict_instruments: bool = Field(
+        default=False, description="refuse commits to unregistered instruments"
+    )
 
 
 class Tag(_Frozen):
@@ -293,7 +308,7 @@ class RepositoryConfig(_Frozen):
     created: UtcDatetime
 
 
-JsonObject = Annotated[Union[Commit, Tag, Datasets, Registry], Field(discriminator="kind")]
+JsonObject = Annotated[Commit | Tag | Datasets | Registry, Field(discriminator="kind")]
 _JSON_OBJECT = TypeAdapter(JsonObject)
 
 
@@ -313,7 +328,8 @@ def _refuse_newer(data: bytes, newest: int, what: str) -> None:
         return
     if isinstance(found, int) and not isinstance(found, bool) and found > newest:
         raise UnsupportedFormatError(
-            f"{what} is format {found}; this improv_vcs reads formats up to {newest}: upgrade improv_vcs"
+            f"{what} is format {found}; this improv_vcs reads formats up to {newest}: upgrade "
+            f"improv_vcs"
         )
 
 
@@ -323,7 +339,9 @@ def decode_object(data: bytes, what: str = "object") -> Commit | Tag | Datasets:
         return _JSON_OBJECT.validate_json(data)
     except ValidationError as exc:
         _refuse_newer(data, OBJECT_FORMAT, what)
-        raise IntegrityError(f"{what} is not a valid commit, tag or datasets object: {exc.errors()[0]['msg']}") from None
+        raise IntegrityError(
+            f"{what} is not a valid commit, tag or datasets object: {exc.errors()[0]['msg']}"
+        ) from None
 
 
 def decode_config(data: bytes) -> RepositoryConfig:

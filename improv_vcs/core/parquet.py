@@ -38,7 +38,10 @@ def from_parquet(data: bytes, kind: str, columns: list[str] | None = None) -> pa
             raise IntegrityError(f"expected a {kind} Parquet object, found {stamped!r}")
         stamped_format = (parquet.schema_arrow.metadata or {}).get(FORMAT_KEY, b"1")
         if stamped_format.isdigit() and int(stamped_format) > 1:
-            raise UnsupportedFormatError(f"a {kind} object is format {stamped_format.decode()}; upgrade improv_vcs to read it")
+            raise UnsupportedFormatError(
+                f"a {kind} object is format {stamped_format.decode()}; upgrade improv_vcs to read "
+                f"it"
+            )
         if columns is not None:
             present = set(parquet.schema_arrow.names)
             columns = [c for c in columns if c in present]

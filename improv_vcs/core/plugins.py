@@ -21,6 +21,8 @@ def load(group: str, builtins: dict[str, T], cls: type[T], what: str) -> dict[st
         loaded: Any = point.load()
         plugin = loaded() if callable(loaded) and not isinstance(loaded, cls) else loaded
         if not isinstance(plugin, cls) or getattr(plugin, "name", None) != point.name:
-            raise InvalidInputError(f"entry point {point.name!r} in {group} does not give {what} named {point.name!r}")
+            raise InvalidInputError(
+                f"entry point {point.name!r} in {group} does not give {what} named {point.name!r}"
+            )
         found[point.name] = plugin
     return found

@@ -7,7 +7,9 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None, disable: bool = False) -> Iterator[Callable[[int], None] | None]:
+def progress_bar(
+    description: str, total: int | None, disable: bool = False
+) -> Iterator[Callable[[int], None] | None]:
     """Yield an ``advance(n)`` callback driving a progress bar on an interactive
     stderr (``total`` None: a running count), or None when disabled or not a
     terminal."""

@@ -23,7 +23,9 @@ def provenance_lines(commit: Commit) -> list[str]:
     for segment in commit.provenance:
         key = (segment.kind, tuple(f"{r} ({s})" for s, r in zip(segment.sources, segment.runs)))
         totals[key] = totals.get(key, 0) + segment.rows
-    return [f"{kind}: {rows} record(s), run {', '.join(runs)}" for (kind, runs), rows in totals.items()]
+    return [
+        f"{kind}: {rows} record(s), run {', '.join(runs)}" for (kind, runs), rows in totals.items()
+    ]
 
 
 def _time(value: datetime) -> str:
@@ -56,7 +58,16 @@ def batch_row(batch: Batch) -> list[str]:
     ]
 
 
-BATCH_HEADER = ["instrument", "images", "time min (UTC)", "time max (UTC)", "lat", "lon", "depth", "manifest"]
+BATCH_HEADER = [
+    "instrument",
+    "images",
+    "time min (UTC)",
+    "time max (UTC)",
+    "lat",
+    "lon",
+    "depth",
+    "manifest",
+]
 
 
 def _header(oid: str, commit: Commit) -> list[str]:
@@ -79,7 +90,10 @@ def show_text(oid: str, commit: Commit) -> str:
     rows = [BATCH_HEADER] + [batch_row(b) for b in commit.batches]
     widths = [max(len(r[i]) for r in rows) for i in range(len(BATCH_HEADER))]
     table = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
-    lines = _header(oid, commit) + ["", f"{len(commit.batches)} batch(es), {sum(b.rows for b in commit.batches)} image(s):"]
+    lines = _header(oid, commit) + [
+        "",
+        f"{len(commit.batches)} batch(es), {sum(b.rows for b in commit.batches)} image(s):",
+    ]
     records = [f"    {line}" for line in provenance_lines(commit)]
     if records:
         records.insert(0, "\nprovenance:")

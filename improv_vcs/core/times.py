@@ -36,7 +36,9 @@ def parse_iso(text: str, zone: tzinfo = timezone.utc) -> datetime:
         value = value[:-1] + "+00:00"
     value = _FRACTION.sub(lambda m: f"{m.group(1)}.{m.group(2)[:6].ljust(6, '0')}", value, count=1)
     parsed = datetime.fromisoformat(value)
-    return (parsed.replace(tzinfo=zone) if parsed.tzinfo is None else parsed).astimezone(timezone.utc)
+    return (parsed.replace(tzinfo=zone) if parsed.tzinfo is None else parsed).astimezone(
+        timezone.utc
+    )
 
 
 __all__ = ["Clock", "parse_iso", "utc_now"]
@@ -59,7 +61,9 @@ def parse_timezone(text: str) -> str:
     offset = re.fullmatch(r"([+-])(\d\d):(\d\d)", text)
     if offset:
         if int(offset[2]) > 23 or int(offset[3]) > 59:
-            raise InvalidInputError(f"--timezone {text!r}: an offset is ±HH:MM with HH up to 23 and MM up to 59")
+            raise InvalidInputError(
+                f"--timezone {text!r}: an offset is ±HH:MM with HH up to 23 and MM up to 59"
+            )
         return text
     try:
         zone_info(text)

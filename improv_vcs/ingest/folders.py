@@ -42,7 +42,6 @@ import re
 import stat
 import warnings
 from collections.abc import Callable
-
 from pathlib import Path
 
 import pyarrow as pa
@@ -58,6 +57,7 @@ _IFCB_NEW = r"^(?P<bin>D(?P<when>\d{8}T\d{6})_IFCB\d+)_(?P<roi>\d+)$"
 _IFCB_OLD = r"^(?P<bin>IFCB\d+_(?P<when>\d{4}_\d{3}_\d{6}))_(?P<roi>\d+)$"
 _IFCB_INSTRUMENT = r"^(?:D\d{8}T\d{6}_(?P<new>IFCB\d+)|(?P<old>IFCB\d+)_\d{4}_\d{3}_\d{6})_\d+$"
 _BLOB_ID = re.compile(r"[0-9a-f]{64}")
+
 
 class IngestWarning(UserWarning):
     """Something under SOURCE was skipped (see :func:`scan_directory`)."""
@@ -110,12 +110,19 @@ def scan_directory(
             if size is None:
                 continue
             if size > max_image and name not in TABLE_NAMES:
-                raise InvalidInputError(f"{path}: " + over_limit("IMPROV_MAX_IMAGE_BYTES", f"an image of {format_bytes(size)}", size))
+                raise InvalidInputError(
+                    f"{path}: "
+                    + over_limit(
+                        "IMPROV_MAX_IMAGE_BYTES", f"an image of {format_bytes(size)}", size
+                    )
+                )
             names.append(name)
         images = [n for n in names if n not in TABLE_NAMES]
         table_names = [n for n in names if n in TABLE_NAMES]
         if len(table_names) > 1:
-            raise InvalidInputError(f"{directory} has both metadata.csv and metadata.parquet; keep one")
+            raise InvalidInputError(
+                f"{directory} has both metadata.csv and metadata.parquet; keep one"
+            )
         if table_names:
             flush_named()
             add(*_described_folder(Path(directory), table_names[0], images, instrument), directory)
@@ -127,7 +134,9 @@ def scan_directory(
     try:
         table = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InvalidInputError(f"metadata tables under {source} disagree on column types: {exc}") from None
+        raise InvalidInputError(
+            f"metadata tables under {source} disagree on column types: {exc}"
+        ) from None
     return table, paths
 
 
@@ -135,10 +144,17 @@ def _warn(message: str) -> None:
     warnings.warn(message, IngestWarning, stacklevel=4)
 
 
-_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+}
 
 
-def _regular_size(path: Path, inside: Path, source: object, warn: Callable[[str], None], table: bool) -> int | None:
+def _regular_size(
+    path: Path, inside: Path, source: object, warn: Callable[[str], None], table: bool
+) -> int | None:
     """The size of ``path`` when ingest reads it: a regular file, or a link to
     one inside SOURCE (``inside``, resolved). Anything else is skipped with a
     warning, never opened (a FIFO would block); a metadata table must be a
@@ -151,7 +167,9 @@ def _regular_size(path: Path, inside: Path, source: object, warn: Callable[[str]
                 warn(f"skipped {path}: a link to outside {source}")
                 return None
     except (OSError, RuntimeError) as exc:  # a broken or looping link
-        raise InvalidInputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise InvalidInputError(
+            f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     if stat.S_ISREG(info.st_mode):
         return info.st_size
     kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
@@ -226,7 +244,8 @@ def _described_folder(
     unlisted = present.difference(names)
     if unlisted:
         raise InvalidInputError(
-            f"{path} does not describe {len(unlisted)} file(s) in its folder, e.g. {sorted(unlisted)[0]!r}"
+            f"{path} does not describe {len(unlisted)} file(s) in its folder, e.g. "
+            f"{sorted(unlisted)[0]!r}"
         )
     files = _join(directory, names)
     table = _computed_columns(path, table, names, files)
@@ -238,15 +257,22 @@ def _described_folder(
             blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), False)
             if pc.any(blank).as_py():
                 index = table.column_names.index(name)
-                table = table.set_column(index, name, pc.if_else(blank, pa.scalar(None, pa.string()), column))
+                table = table.set_column(
+                    index, name, pc.if_else(blank, pa.scalar(None, pa.string()), column)
+                )
     if "timestamp" not in table.column_names:
         table = _with_ifcb_fields(table, lambda _: f"({path} has no timestamp column)")
     guessed = _media_types(pa.array(names, pa.string()))
     if "media_type" not in table.column_names:
         table = table.append_column("media_type", guessed)
-    elif pa.types.is_string(table.column("media_type").type) and table.column("media_type").null_count:
+    elif (
+        pa.types.is_string(table.column("media_type").type)
+        and table.column("media_type").null_count
+    ):
         index = table.column_names.index("media_type")
-        table = table.set_column(index, "media_type", pc.coalesce(table.column("media_type").combine_chunks(), guessed))
+        table = table.set_column(
+            index, "media_type", pc.coalesce(table.column("media_type").combine_chunks(), guessed)
+        )
     return table, files
 
 
@@ -259,7 +285,11 @@ def _where(path: Path, row: int) -> str:
 def _text_cells(path: Path, table: pa.Table, name: str) -> list[str | None]:
     """The cells of column ``name`` as text without surrounding blanks, empty cells as None."""
     column = table.column(name)
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_null(column.type)):
+    if not (
+        pa.types.is_string(column.type)
+        or pa.types.is_large_string(column.type)
+        or pa.types.is_null(column.type)
+    ):
         raise InvalidInputError(f"{path}: column {name!r} must hold text, not {column.type}")
     return [None if v is None or not v.strip() else v.strip() for v in column.to_pylist()]
 
@@ -274,23 +304,33 @@ def _computed_columns(path: Path, table: pa.Table, names: list[str], files: list
         try:
             sizes = table.column("size").cast(pa.int64()).to_pylist()
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            raise InvalidInputError(f"{path}: column 'size' must hold whole numbers (bytes)") from None
+            raise InvalidInputError(
+                f"{path}: column 'size' must hold whole numbers (bytes)"
+            ) from None
         for row, (given, file, name) in enumerate(zip(sizes, files, names), start=1):
             actual = os.stat(file).st_size
             if given is not None and given != actual:
-                raise InvalidInputError(f"{_where(path, row)}: size {given} but {name!r} has {actual} bytes")
+                raise InvalidInputError(
+                    f"{_where(path, row)}: size {given} but {name!r} has {actual} bytes"
+                )
     if "blob_id" in table.column_names:
         given_ids = _text_cells(path, table, "blob_id")
         for row, blob_id in enumerate(given_ids, start=1):
             if blob_id is not None and not _BLOB_ID.fullmatch(blob_id):
-                raise InvalidInputError(f"{_where(path, row)}: blob_id {blob_id!r} is not a SHA-256 (64 hex digits)")
+                raise InvalidInputError(
+                    f"{_where(path, row)}: blob_id {blob_id!r} is not a SHA-256 (64 hex digits)"
+                )
         _check_blob_ids(path, given_ids, names, files)
     if "file" in table.column_names and table.column("file").to_pylist() == names:
         table = table.drop_columns(["file"])
-    return table.drop_columns([c for c in ("blob_id", "size", "pack", "offset") if c in table.column_names])
+    return table.drop_columns(
+        [c for c in ("blob_id", "size", "pack", "offset") if c in table.column_names]
+    )
 
 
-def _check_blob_ids(path: Path, given: list[str | None], names: list[str], files: list[str]) -> None:
+def _check_blob_ids(
+    path: Path, given: list[str | None], names: list[str], files: list[str]
+) -> None:
     """Hash the files whose row gives a blob id (streamed, in parallel) and
     refuse the first that differs."""
     from ..core.hashing import hash_files
@@ -303,7 +343,8 @@ def _check_blob_ids(path: Path, given: list[str | None], names: list[str], files
             done += 1
             if digest.hex() != given[row]:
                 raise InvalidInputError(
-                    f"{_where(path, row + 1)}: blob_id {given[row][:12]}… does not match the bytes of "
+                    f"{_where(path, row + 1)}: blob_id {given[row][:12]}… does not match the "
+                    f"bytes of "
                     f"{names[row]!r} (SHA-256 {digest.hex()[:12]}…)"
                 )
 
@@ -318,7 +359,8 @@ def _instrument_column(path: Path, table: pa.Table, instrument: str | None) -> p
             continue
         if instrument is not None and value != instrument:
             raise InvalidInputError(
-                f"{_where(path, row)}: instrument {value!r} disagrees with --instrument {instrument!r}"
+                f"{_where(path, row)}: instrument {value!r} disagrees with --instrument "
+                f"{instrument!r}"
             )
         try:
             instrument_name(value)
@@ -341,9 +383,15 @@ def split_by_instrument(
         instrument_name(instrument)
         rows = [instrument] * n
     else:
-        cells = metadata.column("instrument").to_pylist() if "instrument" in metadata.column_names else [None] * n
+        cells = (
+            metadata.column("instrument").to_pylist()
+            if "instrument" in metadata.column_names
+            else [None] * n
+        )
         named = pc.extract_regex(metadata.column("image_id").combine_chunks(), _IFCB_INSTRUMENT)
-        matched = named.is_valid().to_pylist()  # a group that took no part is "", an unmatched row null
+        matched = (
+            named.is_valid().to_pylist()
+        )  # a group that took no part is "", an unmatched row null
         new, old = named.field("new").to_pylist(), named.field("old").to_pylist()
         rows = [cell or (m and (a or b)) or None for cell, m, a, b in zip(cells, matched, new, old)]
         if all(r is None for r in rows):
@@ -354,7 +402,8 @@ def split_by_instrument(
         if None in rows:
             row = rows.index(None)
             raise InvalidInputError(
-                f"{paths[row]}: no instrument for image {metadata.column('image_id')[row].as_py()!r}; "
+                f"{paths[row]}: no instrument for image "
+                f"{metadata.column('image_id')[row].as_py()!r}; "
                 "give --instrument, fill its instrument cell, or use an IFCB-style name"
             )
     if "instrument" in metadata.column_names:
@@ -365,7 +414,11 @@ def split_by_instrument(
     if len(groups) == 1:
         return [(rows[0], metadata, list(paths))]
     return [
-        (name, metadata.take(pa.array(groups[name], pa.int64())), [paths[row] for row in groups[name]])
+        (
+            name,
+            metadata.take(pa.array(groups[name], pa.int64())),
+            [paths[row] for row in groups[name]],
+        )
         for name in sorted(groups)
     ]
 
@@ -383,7 +436,8 @@ def _with_ifcb_fields(table: pa.Table, where: Callable[[int], str]) -> pa.Table:
     if timestamp.null_count:
         row = pc.index(pc.is_null(timestamp), True).as_py()
         raise InvalidInputError(
-            f"cannot tell the time of image {ids[row].as_py()!r} {where(row)}: give a timestamp column in "
+            f"cannot tell the time of image {ids[row].as_py()!r} {where(row)}: give a timestamp "
+            f"column in "
             "metadata.csv/metadata.parquet, or use IFCB-style names like "
             "D20240101T120000_IFCB107_00001.png"
         )

@@ -43,7 +43,9 @@ def _keyed(table: pa.Table, path: Path) -> pa.Table:
     if "image_id" in names:
         return table
     if "file_name" in names:
-        stems = pc.replace_substring_regex(table.column("file_name").cast(pa.string()), r"\.[^./]*$", "")
+        stems = pc.replace_substring_regex(
+            table.column("file_name").cast(pa.string()), r"\.[^./]*$", ""
+        )
         return table.drop_columns(["file_name"]).add_column(0, "image_id", stems)
     found = _BIN_PREFIX.match(path.name)
     if "roi_number" in names and found:

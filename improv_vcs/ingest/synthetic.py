@@ -102,13 +102,17 @@ def _write_bin(root: str, instrument: str, name: str, seed: int, index: int, cou
 
 
 ADC_FORMAT = (
-    "trigger#, ADCtime, PMTA, PMTB, PMTC, PMTD, PeakA, PeakB, PeakC, PeakD, TimeOfFlight, GrabTimeStart, "
-    "GrabTimeEnd, RoiX, RoiY, RoiWidth, RoiHeight, StartByte, ComparatorOut, StartPoint, SignalLength, Status, "
+    "trigger#, ADCtime, PMTA, PMTB, PMTC, PMTD, PeakA, PeakB, PeakC, PeakD, TimeOfFlight, "
+    "GrabTimeStart, "
+    "GrabTimeEnd, RoiX, RoiY, RoiWidth, RoiHeight, StartByte, ComparatorOut, StartPoint, "
+    "SignalLength, Status, "
     "RunTime, InhibitTime"
 )
 
 
-def write_raw_bin(directory: str | os.PathLike[str], name: str, rng: np.random.Generator, count: int) -> None:
+def write_raw_bin(
+    directory: str | os.PathLike[str], name: str, rng: np.random.Generator, count: int
+) -> None:
     """Write a bin of ``count`` ROIs as the instrument does: ``<name>.hdr``
     (``key: value`` lines naming the 24 ADC columns), ``<name>.adc`` (one CSV
     row per trigger; about one trigger in three has no image, 0 x 0) and
@@ -123,7 +127,17 @@ def write_raw_bin(directory: str | os.PathLike[str], name: str, rng: np.random.G
         trigger += 1
         clock += float(rng.exponential(0.5))
         height, width = pixels.shape
-        rows.append(_adc_row(trigger, clock, int(rng.integers(0, 1300)), int(rng.integers(0, 1000)), width, height, offset))
+        rows.append(
+            _adc_row(
+                trigger,
+                clock,
+                int(rng.integers(0, 1300)),
+                int(rng.integers(0, 1000)),
+                width,
+                height,
+                offset,
+            )
+        )
         blobs.append(pixels.tobytes())
         offset += width * height
     base = os.path.join(os.fspath(directory), name)
@@ -131,7 +145,8 @@ def write_raw_bin(directory: str | os.PathLike[str], name: str, rng: np.random.G
         f.write(
             f"softwareVersion: Imaging FlowCytobot Acquisition Software version 2.0.0.0\n"
             f"triggerCount: {trigger}\nroiCount: {count}\nhumidity: 41.5\ntemperature: 19.25\n"
-            f"runTime: {clock + 1.0:.4f}\ninhibitTime: {clock / 20:.4f}\nADCFileFormat: {ADC_FORMAT}\n"
+            f"runTime: {clock + 1.0:.4f}\ninhibitTime: {clock / 20:.4f}\nADCFileFormat: "
+            f"{ADC_FORMAT}\n"
         )
     with open(base + ".adc", "w", newline="\r\n") as f:
         f.write("".join(line + "\n" for line in rows))
@@ -139,10 +154,35 @@ def write_raw_bin(directory: str | os.PathLike[str], name: str, rng: np.random.G
         f.write(b"".join(blobs))
 
 
-def _adc_row(trigger: int, clock: float, x: int, y: int, width: int, height: int, start: int) -> str:
-    values = [trigger, f"{clock:.6f}", "0.63", "0.025", "-0.0017", "0.0011", "3.43", "0.26", "0.0103", "0.0097",
-              "54.35", f"{clock:.6f}", f"{clock + 0.04:.6f}", x, y, width, height, start if width else 0,
-              0, 0, 0, 0, f"{clock:.6f}", f"{clock / 20:.6f}"]
+def _adc_row(
+    trigger: int, clock: float, x: int, y: int, width: int, height: int, start: int
+) -> str:
+    values = [
+        trigger,
+        f"{clock:.6f}",
+        "0.63",
+        "0.025",
+        "-0.0017",
+        "0.0011",
+        "3.43",
+        "0.26",
+        "0.0103",
+        "0.0097",
+        "54.35",
+        f"{clock:.6f}",
+        f"{clock + 0.04:.6f}",
+        x,
+        y,
+        width,
+        height,
+        start if width else 0,
+        0,
+        0,
+        0,
+        0,
+        f"{clock:.6f}",
+        f"{clock / 20:.6f}",
+    ]
     return ",".join(str(v) for v in values)
 
 

@@ -13,7 +13,16 @@ import pyarrow.compute as pc
 
 from ..core.errors import InvalidInputError
 
-KEY_COLUMNS = ("image_id", "filename", "timestamp", "sample_id", "media_type", "instrument", "blob_id", "pack")
+KEY_COLUMNS = (
+    "image_id",
+    "filename",
+    "timestamp",
+    "sample_id",
+    "media_type",
+    "instrument",
+    "blob_id",
+    "pack",
+)
 """Columns always read as text (never inferred as numbers or times)."""
 
 LIMITS = {
@@ -36,7 +45,9 @@ def limit(variable: str) -> int:
     found = re.fullmatch(r"(\d+)\s*([KMGT]?)(?:i?B)?", text, re.IGNORECASE)
     value = int(found[1]) * 1024 ** " KMGT".index(found[2].upper() or " ") if found else 0
     if value < 1:
-        raise InvalidInputError(f"{variable}={text!r} is not a positive whole number (e.g. 1000 or 512M)")
+        raise InvalidInputError(
+            f"{variable}={text!r} is not a positive whole number (e.g. 1000 or 512M)"
+        )
     return value
 
 
@@ -58,7 +69,6 @@ def format_bytes(n: int) -> str:
     return f"{n} bytes"
 
 
-
 def read_table(path: Path) -> pa.Table:
     """A metadata table from CSV or Parquet, key columns read as text.
 
@@ -74,14 +84,21 @@ def read_table(path: Path) -> pa.Table:
             table = csv.read_csv(
                 path,
                 read_options=csv.ReadOptions(block_size=max(2**20, 2 * longest)),
-                convert_options=csv.ConvertOptions(column_types=dict.fromkeys(KEY_COLUMNS, pa.string())),
+                convert_options=csv.ConvertOptions(
+                    column_types=dict.fromkeys(KEY_COLUMNS, pa.string())
+                ),
             )
         else:
             import pyarrow.parquet as pq
 
             names = pq.read_schema(path).names
             if len(names) > limit("IMPROV_MAX_METADATA_COLUMNS"):
-                raise InvalidInputError(f"{path}: " + over_limit("IMPROV_MAX_METADATA_COLUMNS", f"{len(names):,} columns", len(names)))
+                raise InvalidInputError(
+                    f"{path}: "
+                    + over_limit(
+                        "IMPROV_MAX_METADATA_COLUMNS", f"{len(names):,} columns", len(names)
+                    )
+                )
             if len(set(names)) != len(names):
                 duplicate = next(n for n in names if names.count(n) > 1)
                 raise InvalidInputError(f"{path}: duplicate column {duplicate!r}")
@@ -106,17 +123,29 @@ def _check_csv(path: Path) -> int:
     memory): the header's column count, UTF-8 text, each row's length. Returns
     the longest row's length."""
     max_row = _ROW_FIELDS * limit("IMPROV_MAX_FIELD_BYTES")
-    longest, line, header, header_line, carry = 0, 1, None, 0, b""  # line: number of the first line in ``data``
+    longest, line, header, header_line, carry = (
+        0,
+        1,
+        None,
+        0,
+        b"",
+    )  # line: number of the first line in ``data``
     with path.open("rb") as f:
         while True:
             block = f.read(2**20)
             buffer = carry + block
-            cut = buffer.rfind(b"\n") + 1 if block else len(buffer)  # complete lines only, until the end
+            cut = (
+                buffer.rfind(b"\n") + 1 if block else len(buffer)
+            )  # complete lines only, until the end
             data, carry = buffer[:cut], buffer[cut:]
             lines = data.split(b"\n")
             if header is None:
-                header_line, header = next(((line + n, row) for n, row in enumerate(lines) if row.strip()), (0, None))
-                _check_header(path, header if header is not None else carry, complete=header is not None)
+                header_line, header = next(
+                    ((line + n, row) for n, row in enumerate(lines) if row.strip()), (0, None)
+                )
+                _check_header(
+                    path, header if header is not None else carry, complete=header is not None
+                )
             if len(carry) > max_row:  # measure the whole row, a block at a time
                 size = len(carry)
                 while (block := f.read(2**20)) and b"\n" not in block:
@@ -128,7 +157,13 @@ def _check_csv(path: Path) -> int:
             except UnicodeDecodeError as exc:
                 where = line + data.count(b"\n", 0, exc.start)
                 start = data.rfind(b"\n", 0, exc.start) + 1
-                _not_utf8(path, where, data[start : exc.start], data[exc.start], None if where == header_line else header)
+                _not_utf8(
+                    path,
+                    where,
+                    data[start : exc.start],
+                    data[exc.start],
+                    None if where == header_line else header,
+                )
             widest = max(map(len, lines))
             if widest > max_row:
                 n = next(n for n, row in enumerate(lines) if len(row) == widest)
@@ -143,15 +178,19 @@ def _check_header(path: Path, header: bytes, complete: bool) -> None:
     columns = _fields_before(header) + 1
     if columns > limit("IMPROV_MAX_METADATA_COLUMNS"):
         many = f"{columns:,} columns" if complete else f"at least {columns:,} columns"
-        raise InvalidInputError(f"{path}: " + over_limit("IMPROV_MAX_METADATA_COLUMNS", many, columns))
+        raise InvalidInputError(
+            f"{path}: " + over_limit("IMPROV_MAX_METADATA_COLUMNS", many, columns)
+        )
 
 
 def _row_too_long(path: Path, line: int, size: int, max_row: int) -> None:
     field = format_bytes(limit("IMPROV_MAX_FIELD_BYTES"))
     raise InvalidInputError(
         f"{path}, line {line}: a row of {format_bytes(size)}, over the limit of "
-        f"{format_bytes(max_row)} for one row ({_ROW_FIELDS} × the {field} limit for one metadata field); raise it "
-        f"with the environment variable IMPROV_MAX_FIELD_BYTES (e.g. IMPROV_MAX_FIELD_BYTES={-(-size // (_ROW_FIELDS * 2**20))}M)"
+        f"{format_bytes(max_row)} for one row ({_ROW_FIELDS} × the {field} limit for one metadata "
+        f"field); raise it "
+        f"with the environment variable IMPROV_MAX_FIELD_BYTES (e.g. "
+        f"IMPROV_MAX_FIELD_BYTES={-(-size // (_ROW_FIELDS * 2**20))}M)"
     )
 
 
@@ -163,7 +202,8 @@ def _not_utf8(path: Path, line: int, before: bytes, byte: int, header: bytes | N
     column = f"column {names[index]!r}" if index < len(names) else f"column {index + 1}"
     what = "metadata text" if header is not None else "the header"
     raise InvalidInputError(
-        f"{path}, line {line}, {column}: byte 0x{byte:02x} is not UTF-8; {what} must be UTF-8 (save the file as UTF-8)"
+        f"{path}, line {line}, {column}: byte 0x{byte:02x} is not UTF-8; {what} must be UTF-8 "
+        f"(save the file as UTF-8)"
     )
 
 
@@ -183,10 +223,21 @@ def _check_fields(path: Path, table: pa.Table) -> None:
     for name, column in zip(table.column_names, table.columns):
         if len(name.encode()) > max_field:
             size = len(name.encode())
-            raise InvalidInputError(f"{path}: " + over_limit("IMPROV_MAX_FIELD_BYTES", f"a column name of {format_bytes(size)}", size))
+            raise InvalidInputError(
+                f"{path}: "
+                + over_limit(
+                    "IMPROV_MAX_FIELD_BYTES", f"a column name of {format_bytes(size)}", size
+                )
+            )
         kind = column.type
-        if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
-            raise InvalidInputError(f"{path}: column {name!r} holds bytes, not text; metadata text must be UTF-8")
+        if (
+            pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind)
+            or pa.types.is_fixed_size_binary(kind)
+        ):
+            raise InvalidInputError(
+                f"{path}: column {name!r} holds bytes, not text; metadata text must be UTF-8"
+            )
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)) or not len(column):
             continue
         lengths = pc.binary_length(column)
@@ -195,7 +246,10 @@ def _check_fields(path: Path, table: pa.Table) -> None:
             row = pc.index(pc.greater(lengths, max_field), True).as_py() + 1
             where = f"line {line_of_row(path, row)}" if path.suffix == ".csv" else f"row {row}"
             raise InvalidInputError(
-                f"{path}, {where}, column {name!r}: " + over_limit("IMPROV_MAX_FIELD_BYTES", f"a field of {format_bytes(longest)}", longest)
+                f"{path}, {where}, column {name!r}: "
+                + over_limit(
+                    "IMPROV_MAX_FIELD_BYTES", f"a field of {format_bytes(longest)}", longest
+                )
             )
 
 

@@ -30,18 +30,18 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..snapshot import index, manifest, parts, registry, sources
-from ..storage.closure import commit_objects
 from ..core.errors import ImprovError, IntegrityError
 from ..core.ids import hash_bytes
 from ..core.model import Commit, Datasets, IndexSegment, Registry, Tag
-from ..storage.packs import PackIndex, index_key, pack_key
 from ..provenance import records
-from ..storage.refs import HEADS, TAGS
+from ..snapshot import index, manifest, parts, registry, sources
 from ..storage import BundledStore
 from ..storage.bundled_store import PREFIX as BUNDLES
 from ..storage.bundled_store import BundleIndex, data_digest
 from ..storage.bundled_store import data_key as bundle_data_key
+from ..storage.closure import commit_objects
+from ..storage.packs import PackIndex, index_key, pack_key
+from ..storage.refs import HEADS, TAGS
 
 if TYPE_CHECKING:
     from ..repository.repository import Repository
@@ -88,7 +88,9 @@ class FsckReport:
         }
 
 
-def fsck(repo: Repository, full: bool = False, progress: Callable[[int], None] | None = None) -> FsckReport:
+def fsck(
+    repo: Repository, full: bool = False, progress: Callable[[int], None] | None = None
+) -> FsckReport:
     """Check everything reachable from every branch, tag and remote-tracking ref."""
     checker = _Checker(repo, full, progress)
     checker.run()
@@ -140,7 +142,9 @@ class _Checker:
                 continue
             self.commits_seen.add(oid)
             if child is not None and not odb.is_json_object(oid):
-                self.problem(oid, "commit", f"parent of {child[:12]} is a data object, not a commit")
+                self.problem(
+                    oid, "commit", f"parent of {child[:12]} is a data object, not a commit"
+                )
                 continue
             found = self._attempt(oid, "commit", lambda o=oid: odb.get_object(o))
             if found is None:
@@ -175,7 +179,10 @@ class _Checker:
                 index.check()
                 if store.inner.size(bundle_data_key(bundle_id)) != index.data_length:
                     raise IntegrityError(f"its data is not {index.data_length} bytes long")
-                if self.full and data_digest(store.inner, bundle_id, index.data_length) != index.data_digest:
+                if (
+                    self.full
+                    and data_digest(store.inner, bundle_id, index.data_length) != index.data_digest
+                ):
                     raise IntegrityError("its data hashes differently from what its index says")
             except ImprovError as exc:
                 self.problem(bundle_id, "bundle", str(exc))
@@ -185,9 +192,14 @@ class _Checker:
     def _ref_targets(self) -> list[str]:
         """The commits the refs point at (tags peeled), after checking that
         each ref points at an object of the right kind."""
-        refs = [(HEADS + name, target, "branch") for name, target in self.repo.refs.branches().items()]
+        refs = [
+            (HEADS + name, target, "branch") for name, target in self.repo.refs.branches().items()
+        ]
         for remote in self.repo.remotes.all():
-            refs += [(f"refs/remotes/{remote}/{b}", t, "branch") for b, t in self.repo.remotes.tracking(remote).items()]
+            refs += [
+                (f"refs/remotes/{remote}/{b}", t, "branch")
+                for b, t in self.repo.remotes.tracking(remote).items()
+            ]
         refs += [(TAGS + name, pointer, "tag") for name, pointer in self.repo.refs.tags().items()]
         self.report.refs = len(refs)
         targets = []
@@ -204,10 +216,18 @@ class _Checker:
         odb = self.repo.odb
         wanted = "a commit" if kind == "branch" else "a tag or a commit"
         if not odb.has(target):
-            self.problem(target, "ref", f"{ref} points at a missing {'commit' if kind == 'branch' else 'object'}")
+            self.problem(
+                target,
+                "ref",
+                f"{ref} points at a missing {'commit' if kind == 'branch' else 'object'}",
+            )
             return None
         if not odb.is_json_object(target):
-            self.problem(target, "ref", f"{ref} points at a data object (manifest, segment or table), not {wanted}")
+            self.problem(
+                target,
+                "ref",
+                f"{ref} points at a data object (manifest, segment or table), not {wanted}",
+            )
             return None
         if kind == "branch":
             found = self._peek(target)
@@ -228,11 +248,19 @@ class _Checker:
             self.problem(target, "tag", f"the tag object of {ref} targets a missing commit {inner}")
             return None
         if not odb.is_json_object(inner):
-            self.problem(target, "tag", f"the tag object of {ref} targets a data object {inner[:12]}, not a commit")
+            self.problem(
+                target,
+                "tag",
+                f"the tag object of {ref} targets a data object {inner[:12]}, not a commit",
+            )
             return None
         peeled = self._peek(inner)
         if peeled is not None and not isinstance(peeled, Commit):
-            self.problem(target, "tag", f"the tag object of {ref} targets a {peeled.kind} {inner[:12]}, not a commit")
+            self.problem(
+                target,
+                "tag",
+                f"the tag object of {ref} targets a {peeled.kind} {inner[:12]}, not a commit",
+            )
             return None
         return inner
 
@@ -262,13 +290,19 @@ class _Checker:
                 self.problem(parent, "commit", f"parent of {oid[:12]} is missing")
             else:
                 parents.append(parent)
-        segments = [(s, index.BATCHES) for s in commit.index] + [(s, index.PROVENANCE) for s in commit.provenance_index]
+        segments = [(s, index.BATCHES) for s in commit.index] + [
+            (s, index.PROVENANCE) for s in commit.provenance_index
+        ]
         segments += [(s, index.SOURCES) for s in commit.sources_index]
         for segment, layout in segments:
             if not self._first_visit(segment.id):
                 continue
             if self.full or segment.id in self.tip_segments:
-                table = self._attempt(segment.id, "index segment", lambda s=segment, lay=layout: index.read_segment(odb, s, lay))
+                table = self._attempt(
+                    segment.id,
+                    "index segment",
+                    lambda s=segment, lay=layout: index.read_segment(odb, s, lay),
+                )
                 if table is not None and segment.parts:
                     self._check_parts(segment, table)
             else:
@@ -277,15 +311,23 @@ class _Checker:
                     if self._first_visit(part.id):
                         self._attempt(part.id, "part", lambda p=part: odb.get_bytes(p.id))
         if commit.registry and self._first_visit(commit.registry):
-            found = self._attempt(commit.registry, "registry", lambda: odb.get_object(commit.registry))
+            found = self._attempt(
+                commit.registry, "registry", lambda: odb.get_object(commit.registry)
+            )
             if found is not None and not isinstance(found, Registry):
                 self.problem(commit.registry, "registry", f"is a {found.kind}")
             elif found is not None:
                 for segment in found.samples:
                     if self._first_visit(segment):
-                        self._attempt(segment, "samples segment", lambda s=segment: registry.decode_samples(odb.get_bytes(s)))
+                        self._attempt(
+                            segment,
+                            "samples segment",
+                            lambda s=segment: registry.decode_samples(odb.get_bytes(s)),
+                        )
         if commit.datasets and self._first_visit(commit.datasets):
-            found = self._attempt(commit.datasets, "datasets", lambda: odb.get_object(commit.datasets))
+            found = self._attempt(
+                commit.datasets, "datasets", lambda: odb.get_object(commit.datasets)
+            )
             if found is not None and not isinstance(found, Datasets):
                 self.problem(commit.datasets, "datasets", f"is a {found.kind}")
         for batch in commit.batches:
@@ -294,24 +336,42 @@ class _Checker:
             if batch.manifest in self.covered:
                 self._attempt(batch.manifest, "manifest", lambda b=batch: odb.get_bytes(b.manifest))
                 continue
-            table = self._attempt(batch.manifest, "manifest", lambda b=batch: manifest.decode(odb.get_bytes(b.manifest)))
+            table = self._attempt(
+                batch.manifest,
+                "manifest",
+                lambda b=batch: manifest.decode(odb.get_bytes(b.manifest)),
+            )
             if table is not None:
                 if table.num_rows != batch.rows:
-                    self.problem(batch.manifest, "manifest", f"holds {table.num_rows} rows, its batch says {batch.rows}")
+                    self.problem(
+                        batch.manifest,
+                        "manifest",
+                        f"holds {table.num_rows} rows, its batch says {batch.rows}",
+                    )
                 self._check_locations(batch.manifest, "manifest", table)
         for segment in commit.provenance:
             if not self._first_visit(segment.id):
                 continue
-            table = self._attempt(segment.id, "provenance segment", lambda s=segment: records.decode(odb.get_bytes(s.id)))
+            table = self._attempt(
+                segment.id,
+                "provenance segment",
+                lambda s=segment: records.decode(odb.get_bytes(s.id)),
+            )
             if table is not None and "pack" in table.column_names:
                 self._check_locations(segment.id, "provenance segment", table)
         for files in commit.sources:
             if not self._first_visit(files.table):
                 continue
-            table = self._attempt(files.table, "sources table", lambda f=files: sources.decode(odb.get_bytes(f.table)))
+            table = self._attempt(
+                files.table, "sources table", lambda f=files: sources.decode(odb.get_bytes(f.table))
+            )
             if table is not None:
                 if table.num_rows != files.rows:
-                    self.problem(files.table, "sources table", f"holds {table.num_rows} rows, its commit says {files.rows}")
+                    self.problem(
+                        files.table,
+                        "sources table",
+                        f"holds {table.num_rows} rows, its commit says {files.rows}",
+                    )
                 self._check_locations(files.table, "sources table", table, key="path")
         self._check_unvisited(oid, commit)
         return parents
@@ -337,9 +397,13 @@ class _Checker:
                     self.tip_segments.add(segment.id)
                     if segment.parts:
                         table = index.read_segment(odb, segment, index.BATCHES)
-                        for _, covered in parts.covering([segment], table.column("manifest").to_pylist()).values():
+                        for _, covered in parts.covering(
+                            [segment], table.column("manifest").to_pylist()
+                        ).values():
                             self.covered.update(covered)
-                self.tip_segments.update(s.id for s in (*commit.provenance_index, *commit.sources_index))
+                self.tip_segments.update(
+                    s.id for s in (*commit.provenance_index, *commit.sources_index)
+                )
             except ImprovError:
                 continue  # the walk reports it
 
@@ -355,23 +419,34 @@ class _Checker:
             position += part.entries
             if not self._first_visit(part.id):
                 continue
-            table = self._attempt(part.id, "part", lambda p=part: parts.decode(odb.get_bytes(p.id), columns))
+            table = self._attempt(
+                part.id, "part", lambda p=part: parts.decode(odb.get_bytes(p.id), columns)
+            )
             if table is None:
                 continue
             if table.num_rows != part.rows or len(covered) != part.entries:
-                self.problem(part.id, "part", f"holds {table.num_rows} rows of {len(covered)} batches, its segment says {part.rows} of {part.entries}")
+                self.problem(
+                    part.id,
+                    "part",
+                    f"holds {table.num_rows} rows of {len(covered)} batches, its segment says "
+                    f"{part.rows} of {part.entries}",
+                )
                 continue
             self._check_locations(part.id, "part", table)
             if self.full:
                 expected = pa.concat_tables([self._located_rows(m, columns) for m in covered])
                 if not table.equals(expected):
-                    self.problem(part.id, "part", "its rows differ from the manifests it consolidates")
+                    self.problem(
+                        part.id, "part", "its rows differ from the manifests it consolidates"
+                    )
 
     def _located_rows(self, manifest_id: str, columns: list[str]) -> pa.Table:
         """A manifest's location columns, decoded once however many parts
         (of successive segments) cover it."""
         odb = self.repo.odb
-        return odb.cached(f"fsck-rows:{manifest_id}", lambda: manifest.decode(odb.get_bytes(manifest_id), columns))
+        return odb.cached(
+            f"fsck-rows:{manifest_id}", lambda: manifest.decode(odb.get_bytes(manifest_id), columns)
+        )
 
     def _pack(self, pack_id: str) -> PackIndex | None:
         if pack_id not in self.packs:
@@ -396,7 +471,9 @@ class _Checker:
             return None
         return parsed
 
-    def _check_locations(self, owner: str, what: str, table: pa.Table, key: str = "image_id") -> None:
+    def _check_locations(
+        self, owner: str, what: str, table: pa.Table, key: str = "image_id"
+    ) -> None:
         """Queue a check that every row's (blob, offset, size) is its pack's
         entry for the blob (a bad row is named by its ``key`` column); the
         queue is checked in one join (:meth:`_flush_locations`)."""
@@ -404,11 +481,18 @@ class _Checker:
             self._pack(pack_id)
         n = table.num_rows
         self._owners.append((owner, what, key))
-        self._locations.append(pa.table({
-            "owner": pa.repeat(len(self._owners) - 1, n).cast(pa.int32()), "name": table.column(key),
-            "blob_id": table.column("blob_id"), "pack": table.column("pack"),
-            "offset": table.column("offset"), "size": table.column("size"),
-        }))
+        self._locations.append(
+            pa.table(
+                {
+                    "owner": pa.repeat(len(self._owners) - 1, n).cast(pa.int32()),
+                    "name": table.column(key),
+                    "blob_id": table.column("blob_id"),
+                    "pack": table.column("pack"),
+                    "offset": table.column("offset"),
+                    "size": table.column("size"),
+                }
+            )
+        )
         self._queued += n
         if self._queued >= LOCATION_BATCH:
             self._flush_locations()
@@ -421,27 +505,46 @@ class _Checker:
         rows = pa.concat_tables(self._locations)
         owners, self._owners, self._locations, self._queued = self._owners, [], [], 0
         wanted = set(pc.unique(rows.column("pack")).to_pylist())
-        present = [(p, parsed) for p, parsed in self.packs.items() if parsed is not None and p in wanted]
-        rows = rows.filter(pc.is_in(rows.column("pack"), value_set=pa.array([p for p, _ in present], pa.string())))
+        present = [
+            (p, parsed) for p, parsed in self.packs.items() if parsed is not None and p in wanted
+        ]
+        rows = rows.filter(
+            pc.is_in(rows.column("pack"), value_set=pa.array([p for p, _ in present], pa.string()))
+        )
         if not rows.num_rows:
             return
-        entries = pa.table({
-            "pack": pa.array([p for p, parsed in present for _ in parsed.digests], pa.string()),
-            "blob_id": pa.array([d.hex() for _, parsed in present for d in parsed.digests], pa.string()),
-            "entry_offset": pa.array([o for _, parsed in present for o in parsed.offsets], pa.int64()),
-            "entry_size": pa.array([n for _, parsed in present for n in parsed.lengths], pa.int64()),
-        })
+        entries = pa.table(
+            {
+                "pack": pa.array([p for p, parsed in present for _ in parsed.digests], pa.string()),
+                "blob_id": pa.array(
+                    [d.hex() for _, parsed in present for d in parsed.digests], pa.string()
+                ),
+                "entry_offset": pa.array(
+                    [o for _, parsed in present for o in parsed.offsets], pa.int64()
+                ),
+                "entry_size": pa.array(
+                    [n for _, parsed in present for n in parsed.lengths], pa.int64()
+                ),
+            }
+        )
         joined = rows.join(entries, ["pack", "blob_id"], join_type="left outer")
-        bad = pc.fill_null(pc.or_kleene(
-            pc.not_equal(joined.column("offset"), joined.column("entry_offset")),
-            pc.not_equal(joined.column("size"), joined.column("entry_size")),
-        ), True)
+        bad = pc.fill_null(
+            pc.or_kleene(
+                pc.not_equal(joined.column("offset"), joined.column("entry_offset")),
+                pc.not_equal(joined.column("size"), joined.column("entry_size")),
+            ),
+            True,
+        )
         reported: set[int] = set()
         for row in joined.filter(bad).select(["owner", "name", "pack"]).to_pylist():
             if row["owner"] not in reported:
                 reported.add(row["owner"])
                 owner, what, key = owners[row["owner"]]
-                self.problem(owner, what, f"{key} {row['name']!r} points outside its pack {row['pack'][:12]}'s entries")
+                self.problem(
+                    owner,
+                    what,
+                    f"{key} {row['name']!r} points outside its pack {row['pack'][:12]}'s entries",
+                )
 
     def _hash_packs(self) -> None:
         present = [(p, parsed) for p, parsed in self.packs.items() if parsed is not None]

@@ -28,16 +28,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..storage.closure import commit_keys
 from ..core.errors import ConflictError, ImprovError, NotFoundError
-from ..storage.fence import STATE_KEY, GcState, read_state
 from ..core.ids import ObjectId
 from ..core.model import Commit, Tag
-from ..storage.objects import object_key
 from ..storage import BundledStore
 from ..storage.bundled_store import PREFIX as BUNDLES
 from ..storage.bundled_store import data_key as bundle_data_key
 from ..storage.bundled_store import index_key as bundle_index_key
+from ..storage.closure import commit_keys
+from ..storage.fence import STATE_KEY, GcState, read_state
+from ..storage.objects import object_key
 
 if TYPE_CHECKING:
     from ..repository.repository import Repository
@@ -147,7 +147,12 @@ def gc(
     now = clock()
     cutoff = now - grace
     raw, previous = read_state(store)
-    if previous.collecting and not force and previous.started is not None and now - previous.started < LEASE:
+    if (
+        previous.collecting
+        and not force
+        and previous.started is not None
+        and now - previous.started < LEASE
+    ):
         raise ConflictError(
             f"another gc started {int(now - previous.started)} s ago and may still be running; "
             "wait for it, or pass --force if it was killed"
@@ -156,7 +161,9 @@ def gc(
     reach = _Reach(repo)
     reach.walk(_tips(repo))
     report = GcReport(dry_run=dry_run)
-    candidates = [k for k in [*store.list("objects/"), *store.list("packs/")] if k not in reach.keys]
+    candidates = [
+        k for k in [*store.list("objects/"), *store.list("packs/")] if k not in reach.keys
+    ]
     ages = _ages(repo, candidates)
     young = {k for k, t in ages.items() if t >= cutoff}
     reach.walk(_roots(repo, young), strict=False)
@@ -209,7 +216,9 @@ def _finish(
     return report
 
 
-def _physical(repo: Repository, doomed: set[str], cutoff: float) -> tuple[set[str], dict[tuple[str, ...], set[str]]]:
+def _physical(
+    repo: Repository, doomed: set[str], cutoff: float
+) -> tuple[set[str], dict[tuple[str, ...], set[str]]]:
     """What deleting ``doomed`` removes: the doomed keys with files of their
     own, and the bundles (index, then data) whose every key is doomed, with
     those keys; also bundle data left without an index (a write or a delete
@@ -218,20 +227,29 @@ def _physical(repo: Repository, doomed: set[str], cutoff: float) -> tuple[set[st
     store = repo.store
     if not isinstance(store, BundledStore):
         return doomed, {}
-    files = set(store.inner.list("objects/")) | set(store.inner.list("packs/")) | set(store.inner.list(BUNDLES))
+    files = (
+        set(store.inner.list("objects/"))
+        | set(store.inner.list("packs/"))
+        | set(store.inner.list(BUNDLES))
+    )
     bundles: dict[tuple[str, ...], set[str]] = {}
     for bundle_id, index in store.bundles(refresh=True).items():
         keys = set(index.key_names())
         if keys <= doomed:
             bundles[(bundle_index_key(bundle_id), bundle_data_key(bundle_id))] = keys
     for key in files:
-        if key.endswith(".bundle") and bundle_index_key(key[len(BUNDLES) : -len(".bundle")]) not in files:
+        if (
+            key.endswith(".bundle")
+            and bundle_index_key(key[len(BUNDLES) : -len(".bundle")]) not in files
+        ):
             if _modified(repo, key) < cutoff:
                 bundles[(key,)] = set()
     return doomed & files, bundles
 
 
-def _deletion_order(repo: Repository, loose: set[str], bundles: dict[tuple[str, ...], set[str]]) -> list[tuple[str, ...]]:
+def _deletion_order(
+    repo: Repository, loose: set[str], bundles: dict[tuple[str, ...], set[str]]
+) -> list[tuple[str, ...]]:
     """Tag objects, then commits from the highest (a bundle goes at the place
     of its highest commit), then other objects, then pack indexes, then pack
     data: no state in between has a commit without its parents or objects,
@@ -245,7 +263,9 @@ def _deletion_order(repo: Repository, loose: set[str], bundles: dict[tuple[str, 
         rank[group] = (1, -max(heights)) if heights else (2, 0)
     for key in loose:
         if (key,) not in rank:
-            rank[(key,)] = (2, 0) if key.startswith("objects/") else (3, 0) if key.endswith(".idx") else (4, 0)
+            rank[(key,)] = (
+                (2, 0) if key.startswith("objects/") else (3, 0) if key.endswith(".idx") else (4, 0)
+            )
     return sorted(rank, key=lambda group: (rank[group], group))
 
 
@@ -285,7 +305,9 @@ def parse_duration(text: str) -> float:
     try:
         seconds = float(number) * (scale or 1)
     except ValueError:
-        raise InvalidInputError(f"--grace: cannot read {text!r} as a duration (e.g. 24h, 30m, 0)") from None
+        raise InvalidInputError(
+            f"--grace: cannot read {text!r} as a duration (e.g. 24h, 30m, 0)"
+        ) from None
     if seconds < 0 or seconds != seconds:
         raise InvalidInputError("--grace cannot be negative")
     return seconds

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ImprovError, IntegrityError, InvalidInputError, NotFoundError
 from ..core.ids import hash_bytes
-from ..storage.packs import PackIndex
 from ..storage import BundledStore
 from ..storage.bundled_store import PACK_DATA, BundleWriter, data_key, entry_of, index_key, key_of
+from ..storage.packs import PackIndex
 
 if TYPE_CHECKING:
     from ..repository.repository import Repository
@@ -104,11 +104,15 @@ def _to_merge(sizes: dict[str, int], loose_bytes: int, also: set[str]) -> list[s
     return chosen + sorted(also - set(chosen))
 
 
-def maintain(repo: Repository, dry_run: bool = False, progress: Callable[[int], None] | None = None) -> MaintenanceReport:
+def maintain(
+    repo: Repository, dry_run: bool = False, progress: Callable[[int], None] | None = None
+) -> MaintenanceReport:
     """Bundle the loose values of ``repo`` and merge its small bundles."""
     store = repo.store
     if not isinstance(store, BundledStore):
-        raise InvalidInputError(f"{repo.url}: run maintenance on the machine that holds the repository")
+        raise InvalidInputError(
+            f"{repo.url}: run maintenance on the machine that holds the repository"
+        )
     if repo.config.format < 2:
         raise InvalidInputError(
             f"{repo.url} is format {repo.config.format}: run `improv upgrade` first "
@@ -131,7 +135,9 @@ def maintain(repo: Repository, dry_run: bool = False, progress: Callable[[int], 
     kept: list[str] = []
     try:
         with store.batch():
-            for key in sorted(loose, key=lambda k: (k.endswith(".pack"), k)):  # pack indexes before their data
+            for key in sorted(
+                loose, key=lambda k: (k.endswith(".pack"), k)
+            ):  # pack indexes before their data
                 if _add_loose(store, writer, key):
                     kept.append(key)
                 else:
@@ -191,7 +197,11 @@ def auto(repo: Repository, height: int) -> None:
     """Run after a commit at ``height`` every :data:`AUTO_EVERY` commits
     (format-2 repositories; ``IMPROV_AUTO_MAINTENANCE=0`` turns it off). A
     failure is a warning: the commit itself is done."""
-    if height % AUTO_EVERY or repo.config.format < 2 or os.environ.get("IMPROV_AUTO_MAINTENANCE", "1") == "0":
+    if (
+        height % AUTO_EVERY
+        or repo.config.format < 2
+        or os.environ.get("IMPROV_AUTO_MAINTENANCE", "1") == "0"
+    ):
         return
     if not isinstance(repo.store, BundledStore):
         return

@@ -17,7 +17,9 @@ class Geolocation(BaseModel):
     lat: float = Field(ge=-90, le=90, description="latitude, degrees north")
     lon: float = Field(ge=-180, le=180, description="longitude, degrees east")
     depth: float | None = Field(default=None, description="metres below the surface")
-    method: str | None = Field(default=None, description="how the position was found (GPS, ship track …)")
+    method: str | None = Field(
+        default=None, description="how the position was found (GPS, ship track …)"
+    )
 
 
 class SampleContext(BaseModel):
@@ -30,7 +32,9 @@ class SampleContext(BaseModel):
 
 
 class Segmentation(BaseModel):
-    area: int | None = Field(default=None, ge=0, description="mask pixels (computed from the mask when absent)")
+    area: int | None = Field(
+        default=None, ge=0, description="mask pixels (computed from the mask when absent)"
+    )
     bbox_x: int | None = Field(default=None, ge=0)
     bbox_y: int | None = Field(default=None, ge=0)
     bbox_width: int | None = Field(default=None, ge=0)
@@ -43,11 +47,14 @@ class Classification(BaseModel):
     model_version: str | None = None
     winner: str = Field(description="the winning class")
     score: float | None = Field(default=None, ge=0, le=1, description="the winner's score")
-    label: str | None = Field(default=None, description="the class after thresholds (e.g. 'unclassified')")
+    label: str | None = Field(
+        default=None, description="the class after thresholds (e.g. 'unclassified')"
+    )
     scores: Scores | None = Field(default=None, description="every class's score, by class name")
     score_vector: JsonText | None = Field(
         default=None,
-        description="every class's score by position (a JSON array), decoded through the taxonomy of model and model_version",
+        description="every class's score by position (a JSON array), decoded through the taxonomy "
+        "of model and model_version",
     )
 
 
@@ -88,12 +95,19 @@ def _mask_stats(table: pa.Table, masks: list[bytes]) -> pa.Table:
         ys, xs = np.nonzero(pixels if pixels.ndim == 2 else pixels.any(axis=-1))
         columns["area"][row] = int(len(xs))
         if len(xs):
-            box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+            box = (
+                int(xs.min()),
+                int(ys.min()),
+                int(xs.max() - xs.min() + 1),
+                int(ys.max() - ys.min() + 1),
+            )
             for name, value in zip(_BBOX, box):
                 if columns[name][row] is None:
                     columns[name][row] = value
     for name, values in columns.items():
-        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, pa.int64()))
+        table = table.set_column(
+            table.schema.get_field_index(name), name, pa.array(values, pa.int64())
+        )
     return table
 
 
@@ -103,9 +117,14 @@ def _check_annotation(table: pa.Table) -> None:
     has_box = pc.and_(has_box, pc.and_(*[pc.is_valid(table.column(c)) for c in _BBOX[2:]]))
     boxed = pc.equal(region, "bbox")
     for mask, message in (
-        (pc.and_(boxed, pc.invert(has_box)), "region 'bbox' needs bbox_x, bbox_y, bbox_width and bbox_height"),
-        (pc.and_(pc.invert(boxed), pc.or_(*[pc.is_valid(table.column(c)) for c in _BBOX[:2]])),
-         "bbox columns need region 'bbox'"),
+        (
+            pc.and_(boxed, pc.invert(has_box)),
+            "region 'bbox' needs bbox_x, bbox_y, bbox_width and bbox_height",
+        ),
+        (
+            pc.and_(pc.invert(boxed), pc.or_(*[pc.is_valid(table.column(c)) for c in _BBOX[:2]])),
+            "bbox columns need region 'bbox'",
+        ),
     ):
         if pc.any(mask).as_py():
             row = pc.index(mask, True).as_py()
@@ -117,15 +136,28 @@ def _check_score_vectors(table: pa.Table) -> None:
     whose taxonomy names its positions."""
     if "score_vector" not in table.column_names:
         return
-    versions = table.column("model_version").to_pylist() if "model_version" in table.column_names else [None] * table.num_rows
-    for row, (vector, version) in enumerate(zip(table.column("score_vector").to_pylist(), versions), start=1):
+    versions = (
+        table.column("model_version").to_pylist()
+        if "model_version" in table.column_names
+        else [None] * table.num_rows
+    )
+    for row, (vector, version) in enumerate(
+        zip(table.column("score_vector").to_pylist(), versions), start=1
+    ):
         if vector is None:
             continue
         values = json.loads(vector)
-        if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise InvalidInputError(f"classification record {row}: score_vector must be a JSON array of numbers")
+        if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
+            raise InvalidInputError(
+                f"classification record {row}: score_vector must be a JSON array of numbers"
+            )
         if version is None:
-            raise InvalidInputError(f"classification record {row}: a score_vector needs model_version (to find its class list)")
+            raise InvalidInputError(
+                f"classification record {row}: a score_vector needs model_version (to find its "
+                f"class list)"
+            )
 
 
 BUILTIN_KINDS = (
@@ -135,7 +167,11 @@ BUILTIN_KINDS = (
         "where an image was taken; used by --bbox when the manifest has no position",
         indexed=("lat", "lon", "depth"),
     ),
-    Kind("sample_context", SampleContext, "the sample an image came from: cruise, station, cast, bottle"),
+    Kind(
+        "sample_context",
+        SampleContext,
+        "the sample an image came from: cruise, station, cast, bottle",
+    ),
     Kind(
         "segmentation",
         Segmentation,
@@ -147,7 +183,8 @@ BUILTIN_KINDS = (
     Kind(
         "classification",
         Classification,
-        "a classifier's output: winner class and score, and every class's score (by name, or by position)",
+        "a classifier's output: winner class and score, and every class's score (by name, or by "
+        "position)",
         indexed=("score",),
         aliases={"class_name_auto": "winner", "class_name": "label", "model_name": "model"},
         check=_check_score_vectors,
@@ -158,5 +195,10 @@ BUILTIN_KINDS = (
         "a human label, for the whole frame or a bounding box",
         check=_check_annotation,
     ),
-    Kind("ifcb_features", IfcbFeatures, "IFCB morphometric features (an open set of numeric columns)", open_columns="numeric"),
+    Kind(
+        "ifcb_features",
+        IfcbFeatures,
+        "IFCB morphometric features (an open set of numeric columns)",
+        open_columns="numeric",
+    ),
 )

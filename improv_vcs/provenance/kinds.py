@@ -108,8 +108,14 @@ class Kind:
             raise ValueError(f"kind {self.name!r}: column {sorted(clash)[0]!r} is reserved")
         for name in self.indexed:
             found = self.column(name)
-            if found is None or not pa.types.is_floating(found.type) and not pa.types.is_integer(found.type):
-                raise ValueError(f"kind {self.name!r}: indexed column {name!r} is not a numeric column")
+            if (
+                found is None
+                or not pa.types.is_floating(found.type)
+                and not pa.types.is_integer(found.type)
+            ):
+                raise ValueError(
+                    f"kind {self.name!r}: indexed column {name!r} is not a numeric column"
+                )
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -165,9 +171,17 @@ def _column(name: str, info: Any) -> Column:
     if typing.get_origin(annotation) is Literal:
         choices = tuple(str(a) for a in typing.get_args(annotation))
         return Column(name, pa.string(), required, choices=choices, default=default)
-    arrow = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), datetime: TIMESTAMP}
+    arrow = {
+        str: pa.string(),
+        int: pa.int64(),
+        float: pa.float64(),
+        bool: pa.bool_(),
+        datetime: TIMESTAMP,
+    }
     if annotation not in arrow:
-        raise TypeError(f"field {name!r}: type {annotation!r} is not supported in a provenance kind")
+        raise TypeError(
+            f"field {name!r}: type {annotation!r} is not supported in a provenance kind"
+        )
     return Column(name, arrow[annotation], required, bounds=bounds, default=default)
 
 
@@ -206,11 +220,17 @@ def normalize(kind: Kind, table: pa.Table, known_types: Mapping[str, str]) -> pa
             continue  # absent scores: no column (Parquet has no empty structs)
         elif column.name in names:
             values = table.column(column.name)
-            columns[column.name] = _json_column(values, column.name) if column.json else _cast(values, column.type, column.name)
+            columns[column.name] = (
+                _json_column(values, column.name)
+                if column.json
+                else _cast(values, column.type, column.name)
+            )
         else:
             columns[column.name] = pa.nulls(n, column.type)
         if column.default is not None:
-            columns[column.name] = pc.fill_null(columns[column.name], pa.scalar(column.default, column.type))
+            columns[column.name] = pc.fill_null(
+                columns[column.name], pa.scalar(column.default, column.type)
+            )
         if column.required:
             _require(columns[column.name], column.name)
         _check_values(columns[column.name], column)
@@ -252,14 +272,18 @@ def _gather_scores(kind: Kind, table: pa.Table) -> dict[str, pa.Array]:
         if column.name in table.column_names:
             values = table.column(column.name).combine_chunks()
             if pa.types.is_map(values.type):
-                raise InvalidInputError(f"column {column.name!r}: give scores as a struct or as {prefix}CLASS columns")
+                raise InvalidInputError(
+                    f"column {column.name!r}: give scores as a struct or as {prefix}CLASS columns"
+                )
             if not pa.types.is_struct(values.type):
                 if values.null_count == len(values):
                     continue
                 raise InvalidInputError(f"column {column.name!r} must map class names to numbers")
-            fields = {values.type.field(i).name: values.field(i) for i in range(values.type.num_fields)}
+            fields = {
+                values.type.field(i).name: values.field(i) for i in range(values.type.num_fields)
+            }
         elif flat:
-            fields = {n[len(prefix):]: table.column(n).combine_chunks() for n in flat}
+            fields = {n[len(prefix) :]: table.column(n).combine_chunks() for n in flat}
         else:
             continue
         for name in fields:
@@ -268,30 +292,39 @@ def _gather_scores(kind: Kind, table: pa.Table) -> dict[str, pa.Array]:
         ordered = sorted(fields)
         arrays = [_cast(fields[k], SCORE, f"{column.name}.{k}") for k in ordered]
         found[column.name] = pa.StructArray.from_arrays(
-            [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays], names=ordered
+            [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays],
+            names=ordered,
         )
     return found
 
 
-def _cast(values: pa.ChunkedArray | pa.Array, target: pa.DataType, name: str) -> pa.ChunkedArray | pa.Array:
+def _cast(
+    values: pa.ChunkedArray | pa.Array, target: pa.DataType, name: str
+) -> pa.ChunkedArray | pa.Array:
     if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
     if pa.types.is_timestamp(values.type) and values.type.tz is None:
         raise InvalidInputError(f"column {name!r} holds timestamps without a time zone")
     if pa.types.is_floating(target) and pa.types.is_floating(values.type):
-        values = pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values)  # NaN is missing
+        values = pc.if_else(
+            pc.is_nan(values), pa.scalar(None, values.type), values
+        )  # NaN is missing
     try:
         return values.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         pass
-    if pa.types.is_floating(target) and (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+    if pa.types.is_floating(target) and (
+        pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+    ):
         lowered = pc.utf8_lower(values)
         nan = pc.or_(pc.equal(lowered, "nan"), pc.equal(lowered, ""))
         try:
             return pc.if_else(nan, pa.scalar(None, target), values).cast(target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
-    raise InvalidInputError(f"column {name!r}: values of type {values.type} cannot be read as {target}")
+    raise InvalidInputError(
+        f"column {name!r}: values of type {values.type} cannot be read as {target}"
+    )
 
 
 def _json_column(values: pa.ChunkedArray, name: str) -> pa.Array:
@@ -307,13 +340,23 @@ def _json_column(values: pa.ChunkedArray, name: str) -> pa.Array:
             except json.JSONDecodeError:
                 raise InvalidInputError(f"column {name!r}: {value!r} is not JSON") from None
         try:
-            out.append(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+            out.append(
+                json.dumps(
+                    value,
+                    sort_keys=True,
+                    separators=(",", ":"),
+                    ensure_ascii=False,
+                    allow_nan=False,
+                )
+            )
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"column {name!r}: {exc}") from None
     return pa.array(out, pa.string())
 
 
-def _open_column(values: pa.ChunkedArray, name: str, mode: OpenColumns) -> pa.ChunkedArray | pa.Array:
+def _open_column(
+    values: pa.ChunkedArray, name: str, mode: OpenColumns
+) -> pa.ChunkedArray | pa.Array:
     kind = values.type
     if pa.types.is_dictionary(kind):
         values = values.cast(kind.value_type)
@@ -326,7 +369,9 @@ def _open_column(values: pa.ChunkedArray, name: str, mode: OpenColumns) -> pa.Ch
         return _cast(values, TIMESTAMP if pa.types.is_timestamp(kind) else kind, name)
     if pa.types.is_large_string(kind):
         return values.cast(pa.string())
-    raise InvalidInputError(f"column {name!r}: {kind} values are not supported; use numbers, text, true/false or times")
+    raise InvalidInputError(
+        f"column {name!r}: {kind} values are not supported; use numbers, text, true/false or times"
+    )
 
 
 def _require(values: pa.ChunkedArray | pa.Array, name: str) -> None:
@@ -342,11 +387,19 @@ _WORDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 def _check_values(values: pa.ChunkedArray | pa.Array, column: Column) -> None:
     if column.choices:
         bad = pc.invert(pc.is_in(values, value_set=pa.array(column.choices)))
-        _refuse(values, pc.and_(bad, pc.is_valid(values)), f"column {column.name!r} must be one of {', '.join(column.choices)}")
+        _refuse(
+            values,
+            pc.and_(bad, pc.is_valid(values)),
+            f"column {column.name!r} must be one of {', '.join(column.choices)}",
+        )
     if pa.types.is_floating(column.type):
         _refuse(values, pc.invert(pc.is_finite(values)), f"column {column.name!r} must be finite")
     for op, limit in column.bounds:
-        _refuse(values, _COMPARE[op](values, limit), f"column {column.name!r} must be {_WORDS[op]} {limit:g}")
+        _refuse(
+            values,
+            _COMPARE[op](values, limit),
+            f"column {column.name!r} must be {_WORDS[op]} {limit:g}",
+        )
 
 
 def _refuse(values: pa.ChunkedArray | pa.Array, mask: Any, message: str) -> None:
@@ -360,7 +413,12 @@ def _check_evolution(kind: Kind, table: pa.Table, known: Mapping[str, str]) -> N
     for field_ in table.schema:
         before = known.get(field_.name)
         now = str(field_.type)
-        if before is None or pa.types.is_null(field_.type) or before == "null" or pa.types.is_struct(field_.type):
+        if (
+            before is None
+            or pa.types.is_null(field_.type)
+            or before == "null"
+            or pa.types.is_struct(field_.type)
+        ):
             continue
         if before != now:
             raise InvalidInputError(

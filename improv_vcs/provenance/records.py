@@ -18,9 +18,9 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..core.parquet import from_parquet, to_parquet
 from ..core.ids import ObjectId
 from ..core.model import ProvenanceSegment
+from ..core.parquet import from_parquet, to_parquet
 from .kinds import BLOB_COLUMNS, ENVELOPE, TIMESTAMP, Kind
 
 PARQUET_KIND = "provenance"
@@ -35,7 +35,10 @@ _TAGS = {"int": b"\x01", "float": b"\x02", "bool": b"\x03", "text": b"\x04", "ti
 
 def envelope_prefix(kind: str, source: str, run_id: str | None) -> bytes:
     """The bytes every record id of one submission starts with."""
-    return json.dumps([kind, source, run_id], ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    return (
+        json.dumps([kind, source, run_id], ensure_ascii=False, separators=(",", ":")).encode()
+        + b"\n"
+    )
 
 
 def content_rows(table: pa.Table) -> pa.Array:
@@ -88,7 +91,10 @@ def _encode_column(name: str, values: pa.Array) -> pa.Array:
     else:
         text = values.cast(pa.large_binary())
         length = _fixed(pc.binary_length(text).cast(pa.uint32()), 4)
-        tag, data = _TAGS["text"], pc.binary_join_element_wise(length, text, pa.scalar(b"", pa.large_binary()))
+        tag, data = (
+            _TAGS["text"],
+            pc.binary_join_element_wise(length, text, pa.scalar(b"", pa.large_binary())),
+        )
     encoded = name.encode()
     head = pa.scalar(struct.pack("<I", len(encoded)) + encoded + tag, pa.large_binary())
     joined = pc.binary_join_element_wise(head, data, pa.scalar(b"", pa.large_binary()))
@@ -105,13 +111,17 @@ def record_ids(prefix: bytes, content: pa.Array) -> pa.Array:
     out = []
     for start in range(0, len(content), _CHUNK):
         piece = content.slice(start, _CHUNK)
-        rows = pc.binary_join_element_wise(pa.scalar(prefix, pa.large_binary()), piece, pa.scalar(b"", pa.large_binary()))
+        rows = pc.binary_join_element_wise(
+            pa.scalar(prefix, pa.large_binary()), piece, pa.scalar(b"", pa.large_binary())
+        )
         connection.register("records", pa.table({"c": rows}))
         try:
             out.append(connection.sql("SELECT sha256(c) FROM records").to_arrow_table().column(0))
         finally:
             connection.unregister("records")
-    return pa.chunked_array([c for chunk in out for c in chunk.chunks], pa.string()).combine_chunks()
+    return pa.chunked_array(
+        [c for chunk in out for c in chunk.chunks], pa.string()
+    ).combine_chunks()
 
 
 def default_run_id(kind: str, source: str, content: pa.Array) -> str:
@@ -176,7 +186,11 @@ def summarize(kind: Kind, table: pa.Table, segment_id: ObjectId) -> ProvenanceSe
             found = pc.min_max(table.column(name))
             if found["min"].is_valid:
                 bounds.append((name, float(found["min"].as_py()), float(found["max"].as_py())))
-    packs = sorted(set(table.column("pack").unique().to_pylist())) if "pack" in table.column_names else []
+    packs = (
+        sorted(set(table.column("pack").unique().to_pylist()))
+        if "pack" in table.column_names
+        else []
+    )
     return ProvenanceSegment(
         kind=kind.name,
         id=segment_id,
@@ -194,4 +208,3 @@ def summarize(kind: Kind, table: pa.Table, segment_id: ObjectId) -> ProvenanceSe
         bound_min=tuple(b[1] for b in bounds),
         bound_max=tuple(b[2] for b in bounds),
     )
-

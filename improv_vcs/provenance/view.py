@@ -62,10 +62,13 @@ def segments(
     if run is not None and run != RUN_LATEST:
         mask = pc.and_(mask, _contains(table.column("runs"), run))
     if id_range is not None:
-        mask = pc.and_(mask, pc.and_(
-            pc.greater_equal(table.column("image_id_max"), id_range[0]),
-            pc.less_equal(table.column("image_id_min"), id_range[1]),
-        ))
+        mask = pc.and_(
+            mask,
+            pc.and_(
+                pc.greater_equal(table.column("image_id_max"), id_range[0]),
+                pc.less_equal(table.column("image_id_min"), id_range[1]),
+            ),
+        )
     return table.filter(mask)
 
 
@@ -103,10 +106,14 @@ def read(
     tables = []
     for segment_id in segment_ids:
         key = f"prov:{segment_id}:{','.join(wanted) if wanted is not None else '*'}"
-        table = snapshot.odb.cached(key, lambda s=segment_id: records.decode(snapshot.odb.get_bytes(s), wanted))
+        table = snapshot.odb.cached(
+            key, lambda s=segment_id: records.decode(snapshot.odb.get_bytes(s), wanted)
+        )
         if id_range is not None:
             ids = table.column("image_id")
-            table = table.filter(pc.and_(pc.greater_equal(ids, id_range[0]), pc.less_equal(ids, id_range[1])))
+            table = table.filter(
+                pc.and_(pc.greater_equal(ids, id_range[0]), pc.less_equal(ids, id_range[1]))
+            )
         tables.append(table)
     if not tables:
         names = wanted or list(ENVELOPE)
@@ -114,11 +121,20 @@ def read(
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def record_ids_for(snapshot: SnapshotReader, kind: str, source: str, run_id: str, id_range: tuple[str, str]) -> pa.Array:
+def record_ids_for(
+    snapshot: SnapshotReader, kind: str, source: str, run_id: str, id_range: tuple[str, str]
+) -> pa.Array:
     """Ids of the records of one (kind, source, run) whose images lie in ``id_range``."""
     found = segments(snapshot, kind, run_id, id_range)
-    table = read(snapshot, found.column("id").to_pylist(), ["image_id", "source", "run_id", "record_id"], id_range)
-    same = pc.and_(pc.equal(table.column("source"), source), pc.equal(table.column("run_id"), run_id))
+    table = read(
+        snapshot,
+        found.column("id").to_pylist(),
+        ["image_id", "source", "run_id", "record_id"],
+        id_range,
+    )
+    same = pc.and_(
+        pc.equal(table.column("source"), source), pc.equal(table.column("run_id"), run_id)
+    )
     return table.filter(same).column("record_id").combine_chunks()
 
 
@@ -139,7 +155,11 @@ def history(snapshot: SnapshotReader, image: str, kind: str | None = None) -> li
 
 
 def _record(row: dict[str, Any]) -> Record:
-    values = {k: v for k, v in row.items() if k not in ENVELOPE and k not in BLOB_COLUMNS and v is not None}
+    values = {
+        k: v
+        for k, v in row.items()
+        if k not in ENVELOPE and k not in BLOB_COLUMNS and v is not None
+    }
     return Record(
         image_id=row["image_id"],
         kind=row["kind"],
@@ -154,12 +174,19 @@ def _record(row: dict[str, Any]) -> Record:
 
 def mask_location(snapshot: SnapshotReader, image: str, run: str | None = None) -> dict[str, Any]:
     """Where the segmentation mask of ``image`` is (the latest run, or ``run``)."""
-    masks = [r for r in history(snapshot, image, "segmentation") if run in (None, RUN_LATEST, r.run_id)]
+    masks = [
+        r for r in history(snapshot, image, "segmentation") if run in (None, RUN_LATEST, r.run_id)
+    ]
     if not masks:
         which = f" from run {run!r}" if run not in (None, RUN_LATEST) else ""
         raise NotFoundError(f"no segmentation mask{which} for image {image!r}")
     latest = masks[-1]
     found = segments(snapshot, "segmentation", latest.run_id, (image, image))
-    table = read(snapshot, found.column("id").to_pylist(), ["image_id", "record_id", *BLOB_COLUMNS], (image, image))
+    table = read(
+        snapshot,
+        found.column("id").to_pylist(),
+        ["image_id", "record_id", *BLOB_COLUMNS],
+        (image, image),
+    )
     row = table.filter(pc.equal(table.column("record_id"), latest.record_id)).to_pylist()[0]
     return row

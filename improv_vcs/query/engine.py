@@ -13,13 +13,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..core.sql import thread_connection
 from ..core.errors import ImprovError, InvalidInputError, StorageError
-from ..snapshot.manifest import CORE_ORDER
 from ..core.model import Span
+from ..core.sql import thread_connection
+from ..snapshot.manifest import CORE_ORDER
+from ..snapshot.reader import SnapshotReader
 from .filters import Query
 from .planning import compile_sql, fully_covered, needed_columns, prune
-from ..snapshot.reader import SnapshotReader
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,9 @@ def query_error(exc: BaseException) -> BaseException:
     return ImprovError(message)
 
 
-def _add_unscanned_columns(snapshot: SnapshotReader, batches: pa.Table, rows: pa.Table, query: Query) -> pa.Table:
+def _add_unscanned_columns(
+    snapshot: SnapshotReader, batches: pa.Table, rows: pa.Table, query: Query
+) -> pa.Table:
     """Null columns, typed as in the snapshot, for the extra columns a query
     names that only unscanned batches hold; so a filter on them matches
     nothing instead of failing, and its value is still type-checked."""
@@ -128,7 +130,8 @@ def run(
             for kind in query.provenance_kinds():
                 found = _execute(
                     connection,
-                    f'WITH {", ".join(planned.sql.ctes)} SELECT DISTINCT record_id FROM "match_{kind}" '
+                    f"WITH {', '.join(planned.sql.ctes)} SELECT DISTINCT record_id FROM "
+                    f'"match_{kind}" '
                     "WHERE image_id IN (SELECT image_id FROM cited)",
                     list(planned.sql.cte_params),
                 )
@@ -142,6 +145,12 @@ def run(
             total = min(total, query.limit)
         table = pa.table({"images": pa.array([total], pa.int64())})
     return QueryResult(
-        table, sql, params, len(survivors), batches.num_rows, snapshot.commit_id, whole_batches,
+        table,
+        sql,
+        params,
+        len(survivors),
+        batches.num_rows,
+        snapshot.commit_id,
+        whole_batches,
         tuple(sorted(used)),
     )

@@ -18,8 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..core.files import write_atomic
 from ..core.errors import IntegrityError, InvalidInputError
+from ..core.files import write_atomic
 from ..core.ids import relative_path
 from ..storage.objects import ObjectDatabase
 from ..storage.packs import pack_key
@@ -100,7 +100,10 @@ def export_files(
     for row, path in enumerate(files.column("path").to_pylist()):
         relative_path(path)
         if blobs[first.setdefault(path, row)] != blobs[row]:
-            raise InvalidInputError(f"two selected samples hold different files at {path!r}; export them one sample at a time")
+            raise InvalidInputError(
+                f"two selected samples hold different files at {path!r}; export them one sample "
+                f"at a time"
+            )
     chosen = files.take(list(first.values()))
     dest.mkdir(parents=True, exist_ok=True)
     for parent in {(dest / p).parent for p in chosen.column("path").to_pylist()}:
@@ -110,7 +113,11 @@ def export_files(
 
 
 def _write_blobs(
-    odb: ObjectDatabase, rows: pa.Table, names: pa.Array | pa.ChunkedArray, dest: Path, progress: Callable[[int], None] | None
+    odb: ObjectDatabase,
+    rows: pa.Table,
+    names: pa.Array | pa.ChunkedArray,
+    dest: Path,
+    progress: Callable[[int], None] | None,
 ) -> tuple[int, int, int]:
     """Write each row's blob to ``dest / name`` unless a file with its hash is
     there already: (written, skipped, bytes written)."""
@@ -151,7 +158,9 @@ def iter_blobs(
         yield from _read_run(odb, run)
 
 
-def _extends(run: list[tuple[str, str, str, int, int]], record: tuple[str, str, str, int, int]) -> bool:
+def _extends(
+    run: list[tuple[str, str, str, int, int]], record: tuple[str, str, str, int, int]
+) -> bool:
     first, last = run[0], run[-1]
     end = last[3] + last[4]
     return (
@@ -161,7 +170,9 @@ def _extends(run: list[tuple[str, str, str, int, int]], record: tuple[str, str, 
     )
 
 
-def _read_run(odb: ObjectDatabase, run: list[tuple[str, str, str, int, int]]) -> Iterator[tuple[str, str, bytes]]:
+def _read_run(
+    odb: ObjectDatabase, run: list[tuple[str, str, str, int, int]]
+) -> Iterator[tuple[str, str, bytes]]:
     pack, start = run[0][2], run[0][3]
     end = max(r[3] + r[4] for r in run)
     if len(run) == 1 or not odb.store.exists(pack_key(pack)):  # one blob, or fetched on demand

@@ -8,7 +8,7 @@ compiled by :mod:`.planning`; :mod:`.engine` runs it.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -16,7 +16,7 @@ from ..core.errors import InvalidInputError
 from ..core.ids import column_name, instrument_name, label
 
 Operator = Literal["=", "!=", "<", "<=", ">", ">=", "like"]
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 class Where(BaseModel):
@@ -97,16 +97,21 @@ class Query(BaseModel):
     dataset: str | None = None
     samples: tuple[str, ...] = ()
     where: tuple[Where, ...] = ()
-    kinds: tuple[str, ...] = Field(default=(), description="images having records of every one of these kinds")
+    kinds: tuple[str, ...] = Field(
+        default=(), description="images having records of every one of these kinds"
+    )
     provenance: tuple[ProvenanceWhere, ...] = ()
     runs: tuple[Run, ...] = ()
     provenance_columns: tuple[str, ...] = Field(
         default=(), description="KIND.COLUMN values joined into the result"
     )
     sample_quality: tuple[Literal["good", "questionable", "bad"], ...] = Field(
-        default=(), description="only images whose sample's latest record has one of these qualities"
+        default=(),
+        description="only images whose sample's latest record has one of these qualities",
     )
-    sample_columns: tuple[str, ...] = Field(default=(), description="sample record columns joined as sample.COLUMN")
+    sample_columns: tuple[str, ...] = Field(
+        default=(), description="sample record columns joined as sample.COLUMN"
+    )
     columns: tuple[str, ...] | None = None
     limit: int | None = Field(default=None, ge=0)
 
@@ -138,14 +143,22 @@ class Query(BaseModel):
 
     def provenance_kinds(self) -> list[str]:
         """Every kind the query names, sorted."""
-        named = {*self.kinds, *(c.kind for c in self.provenance), *(r.kind for r in self.runs if r.kind)}
+        named = {
+            *self.kinds,
+            *(c.kind for c in self.provenance),
+            *(r.kind for r in self.runs if r.kind),
+        }
         named.update(c.partition(".")[0] for c in self.provenance_columns)
         return sorted(named)
 
     def filtering_kinds(self) -> set[str]:
         """Kinds an image must have records of: named by --kind, by a
         condition, or by a run choice for that kind."""
-        return {*self.kinds, *(c.kind for c in self.provenance), *(r.kind for r in self.runs if r.kind)}
+        return {
+            *self.kinds,
+            *(c.kind for c in self.provenance),
+            *(r.kind for r in self.runs if r.kind),
+        }
 
     def run_for(self, kind: str) -> str | None:
         """The run choice that applies to ``kind`` (its own, else the general one)."""
@@ -162,12 +175,16 @@ class Query(BaseModel):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)  # a time without an offset is UTC, as everywhere
+            value = value.replace(
+                tzinfo=timezone.utc
+            )  # a time without an offset is UTC, as everywhere
         return value.astimezone(timezone.utc) if value else value
 
     @field_validator("depth")
     @classmethod
-    def _depth(cls, value: tuple[float | None, float | None] | None) -> tuple[float | None, float | None] | None:
+    def _depth(
+        cls, value: tuple[float | None, float | None] | None
+    ) -> tuple[float | None, float | None] | None:
         return None if value == (None, None) else value
 
     @field_validator("columns")

@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..core.errors import InvalidInputError
-
 from ..core.model import Span
 from ..core.times import parse_time
 from .filters import Query, Where
 from .text import parse_number
+
 
 # -- pruning -------------------------------------------------------------------
 def prune(batches: pa.Table, query: Query, spans: tuple[Span, ...] | None) -> pa.Table:
@@ -48,11 +48,20 @@ def fully_covered(batches: pa.Table, query: Query, spans: tuple[Span, ...] | Non
     """Batches whose every row matches (only for queries whose filters are all
     decided per batch: instruments, time range, dataset); their stored row
     counts can stand in for scanning them."""
-    if query.bbox or query.depth or query.samples or query.sample_quality or query.where or query.filtering_kinds():
+    if (
+        query.bbox
+        or query.depth
+        or query.samples
+        or query.sample_quality
+        or query.where
+        or query.filtering_kinds()
+    ):
         return pa.array([False] * batches.num_rows, pa.bool_())
     mask = _time_mask(batches, query.start, query.end, whole=True)
     if query.instruments:
-        mask = pc.and_(mask, pc.is_in(batches.column("instrument"), value_set=pa.array(query.instruments)))
+        mask = pc.and_(
+            mask, pc.is_in(batches.column("instrument"), value_set=pa.array(query.instruments))
+        )
     if spans is not None:
         mask = pc.and_(mask, _in_any_span(batches, spans, whole=True))
     return mask
@@ -67,7 +76,9 @@ def _in_any_span(batches: pa.Table, spans: tuple[Span, ...], whole: bool) -> pa.
     return mask
 
 
-def _time_mask(batches: pa.Table, start: datetime | None, end: datetime | None, whole: bool) -> pa.Array:
+def _time_mask(
+    batches: pa.Table, start: datetime | None, end: datetime | None, whole: bool
+) -> pa.Array:
     """Batches whose time range meets ``[start, end)`` (``whole``: lies inside it)."""
     first, last = ("time_min", "time_max") if whole else ("time_max", "time_min")
     mask = pa.array([True] * batches.num_rows, pa.bool_())
@@ -92,7 +103,9 @@ def needed_columns(query: Query, spans: tuple[Span, ...] | None, count: bool) ->
     if query.depth:
         needed.add("depth")
     if query.samples or query.sample_quality or query.sample_columns:
-        needed.update(("sample_id", "instrument", "timestamp"))  # a sample also holds its window's rows
+        needed.update(
+            ("sample_id", "instrument", "timestamp")
+        )  # a sample also holds its window's rows
     needed.update(c.column for c in query.where)
     if query.provenance_kinds():
         needed.add("image_id")
@@ -154,7 +167,10 @@ def compile_sql(
         params.extend(values)
 
     if query.instruments:
-        add(f"images.instrument IN ({', '.join('?' for _ in query.instruments)})", *query.instruments)
+        add(
+            f"images.instrument IN ({', '.join('?' for _ in query.instruments)})",
+            *query.instruments,
+        )
     if query.start is not None:
         add("images.timestamp >= ?", query.start)
     if query.end is not None:
@@ -168,8 +184,10 @@ def compile_sql(
         else:
             located = f'"{provenance.located}"'
             add(
-                f"(({inside}) OR ((images.lat IS NULL OR images.lon IS NULL) AND images.image_id IN "
-                f"(SELECT {located}.image_id FROM {located} WHERE {inside.replace('images.', located + '.')})))",
+                f"(({inside}) OR ((images.lat IS NULL OR images.lon IS NULL) AND images.image_id "
+                f"IN "
+                f"(SELECT {located}.image_id FROM {located} WHERE "
+                f"{inside.replace('images.', located + '.')})))",
                 *box,
                 *box,
             )
@@ -184,13 +202,15 @@ def compile_sql(
             add("FALSE")
         else:
             ors = " OR ".join(
-                "(images.instrument = ? AND images.timestamp >= ? AND images.timestamp < ?)" for _ in spans
+                "(images.instrument = ? AND images.timestamp >= ? AND images.timestamp < ?)"
+                for _ in spans
             )
             add(f"({ors})", *[v for s in spans for v in (s.instrument, s.start, s.end)])
     if query.samples:
         marks = ", ".join("?" for _ in query.samples)
         add(
-            f"(images.sample_id IN ({marks}) OR {_IN_WINDOW.format(f'windows.sample_id IN ({marks})')})",
+            f"(images.sample_id IN ({marks}) OR "
+            f"{_IN_WINDOW.format(f'windows.sample_id IN ({marks})')})",
             *query.samples,
             *query.samples,
         )
@@ -200,7 +220,8 @@ def compile_sql(
     if query.sample_quality:
         marks = ", ".join("?" for _ in query.sample_quality)
         add(
-            f"(images.sample_id IN (SELECT samples.sample_id FROM samples WHERE samples.quality IN ({marks})) "
+            f"(images.sample_id IN (SELECT samples.sample_id FROM samples WHERE samples.quality "
+            f"IN ({marks})) "
             f"OR {_IN_WINDOW.format(f'windows.quality IN ({marks})')})",
             *query.sample_quality,
             *query.sample_quality,
@@ -213,14 +234,24 @@ def compile_sql(
     if count:
         return f"{ctes}SELECT count(*) AS images FROM images{where}", params
     columns = ", ".join(f'images."{c}"' for c in query.columns) if query.columns else "images.*"
-    columns = ", ".join([columns, *provenance.columns, *(f'samples."{c}" AS "sample.{c}"' for c in query.sample_columns)])
+    columns = ", ".join(
+        [
+            columns,
+            *provenance.columns,
+            *(f'samples."{c}" AS "sample.{c}"' for c in query.sample_columns),
+        ]
+    )
     joins = "".join(f" {j}" for j in provenance.joins)
     if query.sample_columns:
         joins += (
             " LEFT JOIN window_sample ON window_sample.image_id = images.image_id"
-            " LEFT JOIN samples ON samples.sample_id = coalesce(nullif(images.sample_id, ''), window_sample.sample_id)"
+            " LEFT JOIN samples ON samples.sample_id = coalesce(nullif(images.sample_id, ''), "
+            "window_sample.sample_id)"
         )
-    sql = f"{ctes}SELECT {columns} FROM images{joins}{where} ORDER BY images.timestamp, images.image_id"
+    sql = (
+        f"{ctes}SELECT {columns} FROM images{joins}{where} ORDER BY images.timestamp, "
+        f"images.image_id"
+    )
     if query.limit is not None:
         sql += " LIMIT ?"
         params.append(query.limit)
@@ -229,7 +260,7 @@ def compile_sql(
 
 _IN_WINDOW = (
     "(coalesce(images.sample_id, '') = '' AND EXISTS (SELECT 1 FROM samples AS windows WHERE {} "
-    "AND windows.instrument = images.instrument AND images.timestamp >= windows.\"start\" "
+    'AND windows.instrument = images.instrument AND images.timestamp >= windows."start" '
     'AND images.timestamp < windows."end"))'
 )
 """An image without a ``sample_id`` (null, or empty in older manifests)
@@ -237,9 +268,12 @@ belongs to every sample of its instrument whose window ``[start, end)`` holds
 its timestamp; ``{}`` picks the samples."""
 
 _WINDOW_SAMPLE = (
-    "window_sample AS (SELECT image_id, sample_id FROM (SELECT i.image_id, w.sample_id, row_number() OVER "
-    "(PARTITION BY i.image_id ORDER BY w.\"start\" DESC, w.sample_id DESC) AS n FROM images AS i JOIN samples AS w "
-    "ON coalesce(i.sample_id, '') = '' AND w.instrument = i.instrument AND i.timestamp >= w.\"start\" AND i.timestamp < w.\"end\") "
+    "window_sample AS (SELECT image_id, sample_id FROM (SELECT i.image_id, w.sample_id, "
+    "row_number() OVER "
+    '(PARTITION BY i.image_id ORDER BY w."start" DESC, w.sample_id DESC) AS n FROM images AS i '
+    "JOIN samples AS w "
+    "ON coalesce(i.sample_id, '') = '' AND w.instrument = i.instrument AND i.timestamp >= "
+    'w."start" AND i.timestamp < w."end") '
     "WHERE n = 1)"
 )
 """The sample whose columns ``--with sample.COLUMN`` joins to an image

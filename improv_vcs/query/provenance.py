@@ -19,12 +19,12 @@ import pyarrow.compute as pc
 
 from ..core.errors import InvalidInputError
 from ..core.model import Span
-from .filters import ProvenanceWhere, Query
-from .planning import ProvenanceSql, prune, typed_value
-from ..snapshot.reader import SnapshotReader
 from ..provenance import view
 from ..provenance.catalog import get_kind
 from ..provenance.kinds import BLOB_COLUMNS, ENVELOPE, TIMESTAMP, Kind
+from ..snapshot.reader import SnapshotReader
+from .filters import ProvenanceWhere, Query
+from .planning import ProvenanceSql, prune, typed_value
 
 _ENVELOPE_TYPES = {"recorded_at": TIMESTAMP, "size": pa.int64(), "offset": pa.int64()}
 _MAX_RANGE_CHECKS = 2000
@@ -88,10 +88,14 @@ def plan(
             f'"{c.column}" {"LIKE" if c.op == "like" else c.op} ?' for c in conditions
         )
         params.extend(typed_value(c, table.schema) for c in conditions)
-        ctes.append(f'"match_{name}" AS (SELECT * FROM "sel_{name}"{" WHERE " + where if where else ""})')
+        ctes.append(
+            f'"match_{name}" AS (SELECT * FROM "sel_{name}"{" WHERE " + where if where else ""})'
+        )
         if name in filtering:
             filters.append(f'image_id IN (SELECT image_id FROM "match_{name}")')
-        joined = [c.partition(".")[2] for c in query.provenance_columns if c.partition(".")[0] == name]
+        joined = [
+            c.partition(".")[2] for c in query.provenance_columns if c.partition(".")[0] == name
+        ]
         if joined:
             picks = ", ".join(
                 f'arg_max_null("{c}", (recorded_at, record_id)) AS "{name}.{c}"' for c in joined
@@ -102,7 +106,11 @@ def plan(
             )
             columns.extend(f'"with_{name}"."{name}.{c}"' for c in joined)
     sql = ProvenanceSql(
-        tuple(ctes), tuple(params), tuple(filters), tuple(columns), tuple(joins),
+        tuple(ctes),
+        tuple(params),
+        tuple(filters),
+        tuple(columns),
+        tuple(joins),
         located="located" if located is not None else None,
     )
     return Plan(candidates, tables, sql)
@@ -122,8 +130,13 @@ def _columns_of(snapshot: SnapshotReader, kind: Kind) -> dict[str, pa.DataType]:
 
 def _arrow_type(name: str) -> pa.DataType:
     simple = {
-        "string": pa.string(), "int64": pa.int64(), "double": pa.float64(), "bool": pa.bool_(),
-        "float": pa.float32(), "null": pa.null(), str(TIMESTAMP): TIMESTAMP,
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "double": pa.float64(),
+        "bool": pa.bool_(),
+        "float": pa.float32(),
+        "null": pa.null(),
+        str(TIMESTAMP): TIMESTAMP,
     }
     return simple.get(name, pa.string())
 
@@ -132,7 +145,9 @@ def _needed(query: Query, kind: Kind, columns: dict[str, pa.DataType]) -> list[s
     """The record columns the query reads: the image id, the run's columns
     when a run is chosen, the ordering columns when values are joined."""
     wanted = [c.column for c in query.provenance if c.kind == kind.name]
-    joined = [c.partition(".")[2] for c in query.provenance_columns if c.partition(".")[0] == kind.name]
+    joined = [
+        c.partition(".")[2] for c in query.provenance_columns if c.partition(".")[0] == kind.name
+    ]
     for name in [*wanted, *joined]:
         if name not in columns:
             raise InvalidInputError(
@@ -147,7 +162,9 @@ def _needed(query: Query, kind: Kind, columns: dict[str, pa.DataType]) -> list[s
     return list(dict.fromkeys([*always, *wanted, *joined]))
 
 
-def _segments(snapshot: SnapshotReader, query: Query, kind: Kind, candidates: pa.Table, filtering: bool) -> pa.Table:
+def _segments(
+    snapshot: SnapshotReader, query: Query, kind: Kind, candidates: pa.Table, filtering: bool
+) -> pa.Table:
     """Segments of ``kind`` that can hold records the query uses."""
     run = query.run_for(kind.name)
     segments = view.segments(snapshot, kind.name, run, _id_range(candidates))
@@ -156,7 +173,10 @@ def _segments(snapshot: SnapshotReader, query: Query, kind: Kind, candidates: pa
     keep = []
     conditions = [c for c in query.provenance if c.kind == kind.name and c.column in kind.indexed]
     for row in segments.select(["bound_columns", "bound_min", "bound_max"]).to_pylist():
-        bounds = {n: (lo, hi) for n, lo, hi in zip(row["bound_columns"], row["bound_min"], row["bound_max"])}
+        bounds = {
+            n: (lo, hi)
+            for n, lo, hi in zip(row["bound_columns"], row["bound_min"], row["bound_max"])
+        }
         keep.append(all(_may_match(c, bounds.get(c.column)) for c in conditions))
     return segments.filter(pa.array(keep, pa.bool_()))
 
@@ -190,7 +210,9 @@ def _overlapping(batches: pa.Table, segments: pa.Table) -> pa.Table:
     if segments.num_rows > _MAX_RANGE_CHECKS:
         return batches
     keep = pa.array([False] * batches.num_rows, pa.bool_())
-    for low, high in zip(segments.column("image_id_min").to_pylist(), segments.column("image_id_max").to_pylist()):
+    for low, high in zip(
+        segments.column("image_id_min").to_pylist(), segments.column("image_id_max").to_pylist()
+    ):
         meets = pc.and_(
             pc.greater_equal(batches.column("image_id_max"), low),
             pc.less_equal(batches.column("image_id_min"), high),
@@ -200,7 +222,12 @@ def _overlapping(batches: pa.Table, segments: pa.Table) -> pa.Table:
 
 
 def _records(
-    snapshot: SnapshotReader, query: Query, kind: Kind, segments: pa.Table, candidates: pa.Table, record_ids: bool
+    snapshot: SnapshotReader,
+    query: Query,
+    kind: Kind,
+    segments: pa.Table,
+    candidates: pa.Table,
+    record_ids: bool,
 ) -> pa.Table:
     """The needed columns of the records in ``segments`` within the candidates'
     id range, every needed column present and typed."""
@@ -224,9 +251,21 @@ def _located(snapshot: SnapshotReader, query: Query) -> pa.Table | None:
     segments = view.segments(snapshot, "geolocation")
     keep = []
     for row in segments.select(["bound_columns", "bound_min", "bound_max"]).to_pylist():
-        bounds = {n: (lo, hi) for n, lo, hi in zip(row["bound_columns"], row["bound_min"], row["bound_max"])}
+        bounds = {
+            n: (lo, hi)
+            for n, lo, hi in zip(row["bound_columns"], row["bound_min"], row["bound_max"])
+        }
         lat, lon = bounds.get("lat"), bounds.get("lon")
-        keep.append(bool(lat and lon and lat[0] <= lat_max and lat[1] >= lat_min and lon[0] <= lon_max and lon[1] >= lon_min))
+        keep.append(
+            bool(
+                lat
+                and lon
+                and lat[0] <= lat_max
+                and lat[1] >= lat_min
+                and lon[0] <= lon_max
+                and lon[1] >= lon_min
+            )
+        )
     segments = segments.filter(pa.array(keep, pa.bool_()))
     if segments.num_rows == 0:
         return None
@@ -238,11 +277,17 @@ def _located(snapshot: SnapshotReader, query: Query) -> pa.Table | None:
     # an image's latest position may lie in a segment outside the box
     ids = pc.unique(placed.column("image_id"))
     span = pc.min_max(ids)
-    around = view.segments(snapshot, "geolocation", id_range=(span["min"].as_py(), span["max"].as_py()))
+    around = view.segments(
+        snapshot, "geolocation", id_range=(span["min"].as_py(), span["max"].as_py())
+    )
     table = view.read(snapshot, around.column("id").to_pylist(), columns)
     table = table.filter(pc.is_in(table.column("image_id"), value_set=ids))
     order = [("image_id", "ascending"), ("recorded_at", "ascending"), ("record_id", "ascending")]
-    latest = table.sort_by(order).group_by("image_id", use_threads=False).aggregate([("lat", "last"), ("lon", "last")])
+    latest = (
+        table.sort_by(order)
+        .group_by("image_id", use_threads=False)
+        .aggregate([("lat", "last"), ("lon", "last")])
+    )
     latest = latest.rename_columns(["image_id", "lat", "lon"])
     latest = latest.filter(_inside(latest, query.bbox))
     return latest if latest.num_rows else None
@@ -258,7 +303,11 @@ def _inside(table: pa.Table, bbox: tuple[float, float, float, float]) -> pa.Arra
 
 
 def _with_located_batches(
-    snapshot: SnapshotReader, query: Query, spans: tuple[Span, ...] | None, candidates: pa.Table, located: pa.Table
+    snapshot: SnapshotReader,
+    query: Query,
+    spans: tuple[Span, ...] | None,
+    candidates: pa.Table,
+    located: pa.Table,
 ) -> pa.Table:
     """``candidates`` plus the batches (pruned by every filter but the box)
     holding images that geolocation records place inside the box."""
@@ -267,7 +316,11 @@ def _with_located_batches(
     have = set(candidates.column("manifest").to_pylist())
     extra = []
     for i, (low, high, manifest) in enumerate(
-        zip(unboxed.column("image_id_min").to_pylist(), unboxed.column("image_id_max").to_pylist(), unboxed.column("manifest").to_pylist())
+        zip(
+            unboxed.column("image_id_min").to_pylist(),
+            unboxed.column("image_id_max").to_pylist(),
+            unboxed.column("manifest").to_pylist(),
+        )
     ):
         at = bisect.bisect_left(ids, low)
         if manifest not in have and at < len(ids) and ids[at] <= high:

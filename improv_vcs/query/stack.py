@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Union
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +19,7 @@ import pyarrow.compute as pc
 from ..core.errors import InvalidInputError
 
 AXES = ("p", "t", "c", "z")
-Selector = Union[int, slice, Sequence[int], None]
+Selector = int | slice | Sequence[int] | None
 
 
 def parse_selector(text: str, axis: str) -> Selector:
@@ -33,7 +32,9 @@ def parse_selector(text: str, axis: str) -> Selector:
             return [int(v) for v in text.split(",")]
         return int(text)
     except ValueError:
-        raise InvalidInputError(f"--{axis} needs N, A:B or A,B,C (integers), got {text!r}") from None
+        raise InvalidInputError(
+            f"--{axis} needs N, A:B or A,B,C (integers), got {text!r}"
+        ) from None
 
 
 def require_planes(rows: pa.Table) -> None:
@@ -45,7 +46,9 @@ def require_planes(rows: pa.Table) -> None:
         )
 
 
-def select(rows: pa.Table, selectors: Mapping[str, Selector]) -> tuple[pa.Table, dict[str, list[int] | int]]:
+def select(
+    rows: pa.Table, selectors: Mapping[str, Selector]
+) -> tuple[pa.Table, dict[str, list[int] | int]]:
     """The rows of one sample's planes that ``selectors`` pick, and per axis the
     index values kept (a list) or picked (an int)."""
     require_planes(rows)
@@ -79,7 +82,9 @@ def _pick(present: list[int], selector: Selector, axis: str) -> list[int] | int:
     if selector is None:
         return present
     if isinstance(selector, (str, bytes)):
-        raise InvalidInputError(f"{axis} must be an int, a slice or a list of ints, not {selector!r}")
+        raise InvalidInputError(
+            f"{axis} must be an int, a slice or a list of ints, not {selector!r}"
+        )
     try:
         if isinstance(selector, (int, np.integer)) and not isinstance(selector, bool):
             return present[int(selector)]
@@ -87,9 +92,13 @@ def _pick(present: list[int], selector: Selector, axis: str) -> list[int] | int:
             return present[selector]
         return [present[int(i)] for i in selector]
     except IndexError:
-        raise InvalidInputError(f"{axis}={selector!r} is out of range: the stack has {len(present)} {axis} position(s)") from None
+        raise InvalidInputError(
+            f"{axis}={selector!r} is out of range: the stack has {len(present)} {axis} position(s)"
+        ) from None
     except (TypeError, ValueError):
-        raise InvalidInputError(f"{axis} must be an int, a slice or a list of ints, not {selector!r}") from None
+        raise InvalidInputError(
+            f"{axis} must be an int, a slice or a list of ints, not {selector!r}"
+        ) from None
 
 
 def assemble(
@@ -98,13 +107,17 @@ def assemble(
     """The array of the selected planes: ``planes`` gives ``(image_id, bytes)``
     for every row of ``rows`` (in any order)."""
     kept = [a for a in AXES if not isinstance(chosen[a], int)]
-    slots: dict[str, dict[int, list[int]]] = {a: {} for a in kept}  # index value → positions (repeats allowed)
+    slots: dict[str, dict[int, list[int]]] = {
+        a: {} for a in kept
+    }  # index value → positions (repeats allowed)
     for a in kept:
         for i, v in enumerate(chosen[a]):  # type: ignore[arg-type]
             slots[a].setdefault(v, []).append(i)
     where = {
         image: list(itertools.product(*(slots[a][row[a]] for a in kept)))
-        for image, row in zip(rows.column("image_id").to_pylist(), rows.select(list(AXES)).to_pylist())
+        for image, row in zip(
+            rows.column("image_id").to_pylist(), rows.select(list(AXES)).to_pylist()
+        )
     }
     shape = tuple(len(chosen[a]) for a in kept)  # type: ignore[arg-type]
     out: np.ndarray | None = None
@@ -113,9 +126,10 @@ def assemble(
         plane = decode(data)
         if out is None:
             out = np.empty(shape + plane.shape, dtype=plane.dtype)
-        elif plane.shape != out.shape[len(shape):] or plane.dtype != out.dtype:
+        elif plane.shape != out.shape[len(shape) :] or plane.dtype != out.dtype:
             raise InvalidInputError(
-                f"plane {image!r} is {plane.dtype} {plane.shape}, others are {out.dtype} {out.shape[len(shape):]}"
+                f"plane {image!r} is {plane.dtype} {plane.shape}, others are {out.dtype} "
+                f"{out.shape[len(shape) :]}"
             )
         for slot in where[image]:
             out[slot] = plane
@@ -125,7 +139,9 @@ def assemble(
     if not filled.all():
         gap = tuple(int(i) for i in np.argwhere(~filled)[0])
         named = {a: chosen[a][i] for a, i in zip(kept, gap)}  # type: ignore[index]
-        raise InvalidInputError(f"the stack has no plane at {', '.join(f'{a}={v}' for a, v in named.items())}")
+        raise InvalidInputError(
+            f"the stack has no plane at {', '.join(f'{a}={v}' for a, v in named.items())}"
+        )
     return out
 
 
@@ -139,4 +155,3 @@ def decode(data: bytes) -> np.ndarray:
 
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image)
-

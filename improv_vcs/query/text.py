@@ -87,7 +87,9 @@ def parse_run(text: str) -> Run:
     """``latest``, ``RUN_ID``, ``KIND=latest`` or ``KIND=RUN_ID``."""
     kind, equals, run = text.partition("=")
     try:
-        return Run(kind=kind.strip() if equals else None, run=run.strip() if equals else text.strip())
+        return Run(
+            kind=kind.strip() if equals else None, run=run.strip() if equals else text.strip()
+        )
     except ValidationError as exc:
         reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
         raise InvalidInputError(f"--run {text!r}: {reason}") from None

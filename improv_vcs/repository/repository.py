@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ..storage import revparse
 from ..core.authors import default_author
 from ..core.errors import (
     ConflictError,
@@ -21,7 +20,6 @@ from ..core.errors import (
     NotARepositoryError,
     NotFoundError,
 )
-from ..storage.fence import Fence
 from ..core.ids import ObjectId, new_ref_name
 from ..core.model import (
     Commit,
@@ -30,17 +28,18 @@ from ..core.model import (
     canonical_json,
     decode_config,
 )
+from ..core.times import Clock, utc_now
+from ..storage import BundledStore, Store, open_store, revparse
+from ..storage.fence import Fence
 from ..storage.objects import ObjectDatabase, object_key
 from ..storage.packs import DEFAULT_PACK_SIZE
 from ..storage.refs import RefStore
 from ..storage.remotes import CONFIG_KEY, Remotes
-from ..storage import BundledStore, Store, open_store
-from ..core.times import Clock, utc_now
 
 if TYPE_CHECKING:
     from ..snapshot.reader import SnapshotReader
-    from .snapshot import Snapshot
     from ..write.transaction import Progress, Transaction
+    from .snapshot import Snapshot
 
 _RECENT_SNAPSHOTS = 8
 
@@ -64,7 +63,9 @@ class Repository:
 
     # -- opening ---------------------------------------------------------
     @classmethod
-    def init(cls, url: str | os.PathLike[str], default_branch: str = "main", **storage_options: Any) -> Repository:
+    def init(
+        cls, url: str | os.PathLike[str], default_branch: str = "main", **storage_options: Any
+    ) -> Repository:
         """Create an empty repository at ``url`` (a path, ``file://``, ``s3://``, ``memory://``)."""
         store = open_store(os.fspath(url), **storage_options)
         config = RepositoryConfig(
@@ -130,7 +131,9 @@ class Repository:
         """
         return revparse.resolve(self.odb, self.refs, rev or "HEAD", self.config.default_branch)
 
-    def log(self, rev: str | None = None, limit: int | None = None) -> Iterator[tuple[ObjectId, Commit]]:
+    def log(
+        self, rev: str | None = None, limit: int | None = None
+    ) -> Iterator[tuple[ObjectId, Commit]]:
         """Commits reachable from ``rev``, newest first (by height, then time)."""
         try:
             start = self.resolve(rev)
@@ -313,7 +316,9 @@ class Repository:
                 )
             except ValidationError as exc:
                 error = exc.errors()[0]
-                raise InvalidInputError(f"{'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+                raise InvalidInputError(
+                    f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
+                ) from None
             pointer = self.odb.put_object(tag)
         self._hold(fence, target, pointer)
         self.refs.create_tag(name, pointer)
@@ -326,7 +331,9 @@ class Repository:
         keys = [object_key(oid) for oid in oids]
         for key in keys:
             if not self.store.freshen(key):
-                raise NotFoundError(f"{key} vanished while the ref was being created (a gc?); nothing was changed")
+                raise NotFoundError(
+                    f"{key} vanished while the ref was being created (a gc?); nothing was changed"
+                )
         fence.check(keys)
 
     def tag_object(self, name: str) -> Tag | None:

@@ -38,7 +38,13 @@ if TYPE_CHECKING:
 class Snapshot:
     """Every read of one commit (or of an empty repository)."""
 
-    def __init__(self, repository: Repository, rev: str | None, commit_id: ObjectId | None, reader: SnapshotReader):
+    def __init__(
+        self,
+        repository: Repository,
+        rev: str | None,
+        commit_id: ObjectId | None,
+        reader: SnapshotReader,
+    ):
         self.repository = repository
         self.rev = rev
         """The revision as given (a branch, a tag, an id; None: the default branch)."""
@@ -111,7 +117,9 @@ class Snapshot:
         into the directory ``dest``; files already there with the right hash
         are skipped, so an interrupted export resumes."""
         chosen = _query(query, filters).model_copy(update={"columns": None})
-        return self.export_rows(self.select(chosen).table, dest, metadata_format, metadata_only, progress)
+        return self.export_rows(
+            self.select(chosen).table, dest, metadata_format, metadata_only, progress
+        )
 
     def export_rows(
         self,
@@ -124,7 +132,9 @@ class Snapshot:
         """:meth:`export` for rows already selected (all manifest columns)."""
         from ..query.export import export_rows
 
-        return export_rows(self.reader.odb, rows, Path(dest), metadata_format, metadata_only, progress)
+        return export_rows(
+            self.reader.odb, rows, Path(dest), metadata_format, metadata_only, progress
+        )
 
     # -- organizing metadata ---------------------------------------------------
     def datasets(self) -> dict[str, Dataset]:
@@ -150,7 +160,9 @@ class Snapshot:
         versions = self.reader.sample_versions()
         return versions if history else latest(versions)
 
-    def tasks(self, instrument: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+    def tasks(
+        self, instrument: str | None = None, since: datetime | None = None
+    ) -> list[dict[str, Any]]:
         """The ingest tasks recorded in this commit's history, newest first:
         task, commit, time, author, images and instruments."""
         found = []
@@ -160,8 +172,16 @@ class Snapshot:
                 continue
             if instrument is None or instrument in instruments:
                 images = sum(b.rows for b in commit.batches)
-                found.append({"task": commit.task, "commit": oid, "time": commit.time.isoformat(),
-                              "author": commit.author, "images": images, "instruments": instruments})
+                found.append(
+                    {
+                        "task": commit.task,
+                        "commit": oid,
+                        "time": commit.time.isoformat(),
+                        "author": commit.author,
+                        "images": images,
+                        "instruments": instruments,
+                    }
+                )
         return found
 
     def task_commit(self, task: str) -> ObjectId | None:
@@ -216,8 +236,12 @@ class Snapshot:
         spans = self.dataset(chosen.dataset).spans if chosen.dataset is not None else None
         files = sources.select(files, chosen, spans)
         if any(getattr(chosen, f) for f in sources.IMAGE_FILTERS):
-            rows = self.select(chosen.model_copy(update={"columns": ("sample_id",), "limit": None})).table
-            files = files.filter(pc.is_in(files.column("sample_id"), value_set=rows.column("sample_id").unique()))
+            rows = self.select(
+                chosen.model_copy(update={"columns": ("sample_id",), "limit": None})
+            ).table
+            files = files.filter(
+                pc.is_in(files.column("sample_id"), value_set=rows.column("sample_id").unique())
+            )
         return files
 
     def read_source(self, sample_id: str, name: str) -> bytes:
@@ -271,12 +295,19 @@ class Snapshot:
             query = build_query(samples=(sample,))
         rows = self.select(query.model_copy(update={"columns": None})).table
         if rows.num_rows == 0:
-            raise NotFoundError(f"no planes of sample {sample!r}" if sample else "no images match the query")
+            raise NotFoundError(
+                f"no planes of sample {sample!r}" if sample else "no images match the query"
+            )
         samples = rows.column("sample_id").unique().to_pylist()
         if len(samples) > 1:
-            raise InvalidInputError(f"the query matches {len(samples)} samples; read one stack at a time")
+            raise InvalidInputError(
+                f"the query matches {len(samples)} samples; read one stack at a time"
+            )
         picked, chosen = stack.select(rows, {"p": p, "t": t, "c": c, "z": z})
-        planes = ((image, data) for image, _, data in iter_blobs(self.reader.odb, picked, picked.column("image_id")))
+        planes = (
+            (image, data)
+            for image, _, data in iter_blobs(self.reader.odb, picked, picked.column("image_id"))
+        )
         return stack.assemble(picked, chosen, planes)
 
     # -- citations ---------------------------------------------------------
@@ -296,8 +327,13 @@ class Snapshot:
         not given. See :mod:`improv_vcs.cite`."""
         from ..cite.citing import make
 
-        metadata = {"title": title, "authors": tuple(authors), "license": license,
-                    "description": description, "doi": doi}
+        metadata = {
+            "title": title,
+            "authors": tuple(authors),
+            "license": license,
+            "description": description,
+            "doi": doi,
+        }
         return make(self, _query(query, filters), tag, metadata)
 
 

@@ -1,5 +1,6 @@
 """The REST API: images, provenance, datasets, the registry (instruments,
-taxonomies, samples), commits, refs and citations at any snapshot (``at`` a revision, ``as_of`` a time). Tables come back as
+taxonomies, samples), commits, refs and citations at any snapshot (``at`` a revision, ``as_of`` a
+time). Tables come back as
 JSON, or as Arrow IPC or Parquet when the ``Accept`` header asks."""
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import pyarrow as pa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from ..core.http import ARROW_STREAM, PARQUET
 from ..core.errors import InvalidInputError
+from ..core.http import ARROW_STREAM, PARQUET
 from ..core.ids import image_id as valid_image_id
 from ..core.ids import is_object_id
 from ..core.times import parse_time
@@ -23,8 +24,13 @@ from .requests import Reader, SiteDep, Writer, byte_range, json_body
 
 router = APIRouter()
 
-At = Annotated[str | None, Query(max_length=300, description="Revision: commit, branch, tag or REF~N.")]
-AsOf = Annotated[str | None, Query(max_length=64, description="Newest commit at or before this time on `at`'s line.")]
+At = Annotated[
+    str | None, Query(max_length=300, description="Revision: commit, branch, tag or REF~N.")
+]
+AsOf = Annotated[
+    str | None,
+    Query(max_length=64, description="Newest commit at or before this time on `at`'s line."),
+]
 Texts = Annotated[list[str], Query(max_length=1000)]
 MAX_PAGE = 100_000
 MAX_OFFSET = 10**9
@@ -53,10 +59,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data, default=_jsonable), status_code=status, media_type="application/json")
+    return Response(
+        json.dumps(data, default=_jsonable), status_code=status, media_type="application/json"
+    )
 
 
-def table_response(request: Request, table: pa.Table, extra: dict[str, Any] | None = None) -> Response:
+def table_response(
+    request: Request, table: pa.Table, extra: dict[str, Any] | None = None
+) -> Response:
     """``table`` in the format the ``Accept`` header asks for (JSON by default)."""
     accept = request.headers.get("accept", "")
     if ARROW_STREAM in accept:
@@ -77,17 +87,27 @@ def table_response(request: Request, table: pa.Table, extra: dict[str, Any] | No
 @router.get("", tags=["repository"], summary="The served repository")
 def info(here: SiteDep, _: Reader) -> Response:
     repo = here.repo
-    return json_response({"id": repo.id, "default_branch": repo.config.default_branch, "created": repo.config.created})
+    return json_response(
+        {
+            "id": repo.id,
+            "default_branch": repo.config.default_branch,
+            "created": repo.config.created,
+        }
+    )
 
 
 @router.get("/refs", tags=["repository"], summary="Branches and tags")
 def refs(here: SiteDep, _: Reader) -> Response:
     repo = here.repo
-    return json_response({"default": repo.config.default_branch, "branches": repo.branches(), "tags": repo.tags()})
+    return json_response(
+        {"default": repo.config.default_branch, "branches": repo.branches(), "tags": repo.tags()}
+    )
 
 
 @router.get("/commits", tags=["repository"], summary="History from a revision")
-def log(here: SiteDep, _: Reader, ref: At = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> Response:
+def log(
+    here: SiteDep, _: Reader, ref: At = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+) -> Response:
     from ..core.render import commit_dict
 
     return json_response([commit_dict(oid, c) for oid, c in here.repo.log(ref, limit=limit)])
@@ -113,7 +133,9 @@ def search(
     instrument: Texts = [],  # noqa: B006 (FastAPI copies defaults)
     start: Annotated[str | None, Query(max_length=64)] = None,
     end: Annotated[str | None, Query(max_length=64)] = None,
-    bbox: Annotated[str | None, Query(max_length=200, description="LAT_MIN,LON_MIN,LAT_MAX,LON_MAX")] = None,
+    bbox: Annotated[
+        str | None, Query(max_length=200, description="LAT_MIN,LON_MIN,LAT_MAX,LON_MAX")
+    ] = None,
     depth: Annotated[str | None, Query(max_length=100, description="MIN:MAX")] = None,
     dataset: Annotated[str | None, Query(max_length=200)] = None,
     sample: Texts = [],  # noqa: B006
@@ -130,30 +152,64 @@ def search(
     """Images matching every filter (the query options of `improv query`),
     sorted by time then image id; page with ``limit`` and ``offset``."""
     query = query_from_options(
-        instrument, start, end, bbox, depth, dataset, sample, where, columns, None, kind, prov, run, with_
+        instrument,
+        start,
+        end,
+        bbox,
+        depth,
+        dataset,
+        sample,
+        where,
+        columns,
+        None,
+        kind,
+        prov,
+        run,
+        with_,
     )
     repo = here.repo
     if count:
-        return json_response({"count": int(repo.snapshot(at, as_of=_as_of(as_of)).select(query, count=True).table.column(0)[0].as_py())})
+        return json_response(
+            {
+                "count": int(
+                    repo.snapshot(at, as_of=_as_of(as_of))
+                    .select(query, count=True)
+                    .table.column(0)[0]
+                    .as_py()
+                )
+            }
+        )
     page = query.model_copy(update={"limit": offset + limit})
     table = repo.snapshot(at, as_of=_as_of(as_of)).select(page).table.slice(offset, limit)
     more = table.num_rows == limit and limit > 0
-    return table_response(request, table, {"offset": offset, "next_offset": offset + limit if more else None})
+    return table_response(
+        request, table, {"offset": offset, "next_offset": offset + limit if more else None}
+    )
 
 
 @router.get("/images/{image}", tags=["images"], summary="One image's metadata")
-def image_metadata(image: str, here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Response:
-    return json_response(here.repo.snapshot(at, _as_of(as_of)).record(valid_image_id(image), extra=True))
+def image_metadata(
+    image: str, here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None
+) -> Response:
+    return json_response(
+        here.repo.snapshot(at, _as_of(as_of)).record(valid_image_id(image), extra=True)
+    )
 
 
 @router.get("/images/{image}/data", tags=["images"], summary="One image's bytes")
-def image_data(request: Request, image: str, here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Response:
+def image_data(
+    request: Request, image: str, here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None
+) -> Response:
     """The verified bytes; ``ETag`` is the blob id, ``Range`` is honoured, and
     responses for a full commit id are cacheable forever."""
     snapshot = here.repo.snapshot(at, _as_of(as_of))
     row = snapshot.record(valid_image_id(image))
     etag = f'"{row["blob_id"]}"'
-    headers = {"ETag": etag, "Cache-Control": _cache_control(at, request.app.state.access.anonymous_read), "Accept-Ranges": "bytes"}
+    headers = {
+        "ETag": etag,
+        "Cache-Control": _cache_control(at, request.app.state.access.anonymous_read),
+        "Accept-Ranges": "bytes",
+    }
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     data = here.repo.odb.read_blob(row["pack"], row["offset"], row["size"], row["blob_id"])
@@ -167,28 +223,54 @@ def image_data(request: Request, image: str, here: SiteDep, _: Reader, at: At = 
 
 
 # -- provenance -------------------------------------------------------------------
-@router.get("/images/{image}/provenance", tags=["provenance"], summary="One image's provenance records")
+@router.get(
+    "/images/{image}/provenance", tags=["provenance"], summary="One image's provenance records"
+)
 def image_provenance(
-    image: str, here: SiteDep, _: Reader, kind: Annotated[str | None, Query(max_length=63)] = None, at: At = None, as_of: AsOf = None
+    image: str,
+    here: SiteDep,
+    _: Reader,
+    kind: Annotated[str | None, Query(max_length=63)] = None,
+    at: At = None,
+    as_of: AsOf = None,
 ) -> Response:
-    records = here.repo.snapshot(at, as_of=_as_of(as_of)).provenance(valid_image_id(image), kind=kind)
+    records = here.repo.snapshot(at, as_of=_as_of(as_of)).provenance(
+        valid_image_id(image), kind=kind
+    )
     return json_response([r.to_json() for r in records])
 
 
 @router.get("/provenance/{kind}", tags=["provenance"], summary="Every record of a kind")
 def kind_records(
-    request: Request, kind: str, here: SiteDep, _: Reader, run: Annotated[str | None, Query(max_length=200)] = None, at: At = None, as_of: AsOf = None
+    request: Request,
+    kind: str,
+    here: SiteDep,
+    _: Reader,
+    run: Annotated[str | None, Query(max_length=200)] = None,
+    at: At = None,
+    as_of: AsOf = None,
 ) -> Response:
-    return table_response(request, here.repo.snapshot(at, as_of=_as_of(as_of)).provenance_records(kind, run=run))
+    return table_response(
+        request, here.repo.snapshot(at, as_of=_as_of(as_of)).provenance_records(kind, run=run)
+    )
 
 
-@router.post("/provenance/{kind}", tags=["provenance"], summary="Append records (write scope)", status_code=201)
+@router.post(
+    "/provenance/{kind}",
+    tags=["provenance"],
+    summary="Append records (write scope)",
+    status_code=201,
+)
 async def add_records(request: Request, kind: str, here: SiteDep, who: Writer) -> Response:
     """Body: ``{"records": [{"image_id": …, …}], "source": …, "run_id": …,
     "branch": …, "message": …}``; identical records already there are skipped."""
     from starlette.concurrency import run_in_threadpool
 
-    body = _fields(await json_body(request), required=("records", "source"), optional=("run_id", "branch", "message"))
+    body = _fields(
+        await json_body(request),
+        required=("records", "source"),
+        optional=("run_id", "branch", "message"),
+    )
     if not isinstance(body["records"], list) or not body["records"]:
         raise InvalidInputError("records must be a non-empty list of objects")
     repo = here.repo
@@ -196,7 +278,9 @@ async def add_records(request: Request, kind: str, here: SiteDep, who: Writer) -
     def write() -> tuple[str | None, int]:
         message = body.get("message") or f"Add {kind} records from {body['source']}"
         with repo.transaction(body.get("branch"), message, who) as tx:
-            added = tx.add_provenance(kind, body["records"], source=body["source"], run_id=body.get("run_id"))
+            added = tx.add_provenance(
+                kind, body["records"], source=body["source"], run_id=body.get("run_id")
+            )
         return tx.commit_id, added
 
     commit, added = await run_in_threadpool(write)
@@ -212,18 +296,34 @@ def datasets(here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Res
 
 @router.get("/datasets/{name}", tags=["datasets"], summary="One dataset")
 def dataset(name: str, here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Response:
-    return json_response(here.repo.snapshot(at, _as_of(as_of)).dataset(name).model_dump(mode="json"))
+    return json_response(
+        here.repo.snapshot(at, _as_of(as_of)).dataset(name).model_dump(mode="json")
+    )
 
 
-@router.post("/datasets/{name}/spans", tags=["datasets"], summary="Add a span (write scope)", status_code=201)
+@router.post(
+    "/datasets/{name}/spans", tags=["datasets"], summary="Add a span (write scope)", status_code=201
+)
 async def add_span(request: Request, name: str, here: SiteDep, who: Writer) -> Response:
     """Body: ``{"instrument": …, "start": …, "end": …, "description": …, "branch": …}``."""
     from starlette.concurrency import run_in_threadpool
 
-    body = _fields(await json_body(request), required=("instrument", "start", "end"), optional=("description", "branch"))
+    body = _fields(
+        await json_body(request),
+        required=("instrument", "start", "end"),
+        optional=("description", "branch"),
+    )
     start, end = parse_time(str(body["start"]), "start"), parse_time(str(body["end"]), "end")
     commit = await run_in_threadpool(
-        add_dataset_span, here.repo, name, body["instrument"], start, end, body.get("description"), body.get("branch"), who
+        add_dataset_span,
+        here.repo,
+        name,
+        body["instrument"],
+        start,
+        end,
+        body.get("description"),
+        body.get("branch"),
+        who,
     )
     return json_response({"commit": commit}, status=201)
 
@@ -232,18 +332,39 @@ async def add_span(request: Request, name: str, here: SiteDep, who: Writer) -> R
 @router.get("/registry", tags=["registry"], summary="Instruments and taxonomies")
 def registry(here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None) -> Response:
     doc = here.repo.snapshot(at, _as_of(as_of)).registry()
-    return json_response(doc.model_dump(mode="json", include={"instruments", "taxonomies", "strict_instruments"}))
+    return json_response(
+        doc.model_dump(mode="json", include={"instruments", "taxonomies", "strict_instruments"})
+    )
 
 
 @router.get("/samples", tags=["registry"], summary="Sample records")
-def samples(request: Request, here: SiteDep, _: Reader, at: At = None, as_of: AsOf = None, history: bool = False) -> Response:
+def samples(
+    request: Request,
+    here: SiteDep,
+    _: Reader,
+    at: At = None,
+    as_of: AsOf = None,
+    history: bool = False,
+) -> Response:
     """The latest record of every sample (every version, oldest first, with ``history``)."""
     return table_response(request, here.repo.snapshot(at, _as_of(as_of)).samples(history=history))
 
 
 # -- citations --------------------------------------------------------------------
 _CITE_OPTIONS = ("title", "authors", "license", "description", "doi")
-_QUERY_OPTIONS = ("instrument", "start", "end", "bbox", "depth", "dataset", "sample", "where", "kind", "prov", "run")
+_QUERY_OPTIONS = (
+    "instrument",
+    "start",
+    "end",
+    "bbox",
+    "depth",
+    "dataset",
+    "sample",
+    "where",
+    "kind",
+    "prov",
+    "run",
+)
 
 
 @router.post("/citations", tags=["citations"], summary="Cite a snapshot selection")
@@ -253,24 +374,54 @@ async def cite(request: Request, here: SiteDep, _: Reader) -> Response:
     ``license``, ``description``, ``doi``."""
     from starlette.concurrency import run_in_threadpool
 
-    body = _fields(await json_body(request), required=(), optional=("at", "tag", *_CITE_OPTIONS, *_QUERY_OPTIONS))
+    body = _fields(
+        await json_body(request),
+        required=(),
+        optional=("at", "tag", *_CITE_OPTIONS, *_QUERY_OPTIONS),
+    )
 
     def listed(name: str) -> list[str]:
         value = body.get(name) or []
         return [str(v) for v in (value if isinstance(value, list) else [value])]
 
     query = query_from_options(
-        listed("instrument"), body.get("start"), body.get("end"), body.get("bbox"), body.get("depth"), body.get("dataset"),
-        listed("sample"), listed("where"), None, None, listed("kind"), listed("prov"), listed("run"),
+        listed("instrument"),
+        body.get("start"),
+        body.get("end"),
+        body.get("bbox"),
+        body.get("depth"),
+        body.get("dataset"),
+        listed("sample"),
+        listed("where"),
+        None,
+        None,
+        listed("kind"),
+        listed("prov"),
+        listed("run"),
     )
     extra = {k: body[k] for k in _CITE_OPTIONS if body.get(k) is not None}
     if "authors" in extra:
-        extra["authors"] = tuple(str(a) for a in (extra["authors"] if isinstance(extra["authors"], list) else [extra["authors"]]))
+        extra["authors"] = tuple(
+            str(a)
+            for a in (
+                extra["authors"] if isinstance(extra["authors"], list) else [extra["authors"]]
+            )
+        )
     filters = query.model_dump(exclude_defaults=True)
-    made = await run_in_threadpool(lambda: here.repo.snapshot(body.get("at") or body.get("tag")).cite(tag=body.get("tag"), **filters, **extra))
-    made = made.model_copy(update={"urls": (str(request.base_url).rstrip("/"),)})  # where readers find it, not a server path
+    made = await run_in_threadpool(
+        lambda: here.repo.snapshot(body.get("at") or body.get("tag")).cite(
+            tag=body.get("tag"), **filters, **extra
+        )
+    )
+    made = made.model_copy(
+        update={"urls": (str(request.base_url).rstrip("/"),)}
+    )  # where readers find it, not a server path
     return json_response(
-        {"identifier": made.identifier, "citation": made.model_dump(mode="json"), "text": made.to_text()}
+        {
+            "identifier": made.identifier,
+            "citation": made.model_dump(mode="json"),
+            "text": made.to_text(),
+        }
     )
 
 
@@ -281,8 +432,8 @@ async def verify(request: Request, here: SiteDep, _: Reader) -> Response:
     the data no longer matches."""
     from starlette.concurrency import run_in_threadpool
 
-    from ..cite.citing import verify as verify_pinned
     from ..cite.citation import find_identifier
+    from ..cite.citing import verify as verify_pinned
 
     body = _fields(await json_body(request), required=("citation",), optional=())
     pinned = find_identifier(str(body["citation"]))  # text only: never a path on the server

@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..core.http import AuthError
 from ..core.errors import InvalidInputError
+from ..core.http import AuthError
 
 Scope = Literal["read", "write"]
 TOKENS_ENV = "IMPROV_SERVE_TOKENS"
@@ -58,13 +58,17 @@ class Access:
         self.anonymous_read = anonymous_read
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None, anonymous_read: bool = False) -> Access:
+    def load(
+        cls, path: str | os.PathLike[str] | None = None, anonymous_read: bool = False
+    ) -> Access:
         """Tokens from ``path``, else from ``$IMPROV_SERVE_TOKENS`` (JSON), else none."""
         if path is not None:
             try:
                 text = Path(path).read_text(encoding="utf-8")
             except OSError as exc:
-                raise InvalidInputError(f"cannot read the tokens file {path}: {exc.strerror or exc}") from None
+                raise InvalidInputError(
+                    f"cannot read the tokens file {path}: {exc.strerror or exc}"
+                ) from None
         else:
             text = os.environ.get(TOKENS_ENV, "")
         if not text.strip():
@@ -73,7 +77,11 @@ class Access:
             parsed = TokensFile.model_validate(json.loads(text))
         except (ValueError, ValidationError) as exc:
             where = path or f"${TOKENS_ENV}"
-            first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
+            first = (
+                exc.errors()[0]["msg"]
+                if isinstance(exc, ValidationError)
+                else str(exc).splitlines()[0]
+            )
             raise InvalidInputError(f"the tokens in {where} are invalid: {first}") from None
         return cls(parsed.tokens, anonymous_read)
 

@@ -3,8 +3,10 @@
     from improv_vcs.service.client import Client
 
     with Client("http://127.0.0.1:8000", token="…") as client:   # or $IMPROV_TOKEN
-        rows = client.query(instrument="IFCB107", start="2024-05-01", at="paper-2025")   # pyarrow.Table
-        png = client.read_image(rows["image_id"][0].as_py())                           # verified bytes
+        rows = client.query(instrument="IFCB107", start="2024-05-01", at="paper-2025")   #
+        pyarrow.Table
+        png = client.read_image(rows["image_id"][0].as_py())                           # verified
+        bytes
 
 Filters take the text forms of ``improv query``'s options (``bbox="41,-71,42,-70"``,
 ``where=["roi_width > 100"]``); tuples, numbers and datetimes are turned into them.
@@ -22,8 +24,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..core.http import API, ARROW_STREAM, TOKEN_ENV, json_of, send
 from ..core.errors import IntegrityError, InvalidInputError, StorageError
+from ..core.http import API, ARROW_STREAM, TOKEN_ENV, json_of, send
 
 PAGE = 100_000
 _LISTS = ("instrument", "sample", "where", "kind", "prov", "run", "with")
@@ -62,7 +64,9 @@ class Client:
         try:
             return pa.ipc.open_stream(response.content).read_all()
         except (pa.ArrowInvalid, OSError):
-            raise StorageError(f"{self.url} did not answer with an Arrow stream; is it an improv server?") from None
+            raise StorageError(
+                f"{self.url} did not answer with an Arrow stream; is it an improv server?"
+            ) from None
 
     # -- repository -----------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -78,7 +82,13 @@ class Client:
         return self._json("GET", f"/commits/{rev}")
 
     # -- images ---------------------------------------------------------------
-    def query(self, at: str | None = None, as_of: str | datetime | None = None, limit: int | None = None, **filters: Any) -> pa.Table:
+    def query(
+        self,
+        at: str | None = None,
+        as_of: str | datetime | None = None,
+        limit: int | None = None,
+        **filters: Any,
+    ) -> pa.Table:
         """Matching image rows as Arrow, sorted by time then image id (all of
         them, fetched page by page, unless ``limit``)."""
         tables, offset = [], 0
@@ -92,14 +102,24 @@ class Client:
             if table.num_rows < size or (limit is not None and offset >= limit):
                 return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
-    def count(self, at: str | None = None, as_of: str | datetime | None = None, **filters: Any) -> int:
-        return int(self._json("GET", "/images", params=_params(at=at, as_of=as_of, count=True, **filters))["count"])
+    def count(
+        self, at: str | None = None, as_of: str | datetime | None = None, **filters: Any
+    ) -> int:
+        return int(
+            self._json("GET", "/images", params=_params(at=at, as_of=as_of, count=True, **filters))[
+                "count"
+            ]
+        )
 
-    def image(self, image_id: str, at: str | None = None, as_of: str | datetime | None = None) -> dict[str, Any]:
+    def image(
+        self, image_id: str, at: str | None = None, as_of: str | datetime | None = None
+    ) -> dict[str, Any]:
         """One image's metadata (its manifest row)."""
         return self._json("GET", f"/images/{image_id}", params=_params(at=at, as_of=as_of))
 
-    def read_image(self, image_id: str, at: str | None = None, as_of: str | datetime | None = None) -> bytes:
+    def read_image(
+        self, image_id: str, at: str | None = None, as_of: str | datetime | None = None
+    ) -> bytes:
         """One image's bytes, verified against their SHA-256."""
         response = self._call("GET", f"/images/{image_id}/data", params=_params(at=at, as_of=as_of))
         expected = response.headers.get("etag", "").strip('"')
@@ -108,16 +128,54 @@ class Client:
         return response.content
 
     # -- provenance -----------------------------------------------------------
-    def provenance(self, image_id: str, kind: str | None = None, at: str | None = None, as_of: str | datetime | None = None) -> list[dict[str, Any]]:
-        return self._json("GET", f"/images/{image_id}/provenance", params=_params(kind=kind, at=at, as_of=as_of))
+    def provenance(
+        self,
+        image_id: str,
+        kind: str | None = None,
+        at: str | None = None,
+        as_of: str | datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        return self._json(
+            "GET", f"/images/{image_id}/provenance", params=_params(kind=kind, at=at, as_of=as_of)
+        )
 
-    def provenance_records(self, kind: str, run: str | None = None, at: str | None = None, as_of: str | datetime | None = None) -> pa.Table:
-        response = self._call("GET", f"/provenance/{kind}", params=_params(run=run, at=at, as_of=as_of), headers={"Accept": ARROW_STREAM})
+    def provenance_records(
+        self,
+        kind: str,
+        run: str | None = None,
+        at: str | None = None,
+        as_of: str | datetime | None = None,
+    ) -> pa.Table:
+        response = self._call(
+            "GET",
+            f"/provenance/{kind}",
+            params=_params(run=run, at=at, as_of=as_of),
+            headers={"Accept": ARROW_STREAM},
+        )
         return self._table(response)
 
-    def add_provenance(self, kind: str, records: list[dict[str, Any]], source: str, run_id: str | None = None, branch: str | None = None, message: str | None = None) -> dict[str, Any]:
-        body = {"records": records, "source": source, "run_id": run_id, "branch": branch, "message": message}
-        return self._json("POST", f"/provenance/{kind}", content=_dumps(body), headers={"Content-Type": "application/json"})
+    def add_provenance(
+        self,
+        kind: str,
+        records: list[dict[str, Any]],
+        source: str,
+        run_id: str | None = None,
+        branch: str | None = None,
+        message: str | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "records": records,
+            "source": source,
+            "run_id": run_id,
+            "branch": branch,
+            "message": message,
+        }
+        return self._json(
+            "POST",
+            f"/provenance/{kind}",
+            content=_dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
 
     # -- datasets -------------------------------------------------------------
     def datasets(self, at: str | None = None) -> dict[str, Any]:
@@ -126,22 +184,49 @@ class Client:
     def dataset(self, name: str, at: str | None = None) -> dict[str, Any]:
         return self._json("GET", f"/datasets/{name}", params=_params(at=at))
 
-    def add_dataset_span(self, name: str, instrument: str, start: str | datetime, end: str | datetime, description: str | None = None, branch: str | None = None) -> dict[str, Any]:
-        body = {"instrument": instrument, "start": start, "end": end, "description": description, "branch": branch}
-        return self._json("POST", f"/datasets/{name}/spans", content=_dumps(body), headers={"Content-Type": "application/json"})
+    def add_dataset_span(
+        self,
+        name: str,
+        instrument: str,
+        start: str | datetime,
+        end: str | datetime,
+        description: str | None = None,
+        branch: str | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "instrument": instrument,
+            "start": start,
+            "end": end,
+            "description": description,
+            "branch": branch,
+        }
+        return self._json(
+            "POST",
+            f"/datasets/{name}/spans",
+            content=_dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
 
     # -- citations ------------------------------------------------------------
     def cite(self, at: str | None = None, tag: str | None = None, **options: Any) -> dict[str, Any]:
         """A citation (``identifier``, ``citation``, ``text``) of the selection
         ``options`` describe (query filters, ``title``, ``authors``, …)."""
         body = {"at": at, "tag": tag, **{k: _text(v) for k, v in options.items()}}
-        return self._json("POST", "/citations", content=_dumps(body), headers={"Content-Type": "application/json"})
+        return self._json(
+            "POST", "/citations", content=_dumps(body), headers={"Content-Type": "application/json"}
+        )
 
     def verify(self, citation: str) -> dict[str, Any]:
         """Re-derive and re-read a cited selection on the server; raises
         :class:`IntegrityError` when it no longer matches."""
         body = _dumps({"citation": citation})  # only reads: safe to repeat
-        return self._json("POST", "/citations/verify", content=body, headers={"Content-Type": "application/json"}, idempotent=True)
+        return self._json(
+            "POST",
+            "/citations/verify",
+            content=body,
+            headers={"Content-Type": "application/json"},
+            idempotent=True,
+        )
 
 
 def _text(value: Any) -> Any:

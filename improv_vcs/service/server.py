@@ -36,7 +36,12 @@ class BackgroundServer:
             time.sleep(0.01)
         return self.url
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
 

@@ -27,8 +27,6 @@ import re
 import threading
 from collections.abc import AsyncIterator
 
-from ..core.http import TooLargeError
-from ..storage.closure import commit_keys
 from ..core.errors import (
     ConflictError,
     IntegrityError,
@@ -36,15 +34,17 @@ from ..core.errors import (
     NotFoundError,
     ReadOnlyError,
 )
-from ..storage.fence import STATE_KEY, Fence, read_state
+from ..core.http import TooLargeError
 from ..core.ids import is_object_id, ref_name
 from ..core.model import Commit, Tag, decode_config
+from ..repository.repository import Repository
+from ..storage import Store, check_key, open_store
+from ..storage.closure import commit_keys
+from ..storage.fence import STATE_KEY, Fence, read_state
 from ..storage.objects import ObjectDatabase, object_key
 from ..storage.packs import PackIndex, index_key, pack_key
 from ..storage.refs import HEADS, TAGS
-from ..repository.repository import Repository
 from ..storage.remotes import CONFIG_KEY
-from ..storage import Store, check_key, open_store
 
 _OBJECT = re.compile(r"objects/([0-9a-f]{2})/([0-9a-f]{62})\Z")
 _PACK = re.compile(r"packs/([0-9a-f]{64})\.(pack|idx)\Z")
@@ -83,7 +83,9 @@ def readable(key: str) -> str:
 
 
 def readable_prefix(prefix: str) -> str:
-    if prefix and not (prefix.startswith(_SHARED_PREFIXES) or any(p.startswith(prefix) for p in _SHARED_PREFIXES)):
+    if prefix and not (
+        prefix.startswith(_SHARED_PREFIXES) or any(p.startswith(prefix) for p in _SHARED_PREFIXES)
+    ):
         raise InvalidInputError(f"cannot list {prefix!r}")
     return prefix
 
@@ -104,7 +106,9 @@ async def receive(site: Site, key: str, body: AsyncIterator[bytes], limit: int) 
             async for part in body:
                 size += len(part)
                 if size > limit:
-                    raise TooLargeError(f"the upload is larger than the server's limit of {limit} bytes")
+                    raise TooLargeError(
+                        f"the upload is larger than the server's limit of {limit} bytes"
+                    )
                 await run_in_threadpool(staging.write, part)
             return await run_in_threadpool(staging.publish, key)
     data = await read_limited(body, limit)
@@ -164,7 +168,9 @@ def swap_ref(site: Site, key: str, expected: str | None, new: str) -> None:
     fence = Fence(site.store)
     keys = _history_held(site, key, target, expected)
     fence.check(keys)
-    site.store.compare_and_swap(key, expected.encode() if expected is not None else None, new.encode())
+    site.store.compare_and_swap(
+        key, expected.encode() if expected is not None else None, new.encode()
+    )
 
 
 def _held_object(odb: ObjectDatabase, oid: str) -> Commit | Tag | None:
@@ -184,7 +190,9 @@ def _history_held(site: Site, key: str, target: str, expected: str | None) -> se
     repo = site.repo
     odb = repo.odb
     if not odb.has(target):
-        raise ConflictError(f"{key} cannot point at {target[:12]}: the object is not here (send it first)")
+        raise ConflictError(
+            f"{key} cannot point at {target[:12]}: the object is not here (send it first)"
+        )
     found = _held_object(odb, target)
     keys = {object_key(target)}
     if isinstance(found, Tag) and key.startswith(TAGS):
@@ -195,7 +203,10 @@ def _history_held(site: Site, key: str, target: str, expected: str | None) -> se
     elif isinstance(found, Commit):
         commit = target
     else:
-        raise ConflictError(f"{key} cannot point at {target[:12]}: it is not a commit{' or tag' if key.startswith(TAGS) else ''}")
+        raise ConflictError(
+            f"{key} cannot point at {target[:12]}: it is not a "
+            f"commit{' or tag' if key.startswith(TAGS) else ''}"
+        )
     generation = read_state(site.store)[1].generation
     with site._lock:
         if site._complete[0] != generation:
@@ -212,11 +223,15 @@ def _history_held(site: Site, key: str, target: str, expected: str | None) -> se
         known.add(oid)
         found_commit = _held_object(odb, oid)
         if not isinstance(found_commit, Commit):
-            raise ConflictError(f"{key} cannot point at {target[:12]}: its history lacks commit {oid[:12]}")
+            raise ConflictError(
+                f"{key} cannot point at {target[:12]}: its history lacks commit {oid[:12]}"
+            )
         needed = commit_keys(odb, oid, found_commit)
         missing = sorted(k for k in needed if not site.store.freshen(k))
         if missing:
-            raise ConflictError(f"{key} cannot point at {target[:12]}: commit {oid[:12]} lacks {missing[0]}")
+            raise ConflictError(
+                f"{key} cannot point at {target[:12]}: commit {oid[:12]} lacks {missing[0]}"
+            )
         keys |= needed
         walked.append(oid)
         stack.extend(found_commit.parents)

@@ -16,7 +16,8 @@ def make_span(instrument: str, start: datetime, end: datetime) -> Span:
     from pydantic import ValidationError
 
     start, end = (  # a time without an offset is UTC, as everywhere
-        t.replace(tzinfo=timezone.utc) if isinstance(t, datetime) and t.tzinfo is None else t for t in (start, end)
+        t.replace(tzinfo=timezone.utc) if isinstance(t, datetime) and t.tzinfo is None else t
+        for t in (start, end)
     )
     try:
         return Span(instrument=instrument, start=start, end=end)

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..core.parquet import from_parquet, to_parquet
 from ..core.errors import IntegrityError
 from ..core.model import Batch, IndexSegment, Part, ProvenanceSegment, SourceFiles
+from ..core.parquet import from_parquet, to_parquet
 from ..storage.objects import ObjectDatabase
 
 MAX_LEVEL = 12
@@ -105,7 +105,9 @@ def entries_table(entries: Sequence[Entry], layout: Layout) -> pa.Table:
     return pa.Table.from_pylist([e.model_dump() for e in entries], schema=layout.schema)
 
 
-def _write_segment(odb: ObjectDatabase, table: pa.Table, level: int, layout: Layout) -> IndexSegment:
+def _write_segment(
+    odb: ObjectDatabase, table: pa.Table, level: int, layout: Layout
+) -> IndexSegment:
     oid = odb.put_bytes(to_parquet(table, layout.kind))
     times = pc.min_max(table.column("time_min")), pc.min_max(table.column("time_max"))
     return IndexSegment(
@@ -124,7 +126,9 @@ def read_segment(odb: ObjectDatabase, segment: IndexSegment, layout: Layout) -> 
         try:
             return table.cast(layout.schema)
         except (ValueError, pa.ArrowInvalid):
-            raise IntegrityError(f"{layout.kind} segment {segment.id} does not match format 1") from None
+            raise IntegrityError(
+                f"{layout.kind} segment {segment.id} does not match format 1"
+            ) from None
 
     return odb.cached(f"seg:{segment.id}", load)
 

@@ -11,10 +11,10 @@ import math
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..core.parquet import from_parquet, to_parquet
 from ..core.errors import InvalidInputError
 from ..core.ids import IMAGE_ID_PATTERN, ObjectId, column_name, image_id
 from ..core.model import Batch
+from ..core.parquet import from_parquet, to_parquet
 
 KIND = "manifest"
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -97,12 +97,17 @@ def normalize_metadata(table: pa.Table) -> pa.Table:
     for name, (low, high) in _RANGES.items():
         values = table.column(name)
         outside = pc.fill_null(
-            pc.or_(pc.or_(pc.less(values, low), pc.greater(values, high)), pc.invert(pc.is_finite(values))),
+            pc.or_(
+                pc.or_(pc.less(values, low), pc.greater(values, high)),
+                pc.invert(pc.is_finite(values)),
+            ),
             False,
         )
         if pc.any(outside).as_py():
             row = _first(ids, outside)
-            raise InvalidInputError(f"{name} of image {row!r} is not a finite number in [{low}, {high}]")
+            raise InvalidInputError(
+                f"{name} of image {row!r} is not a finite number in [{low}, {high}]"
+            )
     return table
 
 
@@ -114,16 +119,22 @@ def cast_known_columns(table: pa.Table, zone: str = "UTC") -> pa.Table:
     (``improv commit --timezone``); an IANA name or a ``±HH:MM`` offset."""
     for i, name in enumerate(table.column_names):
         if name in USER_COLUMNS:
-            table = table.set_column(i, name, _cast(name, table.column(i), USER_COLUMNS[name], zone))
+            table = table.set_column(
+                i, name, _cast(name, table.column(i), USER_COLUMNS[name], zone)
+            )
     return table
 
 
 _OFFSET = r"\d:\d\d(?::\d\d(?:[.,]\d*)?)?\s*(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"
 """Text that ends in a time of day with a UTC offset (``…12:00:00Z``, ``…12:00+02:00``)."""
-_TIME_HINT = " (ISO 8601, e.g. 2024-05-01T12:00:00Z; without an offset it is read as UTC or in --timezone)"
+_TIME_HINT = (
+    " (ISO 8601, e.g. 2024-05-01T12:00:00Z; without an offset it is read as UTC or in --timezone)"
+)
 
 
-def _cast(name: str, column: pa.ChunkedArray, target: pa.DataType, zone: str = "UTC") -> pa.ChunkedArray:
+def _cast(
+    name: str, column: pa.ChunkedArray, target: pa.DataType, zone: str = "UTC"
+) -> pa.ChunkedArray:
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     if target == TIMESTAMP:
@@ -137,7 +148,9 @@ def _cast(name: str, column: pa.ChunkedArray, target: pa.DataType, zone: str = "
             pa.array([value]).cast(target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             hint = _TIME_HINT if target == TIMESTAMP else ""
-            raise InvalidInputError(f"column {name!r}: cannot read {value!r} as {target}{hint}") from None
+            raise InvalidInputError(
+                f"column {name!r}: cannot read {value!r} as {target}{hint}"
+            ) from None
     raise InvalidInputError(f"column {name!r} cannot be read as {target}")
 
 
@@ -145,11 +158,15 @@ def _localized(name: str, column: pa.ChunkedArray, zone: str) -> pa.ChunkedArray
     """Times without an offset (naive timestamps, text without one) placed in
     ``zone``; anything else unchanged (cast, and refused, by the caller)."""
     if pa.types.is_timestamp(column.type):
-        return column if column.type.tz is not None else _assume(name, column.combine_chunks(), zone)
+        return (
+            column if column.type.tz is not None else _assume(name, column.combine_chunks(), zone)
+        )
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         return column
     text = column.combine_chunks()
-    naive = pc.invert(pc.fill_null(pc.match_substring_regex(text, _OFFSET), True))  # nulls: not naive
+    naive = pc.invert(
+        pc.fill_null(pc.match_substring_regex(text, _OFFSET), True)
+    )  # nulls: not naive
     if not pc.any(naive).as_py():
         return column
     plain = _parsed(name, pc.if_else(naive, text, pa.scalar(None, text.type)), pa.timestamp("us"))
@@ -167,7 +184,9 @@ def _parsed(name: str, text: pa.Array, target: pa.DataType) -> pa.Array:
         try:
             pa.array([value], text.type).cast(target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise InvalidInputError(f"column {name!r}: cannot read {value!r} as {TIMESTAMP}{_TIME_HINT}") from None
+            raise InvalidInputError(
+                f"column {name!r}: cannot read {value!r} as {TIMESTAMP}{_TIME_HINT}"
+            ) from None
     raise InvalidInputError(f"column {name!r} cannot be read as {TIMESTAMP}")
 
 
@@ -180,10 +199,17 @@ def _assume(name: str, values: pa.Array, zone: str) -> pa.Array:
     except pa.ArrowInvalid as exc:
         if "ambiguous" not in str(exc) and "nonexistent" not in str(exc):
             return _assume_in_python(name, values, zone)  # a zone Arrow's database lacks
-    for kind, why in (("ambiguous", "passes twice (the clocks go back)"), ("nonexistent", "never happens (the clocks skip it)")):
-        early = pc.assume_timezone(values, timezone=zone, ambiguous="earliest", nonexistent="earliest")
+    for kind, why in (
+        ("ambiguous", "passes twice (the clocks go back)"),
+        ("nonexistent", "never happens (the clocks skip it)"),
+    ):
+        early = pc.assume_timezone(
+            values, timezone=zone, ambiguous="earliest", nonexistent="earliest"
+        )
         late = pc.assume_timezone(
-            values, timezone=zone, ambiguous="latest" if kind == "ambiguous" else "earliest",
+            values,
+            timezone=zone,
+            ambiguous="latest" if kind == "ambiguous" else "earliest",
             nonexistent="latest" if kind == "nonexistent" else "earliest",
         )
         differs = pc.fill_null(pc.not_equal(early, late), False)
@@ -208,7 +234,11 @@ def _assume_in_python(name: str, values: pa.Array, zone: str) -> pa.Array:
         if first.utcoffset() != second.utcoffset():
             aware = first.astimezone(fixed.utc)
             skipped = aware.astimezone(info).replace(tzinfo=None) != value
-            why = "never happens (the clocks skip it)" if skipped else "passes twice (the clocks go back)"
+            why = (
+                "never happens (the clocks skip it)"
+                if skipped
+                else "passes twice (the clocks go back)"
+            )
             _refuse_local_time(name, values, row, zone, why)
         out.append(first.astimezone(fixed.utc))
     return pa.array(out, pa.timestamp(values.type.unit, tz="UTC"))
@@ -244,11 +274,15 @@ def check_extra_columns(metadata: pa.Table, known: dict[str, str]) -> None:
             continue
         other = seen.get(name.lower())
         if other is not None and other != name:
-            raise InvalidInputError(f"column {name!r} differs from column {other!r} only by letter case")
+            raise InvalidInputError(
+                f"column {name!r} differs from column {other!r} only by letter case"
+            )
         seen[name.lower()] = name
         kind = str(metadata.schema.field(name).type)
         if name in known and not _compatible(known[name], kind):
-            raise InvalidInputError(f"column {name!r} holds {kind} here but {known[name]} in earlier batches")
+            raise InvalidInputError(
+                f"column {name!r} holds {kind} here but {known[name]} in earlier batches"
+            )
 
 
 def _compatible(a: str, b: str) -> bool:

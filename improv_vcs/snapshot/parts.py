@@ -21,10 +21,10 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from ..core.parquet import from_parquet, to_parquet
-from .index import Consolidate
 from ..core.model import IndexSegment, Part
+from ..core.parquet import from_parquet, to_parquet
 from ..storage.objects import ObjectDatabase
+from .index import Consolidate
 
 KIND = "manifest-part"
 MIN_ENTRIES = 16
@@ -43,7 +43,9 @@ def read(odb: ObjectDatabase, part_id: str, columns: list[str] | None = None) ->
     return odb.cached(key, lambda: decode(odb.get_bytes(part_id), columns))
 
 
-def consolidate(odb: ObjectDatabase, merged: Sequence[IndexSegment], segment: pa.Table) -> tuple[Part, ...]:
+def consolidate(
+    odb: ObjectDatabase, merged: Sequence[IndexSegment], segment: pa.Table
+) -> tuple[Part, ...]:
     """The parts of a new segment whose rows (batches) are ``segment``: the
     concatenation of the ``merged`` segments' batches and then new ones."""
     if segment.num_rows < MIN_ENTRIES:
@@ -70,20 +72,27 @@ def consolidate(odb: ObjectDatabase, merged: Sequence[IndexSegment], segment: pa
     return tuple(_build(odb, group, manifests, rows) for group in reversed(groups))
 
 
-def _build(odb: ObjectDatabase, group: list[Part | int], manifests: list[str], rows: list[int]) -> Part:
+def _build(
+    odb: ObjectDatabase, group: list[Part | int], manifests: list[str], rows: list[int]
+) -> Part:
     """One part for ``group`` (an existing part alone is kept as it is)."""
     if len(group) == 1 and isinstance(group[0], Part):
         return group[0]
     from . import manifest
 
-    tables = [read(odb, p.id) if isinstance(p, Part) else manifest.decode(odb.get_bytes(manifests[p])) for p in group]
+    tables = [
+        read(odb, p.id) if isinstance(p, Part) else manifest.decode(odb.get_bytes(manifests[p]))
+        for p in group
+    ]
     table = pa.concat_tables(tables, promote_options="permissive")
     entries = sum(p.entries if isinstance(p, Part) else 1 for p in group)
     oid = odb.put_bytes(to_parquet(table, KIND))
     return Part(id=oid, entries=entries, rows=table.num_rows)
 
 
-def covering(segments: Sequence[IndexSegment], manifests: Sequence[str]) -> dict[str, tuple[Part, list[str]]]:
+def covering(
+    segments: Sequence[IndexSegment], manifests: Sequence[str]
+) -> dict[str, tuple[Part, list[str]]]:
     """Each part of a snapshot by the first manifest it covers, with the
     manifests it covers in order (``manifests``: the snapshot's batches' manifests)."""
     found: dict[str, tuple[Part, list[str]]] = {}

@@ -9,11 +9,11 @@ from functools import cached_property
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import index, manifest, parts, registry, sources
 from ..core.errors import IntegrityError, NotFoundError
 from ..core.ids import ObjectId, image_id
 from ..core.model import Commit, Datasets, Part, Registry
 from ..storage.objects import ObjectDatabase
+from . import index, manifest, parts, registry, sources
 
 
 class SnapshotReader:
@@ -50,15 +50,25 @@ class SnapshotReader:
                 return sources.SCHEMA.empty_table()
             low, high = min(sample_ids), max(sample_ids)
             tables = tables.filter(
-                pc.and_(pc.greater_equal(tables.column("sample_id_max"), low), pc.less_equal(tables.column("sample_id_min"), high))
+                pc.and_(
+                    pc.greater_equal(tables.column("sample_id_max"), low),
+                    pc.less_equal(tables.column("sample_id_min"), high),
+                )
             )
         ids = tables.column("table").to_pylist()
         if not ids:
             return sources.SCHEMA.empty_table()
-        loaded = _loader().map(lambda t: self.odb.cached(f"sources:{t}", lambda: sources.decode(self.odb.get_bytes(t))), ids)
+        loaded = _loader().map(
+            lambda t: self.odb.cached(
+                f"sources:{t}", lambda: sources.decode(self.odb.get_bytes(t))
+            ),
+            ids,
+        )
         files = pa.concat_tables(list(loaded))
         if sample_ids is not None:
-            files = files.filter(pc.is_in(files.column("sample_id"), value_set=pa.array(sample_ids, pa.string())))
+            files = files.filter(
+                pc.is_in(files.column("sample_id"), value_set=pa.array(sample_ids, pa.string()))
+            )
         return files.sort_by([(k, "ascending") for k in sources.KEY])
 
     @cached_property
@@ -68,7 +78,9 @@ class SnapshotReader:
             return Datasets()
         found = self.odb.get_object(self.commit.datasets)
         if not isinstance(found, Datasets):
-            raise IntegrityError(f"commit {self.commit_id} points at a {found.kind} as its datasets")
+            raise IntegrityError(
+                f"commit {self.commit_id} points at a {found.kind} as its datasets"
+            )
         return found
 
     @cached_property
@@ -78,13 +90,17 @@ class SnapshotReader:
             return Registry()
         found = self.odb.get_object(self.commit.registry)
         if not isinstance(found, Registry):
-            raise IntegrityError(f"commit {self.commit_id} points at a {found.kind} as its registry")
+            raise IntegrityError(
+                f"commit {self.commit_id} points at a {found.kind} as its registry"
+            )
         return found
 
     def sample_versions(self) -> pa.Table:
         """Every version of every sample record, oldest first."""
         tables = [
-            self.odb.cached(f"samples:{s}", lambda s=s: registry.decode_samples(self.odb.get_bytes(s)))
+            self.odb.cached(
+                f"samples:{s}", lambda s=s: registry.decode_samples(self.odb.get_bytes(s))
+            )
             for s in self.registry.samples
         ]
         return pa.concat_tables(tables) if tables else registry.SAMPLE_SCHEMA.empty_table()
@@ -92,7 +108,9 @@ class SnapshotReader:
     def manifest(self, manifest_id: str, columns: list[str] | None = None) -> pa.Table:
         """A batch's manifest rows (only ``columns`` it has, when given)."""
         key = f"manifest:{manifest_id}:{','.join(columns) if columns is not None else '*'}"
-        return self.odb.cached(key, lambda: manifest.decode(self.odb.get_bytes(manifest_id), columns))
+        return self.odb.cached(
+            key, lambda: manifest.decode(self.odb.get_bytes(manifest_id), columns)
+        )
 
     def extra_column_types(self) -> dict[str, str]:
         """Every extra column of the snapshot with its (first non-null) Arrow type."""
@@ -115,7 +133,11 @@ class SnapshotReader:
         return b.filter(mask).column("manifest").to_pylist()
 
     def find(
-        self, ids: pa.Array, columns: list[str], among: list[str] | None = None, every_column: bool = False
+        self,
+        ids: pa.Array,
+        columns: list[str],
+        among: list[str] | None = None,
+        every_column: bool = False,
     ) -> pa.Table:
         """Manifest rows (``columns``, which must include ``image_id``) for the
         given image ids, looking only in batches whose id range can hold them
@@ -151,7 +173,13 @@ class SnapshotReader:
     @cached_property
     def _id_ranges(self) -> list[tuple[str, str, str]]:
         b = self.batches
-        return list(zip(b.column("image_id_min").to_pylist(), b.column("image_id_max").to_pylist(), b.column("manifest").to_pylist()))
+        return list(
+            zip(
+                b.column("image_id_min").to_pylist(),
+                b.column("image_id_max").to_pylist(),
+                b.column("manifest").to_pylist(),
+            )
+        )
 
     def _rows_by_id(self, manifest_id: str, columns: list[str] | None) -> _RowsById:
         key = f"rows-by-id:{manifest_id}:{'*' if columns is None else 'core'}"
@@ -166,7 +194,11 @@ class SnapshotReader:
         reading only ``columns`` when given; several manifests load in parallel."""
         if not manifest_ids:
             empty = empty_manifest()
-            return empty if columns is None else empty.select([c for c in columns if c in empty.schema.names])
+            return (
+                empty
+                if columns is None
+                else empty.select([c for c in columns if c in empty.schema.names])
+            )
         reads = self._reads(manifest_ids)
         if len(reads) == 1:
             tables = [reads[0](columns)]
@@ -223,6 +255,9 @@ def _loader() -> ThreadPoolExecutor:
 def empty_manifest() -> pa.Table:
     """A manifest table with the core columns and no rows."""
     schema = pa.schema(
-        [(n, manifest.USER_COLUMNS.get(n) or manifest.STORED_COLUMNS[n]) for n in manifest.CORE_ORDER]
+        [
+            (n, manifest.USER_COLUMNS.get(n) or manifest.STORED_COLUMNS[n])
+            for n in manifest.CORE_ORDER
+        ]
     )
     return schema.empty_table()

@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
 
-from ..core.parquet import from_parquet, to_parquet
 from ..core.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from ..core.ids import image_id, instrument_name, label
 from ..core.model import Deployment, Instrument, Registry, Taxonomy
+from ..core.parquet import from_parquet, to_parquet
 
 QUALITIES = ("good", "questionable", "bad")
 MAX_SAMPLE_SEGMENTS = 32
@@ -53,7 +53,9 @@ def _valid(build: Any) -> Any:
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
-        raise InvalidInputError(f"{where + ': ' if where else ''}{error['msg'].removeprefix('Value error, ')}") from None
+        raise InvalidInputError(
+            f"{where + ': ' if where else ''}{error['msg'].removeprefix('Value error, ')}"
+        ) from None
 
 
 # -- instruments --------------------------------------------------------------------
@@ -63,7 +65,11 @@ def deployment(start: datetime, end: datetime | None = None) -> Deployment:
 
 
 def _utc_if_naive(value: Any) -> Any:
-    return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) and value.tzinfo is None else value
+    return (
+        value.replace(tzinfo=timezone.utc)
+        if isinstance(value, datetime) and value.tzinfo is None
+        else value
+    )
 
 
 def add_instrument(doc: Registry, name: str, **fields: Any) -> Registry:
@@ -83,7 +89,9 @@ def update_instrument(doc: Registry, name: str, **fields: Any) -> Registry:
     if current is None:
         raise NotFoundError(f"no instrument named {name!r}; add it with `improv instrument add`")
     changes = {k: v for k, v in fields.items() if v is not None}
-    updated = _valid(lambda: Instrument(**{**current.model_dump(), **changes, "version": current.version + 1}))
+    updated = _valid(
+        lambda: Instrument(**{**current.model_dump(), **changes, "version": current.version + 1})
+    )
     return doc.model_copy(update={"instruments": {**doc.instruments, name: updated}})
 
 
@@ -100,7 +108,9 @@ def outside_deployment(
     inside = pa.array([False] * len(times), pa.bool_())
     for window in instrument.deployments:
         after = pc.greater_equal(times, pa.scalar(window.start, TIMESTAMP))
-        before = pc.less(times, pa.scalar(window.end, TIMESTAMP)) if window.end is not None else after
+        before = (
+            pc.less(times, pa.scalar(window.end, TIMESTAMP)) if window.end is not None else after
+        )
         inside = pc.or_(inside, pc.and_(after, before))
     if pc.all(inside).as_py() is not False:
         return None
@@ -113,14 +123,18 @@ def taxonomy_key(classifier: str, model_version: str) -> str:
     return f"{label(classifier, 'classifier')}@{label(model_version, 'model version')}"
 
 
-def add_taxonomy(doc: Registry, classifier: str, model_version: str, classes: Sequence[str]) -> Registry:
+def add_taxonomy(
+    doc: Registry, classifier: str, model_version: str, classes: Sequence[str]
+) -> Registry:
     """``doc`` with the class list of a classifier version. A version's list
     never changes: the same list again is a no-op, another is a conflict."""
     key = taxonomy_key(classifier, model_version)
     taxonomy = _valid(lambda: Taxonomy(classes=tuple(str(c).strip() for c in classes)))
     current = doc.taxonomies.get(key)
     if current is not None and current != taxonomy:
-        raise ConflictError(f"{key} already has a different class list; a model version's classes never change")
+        raise ConflictError(
+            f"{key} already has a different class list; a model version's classes never change"
+        )
     return doc.model_copy(update={"taxonomies": {**doc.taxonomies, key: taxonomy}})
 
 
@@ -128,7 +142,10 @@ def decode_scores(taxonomy: Taxonomy, vector: str | Sequence[float]) -> dict[str
     """Class name → score for a positional score vector (JSON text or numbers)."""
     values = json.loads(vector) if isinstance(vector, str) else list(vector)
     if not isinstance(values, list) or len(values) != len(taxonomy.classes):
-        raise InvalidInputError(f"a score vector of {len(values) if isinstance(values, list) else '?'} values for {len(taxonomy.classes)} classes")
+        raise InvalidInputError(
+            f"a score vector of {len(values) if isinstance(values, list) else '?'} values for "
+            f"{len(taxonomy.classes)} classes"
+        )
     return {name: float(v) for name, v in zip(taxonomy.classes, values)}
 
 
@@ -139,15 +156,29 @@ def with_class_scores(records: pa.Table, doc: Registry) -> pa.Table:
     vector of another length."""
     if "score_vector" not in records.column_names:
         return records
-    versions = records.column("model_version").to_pylist() if "model_version" in records.column_names else [None] * records.num_rows
+    versions = (
+        records.column("model_version").to_pylist()
+        if "model_version" in records.column_names
+        else [None] * records.num_rows
+    )
     decoded = []
-    for model, version, vector in zip(records.column("model").to_pylist(), versions, records.column("score_vector").to_pylist()):
-        taxonomy = doc.taxonomies.get(f"{model}@{version}") if vector is not None and version is not None else None
+    for model, version, vector in zip(
+        records.column("model").to_pylist(), versions, records.column("score_vector").to_pylist()
+    ):
+        taxonomy = (
+            doc.taxonomies.get(f"{model}@{version}")
+            if vector is not None and version is not None
+            else None
+        )
         try:
-            decoded.append(None if taxonomy is None else list(decode_scores(taxonomy, vector).items()))
+            decoded.append(
+                None if taxonomy is None else list(decode_scores(taxonomy, vector).items())
+            )
         except InvalidInputError:  # a vector whose length is not the taxonomy's: not decodable
             decoded.append(None)
-    return records.append_column("class_scores", pa.array(decoded, pa.map_(pa.string(), pa.float64())))
+    return records.append_column(
+        "class_scores", pa.array(decoded, pa.map_(pa.string(), pa.float64()))
+    )
 
 
 # -- samples ------------------------------------------------------------------------
@@ -156,7 +187,15 @@ def sample_rows(rows: Iterable[Mapping[str, Any]], recorded_at: datetime) -> pa.
     ``end``, optional ``quality``, ``alt_ids``, ``meta``)."""
     records = []
     for n, row in enumerate(rows, start=1):
-        unknown = set(row) - {"sample_id", "instrument", "start", "end", "quality", "alt_ids", "meta"}
+        unknown = set(row) - {
+            "sample_id",
+            "instrument",
+            "start",
+            "end",
+            "quality",
+            "alt_ids",
+            "meta",
+        }
         if unknown:
             raise InvalidInputError(f"sample row {n}: unknown field {sorted(unknown)[0]!r}")
         try:
@@ -168,7 +207,9 @@ def sample_rows(rows: Iterable[Mapping[str, Any]], recorded_at: datetime) -> pa.
         window = deployment(start, end)  # the same checks: aware times, start before end
         quality = row.get("quality")
         if quality is not None and quality not in QUALITIES:
-            raise InvalidInputError(f"sample {sample!r}: quality must be one of {', '.join(QUALITIES)}, not {quality!r}")
+            raise InvalidInputError(
+                f"sample {sample!r}: quality must be one of {', '.join(QUALITIES)}, not {quality!r}"
+            )
         alt_ids = row.get("alt_ids") or []
         alt_ids = [alt_ids] if isinstance(alt_ids, str) else [str(a) for a in alt_ids]
         meta = row.get("meta") or {}
@@ -201,7 +242,10 @@ def rows_from_table(table: pa.Table) -> list[dict[str, Any]]:
     rows = []
     for record in table.to_pylist():
         record = {k: v for k, v in record.items() if v not in (None, "")}
-        row = {k: record.pop(k, None) for k in ("sample_id", "instrument", "start", "end", "quality", "alt_ids")}
+        row = {
+            k: record.pop(k, None)
+            for k in ("sample_id", "instrument", "start", "end", "quality", "alt_ids")
+        }
         for key in ("start", "end"):
             if isinstance(row[key], str):
                 row[key] = parse_time(row[key], key)
@@ -242,5 +286,9 @@ def latest(versions: pa.Table) -> pa.Table:
         return versions
     order = pa.array(range(versions.num_rows), pa.int64())
     ranked = versions.append_column("_row", order)
-    last = ranked.group_by("sample_id", use_threads=False).aggregate([("_row", "max")]).column("_row_max")
+    last = (
+        ranked.group_by("sample_id", use_threads=False)
+        .aggregate([("_row", "max")])
+        .column("_row_max")
+    )
     return versions.take(last).sort_by("sample_id")

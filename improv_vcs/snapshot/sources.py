@@ -5,7 +5,8 @@ A commit lists one *sources table* per instrument it added files for: a
 Parquet object with one row per file, keyed by ``(sample_id, name)`` (the
 file name), with the path it was ingested under (relative to the ingest
 root, where ``export --raw`` restores it) and the blob's location like a
-manifest row. Ingesting the same file again from another root adds nothing. Sources tables are indexed like
+manifest row. Ingesting the same file again from another root adds nothing. Sources tables are
+indexed like
 batches (:data:`improv_vcs.snapshot.index.SOURCES`), so a snapshot finds every file of
 a sample without walking history.
 """
@@ -21,10 +22,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..core.parquet import from_parquet, to_parquet
 from ..core.errors import IntegrityError, InvalidInputError
 from ..core.ids import ObjectId, image_id, relative_path
 from ..core.model import SourceFiles, Span
+from ..core.parquet import from_parquet, to_parquet
 
 if TYPE_CHECKING:
     from ..query.filters import Query
@@ -70,7 +71,9 @@ class SourceFile:
         image_id(self.sample_id)
         relative_path(self.path)
         if self.role not in ROLES:
-            raise InvalidInputError(f"source file role must be one of {', '.join(ROLES)}, not {self.role!r}")
+            raise InvalidInputError(
+                f"source file role must be one of {', '.join(ROLES)}, not {self.role!r}"
+            )
         if (self.location is None) == (self.data is None):
             raise InvalidInputError(f"source file {self.path!r}: give either a location or data")
         if self.timestamp.tzinfo is None:
@@ -94,7 +97,10 @@ def describe(files: list[SourceFile], instrument: str) -> pa.Table:
 
 def keys(table: pa.Table) -> list[str]:
     """``sample_id/name`` of each row (neither holds a ``/``): a file's key, as messages show it."""
-    return [f"{s}/{n}" for s, n in zip(table.column("sample_id").to_pylist(), table.column("name").to_pylist())]
+    return [
+        f"{s}/{n}"
+        for s, n in zip(table.column("sample_id").to_pylist(), table.column("name").to_pylist())
+    ]
 
 
 def require_unique(table: pa.Table) -> None:
@@ -102,12 +108,17 @@ def require_unique(table: pa.Table) -> None:
     seen: set[str] = set()
     for key in keys(table):
         if key in seen:
-            raise InvalidInputError(f"source file {key!r} is given twice (one file name per sample)")
+            raise InvalidInputError(
+                f"source file {key!r} is given twice (one file name per sample)"
+            )
         seen.add(key)
 
 
 def encode(table: pa.Table) -> bytes:
-    return to_parquet(table.select(SCHEMA.names).cast(SCHEMA).sort_by([(k, "ascending") for k in KEY]), PARQUET_KIND)
+    return to_parquet(
+        table.select(SCHEMA.names).cast(SCHEMA).sort_by([(k, "ascending") for k in KEY]),
+        PARQUET_KIND,
+    )
 
 
 def decode(data: bytes) -> pa.Table:
@@ -153,9 +164,17 @@ def select(files: pa.Table, query: Query, spans: Sequence[Span] | None) -> pa.Ta
     keep = pa.array([True] * files.num_rows, pa.bool_())
     when = files.column("timestamp")
     if query.instruments:
-        keep = pc.and_(keep, pc.is_in(files.column("instrument"), value_set=pa.array(query.instruments, pa.string())))
+        keep = pc.and_(
+            keep,
+            pc.is_in(
+                files.column("instrument"), value_set=pa.array(query.instruments, pa.string())
+            ),
+        )
     if query.samples:
-        keep = pc.and_(keep, pc.is_in(files.column("sample_id"), value_set=pa.array(query.samples, pa.string())))
+        keep = pc.and_(
+            keep,
+            pc.is_in(files.column("sample_id"), value_set=pa.array(query.samples, pa.string())),
+        )
     if query.start is not None:
         keep = pc.and_(keep, pc.greater_equal(when, pa.scalar(query.start, TIMESTAMP)))
     if query.end is not None:
@@ -165,7 +184,10 @@ def select(files: pa.Table, query: Query, spans: Sequence[Span] | None) -> pa.Ta
         for span in spans:
             hit = pc.and_(
                 pc.equal(files.column("instrument"), span.instrument),
-                pc.and_(pc.greater_equal(when, pa.scalar(span.start, TIMESTAMP)), pc.less(when, pa.scalar(span.end, TIMESTAMP))),
+                pc.and_(
+                    pc.greater_equal(when, pa.scalar(span.start, TIMESTAMP)),
+                    pc.less(when, pa.scalar(span.end, TIMESTAMP)),
+                ),
             )
             inside = pc.or_(inside, hit)
         keep = pc.and_(keep, inside)

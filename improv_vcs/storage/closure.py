@@ -14,7 +14,9 @@ from .objects import ObjectDatabase, object_key
 from .packs import index_key, pack_key
 
 
-def commit_objects(commit: Commit, blobs: bool = True, odb: ObjectDatabase | None = None) -> tuple[list[str], list[str]]:
+def commit_objects(
+    commit: Commit, blobs: bool = True, odb: ObjectDatabase | None = None
+) -> tuple[list[str], list[str]]:
     """The loose objects and packs a commit needs besides its parents (with
     ``odb``, also the sample segments its registry lists)."""
     loose = [b.manifest for b in commit.batches]

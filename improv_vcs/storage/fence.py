@@ -46,14 +46,24 @@ class GcState:
         return self.owner is not None
 
     def encode(self) -> bytes:
-        doc = {"generation": self.generation, "doomed": sorted(self.doomed), "started": self.started, "owner": self.owner}
+        doc = {
+            "generation": self.generation,
+            "doomed": sorted(self.doomed),
+            "started": self.started,
+            "owner": self.owner,
+        }
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> GcState:
         try:
             doc = json.loads(data)
-            state = cls(int(doc["generation"]), frozenset(map(str, doc["doomed"])), doc["started"], doc["owner"])
+            state = cls(
+                int(doc["generation"]),
+                frozenset(map(str, doc["doomed"])),
+                doc["started"],
+                doc["owner"],
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"{STATE_KEY} is not a gc state: {exc}") from None
         return state
@@ -79,9 +89,12 @@ class Fence:
         now = read_state(self.store)[1]
         doomed = sorted(keys & now.doomed)
         if doomed:
-            started = datetime.fromtimestamp(now.started or 0, timezone.utc).isoformat(timespec="seconds")
+            started = datetime.fromtimestamp(now.started or 0, timezone.utc).isoformat(
+                timespec="seconds"
+            )
             raise ConflictError(
-                f"a gc started at {started} is removing {len(doomed)} object(s) this write would rely on "
+                f"a gc started at {started} is removing {len(doomed)} object(s) this write would "
+                f"rely on "
                 f"({doomed[0]}); nothing was changed: run it again once that gc has finished "
                 "(if it was killed, `improv gc --force` finishes its work)"
             )
@@ -89,6 +102,7 @@ class Fence:
             missing = sorted(k for k in keys if not self.store.exists(k))
             if missing:
                 raise ConflictError(
-                    f"a gc removed {len(missing)} object(s) this write would rely on ({missing[0]}); "
+                    f"a gc removed {len(missing)} object(s) this write would rely on "
+                    f"({missing[0]}); "
                     "nothing was changed: run it again"
                 )

@@ -39,7 +39,9 @@ def merge_base(odb: ObjectDatabase, a: str, b: str) -> ObjectId | None:
     return None
 
 
-def find_above(odb: ObjectDatabase, tip: str, floor: int, wanted: Callable[[Commit], bool]) -> ObjectId | None:
+def find_above(
+    odb: ObjectDatabase, tip: str, floor: int, wanted: Callable[[Commit], bool]
+) -> ObjectId | None:
     """The highest commit reachable from ``tip``, above height ``floor``,
     for which ``wanted`` is true."""
     for oid in _by_height(odb, [tip], stop=lambda o: odb.get_commit(o).height <= floor + 1):
@@ -49,7 +51,9 @@ def find_above(odb: ObjectDatabase, tip: str, floor: int, wanted: Callable[[Comm
     return None
 
 
-def _by_height(odb: ObjectDatabase, starts: list[str], stop: Callable[[str], bool] | None = None) -> Iterable[str]:
+def _by_height(
+    odb: ObjectDatabase, starts: list[str], stop: Callable[[str], bool] | None = None
+) -> Iterable[str]:
     """Commits reachable from ``starts``, highest first; commits for which
     ``stop`` is true are yielded but not walked past."""
     seen = set(starts)

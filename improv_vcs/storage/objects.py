@@ -16,8 +16,8 @@ from ..core.errors import IntegrityError, NotFoundError
 from ..core.hashing import LargeFile
 from ..core.ids import ObjectId, hash_bytes, is_hex_prefix, object_id
 from ..core.model import Commit, Tag, canonical_json, decode_object
-from .packs import PackBuilder, PackIndex, index_key, pack_key
 from . import Staging, Store
+from .packs import PackBuilder, PackIndex, index_key, pack_key
 
 
 def blob_cache_key(blob_id: str) -> str:

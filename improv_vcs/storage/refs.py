@@ -83,7 +83,9 @@ class RefStore:
         other = "tag" if kind == "branch" else "branch"
         taken = self.tag(name) if kind == "branch" else self.branch(name)
         if taken is not None:
-            raise InvalidInputError(f"a {other} named {name!r} exists; branch and tag names must differ")
+            raise InvalidInputError(
+                f"a {other} named {name!r} exists; branch and tag names must differ"
+            )
         return name
 
     def set_branch(self, name: str, old: str | None, new: str) -> None:

@@ -68,7 +68,10 @@ def normalize_url(url: str) -> str:
     """Local paths become absolute; URLs are kept."""
     if "://" in url:
         if not url.startswith(("file://", "s3://", "memory://", "http://", "https://")):
-            raise InvalidInputError(f"unsupported remote URL {url!r}: use a path, file://, s3://, http(s):// or memory://")
+            raise InvalidInputError(
+                f"unsupported remote URL {url!r}: use a path, file://, s3://, http(s):// or "
+                f"memory://"
+            )
         return url
     return os.path.abspath(url)
 
@@ -92,7 +95,9 @@ class Remotes:
         for _ in range(_ATTEMPTS):
             old, current = self._load()
             new = change(current)
-            payload = json.dumps(new.model_dump(mode="json"), indent=2, sort_keys=True).encode() + b"\n"
+            payload = (
+                json.dumps(new.model_dump(mode="json"), indent=2, sort_keys=True).encode() + b"\n"
+            )
             try:
                 self.store.compare_and_swap(KEY, old, payload)
                 return new
@@ -106,7 +111,9 @@ class Remotes:
     def get(self, name: str) -> Remote:
         found = self.all().get(remote_name(name))
         if found is None:
-            raise NotFoundError(f"no remote named {name!r}; add one with `improv remote add {name} URL`")
+            raise NotFoundError(
+                f"no remote named {name!r}; add one with `improv remote add {name} URL`"
+            )
         return found
 
     @property
@@ -134,10 +141,14 @@ class Remotes:
             raise NotARepositoryError(f"{store.url} is not an improv repository (no {CONFIG_KEY})")
         found = decode_config(data).id
         if found != repository_id:
-            raise ConflictError(f"{store.url} holds another repository (id {found}, not {repository_id})")
+            raise ConflictError(
+                f"{store.url} holds another repository (id {found}, not {repository_id})"
+            )
         return store if store.resolves_bundles else BundledStore(store)
 
-    def add(self, name: str, url: str, options: dict[str, str] | None = None, promisor: bool = False) -> Remote:
+    def add(
+        self, name: str, url: str, options: dict[str, str] | None = None, promisor: bool = False
+    ) -> Remote:
         remote = Remote(url=normalize_url(url), options=options or {})
         remote_name(name)
 
@@ -156,7 +167,8 @@ class Remotes:
         def change(current: RemotesFile) -> RemotesFile:
             if current.promisor == name:
                 raise ConflictError(
-                    f"remote {name!r} holds the image bytes of this metadata-only clone; it cannot be removed"
+                    f"remote {name!r} holds the image bytes of this metadata-only clone; it "
+                    f"cannot be removed"
                 )
             remotes = {k: v for k, v in current.remotes.items() if k != name}
             return RemotesFile(remotes=remotes, promisor=current.promisor)
@@ -174,7 +186,7 @@ class Remotes:
             value = self.store.get(key).decode("ascii", "replace").strip()
             if not is_object_id(value):
                 raise IntegrityError(f"{key} does not hold an object id")
-            out[key[len(prefix):]] = ObjectId(value)
+            out[key[len(prefix) :]] = ObjectId(value)
         return out
 
     def set_tracking(self, name: str, branch: str, target: str) -> None:

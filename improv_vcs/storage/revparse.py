@@ -59,7 +59,9 @@ def resolve(odb: ObjectDatabase, refs: RefStore, spec: str, default_branch: str)
         raise NotFoundError(f"{name!r} names a {obj.kind} object, not a commit")
     for taken in range(steps):
         if not obj.parents:
-            raise NotFoundError(f"{spec!r} goes back past the first commit ({taken} step(s) were possible)")
+            raise NotFoundError(
+                f"{spec!r} goes back past the first commit ({taken} step(s) were possible)"
+            )
         oid = ObjectId(obj.parents[0])
         obj = odb.get_commit(oid)
     return oid

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from ..core.errors import IntegrityError, NotFoundError
 from ..core.ids import hash_bytes
-from ..storage.packs import PackIndex
 from ..storage import BundledStore, Store
 from ..storage.bundled_store import (
     PACK_DATA,
@@ -32,6 +31,7 @@ from ..storage.bundled_store import (
     index_key,
     key_of,
 )
+from ..storage.packs import PackIndex
 
 BUNDLE_BYTES = 256 * 2**20
 """A destination bundle is closed past this size."""
@@ -66,7 +66,14 @@ class _Run:
 class BundleSender:
     """Copies content-addressed keys from ``source`` into bundles at ``dest``."""
 
-    def __init__(self, source: Store, dest: BundledStore, workers: int, hardlinks: bool, progress: Callable[[int], None] | None):
+    def __init__(
+        self,
+        source: Store,
+        dest: BundledStore,
+        workers: int,
+        hardlinks: bool,
+        progress: Callable[[int], None] | None,
+    ):
         self.source, self.dest = source, dest
         self.workers, self.hardlinks, self.progress = workers, hardlinks, progress
         self.sent = Sent()
@@ -93,7 +100,9 @@ class BundleSender:
                 writer.add(key, value)
                 self._count(key, len(value))
             final = set(last)
-            for run_data in self._runs([k for k in wanted if k.startswith("objects/") and k not in final]):
+            for run_data in self._runs(
+                [k for k in wanted if k.startswith("objects/") and k not in final]
+            ):
                 writer = self._write(run_data, writer)
             for run_data in self._runs([k for k in wanted if k in final]):
                 writer = self._write(run_data, writer)
@@ -105,7 +114,9 @@ class BundleSender:
             writer.discard()
             raise
         for bundle_id, index in adopted:
-            self.dest.inner.put_or_freshen(index_key(bundle_id), index)  # published once all else is
+            self.dest.inner.put_or_freshen(
+                index_key(bundle_id), index
+            )  # published once all else is
         self.dest.bundles(refresh=True)
         return self.sent
 
@@ -144,7 +155,9 @@ class BundleSender:
         assert isinstance(self.source, BundledStore)
         data = self.source.inner.get(index_key(bundle_id))
         if hash_bytes(data) != bundle_id:
-            raise IntegrityError(f"bundle {bundle_id} at {self.source.url} is corrupt: its index hashes differently")
+            raise IntegrityError(
+                f"bundle {bundle_id} at {self.source.url} is corrupt: its index hashes differently"
+            )
         return data
 
     def _copy_whole(self, bundle_id: str, index: BundleIndex) -> None:
@@ -158,7 +171,10 @@ class BundleSender:
             try:
                 data = self.dest.inner.get_view(key)
                 if hashlib.sha256(data).digest() != index.data_digest:
-                    raise IntegrityError(f"bundle {bundle_id} at {self.source.url} is corrupt: its data hashes differently")
+                    raise IntegrityError(
+                        f"bundle {bundle_id} at {self.source.url} is corrupt: its data hashes "
+                        f"differently"
+                    )
                 for role, digest, offset, length in entries:
                     self._verify(key_of(role, digest), data[offset : offset + length])
                     self._count(key_of(role, digest), length)
@@ -180,12 +196,17 @@ class BundleSender:
                     self._verify(value_key, view[offset : offset + length])
                     self._count(value_key, length)
                 if run.start != written:
-                    raise IntegrityError(f"bundle {bundle_id} at {self.source.url} has a gap at byte {written}")
+                    raise IntegrityError(
+                        f"bundle {bundle_id} at {self.source.url} has a gap at byte {written}"
+                    )
                 staging.write(view)
                 whole.update(view)
                 written += len(view)
             if written != index.data_length or whole.digest() != index.data_digest:
-                raise IntegrityError(f"bundle {bundle_id} at {self.source.url} is corrupt: its data is not what its index says")
+                raise IntegrityError(
+                    f"bundle {bundle_id} at {self.source.url} is corrupt: its data is not what "
+                    f"its index says"
+                )
             staging.publish(key)
 
     # -- reading in runs ----------------------------------------------------------
@@ -195,7 +216,9 @@ class BundleSender:
 
     def _read_all(self, plan: list[_Run]) -> Iterator[tuple[_Run, bytes]]:
         """Each read with its bytes, in order, several at a time."""
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="improv-bundle") as pool:
+        with ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="improv-bundle"
+        ) as pool:
             for start in range(0, len(plan), self.workers):
                 window = plan[start : start + self.workers]
                 yield from zip(window, pool.map(self._read, window))
@@ -216,7 +239,10 @@ class BundleSender:
             entries.sort()
             group: list[tuple[int, int, str]] = []
             for entry in entries:
-                if group and (entry[0] - (group[-1][0] + group[-1][1]) > GAP_BYTES or entry[0] + entry[1] - group[0][0] > RUN_BYTES):
+                if group and (
+                    entry[0] - (group[-1][0] + group[-1][1]) > GAP_BYTES
+                    or entry[0] + entry[1] - group[0][0] > RUN_BYTES
+                ):
                     runs.append(_bundle_run(bundle_id, group))
                     group = []
                 group.append(entry)
@@ -253,10 +279,14 @@ class BundleSender:
             try:
                 PackIndex.parse(self._pack_index(digest.hex())).verify(value)
             except IntegrityError as exc:
-                raise IntegrityError(f"pack {digest.hex()} from {self.source.url} is corrupt: {exc}") from None
+                raise IntegrityError(
+                    f"pack {digest.hex()} from {self.source.url} is corrupt: {exc}"
+                ) from None
             return
         if hash_bytes(bytes(value)) != digest.hex():
-            raise IntegrityError(f"{key} from {self.source.url} is corrupt: its bytes hash differently")
+            raise IntegrityError(
+                f"{key} from {self.source.url} is corrupt: its bytes hash differently"
+            )
         if role == PACK_INDEX:
             self._pack_indexes[digest.hex()] = bytes(value)
 
@@ -265,7 +295,10 @@ class BundleSender:
         if found is None:
             found = self.source.get(f"packs/{pack_id}.idx")
             if hash_bytes(found) != pack_id:
-                raise IntegrityError(f"pack {pack_id} from {self.source.url} is corrupt: its index hashes differently")
+                raise IntegrityError(
+                    f"pack {pack_id} from {self.source.url} is corrupt: its index hashes "
+                    f"differently"
+                )
             self._pack_indexes[pack_id] = found
         return found
 
@@ -282,7 +315,13 @@ class BundleSender:
 def _bundle_run(bundle_id: str, group: list[tuple[int, int, str]]) -> _Run:
     start = group[0][0]
     end = max(offset + length for offset, length, _ in group)
-    return _Run(data_key(bundle_id), start, end - start, tuple((key, offset - start, length) for offset, length, key in group), True)
+    return _Run(
+        data_key(bundle_id),
+        start,
+        end - start,
+        tuple((key, offset - start, length) for offset, length, key in group),
+        True,
+    )
 
 
 __all__ = ["BundleSender", "Sent"]

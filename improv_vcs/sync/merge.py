@@ -4,7 +4,8 @@ Appends of different images never conflict. The merge commit appends, on
 top of ``ours``, every batch, provenance segment and sources table only
 ``theirs`` has; images (records, original files) both sides appended
 identically are kept once; the same image id (or file) with different bytes
-on the two sides is a conflict, and nothing is written. Dataset definitions merge per dataset against the merge base: a side
+on the two sides is a conflict, and nothing is written. Dataset definitions merge per dataset
+against the merge base: a side
 that did not change a dataset takes the other side's; when both changed it,
 their spans are united.
 """
@@ -16,11 +17,11 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..snapshot import index, manifest, parts, sources
 from ..core.errors import ConflictError
 from ..core.ids import ObjectId
 from ..core.model import Batch, Commit, Dataset, Datasets, ProvenanceSegment, Registry, SourceFiles
 from ..provenance import catalog, records, view
+from ..snapshot import index, manifest, parts, sources
 from ..snapshot.reader import SnapshotReader
 from ..storage import graph
 
@@ -53,7 +54,9 @@ def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -
         batches=tuple(batches),
         index=snapshot_index,
         provenance=tuple(segments),
-        provenance_index=index.append(repo.odb, parent.provenance_index, segments, index.PROVENANCE),
+        provenance_index=index.append(
+            repo.odb, parent.provenance_index, segments, index.PROVENANCE
+        ),
         sources=tuple(files),
         sources_index=index.append(repo.odb, parent.sources_index, files, index.SOURCES),
         datasets=datasets,
@@ -65,7 +68,11 @@ def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -
 def _their_batches(repo: Repository, mine: SnapshotReader, other: SnapshotReader) -> list[Batch]:
     """Batches only ``other`` has, without the images ``mine`` already holds."""
     have = set(mine.batches.column("manifest").to_pylist())
-    theirs = other.batches.filter(pc.invert(pc.is_in(other.batches.column("manifest"), value_set=pa.array(list(have), pa.string()))))
+    theirs = other.batches.filter(
+        pc.invert(
+            pc.is_in(other.batches.column("manifest"), value_set=pa.array(list(have), pa.string()))
+        )
+    )
     kept: list[tuple[str, pa.Table | None]] = []  # manifest id, its rows without shared images
     conflicts: list[str] = []
     for manifest_id in theirs.column("manifest").to_pylist():
@@ -76,15 +83,20 @@ def _their_batches(repo: Repository, mine: SnapshotReader, other: SnapshotReader
             kept.append((manifest_id, None))
             continue
         theirs_blobs = dict(zip(ids.to_pylist(), table.column("blob_id").to_pylist()))
-        for image, blob in zip(shared.column("image_id").to_pylist(), shared.column("blob_id").to_pylist()):
+        for image, blob in zip(
+            shared.column("image_id").to_pylist(), shared.column("blob_id").to_pylist()
+        ):
             if theirs_blobs[image] != blob:
                 conflicts.append(image)
-        table = table.filter(pc.invert(pc.is_in(table.column("image_id"), value_set=shared.column("image_id"))))
+        table = table.filter(
+            pc.invert(pc.is_in(table.column("image_id"), value_set=shared.column("image_id")))
+        )
         if table.num_rows:
             kept.append((manifest_id, table))
     if conflicts:
         raise ConflictError(
-            f"{len(conflicts)} image id(s) hold different bytes on the two sides; nothing was merged: {_listed(conflicts)}"
+            f"{len(conflicts)} image id(s) hold different bytes on the two sides; nothing was "
+            f"merged: {_listed(conflicts)}"
         )
     out = []
     for manifest_id, table in kept:  # written only once the merge is known to succeed
@@ -96,11 +108,15 @@ def _their_batches(repo: Repository, mine: SnapshotReader, other: SnapshotReader
 
 
 def _batch(snapshot: SnapshotReader, manifest_id: str) -> Batch:
-    row = snapshot.batches.filter(pc.equal(snapshot.batches.column("manifest"), manifest_id)).to_pylist()[0]
+    row = snapshot.batches.filter(
+        pc.equal(snapshot.batches.column("manifest"), manifest_id)
+    ).to_pylist()[0]
     return Batch.model_validate(row)
 
 
-def _their_segments(repo: Repository, mine: SnapshotReader, other: SnapshotReader) -> list[ProvenanceSegment]:
+def _their_segments(
+    repo: Repository, mine: SnapshotReader, other: SnapshotReader
+) -> list[ProvenanceSegment]:
     """Provenance segments only ``other`` has, without records ``mine`` holds."""
     have = set(mine.provenance_segments.column("id").to_pylist())
     out = []
@@ -111,8 +127,12 @@ def _their_segments(repo: Repository, mine: SnapshotReader, other: SnapshotReade
         table = view.read(other, [segment.id])
         range_ = (segment.image_id_min, segment.image_id_max)
         ours = view.segments(mine, segment.kind, id_range=range_)
-        known = view.read(mine, ours.column("id").to_pylist(), ["image_id", "record_id"], range_).column("record_id")
-        kept = table.filter(pc.invert(pc.is_in(table.column("record_id"), value_set=known.combine_chunks())))
+        known = view.read(
+            mine, ours.column("id").to_pylist(), ["image_id", "record_id"], range_
+        ).column("record_id")
+        kept = table.filter(
+            pc.invert(pc.is_in(table.column("record_id"), value_set=known.combine_chunks()))
+        )
         if kept.num_rows == table.num_rows:
             out.append(segment)
         elif kept.num_rows:
@@ -121,7 +141,9 @@ def _their_segments(repo: Repository, mine: SnapshotReader, other: SnapshotReade
     return out
 
 
-def _their_sources(repo: Repository, mine: SnapshotReader, other: SnapshotReader) -> list[SourceFiles]:
+def _their_sources(
+    repo: Repository, mine: SnapshotReader, other: SnapshotReader
+) -> list[SourceFiles]:
     """Sources tables only ``other`` has, without the files ``mine`` holds."""
     have = set(mine.source_tables.column("table").to_pylist())
     out, conflicts = [], []
@@ -133,14 +155,23 @@ def _their_sources(repo: Repository, mine: SnapshotReader, other: SnapshotReader
         ours = mine.source_files(table.column("sample_id").unique().to_pylist())
         held = dict(zip(sources.keys(ours), ours.column("blob_id").to_pylist()))
         keys = sources.keys(table)
-        conflicts += [k for k, b in zip(keys, table.column("blob_id").to_pylist()) if held.get(k, b) != b]
-        kept = table.filter(pc.invert(pc.is_in(pa.array(keys, pa.string()), value_set=pa.array(list(held), pa.string()))))
+        conflicts += [
+            k for k, b in zip(keys, table.column("blob_id").to_pylist()) if held.get(k, b) != b
+        ]
+        kept = table.filter(
+            pc.invert(
+                pc.is_in(pa.array(keys, pa.string()), value_set=pa.array(list(held), pa.string()))
+            )
+        )
         if kept.num_rows == table.num_rows:
             out.append(entry)
         elif kept.num_rows:
             out.append(sources.summarize(kept, repo.odb.put_bytes(sources.encode(kept))))
     if conflicts:
-        raise ConflictError(f"{len(conflicts)} original file(s) hold different bytes on the two sides; nothing was merged: {_listed(conflicts)}")
+        raise ConflictError(
+            f"{len(conflicts)} original file(s) hold different bytes on the two sides; nothing "
+            f"was merged: {_listed(conflicts)}"
+        )
     return out
 
 
@@ -148,7 +179,9 @@ def _listed(names: list[str]) -> str:
     return ", ".join(sorted(names)[:_LISTED]) + (" …" if len(names) > _LISTED else "")
 
 
-def _merged_registry(repo: Repository, ours: ObjectId, theirs: ObjectId, base: ObjectId | None) -> str | None:
+def _merged_registry(
+    repo: Repository, ours: ObjectId, theirs: ObjectId, base: ObjectId | None
+) -> str | None:
     """Instruments merge per instrument against the merge base (changed on
     both sides differently: a conflict); taxonomies and sample records unite
     (the other side's sample versions come after ours)."""
@@ -158,9 +191,15 @@ def _merged_registry(repo: Repository, ours: ObjectId, theirs: ObjectId, base: O
     common = repo.snapshot(base).registry() if base else Registry()
     instruments = {}
     for name in sorted({*mine.instruments, *other.instruments}):
-        a, b, was = mine.instruments.get(name), other.instruments.get(name), common.instruments.get(name)
+        a, b, was = (
+            mine.instruments.get(name),
+            other.instruments.get(name),
+            common.instruments.get(name),
+        )
         if a != b and a != was and b != was:
-            raise ConflictError(f"instrument {name!r} was changed on both sides; update it on one side, then pull")
+            raise ConflictError(
+                f"instrument {name!r} was changed on both sides; update it on one side, then pull"
+            )
         chosen = b if a == was else a
         if chosen is not None:
             instruments[name] = chosen
@@ -169,12 +208,18 @@ def _merged_registry(repo: Repository, ours: ObjectId, theirs: ObjectId, base: O
         if taxonomies.setdefault(key, taxonomy) != taxonomy:
             raise ConflictError(f"taxonomy {key} has different classes on the two sides")
     samples = (*mine.samples, *(s for s in other.samples if s not in mine.samples))
-    merged = Registry(instruments=instruments, taxonomies=taxonomies, samples=samples,
-                      strict_instruments=mine.strict_instruments or other.strict_instruments)
+    merged = Registry(
+        instruments=instruments,
+        taxonomies=taxonomies,
+        samples=samples,
+        strict_instruments=mine.strict_instruments or other.strict_instruments,
+    )
     return repo.odb.put_object(merged)
 
 
-def _merged_datasets(repo: Repository, ours: ObjectId, theirs: ObjectId, base: ObjectId | None) -> str | None:
+def _merged_datasets(
+    repo: Repository, ours: ObjectId, theirs: ObjectId, base: ObjectId | None
+) -> str | None:
     mine, other = repo.snapshot(ours).reader.datasets, repo.snapshot(theirs).reader.datasets
     if mine == other:
         return repo.odb.get_commit(ours).datasets
@@ -187,7 +232,10 @@ def _merged_datasets(repo: Repository, ours: ObjectId, theirs: ObjectId, base: O
         elif b == was or a == b:
             chosen = a
         else:
-            spans = sorted({*(a.spans if a else ()), *(b.spans if b else ())}, key=lambda s: (s.instrument, s.start, s.end))
+            spans = sorted(
+                {*(a.spans if a else ()), *(b.spans if b else ())},
+                key=lambda s: (s.instrument, s.start, s.end),
+            )
             chosen = Dataset(description=(a or b).description, spans=tuple(spans))  # type: ignore[union-attr]
         if chosen is not None:
             merged[name] = chosen

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConflictError, InvalidInputError, NotARepositoryError, NotFoundError
-from ..storage.closure import commit_keys
-from ..storage.fence import Fence
 from ..core.ids import ObjectId, ref_name
 from ..core.model import canonical_json
+from ..storage import graph, revparse
+from ..storage.closure import commit_keys
+from ..storage.fence import Fence
 from ..storage.objects import object_key
 from ..storage.remotes import normalize_url
-from ..storage import graph, revparse
 from .merge import merge
 from .transfer import Progress, Transfer, TransferReport
 
@@ -51,7 +51,9 @@ class SyncResult:
         }
 
 
-def open_remote(repo: Repository, remote: str | None, endpoint_url: str | None = None) -> tuple[str, Repository]:
+def open_remote(
+    repo: Repository, remote: str | None, endpoint_url: str | None = None
+) -> tuple[str, Repository]:
     """``(display name, repository)`` for a remote name (default ``origin``) or URL."""
     from ..repository.repository import Repository
 
@@ -65,7 +67,9 @@ def open_remote(repo: Repository, remote: str | None, endpoint_url: str | None =
         if remote is None:
             raise NotFoundError("no remote named 'origin'; give a remote name or URL")
         if "://" not in name and not os.path.exists(name):
-            raise NotFoundError(f"{name!r} is neither a remote of this repository nor an existing path")
+            raise NotFoundError(
+                f"{name!r} is neither a remote of this repository nor an existing path"
+            )
         url, options = normalize_url(name), {}
     if endpoint_url:
         options["endpoint_url"] = endpoint_url
@@ -77,19 +81,22 @@ def open_remote(repo: Repository, remote: str | None, endpoint_url: str | None =
 def _same_repository(repo: Repository, other: Repository) -> None:
     if other.id != repo.id:
         raise ConflictError(
-            f"{other.url} holds another repository (id {other.id}, not {repo.id}); nothing was transferred"
+            f"{other.url} holds another repository (id {other.id}, not {repo.id}); nothing was "
+            f"transferred"
         )
 
 
 def _init_like(repo: Repository, url: str, options: dict[str, str]) -> Repository:
     """An empty repository at ``url`` with ``repo``'s identity (for a first push)."""
     from ..repository.repository import Repository
-    from ..storage.remotes import CONFIG_KEY
     from ..storage import open_store
+    from ..storage.remotes import CONFIG_KEY
 
     store = open_store(url, **options)
     if any(True for _ in store.list("")):
-        raise InvalidInputError(f"{url} is neither an improv repository nor empty; nothing was pushed")
+        raise InvalidInputError(
+            f"{url} is neither an improv repository nor empty; nothing was pushed"
+        )
     store.put_if_absent(CONFIG_KEY, canonical_json(repo.config))
     return Repository.open(url, **options)
 
@@ -124,7 +131,10 @@ def push(
     except NotARepositoryError:
         found = repo.remotes.all().get(remote or "origin")
         url = found.url if found else normalize_url(remote or "")
-        options = {**(found.options if found else {}), **({"endpoint_url": endpoint_url} if endpoint_url else {})}
+        options = {
+            **(found.options if found else {}),
+            **({"endpoint_url": endpoint_url} if endpoint_url else {}),
+        }
         name, other = remote or "origin", _init_like(repo, url, options)
     tip = repo.refs.require_branch(branch)
     theirs = other.refs.branch(branch)
@@ -149,11 +159,15 @@ def push(
         if existing == pointer:
             continue
         if existing is not None:
-            result.notes.append(f"tag {tag!r} differs on the remote; left as it is (tags never move)")
+            result.notes.append(
+                f"tag {tag!r} differs on the remote; left as it is (tags never move)"
+            )
             continue
         transfer.send_tag(pointer)
         fence.check(transfer.relied | {object_key(pointer)})
-        if _created(result, tag, lambda: other.refs.create_tag(tag, pointer)):
+        if _created(
+            result, tag, lambda tag=tag, pointer=pointer: other.refs.create_tag(tag, pointer)
+        ):
             result.refs[f"refs/tags/{tag}"] = pointer
     if repo.remotes.all().get(name):
         repo.remotes.set_tracking(name, branch, tip)
@@ -164,7 +178,10 @@ def push(
 
 
 def fetch(
-    repo: Repository, remote: str | None = None, endpoint_url: str | None = None, progress: Progress | None = None
+    repo: Repository,
+    remote: str | None = None,
+    endpoint_url: str | None = None,
+    progress: Progress | None = None,
 ) -> SyncResult:
     """Copy every commit of the remote's branches and tags that this site
     lacks; record the remote branches under ``refs/remotes/<remote>/``."""
@@ -172,7 +189,11 @@ def fetch(
 
 
 def _fetch(
-    repo: Repository, remote: str | None, endpoint_url: str | None, progress: Progress | None, hardlinks: bool = True,
+    repo: Repository,
+    remote: str | None,
+    endpoint_url: str | None,
+    progress: Progress | None,
+    hardlinks: bool = True,
     whole_bundles: bool = False,
 ) -> tuple[SyncResult, dict[str, ObjectId], Fence]:
     """:func:`fetch`, also returning the remote's branches and the fence
@@ -194,7 +215,9 @@ def _fetch(
         if mine is None:
             transfer.send_tag(pointer)
             fence.check({object_key(pointer)})
-            if _created(result, tag, lambda: repo.refs.create_tag(tag, pointer)):
+            if _created(
+                result, tag, lambda tag=tag, pointer=pointer: repo.refs.create_tag(tag, pointer)
+            ):
                 result.refs[f"refs/tags/{tag}"] = pointer
         elif mine != pointer:
             result.notes.append(f"tag {tag!r} differs on the remote; kept this site's")
@@ -265,8 +288,8 @@ def clone(
     ``dest`` must be absent or empty (as with ``git clone``); a local
     ``dest`` is removed again when the clone fails."""
     from ..repository.repository import Repository
-    from ..storage.remotes import CONFIG_KEY
     from ..storage import LocalStore, open_store
+    from ..storage.remotes import CONFIG_KEY
 
     options = {"endpoint_url": endpoint_url} if endpoint_url else {}
     source = Repository.open(normalize_url(url), **options)
@@ -314,13 +337,19 @@ def fetch_blobs(repo: Repository, rows: Any, progress: Progress | None = None) -
     rows, e.g. a query result) from the promisor remote of a metadata-only clone."""
     promisor = repo.remotes.promisor
     if promisor is None:
-        raise InvalidInputError("this repository is not a metadata-only clone; it already holds every image")
+        raise InvalidInputError(
+            "this repository is not a metadata-only clone; it already holds every image"
+        )
     _, other = open_remote(repo, promisor)
     transfer = Transfer(other, repo, progress=progress)
-    return transfer.send_packs(sorted(set(rows.column("pack").to_pylist())) if rows.num_rows else [])
+    return transfer.send_packs(
+        sorted(set(rows.column("pack").to_pylist())) if rows.num_rows else []
+    )
 
 
-def repair(repo: Repository, remote: str | None, full: bool = True, progress: Progress | None = None) -> tuple[Any, list[str]]:
+def repair(
+    repo: Repository, remote: str | None, full: bool = True, progress: Progress | None = None
+) -> tuple[Any, list[str]]:
     """Replace every object and pack fsck finds missing or corrupt with a
     verified copy from ``remote``; returns the final fsck report and what
     was replaced. Objects a replaced commit or manifest reveals as missing
@@ -333,8 +362,13 @@ def repair(repo: Repository, remote: str | None, full: bool = True, progress: Pr
     replaced: list[str] = []
     while True:
         report = fsck(repo, full=full)
-        todo = sorted({(p.what == "pack" and "pack" or "object", p.object_id)
-                       for p in report.problems if p.what not in ("ref", "bundle")})
+        todo = sorted(
+            {
+                (p.what == "pack" and "pack" or "object", p.object_id)
+                for p in report.problems
+                if p.what not in ("ref", "bundle")
+            }
+        )
         todo = [(what, oid) for what, oid in todo if f"{what} {oid}" not in replaced]
         if not todo:
             return report, replaced
@@ -343,4 +377,3 @@ def repair(repo: Repository, remote: str | None, full: bool = True, progress: Pr
             replaced.append(f"{what} {oid}")
         if repo.config.format >= 2:
             maintain(repo)  # bundles holding a replaced value are rewritten with the good copy
-

@@ -23,14 +23,13 @@ from dataclasses import asdict, dataclass
 from itertools import groupby
 from typing import TYPE_CHECKING
 
-from ..storage.closure import commit_objects
 from ..core.errors import IntegrityError, InvalidInputError, NotFoundError
 from ..core.ids import ObjectId, hash_bytes
 from ..core.model import Commit, Tag
+from ..storage import BundledStore, Bytes, graph
+from ..storage.closure import commit_objects
 from ..storage.objects import object_key
 from ..storage.packs import PackIndex, index_key, pack_key
-from ..storage import BundledStore, Bytes
-from ..storage import graph
 from .bundling import BundleSender
 
 if TYPE_CHECKING:
@@ -83,7 +82,8 @@ class Transfer:
         self.workers = workers or (16 if remote else max(2, os.cpu_count() or 2))
         self.report = TransferReport()
         self.relied: set[str] = set()
-        """Keys at ``dest`` the sent history relies on (see :class:`improv_vcs.storage.fence.Fence`)."""
+        """Keys at ``dest`` the sent history relies on (see
+        :class:`improv_vcs.storage.fence.Fence`)."""
         self._lock = threading.Lock()
 
     def missing(self, tips: Iterable[str]) -> list[tuple[ObjectId, Commit]]:
@@ -133,7 +133,9 @@ class Transfer:
         present = [index_key(p) for p in packs if index_key(p) not in absent_packs]
         present += [pack_key(p) for p in packs if index_key(p) not in absent_packs]
         present += [object_key(o) for o in loose if object_key(o) not in absent_loose]
-        boundary = {p for _, commit in missing for p in commit.parents} - {oid for oid, _ in missing}
+        boundary = {p for _, commit in missing for p in commit.parents} - {
+            oid for oid, _ in missing
+        }
         present += [object_key(b) for b in boundary]  # a young commit keeps its history from gc
         self.relied.update(present)
         self.relied.update(k for oid, commit in missing for k in self._keys(oid, commit))
@@ -141,9 +143,18 @@ class Transfer:
         if self._bundled(len(work) + len(missing)):
             with self.dest.store.batch():  # durable before any ref moves
                 self._run([(self._freshen, k) for k in present])
-                keys = [k for copy, item in work for k in
-                        ((pack_key(item), index_key(item)) if copy == self._copy_pack else (object_key(item),))]
-                sent = BundleSender(self.source.store, self.dest.store, self.workers, self.hardlinks, self.progress)
+                keys = [
+                    k
+                    for copy, item in work
+                    for k in (
+                        (pack_key(item), index_key(item))
+                        if copy == self._copy_pack
+                        else (object_key(item),)
+                    )
+                ]
+                sent = BundleSender(
+                    self.source.store, self.dest.store, self.workers, self.hardlinks, self.progress
+                )
                 sent.send(keys, [object_key(oid) for oid, _ in missing])
                 self.report.objects += sent.sent.objects
                 self.report.packs += sent.sent.packs
@@ -161,16 +172,26 @@ class Transfer:
     def _bundled(self, values: int) -> bool:
         """Whether to send ``values`` as bundles: many of them, to a format-2
         destination that reads bundles itself."""
-        return values >= BUNDLE_THRESHOLD and self.dest.config.format >= 2 and isinstance(self.dest.store, BundledStore)
+        return (
+            values >= BUNDLE_THRESHOLD
+            and self.dest.config.format >= 2
+            and isinstance(self.dest.store, BundledStore)
+        )
 
     def copy_bundles(self) -> TransferReport:
         """Copy every bundle of ``source`` whole (verified) before :meth:`send`:
         a clone's history travels as a few large reads, and the walk for
         missing commits stops at the bundled ones. Only to a format-2
         destination that takes every byte (not a metadata-only clone)."""
-        if not (self.blobs and isinstance(self.source.store, BundledStore) and self._bundled(BUNDLE_THRESHOLD)):
+        if not (
+            self.blobs
+            and isinstance(self.source.store, BundledStore)
+            and self._bundled(BUNDLE_THRESHOLD)
+        ):
             return self.report
-        sender = BundleSender(self.source.store, self.dest.store, self.workers, self.hardlinks, self.progress)
+        sender = BundleSender(
+            self.source.store, self.dest.store, self.workers, self.hardlinks, self.progress
+        )
         before = len(self.dest.store.bundles())
         with self.dest.store.batch():
             sent = sender.copy_bundles()
@@ -182,7 +203,9 @@ class Transfer:
 
     def _freshen(self, key: str) -> None:
         if not self.dest.store.freshen(key):
-            raise NotFoundError(f"{key} vanished from {self.dest.url} during the transfer (a gc?); run it again")
+            raise NotFoundError(
+                f"{key} vanished from {self.dest.url} during the transfer (a gc?); run it again"
+            )
 
     def send_packs(self, packs: list[str]) -> TransferReport:
         """Copy the given packs that ``dest`` lacks."""
@@ -228,7 +251,9 @@ class Transfer:
         except NotFoundError:
             raise NotFoundError(f"object {oid} is missing at {self.source.url}") from None
         if hash_bytes(data) != oid:
-            raise IntegrityError(f"object {oid} from {self.source.url} is corrupt: its bytes hash differently")
+            raise IntegrityError(
+                f"object {oid} from {self.source.url} is corrupt: its bytes hash differently"
+            )
         return data
 
     def _read_pack(self, pack_id: str) -> tuple[bytes, Bytes]:
@@ -237,15 +262,23 @@ class Transfer:
             index = self.source.store.get(index_key(pack_id))
         except NotFoundError:
             partial = self.source.remotes.promisor
-            hint = f" (a metadata-only clone: run `improv fetch --blobs` from {partial!r} first)" if partial else ""
+            hint = (
+                f" (a metadata-only clone: run `improv fetch --blobs` from {partial!r} first)"
+                if partial
+                else ""
+            )
             raise NotFoundError(f"pack {pack_id} is missing at {self.source.url}{hint}") from None
         if hash_bytes(index) != pack_id:
-            raise IntegrityError(f"pack {pack_id} from {self.source.url} is corrupt: its index hashes differently")
+            raise IntegrityError(
+                f"pack {pack_id} from {self.source.url} is corrupt: its index hashes differently"
+            )
         data = self.source.store.get_view(pack_key(pack_id))
         try:
             PackIndex.parse(index).verify(data)
         except IntegrityError as exc:
-            raise IntegrityError(f"pack {pack_id} from {self.source.url} is corrupt: {exc}") from None
+            raise IntegrityError(
+                f"pack {pack_id} from {self.source.url} is corrupt: {exc}"
+            ) from None
         return index, data
 
     def _copy_loose(self, oid: str) -> None:
@@ -255,7 +288,9 @@ class Transfer:
     def _copy_pack(self, pack_id: str) -> None:
         index, data = self._read_pack(pack_id)
         key = pack_key(pack_id)
-        linked = self.hardlinks and self.dest.store.adopt(self.source.store, key)  # same disk: share the verified file
+        linked = self.hardlinks and self.dest.store.adopt(
+            self.source.store, key
+        )  # same disk: share the verified file
         sent = len(data) if linked or self.dest.store.put_if_absent(key, data) else 0
         if self.dest.store.put_if_absent(index_key(pack_id), index):  # the index publishes the pack
             sent += len(index)
@@ -290,4 +325,3 @@ class Transfer:
             self.report.bytes += size
         else:
             self.report.skipped += 1
-

@@ -22,7 +22,16 @@ from ...core import plugins
 from ...core.errors import InvalidInputError
 from .base import Adapter, IngestPlan, PlannedBatch, apply_plan, parse_options
 
-__all__ = ['Adapter', 'ENTRY_POINT_GROUP', 'IngestPlan', 'PlannedBatch', 'apply_plan', 'get_adapter', 'known_adapters', 'parse_options']
+__all__ = [
+    "Adapter",
+    "ENTRY_POINT_GROUP",
+    "IngestPlan",
+    "PlannedBatch",
+    "apply_plan",
+    "get_adapter",
+    "known_adapters",
+    "parse_options",
+]
 
 ENTRY_POINT_GROUP = "improv_vcs.adapters"
 
@@ -45,5 +54,7 @@ def get_adapter(name: str) -> Adapter:
     """The adapter called ``name``, or a clear error listing the known ones."""
     known = known_adapters()
     if name not in known:
-        raise InvalidInputError(f"unknown format {name!r}; known formats: {', '.join(sorted(known))}")
+        raise InvalidInputError(
+            f"unknown format {name!r}; known formats: {', '.join(sorted(known))}"
+        )
     return known[name]

@@ -1,6 +1,5 @@
 """What an adapter is and how its plan is applied to a transaction."""
 
-
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -16,6 +15,7 @@ from ...snapshot.sources import SourceFile
 
 if TYPE_CHECKING:
     from ...write.transaction import Transaction
+
 
 @dataclass(frozen=True)
 class PlannedBatch:
@@ -68,7 +68,11 @@ class Adapter(ABC):
 
     @abstractmethod
     def plan(
-        self, source: Path, instrument: str | None, options: Mapping[str, str], keep_raw: bool = True
+        self,
+        source: Path,
+        instrument: str | None,
+        options: Mapping[str, str],
+        keep_raw: bool = True,
     ) -> IngestPlan:
         """What ingesting ``source`` adds. ``instrument`` overrides (or, when
         :attr:`needs_instrument`, gives) the instrument; ``keep_raw`` keeps the
@@ -79,7 +83,9 @@ class Adapter(ABC):
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             accepted = ", ".join(sorted(self.options)) or "none"
-            raise InvalidInputError(f"format {self.name!r} has no option {unknown[0]!r} (accepted: {accepted})")
+            raise InvalidInputError(
+                f"format {self.name!r} has no option {unknown[0]!r} (accepted: {accepted})"
+            )
 
 
 def apply_plan(tx: Transaction, plan: IngestPlan) -> tuple[int, int]:

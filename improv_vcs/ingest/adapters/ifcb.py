@@ -43,18 +43,52 @@ _NEW_ID = re.compile(r"D(\d{8}T\d{6})_(IFCB\d+)\Z")
 _OLD_ID = re.compile(r"(IFCB\d+)_(\d{4}_\d{3}_\d{6})\Z")
 
 SCHEMA_1 = (
-    "trigger_number", "processing_end_time", "fluorescence_low", "fluorescence_high", "scattering_low",
-    "scattering_high", "comparator_pulse", "trigger_open_time", "frame_grab_time", "roi_x", "roi_y",
-    "roi_width", "roi_height", "start_byte", "valve_status",
+    "trigger_number",
+    "processing_end_time",
+    "fluorescence_low",
+    "fluorescence_high",
+    "scattering_low",
+    "scattering_high",
+    "comparator_pulse",
+    "trigger_open_time",
+    "frame_grab_time",
+    "roi_x",
+    "roi_y",
+    "roi_width",
+    "roi_height",
+    "start_byte",
+    "valve_status",
 )
 SCHEMA_2 = (
-    "trigger_number", "adc_time", "pmt_a", "pmt_b", "pmt_c", "pmt_d", "peak_a", "peak_b", "peak_c",
-    "peak_d", "time_of_flight", "grab_time_start", "grab_time_end", "roi_x", "roi_y", "roi_width",
-    "roi_height", "start_byte", "comparator_out", "start_point", "signal_length", "status", "run_time",
+    "trigger_number",
+    "adc_time",
+    "pmt_a",
+    "pmt_b",
+    "pmt_c",
+    "pmt_d",
+    "peak_a",
+    "peak_b",
+    "peak_c",
+    "peak_d",
+    "time_of_flight",
+    "grab_time_start",
+    "grab_time_end",
+    "roi_x",
+    "roi_y",
+    "roi_width",
+    "roi_height",
+    "start_byte",
+    "comparator_out",
+    "start_point",
+    "signal_length",
+    "status",
+    "run_time",
     "inhibit_time",
 )
 INTEGER_COLUMNS = ("trigger_number", "roi_x", "roi_y", "roi_width", "roi_height", "start_byte")
-_ALIASES = {name.replace("_", ""): name for name in SCHEMA_1 + SCHEMA_2} | {"trigger": "trigger_number"}
+_ALIASES = {name.replace("_", ""): name for name in SCHEMA_1 + SCHEMA_2} | {
+    "trigger": "trigger_number"
+}
 
 FLOW_RATE_ML_PER_MINUTE = 0.25
 """The IFCB's sample flow rate, used for the volume analyzed."""
@@ -119,7 +153,9 @@ def adc_column_names(header: Mapping[str, str], legacy: bool) -> list[str]:
     names = []
     for raw in listed.split(","):
         key = re.sub(r"[^a-z0-9]", "", raw.lower())
-        name = _ALIASES.get(key) or "adc_" + (re.sub(r"[^0-9a-zA-Z]+", "_", raw).strip("_").lower() or str(len(names)))
+        name = _ALIASES.get(key) or "adc_" + (
+            re.sub(r"[^0-9a-zA-Z]+", "_", raw).strip("_").lower() or str(len(names))
+        )
         if name in names:
             raise InvalidInputError(f"ADCFileFormat names the column {raw.strip()!r} twice")
         names.append(name)
@@ -130,7 +166,9 @@ def parse_adc(data: bytes, names: list[str], where: str) -> pa.Table:
     """The ADC rows with canonical columns (integers for geometry, floats
     otherwise) and ``roi_number`` (the 1-based row)."""
     if not data.strip():
-        table = pa.table({n: pa.array([], pa.int64() if n in INTEGER_COLUMNS else pa.float64()) for n in names})
+        table = pa.table(
+            {n: pa.array([], pa.int64() if n in INTEGER_COLUMNS else pa.float64()) for n in names}
+        )
     else:
         try:
             raw = csv.read_csv(
@@ -139,16 +177,25 @@ def parse_adc(data: bytes, names: list[str], where: str) -> pa.Table:
                 convert_options=csv.ConvertOptions(strings_can_be_null=True),
             )
         except pa.ArrowInvalid as exc:
-            raise InvalidInputError(f"{where}: not a readable ADC file: {str(exc).splitlines()[0]}") from None
-        if raw.num_columns < len(names) or any(raw.column(i).null_count < raw.num_rows for i in range(len(names), raw.num_columns)):
-            raise InvalidInputError(f"{where}: rows have {raw.num_columns} values, the header names {len(names)} columns")
+            raise InvalidInputError(
+                f"{where}: not a readable ADC file: {str(exc).splitlines()[0]}"
+            ) from None
+        if raw.num_columns < len(names) or any(
+            raw.column(i).null_count < raw.num_rows for i in range(len(names), raw.num_columns)
+        ):
+            raise InvalidInputError(
+                f"{where}: rows have {raw.num_columns} values, the header names {len(names)} "
+                f"columns"
+            )
         columns = {}
         for i, name in enumerate(names):
             target = pa.int64() if name in INTEGER_COLUMNS else pa.float64()
             try:
                 columns[name] = raw.column(i).cast(target)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise InvalidInputError(f"{where}: column {i + 1} ({name}) is not numeric") from None
+                raise InvalidInputError(
+                    f"{where}: column {i + 1} ({name}) is not numeric"
+                ) from None
         table = pa.table(columns)
     for required in ("roi_width", "roi_height", "start_byte"):
         if required not in table.column_names:
@@ -163,12 +210,18 @@ def header_columns(header: Mapping[str, str]) -> dict[str, pa.Scalar]:
     for column, (keys, kind) in _HEADER_COLUMNS.items():
         text = next((header[k] for k in keys if k in header), None)
         try:
-            value = None if text is None else (int(float(text)) if kind == pa.int64() else float(text))
+            value = (
+                None if text is None else (int(float(text)) if kind == pa.int64() else float(text))
+            )
         except ValueError:
             value = None
         values[column] = pa.scalar(value, kind)
     run, inhibit = values["bin_run_time"].as_py(), values["bin_inhibit_time"].as_py()
-    volume = FLOW_RATE_ML_PER_MINUTE * (run - inhibit) / 60 if run is not None and inhibit is not None else None
+    volume = (
+        FLOW_RATE_ML_PER_MINUTE * (run - inhibit) / 60
+        if run is not None and inhibit is not None
+        else None
+    )
     values["bin_ml_analyzed"] = pa.scalar(volume, pa.float64())
     return values
 
@@ -186,7 +239,9 @@ class Bin:
     def rois(self) -> pa.Table:
         """ADC rows that carry an image."""
         a = self.adc
-        return a.filter(pc.and_(pc.greater(a.column("roi_width"), 0), pc.greater(a.column("roi_height"), 0)))
+        return a.filter(
+            pc.and_(pc.greater(a.column("roi_width"), 0), pc.greater(a.column("roi_height"), 0))
+        )
 
     def metadata(self) -> pa.Table:
         rois = self.rois
@@ -199,7 +254,12 @@ class Bin:
             "media_type": pa.array(["image/png"] * n, pa.string()),
         }
         columns.update({name: rois.column(name) for name in rois.column_names})
-        columns.update({name: pa.array([value.as_py()] * n, value.type) for name, value in header_columns(self.header).items()})
+        columns.update(
+            {
+                name: pa.array([value.as_py()] * n, value.type)
+                for name, value in header_columns(self.header).items()
+            }
+        )
         return pa.table(columns)
 
     def sample(self, instrument: str) -> dict:
@@ -207,9 +267,16 @@ class Bin:
         least a second) and the volume analyzed."""
         facts = header_columns(self.header)
         run = facts["bin_run_time"].as_py()
-        meta = {k.removeprefix("bin_"): v.as_py() for k, v in facts.items() if v.as_py() is not None}
-        return {"sample_id": self.id.bin_id, "instrument": instrument, "start": self.id.time,
-                "end": self.id.time + timedelta(seconds=max(run or 0.0, 1.0)), "meta": meta}
+        meta = {
+            k.removeprefix("bin_"): v.as_py() for k, v in facts.items() if v.as_py() is not None
+        }
+        return {
+            "sample_id": self.id.bin_id,
+            "instrument": instrument,
+            "start": self.id.time,
+            "end": self.id.time + timedelta(seconds=max(run or 0.0, 1.0)),
+            "meta": meta,
+        }
 
     def roi_arrays(self) -> list[np.ndarray]:
         """Each ROI's pixels as a ``(height, width)`` uint8 array (views of the
@@ -221,7 +288,9 @@ class Bin:
         return [
             pixels[start : start + width * height].reshape(height, width)
             for width, height, start in zip(
-                rois.column("roi_width").to_pylist(), rois.column("roi_height").to_pylist(), rois.column("start_byte").to_pylist()
+                rois.column("roi_width").to_pylist(),
+                rois.column("roi_height").to_pylist(),
+                rois.column("start_byte").to_pylist(),
             )
         ]
 
@@ -234,7 +303,9 @@ def encoded_rois(bins: list[Bin], workers: int = 2) -> Iterator[bytes]:
         ahead: Iterator[list[bytes]] | None = None
         for b in bins:
             arrays = b.roi_arrays()
-            current = pool.map(_encode_run, [arrays[i : i + _RUN] for i in range(0, len(arrays), _RUN)])
+            current = pool.map(
+                _encode_run, [arrays[i : i + _RUN] for i in range(0, len(arrays), _RUN)]
+            )
             if ahead is not None:
                 for run in ahead:
                     yield from run
@@ -274,7 +345,9 @@ def load_bin(files: dict[str, Path]) -> Bin:
         if suffix not in files:
             raise InvalidInputError(f"bin {bin_id.bin_id} has no {suffix} file next to {any_file}")
     header = parse_header(read_bytes(files[".hdr"]).decode("latin-1"))
-    adc = parse_adc(read_bytes(files[".adc"]), adc_column_names(header, bin_id.legacy), str(files[".adc"]))
+    adc = parse_adc(
+        read_bytes(files[".adc"]), adc_column_names(header, bin_id.legacy), str(files[".adc"])
+    )
     for column in ("roi_width", "roi_height", "start_byte"):
         if adc.column(column).null_count:
             row = pc.index(pc.is_null(adc.column(column)), True).as_py()
@@ -283,14 +356,18 @@ def load_bin(files: dict[str, Path]) -> Bin:
     rois = found.rois
     if rois.num_rows:
         if ".roi" not in files:
-            raise InvalidInputError(f"bin {bin_id.bin_id} lists {rois.num_rows} ROIs but has no .roi file")
+            raise InvalidInputError(
+                f"bin {bin_id.bin_id} lists {rois.num_rows} ROIs but has no .roi file"
+            )
         size = os.stat(files[".roi"]).st_size
         starts = rois.column("start_byte")
         ends = pc.add(starts, pc.multiply(rois.column("roi_width"), rois.column("roi_height")))
         outside = pc.or_(pc.less(starts, 0), pc.greater(ends, size))
         if pc.any(outside).as_py():
             number = rois.column("roi_number")[pc.index(outside, True).as_py()].as_py()
-            raise InvalidInputError(f"ROI {number} of bin {bin_id.bin_id} lies outside its {size}-byte .roi file")
+            raise InvalidInputError(
+                f"ROI {number} of bin {bin_id.bin_id} lies outside its {size}-byte .roi file"
+            )
     return found
 
 
@@ -317,7 +394,9 @@ def find_bins(source: Path) -> tuple[Path, list[dict[str, Path]]]:
             raise InvalidInputError(f"no IFCB bins (.hdr/.adc/.roi files) under {source}")
         return source, bins
     stem = source.name[: -len(source.suffix)] if source.suffix in SUFFIXES else source.name
-    files = {s: source.parent / (stem + s) for s in SUFFIXES if (source.parent / (stem + s)).is_file()}
+    files = {
+        s: source.parent / (stem + s) for s in SUFFIXES if (source.parent / (stem + s)).is_file()
+    }
     if not files:
         raise InvalidInputError(f"{source} is neither a directory nor an IFCB bin's file")
     return source.parent, [files]
@@ -329,7 +408,11 @@ class IfcbAdapter(Adapter):
     needs_instrument = False
 
     def plan(
-        self, source: Path, instrument: str | None, options: Mapping[str, str], keep_raw: bool = True
+        self,
+        source: Path,
+        instrument: str | None,
+        options: Mapping[str, str],
+        keep_raw: bool = True,
     ) -> IngestPlan:
         self.check_options(options)
         root, found = find_bins(source)
@@ -341,8 +424,12 @@ class IfcbAdapter(Adapter):
         for name, group in sorted(by_instrument.items()):
             with_rois = [b for b in group if b.rois.num_rows]
             if with_rois:
-                metadata = pa.concat_tables([b.metadata() for b in with_rois], promote_options="permissive")
-                plan.batches.append(PlannedBatch(name, metadata, blobs=lambda g=with_rois: encoded_rois(g)))
+                metadata = pa.concat_tables(
+                    [b.metadata() for b in with_rois], promote_options="permissive"
+                )
+                plan.batches.append(
+                    PlannedBatch(name, metadata, blobs=lambda g=with_rois: encoded_rois(g))
+                )
             plan.samples += [b.sample(name) for b in group]
             if keep_raw:
                 plan.sources[name] = [

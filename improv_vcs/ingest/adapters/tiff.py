@@ -32,9 +32,8 @@ import numpy as np
 import pyarrow as pa
 
 from ...core.errors import InvalidInputError
-from ...core.times import parse_timezone, zone_info
+from ...core.times import parse_iso, parse_timezone, zone_info
 from ...snapshot.sources import SourceFile
-from ...core.times import parse_iso
 from .base import Adapter, IngestPlan, PlannedBatch
 
 SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
@@ -56,11 +55,21 @@ _COMMON = [
     ("series_name", pa.string()),
     ("source_path", pa.string()),
 ]
-_KEYS = [("image_id", pa.string()), ("timestamp", _TIME), ("sample_id", pa.string()), ("media_type", pa.string())]
+_KEYS = [
+    ("image_id", pa.string()),
+    ("timestamp", _TIME),
+    ("sample_id", pa.string()),
+    ("media_type", pa.string()),
+]
 PLANE_SCHEMA = pa.schema(
     _KEYS
     + [(n, pa.int64()) for n in ("t", "c", "z", "p")]
-    + [("channel", pa.string()), ("height", pa.int64()), ("width", pa.int64()), ("dtype", pa.string())]
+    + [
+        ("channel", pa.string()),
+        ("height", pa.int64()),
+        ("width", pa.int64()),
+        ("dtype", pa.string()),
+    ]
     + _COMMON
     + [(column, pa.float64()) for column in _PLANE_FIELDS.values()]
 )
@@ -82,7 +91,9 @@ class OmeImage:
     acquired: datetime | None = None
     physical: dict[str, float] = field(default_factory=dict)  # x, y, z
     channels: list[str | None] = field(default_factory=list)
-    planes: dict[tuple[int, int, int], dict[str, float]] = field(default_factory=dict)  # (t, c, z) → fields
+    planes: dict[tuple[int, int, int], dict[str, float]] = field(
+        default_factory=dict
+    )  # (t, c, z) → fields
 
 
 def parse_ome(xml: str, zone: tzinfo = timezone.utc) -> list[OmeImage]:
@@ -139,7 +150,8 @@ def _utc(value: datetime, zone: tzinfo = timezone.utc) -> datetime:
 
 
 def _iso_or_none(text: str, zone: tzinfo) -> datetime | None:
-    """An OME time (ISO 8601, read in ``zone`` without an offset); None when unreadable, like other OME values."""
+    """An OME time (ISO 8601, read in ``zone`` without an offset); None when unreadable, like other
+    OME values."""
     try:
         return parse_iso(text, zone)
     except ValueError:
@@ -176,7 +188,11 @@ def find_stacks(source: Path) -> tuple[Path, list[Path]]:
     found = []
     for directory, dirnames, filenames in os.walk(source):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(directory) / n for n in sorted(filenames) if n.lower().endswith(SUFFIXES) and not n.startswith(".")]
+        found += [
+            Path(directory) / n
+            for n in sorted(filenames)
+            if n.lower().endswith(SUFFIXES) and not n.startswith(".")
+        ]
     if not found:
         raise InvalidInputError(f"no .tif/.tiff files under {source}")
     return source, found
@@ -207,7 +223,14 @@ class Series:
 class Stack:
     """One TIFF file, opened for reading."""
 
-    def __init__(self, path: Path, root: Path, axes: str | None, time: datetime | None, zone: tzinfo = timezone.utc):
+    def __init__(
+        self,
+        path: Path,
+        root: Path,
+        axes: str | None,
+        time: datetime | None,
+        zone: tzinfo = timezone.utc,
+    ):
         import tifffile
 
         self.path = path
@@ -234,9 +257,18 @@ class Stack:
         letters = series.axes
         if axes is not None:
             if len(axes) != len(letters):
-                raise InvalidInputError(f"{self.path}: axes={axes} has {len(axes)} letters, the file has {len(letters)} ({letters})")
+                raise InvalidInputError(
+                    f"{self.path}: axes={axes} has {len(axes)} letters, the file has "
+                    f"{len(letters)} ({letters})"
+                )
             letters = axes.upper()
-        found = Series(index, letters, tuple(series.shape), str(series.dtype), ome[index] if index < len(ome) else OmeImage())
+        found = Series(
+            index,
+            letters,
+            tuple(series.shape),
+            str(series.dtype),
+            ome[index] if index < len(ome) else OmeImage(),
+        )
         found.ome.name = found.ome.name or getattr(series, "name", None) or None
         unknown = [a for a in letters[: found.planes_from] if a not in INDEX_AXES]
         if unknown or not {"Y", "X"} <= set(letters[found.planes_from :]):
@@ -250,16 +282,22 @@ class Stack:
         rows = []
         for s in self.series:
             for position in np.ndindex(*s.leading):
-                index = dict.fromkeys("tcz", 0) | {INDEX_AXES[a]: int(i) for a, i in zip(s.axes, position)}
+                index = dict.fromkeys("tcz", 0) | {
+                    INDEX_AXES[a]: int(i) for a, i in zip(s.axes, position)
+                }
                 fields = s.ome.planes.get((index["t"], index["c"], index["z"]), {})
                 channels = s.ome.channels
                 rows.append(
                     {
-                        "image_id": f"{self.sample_id}_p{s.index}_t{index['t']}_c{index['c']}_z{index['z']}",
+                        "image_id": f"{self.sample_id}_p{s.index}_t{index['t']}"
+                        f"_c{index['c']}_z{index['z']}",
                         "timestamp": self.time + timedelta(seconds=fields.get("delta_t", 0.0)),
                         "sample_id": self.sample_id,
                         "media_type": "image/tiff",
-                        "t": index["t"], "c": index["c"], "z": index["z"], "p": s.index,
+                        "t": index["t"],
+                        "c": index["c"],
+                        "z": index["z"],
+                        "p": s.index,
                         "channel": channels[index["c"]] if index["c"] < len(channels) else None,
                         "height": s.shape[s.axes.index("Y")],
                         "width": s.shape[s.axes.index("X")],
@@ -307,7 +345,9 @@ class Stack:
             for s, series in zip(self.series, tif.series):
                 count = math.prod(s.leading)
                 pages = list(series.pages)
-                if len(pages) == count and all(p is not None and p.shape == s.shape[s.planes_from :] for p in pages):
+                if len(pages) == count and all(
+                    p is not None and p.shape == s.shape[s.planes_from :] for p in pages
+                ):
                     for page in pages:
                         yield encode_plane(page.asarray())
                 else:  # planes not one per page: read the series whole
@@ -318,7 +358,15 @@ class Stack:
     def sources(self, keep_raw: bool) -> list[SourceFile]:
         files = []
         if keep_raw:
-            files.append(SourceFile(self.sample_id, self.relative, self.time, media_type="image/tiff", location=self.path))
+            files.append(
+                SourceFile(
+                    self.sample_id,
+                    self.relative,
+                    self.time,
+                    media_type="image/tiff",
+                    location=self.path,
+                )
+            )
         if self.ome_xml:
             files.append(
                 SourceFile(
@@ -341,7 +389,8 @@ def _without_suffix(path: str) -> str:
 
 
 def _tag_time(value: Any, zone: tzinfo = timezone.utc) -> datetime | None:
-    """The time of a TIFF ``DateTime`` tag value (``YYYY:MM:DD HH:MM:SS``, read in ``zone``, UTC by default)."""
+    """The time of a TIFF ``DateTime`` tag value (``YYYY:MM:DD HH:MM:SS``, read in ``zone``, UTC by
+    default)."""
     if value is None:
         return None
     try:
@@ -357,23 +406,39 @@ def encode_plane(plane: np.ndarray) -> bytes:
 
     out = io.BytesIO()
     photometric = "rgb" if plane.ndim == 3 and plane.shape[-1] in (3, 4) else "minisblack"
-    tifffile.imwrite(out, np.ascontiguousarray(plane), compression="zlib", software=None, metadata=None, photometric=photometric)
+    tifffile.imwrite(
+        out,
+        np.ascontiguousarray(plane),
+        compression="zlib",
+        software=None,
+        metadata=None,
+        photometric=photometric,
+    )
     return out.getvalue()
 
 
 class TiffAdapter(Adapter):
     name = "tiff"
-    description = "TIFF / OME-TIFF stacks: each 2-D plane an image (split=planes) or each file one (split=none)"
+    description = (
+        "TIFF / OME-TIFF stacks: each 2-D plane an image (split=planes) or each file one "
+        "(split=none)"
+    )
     options = {
         "split": "planes (default): one image per 2-D plane; none: one image per file",
-        "axes": "the file's axis letters when tifffile cannot tell them, e.g. ZYX for a plain multi-page z-stack",
+        "axes": "the file's axis letters when tifffile cannot tell them, e.g. ZYX for a plain "
+        "multi-page z-stack",
         "time": "acquisition time (ISO 8601) for files without one",
-        "timezone": "the zone of times without a UTC offset (time=, OME AcquisitionDate, TIFF DateTime): "
+        "timezone": "the zone of times without a UTC offset (time=, OME AcquisitionDate, TIFF "
+        "DateTime): "
         "an IANA name (Europe/Stockholm) or ±HH:MM; default UTC",
     }
 
     def plan(
-        self, source: Path, instrument: str | None, options: Mapping[str, str], keep_raw: bool = True
+        self,
+        source: Path,
+        instrument: str | None,
+        options: Mapping[str, str],
+        keep_raw: bool = True,
     ) -> IngestPlan:
         self.check_options(options)
         if instrument is None:
@@ -381,23 +446,37 @@ class TiffAdapter(Adapter):
         split = options.get("split", "planes")
         if split not in ("planes", "none"):
             raise InvalidInputError(f"split must be planes or none, not {split!r}")
-        zone = zone_info(parse_timezone(options["timezone"])) if "timezone" in options else timezone.utc
+        zone = (
+            zone_info(parse_timezone(options["timezone"]))
+            if "timezone" in options
+            else timezone.utc
+        )
         time = _time_option(options["time"], zone) if "time" in options else None
         root, paths = find_stacks(source)
         stacks = [Stack(p, root, options.get("axes"), time, zone) for p in paths]
         seen: dict[str, Path] = {}
         for stack in stacks:
             if stack.sample_id in seen:
-                raise InvalidInputError(f"{seen[stack.sample_id]} and {stack.path} would both be sample {stack.sample_id!r}")
+                raise InvalidInputError(
+                    f"{seen[stack.sample_id]} and {stack.path} would both be sample "
+                    f"{stack.sample_id!r}"
+                )
             seen[stack.sample_id] = stack.path
         plan = IngestPlan(sources={instrument: [f for s in stacks for f in s.sources(keep_raw)]})
         if split == "none":
             metadata = pa.Table.from_pylist([s.whole_row() for s in stacks], schema=WHOLE_SCHEMA)
-            plan.batches.append(PlannedBatch(instrument, metadata, paths=[str(s.path) for s in stacks]))
+            plan.batches.append(
+                PlannedBatch(instrument, metadata, paths=[str(s.path) for s in stacks])
+            )
         else:
-            metadata = pa.Table.from_pylist([row for s in stacks for row in s.plane_rows()], schema=PLANE_SCHEMA)
-            plan.batches.append(PlannedBatch(instrument, metadata, blobs=lambda: (b for s in stacks for b in s.planes())))
+            metadata = pa.Table.from_pylist(
+                [row for s in stacks for row in s.plane_rows()], schema=PLANE_SCHEMA
+            )
+            plan.batches.append(
+                PlannedBatch(
+                    instrument, metadata, blobs=lambda: (b for s in stacks for b in s.planes())
+                )
+            )
         if not plan.sources[instrument]:
             del plan.sources[instrument]
         return plan
-
