@@ -22,6 +22,7 @@ from typing import Any, Literal
 import zstandard
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..core import canonical
 from ..core.errors import InvalidInputError
 from ..core.model import Oid, Span, UtcDatetime
 
@@ -231,9 +232,7 @@ def _csl_name(author: str) -> dict[str, str]:
 
 
 def encode_identifier(pinned: Pinned) -> str:
-    payload = json.dumps(
-        pinned.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
-    ).encode()
+    payload = canonical.encode(pinned.model_dump(mode="json"))
     packed = zstandard.ZstdCompressor(level=19).compress(payload)
     body = base64.urlsafe_b64encode(packed).decode().rstrip("=")
     return f"{PREFIX}{body}.{_check(body)}"

@@ -9,7 +9,19 @@ from __future__ import annotations
 import os
 import sys
 
-from . import _cite, _core, _maintenance, _originals, _provenance, _query, _registry, _serve, _sync  # noqa: F401  (register commands)
+from . import (  # noqa: F401  (register commands)
+    _cite,
+    _commit,
+    _core,
+    _datasets,
+    _maintenance,
+    _originals,
+    _provenance,
+    _query,
+    _registry,
+    _serve,
+    _sync,
+)
 from ._common import app
 
 __all__ = ["app", "main"]

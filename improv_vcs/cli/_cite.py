@@ -19,7 +19,7 @@ from ._common import (
     print_json,
     report,
 )
-from ._query import (
+from ._options import (
     Bbox,
     DatasetOpt,
     Depth,

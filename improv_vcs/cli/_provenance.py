@@ -18,7 +18,7 @@ from ._common import (
     print_json,
     report,
 )
-from ._query import AsOf, At
+from ._options import AsOf, At
 
 provenance_app = App(
     help="Append-only records about images: classes, masks, features.\n\n"
@@ -120,9 +120,9 @@ def provenance_show(
     repo: RepoOption = None,
 ) -> None:
     """Show one image's records: every run, oldest first."""
-    from ._query import _as_of
+    from ._options import parse_as_of
 
-    found = open_repo(repo).snapshot(at, _as_of(as_of)).provenance(image_id, kind)
+    found = open_repo(repo).snapshot(at, parse_as_of(as_of)).provenance(image_id, kind)
     if json_output:
         print_json([r.to_json() for r in found])
         return

@@ -19,7 +19,7 @@ from ._common import (
     open_repo,
     report,
 )
-from ._query import Bbox, DatasetOpt, End, Instrument, Sample, Start, Where, build_from_options
+from ._options import Bbox, DatasetOpt, End, Instrument, Sample, Start, Where, build_from_options
 
 remote_app = App(
     help="Other copies of this repository: paths or URLs.\n\nEach a path, or a file:// or s3:// "

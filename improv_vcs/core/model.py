@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import canonical
 from .errors import IntegrityError, UnsupportedFormatError
 from .ids import ObjectId, column_name, instrument_name, object_id, ref_name
 
@@ -313,10 +314,8 @@ _JSON_OBJECT = TypeAdapter(JsonObject)
 
 
 def canonical_json(model: BaseModel) -> bytes:
-    """The canonical bytes of a model: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(
-        model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    """The canonical bytes of a model (:mod:`improv_vcs.core.canonical`)."""
+    return canonical.encode(model.model_dump(mode="json"))
 
 
 def _refuse_newer(data: bytes, newest: int, what: str) -> None:

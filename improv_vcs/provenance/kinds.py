@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
+from ..core import canonical
 from ..core.errors import InvalidInputError
 from ..core.ids import column_name
 
@@ -341,13 +342,7 @@ def _json_column(values: pa.ChunkedArray, name: str) -> pa.Array:
                 raise InvalidInputError(f"column {name!r}: {value!r} is not JSON") from None
         try:
             out.append(
-                json.dumps(
-                    value,
-                    sort_keys=True,
-                    separators=(",", ":"),
-                    ensure_ascii=False,
-                    allow_nan=False,
-                )
+                canonical.dumps(value)
             )
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"column {name!r}: {exc}") from None

@@ -11,13 +11,13 @@ it is vectorized with Arrow compute and hashed by DuckDB's ``sha256``.
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..core import canonical
 from ..core.ids import ObjectId
 from ..core.model import ProvenanceSegment
 from ..core.parquet import from_parquet, to_parquet
@@ -35,10 +35,7 @@ _TAGS = {"int": b"\x01", "float": b"\x02", "bool": b"\x03", "text": b"\x04", "ti
 
 def envelope_prefix(kind: str, source: str, run_id: str | None) -> bytes:
     """The bytes every record id of one submission starts with."""
-    return (
-        json.dumps([kind, source, run_id], ensure_ascii=False, separators=(",", ":")).encode()
-        + b"\n"
-    )
+    return canonical.encode([kind, source, run_id]) + b"\n"
 
 
 def content_rows(table: pa.Table) -> pa.Array:

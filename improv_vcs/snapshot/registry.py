@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
 
+from ..core import canonical
 from ..core.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from ..core.ids import image_id, instrument_name, label
 from ..core.model import Deployment, Instrument, Registry, Taxonomy
@@ -223,7 +224,7 @@ def sample_rows(rows: Iterable[Mapping[str, Any]], recorded_at: datetime) -> pa.
                 "end": window.end,
                 "quality": quality,
                 "alt_ids": alt_ids,
-                "meta": json.dumps(dict(meta), sort_keys=True, separators=(",", ":"), default=str),
+                "meta": canonical.dumps(dict(meta), default=str),
                 "recorded_at": recorded_at,
             }
         )
