@@ -100,7 +100,11 @@ class TickingClock:
     """A :data:`improv_vcs.core.times.Clock` for tests: each reading is one
     ``step`` after the last, from ``start`` (no sleeping for distinct times)."""
 
-    def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc), step: timedelta = timedelta(seconds=1)):
+    def __init__(
+        self,
+        start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc),
+        step: timedelta = timedelta(seconds=1),
+    ):
         self.now, self.step = start - step, step
 
     def __call__(self) -> datetime:
@@ -135,7 +139,9 @@ def golden_figures(repo) -> dict:  # type: ignore[no-untyped-def]
     from datetime import datetime, timezone
 
     def digest(table) -> str:  # type: ignore[no-untyped-def]
-        rows = sorted(zip(table.column("image_id").to_pylist(), table.column("blob_id").to_pylist()))
+        rows = sorted(
+            zip(table.column("image_id").to_pylist(), table.column("blob_id").to_pylist())
+        )
         return hashlib.sha256("".join(f"{a}\t{b}\n" for a, b in rows).encode()).hexdigest()
 
     day = datetime(2024, 5, 1, tzinfo=timezone.utc), datetime(2024, 5, 2, tzinfo=timezone.utc)
@@ -149,12 +155,21 @@ def golden_figures(repo) -> dict:  # type: ignore[no-untyped-def]
         "images_digest": digest(repo.snapshot().images()),
         "images_at_day1": repo.snapshot("day-1").count(),
         "images_day1_digest": digest(repo.snapshot("day-1").images()),
-        "ifcb107_first_day": repo.snapshot().count(instruments=["IFCB107"], start=day[0], end=day[1]),
+        "ifcb107_first_day": repo.snapshot().count(
+            instruments=["IFCB107"], start=day[0], end=day[1]
+        ),
         "dataset_spring": repo.snapshot().count(dataset="spring"),
         "classification_records": repo.snapshot().provenance_records("classification").num_rows,
-        "classification_run2": repo.snapshot().provenance_records("classification", run="run-2").num_rows,
-        "annotation_on_curation": repo.snapshot("curation").provenance_records("annotation").num_rows,
-        "sources": [[r["sample_id"], r["name"], r["blob_id"]] for r in repo.snapshot().source_files().to_pylist()],
+        "classification_run2": repo.snapshot()
+        .provenance_records("classification", run="run-2")
+        .num_rows,
+        "annotation_on_curation": repo.snapshot("curation")
+        .provenance_records("annotation")
+        .num_rows,
+        "sources": [
+            [r["sample_id"], r["name"], r["blob_id"]]
+            for r in repo.snapshot().source_files().to_pylist()
+        ],
         "first_image_sha256": hashlib.sha256(repo.snapshot().read_image(ids[0])).hexdigest(),
         "instruments": sorted(repo.snapshot().registry().instruments),
         "citation": repo.snapshot("day-1").cite().identifier,

@@ -108,7 +108,9 @@ def test_damaged_pack_data_is_detected_on_read_and_by_fsck(runner, two, damage):
     before = state(two.url)
     original = damage(path, row["offset"] + 3) if damage is flip else damage(path)
 
-    expected, words = (IntegrityError, "corrupt") if damage is flip else (StorageError, "past the end")
+    expected, words = (
+        (IntegrityError, "corrupt") if damage is flip else (StorageError, "past the end")
+    )
     with pytest.raises(expected, match=words) as info:
         reopen(two).snapshot().read_image("x2")
     assert pack in str(info.value)

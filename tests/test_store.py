@@ -1,115 +1,30 @@
-"""Conformance suite every store implementation passes."""
+"""What is particular to each store backend. The behaviour every store shares
+is the conformance suite's (tests/test_store_conformance.py)."""
 
 from __future__ import annotations
 
-import threading
+import os
+import uuid
 
-import pytest
+from conftest import SERVE_TOKEN
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from improv_vcs.core.errors import ConflictError, InvalidInputError, NotFoundError, StorageError
-
-
-def test_get_missing_key_is_not_found(store):
-    with pytest.raises(NotFoundError):
-        store.get("objects/ab/missing")
-    assert store.get_if_exists("objects/ab/missing") is None
-    assert not store.exists("objects/ab/missing")
-
-
-def test_put_if_absent_writes_once(store):
-    assert store.put_if_absent("objects/aa/one", b"first") is True
-    assert store.put_if_absent("objects/aa/one", b"second") is False
-    assert store.get("objects/aa/one") == b"first"
-    assert store.exists("objects/aa/one")
-    assert store.size("objects/aa/one") == 5
-
-
-def test_put_accepts_memoryview_and_bytearray(store):
-    store.put_if_absent("a/b", memoryview(b"xyz"))
-    store.put_if_absent("a/c", bytearray(b"uvw"))
-    assert store.get("a/b") == b"xyz"
-    assert store.get("a/c") == b"uvw"
-
-
-def test_ranged_get(store):
-    data = bytes(range(256)) * 4
-    store.put_if_absent("packs/p.pack", data)
-    assert store.get_range("packs/p.pack", 0, 10) == data[:10]
-    assert store.get_range("packs/p.pack", 300, 212) == data[300:512]
-    assert store.get_range("packs/p.pack", 1014, 10) == data[1014:]
-    with pytest.raises(StorageError):
-        store.get_range("packs/p.pack", 1020, 10)
-    with pytest.raises(NotFoundError):
-        store.get_range("packs/missing.pack", 0, 1)
-
-
-def test_list_is_sorted_and_prefix_filtered(store):
-    for key in ["refs/heads/main", "refs/tags/v1", "objects/ab/c1", "objects/ab/c0", "improv.json"]:
-        store.put_if_absent(key, b"x")
-    assert list(store.list("refs/")) == ["refs/heads/main", "refs/tags/v1"]
-    assert list(store.list("objects/ab/")) == ["objects/ab/c0", "objects/ab/c1"]
-    assert list(store.list("refs/heads/ma")) == ["refs/heads/main"]
-    assert list(store.list("nothing/")) == []
-    assert list(store.list()) == sorted(
-        ["improv.json", "objects/ab/c0", "objects/ab/c1", "refs/heads/main", "refs/tags/v1"]
-    )
-
-
-def test_compare_and_swap(store):
-    store.compare_and_swap("refs/heads/main", None, b"one")
-    with pytest.raises(ConflictError):
-        store.compare_and_swap("refs/heads/main", None, b"two")
-    with pytest.raises(ConflictError):
-        store.compare_and_swap("refs/heads/main", b"stale", b"two")
-    store.compare_and_swap("refs/heads/main", b"one", b"two")
-    assert store.get("refs/heads/main") == b"two"
-    with pytest.raises(ConflictError):
-        store.compare_and_swap("refs/heads/other", b"one", b"x")
-
-
-@pytest.mark.parametrize(
-    "key", ["", "/abs", "a//b", "../x", "a/../b", "a/./b", ".hidden", "a/.tmp", "a\\b", "a b"]
-)
-def test_hostile_keys_are_rejected(store, key):
-    with pytest.raises(InvalidInputError):
-        store.put_if_absent(key, b"x")
-    with pytest.raises(InvalidInputError):
-        store.get(key)
-
-
-def test_racing_compare_and_swap_never_loses_an_update(store):
-    """Many threads increment a counter by CAS; every increment lands."""
-    store.compare_and_swap("refs/counter", None, b"0")
-    per_thread, threads = 5, 4
-
-    def worker():
-        done = 0
-        while done < per_thread:
-            current = store.get("refs/counter")
-            try:
-                store.compare_and_swap("refs/counter", current, str(int(current) + 1).encode())
-                done += 1
-            except ConflictError:
-                pass
-
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    assert int(store.get("refs/counter")) == per_thread * threads
+from improv_vcs.service import app as service_app
+from improv_vcs.storage import BundledStore, LocalStore, MemoryStore, open_store
+from improv_vcs.storage.http_store import HttpStore
 
 
 @settings(max_examples=15)
-@given(values=st.dictionaries(st.from_regex(r"[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}", fullmatch=True), st.binary(max_size=300), max_size=6))
+@given(
+    values=st.dictionaries(
+        st.from_regex(r"[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}", fullmatch=True),
+        st.binary(max_size=300),
+        max_size=6,
+    )
+)
 def test_round_trip_arbitrary_bytes(tmp_path_factory, values):
     """Property: put then get returns the bytes, on a local and a memory store."""
-    import uuid
-
-    from improv_vcs.storage import open_store
-
     for store in (
         open_store(str(tmp_path_factory.mktemp("s"))),
         open_store(f"memory://prop-{uuid.uuid4().hex}"),
@@ -123,76 +38,92 @@ def test_round_trip_arbitrary_bytes(tmp_path_factory, values):
         for key, value in written.items():
             assert store.get(key) == value
         assert list(store.list()) == sorted(written)
+        assert list(store.list(start_after=min(written, default=None))) == sorted(written)[1:]
 
 
-def test_zero_length_range(store):
-    store.put_if_absent("packs/z.pack", b"abc")
-    assert store.get_range("packs/z.pack", 0, 0) == b""
-    assert store.get_range("packs/z.pack", 3, 0) == b""
-    with pytest.raises(NotFoundError):
-        store.get_range("packs/none.pack", 0, 0)
+def test_open_store_read_only_for_every_kind_of_url(tmp_path, s3_url, s3_options):
+    urls = {
+        str(tmp_path / "a"): LocalStore,
+        f"file://{tmp_path / 'b'}": LocalStore,
+        f"memory://ro-{uuid.uuid4().hex}": MemoryStore,
+        "http://127.0.0.1:9": HttpStore,
+    }
+    for url, kind in urls.items():
+        with open_store(url, read_only=True) as store:
+            assert isinstance(store, kind) and store.read_only is True
+        assert open_store(url).read_only is False
+    with open_store(s3_url, read_only=True, **s3_options) as store:
+        assert store.read_only is True
+    assert not (tmp_path / "a").exists()  # opening read-only creates nothing
 
 
-def test_staging_publishes_once_and_discards(store):
-    with store.staging() as staged:
-        staged.write(b"hello ")
-        staged.write(memoryview(b"world"))
-        assert staged.publish("packs/s.pack") is True
-    assert store.get("packs/s.pack") == b"hello world"
-    with store.staging() as staged:
-        staged.write(b"other")
-        assert staged.publish("packs/s.pack") is False
-    assert store.get("packs/s.pack") == b"hello world"
-    with store.staging() as staged:
-        staged.write(b"never published")
-    assert list(store.list()) == ["packs/s.pack"]
+def test_local_listing_skips_directories_before_start_after(tmp_path, monkeypatch):
+    store = LocalStore(tmp_path)
+    for key in ("objects/aa/x", "objects/bb/y", "objects/bb/z", "objects/cc/z"):
+        store.put_if_absent(key, b"v")
+    scanned = []
+    scandir = os.scandir
+
+    def recording(path):  # type: ignore[no-untyped-def]
+        scanned.append(os.path.relpath(path, tmp_path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", recording)
+    assert list(store.list(start_after="objects/bb/y")) == ["objects/bb/z", "objects/cc/z"]
+    assert scanned == [".", "objects", "objects/bb", "objects/cc"]
+    scanned.clear()
+    assert list(store.list("objects/", start_after="objects/bc")) == ["objects/cc/z"]
+    assert scanned == ["objects", "objects/cc"]
 
 
-# -- delete (local state: remote-tracking refs) -------------------------------------
+def test_s3_listing_starts_after_and_follows_pages(s3_url, s3_options):
+    store = open_store(s3_url, **s3_options)
+    keys = [f"objects/ab/{i}" for i in range(7)]
+    for key in keys:
+        store.put_if_absent(key, b"v")
+    calls = []
+    call_s3 = store.fs.call_s3
+
+    def paging(method, **params):  # type: ignore[no-untyped-def]
+        calls.append(dict(params))
+        return call_s3(method, MaxKeys=2, **params)
+
+    store.fs.call_s3 = paging
+    assert list(store.list("objects/", start_after=keys[1])) == keys[2:]
+    root = s3_url.split("/", 3)[3]
+    assert calls[0]["StartAfter"] == f"{root}/{keys[1]}"
+    assert len(calls) == 3 and all("ContinuationToken" in c for c in calls[1:])
 
 
-def test_delete_removes_only_that_key(store):
-    store.put_if_absent("refs/remotes/origin/main", b"a")
-    store.put_if_absent("refs/remotes/origin/dev", b"b")
-    store.put_if_absent("refs/remotes/origin2/main", b"c")
-    store.delete("refs/remotes/origin/main")
-    assert not store.exists("refs/remotes/origin/main")
-    assert store.get_if_exists("refs/remotes/origin/main") is None
-    with pytest.raises(NotFoundError):
-        store.get("refs/remotes/origin/main")
-    with pytest.raises(NotFoundError):
-        store.size("refs/remotes/origin/main")
-    assert list(store.list("refs/remotes/")) == ["refs/remotes/origin/dev", "refs/remotes/origin2/main"]
-    assert store.get("refs/remotes/origin/dev") == b"b"
-    store.delete("refs/remotes/origin/dev")
-    assert list(store.list("refs/remotes/origin/")) == []
-    assert list(store.list()) == ["refs/remotes/origin2/main"]
+def test_served_listing_reads_on_from_each_page(serve, tmp_path, monkeypatch):
+    """Each page of ``GET /v1/store`` lists the store from where the last
+    one ended: paging through reads every key once."""
+    local = LocalStore(tmp_path / "served")
+    keys = [f"objects/ab/{i}" for i in range(5)]
+    for key in keys:
+        local.put_if_absent(key, b"v")
+    monkeypatch.setattr(service_app, "LIST_PAGE", 2)
+    asked, read = [], []
+    listing = LocalStore.list
+
+    def recording(self, prefix="", start_after=None):  # type: ignore[no-untyped-def]
+        asked.append(start_after)
+        for key in listing(self, prefix, start_after):
+            read.append(key)
+            yield key
+
+    monkeypatch.setattr(LocalStore, "list", recording)
+    store = HttpStore(serve(tmp_path / "served"), token=SERVE_TOKEN)
+    assert list(store.list("objects/")) == keys
+    assert asked == ["", keys[1], keys[3]] and read == keys
+    asked.clear()
+    assert list(store.list("objects/", start_after=keys[2])) == keys[3:]
+    assert asked == [keys[2], keys[4]]  # a full page: the next one is empty
 
 
-def test_delete_of_an_absent_key_is_a_no_op(store):
-    store.delete("refs/remotes/never/there")
-    store.put_if_absent("objects/ab/one", b"x")
-    store.delete("objects/ab/two")
-    store.delete("objects/ab/one")
-    store.delete("objects/ab/one")
-    assert list(store.list()) == []
-
-
-def test_a_deleted_key_can_be_created_again(store):
-    store.compare_and_swap("refs/remotes/origin/main", None, b"one")
-    store.delete("refs/remotes/origin/main")
-    with pytest.raises(ConflictError):
-        store.compare_and_swap("refs/remotes/origin/main", b"one", b"two")
-    store.compare_and_swap("refs/remotes/origin/main", None, b"two")
-    assert store.get("refs/remotes/origin/main") == b"two"
-    store.delete("refs/remotes/origin/main")
-    assert store.put_if_absent("refs/remotes/origin/main", b"three") is True
-    assert store.get("refs/remotes/origin/main") == b"three"
-
-
-def test_delete_rejects_hostile_keys(store):
-    store.put_if_absent("a/b", b"kept")
-    for key in ["", "/abs", "../x", "a/../b", ".hidden", "a/.tmp", "a b", "a//b"]:
-        with pytest.raises(InvalidInputError):
-            store.delete(key)
-    assert list(store.list()) == ["a/b"] and store.get("a/b") == b"kept"
+def test_closing_a_bundled_store_closes_the_inner_one(tmp_path):
+    inner = LocalStore(tmp_path)
+    with BundledStore(inner) as store:
+        assert store.read_only is False
+    assert inner.closed is True and store.closed is True
+    assert BundledStore(LocalStore(tmp_path, read_only=True)).read_only is True

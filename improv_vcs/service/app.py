@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..core.http import API, STORE, AuthError, TooLargeError, error_body, status_of
 from ..core.errors import ImprovError, InvalidInputError, NotFoundError, StorageError
+from ..core.http import API, STORE, AuthError, TooLargeError, error_body, status_of
 from ..storage.fsspec_store import S3CredentialsError
 from .api import router as api_router
 from .auth import Access
@@ -32,15 +32,17 @@ MAX_UPLOAD = 2 * 2**30
 LIST_PAGE = 10_000
 
 
-def create_app(url: str, access: Access, max_body: int = MAX_BODY, max_upload: int = MAX_UPLOAD) -> FastAPI:
+def create_app(
+    url: str, access: Access, max_body: int = MAX_BODY, max_upload: int = MAX_UPLOAD
+) -> FastAPI:
     """The service for the repository at ``url`` (which may still be empty:
     a first push creates it)."""
-
 
     app = FastAPI(
         title="improv_vcs",
         version=__version__,
-        description="Search, fetch and cite a versioned imaging repository; push and pull between sites.",
+        description="Search, fetch and cite a versioned imaging repository; push and pull between "
+        "sites.",
     )
     app.state.site = Site(url)
     app.state.access = access
@@ -53,14 +55,22 @@ def create_app(url: str, access: Access, max_body: int = MAX_BODY, max_upload: i
             headers = {"Content-Range": f"bytes */{exc.size}"}
             return JSONResponse(error_body(exc), status_code=416, headers=headers)
         kind = type(exc).__name__
-        if isinstance(exc, S3CredentialsError):  # the server's own storage failed, not the client's token
+        if isinstance(
+            exc, S3CredentialsError
+        ):  # the server's own storage failed, not the client's token
             exc = StorageError(str(exc))
         status = status_of(exc)
         if status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, kind)
-            return JSONResponse(error_body(exc, "the server could not complete the request"), status_code=status)
+            return JSONResponse(
+                error_body(exc, "the server could not complete the request"), status_code=status
+            )
         message = http_words(str(exc).replace(app.state.site.url, "<repository>"))
-        headers = {"WWW-Authenticate": 'Bearer realm="improv"'} if isinstance(exc, AuthError) and status == 401 else None
+        headers = (
+            {"WWW-Authenticate": 'Bearer realm="improv"'}
+            if isinstance(exc, AuthError) and status == 401
+            else None
+        )
         return JSONResponse(error_body(exc, message), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -74,19 +84,26 @@ def create_app(url: str, access: Access, max_body: int = MAX_BODY, max_upload: i
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "NotFoundError", 405: "InvalidInputError"}.get(exc.status_code, "HTTPError")
         message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
-        return JSONResponse({"error": {"type": kind, "message": message}}, status_code=exc.status_code)
+        return JSONResponse(
+            {"error": {"type": kind, "message": message}}, status_code=exc.status_code
+        )
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"error": {"type": "InternalError", "message": "internal server error"}}, status_code=500)
+        return JSONResponse(
+            {"error": {"type": "InternalError", "message": "internal server error"}},
+            status_code=500,
+        )
 
     @app.middleware("http")
     async def _limit_bodies(request: Request, call_next: Callable[..., Any]) -> Response:
         limit = max_upload if request.url.path.startswith(STORE) else max_body
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            error = TooLargeError(f"the request body is larger than the server's limit of {limit} bytes")
+            error = TooLargeError(
+                f"the request body is larger than the server's limit of {limit} bytes"
+            )
             return JSONResponse(error_body(error), status_code=413)
         return await call_next(request)
 
@@ -105,10 +122,8 @@ def _store_routes(app: FastAPI) -> None:
         prefix: Annotated[str, Query(max_length=1024)] = "",
         after: Annotated[str, Query(max_length=1024)] = "",
     ) -> dict[str, Any]:
-        keys = []
-        for key in here.store.list(readable_prefix(prefix)):
-            if key <= after:
-                continue
+        keys = []  # the store reads on from ``after``: paging through is one pass over the keys
+        for key in here.store.list(readable_prefix(prefix), start_after=after):
             try:
                 keys.append(readable(key))
             except NotFoundError:
@@ -118,7 +133,12 @@ def _store_routes(app: FastAPI) -> None:
         return {"keys": keys, "more": False}
 
     @app.get(STORE + "/{key:path}", tags=["sync"], summary="Read a key")
-    @app.head(STORE + "/{key:path}", tags=["sync"], summary="Size and age of a key", operation_id="stat_key")
+    @app.head(
+        STORE + "/{key:path}",
+        tags=["sync"],
+        summary="Size and age of a key",
+        operation_id="stat_key",
+    )
     def read_key(request: Request, key: str, here: SiteDep, _: Reader) -> Response:
         readable(key)
         size = here.store.size(key)
@@ -127,11 +147,15 @@ def _store_routes(app: FastAPI) -> None:
             return Response(headers={**headers, "Content-Length": str(size)})
         wanted = byte_range(request.headers.get("range"), size)
         if wanted is None:
-            return Response(here.store.get(key), media_type="application/octet-stream", headers=headers)
+            return Response(
+                here.store.get(key), media_type="application/octet-stream", headers=headers
+            )
         start, end = wanted
         data = here.store.get_range(key, start, end - start)
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        return Response(data, status_code=206, media_type="application/octet-stream", headers=headers)
+        return Response(
+            data, status_code=206, media_type="application/octet-stream", headers=headers
+        )
 
     @app.put(STORE + "/{key:path}", tags=["sync"], summary="Write a key unless it exists (checked)")
     async def write_key(request: Request, key: str, here: SiteDep, _: Writer) -> Response:
@@ -143,7 +167,11 @@ def _store_routes(app: FastAPI) -> None:
         from starlette.concurrency import run_in_threadpool
 
         body = await json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("new"), str) or not isinstance(body.get("expected"), (str, type(None))):
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("new"), str)
+            or not isinstance(body.get("expected"), (str, type(None)))
+        ):
             raise InvalidInputError('send {"expected": <old value or null>, "new": <new value>}')
         await run_in_threadpool(swap_ref, here, key, body["expected"], body["new"])
         return Response(status_code=204)

@@ -8,7 +8,8 @@ checking a repository costs requests per bundle, not per value.
 A bundle is two keys: ``bundles/<id>.bundle`` (the values back to back) and
 ``bundles/<id>.idx``, whose SHA-256 is the bundle id::
 
-    b"IMPRVBDL" | u32 version | u32 0 | u64 data length | u64 entry count | 32-byte SHA-256 of the data
+    b"IMPRVBDL" | u32 version | u32 0 | u64 data length | u64 entry count | 32-byte SHA-256 of the
+    data
     entry*: u8 role | 32-byte digest | u64 offset | u64 length
 
 sorted by ``(role, digest)``. Only content-addressed keys are bundled, so
@@ -42,7 +43,7 @@ from collections.abc import Callable, Iterator
 
 from ..core.errors import IntegrityError, NotFoundError, StorageError
 from ..core.ids import hash_bytes
-from .store import Bytes, Staging, Store
+from .store import CAPABILITIES, Bytes, Staging, Store, check_listing
 
 PREFIX = "bundles/"
 MAGIC = b"IMPRVBDL"
@@ -96,7 +97,9 @@ class BundleIndex:
     def __init__(self, data: bytes):
         if len(data) < _HEADER.size:
             raise IntegrityError("bundle index is truncated")
-        magic, version, _, self.data_length, self.count, self.data_digest = _HEADER.unpack_from(data)
+        magic, version, _, self.data_length, self.count, self.data_digest = _HEADER.unpack_from(
+            data
+        )
         if magic != MAGIC or version != VERSION:
             raise IntegrityError(f"not a version-{VERSION} bundle index")
         if len(data) != _HEADER.size + self.count * _ENTRY.size:
@@ -132,11 +135,15 @@ class BundleIndex:
             if name <= previous:
                 raise IntegrityError("bundle index entries are not sorted and unique")
             if role > PACK_DATA or offset + length > self.data_length:
-                raise IntegrityError("bundle index has an unknown role or points past the end of its data")
+                raise IntegrityError(
+                    "bundle index has an unknown role or points past the end of its data"
+                )
             previous = name
 
 
-def build_index(entries: list[tuple[int, bytes, int, int]], data_length: int, data_digest: bytes) -> bytes:
+def build_index(
+    entries: list[tuple[int, bytes, int, int]], data_length: int, data_digest: bytes
+) -> bytes:
     """Index bytes for ``entries`` (``(role, digest, offset, length)``) of
     data of ``data_length`` bytes whose SHA-256 is ``data_digest``."""
     entries = sorted(entries)
@@ -187,7 +194,9 @@ class BundleWriter:
         index = build_index([(*k, *v) for k, v in self._entries.items()], self._length, digest)
         bundle_id = hash_bytes(index)
         key = data_key(bundle_id)
-        damaged = self._store.exists(key) and data_digest(self._store, bundle_id, self._length) != digest
+        damaged = (
+            self._store.exists(key) and data_digest(self._store, bundle_id, self._length) != digest
+        )
         self._staging.publish(key, replace=damaged)
         self._store.put_or_freshen(index_key(bundle_id), index)
         return bundle_id
@@ -197,22 +206,37 @@ class BundleWriter:
 
 
 class BundledStore(Store):
-    """A store whose content-addressed keys may live in bundles."""
+    """A store whose content-addressed keys may live in bundles. It can do
+    what the inner store can (the same capabilities), is read-only when that
+    is, and closes it when closed."""
 
     resolves_bundles = True
 
     def __init__(self, inner: Store):
         self.inner = inner
         self.url = inner.url
+        for flag in CAPABILITIES:
+            setattr(self, flag, getattr(inner, flag))
         self._bundles: dict[str, BundleIndex] = {}
         self._lock = threading.Lock()
         self._loaded = False
         self._freshened: dict[str, float] = {}
 
+    @property
+    def read_only(self) -> bool:  # type: ignore[override]
+        return self.inner.read_only
+
+    def close(self) -> None:
+        self.inner.close()
+        with self._lock:
+            self._bundles, self._loaded = {}, False
+        super().close()
+
     # -- bundles ---------------------------------------------------------------
     def bundles(self, refresh: bool = False) -> dict[str, BundleIndex]:
         """The published bundles, by id, largest first (the likeliest to hold
         a key); listed again when ``refresh``."""
+        self._check_open()
         with self._lock:
             if refresh or not self._loaded:
                 found = {}
@@ -220,7 +244,9 @@ class BundledStore(Store):
                     if key.endswith(".idx"):
                         bundle_id = key[len(PREFIX) : -len(".idx")]
                         found[bundle_id] = self._bundles.get(bundle_id) or self._load(bundle_id)
-                largest_first = sorted((v.count, k) for k, v in found.items() if v is not None)[::-1]
+                largest_first = sorted((v.count, k) for k, v in found.items() if v is not None)[
+                    ::-1
+                ]
                 self._bundles, self._loaded = {k: found[k] for _, k in largest_first}, True
             return self._bundles
 
@@ -236,7 +262,9 @@ class BundledStore(Store):
         except IntegrityError:
             return None
 
-    def locate(self, key: str, refresh: bool = False, look_again: bool = True) -> tuple[str, int, int] | None:
+    def locate(
+        self, key: str, refresh: bool = False, look_again: bool = True
+    ) -> tuple[str, int, int] | None:
         """``(bundle id, offset, length)`` of a bundled key, or None. The
         bundles are listed again before answering None (a maintenance run
         may have bundled the key since), unless ``look_again`` is False."""
@@ -296,10 +324,14 @@ class BundledStore(Store):
         return self._read(key, 0, None, lambda: self.inner.get_view(key))
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
-        return bytes(self._read(key, start, length, lambda: self.inner.get_range(key, start, length)))
+        return bytes(
+            self._read(key, start, length, lambda: self.inner.get_range(key, start, length))
+        )
 
     def exists(self, key: str) -> bool:
-        return self._known(key) is not None or self.inner.exists(key) or self.locate(key) is not None
+        return (
+            self._known(key) is not None or self.inner.exists(key) or self.locate(key) is not None
+        )
 
     def exists_as_listed(self, key: str) -> bool:
         return self._known(key) is not None or self.inner.exists(key)
@@ -337,16 +369,15 @@ class BundledStore(Store):
             raise NotFoundError(f"{key} not found in {self.url}")
         return max(times)
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        bundled = sorted({k for parsed in self.bundles(refresh=True).values() for k in parsed.key_names() if k.startswith(prefix)})
-        last = None
-        for key in heapq.merge(self.inner.list(prefix), bundled):
-            if key != last:
-                yield key
-            last = key
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[str]:
+        after = check_listing(prefix, start_after)
+        names = {k for parsed in self.bundles(refresh=True).values() for k in parsed.key_names()}
+        bundled = sorted(k for k in names if k.startswith(prefix) and k > after)
+        return _unique(heapq.merge(self.inner.list(prefix, start_after), bundled))
 
     # -- writing -----------------------------------------------------------------
     def put_if_absent(self, key: str, data: Bytes) -> bool:
+        self._check_writable("write")
         if self.locate(key, look_again=False) is not None:
             return False  # a stale view of the bundles at worst writes a loose duplicate
         return self.inner.put_if_absent(key, data)
@@ -356,6 +387,7 @@ class BundledStore(Store):
         small half, whose age is the bundle's: see :meth:`modified`), at most
         once a minute per bundle: a transfer relying on thousands of values
         of one bundle costs one request, not thousands."""
+        self._check_writable("freshen")
         if self._known(key) is None and self.inner.freshen(key):
             return True
         for attempt in range(_RETRIES):
@@ -373,29 +405,35 @@ class BundledStore(Store):
 
     def delete(self, key: str) -> None:
         """Delete a loose key; a bundled one stays until its bundle goes."""
+        self._check_writable("delete")
         self.inner.delete(key)
         if key.startswith(PREFIX):
             with self._lock:
                 self._loaded = False
 
     def compare_and_swap(self, key: str, expected: bytes | None, new: bytes) -> None:
+        self._check_writable("compare and swap")
         self.inner.compare_and_swap(key, expected, new)
 
     def replace(self, key: str, data: Bytes) -> None:
         """A repaired value is written loose, where it is read first."""
+        self._check_writable("repair")
         self.inner.replace(key, data)
 
     def staging(self) -> Staging:
+        self._check_writable("write")
         return self.inner.staging()
 
     def batch(self):  # type: ignore[no-untyped-def]
         return self.inner.batch()
 
     def sweep_temporaries(self, before: float, dry_run: bool = False) -> list[str]:
+        self._check_open()
         return self.inner.sweep_temporaries(before, dry_run)
 
     def adopt(self, source: Store, key: str) -> bool:
         """Share a loose file of ``source`` (a bundled value is copied instead)."""
+        self._check_writable("write")
         if isinstance(source, BundledStore):
             if not source.is_loose(key):
                 return False
@@ -408,3 +446,12 @@ class BundledStore(Store):
 
     def __repr__(self) -> str:
         return f"BundledStore({self.inner!r})"
+
+
+def _unique(keys: Iterator[str]) -> Iterator[str]:
+    """Sorted ``keys`` without repeats."""
+    last = None
+    for key in keys:
+        if key != last:
+            yield key
+        last = key

@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from ..core.http import describe, note_retry
 from ..core.errors import (
     ConflictError,
     ImprovError,
@@ -33,14 +32,23 @@ from ..core.errors import (
     ReadOnlyError,
     StorageError,
 )
-from .store import Bytes, Store, check_key, check_prefix
+from ..core.http import describe, note_retry
+from .store import Bytes, Store, check_key, check_listing
 
 S3_ATTEMPTS = 5
 """Attempts per S3 request (first try included) unless ``AWS_MAX_ATTEMPTS`` is set."""
 _PRECONDITION = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 _WRITER = "improv-write"
 """Object metadata naming the compare-and-swap that wrote a ref."""
-_DENIED = ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AllAccessDisabled")
+_DENIED = (
+    "AccessDenied",
+    "403",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "AllAccessDisabled",
+)
 
 
 class MissingBucketError(NotARepositoryError):
@@ -58,13 +66,16 @@ class FsspecStore(Store):
 
     errors: tuple[type[BaseException], ...] = (OSError,)
     """What the filesystem raises when it fails; each becomes a :class:`StorageError`."""
+    supports_replace = True
 
-    def __init__(self, fs: Any, root: str, url: str):
+    def __init__(self, fs: Any, root: str, url: str, read_only: bool = False):
         self.fs = fs
         self.root = root.rstrip("/")
         self.url = url
+        self.read_only = read_only
 
     def _path(self, key: str) -> str:
+        self._check_open()
         return f"{self.root}/{check_key(key)}"
 
     def _missing(self, key: str, exc: BaseException) -> ImprovError:
@@ -125,12 +136,14 @@ class FsspecStore(Store):
         return when.timestamp() if hasattr(when, "timestamp") else float(when)
 
     def replace(self, key: str, data: Bytes) -> None:
+        self._check_writable("repair")
         try:
             self.fs.pipe_file(self._path(key), bytes(data))
         except self.errors as exc:
             raise self._failed(f"cannot write {key} to {self.url}", exc) from exc
 
     def delete(self, key: str) -> None:
+        self._check_writable("delete")
         try:
             self.fs.rm_file(self._path(key))
         except FileNotFoundError as exc:
@@ -139,8 +152,9 @@ class FsspecStore(Store):
         except self.errors as exc:
             raise self._failed(f"cannot remove {key} from {self.url}", exc) from exc
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        check_prefix(prefix)
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[str]:
+        self._check_open()
+        after = check_listing(prefix, start_after)
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = f"{self.root}/{base}" if base else self.root
         try:
@@ -153,7 +167,7 @@ class FsspecStore(Store):
             raise self._failed(f"cannot list {self.url}", exc) from exc
         cut = len(self.root.lstrip("/")) + 1
         keys = (p.lstrip("/")[cut:] for p in found)
-        return iter(sorted(k for k in keys if k.startswith(prefix) and _visible(k)))
+        return iter(sorted(k for k in keys if k.startswith(prefix) and k > after and _visible(k)))
 
 
 def _visible(key: str) -> bool:
@@ -165,13 +179,14 @@ class MemoryStore(FsspecStore):
 
     _lock = threading.Lock()
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, read_only: bool = False):
         import fsspec
 
         fs = fsspec.filesystem("memory")
-        super().__init__(fs, fs._strip_protocol(url), url)
+        super().__init__(fs, fs._strip_protocol(url), url, read_only)
 
     def put_if_absent(self, key: str, data: Bytes) -> bool:
+        self._check_writable("write")
         path = self._path(key)
         with self._lock:
             if self.fs.exists(path):
@@ -180,6 +195,7 @@ class MemoryStore(FsspecStore):
         return True
 
     def freshen(self, key: str) -> bool:
+        self._check_writable("freshen")
         path = self._path(key)
         with self._lock:
             if not self.fs.exists(path):
@@ -187,15 +203,16 @@ class MemoryStore(FsspecStore):
             self.fs.pipe_file(path, self.fs.cat_file(path))  # a new file: written now
         return True
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[str]:
         with self._lock:  # fsspec's memory filesystem iterates a dict that writers change
-            return iter(list(super().list(prefix)))
+            return iter(list(super().list(prefix, start_after)))
 
     def delete(self, key: str) -> None:
         with self._lock:
             super().delete(key)
 
     def compare_and_swap(self, key: str, expected: bytes | None, new: bytes) -> None:
+        self._check_writable("compare and swap")
         path = self._path(key)
         with self._lock:
             current = self.fs.cat_file(path) if self.fs.exists(path) else None
@@ -207,19 +224,21 @@ class MemoryStore(FsspecStore):
 class S3Store(FsspecStore):
     """An ``s3://bucket/prefix`` store through s3fs, using conditional writes."""
 
-    def __init__(self, url: str, **storage_options: Any):
+    def __init__(self, url: str, read_only: bool = False, **storage_options: Any):
         from aiohttp import ClientError
         from botocore.exceptions import BotoCoreError
 
         endpoint = storage_options.get("endpoint_url")
         if endpoint is not None and not str(endpoint).startswith(("http://", "https://")):
-            raise InvalidInputError(f"the S3 endpoint must be an http:// or https:// URL, not {endpoint!r}")
+            raise InvalidInputError(
+                f"the S3 endpoint must be an http:// or https:// URL, not {endpoint!r}"
+            )
         options = {"use_listings_cache": False, "skip_instance_cache": True}
         options.update(storage_options)
         options["config_kwargs"] = _retry_config(options.get("config_kwargs"))
         fs = _filesystem_class()(**options)
         fs.retries = 1  # one retry policy, botocore's, rather than s3fs's on top of it
-        super().__init__(fs, fs._strip_protocol(url), url)
+        super().__init__(fs, fs._strip_protocol(url), url, read_only)
         # an unreachable endpoint, a timeout, missing credentials: not OSErrors
         self.errors = (OSError, BotoCoreError, ClientError)
 
@@ -228,14 +247,19 @@ class S3Store(FsspecStore):
         return self.root.split("/", 1)[0]
 
     def _endpoint(self) -> str:
-        endpoint = self.fs.endpoint_url or self.fs.client_kwargs.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL")
+        endpoint = (
+            self.fs.endpoint_url
+            or self.fs.client_kwargs.get("endpoint_url")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
         return f" at {endpoint}" if endpoint else ""
 
     def _missing(self, key: str, exc: BaseException) -> ImprovError:
         if _s3_code(exc) == "NoSuchBucket":
             return MissingBucketError(
                 f"bucket {self.bucket!r} does not exist{self._endpoint()}; create it "
-                f"(`improv init --create-bucket {self.url}`, or S3Store.create_bucket()) or check the URL"
+                f"(`improv init --create-bucket {self.url}`, or S3Store.create_bucket()) or check "
+                f"the URL"
             )
         return super()._missing(key, exc)
 
@@ -255,13 +279,19 @@ class S3Store(FsspecStore):
             return InvalidInputError(f"{doing}: {_one_line(exc)}")
         if _caused_by(exc, (NoCredentialsError, PartialCredentialsError)):
             return S3CredentialsError(
-                f"{doing}: no S3 credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                f"{doing}: no S3 credentials found; set AWS_ACCESS_KEY_ID and "
+                f"AWS_SECRET_ACCESS_KEY "
                 "(or AWS_PROFILE) in the environment"
             )
         if code in _DENIED or (code is None and isinstance(exc, PermissionError)):
-            return S3CredentialsError(f"{doing}: S3 refused the credentials ({_one_line(exc)}); check them and the bucket's policy")
+            return S3CredentialsError(
+                f"{doing}: S3 refused the credentials ({_one_line(exc)}); check them and the "
+                f"bucket's policy"
+            )
         if _caused_by(exc, (EndpointConnectionError, ConnectTimeoutError)):
-            return StorageError(f"{doing}: cannot reach the S3 endpoint{self._endpoint()} ({_one_line(exc)})")
+            return StorageError(
+                f"{doing}: cannot reach the S3 endpoint{self._endpoint()} ({_one_line(exc)})"
+            )
         return StorageError(f"{doing}: {_one_line(exc)}")
 
     def _bucket_key(self, key: str) -> tuple[str, str]:
@@ -272,6 +302,7 @@ class S3Store(FsspecStore):
         """Create this store's bucket (in the client's region); False if it
         already exists and is ours. :class:`ConflictError` if another
         account owns a bucket of that name."""
+        self._check_writable("create a bucket")
         params: dict[str, Any] = {"Bucket": self.bucket}
         try:
             try:
@@ -288,8 +319,12 @@ class S3Store(FsspecStore):
             if code == "BucketAlreadyOwnedByYou":
                 return False
             if code == "BucketAlreadyExists":
-                raise ConflictError(f"bucket {self.bucket!r} belongs to someone else; choose another name") from None
-            raise self._failed(f"cannot create bucket {self.bucket!r}{self._endpoint()}", exc) from exc
+                raise ConflictError(
+                    f"bucket {self.bucket!r} belongs to someone else; choose another name"
+                ) from None
+            raise self._failed(
+                f"cannot create bucket {self.bucket!r}{self._endpoint()}", exc
+            ) from exc
         return True
 
     def get_if_exists(self, key: str) -> bytes | None:
@@ -312,6 +347,7 @@ class S3Store(FsspecStore):
         return True
 
     def put_if_absent(self, key: str, data: Bytes) -> bool:
+        self._check_writable("write")
         try:
             self.fs.pipe_file(self._path(key), bytes(data), mode="create")
         except FileExistsError:
@@ -324,12 +360,21 @@ class S3Store(FsspecStore):
 
     def freshen(self, key: str) -> bool:
         """Copy the object onto itself, which sets its ``LastModified`` to now."""
+        self._check_writable("freshen")
         bucket, path = self._bucket_key(key)
         source = {"Bucket": bucket, "Key": path}
         try:
-            self.fs.call_s3("copy_object", Bucket=bucket, Key=path, CopySource=source, MetadataDirective="REPLACE")
+            self.fs.call_s3(
+                "copy_object",
+                Bucket=bucket,
+                Key=path,
+                CopySource=source,
+                MetadataDirective="REPLACE",
+            )
         except self.errors as exc:
-            if _s3_code(exc) in ("NoSuchKey", "404") or (isinstance(exc, FileNotFoundError) and _s3_code(exc) != "NoSuchBucket"):
+            if _s3_code(exc) in ("NoSuchKey", "404") or (
+                isinstance(exc, FileNotFoundError) and _s3_code(exc) != "NoSuchBucket"
+            ):
                 return False
             raise self._failed(f"cannot refresh {key} on {self.url}", exc) from exc
         return True
@@ -344,6 +389,7 @@ class S3Store(FsspecStore):
         refusal may then answer our own earlier attempt, which landed; and
         when every answer is lost the outcome is unknown. In both cases the
         ref is read again: carrying our token, it moved."""
+        self._check_writable("compare and swap")
         bucket, path = self._bucket_key(key)
         condition: dict[str, str]
         if expected is None:
@@ -362,7 +408,14 @@ class S3Store(FsspecStore):
             condition = {"IfMatch": etag}
         token = uuid.uuid4().hex
         try:
-            self.fs.call_s3("put_object", Bucket=bucket, Key=path, Body=new, Metadata={_WRITER: token}, **condition)
+            self.fs.call_s3(
+                "put_object",
+                Bucket=bucket,
+                Key=path,
+                Body=new,
+                Metadata={_WRITER: token},
+                **condition,
+            )
         except self.errors as exc:
             if isinstance(exc, FileExistsError) or _s3_code(exc) in _PRECONDITION:
                 if self._written_by(bucket, path, token):
@@ -372,6 +425,42 @@ class S3Store(FsspecStore):
             if isinstance(error, StorageError) and self._written_by(bucket, path, token):
                 return  # every answer was lost, but the write landed
             raise error from exc
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[str]:
+        """Pages of ``ListObjectsV2`` from ``StartAfter`` (S3 lists keys in
+        order), read as they are needed."""
+        self._check_open()
+        after = check_listing(prefix, start_after)
+        bucket, _, root = self.root.partition("/")
+        base = f"{root}/" if root else ""
+        params = {"Bucket": bucket, "Prefix": base + prefix}
+        if after:
+            params["StartAfter"] = base + after
+        return self._listed(params, len(base))
+
+    def _listed(self, params: dict[str, str], cut: int) -> Iterator[str]:
+        while True:
+            try:
+                page = self.fs.call_s3("list_objects_v2", **params)
+            except FileNotFoundError as exc:
+                if isinstance(self._missing("", exc), MissingBucketError):
+                    raise self._missing("", exc) from None
+                return
+            except self.errors as exc:
+                raise self._failed(f"cannot list {self.url}", exc) from exc
+            for item in page.get("Contents", ()):
+                if _visible(item["Key"][cut:]):
+                    yield item["Key"][cut:]
+            if not page.get("IsTruncated"):
+                return
+            params["ContinuationToken"] = page["NextContinuationToken"]
+
+    def close(self) -> None:
+        """Close the S3 client's connections too (s3fs would only at exit)."""
+        creator = getattr(self.fs, "_s3creator", None)
+        if not self._closed and creator is not None:
+            self.fs.close_session(self.fs.loop, creator)
+        super().close()
 
     def _written_by(self, bucket: str, path: str, token: str) -> bool:
         """Whether the object at ``path`` was written by the swap holding ``token``."""
@@ -426,7 +515,9 @@ def _retry_config(config_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     retries = dict(config.get("retries") or {})
     if "mode" not in retries and not os.environ.get("AWS_RETRY_MODE"):
         retries["mode"] = "standard"
-    if not {"max_attempts", "total_max_attempts"} & set(retries) and not os.environ.get("AWS_MAX_ATTEMPTS"):
+    if not {"max_attempts", "total_max_attempts"} & set(retries) and not os.environ.get(
+        "AWS_MAX_ATTEMPTS"
+    ):
         retries["total_max_attempts"] = S3_ATTEMPTS
     config["retries"] = retries
     return config
@@ -437,14 +528,20 @@ class _RetryNotes:
     :func:`improv_vcs.core.http.note_retry`) with the failure that caused it."""
 
     @staticmethod
-    def failed(request_dict: Any = None, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
+    def failed(
+        request_dict: Any = None, response: Any = None, caught_exception: Any = None, **_: Any
+    ) -> None:
         if request_dict is None:
             return
         if caught_exception is not None:
             why = describe(caught_exception)
         elif response is not None:
             status = getattr(response[0], "status_code", "?")
-            code = (response[1] or {}).get("Error", {}).get("Code") if isinstance(response[1], dict) else None
+            code = (
+                (response[1] or {}).get("Error", {}).get("Code")
+                if isinstance(response[1], dict)
+                else None
+            )
             why = f"HTTP {status}" + (f" {code}" if code and code != str(status) else "")
         else:
             why = "a failure"
@@ -460,7 +557,12 @@ class _RetryNotes:
             retries = getattr(config, "retries", None) or {}
             if "total_max_attempts" in retries:
                 limit = retries["total_max_attempts"]
-            note_retry(f"S3 {operation_name} {request.url}", context.get("improv_failure", "a failure"), attempt, limit)
+            note_retry(
+                f"S3 {operation_name} {request.url}",
+                context.get("improv_failure", "a failure"),
+                attempt,
+                limit,
+            )
 
 
 @functools.cache

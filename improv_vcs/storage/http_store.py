@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from ..core.http import STORE, TOKEN_ENV, json_of, retrying, send
 from ..core.errors import (
     ConflictError,
     InvalidInputError,
@@ -29,7 +28,8 @@ from ..core.errors import (
     ReadOnlyError,
     StorageError,
 )
-from .store import Bytes, Store, check_key, check_prefix
+from ..core.http import STORE, TOKEN_ENV, json_of, retrying, send
+from .store import Bytes, Store, check_key, check_listing
 
 _TIMEOUT = 60.0
 
@@ -40,14 +40,21 @@ class _NotMoved(StorageError):
 
 
 class HttpStore(Store):
-    """Keys of a served repository."""
+    """Keys of a served repository. The server checks every write (an object
+    must hash to its key, a ref must name a commit whose history it holds),
+    deletes nothing and keeps its own objects young."""
 
     resolves_bundles = True
+    supports_deletes = False
+    supports_freshen = False
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = _TIMEOUT):
+    def __init__(
+        self, url: str, token: str | None = None, timeout: float = _TIMEOUT, read_only: bool = False
+    ):
         import httpx
 
         self.url = url.rstrip("/")
+        self.read_only = read_only
         token = token or os.environ.get(TOKEN_ENV)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
@@ -55,13 +62,21 @@ class HttpStore(Store):
         except httpx.InvalidURL as exc:
             raise InvalidInputError(f"invalid URL {url!r}: {exc}") from None
 
+    def close(self) -> None:
+        """Close the connection pool too."""
+        self._client.close()
+        super().close()
+
     def _request(self, method: str, path: str, **options: Any) -> Any:
+        self._check_open()
         return send(self._client, method, path, self.url, **options)
 
     def _head(self, key: str, header: str) -> str:
         value = self._request("HEAD", self._key_path(key)).headers.get(header)
         if value is None:
-            raise StorageError(f"{self.url} did not say the {header} of {key}; is it an improv server?")
+            raise StorageError(
+                f"{self.url} did not say the {header} of {key}; is it an improv server?"
+            )
         return value
 
     def _key_path(self, key: str) -> str:
@@ -82,6 +97,7 @@ class HttpStore(Store):
         return data
 
     def put_if_absent(self, key: str, data: Bytes) -> bool:
+        self._check_writable("write")
         # content-addressed: the same bytes under the same key, so safe to repeat
         response = self._request("PUT", self._key_path(key), content=bytes(data), idempotent=True)
         return response.status_code == 201
@@ -89,6 +105,7 @@ class HttpStore(Store):
     def freshen(self, key: str) -> bool:
         """Whether the key exists: the server keeps its own objects young (it
         freshens what a client re-sends and what a ref move makes reachable)."""
+        self._check_writable("freshen")
         return self.exists(key)
 
     def exists(self, key: str) -> bool:
@@ -99,24 +116,33 @@ class HttpStore(Store):
             return False
 
     def size(self, key: str) -> int:
+        value = self._head(key, "content-length")
         try:
-            return int(self._head(key, "content-length"))
+            return int(value)
         except ValueError:
             raise StorageError(f"{self.url} gave a malformed size for {key}") from None
 
     def modified(self, key: str) -> float:
+        value = self._head(key, "x-improv-modified")
         try:
-            return float(self._head(key, "x-improv-modified"))
+            return float(value)
         except ValueError:
             raise StorageError(f"{self.url} gave a malformed time for {key}") from None
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        after = ""
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[str]:
+        """Pages of keys, the first from ``start_after``, each from the
+        last key of the one before (the server reads on from there)."""
+        self._check_open()
+        return self._pages(prefix, check_listing(prefix, start_after))
+
+    def _pages(self, prefix: str, after: str) -> Iterator[str]:
         while True:
-            response = self._request("GET", STORE, params={"prefix": check_prefix(prefix), "after": after})
+            response = self._request("GET", STORE, params={"prefix": prefix, "after": after})
             page = json_of(response, self.url)
             if not isinstance(page, dict) or not isinstance(page.get("keys"), list):
-                raise StorageError(f"{self.url} did not answer with a key listing; is it an improv server?")
+                raise StorageError(
+                    f"{self.url} did not answer with a key listing; is it an improv server?"
+                )
             for key in page["keys"]:
                 yield check_key(key)
             if not page.get("more"):
@@ -124,6 +150,8 @@ class HttpStore(Store):
             after = page["keys"][-1]
 
     def delete(self, key: str) -> None:
+        self._check_writable("delete")
+        check_key(key)
         raise ReadOnlyError(f"{self.url} does not delete over HTTP; run gc on the server")
 
     def compare_and_swap(self, key: str, expected: bytes | None, new: bytes) -> None:
@@ -133,12 +161,20 @@ class HttpStore(Store):
         holding ``expected``, it did not, and the swap is sent again (with
         backoff, a bounded number of times); holding anything else, another
         writer moved it (:class:`ConflictError`)."""
-        body = json.dumps({"expected": expected.decode() if expected is not None else None, "new": new.decode()})
+        self._check_writable("compare and swap")
+        body = json.dumps(
+            {"expected": expected.decode() if expected is not None else None, "new": new.decode()}
+        )
         lost: list[str] = []  # answers lost so far
 
         def swap() -> None:
             try:
-                self._request("POST", self._key_path(key), content=body, headers={"Content-Type": "application/json"})
+                self._request(
+                    "POST",
+                    self._key_path(key),
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                )
             except ConflictError:
                 # after a lost answer, our own earlier swap may be what moved it
                 if lost and self.get_if_exists(key) == new:
@@ -153,4 +189,6 @@ class HttpStore(Store):
                     raise _NotMoved(f"cannot move {key}: {exc} (it did not move)") from None
                 raise ConflictError(f"{key} changed concurrently") from None
 
-        retrying(lambda exc: isinstance(exc, _NotMoved), f"POST {self.url}{self._key_path(key)}")(swap)
+        retrying(lambda exc: isinstance(exc, _NotMoved), f"POST {self.url}{self._key_path(key)}")(
+            swap
+        )

@@ -18,15 +18,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.errors import ConflictError, NotFoundError, StorageError
-from .store import Bytes, Staging, Store, check_key, check_prefix
+from .store import Bytes, Staging, Store, check_key, check_listing
 
 _LOCK_FILE = ".cas.lock"
 
 
 class LocalStore(Store):
-    def __init__(self, root: str | os.PathLike[str]):
+    supports_replace = True
+
+    def __init__(self, root: str | os.PathLike[str], read_only: bool = False):
         self.root = Path(root).absolute()
         self.url = str(self.root)
+        self.read_only = read_only
         self._deferred = False
 
     @contextmanager
@@ -44,6 +47,7 @@ class LocalStore(Store):
             os.sync()
 
     def _path(self, key: str) -> Path:
+        self._check_open()
         return self.root.joinpath(*check_key(key).split("/"))
 
     def get(self, key: str) -> bytes:
@@ -68,6 +72,7 @@ class LocalStore(Store):
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
     def adopt(self, source: Store, key: str) -> bool:
+        self._check_writable("write")
         if not isinstance(source, LocalStore):
             return False
         path = self._path(key)
@@ -90,11 +95,12 @@ class LocalStore(Store):
             with open(path, "rb") as f:
                 f.seek(start)
                 data = f.read(length)
+                size = os.fstat(f.fileno()).st_size
         except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"no such key: {key}") from None
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        if len(data) != length:
+        if len(data) != length or start > size:
             raise StorageError(f"range {start}+{length} is past the end of {key}")
         return data
 
@@ -114,6 +120,7 @@ class LocalStore(Store):
             raise NotFoundError(f"no such key: {key}") from None
 
     def freshen(self, key: str) -> bool:
+        self._check_writable("freshen")
         try:
             os.utime(self._path(key))
         except (FileNotFoundError, NotADirectoryError):
@@ -123,6 +130,9 @@ class LocalStore(Store):
         return True
 
     def sweep_temporaries(self, before: float, dry_run: bool = False) -> list[str]:
+        self._check_open()
+        if not dry_run:
+            self._check_writable("remove temporary files")
         removed = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -140,17 +150,43 @@ class LocalStore(Store):
                     removed.append(str(path.relative_to(self.root)))
         return removed
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        check_prefix(prefix)
-        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self.root.joinpath(*base.split("/")) if base else self.root
-        keys = []
-        for dirpath, dirnames, filenames in os.walk(start):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            rel = os.path.relpath(dirpath, self.root)
-            rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-            keys.extend(rel + name for name in filenames if not name.startswith("."))
-        return iter(sorted(k for k in keys if k.startswith(prefix)))
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[str]:
+        self._check_open()
+        after = check_listing(prefix, start_after)
+        base = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        return self._walk(base, prefix, after)
+
+    def _walk(self, rel: str, prefix: str, after: str) -> Iterator[str]:
+        """Keys under the directory ``rel`` (``""`` or ending in ``/``), in
+        order: a directory sorts as its name and a ``/``, and one wholly
+        outside ``prefix`` or at most ``after`` is not read."""
+        for name in self._entries(rel):
+            key = rel + name
+            if not name.endswith("/"):
+                if key.startswith(prefix) and key > after:
+                    yield key
+            elif (key.startswith(prefix) or prefix.startswith(key)) and key >= after[: len(key)]:
+                yield from self._walk(key, prefix, after)
+
+    def _entries(self, rel: str) -> list[str]:
+        """Sorted names in the directory ``rel``, directories ending in
+        ``/``; hidden names and links to directories left out."""
+        directory = self.root.joinpath(*rel.split("/"))
+        names = []
+        try:
+            with os.scandir(directory) as found:
+                for entry in found:
+                    if entry.name.startswith("."):
+                        continue
+                    if not entry.is_dir():
+                        names.append(entry.name)
+                    elif not entry.is_symlink():
+                        names.append(entry.name + "/")
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise StorageError(f"cannot list {directory}: {exc.strerror or exc}") from exc
+        return sorted(names)
 
     def _write_temp(self, directory: Path, data: Bytes) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -166,6 +202,7 @@ class LocalStore(Store):
         return tmp
 
     def put_if_absent(self, key: str, data: Bytes) -> bool:
+        self._check_writable("write")
         path = self._path(key)
         if path.exists():
             return False
@@ -198,6 +235,7 @@ class LocalStore(Store):
     def replace(self, key: str, data: Bytes) -> None:
         """A new file renamed over the old one: a hard link elsewhere keeps
         the old bytes, so a repair never writes through to another clone."""
+        self._check_writable("repair")
         self._rename_over(self._path(key), data)
 
     def _rename_over(self, path: Path, data: Bytes) -> None:
@@ -211,6 +249,7 @@ class LocalStore(Store):
         _fsync_dir(path.parent)
 
     def delete(self, key: str) -> None:
+        self._check_writable("delete")
         path = self._path(key)
         try:
             path.unlink(missing_ok=True)
@@ -220,6 +259,7 @@ class LocalStore(Store):
             _fsync_dir(path.parent)
 
     def staging(self) -> Staging:
+        self._check_writable("write")
         return _FileStaging(self)
 
     @contextmanager
@@ -233,6 +273,7 @@ class LocalStore(Store):
             os.close(fd)  # closing releases the lock
 
     def compare_and_swap(self, key: str, expected: bytes | None, new: bytes) -> None:
+        self._check_writable("compare and swap")
         path = self._path(key)
         with self._locked():
             try:
@@ -284,7 +325,9 @@ class _FileStaging(Staging):
             future.result()
         except OSError as exc:
             self.discard()
-            raise StorageError(f"cannot write in {self._store.root}: {exc.strerror or exc}") from exc
+            raise StorageError(
+                f"cannot write in {self._store.root}: {exc.strerror or exc}"
+            ) from exc
 
     def publish(self, key: str, replace: bool = False) -> bool:
         path = self._store._path(key)
@@ -295,7 +338,9 @@ class _FileStaging(Staging):
             os.fsync(self._fd)
         except OSError as exc:
             self.discard()
-            raise StorageError(f"cannot write in {self._store.root}: {exc.strerror or exc}") from exc
+            raise StorageError(
+                f"cannot write in {self._store.root}: {exc.strerror or exc}"
+            ) from exc
         self._close()
         if not replace:
             return self._store._publish(self._tmp, path, freshen=True)
