@@ -39,8 +39,8 @@ from improv_vcs.service.auth import Access, TokenEntry
 from improv_vcs.service.client import Client
 from improv_vcs.service.server import BackgroundServer
 from improv_vcs.storage import S3Store
-from improv_vcs.storage.fsspec_store import S3CredentialsError
 from improv_vcs.storage.http_store import HttpStore
+from improv_vcs.storage.s3_store import S3CredentialsError
 from improv_vcs.sync.sites import push
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)

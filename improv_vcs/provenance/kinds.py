@@ -341,9 +341,7 @@ def _json_column(values: pa.ChunkedArray, name: str) -> pa.Array:
             except json.JSONDecodeError:
                 raise InvalidInputError(f"column {name!r}: {value!r} is not JSON") from None
         try:
-            out.append(
-                canonical.dumps(value)
-            )
+            out.append(canonical.dumps(value))
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"column {name!r}: {exc}") from None
     return pa.array(out, pa.string())

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..core.errors import ImprovError, InvalidInputError, NotFoundError, StorageError
 from ..core.http import API, STORE, AuthError, TooLargeError, error_body, status_of
-from ..storage.fsspec_store import S3CredentialsError
+from ..storage.s3_store import S3CredentialsError
 from .api import router as api_router
 from .auth import Access
 from .requests import RangeError, Reader, SiteDep, Writer, byte_range, json_body

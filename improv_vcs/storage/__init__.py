@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .bundled_store import BundledStore
-from .fsspec_store import MemoryStore, S3Store
+from .fsspec_store import MemoryStore
 from .local_store import LocalStore
+from .s3_store import S3Store
 from .store import CAPABILITIES, Bytes, ClosedStoreError, Staging, Store, check_key
 
 __all__ = [

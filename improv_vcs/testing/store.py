@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from ..core.errors import (
@@ -44,6 +42,7 @@ from ..core.errors import (
     StorageError,
 )
 from ..storage.store import CAPABILITIES, ClosedStoreError, Store
+from .tools import race, raises, skip, skip_unless
 
 REF = "refs/heads/main"
 PACK = f"packs/{'ab' * 32}.pack"
@@ -132,10 +131,10 @@ class StoreTests:
         }
         missing = [flag for flag in refusals if not getattr(store, flag)]
         if not missing:
-            _skip("it has every capability that can be refused")
+            skip("it has every capability that can be refused")
         for flag in missing:
             kind, call = refusals[flag]
-            with _raises(kind):
+            with raises(kind):
                 call()
         assert self.raw_get(store, "objects/ab/kept") == b"kept"
         assert self.raw_get(store, new) is None
@@ -146,9 +145,9 @@ class StoreTests:
         store = self.fresh_store()
         key = "objects/ab/missing"
         for call in (store.get, store.size, store.modified, lambda k: store.get_range(k, 0, 1)):
-            with _raises(NotFoundError):
+            with raises(NotFoundError):
                 call(key)
-        with _raises(NotFoundError):
+        with raises(NotFoundError):
             store.get_range(key, 0, 0)
         assert store.get_if_exists(key) is None
         assert store.exists(key) is False
@@ -176,9 +175,9 @@ class StoreTests:
         assert store.get_range(PACK, 0, 10) == data[:10]
         assert store.get_range(PACK, 300, 212) == data[300:512]
         assert store.get_range(PACK, 1014, 10) == data[1014:]
-        with _raises(StorageError):
+        with raises(StorageError):
             store.get_range(PACK, 1020, 10)
-        with _raises(NotFoundError):
+        with raises(NotFoundError):
             store.get_range("packs/missing.pack", 0, 1)
 
     def test_zero_length_range(self) -> None:
@@ -186,13 +185,13 @@ class StoreTests:
         self.raw_set(store, PACK, b"abc")
         assert store.get_range(PACK, 0, 0) == b""
         assert store.get_range(PACK, 3, 0) == b""
-        with _raises(StorageError):
+        with raises(StorageError):
             store.get_range(PACK, 4, 0)
 
     # -- listing -------------------------------------------------------------------
     def test_list_is_sorted_and_prefix_filtered(self) -> None:
         store = self.filled_store()
-        _skip_unless(store, "supports_listing")
+        skip_unless(store, "supports_listing")
         assert list(store.list()) == list(LISTED)
         assert list(store.list("")) == list(LISTED)
         assert list(store.list("refs/")) == [k for k in LISTED if k.startswith("refs/")]
@@ -209,7 +208,7 @@ class StoreTests:
 
     def test_list_starts_after(self) -> None:
         store = self.filled_store()
-        _skip_unless(store, "supports_listing")
+        skip_unless(store, "supports_listing")
         after = {
             None: LISTED,
             "": LISTED,
@@ -231,7 +230,7 @@ class StoreTests:
 
     def test_listing_resumes_page_by_page(self) -> None:
         store = self.filled_store()
-        _skip_unless(store, "supports_listing")
+        skip_unless(store, "supports_listing")
         seen: list[str] = []
         while True:
             page = list(itertools.islice(store.list(start_after=seen[-1] if seen else None), 2))
@@ -242,11 +241,11 @@ class StoreTests:
 
     def test_list_checks_its_arguments(self) -> None:
         store = self.fresh_store()
-        _skip_unless(store, "supports_listing")
+        skip_unless(store, "supports_listing")
         for prefix in ("/abs", "../x", "a//b", ".hidden/"):
-            with _raises(InvalidInputError):
+            with raises(InvalidInputError):
                 store.list(prefix)
-        with _raises(InvalidInputError):
+        with raises(InvalidInputError):
             store.list("refs/", start_after=5)  # type: ignore[arg-type]
 
     # -- writing -------------------------------------------------------------------
@@ -272,7 +271,7 @@ class StoreTests:
     def test_racing_put_if_absent_has_one_winner(self) -> None:
         store = self.fresh_store()
         key = content_key(b"contended")
-        wins = _race(4, lambda: store.put_if_absent(key, b"contended"))
+        wins = race(4, lambda: store.put_if_absent(key, b"contended"))
         assert sorted(wins) == [False, False, False, True]
         assert self.raw_get(store, key) == b"contended"
 
@@ -316,7 +315,7 @@ class StoreTests:
 
     def test_replace_repairs_a_value(self) -> None:
         store = self.fresh_store()
-        _skip_unless(store, "supports_replace")
+        skip_unless(store, "supports_replace")
         key = content_key(b"good")
         self.raw_set(store, key, b"damaged")
         store.replace(key, b"good")
@@ -326,26 +325,26 @@ class StoreTests:
     # -- compare-and-swap ------------------------------------------------------------
     def test_compare_and_swap(self) -> None:
         store = self.fresh_store()
-        _skip_unless(store, "supports_conditional_writes")
+        skip_unless(store, "supports_conditional_writes")
         one, two, three = self.ref_values(store, 3)
         store.compare_and_swap(REF, None, one)
         assert self.raw_get(store, REF) == one
-        with _raises(ConflictError):
+        with raises(ConflictError):
             store.compare_and_swap(REF, None, two)
-        with _raises(ConflictError):
+        with raises(ConflictError):
             store.compare_and_swap(REF, three, two)
         store.compare_and_swap(REF, one, two)
         assert store.get(REF) == two and self.raw_get(store, REF) == two
-        with _raises(ConflictError):
+        with raises(ConflictError):
             store.compare_and_swap("refs/heads/other", one, two)
         assert self.raw_get(store, "refs/heads/other") is None
 
     def test_compare_and_swap_sees_raw_writes(self) -> None:
         store = self.fresh_store()
-        _skip_unless(store, "supports_conditional_writes")
+        skip_unless(store, "supports_conditional_writes")
         one, two = self.ref_values(store, 2)
         self.raw_set(store, REF, one)
-        with _raises(ConflictError):
+        with raises(ConflictError):
             store.compare_and_swap(REF, None, two)
         store.compare_and_swap(REF, one, two)
         assert self.raw_get(store, REF) == two
@@ -353,7 +352,7 @@ class StoreTests:
     def test_racing_compare_and_swap_never_loses_an_update(self) -> None:
         """Threads move a ref one value on at a time; every move lands."""
         store = self.fresh_store()
-        _skip_unless(store, "supports_conditional_writes")
+        skip_unless(store, "supports_conditional_writes")
         per_thread, threads = 5, 4
         values = self.ref_values(store, per_thread * threads + 1)
         store.compare_and_swap(REF, None, values[0])
@@ -368,20 +367,20 @@ class StoreTests:
                 except ConflictError:
                     pass
 
-        _race(threads, advance)
+        race(threads, advance)
         assert store.get(REF) == values[-1]
 
     # -- deleting ------------------------------------------------------------------
     def test_delete_removes_only_that_key(self) -> None:
         keys = ("refs/heads/a/x", "refs/heads/a/y", "refs/heads/b/x")
         store = self.filled_store(keys)
-        _skip_unless(store, "supports_deletes")
+        skip_unless(store, "supports_deletes")
         store.delete("refs/heads/a/x")
         assert self.raw_get(store, "refs/heads/a/x") is None
         assert store.exists("refs/heads/a/x") is False
         assert store.get_if_exists("refs/heads/a/x") is None
         for call in (store.get, store.size):
-            with _raises(NotFoundError):
+            with raises(NotFoundError):
                 call("refs/heads/a/x")
         assert list(store.list("refs/heads/")) == ["refs/heads/a/y", "refs/heads/b/x"]
         assert store.get("refs/heads/a/y") == b"refs/heads/a/y"
@@ -391,7 +390,7 @@ class StoreTests:
 
     def test_delete_of_an_absent_key_is_a_no_op(self) -> None:
         store = self.filled_store(("objects/ab/one",))
-        _skip_unless(store, "supports_deletes")
+        skip_unless(store, "supports_deletes")
         store.delete("refs/heads/never/there")
         store.delete("objects/ab/two")
         store.delete("objects/ab/one")
@@ -401,11 +400,11 @@ class StoreTests:
 
     def test_a_deleted_key_can_be_created_again(self) -> None:
         store = self.fresh_store()
-        _skip_unless(store, "supports_deletes")
+        skip_unless(store, "supports_deletes")
         one, two, three = self.ref_values(store, 3)
         store.compare_and_swap(REF, None, one)
         store.delete(REF)
-        with _raises(ConflictError):
+        with raises(ConflictError):
             store.compare_and_swap(REF, one, two)
         store.compare_and_swap(REF, None, two)
         assert store.get(REF) == two
@@ -432,7 +431,7 @@ class StoreTests:
             calls.append(lambda k: store.replace(k, b"x"))
         for key in HOSTILE:
             for call in calls:
-                with _raises(InvalidInputError):
+                with raises(InvalidInputError):
                     call(key)
         if store.supports_listing:
             assert list(store.list()) == []
@@ -459,7 +458,7 @@ class StoreTests:
             lambda: store.adopt(source, new),
         ]
         for write in writes:
-            with _raises(ReadOnlyError) as refused:
+            with raises(ReadOnlyError) as refused:
                 write()
             assert "read-only" in str(refused.value) and "\n" not in str(refused.value)
         assert self.raw_get(store, held) == b"held"
@@ -495,63 +494,6 @@ class StoreTests:
             lambda: store.__enter__(),
         ]
         for call in calls:
-            with _raises(ClosedStoreError):
+            with raises(ClosedStoreError):
                 call()
         assert self.raw_get(store, key) == b"kept"
-
-
-class _raises:
-    """``with _raises(Kind) as caught:``: the block must raise ``Kind`` (kept
-    as ``caught.value``); any other exception passes through."""
-
-    def __init__(self, kind: type[BaseException]):
-        self.kind = kind
-        self.value: BaseException | None = None
-
-    def __enter__(self) -> _raises:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool:
-        if exc is None:
-            raise AssertionError(f"did not raise {self.kind.__name__}")
-        if not isinstance(exc, self.kind):
-            return False
-        self.value = exc
-        return True
-
-
-def _skip(reason: str) -> None:
-    import pytest
-
-    pytest.skip(reason)
-
-
-def _skip_unless(store: Store, flag: str) -> None:
-    if not getattr(store, flag):
-        _skip(f"{type(store).__name__} has no {flag}")
-
-
-def _race(threads: int, work: Callable[[], Any]) -> list[Any]:
-    """Run ``work`` on ``threads`` threads released together; their results
-    (the first failure, if any, is raised)."""
-    start = threading.Barrier(threads)
-    results: list[Any] = []
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        start.wait()
-        try:
-            results.append(work())
-        except BaseException as exc:  # re-raised below, on the test's thread
-            failures.append(exc)
-
-    pool = [threading.Thread(target=run) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    if failures:
-        raise failures[0]
-    return results
