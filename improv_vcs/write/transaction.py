@@ -23,21 +23,21 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..snapshot import datasets, index, manifest, parts, registry, sources
-from ..maintenance import repack as maintenance
-from ..storage.closure import commit_keys
 from ..core.errors import ConflictError, InvalidInputError, NotFoundError
-from ..storage.fence import Fence
 from ..core.hashing import Chunk, hash_blobs, hash_files
 from ..core.ids import ObjectId, instrument_name, label, ref_name
 from ..core.media import media_type
 from ..core.model import Batch, Commit, Datasets, ProvenanceSegment, Registry, SourceFiles
-from ..storage.objects import PackWriter
-from ..storage.packs import DEFAULT_PACK_SIZE
+from ..maintenance import repack as maintenance
 from ..provenance import catalog, kinds, records, view
+from ..snapshot import datasets, index, manifest, parts, registry, sources
 from ..snapshot.reader import SnapshotReader
 from ..snapshot.sources import SourceFile
 from ..storage import graph
+from ..storage.closure import commit_keys
+from ..storage.fence import Fence
+from ..storage.objects import PackWriter
+from ..storage.packs import DEFAULT_PACK_SIZE
 
 if TYPE_CHECKING:
     from ..repository.repository import Repository
@@ -179,7 +179,9 @@ class Transaction:
         pending = self._pack_new(instrument, metadata, ids.to_pylist(), known, stream, "image {!r}")
         if pending is None:
             return 0
-        self._pending_blobs.update(zip(pending.metadata.column("image_id").to_pylist(), pending.blob_ids))
+        self._pending_blobs.update(
+            zip(pending.metadata.column("image_id").to_pylist(), pending.blob_ids)
+        )
         self._pending.append(pending)
         return pending.metadata.num_rows
 
@@ -192,9 +194,13 @@ class Transaction:
         if found is None:
             if doc.strict_instruments or self.strict:
                 raise InvalidInputError(
-                    f"instrument {instrument!r} is not registered (strict); add it with `improv instrument add`"
+                    f"instrument {instrument!r} is not registered (strict); add it with `improv "
+                    f"instrument add`"
                 )
-            note = f"instrument {instrument!r} is not registered (`improv instrument add` records its deployments)"
+            note = (
+                f"instrument {instrument!r} is not registered (`improv instrument add` records "
+                f"its deployments)"
+            )
             if note not in self.warnings:
                 self.warnings.append(note)
             return
@@ -206,13 +212,15 @@ class Transaction:
         if pc.any(future).as_py():
             row = pc.index(future, True).as_py()
             raise InvalidInputError(
-                f"image {ids[row].as_py()!r} is dated {times[row].as_py().isoformat()}, in the future "
+                f"image {ids[row].as_py()!r} is dated {times[row].as_py().isoformat()}, in the "
+                f"future "
                 "(pass --allow-outside-deployment if that is right)"
             )
         outside = registry.outside_deployment(found, ids, times)
         if outside is not None:
             raise InvalidInputError(
-                f"image {outside[0]!r} ({outside[1].isoformat()}) is outside every deployment of {instrument}; "
+                f"image {outside[0]!r} ({outside[1].isoformat()}) is outside every deployment of "
+                f"{instrument}; "
                 "update the instrument or pass --allow-outside-deployment"
             )
 
@@ -248,7 +256,9 @@ class Transaction:
                     pack_numbers.append(number)
                     offsets.append(offset)
                 elif prior != blob_id:
-                    raise ConflictError(f"{what.format(keys[row])} is already committed with different bytes")
+                    raise ConflictError(
+                        f"{what.format(keys[row])} is already committed with different bytes"
+                    )
                 row += 1
             if self._progress:
                 self._progress(len(digests))
@@ -380,17 +390,33 @@ class Transaction:
             f"{len(missing)} record(s) refer to images not in {where}, e.g. {missing[0].as_py()!r}"
         )
 
-    def _new_records(self, kind: str, source: str, run: str, image_ids: pa.ChunkedArray, ids: pa.Array) -> pa.Array:
+    def _new_records(
+        self, kind: str, source: str, run: str, image_ids: pa.ChunkedArray, ids: pa.Array
+    ) -> pa.Array:
         """Rows whose record id is neither committed, pending, nor repeated."""
         bounds = pc.min_max(image_ids)
-        seen = [view.record_ids_for(self._base_snapshot(), kind, source, run, (bounds["min"].as_py(), bounds["max"].as_py()))]
-        seen += [p.table.column("record_id").combine_chunks() for p in self._records if p.kind.name == kind]
+        seen = [
+            view.record_ids_for(
+                self._base_snapshot(),
+                kind,
+                source,
+                run,
+                (bounds["min"].as_py(), bounds["max"].as_py()),
+            )
+        ]
+        seen += [
+            p.table.column("record_id").combine_chunks()
+            for p in self._records
+            if p.kind.name == kind
+        ]
         known = pa.concat_arrays([a.cast(pa.string()) for a in seen])
         if pc.count_distinct(ids).as_py() == len(ids):
             first = pa.array(range(len(ids)), pa.int64())
         else:
             rows = pa.table({"id": ids, "row": pa.array(range(len(ids)), pa.int64())})
-            first = rows.group_by("id", use_threads=False).aggregate([("row", "min")]).column("row_min")
+            first = (
+                rows.group_by("id", use_threads=False).aggregate([("row", "min")]).column("row_min")
+            )
             first = pc.take(first, pc.sort_indices(first)).combine_chunks()
         if len(known) == 0:
             return first
@@ -413,7 +439,10 @@ class Transaction:
         known = self._base_snapshot().extra_column_types()
         for pending in self._pending:
             for field in pending.metadata.schema:
-                if field.name not in manifest.USER_COLUMNS and known.get(field.name, "null") == "null":
+                if (
+                    field.name not in manifest.USER_COLUMNS
+                    and known.get(field.name, "null") == "null"
+                ):
                     known[field.name] = str(field.type)
         return known
 
@@ -449,7 +478,12 @@ class Transaction:
 
     # -- dataset definitions ----------------------------------------------
     def add_dataset_span(
-        self, name: str, instrument: str, start: datetime, end: datetime, description: str | None = None
+        self,
+        name: str,
+        instrument: str,
+        start: datetime,
+        end: datetime,
+        description: str | None = None,
     ) -> None:
         """Add a span to dataset ``name`` (created if new) in this commit."""
         span = datasets.make_span(instrument, start, end)
@@ -458,7 +492,9 @@ class Transaction:
             functools.partial(datasets.add_span, name=name, span=span, description=description)
         )
 
-    def remove_dataset_span(self, name: str, instrument: str, start: datetime, end: datetime) -> None:
+    def remove_dataset_span(
+        self, name: str, instrument: str, start: datetime, end: datetime
+    ) -> None:
         """Remove a span from dataset ``name`` in this commit."""
         span = datasets.make_span(instrument, start, end)
         edit = functools.partial(datasets.remove_span, name=name, span=span)
@@ -506,10 +542,14 @@ class Transaction:
         doc = self._edited_registry(self._base)
         if self._pending_samples:
             odb = self._repo.odb
-            segment = odb.put_bytes(registry.encode_samples(pa.concat_tables(self._pending_samples)))
+            segment = odb.put_bytes(
+                registry.encode_samples(pa.concat_tables(self._pending_samples))
+            )
             segments = (*doc.samples, segment)
             if len(segments) > registry.MAX_SAMPLE_SEGMENTS:
-                merged = pa.concat_tables([registry.decode_samples(odb.get_bytes(s)) for s in segments])
+                merged = pa.concat_tables(
+                    [registry.decode_samples(odb.get_bytes(s)) for s in segments]
+                )
                 segments = (odb.put_bytes(registry.encode_samples(merged)),)
             doc = doc.model_copy(update={"samples": segments})
         if doc == self._reader(self._base).registry:
@@ -525,8 +565,14 @@ class Transaction:
         if self._closed:
             raise InvalidInputError("this transaction is already committed or aborted")
         self._closed = True
-        if not (self._pending or self._dataset_edits or self._records or self._pending_sources
-                or self._registry_edits or self._pending_samples) or self._task_done_since(None):
+        if not (
+            self._pending
+            or self._dataset_edits
+            or self._records
+            or self._pending_sources
+            or self._registry_edits
+            or self._pending_samples
+        ) or self._task_done_since(None):
             self._publisher.shutdown()
             return None
         self._flush_pack()
@@ -542,20 +588,31 @@ class Transaction:
             commit_id = self._write_commit(batches, segments, kept)
             if commit_id is None:
                 return None
-            self._fence.check(commit_keys(self._repo.odb, commit_id, self._repo.odb.get_commit(commit_id)))
+            self._fence.check(
+                commit_keys(self._repo.odb, commit_id, self._repo.odb.get_commit(commit_id))
+            )
             try:
                 self._repo.refs.set_branch(self.branch, self._base, commit_id)
             except ConflictError:
                 tip = self._repo.refs.branch(self.branch)
                 if tip is None:
-                    raise ConflictError(f"branch {self.branch!r} was deleted during the commit") from None
+                    raise ConflictError(
+                        f"branch {self.branch!r} was deleted during the commit"
+                    ) from None
                 if self._task_done_since(tip):
                     return None
                 tables = self._rebase(tables, tip)
                 groups = self._rebase_records(groups, tip)
                 files = self._rebase_sources(files, tip)
                 self._base = tip
-                if not (tables or groups or files or self._dataset_edits or self._registry_edits or self._pending_samples):
+                if not (
+                    tables
+                    or groups
+                    or files
+                    or self._dataset_edits
+                    or self._registry_edits
+                    or self._pending_samples
+                ):
                     return None
                 time.sleep(random.random() * min(0.5, 0.005 * 2**attempt))
                 continue
@@ -564,7 +621,8 @@ class Transaction:
             maintenance.auto(self._repo, self._repo.odb.get_commit(commit_id).height)
             return commit_id
         raise ConflictError(
-            f"branch {self.branch!r} kept moving; gave up after {MAX_ATTEMPTS} attempts (nothing was committed)"
+            f"branch {self.branch!r} kept moving; gave up after {MAX_ATTEMPTS} attempts (nothing "
+            f"was committed)"
         )
 
     def _task_done_since(self, tip: ObjectId | None) -> bool:
@@ -574,10 +632,14 @@ class Transaction:
         if self.task is None:
             return False
         if tip is None:
-            self.task_done = self._repo.snapshot(self._base).task_commit(self.task) if self._base else None
+            self.task_done = (
+                self._repo.snapshot(self._base).task_commit(self.task) if self._base else None
+            )
         else:
             floor = self._repo.odb.get_commit(self._base).height if self._base else 0
-            self.task_done = graph.find_above(self._repo.odb, tip, floor, lambda c: c.task == self.task)
+            self.task_done = graph.find_above(
+                self._repo.odb, tip, floor, lambda c: c.task == self.task
+            )
         return self.task_done is not None
 
     def _record_groups(self) -> list[tuple[kinds.Kind, pa.Table]]:
@@ -596,7 +658,11 @@ class Transaction:
                     table = table.set_column(table.schema.get_field_index("pack"), "pack", packs)
                 tables.append(table)
             table = pa.concat_tables(tables, promote_options="permissive")
-            order = [("image_id", "ascending"), ("recorded_at", "ascending"), ("record_id", "ascending")]
+            order = [
+                ("image_id", "ascending"),
+                ("recorded_at", "ascending"),
+                ("record_id", "ascending"),
+            ]
             groups.append((by_kind[name][0].kind, table.sort_by(order)))
         return groups
 
@@ -621,7 +687,9 @@ class Transaction:
             concurrent = [s for s in theirs.column("id").to_pylist() if s not in old]
             if concurrent:
                 known = view.read(new, concurrent, ["image_id", "record_id"]).column("record_id")
-                table = table.filter(pc.invert(pc.is_in(table.column("record_id"), value_set=known.combine_chunks())))
+                table = table.filter(
+                    pc.invert(pc.is_in(table.column("record_id"), value_set=known.combine_chunks()))
+                )
             if table.num_rows:
                 rebased.append((kind, table))
         return rebased
@@ -632,7 +700,9 @@ class Transaction:
         for p in self._pending_sources:
             located = p.metadata.append_column("blob_id", pa.array(p.blob_ids, pa.string()))
             located = located.append_column("size", pa.array(p.sizes, pa.int64()))
-            located = located.append_column("pack", pa.array([self._packs[n] for n in p.pack_numbers], pa.string()))
+            located = located.append_column(
+                "pack", pa.array([self._packs[n] for n in p.pack_numbers], pa.string())
+            )
             located = located.append_column("offset", pa.array(p.offsets, pa.int64()))
             by_instrument.setdefault(p.instrument, []).append(located)
         return [pa.concat_tables(by_instrument[name]) for name in sorted(by_instrument)]
@@ -650,8 +720,16 @@ class Transaction:
             ours = sources.keys(table)
             for key, blob in zip(ours, table.column("blob_id").to_pylist()):
                 if theirs.get(key, blob) != blob:
-                    raise ConflictError(f"source file {key!r} was committed concurrently with different bytes")
-            table = table.filter(pc.invert(pc.is_in(pa.array(ours, pa.string()), value_set=pa.array(list(theirs), pa.string()))))
+                    raise ConflictError(
+                        f"source file {key!r} was committed concurrently with different bytes"
+                    )
+            table = table.filter(
+                pc.invert(
+                    pc.is_in(
+                        pa.array(ours, pa.string()), value_set=pa.array(list(theirs), pa.string())
+                    )
+                )
+            )
             if table.num_rows:
                 rebased.append(table)
         return rebased
@@ -682,11 +760,15 @@ class Transaction:
             if after != self._reader(self._base).datasets:
                 datasets_id = odb.put_object(after)
         registry_id = self._registry_after(parent)
-        unchanged = datasets_id == (parent.datasets if parent else None) and registry_id == (parent.registry if parent else None)
+        unchanged = datasets_id == (parent.datasets if parent else None) and registry_id == (
+            parent.registry if parent else None
+        )
         if not batches and not segments and not files and unchanged:
             return None
         consolidation = parts.consolidator(odb, self._repo.config.format)
-        snapshot_index = index.append(odb, parent.index if parent else (), batches, consolidate=consolidation)
+        snapshot_index = index.append(
+            odb, parent.index if parent else (), batches, consolidate=consolidation
+        )
         commit = Commit(
             format=parts.commit_format(snapshot_index),
             parents=(self._base,) if self._base else (),
@@ -701,7 +783,9 @@ class Transaction:
                 odb, parent.provenance_index if parent else (), segments, index.PROVENANCE
             ),
             sources=tuple(files),
-            sources_index=index.append(odb, parent.sources_index if parent else (), files, index.SOURCES),
+            sources_index=index.append(
+                odb, parent.sources_index if parent else (), files, index.SOURCES
+            ),
             datasets=datasets_id,
             registry=registry_id,
             task=self.task,
@@ -719,19 +803,27 @@ class Transaction:
         rebased = []
         for table in tables:
             try:
-                manifest.check_extra_columns(table.drop_columns(list(manifest.STORED_COLUMNS)), known)
+                manifest.check_extra_columns(
+                    table.drop_columns(list(manifest.STORED_COLUMNS)), known
+                )
             except InvalidInputError as exc:
                 raise ConflictError(f"a concurrent commit clashes: {exc}") from None
             ids = table.column("image_id").combine_chunks()
             theirs = new.find(ids, ["image_id", "blob_id"], among=concurrent)
             if theirs.num_rows:
                 ours = dict(zip(ids.to_pylist(), table.column("blob_id").to_pylist()))
-                for image, blob in zip(theirs.column("image_id").to_pylist(), theirs.column("blob_id").to_pylist()):
+                for image, blob in zip(
+                    theirs.column("image_id").to_pylist(), theirs.column("blob_id").to_pylist()
+                ):
                     if ours[image] != blob:
                         raise ConflictError(
                             f"image {image!r} was committed concurrently with different bytes"
                         )
-                table = table.filter(pc.invert(pc.is_in(table.column("image_id"), value_set=theirs.column("image_id"))))
+                table = table.filter(
+                    pc.invert(
+                        pc.is_in(table.column("image_id"), value_set=theirs.column("image_id"))
+                    )
+                )
             if table.num_rows:
                 rebased.append(table)
         return rebased
