@@ -1,10 +1,13 @@
-"""Write path: append batches in a transaction and commit them atomically.
+"""The transaction: stage changes, then commit them atomically.
 
-Blob bytes are hashed and packed as they stream in; manifests, the snapshot
-index and the commit are written at commit time; the branch moves last, by
-compare-and-swap. When another writer moved the branch first, the commit is
-re-parented on the new tip (appends of different images never conflict) and
-retried with backoff, so no commit is ever lost.
+While it is open a transaction stages images and original files (their
+bytes packed as they stream in: :mod:`.packing`), provenance records
+(:mod:`.records`) and metadata edits. At commit time each concern becomes a
+:class:`~.stages.Stage`; the loop here writes them on the base, writes the
+commit, checks gc's fence and moves the branch by compare-and-swap. When
+another writer moved it first, every stage is rebased onto the new tip
+through the one protocol (appends of different images never conflict) and
+the commit is retried with backoff, so no commit is ever lost.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,42 +27,32 @@ import pyarrow.compute as pc
 from ..core.errors import ConflictError, InvalidInputError, NotFoundError
 from ..core.hashing import Chunk, hash_blobs, hash_files
 from ..core.ids import ObjectId, instrument_name, label, ref_name
-from ..core.media import media_type
-from ..core.model import Batch, Commit, Datasets, ProvenanceSegment, Registry, SourceFiles
+from ..core.model import Batch, Commit, ProvenanceSegment, Registry, SourceFiles
 from ..maintenance import repack as maintenance
-from ..provenance import catalog, kinds, records, view
 from ..snapshot import datasets, index, manifest, parts, registry, sources
 from ..snapshot.reader import SnapshotReader
 from ..snapshot.sources import SourceFile
 from ..storage import graph
 from ..storage.closure import commit_keys
 from ..storage.fence import Fence
-from ..storage.objects import PackWriter
 from ..storage.packs import DEFAULT_PACK_SIZE
+from .packing import Packer, PendingBatch
+from .records import RecordBuffer
+from .stages import (
+    ImageBatches,
+    MetadataEdits,
+    OriginalFiles,
+    ProvenanceRecords,
+    Stage,
+    committed_sources,
+)
+from .tables import as_table
 
 if TYPE_CHECKING:
     from ..repository.repository import Repository
 
 MAX_ATTEMPTS = 100
 Progress = Callable[[int], None]
-
-
-@dataclass
-class _PendingBatch:
-    """New images (or original files) of one instrument and where their bytes went."""
-
-    instrument: str
-    metadata: pa.Table  # normalized manifest metadata (or source descriptions), new rows only
-    blob_ids: list[str]
-    sizes: list[int]
-    pack_numbers: list[int]
-    offsets: list[int]
-
-
-@dataclass
-class _PendingRecords:
-    kind: kinds.Kind
-    table: pa.Table  # segment columns; for blob kinds ``pack`` holds pack numbers
 
 
 class Transaction:
@@ -93,8 +84,6 @@ class Transaction:
         self.strict = strict
         self.warnings: list[str] = []
         """Things worth telling the user that did not stop the commit (once each)."""
-        self._pack_size = pack_size
-        self._progress = progress
         self._fence = Fence(repo.store)  # before anything is written
         self._base = repo.refs.branch(branch)
         self._snapshot: SnapshotReader | None = None
@@ -102,18 +91,13 @@ class Transaction:
             raise NotFoundError(
                 f"no branch named {branch!r}; create it first with `improv branch {branch} REF`"
             )
-        self._pending: list[_PendingBatch] = []
+        self._pending: list[PendingBatch] = []
         self._pending_blobs: dict[str, str] = {}  # image id → blob id, all pending batches
-        self._writer: PackWriter | None = None
-        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="improv-publish")
-        self._pack_futures: list[Future[ObjectId]] = []
+        self._packer = Packer(repo.odb, pack_size, progress)
         self._packs: list[ObjectId] = []
-        self._dataset_edits: list[Callable[[Datasets], Datasets]] = []
-        self._registry_edits: list[Callable[[Registry], Registry]] = []
-        self._pending_samples: list[pa.Table] = []
-        self._records: list[_PendingRecords] = []
-        self._pending_sources: list[_PendingBatch] = []
-        self._placed: dict[bytes, tuple[int, int]] = {}  # digest → (pack number, offset)
+        self._edits = MetadataEdits()
+        self._records = RecordBuffer()
+        self._pending_sources: list[PendingBatch] = []
         self._closed = False
         self.commit_id: ObjectId | None = None
         self.task_done: ObjectId | None = None
@@ -132,7 +116,7 @@ class Transaction:
         Returns the number of new images (already-committed identical images
         are skipped).
         """
-        table = _as_table(metadata)
+        table = as_table(metadata)
         if isinstance(blobs, Sequence) and len(blobs) != table.num_rows:
             raise InvalidInputError(f"{len(blobs)} blobs for {table.num_rows} metadata rows")
         return self._append(instrument, table, hash_blobs(blobs))
@@ -176,7 +160,9 @@ class Transaction:
         ids = metadata.column("image_id").combine_chunks()
         known = self._known_blob_ids(ids)
         stream = blobs if blobs is not None else hash_files(paths)
-        pending = self._pack_new(instrument, metadata, ids.to_pylist(), known, stream, "image {!r}")
+        pending = self._packer.pack_new(
+            instrument, metadata, ids.to_pylist(), known, stream, "image {!r}"
+        )
         if pending is None:
             return 0
         self._pending_blobs.update(
@@ -189,7 +175,7 @@ class Transaction:
         """Images of a registered instrument must fall inside its deployment
         windows and not in the future (unless allowed); an unregistered one
         is refused in a strict repository or transaction, else noted once."""
-        doc = self._edited_registry(self._base)
+        doc = self._edits.registry_on(self._base_snapshot())
         found = doc.instruments.get(instrument)
         if found is None:
             if doc.strict_instruments or self.strict:
@@ -224,65 +210,6 @@ class Transaction:
                 "update the instrument or pass --allow-outside-deployment"
             )
 
-    def _pack_new(
-        self,
-        instrument: str,
-        rows: pa.Table,
-        keys: list[str],
-        known: Mapping[str, str],
-        stream: Iterable[Chunk],
-        what: str,
-    ) -> _PendingBatch | None:
-        """Pack the blobs of ``stream`` (aligned with ``rows`` and ``keys``)
-        whose key is not in ``known`` (key → blob id); the same key with other
-        bytes is a conflict. Returns the new rows with their locations."""
-        keep: list[int] = []
-        blob_ids: list[str] = []
-        sizes: list[int] = []
-        pack_numbers: list[int] = []
-        offsets: list[int] = []
-        row = 0
-        for digests, datas in stream:
-            if row + len(digests) > len(keys):
-                raise InvalidInputError(f"more blobs than the {len(keys)} rows they belong to")
-            for digest, data in zip(digests, datas):
-                blob_id = digest.hex()
-                prior = known.get(keys[row]) if known else None
-                if prior is None:
-                    keep.append(row)
-                    blob_ids.append(blob_id)
-                    sizes.append(len(data))
-                    number, offset = self._pack_blob(digest, data)
-                    pack_numbers.append(number)
-                    offsets.append(offset)
-                elif prior != blob_id:
-                    raise ConflictError(
-                        f"{what.format(keys[row])} is already committed with different bytes"
-                    )
-                row += 1
-            if self._progress:
-                self._progress(len(digests))
-        if row != len(keys):
-            raise InvalidInputError(f"{row} blobs for {len(keys)} rows")
-        if not keep:
-            return None
-        kept = rows if len(keep) == rows.num_rows else rows.take(keep)
-        return _PendingBatch(instrument, kept, blob_ids, sizes, pack_numbers, offsets)
-
-    def _pack_blob(self, digest: bytes, data: bytes) -> tuple[int, int]:
-        """Add a blob to the open pack: (pack number, offset). Bytes already
-        packed by this transaction are not packed again."""
-        placed = self._placed.get(digest)
-        if placed is not None:
-            return placed
-        if self._writer is None:
-            self._writer = self._repo.odb.pack_writer()
-        placed = len(self._pack_futures), self._writer.add(digest, data)
-        self._placed[digest] = placed
-        if len(self._writer) >= self._pack_size:
-            self._flush_pack()
-        return placed
-
     # -- original files ------------------------------------------------------
     def add_source_files(self, instrument: str, files: Sequence[SourceFile]) -> int:
         """Keep original files (raw bins, whole stacks, metadata documents)
@@ -298,14 +225,14 @@ class Transaction:
         table = sources.describe(ordered, instrument)
         sources.require_unique(table)
         keys = sources.keys(table)
-        known = _committed_sources(self._base_snapshot(), table)
+        known = committed_sources(self._base_snapshot(), table)
         for pending in self._pending_sources:
             known.update(zip(sources.keys(pending.metadata), pending.blob_ids))
         stream = itertools.chain(
             hash_files([os.fspath(f.location) for f in ordered if f.data is None]),
             hash_blobs([f.data for f in ordered if f.data is not None]),
         )
-        pending = self._pack_new(instrument, table, keys, known, stream, "source file {!r}")
+        pending = self._packer.pack_new(instrument, table, keys, known, stream, "source file {!r}")
         if pending is None:
             return 0
         self._pending_sources.append(pending)
@@ -329,51 +256,19 @@ class Transaction:
         Kinds that carry blobs (``segmentation``) need ``masks``: image id →
         mask bytes.
         """
-        return self._guarded(self._add_provenance_checked, kind, records, source, run_id, masks)
-
-    def _add_provenance_checked(
-        self,
-        kind_name: str,
-        rows: pa.Table | Sequence[dict[str, Any]],
-        source: str,
-        run_id: str | None,
-        masks: Mapping[str, bytes] | None,
-    ) -> int:
-        kind = catalog.get_kind(kind_name)
-        source = label(source, "source")
-        if run_id is not None:
-            run_id = label(run_id, "run id")
-        table = _as_table(rows)
-        if table.num_rows == 0:
-            raise InvalidInputError("no records to add")
-        known = view.known_types(self._base_snapshot(), kind.name)
-        for pending in self._records:
-            if pending.kind is kind:
-                for field in pending.table.schema:
-                    known.setdefault(field.name, str(field.type))
-        table = kinds.normalize(kind, table, known)
-        self._require_images(table.column("image_id").combine_chunks())
-        blobs: list[bytes] = []
-        if kind.blob:
-            table, blobs = _with_masks(kind, table, masks)
-        elif masks:
-            raise InvalidInputError(f"{kind.name} records carry no masks")
-        content = records.content_rows(table)
-        run = run_id or records.default_run_id(kind.name, source, content)
-        ids = records.record_ids(records.envelope_prefix(kind.name, source, run), content)
-        keep = self._new_records(kind.name, source, run, table.column("image_id"), ids)
-        if not len(keep):
-            return 0
-        table, ids = table.take(keep), ids.take(keep)
-        if kind.blob:
-            digests = [bytes.fromhex(b) for b in table.column("blob_id").to_pylist()]
-            placed = [self._pack_blob(d, blobs[i]) for d, i in zip(digests, keep.to_pylist())]
-            table = table.append_column("pack", pa.array([p[0] for p in placed], pa.int64()))
-            table = table.append_column("offset", pa.array([p[1] for p in placed], pa.int64()))
-        recorded_at = self._repo.clock()
-        segment = records.segment_table(kind, table, source, run, recorded_at, ids)
-        self._records.append(_PendingRecords(kind, segment))
-        return len(keep)
+        return self._guarded(
+            lambda: self._records.add(
+                self._base_snapshot(),
+                kind,
+                records,
+                source,
+                run_id,
+                masks,
+                self._require_images,
+                self._packer.place,
+                self._repo.clock(),
+            )
+        )
 
     def _require_images(self, ids: pa.Array) -> None:
         """Every id must name an image of the base snapshot or of this transaction."""
@@ -389,38 +284,6 @@ class Transaction:
         raise InvalidInputError(
             f"{len(missing)} record(s) refer to images not in {where}, e.g. {missing[0].as_py()!r}"
         )
-
-    def _new_records(
-        self, kind: str, source: str, run: str, image_ids: pa.ChunkedArray, ids: pa.Array
-    ) -> pa.Array:
-        """Rows whose record id is neither committed, pending, nor repeated."""
-        bounds = pc.min_max(image_ids)
-        seen = [
-            view.record_ids_for(
-                self._base_snapshot(),
-                kind,
-                source,
-                run,
-                (bounds["min"].as_py(), bounds["max"].as_py()),
-            )
-        ]
-        seen += [
-            p.table.column("record_id").combine_chunks()
-            for p in self._records
-            if p.kind.name == kind
-        ]
-        known = pa.concat_arrays([a.cast(pa.string()) for a in seen])
-        if pc.count_distinct(ids).as_py() == len(ids):
-            first = pa.array(range(len(ids)), pa.int64())
-        else:
-            rows = pa.table({"id": ids, "row": pa.array(range(len(ids)), pa.int64())})
-            first = (
-                rows.group_by("id", use_threads=False).aggregate([("row", "min")]).column("row_min")
-            )
-            first = pc.take(first, pc.sort_indices(first)).combine_chunks()
-        if len(known) == 0:
-            return first
-        return pc.filter(first, pc.invert(pc.is_in(pc.take(ids, first), value_set=known)))
 
     def _reader(self, commit_id: ObjectId | None) -> SnapshotReader:
         """The stored view at a commit (None: the empty one)."""
@@ -464,17 +327,7 @@ class Transaction:
         self._pending.clear()
         self._pending_blobs.clear()
         self._pending_sources.clear()
-        if self._writer is not None:
-            self._writer.discard()
-            self._writer = None
-        self._publisher.shutdown(wait=True)  # published packs stay unreferenced
-
-    def _flush_pack(self) -> None:
-        """Publish the current pack in the background (flush, fsync, link)
-        while the next one fills; :meth:`commit` waits for all of them."""
-        if self._writer is not None:
-            self._pack_futures.append(self._publisher.submit(self._writer.finish))
-            self._writer = None
+        self._packer.discard()
 
     # -- dataset definitions ----------------------------------------------
     def add_dataset_span(
@@ -488,7 +341,7 @@ class Transaction:
         """Add a span to dataset ``name`` (created if new) in this commit."""
         span = datasets.make_span(instrument, start, end)
         ref_name(name)
-        self._dataset_edits.append(
+        self._edits.dataset_edits.append(
             functools.partial(datasets.add_span, name=name, span=span, description=description)
         )
 
@@ -498,22 +351,15 @@ class Transaction:
         """Remove a span from dataset ``name`` in this commit."""
         span = datasets.make_span(instrument, start, end)
         edit = functools.partial(datasets.remove_span, name=name, span=span)
-        edit(self._edited_datasets(self._base))  # fail now, not at commit, if absent
-        self._dataset_edits.append(edit)
-
-    def _edited_datasets(self, base: ObjectId | None) -> Datasets:
-        """The definitions at ``base`` with this transaction's edits applied."""
-        doc = self._reader(base).datasets
-        for edit in self._dataset_edits:
-            doc = edit(doc)
-        return doc
+        edit(self._edits.datasets_on(self._base_snapshot()))  # fail now, not at commit
+        self._edits.dataset_edits.append(edit)
 
     # -- organizing metadata -------------------------------------------------
     def edit_registry(self, edit: Callable[[Registry], Registry]) -> None:
         """Apply ``edit`` (see :mod:`improv_vcs.snapshot.registry`) to the registry in
         this commit; it is checked now, against the base and earlier edits."""
-        edit(self._edited_registry(self._base))
-        self._registry_edits.append(edit)
+        edit(self._edits.registry_on(self._base_snapshot()))
+        self._edits.registry_edits.append(edit)
 
     def add_samples(self, rows: Iterable[Mapping[str, Any]] | pa.Table) -> int:
         """Record sample versions (``sample_id``, ``instrument``, ``start``,
@@ -523,38 +369,10 @@ class Transaction:
         listed = rows.to_pylist() if isinstance(rows, pa.Table) else list(rows)
         table = registry.sample_rows(listed, self._repo.clock())
         known = self._base_snapshot().sample_versions()
-        table = registry.changed(pa.concat_tables([known, *self._pending_samples]), table)
+        table = registry.changed(pa.concat_tables([known, *self._edits.samples]), table)
         if table.num_rows:
-            self._pending_samples.append(table)
+            self._edits.samples.append(table)
         return table.num_rows
-
-    def _edited_registry(self, base: ObjectId | None) -> Registry:
-        doc = self._reader(base).registry
-        for edit in self._registry_edits:
-            doc = edit(doc)
-        return doc
-
-    def _registry_after(self, parent: Commit | None) -> str | None:
-        """The registry id the new commit names: the parent's, or a new one."""
-        before = parent.registry if parent else None
-        if not self._registry_edits and not self._pending_samples:
-            return before
-        doc = self._edited_registry(self._base)
-        if self._pending_samples:
-            odb = self._repo.odb
-            segment = odb.put_bytes(
-                registry.encode_samples(pa.concat_tables(self._pending_samples))
-            )
-            segments = (*doc.samples, segment)
-            if len(segments) > registry.MAX_SAMPLE_SEGMENTS:
-                merged = pa.concat_tables(
-                    [registry.decode_samples(odb.get_bytes(s)) for s in segments]
-                )
-                segments = (odb.put_bytes(registry.encode_samples(merged)),)
-            doc = doc.model_copy(update={"samples": segments})
-        if doc == self._reader(self._base).registry:
-            return before
-        return self._repo.odb.put_object(doc)
 
     # -- committing --------------------------------------------------------
     def commit(self) -> ObjectId | None:
@@ -565,32 +383,28 @@ class Transaction:
         if self._closed:
             raise InvalidInputError("this transaction is already committed or aborted")
         self._closed = True
-        if not (
-            self._pending
-            or self._dataset_edits
-            or self._records
-            or self._pending_sources
-            or self._registry_edits
-            or self._pending_samples
-        ) or self._task_done_since(None):
-            self._publisher.shutdown()
+        if (
+            not (self._pending or self._pending_sources)
+            and self._records.empty
+            and self._edits.empty
+        ):
+            self._packer.close()
             return None
-        self._flush_pack()
-        self._packs = [future.result() for future in self._pack_futures]
-        self._publisher.shutdown()
-        tables = [self._manifest_table(p) for p in self._pending]
-        groups = self._record_groups()
-        files = self._source_tables()
+        if self._task_done_since(None):
+            self._packer.close()
+            return None
+        self._packs = self._packer.finish()
+        images = ImageBatches([self._manifest_table(p) for p in self._pending])
+        provenance = ProvenanceRecords(self._records.groups(self._packs))
+        files = OriginalFiles(self._source_tables())
+        stages: list[Stage] = [images, provenance, files, self._edits]
+        odb = self._repo.odb
         for attempt in range(MAX_ATTEMPTS):
-            batches = [self._write_manifest(t) for t in tables]
-            segments = [s for kind, table in groups for s in self._write_records(kind, table)]
-            kept = [self._write_sources(t) for t in files]
+            batches, segments, kept = images.write(odb), provenance.write(odb), files.write(odb)
             commit_id = self._write_commit(batches, segments, kept)
             if commit_id is None:
                 return None
-            self._fence.check(
-                commit_keys(self._repo.odb, commit_id, self._repo.odb.get_commit(commit_id))
-            )
+            self._fence.check(commit_keys(odb, commit_id, odb.get_commit(commit_id)))
             try:
                 self._repo.refs.set_branch(self.branch, self._base, commit_id)
             except ConflictError:
@@ -601,24 +415,17 @@ class Transaction:
                     ) from None
                 if self._task_done_since(tip):
                     return None
-                tables = self._rebase(tables, tip)
-                groups = self._rebase_records(groups, tip)
-                files = self._rebase_sources(files, tip)
+                base, moved = self._reader(self._base), self._reader(tip)
+                for stage in stages:
+                    stage.rebase(base, moved)
                 self._base = tip
-                if not (
-                    tables
-                    or groups
-                    or files
-                    or self._dataset_edits
-                    or self._registry_edits
-                    or self._pending_samples
-                ):
+                if all(stage.empty for stage in stages):
                     return None
                 time.sleep(random.random() * min(0.5, 0.005 * 2**attempt))
                 continue
             self.commit_id, self.batches, self.segments = commit_id, tuple(batches), tuple(segments)
             self.sources = tuple(kept)
-            maintenance.auto(self._repo, self._repo.odb.get_commit(commit_id).height)
+            maintenance.auto(self._repo, odb.get_commit(commit_id).height)
             return commit_id
         raise ConflictError(
             f"branch {self.branch!r} kept moving; gave up after {MAX_ATTEMPTS} attempts (nothing "
@@ -642,58 +449,6 @@ class Transaction:
             )
         return self.task_done is not None
 
-    def _record_groups(self) -> list[tuple[kinds.Kind, pa.Table]]:
-        """Pending records by kind, pack numbers replaced by pack ids, sorted
-        by image id (then time and record id)."""
-        by_kind: dict[str, list[_PendingRecords]] = {}
-        for pending in self._records:
-            by_kind.setdefault(pending.kind.name, []).append(pending)
-        groups = []
-        for name in sorted(by_kind):
-            tables = []
-            for pending in by_kind[name]:
-                table = pending.table
-                if "pack" in table.column_names:
-                    packs = pa.array(self._packs, pa.string()).take(table.column("pack"))
-                    table = table.set_column(table.schema.get_field_index("pack"), "pack", packs)
-                tables.append(table)
-            table = pa.concat_tables(tables, promote_options="permissive")
-            order = [
-                ("image_id", "ascending"),
-                ("recorded_at", "ascending"),
-                ("record_id", "ascending"),
-            ]
-            groups.append((by_kind[name][0].kind, table.sort_by(order)))
-        return groups
-
-    def _write_records(self, kind: kinds.Kind, table: pa.Table) -> list[ProvenanceSegment]:
-        """Segments of at most ``records.SEGMENT_ROWS`` records each, by image-id range."""
-        out = []
-        for start in range(0, table.num_rows, records.SEGMENT_ROWS):
-            piece = table.slice(start, records.SEGMENT_ROWS)
-            segment_id = self._repo.odb.put_bytes(records.encode(piece))
-            out.append(records.summarize(kind, piece, segment_id))
-        return out
-
-    def _rebase_records(
-        self, groups: list[tuple[kinds.Kind, pa.Table]], tip: ObjectId
-    ) -> list[tuple[kinds.Kind, pa.Table]]:
-        """Our records minus those another writer committed between our base and ``tip``."""
-        old = set(self._base_snapshot().provenance_segments.column("id").to_pylist())
-        new = self._reader(tip)
-        rebased = []
-        for kind, table in groups:
-            theirs = view.segments(new, kind.name)
-            concurrent = [s for s in theirs.column("id").to_pylist() if s not in old]
-            if concurrent:
-                known = view.read(new, concurrent, ["image_id", "record_id"]).column("record_id")
-                table = table.filter(
-                    pc.invert(pc.is_in(table.column("record_id"), value_set=known.combine_chunks()))
-                )
-            if table.num_rows:
-                rebased.append((kind, table))
-        return rebased
-
     def _source_tables(self) -> list[pa.Table]:
         """Pending original files, one table per instrument, with pack ids."""
         by_instrument: dict[str, list[pa.Table]] = {}
@@ -707,34 +462,7 @@ class Transaction:
             by_instrument.setdefault(p.instrument, []).append(located)
         return [pa.concat_tables(by_instrument[name]) for name in sorted(by_instrument)]
 
-    def _write_sources(self, table: pa.Table) -> SourceFiles:
-        return sources.summarize(table, self._repo.odb.put_bytes(sources.encode(table)))
-
-    def _rebase_sources(self, tables: list[pa.Table], tip: ObjectId) -> list[pa.Table]:
-        """Our original files minus those another writer committed with the
-        same bytes; other bytes under the same key are a conflict."""
-        new = self._reader(tip)
-        rebased = []
-        for table in tables:
-            theirs = _committed_sources(new, table)
-            ours = sources.keys(table)
-            for key, blob in zip(ours, table.column("blob_id").to_pylist()):
-                if theirs.get(key, blob) != blob:
-                    raise ConflictError(
-                        f"source file {key!r} was committed concurrently with different bytes"
-                    )
-            table = table.filter(
-                pc.invert(
-                    pc.is_in(
-                        pa.array(ours, pa.string()), value_set=pa.array(list(theirs), pa.string())
-                    )
-                )
-            )
-            if table.num_rows:
-                rebased.append(table)
-        return rebased
-
-    def _manifest_table(self, pending: _PendingBatch) -> pa.Table:
+    def _manifest_table(self, pending: PendingBatch) -> pa.Table:
         return manifest.build_manifest(
             pending.metadata,
             pending.instrument,
@@ -744,22 +472,13 @@ class Transaction:
             pa.array(pending.offsets, pa.int64()),
         )
 
-    def _write_manifest(self, table: pa.Table) -> Batch:
-        manifest_id = self._repo.odb.put_bytes(manifest.encode(table))
-        return manifest.summarize(table, manifest_id)
-
     def _write_commit(
         self, batches: list[Batch], segments: list[ProvenanceSegment], files: list[SourceFiles]
     ) -> ObjectId | None:
         """Write the commit on the current base; None when it would change nothing."""
         odb = self._repo.odb
         parent = odb.get_commit(self._base) if self._base else None
-        datasets_id = parent.datasets if parent else None
-        if self._dataset_edits:
-            after = self._edited_datasets(self._base)
-            if after != self._reader(self._base).datasets:
-                datasets_id = odb.put_object(after)
-        registry_id = self._registry_after(parent)
+        datasets_id, registry_id = self._edits.write(odb, self._reader(self._base), parent)
         unchanged = datasets_id == (parent.datasets if parent else None) and registry_id == (
             parent.registry if parent else None
         )
@@ -792,42 +511,6 @@ class Transaction:
         )
         return odb.put_object(commit)
 
-    def _rebase(self, tables: list[pa.Table], tip: ObjectId) -> list[pa.Table]:
-        """Our manifests re-checked against what other writers committed between
-        our base and ``tip``: identical images are dropped, different bytes
-        under the same id are a conflict."""
-        old = set(self._base_snapshot().batches.column("manifest").to_pylist())
-        new = self._reader(tip)
-        concurrent = [m for m in new.batches.column("manifest").to_pylist() if m not in old]
-        known = new.extra_column_types()
-        rebased = []
-        for table in tables:
-            try:
-                manifest.check_extra_columns(
-                    table.drop_columns(list(manifest.STORED_COLUMNS)), known
-                )
-            except InvalidInputError as exc:
-                raise ConflictError(f"a concurrent commit clashes: {exc}") from None
-            ids = table.column("image_id").combine_chunks()
-            theirs = new.find(ids, ["image_id", "blob_id"], among=concurrent)
-            if theirs.num_rows:
-                ours = dict(zip(ids.to_pylist(), table.column("blob_id").to_pylist()))
-                for image, blob in zip(
-                    theirs.column("image_id").to_pylist(), theirs.column("blob_id").to_pylist()
-                ):
-                    if ours[image] != blob:
-                        raise ConflictError(
-                            f"image {image!r} was committed concurrently with different bytes"
-                        )
-                table = table.filter(
-                    pc.invert(
-                        pc.is_in(table.column("image_id"), value_set=theirs.column("image_id"))
-                    )
-                )
-            if table.num_rows:
-                rebased.append(table)
-        return rebased
-
     def __enter__(self) -> Transaction:
         return self
 
@@ -836,42 +519,3 @@ class Transaction:
             self.abort()
         elif not self._closed:
             self.commit()
-
-
-def _committed_sources(snapshot: SnapshotReader, table: pa.Table) -> dict[str, str]:
-    """Key → blob id of the files of ``table``'s samples already in ``snapshot``."""
-    samples = table.column("sample_id").unique().to_pylist()
-    found = snapshot.source_files(samples)
-    return dict(zip(sources.keys(found), found.column("blob_id").to_pylist()))
-
-
-def _with_masks(
-    kind: kinds.Kind, table: pa.Table, masks: Mapping[str, bytes] | None
-) -> tuple[pa.Table, list[bytes]]:
-    """``table`` with the blob columns of each record's mask, and the masks."""
-    if not masks:
-        raise InvalidInputError(f"{kind.name} records need masks (one per record)")
-    ids = table.column("image_id").to_pylist()
-    missing = [i for i in ids if i not in masks]
-    if missing:
-        raise InvalidInputError(f"no mask given for image {missing[0]!r}")
-    blobs = [masks[i] for i in ids]
-    digests = [d.hex() for chunk, _ in hash_blobs(blobs) for d in chunk]
-    table = table.append_column("blob_id", pa.array(digests, pa.string()))
-    table = table.append_column("size", pa.array([len(b) for b in blobs], pa.int64()))
-    table = table.append_column("media_type", pa.array([media_type(b) for b in blobs], pa.string()))
-    if kind.from_blobs is not None:
-        table = kind.from_blobs(table, blobs)
-    return table, blobs
-
-
-def _as_table(metadata: pa.Table | Iterable[dict[str, Any]]) -> pa.Table:
-    if isinstance(metadata, pa.Table):
-        return metadata
-    try:
-        rows = list(metadata)
-        if not rows:
-            return pa.table({})
-        return pa.Table.from_struct_array(pa.array(rows))  # keys of every row, not just the first
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-        raise InvalidInputError(f"metadata rows are not a table: {exc}") from None
