@@ -795,8 +795,7 @@ def test_gc_keeps_original_files_and_collects_abandoned_ones(runner, repo_path, 
     abandoned.add_source_files(
         "IFCB999", [SourceFile("S1", "s1.bin", datetime(2024, 1, 1, tzinfo=UTC), data=b"orphan")]
     )
-    abandoned._flush_pack()
-    orphan_pack = abandoned._pack_futures[0].result()
+    orphan_pack = abandoned._packer.finish()[0]  # published, never referenced
     abandoned.abort()
     done = gc(repo, grace=0)
     assert done.removed == [index_key(orphan_pack), pack_key(orphan_pack)]

@@ -116,8 +116,7 @@ def test_gc_removes_only_old_unreachable_objects(tmp_path, runner):
     repo = _repo(tmp_path / "repo")
     tx = repo.transaction(message="abandoned", pack_size=1)
     tx.append_bytes("CAM", [{"image_id": "lost", "timestamp": T0}], [b"lost image" * 100])
-    tx._flush_pack()
-    orphan = tx._pack_futures[0].result()
+    orphan = tx._packer.finish()[0]  # published, never referenced
     tx.abort()
     stale = tmp_path / "repo" / "objects" / ".tmp-stale"
     stale.parent.mkdir(exist_ok=True)
