@@ -88,7 +88,7 @@ def _setup_gc(root: Path) -> None:
     that commit on its main: a pull after a killed gc must bring back
     whatever the gc took."""
     from improv_vcs.core.model import Tag
-    from improv_vcs.write.stages import ImageBatches
+    from improv_vcs.write.commit import Header, write_commit
 
     site = _init_with_base(root)
     w.append(site, w.SITE_SIDE, 2000, "site work")
@@ -96,9 +96,8 @@ def _setup_gc(root: Path) -> None:
     for start in range(0, len(w.GARBAGE), 40):
         chunk = w.GARBAGE[start : start + 40]
         tx.append_bytes(w.INSTRUMENT, w.rows(chunk, 5000 + start), [w.blob(i) for i in chunk])
-    tx._packs = tx._packer.finish()
-    batches = ImageBatches([tx._manifest_table(p) for p in tx._pending]).write(site.odb)
-    died = tx._write_commit(batches, [], [])
+    header = Header("t", tx.message, None, site.config.format, site.clock)
+    died = write_commit(site.odb, tx._base, tx._images.write(site.odb), header)
     tip = site.resolve()
     site.odb.put_object(Tag(name="orphan", target=tip, tagger="t", time=w.T0, message="orphan"))
     shutil.copytree(root / "site", root / "remote")

@@ -39,6 +39,7 @@ class Packer:
         self._writer: PackWriter | None = None
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="improv-publish")
         self._pack_futures: list[Future[ObjectId]] = []
+        self._packs: list[ObjectId] | None = None  # once published
         self._placed: dict[bytes, tuple[int, int]] = {}  # digest → (pack number, offset)
 
     def pack_new(
@@ -62,7 +63,7 @@ class Packer:
         for digests, datas in stream:
             if row + len(digests) > len(keys):
                 raise InvalidInputError(f"more blobs than the {len(keys)} rows they belong to")
-            for digest, data in zip(digests, datas):
+            for digest, data in zip(digests, datas, strict=True):
                 blob_id = digest.hex()
                 prior = known.get(keys[row]) if known else None
                 if prior is None:
@@ -108,14 +109,16 @@ class Packer:
             self._writer = None
 
     def finish(self) -> list[ObjectId]:
-        """Publish the open pack, wait for every pack; their ids by number."""
-        self.flush()
-        packs = [future.result() for future in self._pack_futures]
-        self._publisher.shutdown()
-        return packs
+        """Publish the open pack, wait for every pack; their ids by number
+        (the same list on every later call)."""
+        if self._packs is None:
+            self.flush()
+            self._packs = [future.result() for future in self._pack_futures]
+            self._publisher.shutdown()
+        return self._packs
 
     def close(self) -> None:
-        """Stop without publishing more (nothing was staged)."""
+        """Stop publishing (after :meth:`finish`, or when nothing was staged)."""
         self._publisher.shutdown()
 
     def discard(self) -> None:
@@ -124,3 +127,10 @@ class Packer:
             self._writer.discard()
             self._writer = None
         self._publisher.shutdown(wait=True)
+
+
+def with_pack_ids(table: pa.Table, packs: list[ObjectId]) -> pa.Table:
+    """``table`` with the pack numbers of its ``pack`` column replaced by
+    the ids :meth:`Packer.finish` gave."""
+    ids = pa.array(packs, pa.string()).take(table.column("pack"))
+    return table.set_column(table.schema.get_field_index("pack"), "pack", ids)
