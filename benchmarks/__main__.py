@@ -39,6 +39,7 @@ ORDER = [
     "service",
     "growth",
     "history",
+    "tasks",
 ]
 
 

@@ -442,12 +442,12 @@ def test_the_golden_format1_repository_upgraded_and_bundled_reads_as_written(gol
     with pytest.raises(InvalidInputError, match="upgrade"):
         maintain(repo)
     assert _loose(repo) == loose and not list(repo.store.inner.list("bundles/"))
-    assert repo.upgrade() is True and repo.config.format == 2 and repo.upgrade() is False
-    assert json.loads((golden / "improv.json").read_text()) == {**config, "format": 2}
+    assert repo.upgrade() is True and repo.config.format == 3 and repo.upgrade() is False
+    assert json.loads((golden / "improv.json").read_text()) == {**config, "format": 3}
     report = maintain(Repository.open(golden))
     assert report.bundled == len(loose) and not report.skipped and not _loose(repo)
     fresh = Repository.open(golden)
-    assert fresh.config.format == 2 and observed(fresh) == EXPECTED
+    assert fresh.config.format == 3 and observed(fresh) == EXPECTED
     verified = cite.verify(fresh, cite.load(EXPECTED["citation"]))
     assert (verified.count, verified.images_checked) == (
         EXPECTED["images_at_day1"],
@@ -461,13 +461,13 @@ def test_the_cli_upgrades_then_maintains(golden, observed):
     assert refused.exit_code == InvalidInputError.exit_code and "improv upgrade" in refused.stderr
     out = _cli("--repo", golden, "upgrade", "--json")
     assert out.exit_code == 0 and json.loads(out.stdout) == {
-        "format": 2,
+        "format": 3,
         "previous": 1,
         "upgraded": True,
     }
-    assert json.loads((golden / "improv.json").read_text())["format"] == 2
+    assert json.loads((golden / "improv.json").read_text())["format"] == 3
     again = _cli("--repo", golden, "upgrade", "--json")
-    assert json.loads(again.stdout) == {"format": 2, "previous": 2, "upgraded": False}
+    assert json.loads(again.stdout) == {"format": 3, "previous": 3, "upgraded": False}
     loose = _loose(Repository.open(golden))
     dry = json.loads(_cli("--repo", golden, "maintenance", "--dry-run", "--json").stdout)
     assert (
@@ -486,13 +486,13 @@ def test_the_cli_upgrades_then_maintains(golden, observed):
 def test_a_repository_of_a_newer_format_is_refused(tmp_path):
     Repository.init(tmp_path / "r")
     config = json.loads((tmp_path / "r" / "improv.json").read_text())
-    (tmp_path / "r" / "improv.json").write_text(json.dumps({**config, "format": 3}))
-    with pytest.raises(UnsupportedFormatError, match="format 3"):
+    (tmp_path / "r" / "improv.json").write_text(json.dumps({**config, "format": 4}))
+    with pytest.raises(UnsupportedFormatError, match="format 4"):
         Repository.open(tmp_path / "r")
     result = _cli("--repo", tmp_path / "r", "log")
     assert result.exit_code == 8 and result.stdout == ""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "format 3" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "format 4" in lines[0]
 
 
 # -- 4. gc ----------------------------------------------------------------------------

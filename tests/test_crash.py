@@ -97,7 +97,8 @@ def _setup_gc(root: Path) -> None:
         chunk = w.GARBAGE[start : start + 40]
         tx.append_bytes(w.INSTRUMENT, w.rows(chunk, 5000 + start), [w.blob(i) for i in chunk])
     header = Header("t", tx.message, None, site.config.format, site.clock)
-    died = write_commit(site.odb, tx._base, tx._images.write(site.odb), header)
+    base = [(tx._base.commit_id, tx._base.commit)]
+    died = write_commit(site.odb, base, tx._images.write(site.odb), header)
     tip = site.resolve()
     site.odb.put_object(Tag(name="orphan", target=tip, tagger="t", time=w.T0, message="orphan"))
     shutil.copytree(root / "site", root / "remote")

@@ -327,12 +327,22 @@ def test_hex_prefix():
 
 
 def test_newer_formats_are_refused_as_unsupported_not_corrupt():
-    with pytest.raises(UnsupportedFormatError, match="format 3"):
-        decode_object(json.dumps(_commit_dict(format=3)).encode())
+    with pytest.raises(UnsupportedFormatError, match="format 4"):
+        decode_object(json.dumps(_commit_dict(format=4, tasks_index=[])).encode())
     config = json.loads(canonical_json(RepositoryConfig(id="x", created=T0)))
-    with pytest.raises(UnsupportedFormatError, match="format 3"):
-        decode_config(json.dumps({**config, "format": 3}).encode())
+    with pytest.raises(UnsupportedFormatError, match="format 4"):
+        decode_config(json.dumps({**config, "format": 4}).encode())
     assert decode_config(json.dumps({**config, "format": 1}).encode()).format == 1
+
+
+def test_a_tasks_index_is_there_exactly_in_format_3_and_left_out_below():
+    older = decode_object(json.dumps(_commit_dict()).encode())
+    assert older.tasks_index is None and b"tasks_index" not in canonical_json(older)
+    newer = decode_object(json.dumps(_commit_dict(format=3, tasks_index=[])).encode())
+    assert newer.tasks_index == () and b'"tasks_index":[]' in canonical_json(newer)
+    for wrong in (_commit_dict(format=3), _commit_dict(format=2, tasks_index=[])):
+        with pytest.raises(IntegrityError, match="tasks index exactly when it is format 3"):
+            decode_object(json.dumps(wrong).encode())
 
 
 @pytest.mark.parametrize(

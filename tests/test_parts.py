@@ -67,7 +67,7 @@ def test_every_snapshot_reads_the_same_rows_through_parts(tmp_path_factory, hist
     for n, (size, extra) in enumerate(history):
         _commit(repo, n, size, extra)
     head = repo.odb.get_commit(repo.resolve())
-    assert head.format == 2 and any(s.parts for s in head.index)
+    assert head.format == 3 and any(s.parts for s in head.index)
     for oid, commit in repo.log():
         for segment in commit.index:
             assert sum(p.entries for p in segment.parts) == (

@@ -151,7 +151,7 @@ def maintenance(
 @app.command(rich_help_panel=MAINTAIN)
 @handles_errors
 def upgrade(json_output: JsonOption = False, repo: RepoOption = None) -> None:
-    """Move the repository to the newest format (format 2: bundles).
+    """Move the repository to the newest format (3: tasks index).
 
     Older improv versions refuse an upgraded repository with their own
     error (exit 8); nothing stored is rewritten."""

@@ -27,10 +27,12 @@ from .errors import IntegrityError, UnsupportedFormatError
 from .ids import ObjectId, column_name, instrument_name, object_id, ref_name
 
 FORMAT_VERSION = 1
-REPOSITORY_FORMAT = 2
-OBJECT_FORMAT = 2
-"""The newest JSON object format: commits of format 2 may list parts."""
-"""Format of new repositories: 2 adds bundles (``docs/format.md``)."""
+REPOSITORY_FORMAT = 3
+"""Format of new repositories: 2 adds bundles and manifest parts, 3 the
+tasks index of commits (``docs/format.md``)."""
+OBJECT_FORMAT = 3
+"""The newest JSON object format: commits of format 2 may list parts, of
+format 3 carry a tasks index."""
 
 Oid = Annotated[str, AfterValidator(object_id)]
 
@@ -165,7 +167,7 @@ class Commit(_Frozen):
     appends, and the snapshot indexes after it."""
 
     kind: Literal["commit"] = "commit"
-    format: Literal[1, 2] = FORMAT_VERSION
+    format: Literal[1, 2, 3] = FORMAT_VERSION
     parents: tuple[Oid, ...] = ()
     height: int = Field(ge=1, description="1 + the largest parent height")
     author: str
@@ -184,12 +186,26 @@ class Commit(_Frozen):
         default=None, description="the organizing metadata in force at this commit"
     )
     task: str | None = Field(default=None, description="the ingest task this commit records")
+    tasks_index: tuple[IndexSegment, ...] | None = Field(
+        default=None,
+        description="the commits of its ancestors that record a task (format 3, else left out)",
+    )
 
     @model_validator(mode="after")
-    def _parts_need_format_2(self) -> Commit:
+    def _format_fits(self) -> Commit:
         if self.format < 2 and any(s.parts for s in self.index):
             raise ValueError("consolidated manifests (parts) need commit format 2")
+        if (self.format == 3) != (self.tasks_index is not None):
+            raise ValueError("a commit has a tasks index exactly when it is format 3")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_tasks(self, handler: Any) -> dict[str, Any]:
+        """Leave ``tasks_index`` out below format 3, so older commits keep their bytes."""
+        data = handler(self)
+        if data.get("tasks_index") is None:
+            data.pop("tasks_index", None)
+        return data
 
 
 class Span(_Frozen):
@@ -302,7 +318,7 @@ class RepositoryConfig(_Frozen):
     """Contents of ``improv.json`` at the repository root."""
 
     kind: Literal["improv-repository"] = "improv-repository"
-    format: Literal[1, 2] = REPOSITORY_FORMAT
+    format: Literal[1, 2, 3] = REPOSITORY_FORMAT
     id: str
     hash: Literal["sha256"] = "sha256"
     default_branch: Annotated[str, AfterValidator(ref_name)] = "main"

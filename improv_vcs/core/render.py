@@ -9,7 +9,9 @@ from .model import Batch, Commit
 
 
 def commit_dict(oid: str, commit: Commit) -> dict[str, Any]:
-    data = commit.model_dump(mode="json", exclude={"index", "provenance_index", "sources_index"})
+    data = commit.model_dump(
+        mode="json", exclude={"index", "provenance_index", "sources_index", "tasks_index"}
+    )
     data["id"] = oid
     data["images"] = sum(b.rows for b in commit.batches)
     data["records"] = sum(s.rows for s in commit.provenance)

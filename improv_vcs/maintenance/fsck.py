@@ -253,6 +253,7 @@ class _Checker:
             (s, index.PROVENANCE) for s in commit.provenance_index
         ]
         segments += [(s, index.SOURCES) for s in commit.sources_index]
+        segments += [(s, index.TASKS) for s in commit.tasks_index or ()]
         for segment, layout in segments:
             if not self._first_visit(segment.id):
                 continue
@@ -361,7 +362,12 @@ class _Checker:
                         ).values():
                             self.covered.update(covered)
                 self.tip_segments.update(
-                    s.id for s in (*commit.provenance_index, *commit.sources_index)
+                    s.id
+                    for s in (
+                        *commit.provenance_index,
+                        *commit.sources_index,
+                        *(commit.tasks_index or ()),
+                    )
                 )
             except ImprovError:
                 continue  # the walk reports it

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import heapq
+import itertools
 import os
 import threading
 import uuid
@@ -29,7 +29,7 @@ from ..core.model import (
     decode_config,
 )
 from ..core.times import Clock, utc_now
-from ..storage import BundledStore, Store, open_store, revparse
+from ..storage import BundledStore, Store, graph, open_store, revparse
 from ..storage.fence import Fence
 from ..storage.objects import ObjectDatabase, object_key
 from ..storage.packs import DEFAULT_PACK_SIZE
@@ -98,9 +98,9 @@ class Repository:
         )
 
     def upgrade(self) -> bool:
-        """Move the repository to the newest format (bundles: see
-        :mod:`improv_vcs.maintenance.repack`); False when it is there already.
-        Older improv_vcs versions refuse an upgraded repository."""
+        """Move the repository to the newest format (``docs/format.md``:
+        bundles and manifest parts, then the tasks index); False when it is
+        there already. Older improv_vcs versions refuse an upgraded repository."""
         from ..core.model import REPOSITORY_FORMAT
 
         if self.config.format >= REPOSITORY_FORMAT:
@@ -141,18 +141,7 @@ class Repository:
             if rev is None and not self.refs.branches():
                 return
             raise
-        seen = {start}
-        queue = [(-self.odb.get_commit(start).height, start)]
-        emitted = 0
-        while queue and (limit is None or emitted < limit):
-            _, oid = heapq.heappop(queue)
-            commit = self.odb.get_commit(oid)
-            yield oid, commit
-            emitted += 1
-            for parent in commit.parents:
-                if parent not in seen:
-                    seen.add(parent)
-                    heapq.heappush(queue, (-self.odb.get_commit(parent).height, ObjectId(parent)))
+        yield from itertools.islice(graph.history(self.odb, start), limit)
 
     # -- reading ---------------------------------------------------------
     def snapshot(self, at: str | None = None, as_of: datetime | None = None) -> Snapshot:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import InvalidInputError, NotFoundError
 from ..core.ids import ObjectId
 from ..core.model import Commit, Dataset, Registry
+from ..snapshot import tasks
 from ..snapshot.reader import SnapshotReader
 
 if TYPE_CHECKING:
@@ -165,31 +166,30 @@ class Snapshot:
     ) -> list[dict[str, Any]]:
         """The ingest tasks recorded in this commit's history, newest first:
         task, commit, time, author, images and instruments."""
+        if self.commit_id is None:
+            return []
         found = []
-        for oid, commit in self._history():
-            instruments = sorted({b.instrument for b in commit.batches})
-            if commit.task is None or (since is not None and commit.time < since):
+        for row in tasks.history(self.reader.odb, self.commit_id, self.commit).to_pylist():
+            if since is not None and row["time_min"] < since:
                 continue
-            if instrument is None or instrument in instruments:
-                images = sum(b.rows for b in commit.batches)
+            if instrument is None or instrument in row["instruments"]:
                 found.append(
                     {
-                        "task": commit.task,
-                        "commit": oid,
-                        "time": commit.time.isoformat(),
-                        "author": commit.author,
-                        "images": images,
-                        "instruments": instruments,
+                        "task": row["task"],
+                        "commit": row["commit"],
+                        "time": row["time_min"].isoformat(),
+                        "author": row["author"],
+                        "images": row["rows"],
+                        "instruments": row["instruments"],
                     }
                 )
         return found
 
     def task_commit(self, task: str) -> ObjectId | None:
         """The commit that recorded ingest task ``task`` in this history, if any."""
-        return next((oid for oid, commit in self._history() if commit.task == task), None)
-
-    def _history(self) -> Any:
-        return self.repository.log(self.commit_id) if self.commit_id else iter(())
+        if self.commit_id is None:
+            return None
+        return tasks.find(self.reader.odb, self.commit_id, self.commit, task)
 
     # -- provenance ----------------------------------------------------------
     def provenance(self, image_id: str, kind: str | None = None) -> list[Record]:

@@ -10,9 +10,10 @@ costs O(its batches) plus amortized O(log H) for merges, and a commit lists at
 most ``MAX_LEVEL + 1 + H / 2**MAX_LEVEL`` segments. Each segment's summary
 (time range) lets a reader skip it without opening it.
 
-The same structure indexes three things, each with its own :class:`Layout`:
-batches (:data:`BATCHES`), provenance segments (:data:`PROVENANCE`) and
-tables of original files (:data:`SOURCES`).
+The same structure indexes four things, each with its own :class:`Layout`:
+batches (:data:`BATCHES`), provenance segments (:data:`PROVENANCE`),
+tables of original files (:data:`SOURCES`) and the commits that record an
+ingest task (:data:`TASKS`, see :mod:`improv_vcs.snapshot.tasks`).
 """
 
 from __future__ import annotations
@@ -84,6 +85,18 @@ SOURCES_SCHEMA = pa.schema(
         ("sample_id_max", pa.string()),
     ]
 )
+TASKS_SCHEMA = pa.schema(
+    [
+        ("task", pa.string()),
+        ("commit", pa.string()),
+        ("height", pa.int64()),
+        ("author", pa.string()),
+        ("time_min", _TIME),  # the commit's time (both bounds)
+        ("time_max", _TIME),
+        ("rows", pa.int64()),  # the images it added
+        ("instruments", _TEXTS),
+    ]
+)
 Entry = Batch | ProvenanceSegment | SourceFiles
 
 
@@ -98,6 +111,7 @@ class Layout:
 BATCHES = Layout("snapshot-index", BATCH_SCHEMA)
 PROVENANCE = Layout("provenance-index", PROVENANCE_SCHEMA)
 SOURCES = Layout("sources-index", SOURCES_SCHEMA)
+TASKS = Layout("tasks-index", TASKS_SCHEMA)
 
 
 def entries_table(entries: Sequence[Entry], layout: Layout) -> pa.Table:
@@ -140,17 +154,20 @@ Consolidate = Callable[[Sequence[IndexSegment], pa.Table], tuple[Part, ...]]
 def append(
     odb: ObjectDatabase,
     index: Sequence[IndexSegment],
-    entries: Sequence[Entry],
+    entries: Sequence[Entry] | pa.Table,
     layout: Layout = BATCHES,
     consolidate: Consolidate | None = None,
 ) -> tuple[IndexSegment, ...]:
-    """The index after appending ``entries`` to ``index``. Merges happen in
-    memory, so only the segments the new index lists are written. With
-    ``consolidate``, the new segment also lists the parts it returns."""
+    """The index after appending ``entries`` (models, or rows of ``layout``)
+    to ``index``. Merges happen in memory, so only the segments the new
+    index lists are written. With ``consolidate``, the new segment also
+    lists the parts it returns."""
     segments = list(index)
-    if not entries:
+    if not len(entries):
         return tuple(segments)
-    pending, level, merged = entries_table(entries, layout), 0, []
+    if not isinstance(entries, pa.Table):
+        entries = entries_table(entries, layout)
+    pending, level, merged = entries, 0, []
     while segments and segments[-1].level == level and level < MAX_LEVEL:
         merged.insert(0, segments.pop())
         pending = pa.concat_tables([read_segment(odb, merged[0], layout), pending])

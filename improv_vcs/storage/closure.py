@@ -1,9 +1,10 @@
 """What a commit references: the one list that transfers, fsck and gc share.
 
 A commit names its parents, the loose objects of its snapshot (manifests,
-index segments and their parts, provenance segments, tables of original files, the
-datasets and registry objects, and the sample segments a registry lists)
-and the packs holding the bytes those objects locate.
+index segments and their parts, provenance segments, tables of original
+files, tasks index segments, the datasets and registry objects, and the
+sample segments a registry lists) and the packs holding the bytes those
+objects locate.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def commit_objects(
     loose += [s.id for s in commit.provenance_index]
     loose += [s.table for s in commit.sources]
     loose += [s.id for s in commit.sources_index]
+    loose += [s.id for s in commit.tasks_index or ()]
     loose += [oid for oid in (commit.datasets, commit.registry) if oid]
     if commit.registry and odb is not None:
         loose += registry_objects(odb, commit.registry)

@@ -4,7 +4,7 @@ side lacks. Heights (1 + the largest parent height) bound every walk."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from ..core.ids import ObjectId
 from ..core.model import Commit
@@ -49,6 +49,12 @@ def find_above(
         if commit.height > floor and wanted(commit):
             return ObjectId(oid)
     return None
+
+
+def history(odb: ObjectDatabase, tip: str) -> Iterator[tuple[ObjectId, Commit]]:
+    """Every commit reachable from ``tip`` (itself included), highest first."""
+    for oid in _by_height(odb, [tip]):
+        yield ObjectId(oid), odb.get_commit(oid)
 
 
 def _by_height(

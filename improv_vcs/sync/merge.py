@@ -19,11 +19,13 @@ import pyarrow.compute as pc
 
 from ..core.errors import ConflictError
 from ..core.ids import ObjectId
-from ..core.model import Batch, Commit, Dataset, Datasets, ProvenanceSegment, Registry, SourceFiles
+from ..core.model import Batch, Dataset, Datasets, ProvenanceSegment, Registry, SourceFiles
 from ..provenance import catalog, records, view
-from ..snapshot import index, manifest, parts, sources
+from ..snapshot import manifest, sources
 from ..snapshot.reader import SnapshotReader
 from ..storage import graph
+from ..write.commit import Header, write_commit
+from ..write.stage import Written
 
 if TYPE_CHECKING:
     from ..repository.repository import Repository
@@ -41,28 +43,10 @@ def merge(repo: Repository, ours: str, theirs: str, author: str, message: str) -
     base = graph.merge_base(repo.odb, ours, theirs)
     datasets = _merged_datasets(repo, ObjectId(ours), ObjectId(theirs), base)
     registry = _merged_registry(repo, ObjectId(ours), ObjectId(theirs), base)
-    parent = mine.commit
-    consolidation = parts.consolidator(repo.odb, repo.config.format)
-    snapshot_index = index.append(repo.odb, parent.index, batches, consolidate=consolidation)
-    commit = Commit(
-        format=parts.commit_format(snapshot_index),
-        parents=(ours, theirs),
-        height=max(parent.height, other.commit.height) + 1,
-        author=author,
-        message=message,
-        time=repo.clock(),
-        batches=tuple(batches),
-        index=snapshot_index,
-        provenance=tuple(segments),
-        provenance_index=index.append(
-            repo.odb, parent.provenance_index, segments, index.PROVENANCE
-        ),
-        sources=tuple(files),
-        sources_index=index.append(repo.odb, parent.sources_index, files, index.SOURCES),
-        datasets=datasets,
-        registry=registry,
-    )
-    return repo.odb.put_object(commit)
+    written = Written(tuple(batches), tuple(segments), tuple(files), datasets, registry)
+    header = Header(author, message, None, repo.config.format, repo.clock)
+    parents = [(ObjectId(ours), mine.commit), (ObjectId(theirs), other.commit)]
+    return write_commit(repo.odb, parents, written, header)
 
 
 def _their_batches(repo: Repository, mine: SnapshotReader, other: SnapshotReader) -> list[Batch]:

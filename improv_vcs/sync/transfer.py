@@ -114,10 +114,12 @@ class Transfer:
         every key the sent history relies on is collected in
         :attr:`relied`, for the fence check before a ref moves."""
         missing = self.missing(tips)
-        if self.dest.config.format < 2 and any(commit.format >= 2 for _, commit in missing):
+        needed = max((commit.format for _, commit in missing), default=1)
+        if self.dest.config.format < needed:
             raise InvalidInputError(
-                f"{self.dest.url} is a format-1 repository and these commits are format 2: "
-                "run `improv upgrade` there first (its readers need improv_vcs with bundles)"
+                f"{self.dest.url} is a format-{self.dest.config.format} repository and these "
+                f"commits are format {needed}: run `improv upgrade` there first (its readers "
+                "need a newer improv_vcs)"
             )
         loose: dict[str, None] = {}
         packs: dict[str, None] = {}

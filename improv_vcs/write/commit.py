@@ -1,14 +1,14 @@
-"""The commit object: what the stages wrote, on a base, with its indexes extended."""
+"""The commit object: what the stages wrote, on its parents, with its indexes extended."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..core.ids import ObjectId
 from ..core.model import Commit
 from ..core.times import Clock
-from ..snapshot import index, parts
-from ..snapshot.reader import SnapshotReader
+from ..snapshot import index, parts, tasks
 from ..storage.objects import ObjectDatabase
 from .stage import Written
 
@@ -17,7 +17,7 @@ from .stage import Written
 class Header:
     """A commit but its content: who makes it, why, under which ingest task,
     the clock that dates it and the repository's format (which decides
-    whether the snapshot index lists parts)."""
+    whether the snapshot index lists parts and the commit a tasks index)."""
 
     author: str
     message: str
@@ -27,20 +27,23 @@ class Header:
 
 
 def write_commit(
-    odb: ObjectDatabase, base: SnapshotReader, written: Written, header: Header
-) -> ObjectId | None:
-    """Write the commit of ``written`` on ``base``; None when it would change nothing."""
-    if written.empty:
-        return None
-    parent = base.commit
+    odb: ObjectDatabase,
+    parents: Sequence[tuple[ObjectId, Commit]],
+    written: Written,
+    header: Header,
+) -> ObjectId:
+    """Write the commit of ``written`` on ``parents`` (none for a root; the
+    first parent's indexes are extended) and return its id."""
+    first = parents[0][1] if parents else None
     consolidation = parts.consolidator(odb, header.repository_format)
     snapshot_index = index.append(
-        odb, parent.index if parent else (), written.batches, consolidate=consolidation
+        odb, first.index if first else (), written.batches, consolidate=consolidation
     )
+    tasks_index = tasks.index_after(odb, list(parents)) if header.repository_format >= 3 else None
     commit = Commit(
-        format=parts.commit_format(snapshot_index),
-        parents=(base.commit_id,) if base.commit_id else (),
-        height=parent.height + 1 if parent else 1,
+        format=3 if tasks_index is not None else parts.commit_format(snapshot_index),
+        parents=tuple(oid for oid, _ in parents),
+        height=max((c.height for _, c in parents), default=0) + 1,
         author=header.author,
         message=header.message,
         time=header.clock(),
@@ -48,14 +51,15 @@ def write_commit(
         index=snapshot_index,
         provenance=written.segments,
         provenance_index=index.append(
-            odb, parent.provenance_index if parent else (), written.segments, index.PROVENANCE
+            odb, first.provenance_index if first else (), written.segments, index.PROVENANCE
         ),
         sources=written.sources,
         sources_index=index.append(
-            odb, parent.sources_index if parent else (), written.sources, index.SOURCES
+            odb, first.sources_index if first else (), written.sources, index.SOURCES
         ),
-        datasets=written.datasets or (parent.datasets if parent else None),
-        registry=written.registry or (parent.registry if parent else None),
+        datasets=written.datasets or (first.datasets if first else None),
+        registry=written.registry or (first.registry if first else None),
         task=header.task,
+        tasks_index=tasks_index,
     )
     return odb.put_object(commit)

@@ -26,9 +26,9 @@ from ..core.hashing import hash_blobs, hash_files
 from ..core.ids import ObjectId, label, ref_name
 from ..core.model import Batch, ProvenanceSegment, Registry, SourceFiles
 from ..maintenance import repack as maintenance
+from ..snapshot import tasks
 from ..snapshot.reader import SnapshotReader
 from ..snapshot.sources import SourceFile
-from ..storage import graph
 from ..storage.closure import commit_keys
 from ..storage.fence import Fence
 from ..storage.packs import DEFAULT_PACK_SIZE
@@ -204,7 +204,7 @@ class Transaction:
             raise InvalidInputError("this transaction is already committed or aborted")
         self._closed = True
         try:
-            if all(stage.empty for stage in self._stages) or self._task_done_since(None):
+            if all(stage.empty for stage in self._stages) or self._task_done():
                 return None
             return self._commit()
         finally:
@@ -216,9 +216,11 @@ class Transaction:
         header = Header(self.author, self.message, self.task, repo.config.format, repo.clock)
         for attempt in range(MAX_ATTEMPTS):
             written = sum((stage.write(odb) for stage in self._stages), Written())
-            commit_id = write_commit(odb, self._base, written, header)
-            if commit_id is None:
+            if written.empty:
                 return None
+            base = self._base
+            parents = [(base.commit_id, base.commit)] if base.commit_id else []
+            commit_id = write_commit(odb, parents, written, header)
             self._fence.check(commit_keys(odb, commit_id, odb.get_commit(commit_id)))
             try:
                 repo.refs.set_branch(self.branch, self._base.commit_id, commit_id)
@@ -242,31 +244,22 @@ class Transaction:
         tip = self._repo.refs.branch(self.branch)
         if tip is None:
             raise ConflictError(f"branch {self.branch!r} was deleted during the commit") from None
-        if self._task_done_since(tip):
-            return False
         onto = self._reader(tip)
-        left = [stage.rebase(onto) for stage in self._stages]  # every stage, not the first few
         self._base = onto
+        if self._task_done():
+            return False
+        left = [stage.rebase(onto) for stage in self._stages]  # every stage, not the first few
         return any(left)
 
-    def _task_done_since(self, tip: ObjectId | None) -> bool:
-        """Whether this transaction's task is already committed: anywhere in
-        the base's history (``tip`` None; no index lists tasks, so the whole
-        history is walked), or by writers that moved the branch from the base
-        to ``tip`` (only the commits above the base's height). Then this
-        transaction is a no-op naming that commit."""
-        if self.task is None:
+    def _task_done(self) -> bool:
+        """Whether this transaction's task is already committed in the base's
+        history (through its tasks index, :mod:`improv_vcs.snapshot.tasks`);
+        then this transaction is a no-op naming that commit
+        (:attr:`task_done`)."""
+        base = self._base
+        if self.task is None or base.commit_id is None:
             return False
-        base = self._base.commit
-        if tip is None:
-            start, floor = self._base.commit_id, 0
-        else:
-            start, floor = tip, base.height if base else 0
-        self.task_done = (
-            graph.find_above(self._repo.odb, start, floor, lambda c: c.task == self.task)
-            if start
-            else None
-        )
+        self.task_done = tasks.find(self._repo.odb, base.commit_id, base.commit, self.task)
         return self.task_done is not None
 
     def _reader(self, commit_id: ObjectId | None) -> SnapshotReader:
