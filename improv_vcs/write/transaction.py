@@ -204,7 +204,7 @@ class Transaction:
             raise InvalidInputError("this transaction is already committed or aborted")
         self._closed = True
         try:
-            if all(stage.empty for stage in self._stages) or self._task_done():
+            if self._task_done() or all(stage.empty for stage in self._stages):
                 return None
             return self._commit()
         finally:
