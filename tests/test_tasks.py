@@ -107,6 +107,9 @@ def test_a_task_is_found_reading_the_tip_alone(tmp_path, monkeypatch):
     with fresh.transaction(message="again", task="bin-0007") as tx:
         tx.append_bytes("CAM", rows("again", 1), blobs("again", 1))
     assert tx.commit_id is None and tx.task_done == made[7]
+    with fresh.transaction(message="the same bin again", task="bin-0009") as tx:
+        tx.append_bytes("CAM", rows("bin9-", 1), blobs("bin9-", 1))  # nothing new to stage
+    assert tx.commit_id is None and tx.task_done == made[9]
 
 
 def test_an_upgraded_repository_indexes_its_older_history_once(tmp_path):
