@@ -34,6 +34,7 @@ ORDER = [
     "ifcb",
     "query",
     "provenance",
+    "classifiers",
     "sync",
     "fsck",
     "service",

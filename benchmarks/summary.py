@@ -194,6 +194,18 @@ def _provenance(r: dict) -> list[Row]:
     ]
 
 
+def _classifiers(r: dict) -> list[Row]:
+    return [
+        _row(
+            "classifiers",
+            f"attach {r['rois']:,} ROIs from {r['files']} v3 class files",
+            f"{r['records_per_s']:,} records/s",
+            target="≥ 200,000 records/s",
+            met=r["target_met"],
+        )
+    ]
+
+
 def _sync(r: dict) -> list[Row]:
     met, push, clone = r["targets_met"], r["incremental_push"], r["clone_local"]
     return [
@@ -435,6 +447,7 @@ EXTRACT: dict[str, Callable[[dict], list[Row]]] = {
     "ifcb": _ifcb,
     "query": _query,
     "provenance": _provenance,
+    "classifiers": _classifiers,
     "sync": _sync,
     "fsck": _fsck,
     "service": _service,
@@ -566,6 +579,9 @@ NOT_MET = {
     "longer than `cp -r` "
     "when the page cache is warm); see docs/performance.md, Sync / Local clone.",
     "ifcb": "See docs/performance.md, IFCB raw-bin ingest.",
+    "classifiers": "Each record carries 90 float64 numbers by position (scores and thresholds); "
+    "writing them to Parquet and hashing them for the record ids take most of the time. See "
+    "docs/performance.md, Classifier files.",
 }
 
 

@@ -87,6 +87,9 @@ def test_commit_json_and_recommit(runner, repo, tmp_path):
         "instruments": ["IFCB107"],
         "files": 0,
         "new_files": 0,
+        "samples": [],
+        "samples_without_images": [],
+        "skipped": [],
     }
     assert data == {"commit": head, "branch": "main", "images": 2, "new_images": 2, **common}
 

@@ -12,7 +12,7 @@ import os
 import random
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +91,8 @@ def copy_bin(bin_id: str, dest: Path) -> Path:
 
 def reference_rois(directory: Path, bin_id: str) -> dict[int, dict]:
     """Every ADC row decoded independently of the product: roi number ->
-    geometry and the raw pixels sliced from the .roi (None for no image)."""
+    geometry, seconds since the run started and the raw pixels sliced from the
+    .roi (None for no image)."""
     legacy = BINS[bin_id][3] if bin_id in BINS else bin_id.startswith("IFCB")
     x, y, w, h, s = (9, 10, 11, 12, 13) if legacy else (13, 14, 15, 16, 17)
     roi_path = directory / f"{bin_id}.roi"
@@ -105,7 +106,9 @@ def reference_rois(directory: Path, bin_id: str) -> dict[int, dict]:
                 pixels = np.frombuffer(data[start : start + width * height], np.uint8).reshape(
                     height, width
                 )
+            seconds = float(cells[1])  # adc_time, or processing_end_time in legacy bins
             rows[number] = {
+                "seconds": seconds + 86400 if legacy and seconds < 0 else seconds,
                 "trigger_number": int(cells[0]),
                 "roi_x": int(cells[x]),
                 "roi_y": int(cells[y]),
@@ -180,7 +183,8 @@ def check_bin(repo: Repository, bin_id: str, directory: Path) -> None:
         want = ref[r["roi_number"]]
         assert r["sample_id"] == bin_id
         assert r["instrument"] == instrument
-        assert r["timestamp"] == when
+        assert r["bin_time"] == when
+        assert r["timestamp"] == when + timedelta(microseconds=round(want["seconds"] * 1e6))
         for column in ("trigger_number", "roi_x", "roi_y", "roi_width", "roi_height", "start_byte"):
             assert r[column] == want[column], (r["image_id"], column)
         pixels = decode(repo.snapshot().read_image(r["image_id"]))
@@ -283,7 +287,8 @@ def test_known_facts_of_the_real_bins(runner, repo_path, bins):
     assert (o["bin_temperature"], o["bin_humidity"]) == pytest.approx(
         (11.4799732421875, 32.167437512207)
     )
-    assert o["bin_run_time"] is None and o["bin_ml_analyzed"] is None
+    assert o["bin_run_time"] is None  # legacy headers have no run time: volume from the ADC
+    assert o["bin_ml_analyzed"] > 0
 
 
 def test_python_plan_and_apply(tmp_path, bins):
@@ -464,7 +469,7 @@ def test_the_same_bin_from_another_root_adds_nothing(runner, repo_path, bins, tm
     listed = Repository.open(repo_path).snapshot().source_files()
     assert listed.column("path").to_pylist() == [f"{MODERN}{s}" for s in SUFFIXES]
     assert listed.column("name").to_pylist() == [f"{MODERN}{s}" for s in SUFFIXES]
-    (nested / f"{MODERN}.hdr").write_bytes(b"changed\n")
+    (nested / f"{MODERN}.hdr").write_bytes((nested / f"{MODERN}.hdr").read_bytes() + b"x: 1\n")
     result = invoke(runner, "--repo", repo_path, "commit", "--format", "ifcb", tmp_path / "other")
     assert_error(result, 4, f"{MODERN}/{MODERN}.hdr")
 
@@ -568,17 +573,6 @@ def _hdr_only(tmp_path: Path) -> Path:
     return d
 
 
-def _no_roi(bin_id: str):
-    def make(tmp_path: Path) -> Path:
-        d = tmp_path / "no_roi"
-        d.mkdir()
-        for s in (".adc", ".hdr"):
-            shutil.copyfile(DATA / "irfcb" / f"{bin_id}{s}", d / f"{bin_id}{s}")
-        return d / f"{bin_id}.adc"
-
-    return make
-
-
 def _truncated(tmp_path: Path) -> Path:
     d = copy_bin(MODERN, tmp_path / "trunc")
     path = d / f"{MODERN}.roi"
@@ -595,18 +589,13 @@ def _bad_name(tmp_path: Path) -> Path:
 
 
 ERRORS = {
-    "hdr-only directory": (_hdr_only, ["has no .adc file", "D20190929T185847_IFCB122"]),
+    "hdr-only directory": (
+        _hdr_only,
+        ["bin D20190929T185847_IFCB122: no .adc file (header only)", "2 other bin(s)"],
+    ),
     "hdr-only file": (
         lambda p: _hdr_only(p) / "D20231021T154635_IFCB199.hdr",
-        ["D20231021T154635_IFCB199", "has no .adc file"],
-    ),
-    "no .roi 000439": (
-        _no_roi("D20220522T000439_IFCB134"),
-        ["D20220522T000439_IFCB134", "no .roi file"],
-    ),
-    "no .roi 113059": (
-        _no_roi("D20230810T113059_IFCB134"),
-        ["D20230810T113059_IFCB134", "no .roi file"],
+        ["bin D20231021T154635_IFCB199: no .adc file (header only)"],
     ),
     "truncated .roi": (_truncated, [MODERN, "ROI 3", "outside", "30000-byte"]),
     "non-numeric cell": (
@@ -638,8 +627,8 @@ def test_unreadable_input_is_one_error_line_and_writes_nothing(runner, repo_path
 def test_plan_raises_before_writing(tmp_path):
     from improv_vcs.core.errors import InvalidInputError
 
-    with pytest.raises(InvalidInputError, match="D20220522T000439_IFCB134"):
-        get_adapter("ifcb").plan(_no_roi("D20220522T000439_IFCB134")(tmp_path), None, {})
+    with pytest.raises(InvalidInputError, match="D20190929T185847_IFCB122: no .adc file"):
+        get_adapter("ifcb").plan(_hdr_only(tmp_path), None, {})
     with pytest.raises(InvalidInputError, match="has no option"):
         get_adapter("ifcb").plan(copy_bin(MODERN, tmp_path / "ok"), None, {"split": "planes"})
     with pytest.raises(InvalidInputError, match="neither a directory nor"):
@@ -745,7 +734,9 @@ def write_bin(
     (directory / f"{bin_id}.hdr").write_text(header)
     (directory / f"{bin_id}.adc").write_text("".join(r + "\r\n" for r in rows))
     (directory / f"{bin_id}.roi").write_bytes(bytes(roi))
-    ml = None if legacy else 0.25 * 120.0 / 60
+    # legacy: (last frame grab − Σ max(trigger open − previous frame grab, 0.073) − 0.073) × flow
+    legacy_ml = (0.7 - len(sizes) * 0.073) * 40 * 5 / 48000 if sizes else None
+    ml = legacy_ml if legacy else 0.25 * 120.0 / 60
     return bin_id, expected, ml
 
 

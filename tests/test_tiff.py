@@ -24,6 +24,7 @@ from improv_vcs.core.errors import InvalidInputError, NotFoundError
 from improv_vcs.ingest import adapters as adapters_module
 from improv_vcs.ingest.adapters import get_adapter, known_adapters, parse_options
 from improv_vcs.ingest.adapters.tiff import encode_plane, parse_ome
+from improv_vcs.ingest.adapters.units import Quantity
 from improv_vcs.query.filters import build_query
 from improv_vcs.query.stack import decode, parse_selector
 
@@ -208,13 +209,17 @@ def test_real_ome_xml_parses_to_its_fields():
     assert image.name == "s_1_t_1_c_1_z_1.czi #1"
     assert image.acquired == datetime(2019, 6, 27, 18, 33, 40, 619000, tzinfo=timezone.utc)
     assert image.channels == ["Bright"]
-    assert image.physical == {
-        "x": pytest.approx(1.0833333333333333),
-        "y": pytest.approx(1.0833333333333333),
+    size = 1.0833333333333333
+    assert image.sizes == {
+        "physical_size_x": Quantity(size, "µm", size),
+        "physical_size_y": Quantity(size, "µm", size),
     }
     assert set(image.planes) == {(0, 0, 0)}
-    assert image.planes[(0, 0, 0)]["exposure_time"] == 10.0
-    assert image.planes[(0, 0, 0)]["delta_t"] == pytest.approx(0.496, abs=1e-6)
+    assert image.planes[(0, 0, 0)]["exposure_time"] == Quantity(10.0, "s", 10.0)
+    assert image.planes[(0, 0, 0)]["delta_t"] == Quantity(
+        0.4960000514984131, "s", 0.4960000514984131
+    )
+    assert image.planes[(0, 0, 0)]["position_x"] == Quantity(43427.982, "reference frame", None)
 
 
 def test_ome_delta_t_units_and_offsets():
@@ -239,9 +244,12 @@ def test_ome_delta_t_units_and_offsets():
     )  # OME's 100-ns ticks, cut to microseconds
     assert unreadable.acquired is None  # like any unreadable OME value
     assert first.acquired == WHEN  # 14:00+02:00 is 12:00 UTC
-    assert first.physical == {"z": 0.5}
+    assert first.sizes == {"physical_size_z": Quantity(0.5, "µm", 0.5)}
     assert first.channels == ["dapi"]
-    assert first.planes == {(0, 0, 0): {"delta_t": 0.25}, (0, 0, 1): {"delta_t": 120.0}}
+    assert first.planes == {
+        (0, 0, 0): {"delta_t": Quantity(250.0, "ms", 0.25)},
+        (0, 0, 1): {"delta_t": Quantity(2.0, "min", 120.0)},
+    }
     assert second.name is None and second.acquired is None and second.planes == {}
     with pytest.raises(InvalidInputError, match="not well-formed"):
         parse_ome("<OME><Image>")

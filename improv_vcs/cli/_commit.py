@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,13 @@ from ._common import (
     report,
     warn,
 )
+
+if TYPE_CHECKING:
+    from ..ingest.adapters import IngestPlan
+
+PARTIAL_EXIT_CODE = 10
+"""Exit code of a commit that left some samples out (IFCB bins that cannot
+be ingested): what could be ingested is committed; not an error."""
 
 
 @app.command(rich_help_panel=RECORD)
@@ -98,6 +105,14 @@ def commit(
     strict: Annotated[
         bool, typer.Option("--strict", help="Refuse images of instruments that are not registered.")
     ] = False,
+    strict_bins: Annotated[
+        bool,
+        typer.Option(
+            "--strict-bins",
+            help="ifcb: refuse the whole SOURCE, writing nothing, when any bin is incomplete or "
+            "bad (default: commit the others and exit 10).",
+        ),
+    ] = False,
     message: Annotated[str, typer.Option("--message", "-m", help="Commit message.")] = "",
     branch: Annotated[
         str | None,
@@ -123,7 +138,13 @@ def commit(
     and offset ignored. Times without an offset are UTC unless --timezone.
 
     --format ifcb: every ROI of every bin becomes a PNG image with its ADC row
-    and header fields as columns; the bin is the sample.
+    and header fields as columns, timed by its own trigger (bin_time: the
+    bin's start); the bin is the sample. A bin with a header and ADC but no
+    .roi, or an empty one, keeps its sample record and files without images.
+    Incomplete or bad bins (no .adc, an unreadable ADC, ROIs that do not tile
+    the .roi, ml_analyzed <= 0) are skipped and listed with their reason, and
+    the command exits 10 once the others are committed; --strict-bins refuses
+    the whole SOURCE instead.
 
     --format tiff: planes get t, c, z, p indices and channel names; the stack
     is the sample (read it back with Snapshot.read_stack).
@@ -161,6 +182,12 @@ def commit(
     plan = adapter.plan(source, instrument, options, keep_raw=raw)
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    if strict_bins and plan.skipped:
+        name, reason = next(iter(plan.skipped.items()))
+        raise InvalidInputError(
+            f"{len(plan.skipped)} bin(s) under {source} cannot be ingested (--strict-bins), "
+            f"e.g. bin {name}: {reason}"
+        )
     if not plan.images and not plan.files:
         raise InvalidInputError(f"{source} holds no images, and --no-raw keeps no original files")
     instruments = ", ".join(plan.instruments)
@@ -197,6 +224,7 @@ def commit(
         "new_images": added if commit_id else 0,
         "files": plan.files,
         "new_files": kept if commit_id else 0,
+        **_samples(plan),
     }
     files_note = f" and {kept} original file(s)" if kept else ""
     if json_output:
@@ -216,6 +244,34 @@ def commit(
         typer.echo(
             f"[{tx.branch} {commit_id[:12]}] {added} image(s){files_note} from {instruments}{note}"
         )
+    if not json_output:
+        _print_samples(result)
+    if plan.skipped:
+        raise typer.Exit(PARTIAL_EXIT_CODE)
+
+
+def _samples(plan: IngestPlan) -> dict:
+    """The samples a plan keeps with and without images, and those it skips."""
+    recorded = [s["sample_id"] for s in plan.samples]
+    return {
+        "samples": sorted(s for s in recorded if s not in plan.without_images),
+        "samples_without_images": [
+            {"sample": s, "reason": r} for s, r in sorted(plan.without_images.items())
+        ],
+        "skipped": [{"sample": s, "reason": r} for s, r in sorted(plan.skipped.items())],
+    }
+
+
+def _print_samples(result: dict) -> None:
+    """The sample lines of the text summary (none when all have images)."""
+    if not (result["samples_without_images"] or result["skipped"]):
+        return
+    if result["samples"]:
+        typer.echo(f"  with images: {', '.join(result['samples'])}")
+    for row in result["samples_without_images"]:
+        typer.echo(f"  kept without images: {row['sample']}: {row['reason']}")
+    for row in result["skipped"]:
+        typer.echo(f"  skipped: {row['sample']}: {row['reason']}")
 
 
 def _default_message(images: int, files: int, instruments: str) -> str:

@@ -293,6 +293,10 @@ def get(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing output file.")
     ] = False,
+    mask: Annotated[
+        bool,
+        typer.Option("--mask", help="The image's segmentation mask (its latest run) instead."),
+    ] = False,
     quiet: QuietOption = False,
     json_output: Annotated[
         bool, typer.Option("--json", help="With -o: describe the written file as JSON.")
@@ -301,13 +305,15 @@ def get(
 ) -> None:
     """Write one image's verified bytes to a file or stdout.
 
-    The bytes are checked against the image's hash before anything is written.
+    The bytes are checked against the image's hash before anything is written;
+    with --mask, the image's segmentation mask, checked against its own.
     """
     from ..core.errors import InvalidInputError
 
     if json_output and output is None:
         raise InvalidInputError("--json describes the file -o writes; give -o FILE")
-    data = open_repo(repo).snapshot(at).read_image(image_id)
+    snapshot = open_repo(repo).snapshot(at)
+    data = snapshot.read_mask(image_id) if mask else snapshot.read_image(image_id)
     if output is None:
         if sys.stdout.isatty():
             raise InvalidInputError(

@@ -214,5 +214,7 @@ def _cell(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, list) and len(value) > 8 and all(isinstance(v, float) for v in value):
+        return f"[{len(value)} numbers]"  # a score vector or an embedding
     text = str(value)
     return text[:12] if len(text) == 64 else text

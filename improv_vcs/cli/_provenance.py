@@ -43,12 +43,42 @@ def _constants(pairs: list[str] | None) -> dict[str, str]:
 @handles_errors
 def provenance_add(
     kind: Annotated[str, typer.Argument(help="Record kind (see `improv provenance kinds`).")],
-    file: Annotated[
-        Path,
+    files: Annotated[
+        list[Path],
         typer.Argument(
-            help="CSV or Parquet records keyed by image_id (or file_name, or IFCB roi_number)."
+            help="Files (or directories of them): CSV or Parquet records keyed by image_id (or "
+            "file_name, or IFCB roi_number); IFCB class files (v1 .mat, v3 .h5, v4 CSV) or "
+            "per-class Parquet; classlist annotations (.mat); embeddings (Parquet); zips of masks."
         ),
     ],
+    format_name: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="The files' format (default: told from each file): records, class-v1, class-v3, "
+            "class-v4, class-parquet, classlist, embeddings or mask-zip.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Classifier or embedding model (default: as the file says)."),
+    ] = None,
+    model_version: Annotated[
+        str | None,
+        typer.Option(
+            "--model-version",
+            help="Model version (default: as the file says; for class files, classes-HASH of "
+            "their class list).",
+        ),
+    ] = None,
+    class_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--class-list",
+            help="class2use.mat (or text, a name per line) that classlist indexes point into "
+            "(default: the file's class2use_manual).",
+        ),
+    ] = None,
     source: Annotated[
         str | None,
         typer.Option("--source", help="Who or what produced the records (default: you)."),
@@ -64,7 +94,9 @@ def provenance_add(
     message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
     masks: Annotated[
         Path | None,
-        typer.Option("--masks", help="Directory of mask files named IMAGE_ID.ext (segmentation)."),
+        typer.Option(
+            "--masks", help="Directory or zip of mask files named IMAGE_ID.ext (segmentation)."
+        ),
     ] = None,
     constants: Annotated[
         list[str] | None,
@@ -81,16 +113,35 @@ def provenance_add(
     """Attach records to images as a new commit.
 
     Nothing is replaced: a re-run with a new run id sits next to the old one;
-    identical records are skipped.
+    identical records are skipped. The class list of a class file becomes the
+    taxonomy of its model version in the same commit.
     """
+    import functools
+
     from ..core.authors import default_author
-    from ..ingest.provenance_files import read_masks, read_records
+    from ..core.errors import InvalidInputError
+    from ..ingest.provenance_files import ReadOptions, read_files, read_masks
+    from ..snapshot import registry
 
     repository = open_repo(repo)
-    table = read_records(file, _constants(constants))
-    mask_bytes = read_masks(masks, table.column("image_id").to_pylist()) if masks else None
     source = source or default_author()
+    options = ReadOptions(model, model_version, class_list, annotator=source)
+    submission = read_files(files, kind, format_name, options, _constants(constants))
+    table, mask_bytes = submission.table, submission.masks
+    if masks is not None:
+        if mask_bytes is not None:
+            raise InvalidInputError("--masks: the zip given holds the masks already")
+        mask_bytes = read_masks(masks, table.column("image_id").to_pylist())
     with repository.transaction(branch, message or f"Provenance: {kind} from {source}") as tx:
+        for (classifier, version), classes in submission.taxonomies.items():
+            tx.edit_registry(
+                functools.partial(
+                    registry.add_taxonomy,
+                    classifier=classifier,
+                    model_version=version,
+                    classes=classes,
+                )
+            )
         added = tx.add_provenance(kind, table, source, run_id, mask_bytes)
     runs = sorted({r for s in tx.segments for r in s.runs})
     data = {
@@ -147,6 +198,9 @@ def _value(value: Any) -> str:
             for k, v in value.items()
             if v is not None
         )
+    if isinstance(value, list):
+        shown = ", ".join(f"{v:.4g}" for v in value[:8])
+        return f"[{shown}, … ({len(value)} numbers)]" if len(value) > 8 else f"[{shown}]"
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)

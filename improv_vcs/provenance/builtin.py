@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
 import pyarrow as pa
@@ -10,7 +9,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
 from ..core.errors import InvalidInputError
-from .kinds import JsonText, Kind, Scores
+from .kinds import JsonText, Kind, Numbers, Scores, Vector
 
 
 class Geolocation(BaseModel):
@@ -51,10 +50,13 @@ class Classification(BaseModel):
         default=None, description="the class after thresholds (e.g. 'unclassified')"
     )
     scores: Scores | None = Field(default=None, description="every class's score, by class name")
-    score_vector: JsonText | None = Field(
+    score_vector: Numbers | None = Field(
         default=None,
-        description="every class's score by position (a JSON array), decoded through the taxonomy "
-        "of model and model_version",
+        description="every class's score by position, decoded through the taxonomy of model and "
+        "model_version",
+    )
+    thresholds: Numbers | None = Field(
+        default=None, description="every class's threshold by position, as score_vector"
     )
 
 
@@ -67,6 +69,12 @@ class Annotation(BaseModel):
     bbox_width: int | None = Field(default=None, ge=0)
     bbox_height: int | None = Field(default=None, ge=0)
     comment: str | None = None
+
+
+class Embedding(BaseModel):
+    model: str = Field(description="the model that computed the vector")
+    model_version: str | None = None
+    vector: Vector = Field(description="the embedding, one length for every record")
 
 
 class IfcbFeatures(BaseModel):
@@ -132,31 +140,16 @@ def _check_annotation(table: pa.Table) -> None:
 
 
 def _check_score_vectors(table: pa.Table) -> None:
-    """A score vector is a JSON array of numbers and needs the model version
-    whose taxonomy names its positions."""
-    if "score_vector" not in table.column_names:
-        return
-    versions = (
-        table.column("model_version").to_pylist()
-        if "model_version" in table.column_names
-        else [None] * table.num_rows
-    )
-    for row, (vector, version) in enumerate(
-        zip(table.column("score_vector").to_pylist(), versions), start=1
-    ):
-        if vector is None:
-            continue
-        values = json.loads(vector)
-        if not isinstance(values, list) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-        ):
+    """Numbers by position need the model version whose taxonomy names the positions."""
+    for name in ("score_vector", "thresholds"):
+        unnamed = pc.and_(
+            pc.is_valid(table.column(name)), pc.is_null(table.column("model_version"))
+        )
+        if pc.any(unnamed).as_py():
+            row = pc.index(unnamed, True).as_py() + 1
             raise InvalidInputError(
-                f"classification record {row}: score_vector must be a JSON array of numbers"
-            )
-        if version is None:
-            raise InvalidInputError(
-                f"classification record {row}: a score_vector needs model_version (to find its "
-                f"class list)"
+                f"classification record {row}: a {name} needs model_version (to find its class "
+                "list)"
             )
 
 
@@ -194,6 +187,11 @@ BUILTIN_KINDS = (
         Annotation,
         "a human label, for the whole frame or a bounding box",
         check=_check_annotation,
+    ),
+    Kind(
+        "embedding",
+        Embedding,
+        "a model's vector for an image (float16 or float32, one length per repository)",
     ),
     Kind(
         "ifcb_features",

@@ -10,8 +10,11 @@ pass rather than a million ``model_validate`` calls.
 Field annotations a kind may use: ``str``, ``int``, ``float``, ``bool``,
 ``datetime`` (with a time zone), ``Literal[...]`` of strings, :data:`JsonText`
 (free-form JSON, stored as canonical text), :data:`Scores` (named numbers,
-stored as a struct with one float field per name), each optionally ``| None``
-(nullable; required fields must be non-null in every record).
+stored as a struct with one float field per name), :data:`Numbers` (numbers
+by position, stored as an Arrow list of float64), :data:`Vector` (one
+fixed-size vector per record, stored as an Arrow fixed-size list), each
+optionally ``| None`` (nullable; required fields must be non-null in every
+record).
 
 Third-party kinds are :class:`Kind` objects published under the entry point
 group ``improv_vcs.kinds``; the entry point's name must equal the kind's name.
@@ -36,6 +39,7 @@ from pydantic import BaseModel
 from ..core import canonical
 from ..core.errors import InvalidInputError
 from ..core.ids import column_name
+from . import vectors
 
 ENTRY_POINT_GROUP = "improv_vcs.kinds"
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -55,8 +59,23 @@ class _ScoresMarker:
     """Marks a field holding numbers by name (class scores)."""
 
 
+@dataclass(frozen=True)
+class _VectorMarker:
+    """Marks a field holding numbers by position: a ``"list"`` of any length,
+    or a ``"fixed"``-size vector."""
+
+    shape: Literal["list", "fixed"]
+
+
 JsonText = Annotated[str, _JsonMarker()]
 Scores = Annotated[dict[str, float], _ScoresMarker()]
+Numbers = Annotated[list[float], _VectorMarker("list")]
+"""Numbers by position, any count per record (class scores): an Arrow list of
+float64. JSON array text is read too; a repository whose earlier records held
+the column as JSON text keeps it so (a column's type never changes)."""
+Vector = Annotated[list[float], _VectorMarker("fixed")]
+"""A vector of one length in every record (an embedding): an Arrow
+fixed-size list of float16 (kept as given) or of float32 (any other numbers)."""
 OpenColumns = Literal["numeric", "any"]
 
 
@@ -71,6 +90,7 @@ class Column:
     bounds: tuple[tuple[str, float], ...] = ()  # (operator, value): ge, gt, le, lt
     json: bool = False
     scores: bool = False
+    vector: Literal["list", "fixed"] | None = None
     default: Any = None
 
 
@@ -131,13 +151,19 @@ class Kind:
             "name": self.name,
             "description": self.description,
             "columns": [
-                {"name": c.name, "type": "json" if c.json else str(c.type), "required": c.required}
+                {"name": c.name, "type": _type_name(c), "required": c.required}
                 for c in self.columns
             ],
             "indexed": list(self.indexed),
             "open_columns": self.open_columns,
             "blob": self.blob,
         }
+
+
+def _type_name(column: Column) -> str:
+    if column.json:
+        return "json"
+    return "vector" if column.vector == "fixed" else str(column.type)
 
 
 @cache
@@ -169,6 +195,10 @@ def _column(name: str, info: Any) -> Column:
         return Column(name, pa.string(), required, json=True)
     if any(isinstance(m, _ScoresMarker) for m in markers):
         return Column(name, pa.struct([]), required, scores=True)
+    shape = next((m.shape for m in markers if isinstance(m, _VectorMarker)), None)
+    if shape is not None:
+        element = pa.float64() if shape == "list" else pa.float32()
+        return Column(name, pa.list_(element), required, vector=shape)
     if typing.get_origin(annotation) is Literal:
         choices = tuple(str(a) for a in typing.get_args(annotation))
         return Column(name, pa.string(), required, choices=choices, default=default)
@@ -221,13 +251,16 @@ def normalize(kind: Kind, table: pa.Table, known_types: Mapping[str, str]) -> pa
             continue  # absent scores: no column (Parquet has no empty structs)
         elif column.name in names:
             values = table.column(column.name)
-            columns[column.name] = (
-                _json_column(values, column.name)
-                if column.json
-                else _cast(values, column.type, column.name)
-            )
-        else:
-            columns[column.name] = pa.nulls(n, column.type)
+            if column.json:
+                columns[column.name] = _json_column(values, column.name)
+            elif column.vector:
+                columns[column.name] = vectors.column(
+                    values, column.name, column.vector, known_types.get(column.name)
+                )
+            else:
+                columns[column.name] = _cast(values, column.type, column.name)
+        else:  # absent vectors are untyped nulls: no type for later records to match
+            columns[column.name] = pa.nulls(n, pa.null() if column.vector else column.type)
         if column.default is not None:
             columns[column.name] = pc.fill_null(
                 columns[column.name], pa.scalar(column.default, column.type)

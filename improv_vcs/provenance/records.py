@@ -21,6 +21,7 @@ from ..core import canonical
 from ..core.ids import ObjectId
 from ..core.model import ProvenanceSegment
 from ..core.parquet import from_parquet, to_parquet
+from . import vectors
 from .kinds import BLOB_COLUMNS, ENVELOPE, TIMESTAMP, Kind
 
 PARQUET_KIND = "provenance"
@@ -30,7 +31,14 @@ covering an image-id range, so queries read only the ranges they need."""
 _CHUNK = 65_536
 _LOCATION = ("pack", "offset")  # where a blob lives is not part of a record
 
-_TAGS = {"int": b"\x01", "float": b"\x02", "bool": b"\x03", "text": b"\x04", "time": b"\x05"}
+_TAGS = {
+    "int": b"\x01",
+    "float": b"\x02",
+    "bool": b"\x03",
+    "text": b"\x04",
+    "time": b"\x05",
+    "numbers": b"\x06",
+}
 
 
 def envelope_prefix(kind: str, source: str, run_id: str | None) -> bytes:
@@ -85,6 +93,9 @@ def _encode_column(name: str, values: pa.Array) -> pa.Array:
         tag, data = _TAGS["bool"], _fixed(values.cast(pa.uint8()), 1)
     elif pa.types.is_timestamp(kind):
         tag, data = _TAGS["time"], _fixed(values.cast(TIMESTAMP).cast(pa.int64()), 8)
+    elif pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind):
+        width = bytes([kind.value_type.bit_width // 8])
+        tag, data = _TAGS["numbers"] + width, vectors.digests(values)
     else:
         text = values.cast(pa.large_binary())
         length = _fixed(pc.binary_length(text).cast(pa.uint32()), 4)

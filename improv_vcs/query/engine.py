@@ -85,6 +85,17 @@ def _add_unscanned_columns(
     return rows
 
 
+def _with_vectors(table: pa.Table, vectors: dict[str, pa.Table]) -> pa.Table:
+    """``table`` with each vector column's record ids replaced by those records' vectors."""
+    for name, found in vectors.items():
+        if name in table.column_names:
+            ids = found.column("record_id").combine_chunks()
+            at = pc.index_in(table.column(name), value_set=ids)
+            picked = found.column("vector").take(at)
+            table = table.set_column(table.schema.get_field_index(name), name, picked)
+    return table
+
+
 def run(
     snapshot: SnapshotReader,
     query: Query,
@@ -139,6 +150,7 @@ def run(
     finally:
         for name in tables:
             connection.unregister(name)
+    table = _with_vectors(table, planned.vectors)
     if count:
         total = table.column(0)[0].as_py() + counted
         if query.limit is not None:

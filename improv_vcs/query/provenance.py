@@ -6,7 +6,8 @@ image, the run recorded last) form ``sel_<kind>``; those meeting all of the
 kind's conditions form ``match_<kind>``. An image passes when it has a
 matching record of every filtering kind; joined columns come from its most
 recent matching record. Geolocation records give a position to images whose
-manifest has none, for ``--bbox``.
+manifest has none, for ``--bbox``. Vectors (embeddings) stay out of DuckDB:
+the SQL picks the record id, and the engine puts the vector in its place.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Plan:
     batches: pa.Table
     tables: dict[str, pa.Table] = field(default_factory=dict)
     sql: ProvenanceSql = field(default_factory=ProvenanceSql)
+    vectors: dict[str, pa.Table] = field(default_factory=dict)
+    """Result column → ``(record_id, vector)`` of the records it may pick."""
 
 
 def plan(
@@ -65,12 +68,16 @@ def plan(
     filters: list[str] = []
     columns: list[str] = []
     joins: list[str] = []
+    vectors: dict[str, pa.Table] = {}
     for name in named:
         kind = get_kind(name)
+        fixed = _vector_columns(query, kind)
         segments = _segments(snapshot, query, kind, candidates, name in filtering)
         if name in filtering:
             candidates = _overlapping(candidates, segments)
         table = _records(snapshot, query, kind, segments, candidates, record_ids)
+        table, apart = _vectors_apart(table, name, fixed)
+        vectors.update(apart)
         tables[f"prov_{name}"] = table
         run = query.run_for(name)
         if run == view.RUN_LATEST:
@@ -98,7 +105,9 @@ def plan(
         ]
         if joined:
             picks = ", ".join(
-                f'arg_max_null("{c}", (recorded_at, record_id)) AS "{name}.{c}"' for c in joined
+                f'arg_max_null("{"record_id" if c in fixed else c}", (recorded_at, record_id)) '
+                f'AS "{name}.{c}"'
+                for c in joined
             )
             joins.append(
                 f'LEFT JOIN (SELECT image_id, {picks} FROM "match_{name}" GROUP BY image_id) '
@@ -113,7 +122,32 @@ def plan(
         tuple(joins),
         located="located" if located is not None else None,
     )
-    return Plan(candidates, tables, sql)
+    return Plan(candidates, tables, sql, vectors)
+
+
+def _vector_columns(query: Query, kind: Kind) -> set[str]:
+    """The kind's vector columns; conditions on them are refused (they are only joined)."""
+    fixed = {c.name for c in kind.columns if c.vector == "fixed"}
+    for condition in query.provenance:
+        if condition.kind == kind.name and condition.column in fixed:
+            raise InvalidInputError(
+                f"{kind.name}.{condition.column} holds vectors: add it with --with; it cannot be "
+                "compared"
+            )
+    return fixed
+
+
+def _vectors_apart(
+    table: pa.Table, name: str, fixed: set[str]
+) -> tuple[pa.Table, dict[str, pa.Table]]:
+    """``table`` without its (joined) vector columns, and each one's
+    ``(record_id, vector)`` by result column."""
+    held = [c for c in table.column_names if c in fixed]
+    apart = {
+        f"{name}.{c}": table.select(["record_id", c]).rename_columns(["record_id", "vector"])
+        for c in held
+    }
+    return table.drop_columns(held), apart
 
 
 def _columns_of(snapshot: SnapshotReader, kind: Kind) -> dict[str, pa.DataType]:

@@ -4,6 +4,11 @@ Planes carry ``p, t, c, z`` indices (see :mod:`improv_vcs.ingest.adapters.tiff`)
 The full array of a sample is ``(P, T, C, Z, Y, X[, S])``; selectors index it
 the way numpy does: an ``int`` picks one position and drops the axis, a
 ``slice`` or a list of ints keeps it. Only the planes selected are read.
+
+Series (``p``) are picked first, and ``t, c, z`` index each picked series.
+Series of one file may differ in shape (multi-scene files): each reads on its
+own (``p=1`` gives that series' ``(T, C, Z, Y, X[, S])``), and a read that
+would put series of different shapes in one array is refused.
 """
 
 from __future__ import annotations
@@ -50,35 +55,97 @@ def select(
     rows: pa.Table, selectors: Mapping[str, Selector]
 ) -> tuple[pa.Table, dict[str, list[int] | int]]:
     """The rows of one sample's planes that ``selectors`` pick, and per axis the
-    index values kept (a list) or picked (an int)."""
+    index values kept (a list) or picked (an int). The series picked must share
+    one shape."""
+    series = _series(rows)
+    p = _pick(sorted(series), selectors.get("p"), "p", "the stack")
+    picked = {i: series[i] for i in ([p] if isinstance(p, int) else p)}
+    if not picked:
+        raise InvalidInputError("no planes selected")
+    _require_one_shape(picked)
+    owner = "the stack" if len(series) == 1 else f"series {', '.join(map(str, picked))}"
+    table, chosen = _select_planes(pa.concat_tables(picked.values()), selectors, owner)
+    return table, {"p": p, **chosen}
+
+
+def select_each_sample(rows: pa.Table, selectors: Mapping[str, Selector]) -> pa.Table:
+    """The planes ``selectors`` pick in every series of every sample of ``rows``,
+    each series indexed on its own."""
     require_planes(rows)
+    if not any(selectors.get(a) is not None for a in AXES):
+        return rows
+    parts = []
+    for sample in rows.column("sample_id").unique().to_pylist():
+        series = _series(rows.filter(pc.equal(rows.column("sample_id"), sample)))
+        p = _pick(sorted(series), selectors.get("p"), "p", f"sample {sample!r}")
+        for i in dict.fromkeys([p] if isinstance(p, int) else p):
+            parts.append(_select_planes(series[i], selectors, f"series {i} of {sample!r}")[0])
+    return pa.concat_tables(parts) if parts else rows
+
+
+def _series(rows: pa.Table) -> dict[int, pa.Table]:
+    """The planes of each series (``p``) of one sample."""
+    require_planes(rows)
+    for axis in AXES:
+        if rows.column(axis).null_count:
+            raise InvalidInputError(f"some planes have no {axis} index")
+    column = rows.column("p")
+    return {int(p): rows.filter(pc.equal(column, p)) for p in sorted(column.unique().to_pylist())}
+
+
+def _select_planes(
+    rows: pa.Table, selectors: Mapping[str, Selector], owner: str
+) -> tuple[pa.Table, dict[str, list[int] | int]]:
+    """The rows ``selectors`` pick on the ``t, c, z`` axes of ``rows`` (``owner``'s planes)."""
     chosen: dict[str, list[int] | int] = {}
     mask = pa.array([True] * rows.num_rows)
-    for axis in AXES:
+    for axis in AXES[1:]:
         column = rows.column(axis)
-        if column.null_count:
-            raise InvalidInputError(f"some planes have no {axis} index")
-        present = sorted(set(column.to_pylist()))
-        picked = _pick(present, selectors.get(axis), axis)
+        picked = _pick(sorted(set(column.to_pylist())), selectors.get(axis), axis, owner)
         chosen[axis] = picked
         values = [picked] if isinstance(picked, int) else picked
         mask = pc.and_(mask, pc.is_in(column, value_set=pa.array(values, column.type)))
     return rows.filter(mask), chosen
 
 
-def select_each_sample(rows: pa.Table, selectors: Mapping[str, Selector]) -> pa.Table:
-    """:func:`select` applied to every sample of ``rows`` on its own."""
-    require_planes(rows)
-    if not any(selectors.get(a) is not None for a in AXES):
-        return rows
-    parts = []
-    for sample in rows.column("sample_id").unique().to_pylist():
-        own = rows.filter(pc.equal(rows.column("sample_id"), sample))
-        parts.append(select(own, selectors)[0])
-    return pa.concat_tables(parts) if parts else rows
+_PLANE_COLUMNS = {"height": "Y", "width": "X", "samples": "S"}
 
 
-def _pick(present: list[int], selector: Selector, axis: str) -> list[int] | int:
+def _shape(rows: pa.Table) -> str:
+    """One series' shape as text, e.g. ``(T=1, C=2, Z=3, Y=64, X=64) uint16``: its ``t, c, z``
+    extents, then its plane shape and pixel type as far as the rows record them."""
+    parts = [f"{axis.upper()}={_positions(_values(rows, axis))}" for axis in AXES[1:]]
+    for column, axis in _PLANE_COLUMNS.items():
+        values = _values(rows, column) if column in rows.column_names else []
+        if values and (axis != "S" or values != [1]):  # grey planes have no S axis
+            parts.append(f"{axis}={'/'.join(map(str, values))}")
+    dtype = "/".join(map(str, _values(rows, "dtype"))) if "dtype" in rows.column_names else ""
+    return f"({', '.join(parts)}) {dtype}".rstrip()
+
+
+def _values(rows: pa.Table, column: str) -> list:
+    return sorted(set(rows.column(column).to_pylist()), key=lambda v: (v is None, v))
+
+
+def _positions(values: list[int]) -> str:
+    """The count of positions ``0..n-1``, else the positions themselves."""
+    if values == list(range(len(values))):
+        return str(len(values))
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _require_one_shape(series: Mapping[int, pa.Table]) -> None:
+    shapes = {p: _shape(rows) for p, rows in series.items()}
+    first, *others = shapes
+    for p in others:
+        if shapes[p] != shapes[first]:
+            raise InvalidInputError(
+                f"series {first} is {shapes[first]} and series {p} is {shapes[p]}: "
+                f"they do not fit one array; read one series at a time (p={first} or p={p})"
+            )
+
+
+def _pick(present: list[int], selector: Selector, axis: str, owner: str) -> list[int] | int:
     if selector is None:
         return present
     if isinstance(selector, (str, bytes)):
@@ -93,7 +160,7 @@ def _pick(present: list[int], selector: Selector, axis: str) -> list[int] | int:
         return [present[int(i)] for i in selector]
     except IndexError:
         raise InvalidInputError(
-            f"{axis}={selector!r} is out of range: the stack has {len(present)} {axis} position(s)"
+            f"{axis}={selector!r} is out of range: {owner} has {len(present)} {axis} position(s)"
         ) from None
     except (TypeError, ValueError):
         raise InvalidInputError(

@@ -256,6 +256,21 @@ class Snapshot:
         row = found[0]
         return self.reader.odb.read_blob(row["pack"], row["offset"], row["size"], row["blob_id"])
 
+    def triggers(self, sample_id: str) -> pa.Table:
+        """Every trigger of an IFCB bin, with or without an image, read from
+        its kept ``.hdr`` and ``.adc``: ``roi_number``, the ADC columns and
+        each trigger's ``timestamp``."""
+        from ..ingest.adapters.ifcb import trigger_table
+
+        names = [f"{sample_id}.hdr", f"{sample_id}.adc"]
+        kept = set(self.reader.source_files([sample_id]).column("name").to_pylist())
+        if not kept.issuperset(names):
+            raise NotFoundError(
+                f"sample {sample_id!r} has no original .hdr and .adc files (not an IFCB bin, "
+                "or committed with --no-raw)"
+            )
+        return trigger_table(sample_id, *(self.read_source(sample_id, n) for n in names))
+
     def export_sources(
         self,
         dest: str | os.PathLike[str],
@@ -284,7 +299,9 @@ class Snapshot:
         """The N-D array of one stack's planes, shaped ``(P, T, C, Z, Y, X[, S])``
         before selection; ``p, t, c, z`` index it like numpy (an int drops the
         axis, a slice or list keeps it). Give the ``sample`` or a ``query``
-        matching the planes of exactly one sample. Only selected planes are read."""
+        matching the planes of exactly one sample. Only selected planes are read.
+        Series differing in shape read one at a time (``p=1`` gives that series'
+        ``(T, C, Z, Y, X[, S])``); a read mixing them is refused."""
         from ..query import stack
         from ..query.export import iter_blobs
         from ..query.filters import build_query

@@ -42,6 +42,11 @@ class IngestPlan:
     """Sample records to register (see :meth:`Transaction.add_samples`)."""
     warnings: list[str] = field(default_factory=list)
     """What was skipped while planning (e.g. a FIFO among the files), for the user."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Samples left out, each with its reason (an IFCB bin without its .adc)."""
+    without_images: dict[str, str] = field(default_factory=dict)
+    """Samples kept (their record and original files) without images, each
+    with its reason (an IFCB bin without its .roi)."""
 
     @property
     def images(self) -> int:

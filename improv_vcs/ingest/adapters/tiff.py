@@ -1,14 +1,21 @@
 """The ``tiff`` format: TIFF and OME-TIFF stacks (read with tifffile).
 
 ``split=planes`` (the default) stores every 2-D plane of every series as its
-own image (a zlib-compressed single-page TIFF, any pixel type kept), with its
-``t, c, z, p`` indices (``p`` = the series, a position or scene), channel
-name, plane shape, pixel type, physical sizes and the OME ``Plane`` fields
-(``delta_t``, ``exposure_time``, ``position_x/y/z``) as columns; image ids
-are ``<stem>_p<p>_t<t>_c<c>_z<z>``. ``split=none`` stores each file whole as
-one image with its shape and metadata as columns. Either way the stack is a
-sample (``sample_id`` = its file stem), the file itself is kept as an
-original file and its OME-XML as a metadata document.
+own image (a zlib-compressed single-page TIFF, any pixel type kept; RGB with
+its samples last, planar files included), with its ``t, c, z, p`` indices
+(``p`` = the series, a position or scene), channel name, plane shape, samples
+per pixel, pixel type, physical sizes, time increment and the OME ``Plane``
+fields (``delta_t``, ``exposure_time``, ``position_x/y/z``) as columns;
+image ids are ``<stem>_p<p>_t<t>_c<c>_z<z>``. ``split=none`` stores each file
+whole as one image with its shape and metadata as columns. Either way the
+stack is a sample (``sample_id`` = its file stem), the file itself is kept
+as an original file and its OME-XML as a metadata document.
+
+Quantities keep the value as written, its unit and the value in µm or
+seconds (see :mod:`.ome`). A TIFF without OME-XML takes its physical sizes
+from ``XResolution``/``YResolution`` when ``ResolutionUnit`` is a length:
+the pixel size ``1/XResolution`` in ``in`` or ``cm`` (``mm``, ``µm`` for
+tifffile's extensions).
 
 Timestamps: the ``time`` option, else the OME ``AcquisitionDate`` (no offset
 means UTC), else the TIFF ``DateTime`` tag; a plane's is its stack's plus its
@@ -21,10 +28,10 @@ import io
 import math
 import os
 import re
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +42,24 @@ from ...core.errors import InvalidInputError
 from ...core.times import parse_iso, parse_timezone, zone_info
 from ...snapshot.sources import SourceFile
 from .base import Adapter, IngestPlan, PlannedBatch
+from .ome import (
+    PLANE_QUANTITIES,
+    SERIES_QUANTITIES,
+    OmeImage,
+    parse_ome,
+    quantity_fields,
+    quantity_values,
+)
+from .units import LENGTH_UM, Quantity
 
 SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 INDEX_AXES = {"T": "t", "C": "c", "Z": "z"}
 PLANE_AXES = ("Y", "X", "S")
-_PLANE_FIELDS = {
-    "DeltaT": "delta_t",
-    "ExposureTime": "exposure_time",
-    "PositionX": "position_x",
-    "PositionY": "position_y",
-    "PositionZ": "position_z",
-}
-_SECONDS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "min": 60.0, "h": 3600.0}
+_PLANE_LAYOUTS = ("YX", "YXS", "SYX")  # SYX: planar samples, stored samples last
+_RESOLUTION_UNITS = {2: "in", 3: "cm", 4: "mm", 5: "µm"}  # TIFF ResolutionUnit (4, 5: tifffile)
 _TIME = pa.timestamp("us", tz="UTC")
 _COMMON = [
-    ("physical_size_x", pa.float64()),
-    ("physical_size_y", pa.float64()),
-    ("physical_size_z", pa.float64()),
+    *quantity_fields(SERIES_QUANTITIES),
     ("series_name", pa.string()),
     ("source_path", pa.string()),
 ]
@@ -68,10 +76,11 @@ PLANE_SCHEMA = pa.schema(
         ("channel", pa.string()),
         ("height", pa.int64()),
         ("width", pa.int64()),
+        ("samples", pa.int64()),
         ("dtype", pa.string()),
     ]
     + _COMMON
-    + [(column, pa.float64()) for column in _PLANE_FIELDS.values()]
+    + quantity_fields(PLANE_QUANTITIES)
 )
 WHOLE_SCHEMA = pa.schema(
     _KEYS
@@ -83,79 +92,9 @@ WHOLE_SCHEMA = pa.schema(
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:+@=-]")
 
 
-@dataclass
-class OmeImage:
-    """What OME-XML says about one image (one series)."""
-
-    name: str | None = None
-    acquired: datetime | None = None
-    physical: dict[str, float] = field(default_factory=dict)  # x, y, z
-    channels: list[str | None] = field(default_factory=list)
-    planes: dict[tuple[int, int, int], dict[str, float]] = field(
-        default_factory=dict
-    )  # (t, c, z) → fields
-
-
-def parse_ome(xml: str, zone: tzinfo = timezone.utc) -> list[OmeImage]:
-    """The images of an OME-XML document, in document order (an
-    ``AcquisitionDate`` without an offset is read in ``zone``)."""
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError as exc:
-        raise InvalidInputError(f"the OME-XML is not well-formed: {exc}") from None
-    images = []
-    for element in root:
-        if _local(element.tag) != "Image":
-            continue
-        image = OmeImage(name=element.get("Name"))
-        for child in element.iter():
-            tag = _local(child.tag)
-            if tag == "AcquisitionDate" and child.text:
-                image.acquired = _iso_or_none(child.text, zone)
-            elif tag == "Pixels":
-                for axis in "XYZ":
-                    value = _number(child.get(f"PhysicalSize{axis}"))
-                    if value is not None:
-                        image.physical[axis.lower()] = value
-            elif tag == "Channel":
-                image.channels.append(child.get("Name"))
-            elif tag == "Plane":
-                key = tuple(int(child.get(f"The{a}", "0")) for a in "TCZ")
-                values = {}
-                for attribute, column in _PLANE_FIELDS.items():
-                    value = _number(child.get(attribute))
-                    if value is not None and attribute == "DeltaT":
-                        value *= _SECONDS.get(child.get("DeltaTUnit", "s"), math.nan)
-                    if value is not None and math.isfinite(value):
-                        values[column] = value
-                image.planes[key] = values  # type: ignore[index]
-        images.append(image)
-    return images
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return None
-
-
 def _utc(value: datetime, zone: tzinfo = timezone.utc) -> datetime:
     """``value`` in UTC; without an offset it is read in ``zone``."""
     return (value.replace(tzinfo=zone) if value.tzinfo is None else value).astimezone(timezone.utc)
-
-
-def _iso_or_none(text: str, zone: tzinfo) -> datetime | None:
-    """An OME time (ISO 8601, read in ``zone`` without an offset); None when unreadable, like other
-    OME values."""
-    try:
-        return parse_iso(text, zone)
-    except ValueError:
-        return None
 
 
 def _time_option(text: str, zone: tzinfo) -> datetime:
@@ -207,6 +146,7 @@ class Series:
     shape: tuple[int, ...]
     dtype: str
     ome: OmeImage
+    sizes: dict[str, Quantity]  # SERIES_QUANTITIES columns, from OME or resolution tags
 
     @property
     def leading(self) -> tuple[int, ...]:
@@ -218,6 +158,14 @@ class Series:
         while n and self.axes[n - 1] in PLANE_AXES:
             n -= 1
         return n
+
+    @property
+    def planar(self) -> bool:
+        """Whether a plane's samples come before its rows (TIFF ``PlanarConfiguration=2``)."""
+        return self.axes[self.planes_from :] == "SYX"
+
+    def size(self, axis: str) -> int:
+        return self.shape[self.axes.index(axis)] if axis in self.axes else 1
 
 
 class Stack:
@@ -239,10 +187,12 @@ class Stack:
         try:
             with tifffile.TiffFile(path) as tif:
                 self.ome_xml = tif.ome_metadata if tif.is_ome else None
-                ome = parse_ome(self.ome_xml, zone) if self.ome_xml else []
+                ome = self._parse_ome(zone)
                 self.series = [self._series(i, s, ome, axes) for i, s in enumerate(tif.series)]
                 tag = tif.pages[0].tags.get("DateTime") if tif.pages else None
                 tagged = _tag_time(tag.value if tag is not None else None, zone)
+        except InvalidInputError:
+            raise
         except (OSError, ValueError, tifffile.TiffFileError) as exc:
             raise InvalidInputError(f"cannot read {path} as TIFF: {exc}") from None
         acquired = next((s.ome.acquired for s in self.series if s.ome.acquired), None)
@@ -253,6 +203,14 @@ class Stack:
                 "pass --option time=2024-05-01T12:00:00Z"
             )
 
+    def _parse_ome(self, zone: tzinfo) -> list[OmeImage]:
+        if not self.ome_xml:
+            return []
+        try:
+            return parse_ome(self.ome_xml, zone)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{self.path}: {exc}") from None
+
     def _series(self, index: int, series: Any, ome: list[OmeImage], axes: str | None) -> Series:
         letters = series.axes
         if axes is not None:
@@ -262,16 +220,18 @@ class Stack:
                     f"{len(letters)} ({letters})"
                 )
             letters = axes.upper()
+        image = ome[index] if index < len(ome) else OmeImage()
+        image.name = image.name or getattr(series, "name", None) or None
         found = Series(
             index,
             letters,
             tuple(series.shape),
-            str(series.dtype),
-            ome[index] if index < len(ome) else OmeImage(),
+            np.dtype(series.dtype).name,
+            image,
+            image.sizes if self.ome_xml else resolution_sizes(series.keyframe),
         )
-        found.ome.name = found.ome.name or getattr(series, "name", None) or None
         unknown = [a for a in letters[: found.planes_from] if a not in INDEX_AXES]
-        if unknown or not {"Y", "X"} <= set(letters[found.planes_from :]):
+        if unknown or letters[found.planes_from :] not in _PLANE_LAYOUTS:
             raise InvalidInputError(
                 f"{self.path}: cannot map axes {letters!r} to t, c, z planes; "
                 "name them with --option axes=... (letters T, C, Z, then Y, X and S for samples)"
@@ -286,12 +246,14 @@ class Stack:
                     INDEX_AXES[a]: int(i) for a, i in zip(s.axes, position)
                 }
                 fields = s.ome.planes.get((index["t"], index["c"], index["z"]), {})
+                delta_t = fields.get("delta_t")
                 channels = s.ome.channels
                 rows.append(
                     {
                         "image_id": f"{self.sample_id}_p{s.index}_t{index['t']}"
                         f"_c{index['c']}_z{index['z']}",
-                        "timestamp": self.time + timedelta(seconds=fields.get("delta_t", 0.0)),
+                        "timestamp": self.time
+                        + timedelta(seconds=delta_t.canonical if delta_t else 0.0),
                         "sample_id": self.sample_id,
                         "media_type": "image/tiff",
                         "t": index["t"],
@@ -299,21 +261,18 @@ class Stack:
                         "z": index["z"],
                         "p": s.index,
                         "channel": channels[index["c"]] if index["c"] < len(channels) else None,
-                        "height": s.shape[s.axes.index("Y")],
-                        "width": s.shape[s.axes.index("X")],
+                        "height": s.size("Y"),
+                        "width": s.size("X"),
+                        "samples": s.size("S"),
                         "dtype": s.dtype,
                         **self._common(s),
-                        **{column: fields.get(column) for column in _PLANE_FIELDS.values()},
+                        **quantity_values(PLANE_QUANTITIES, fields),
                     }
                 )
         return rows
 
     def whole_row(self) -> dict[str, Any]:
         first = self.series[0]
-        sizes = {f"size_{letter.lower()}": 1 for letter in "TCZ"}
-        for axis, size in zip(first.axes, first.shape):
-            if axis in INDEX_AXES:
-                sizes[f"size_{axis.lower()}"] = size
         return {
             "image_id": self.sample_id,
             "timestamp": self.time,
@@ -322,7 +281,7 @@ class Stack:
             "axes": first.axes,
             "shape": "x".join(str(n) for n in first.shape),
             "dtype": first.dtype,
-            **sizes,
+            **{f"size_{axis.lower()}": first.size(axis) for axis in INDEX_AXES},
             "size_p": len(self.series),
             "channels": ",".join(c or "" for c in first.ome.channels) or None,
             **self._common(first),
@@ -330,9 +289,7 @@ class Stack:
 
     def _common(self, s: Series) -> dict[str, Any]:
         return {
-            "physical_size_x": s.ome.physical.get("x"),
-            "physical_size_y": s.ome.physical.get("y"),
-            "physical_size_z": s.ome.physical.get("z"),
+            **quantity_values(SERIES_QUANTITIES, s.sizes),
             "series_name": s.ome.name,
             "source_path": self.relative,
         }
@@ -343,17 +300,8 @@ class Stack:
 
         with tifffile.TiffFile(self.path) as tif:
             for s, series in zip(self.series, tif.series):
-                count = math.prod(s.leading)
-                pages = list(series.pages)
-                if len(pages) == count and all(
-                    p is not None and p.shape == s.shape[s.planes_from :] for p in pages
-                ):
-                    for page in pages:
-                        yield encode_plane(page.asarray())
-                else:  # planes not one per page: read the series whole
-                    data = series.asarray().reshape((count, *s.shape[s.planes_from :]))
-                    for plane in data:
-                        yield encode_plane(plane)
+                for plane in _series_planes(s, series):
+                    yield encode_plane(np.moveaxis(plane, 0, -1) if s.planar else plane)
 
     def sources(self, keep_raw: bool) -> list[SourceFile]:
         files = []
@@ -388,6 +336,36 @@ def _without_suffix(path: str) -> str:
     return path
 
 
+def _series_planes(s: Series, series: Any) -> Iterator[np.ndarray]:
+    """The planes of a tifffile series in :meth:`Stack.plane_rows` order, as stored in the file."""
+    count = math.prod(s.leading)
+    shape = s.shape[s.planes_from :]
+    pages = list(series.pages)
+    if len(pages) == count and all(p is not None and p.shape == shape for p in pages):
+        for page in pages:
+            yield page.asarray()
+    else:  # planes not one per page: read the series whole
+        yield from series.asarray().reshape((count, *shape))
+
+
+def resolution_sizes(page: Any) -> dict[str, Quantity]:
+    """The physical pixel sizes a TIFF page's ``XResolution``/``YResolution`` give (pixels per
+    ``ResolutionUnit``); none when the unit is not a length."""
+    unit = _RESOLUTION_UNITS.get(int(page.tags.valueof("ResolutionUnit", 2)))
+    sizes = {}
+    for axis in "XY":
+        resolution = page.tags.valueof(f"{axis}Resolution")
+        if unit is None or resolution is None or not resolution[0] or not resolution[1]:
+            continue
+        size = Fraction(resolution[1], resolution[0])
+        sizes[f"physical_size_{axis.lower()}"] = Quantity(
+            float(size),
+            unit,
+            float(size * LENGTH_UM[unit]),  # type: ignore[operator]
+        )
+    return sizes
+
+
 def _tag_time(value: Any, zone: tzinfo = timezone.utc) -> datetime | None:
     """The time of a TIFF ``DateTime`` tag value (``YYYY:MM:DD HH:MM:SS``, read in ``zone``, UTC by
     default)."""
@@ -400,15 +378,15 @@ def _tag_time(value: Any, zone: tzinfo = timezone.utc) -> datetime | None:
 
 
 def encode_plane(plane: np.ndarray) -> bytes:
-    """A plane as a zlib-compressed single-page TIFF; the same pixels always
-    give the same bytes (no software or time tags)."""
+    """A plane as a zlib-compressed little-endian single-page TIFF; the same pixels always
+    give the same bytes (no software or time tags, whatever the input's byte order)."""
     import tifffile
 
     out = io.BytesIO()
     photometric = "rgb" if plane.ndim == 3 and plane.shape[-1] in (3, 4) else "minisblack"
     tifffile.imwrite(
         out,
-        np.ascontiguousarray(plane),
+        np.ascontiguousarray(plane, dtype=plane.dtype.newbyteorder("<")),
         compression="zlib",
         software=None,
         metadata=None,
