@@ -5,7 +5,8 @@ A record's identity is the SHA-256 of ``kind, source, run_id`` and its
 recorded or where its blob is packed. Content is encoded per column in name
 order, nulls left out (so adding a nullable column does not change existing
 records), structs flattened to ``name.field``; see ``docs/format.md``. All of
-it is vectorized with Arrow compute and hashed by DuckDB's ``sha256``.
+it is encoded with Arrow compute, then hashed row by row (a hasher holding
+the submission's prefix is copied for each record).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ PARQUET_KIND = "provenance"
 SEGMENT_ROWS = 131_072
 """Records per segment; a large submission becomes several segments, each
 covering an image-id range, so queries read only the ranges they need."""
-_CHUNK = 65_536
 _LOCATION = ("pack", "offset")  # where a blob lives is not part of a record
 
 _TAGS = {
@@ -111,25 +111,19 @@ def _encode_column(name: str, values: pa.Array) -> pa.Array:
 
 def record_ids(prefix: bytes, content: pa.Array) -> pa.Array:
     """SHA-256 (hex) of ``prefix`` + each record's content."""
-    from ..core.sql import thread_connection
-
     if len(content) == 0:
         return pa.array([], pa.string())
-    connection = thread_connection()
+    base = hashlib.sha256(prefix)
+    data = _data(content)
+    offsets = memoryview(content.buffers()[1]).cast("q")
+    bounds = offsets[content.offset : content.offset + len(content) + 1].tolist()
+    start = bounds[0]
     out = []
-    for start in range(0, len(content), _CHUNK):
-        piece = content.slice(start, _CHUNK)
-        rows = pc.binary_join_element_wise(
-            pa.scalar(prefix, pa.large_binary()), piece, pa.scalar(b"", pa.large_binary())
-        )
-        connection.register("records", pa.table({"c": rows}))
-        try:
-            out.append(connection.sql("SELECT sha256(c) FROM records").to_arrow_table().column(0))
-        finally:
-            connection.unregister("records")
-    return pa.chunked_array(
-        [c for chunk in out for c in chunk.chunks], pa.string()
-    ).combine_chunks()
+    for begin, end in zip(bounds, bounds[1:]):
+        digest = base.copy()
+        digest.update(data[begin - start : end - start])
+        out.append(digest.hexdigest())
+    return pa.array(out, pa.string())
 
 
 def default_run_id(kind: str, source: str, content: pa.Array) -> str:

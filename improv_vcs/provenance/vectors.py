@@ -139,8 +139,9 @@ def digests(values: pa.Array) -> pa.Array:
     """Per list: its element count (uint32, little-endian) and the SHA-256 of
     its elements' little-endian bytes (``-0.0`` as ``0.0``), as ``large_binary``.
     A list equal to the one before it (thresholds repeat per record) is hashed once."""
-    flat = values.flatten()
-    numbers = flat.to_numpy(zero_copy_only=False) + 0.0  # same width: -0.0 + 0.0 is 0.0
+    numbers = values.flatten().to_numpy(zero_copy_only=False)
+    if np.signbit(numbers[numbers == 0]).any():
+        numbers = numbers + 0.0  # same width: -0.0 + 0.0 is 0.0
     numbers = numbers.astype(numbers.dtype.newbyteorder("<"), copy=False)
     data = memoryview(numbers).cast("B")
     counts = pc.fill_null(pc.list_value_length(values), 0).to_numpy().astype("<u4")

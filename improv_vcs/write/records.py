@@ -80,7 +80,8 @@ class ProvenanceRecords(Stage):
         keep = self._new(kind.name, source, run, table.column("image_id"), ids)
         if not len(keep):
             return 0
-        table, ids = table.take(keep), ids.take(keep)
+        if len(keep) < table.num_rows:
+            table, ids = table.take(keep), ids.take(keep)
         if kind.blob:
             digests = [bytes.fromhex(b) for b in table.column("blob_id").to_pylist()]
             placed = [
@@ -154,12 +155,7 @@ class ProvenanceRecords(Stage):
             table = pa.concat_tables(tables, promote_options="permissive")
             if not table.num_rows:
                 continue  # every record was committed concurrently
-            order = [
-                ("image_id", "ascending"),
-                ("recorded_at", "ascending"),
-                ("record_id", "ascending"),
-            ]
-            groups.append((by_kind[name][0].kind, table.sort_by(order)))
+            groups.append((by_kind[name][0].kind, _sorted(table)))
         return groups
 
     def rebase(self, onto: SnapshotReader) -> bool:
@@ -179,6 +175,16 @@ class ProvenanceRecords(Stage):
         ]
         self.base = onto
         return not self.empty
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    """``table`` by image id, then time and record id; as it is when its
+    image ids strictly increase (a submission usually comes in order)."""
+    ids = table.column("image_id")
+    if table.num_rows < 2 or pc.all(pc.greater(ids[1:], ids[:-1])).as_py():
+        return table
+    order = [("image_id", "ascending"), ("recorded_at", "ascending"), ("record_id", "ascending")]
+    return table.sort_by(order)
 
 
 def _without(table: pa.Table, record_ids: pa.Array | None) -> pa.Table:
