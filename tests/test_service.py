@@ -869,7 +869,7 @@ def test_errors_and_unknown_routes(reader, leak):
     assert r.status_code == 404 and r.json() == {
         "error": {"type": "NotFoundError", "message": "no such endpoint"}
     }
-    assert reader.get("/").status_code == 404
+    assert reader.get("/no/such/page").status_code == 404
     assert reader.delete("/v1/images").status_code == 405
     assert reader.get("/v1/images/nope").json()["error"]["type"] == "NotFoundError"
     assert reader.get("/v1/images", params={"at": "nosuchref"}).status_code == 404

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -351,13 +351,23 @@ def demo(
     images_per_bin: Annotated[
         int, typer.Option(min=1, help="Images per generated IFCB bin.")
     ] = 200,
+    serve_pages: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Then serve it on 127.0.0.1 for this machine to browse (web pages at /).",
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port for --serve.")] = 8000,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Build a demo repository from generated IFCB-like images.
 
-    Two instruments, two days, several commits; then the log and a count are
-    printed. An existing demo repository at PATH is shown again, not rebuilt.
+    Two instruments, two days, positions, sample records, two classifier runs
+    and a dataset, in several commits; then the log and a count are printed.
+    An existing demo repository at PATH is shown again, not rebuilt. With
+    --serve, the web pages follow at http://127.0.0.1:PORT/.
     """
     from ..core.errors import NotARepositoryError
     from ..repository.repository import Repository
@@ -382,7 +392,15 @@ def demo(
                 "branch": repository.config.default_branch,
             }
         )
-        return
+    else:
+        _show_demo(repository, built, images.num_rows, instruments)
+    if serve_pages:
+        from ._serve import serve
+
+        serve(repository.url, port=port, anonymous_read=True, quiet=quiet or json_output)
+
+
+def _show_demo(repository: Any, built: bool, images: int, instruments: list[str]) -> None:
     typer.echo(
         f"Demo repository: {repository.url}\n"
         if built
@@ -390,6 +408,6 @@ def demo(
     )
     log(ref=None, max_count=None, oneline=False, json_output=False, repo=repository.url)
     typer.echo(
-        f"{images.num_rows} images from {len(instruments)} instruments ({', '.join(instruments)}) "
+        f"{images} images from {len(instruments)} instruments ({', '.join(instruments)}) "
         f"at {repository.config.default_branch}"
     )

@@ -45,9 +45,10 @@ def serve(
     ] = 2 * 2**30,
     quiet: QuietOption = False,
 ) -> None:
-    """Serve a repository over HTTP (REST API and sync protocol).
+    """Serve a repository: web pages, REST API and sync protocol.
 
-    The REST API (OpenAPI docs at /docs) and the protocol
+    Web pages at / (sign in with a token, or none with --anonymous-read);
+    the REST API (OpenAPI docs at /docs) and the protocol
     `improv push/pull/clone http://HOST:PORT` speak. Clients send
     `Authorization: Bearer TOKEN` ($IMPROV_TOKEN for improv itself); tokens
     have the scope read or write.

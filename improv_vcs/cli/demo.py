@@ -1,10 +1,15 @@
-"""Build a small demo repository from generated IFCB-like images."""
+"""Build a small demo repository from generated IFCB-like images, with what
+a site adds over time: positions, sample records with the volume analysed,
+two runs of a classifier side by side, and a dataset."""
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pyarrow as pa
 
 from ..core.progress import progress_bar
 from ..ingest.folders import scan_directory
@@ -14,6 +19,11 @@ from ..repository.repository import Repository
 INSTRUMENTS = ("IFCB107", "IFCB110")
 START = datetime(2024, 5, 1, tzinfo=timezone.utc)
 BINS_PER_DAY = 3
+STATIONS = {"IFCB107": (41.5253, -70.6717), "IFCB110": (41.3250, -70.5667)}
+"""Where each instrument sampled (Woods Hole dock, the MVCO tower)."""
+ML_ANALYZED = 5.0
+CLASSES = ("Diatom", "Dinoflagellate", "Ciliate", "Detritus", "Other")
+RUNS = ("demo-cnn-v1", "demo-cnn-v2")
 
 
 def build_demo(path: str | Path, images_per_bin: int = 200, quiet: bool = False) -> Repository:
@@ -33,6 +43,7 @@ def build_demo(path: str | Path, images_per_bin: int = 200, quiet: bool = False)
                     seed=day * len(INSTRUMENTS) + number,
                 )
                 metadata, paths = scan_directory(tree)
+                metadata = _placed(metadata, instrument)
                 label = f"{instrument} {(START + timedelta(days=day)).date()}"
                 with progress_bar(label, total=len(paths), disable=quiet) as advance:
                     with repo.transaction(
@@ -41,4 +52,66 @@ def build_demo(path: str | Path, images_per_bin: int = 200, quiet: bool = False)
                         tx.append_files(instrument, metadata, paths)
         if day == 0:
             repo.create_tag("day-1", message="Both instruments, first day")
+    _add_products(repo)
     return repo
+
+
+def _placed(metadata: pa.Table, instrument: str) -> pa.Table:
+    """``metadata`` with the instrument's station, a little apart per bin."""
+    lat, lon = STATIONS[instrument]
+    bins = metadata.column("image_id").to_pylist()
+    offsets = [int(name[10:12]) / 1000 for name in bins]  # the bin's hour
+    return metadata.append_column("lat", pa.array([lat + o for o in offsets])).append_column(
+        "lon", pa.array([lon - o for o in offsets])
+    )
+
+
+def _add_products(repo: Repository) -> None:
+    """Sample records, two classification runs and a dataset, each a commit."""
+    images = repo.snapshot().query(columns=["image_id", "instrument", "timestamp", "sample_id"])
+    samples = images.group_by(["sample_id", "instrument"]).aggregate(
+        [("timestamp", "min"), ("timestamp", "max")]
+    )
+    with repo.transaction(message="Sample records: volume analysed per bin") as tx:
+        tx.add_samples(
+            [
+                {
+                    "sample_id": row["sample_id"],
+                    "instrument": row["instrument"],
+                    "start": row["timestamp_min"],
+                    "end": row["timestamp_max"] + timedelta(minutes=20),
+                    "meta": {"ml_analyzed": ML_ANALYZED},
+                }
+                for row in samples.to_pylist()
+            ]
+        )
+    for version, run in enumerate(RUNS, start=1):
+        with repo.transaction(message=f"Classifier demo-cnn, run {run}") as tx:
+            tx.add_provenance("classification", _classified(images, version), "demo", run)
+    with repo.transaction(message="Dataset: IFCB107's first day") as tx:
+        tx.add_dataset_span(
+            "dock-day-1", "IFCB107", START, START + timedelta(days=1), "the dock, first day"
+        )
+
+
+def _classified(images: pa.Table, version: int) -> pa.Table:
+    """One record per image: a class chosen from its id (the second run
+    disagrees on about a fifth of them)."""
+    ids = images.column("image_id").to_pylist()
+    winners, scores = [], []
+    for image in ids:
+        digest = hashlib.sha256(image.encode()).digest()
+        pick = digest[0] % len(CLASSES)
+        if version == 2 and digest[1] % 5 == 0:
+            pick = (pick + 1) % len(CLASSES)
+        winners.append(CLASSES[pick])
+        scores.append(round(0.5 + digest[2] / 512, 3))
+    return pa.table(
+        {
+            "image_id": ids,
+            "model": pa.repeat(pa.scalar("demo-cnn"), len(ids)),
+            "model_version": pa.repeat(pa.scalar(f"v{version}"), len(ids)),
+            "winner": winners,
+            "score": scores,
+        }
+    )

@@ -77,6 +77,13 @@ class Embedding(BaseModel):
     vector: Vector = Field(description="the embedding, one length for every record")
 
 
+class Curation(BaseModel):
+    action: Literal["tag", "comment", "flag"] = Field(description="what the curator did")
+    value: str = Field(min_length=1, max_length=500, description="the tag, comment or flag")
+    by: str = Field(min_length=1, max_length=200, description="who (the token's name)")
+    reason: str | None = Field(default=None, max_length=500, description="why")
+
+
 class IfcbFeatures(BaseModel):
     """Morphometric features: an open set of numeric columns (Area, Biovolume, …)."""
 
@@ -192,6 +199,11 @@ BUILTIN_KINDS = (
         "embedding",
         Embedding,
         "a model's vector for an image (float16 or float32, one length per repository)",
+    ),
+    Kind(
+        "curation",
+        Curation,
+        "a curator's tag, comment or flag on an image (the web pages record these)",
     ),
     Kind(
         "ifcb_features",

@@ -18,6 +18,7 @@ from .. import __version__
 from ..core.errors import ImprovError, InvalidInputError, NotFoundError, StorageError
 from ..core.http import API, STORE, AuthError, TooLargeError, error_body, status_of
 from ..storage.s3_store import S3CredentialsError
+from . import web
 from .api import router as api_router
 from .auth import Access
 from .requests import RangeError, Reader, SiteDep, Writer, byte_range, json_body
@@ -50,7 +51,9 @@ def create_app(
     app.state.max_upload = max_upload
 
     @app.exception_handler(ImprovError)
-    async def _improv_error(request: Request, exc: ImprovError) -> JSONResponse:
+    async def _improv_error(request: Request, exc: ImprovError) -> Response:
+        if web.is_page(request):
+            return web.error_page(request, exc)
         if isinstance(exc, RangeError):
             headers = {"Content-Range": f"bytes */{exc.size}"}
             return JSONResponse(error_body(exc), status_code=416, headers=headers)
@@ -74,23 +77,32 @@ def create_app(
         return JSONResponse(error_body(exc, message), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
         message = f"{where}: {first.get('msg', 'invalid')}"
+        if web.is_page(request):
+            return web.error_page(request, InvalidInputError(message))
         return JSONResponse(error_body(InvalidInputError(message)), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         kind = {404: "NotFoundError", 405: "InvalidInputError"}.get(exc.status_code, "HTTPError")
         message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
+        if web.is_page(request):
+            page_error = NotFoundError("no such page") if exc.status_code == 404 else None
+            return web.error_page(
+                request, page_error or InvalidInputError(message), exc.status_code
+            )
         return JSONResponse(
             {"error": {"type": kind, "message": message}}, status_code=exc.status_code
         )
 
     @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    async def _internal(request: Request, exc: Exception) -> Response:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        if web.is_page(request):
+            return web.error_page(request, exc, 500)
         return JSONResponse(
             {"error": {"type": "InternalError", "message": "internal server error"}},
             status_code=500,
@@ -109,6 +121,7 @@ def create_app(
 
     app.include_router(api_router, prefix=API)
     _store_routes(app)
+    web.mount(app)
     return app
 
 
