@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..core.progress import progress_bar
 from ..ingest.folders import scan_directory
@@ -67,7 +68,8 @@ def _placed(metadata: pa.Table, instrument: str) -> pa.Table:
 
 
 def _add_products(repo: Repository) -> None:
-    """Sample records, two classification runs and a dataset, each a commit."""
+    """Sample records, two classification runs, masks of one bin and a
+    dataset, each a commit."""
     images = repo.snapshot().query(columns=["image_id", "instrument", "timestamp", "sample_id"])
     samples = images.group_by(["sample_id", "instrument"]).aggregate(
         [("timestamp", "min"), ("timestamp", "max")]
@@ -88,10 +90,31 @@ def _add_products(repo: Repository) -> None:
     for version, run in enumerate(RUNS, start=1):
         with repo.transaction(message=f"Classifier demo-cnn, run {run}") as tx:
             tx.add_provenance("classification", _classified(images, version), "demo", run)
+    first_bins = sorted(samples.column("sample_id").to_pylist())[:1]
+    chosen = images.filter(pc.is_in(images.column("sample_id"), pa.array(first_bins)))
+    masks = {i: _mask(repo.snapshot().read_image(i)) for i in chosen.column("image_id").to_pylist()}
+    with repo.transaction(message="Segmentation of the first bin: a mask per image") as tx:
+        tx.add_provenance(
+            "segmentation", [{"image_id": i} for i in masks], "demo", "threshold-v1", masks=masks
+        )
     with repo.transaction(message="Dataset: IFCB107's first day") as tx:
         tx.add_dataset_span(
             "dock-day-1", "IFCB107", START, START + timedelta(days=1), "the dock, first day"
         )
+
+
+def _mask(png: bytes) -> bytes:
+    """The dark particles of an image (darker than its background by a margin), as a PNG."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
+    mask = (pixels < np.median(pixels) - 3 * pixels.std() / 2).astype(np.uint8) * 255
+    out = io.BytesIO()
+    Image.fromarray(mask).save(out, "PNG")
+    return out.getvalue()
 
 
 def _classified(images: pa.Table, version: int) -> pa.Table:

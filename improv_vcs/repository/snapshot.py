@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..query.export import ExportReport, FilesReport
     from ..query.filters import Query
     from ..query.stack import Selector
+    from ..query.timeline import Timeline
     from ..write.transaction import Progress
     from .repository import Repository
 
@@ -95,6 +96,21 @@ class Snapshot:
     def count(self, query: Query | None = None, **filters: Any) -> int:
         """How many images match."""
         return int(self.select(_query(query, filters), count=True).table.column(0)[0].as_py())
+
+    def timeline(
+        self,
+        start: datetime,
+        end: datetime,
+        instruments: Sequence[str] = (),
+        bucket: str | None = None,
+    ) -> Timeline:
+        """Images in ``[start, end)`` per instrument and time bucket (``sample``,
+        ``hour``, ``day``, ``week``; chosen from the range when None), with the
+        volume analysed and concentration where sample records name one;
+        batches inside one bucket are counted from the index, unread."""
+        from ..query.timeline import timeline
+
+        return timeline(self.reader, start, end, tuple(instruments), bucket)
 
     def duckdb(self) -> Any:
         """A DuckDB connection with a read-only ``images`` view (no file

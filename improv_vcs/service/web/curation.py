@@ -6,6 +6,7 @@ who (the token) and why; nothing is edited in place."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -88,7 +89,7 @@ def flag_sample(
             "sample_id": sample,
             "instrument": images.column("instrument")[0].as_py(),
             "start": min(times),
-            "end": max(times),
+            "end": max(times) + timedelta(microseconds=1),  # a window, even for one image
             "meta": None,
             "alt_ids": None,
         }

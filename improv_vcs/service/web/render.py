@@ -12,7 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from ... import __version__
-from .session import may_write, signed_in
+from .session import may_write, presented, signed_in
 
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -48,7 +48,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
         .get_template(template)
         .render(
             request=request,
-            reader=signed_in(request),
+            reader=signed_in(request) if presented(request) else None,
             writer=may_write(request),
             **context,
         )
