@@ -81,16 +81,18 @@ _EXPORTS = {
 }
 _MODULES = {
     "cite": "cite",
+    "publish": "publish",
     "registry": "snapshot.registry",
     "synthetic": "ingest.synthetic",
 }
-"""Modules of functions: citations (load, verify, export), registry edits,
-generated test images."""
+"""Modules of functions: citations (load, verify, export), training loaders
+and exports (select, ImageDataset, ImageStream, export, verify), registry
+edits, generated test images."""
 
 __all__ = sorted([*_EXPORTS, *_MODULES, "__version__"])
 
 if TYPE_CHECKING:
-    from . import cite
+    from . import cite, publish
     from .cite.citation import Citation
     from .core.errors import (
         ConflictError,

@@ -57,7 +57,9 @@ bytes match their hash.
 def cite(
     args: Annotated[
         list[str] | None,
-        typer.Argument(help="[REF] | verify CITATION | export CITATION DEST", show_default=False),
+        typer.Argument(
+            help="[REF] | verify CITATION-OR-EXPORT | export CITATION DEST", show_default=False
+        ),
     ] = None,
     tag: Annotated[
         str | None,
@@ -159,6 +161,9 @@ def _verify(citation: str, quiet: bool, json_output: bool, repo: str | None) -> 
     from .. import cite
     from ..core.progress import progress_bar
 
+    if _is_artefact(Path(citation)):
+        _verify_artefact(Path(citation), json_output, repo)
+        return
     pinned = cite.load(citation)
     with progress_bar("re-reading cited images", total=pinned.count, disable=quiet) as advance:
         result = cite.verify(open_repo(repo), pinned, advance)
@@ -168,6 +173,36 @@ def _verify(citation: str, quiet: bool, json_output: bool, repo: str | None) -> 
         f"Verified: commit {result.commit[:12]}, {result.count} image(s), digest "
         f"{result.digest[:12]}; "
         f"{result.images_checked} image(s) re-read, every byte matches.",
+    )
+
+
+def _is_artefact(path: Path) -> bool:
+    """An exported folder or zip (it holds a MANIFEST.json), not a citation file."""
+    import zipfile
+
+    return path.is_dir() or (path.is_file() and zipfile.is_zipfile(path))
+
+
+def _verify_artefact(path: Path, json_output: bool, repo: str | None) -> None:
+    """Check an export against its manifest and citation, and against the
+    repository when one is at hand (--repo, or the current directory's)."""
+    from ..core.errors import NotARepositoryError
+    from ..publish import verify
+
+    try:
+        repository = open_repo(repo)
+    except NotARepositoryError:
+        if repo is not None:
+            raise
+        repository = None
+    result = verify(path, repository)
+    where = "and against the repository" if result.against_repository else "from its files alone"
+    report(
+        json_output,
+        {"verified": True, **result.__dict__},
+        f"Verified {path}: {result.images} image(s) and {result.records} label record(s) are "
+        f"exactly the cited selection, {result.files} file(s) unchanged ({where}).\n"
+        f"Citation: {result.citation}",
     )
 
 

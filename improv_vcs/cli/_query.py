@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from . import _publish
 from ._common import (
     QUERY,
     JsonOption,
@@ -194,6 +195,17 @@ def export(
         str | None, typer.Option("--c", help="Stack planes: channel index (as --p).")
     ] = None,
     z: Annotated[str | None, typer.Option("--z", help="Stack planes: z index (as --p).")] = None,
+    as_format: _publish.AsFormat = None,
+    labels: _publish.Labels = None,
+    label_run: _publish.LabelRun = "latest",
+    split: _publish.Split = "0.8,0.1,0.1",
+    seed: _publish.Seed = 0,
+    names: _publish.Names = None,
+    content: _publish.Content = "images",
+    part_mb: _publish.PartMb = 500,
+    title: _publish.Title = None,
+    author: _publish.Author = None,
+    license: _publish.License = None,
     quiet: QuietOption = False,
     json_output: JsonOption = False,
     repo: RepoOption = None,
@@ -203,7 +215,10 @@ def export(
     Images are named IMAGE_ID.ext in DEST. Files already present with the
     right hash are skipped, so an interrupted export resumes. --p/--t/--c/--z
     pick planes of each stack (positions as in numpy: --z 0:5 is the first
-    five z planes); --raw writes original files instead.
+    five z planes); --raw writes original files instead. --as writes a
+    training set or publication (imagefolder, parquet-images, ecotaxa, dwca,
+    datapackage) with a MANIFEST.json tying it to a citation: check it with
+    improv cite verify DEST.
     """
     from ..core.errors import InvalidInputError
     from ..core.progress import progress_bar
@@ -232,6 +247,27 @@ def export(
         for axis, text in {"p": p, "t": t, "c": c, "z": z}.items()
         if text is not None
     }
+    if as_format is not None:
+        if raw or selectors or metadata_only:
+            raise InvalidInputError(
+                "--as does not combine with --raw, --p/--t/--c/--z or --metadata-only"
+            )
+        _publish.publish(
+            repository.snapshot(at, as_of=parse_as_of(as_of)),
+            q,
+            dest,
+            as_format,
+            labels,
+            label_run,
+            split,
+            seed,
+            names,
+            content,
+            part_mb,
+            {"title": title, "authors": tuple(author or ()), "license": license},
+            json_output,
+        )
+        return
     if raw:
         if selectors or metadata_only or limit is not None:
             raise InvalidInputError(
