@@ -306,3 +306,48 @@ def add(repo: Repository, prefix: str, branch: str = "main") -> str:
 
 def image_ids(repo: Repository) -> list[str]:
     return sorted(repo.snapshot().images().column("image_id").to_pylist())
+
+
+# -- a real browser: Debian's chromium driven by Playwright ---------------------------------
+CHROMIUM = "/usr/bin/chromium"
+"""The browser the web tests drive (``IMPROV_CHROMIUM`` names another)."""
+BROWSER_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-extensions",
+    # loopback only: any other host goes to a proxy on a closed loopback port
+    # (loopback itself always bypasses a proxy), and no host name resolves
+    "--proxy-server=http://127.0.0.1:9",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium under Playwright for the whole session, able to reach
+    loopback addresses only. Playwright's Python package runs its bundled
+    driver; the browser is the system's, so nothing is downloaded. Without
+    the executable the test is skipped, or fails when
+    ``IMPROV_REQUIRE_BROWSER=1`` (as in CI)."""
+    executable = os.environ.get("IMPROV_CHROMIUM") or CHROMIUM
+    required = os.environ.get("IMPROV_REQUIRE_BROWSER") == "1"
+
+    def missing(what: str):  # type: ignore[no-untyped-def]
+        if required:
+            pytest.fail(f"{what}, and IMPROV_REQUIRE_BROWSER=1", pytrace=False)
+        pytest.skip(f"{what} (install it, or set IMPROV_CHROMIUM to a Chromium)")
+
+    if not (os.path.isfile(executable) and os.access(executable, os.X_OK)):
+        missing(f"no Chromium executable at {executable}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("the playwright package is not installed")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=list(BROWSER_ARGS)
+        )
+        yield launched
+        launched.close()

@@ -84,7 +84,12 @@ def export(
         raise InvalidInputError(f"{dest} is a folder; a {fmt} export is a zip file")
     root = dest.with_name(dest.name + ".partial") if archive else dest
     writer = ExportWriter(root, selection, fmt)
-    _writer(fmt)(writer, options)
+    try:
+        _writer(fmt)(writer, options)
+    except Exception:
+        if archive and not any(p.is_file() for p in root.rglob("*")):
+            shutil.rmtree(root)  # refused before anything was written: leave nothing behind
+        raise
     writer.finish()
     if archive:
         _zip(root, dest)

@@ -61,9 +61,11 @@ def timeline_svg(
                 f'width="{bar:.1f}" height="{h:.1f}"><title>{escape(title)}</title></rect></a>'
             )
     label = "%Y-%m-%d" if end - start > timedelta(days=3) else "%m-%d %H:%M"
-    for t in _ticks(start, end):
+    ticks = _ticks(start, end)
+    for k, t in enumerate(ticks):
+        anchor = "start" if k == 0 else "end" if k == len(ticks) - 1 else "middle"
         parts.append(
-            f'<text class="tick" x="{x(t):.1f}" y="{height - 8}" text-anchor="middle">'
+            f'<text class="tick" x="{x(t):.1f}" y="{height - 8}" text-anchor="{anchor}">'
             f"{t.strftime(label)}</text>"
         )
     parts.append("</svg>")
@@ -97,8 +99,9 @@ def map_svg(points: list[dict[str, Any]], link: Callable[[dict[str, Any]], str])
     for k in range(5):
         lon = lon0 + (lon1 - lon0) * k / 4
         lat = lat0 + (lat1 - lat0) * k / 4
+        anchor = "end" if k == 4 else "middle"
         parts.append(
-            f'<text class="tick" x="{sx(lon):.1f}" y="{h - 22}" text-anchor="middle">'
+            f'<text class="tick" x="{sx(lon):.1f}" y="{h - 22}" text-anchor="{anchor}">'
             f"{lon:.3f}°</text>"
             f'<text class="tick" x="46" y="{sy(lat) + 4:.1f}" text-anchor="end">{lat:.3f}°</text>'
         )

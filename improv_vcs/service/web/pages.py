@@ -309,34 +309,37 @@ def mask_outline(request: Request, commit: str, image: str, _: Viewer) -> Respon
 # -- map ------------------------------------------------------------------------------------
 @router.get("/c/{commit}/map", include_in_schema=False)
 def map_page(request: Request, commit: str, _: Viewer) -> Response:
-    """One point per batch with a position (its box's centre), from the index."""
+    """One point per instrument and position (the centre of each batch's
+    position box, from the index); batches at one place share a point."""
     pin = pinned(request, commit)
     batches = pin.snapshot.reader.batches
-    points = []
+    places: dict[tuple[str, float, float], dict[str, Any]] = {}
     for b in batches.select(
-        ["instrument", "time_min", "lat_min", "lat_max", "lon_min", "lon_max", "image_id_min"]
+        ["instrument", "rows", "lat_min", "lat_max", "lon_min", "lon_max"]
     ).to_pylist():
         if b["lat_min"] is None or b["lon_min"] is None:
             continue
-        points.append(
-            {
-                "lat": (b["lat_min"] + b["lat_max"]) / 2,
-                "lon": (b["lon_min"] + b["lon_max"]) / 2,
-                "label": f"{b['instrument']} {b['time_min']:%Y-%m-%d %H:%M} UTC",
-                "time": b["time_min"],
-                "instrument": b["instrument"],
-            }
+        lat = round((b["lat_min"] + b["lat_max"]) / 2, 4)
+        lon = round((b["lon_min"] + b["lon_max"]) / 2, 4)
+        place = places.setdefault(
+            (b["instrument"], lat, lon),
+            {"lat": lat, "lon": lon, "instrument": b["instrument"], "batches": 0, "images": 0},
         )
+        place["batches"] += 1
+        place["images"] += b["rows"]
+    points = [
+        {**p, "label": f"{p['instrument']} at {p['lat']}, {p['lon']}: {p['images']:,} images"}
+        for p in places.values()
+    ]
 
     def link(point: dict[str, Any]) -> str:
+        lat, lon = point["lat"], point["lon"]
+        box = f"{lat - 0.00005:.5f},{lon - 0.00005:.5f},{lat + 0.00005:.5f},{lon + 0.00005:.5f}"
         return pin.url("query") + query_string(
-            {
-                "instrument": point["instrument"],
-                "start": point["time"].isoformat(),
-                "ref": pin.ref,
-            }
+            {"instrument": point["instrument"], "bbox": box, "ref": pin.ref}
         )
 
+    chart = charts.map_svg(points, link)
     return page(
-        request, "map.html", **pin.context, chart=charts.map_svg(points, link), points=points
+        request, "map.html", **pin.context, chart=chart, points=points, batches=batches.num_rows
     )
