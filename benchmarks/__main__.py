@@ -38,6 +38,7 @@ ORDER = [
     "sync",
     "fsck",
     "service",
+    "web",
     "growth",
     "history",
     "tasks",

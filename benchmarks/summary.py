@@ -281,6 +281,44 @@ def _service(r: dict) -> list[Row]:
     ]
 
 
+def _web(r: dict) -> list[Row]:
+    t, m, c, met = r["timeline"], r["mosaic"], r["concurrent"], r["targets_met"]
+    year = t["year"]
+    return [
+        _row(
+            "web",
+            f"whole-year timeline page ({year['buckets_shown']:,} {year['bucket']} buckets, "
+            f"{year['scanned_batches']:,} of {year['batches_in_range']:,} batches scanned)",
+            f"{year['median_ms']:.0f} ms",
+            f"timeline() alone {year['direct_median_ms']:.0f} ms",
+            target="≤ 300 ms (full scale)",
+            met=met["timeline_year_le_300ms"],
+        ),
+        _row(
+            "web",
+            "one-month (hourly) / one-week one-instrument (per sample) timeline",
+            f"{t['month']['median_ms']:.0f} ms / {t['week_one_instrument']['median_ms']:.0f} ms",
+        ),
+        _row(
+            "web",
+            f"mosaic page + its {m['images']} images, {m['connections']} connections",
+            f"cold {m['cold_ms']:.0f} ms, warm {m['warm_median_ms']:.0f} ms",
+            f"page alone, warm {m['warm_page_median_ms']:.0f} ms",
+            target="≤ 1 s",
+            met=met["mosaic_warm_le_1s"] and met["mosaic_cold_le_1s"],
+        ),
+        _row(
+            "web",
+            f"{c['clients']} concurrent clients (pages and images)",
+            f"{c['requests_per_s']:.0f} req/s, p50 {c['p50_ms']:.0f} ms, p95 {c['p95_ms']:.0f} ms",
+            f"errors {c['errors']}; page p95 {c['pages']['p95_ms']:.0f} ms, "
+            f"image p95 {c['images']['p95_ms']:.0f} ms",
+            target="0 errors",
+            met=met["concurrent_zero_errors"],
+        ),
+    ]
+
+
 def _growth(r: dict) -> list[Row]:
     last = r["series"][-1]
     return [
@@ -451,6 +489,7 @@ EXTRACT: dict[str, Callable[[dict], list[Row]]] = {
     "sync": _sync,
     "fsck": _fsck,
     "service": _service,
+    "web": _web,
     "growth": _growth,
     "history": _history,
     "tasks": _tasks,
@@ -579,6 +618,11 @@ NOT_MET = {
     "longer than `cp -r` "
     "when the page cache is warm); see docs/performance.md, Sync / Local clone.",
     "ifcb": "See docs/performance.md, IFCB raw-bin ingest.",
+    "web": "A sample's mosaic page filters by `sample_id`, which the batch index has no "
+    "statistics for: it reads every manifest twice (the page's rows with all columns, then the "
+    "count) and filters all rows in DuckDB, seconds at 10⁷ rows; 16 such pages at once exceed the "
+    "clients' 120 s timeout. Image requests themselves stay fast. See "
+    "`python benchmarks/bench_web.py --profile`.",
     "classifiers": "Each record carries 90 float64 numbers by position (scores and thresholds); "
     "writing them to Parquet and hashing them for the record ids take most of the time. See "
     "docs/performance.md, Classifier files.",

@@ -27,7 +27,9 @@ from ..core.errors import InvalidInputError
 from ..core.model import Oid, Span, UtcDatetime
 
 PREFIX = "improv:1:"
-_IDENTIFIER = re.compile(r"improv:1:[A-Za-z0-9_.-]+")
+_IDENTIFIER = re.compile(r"improv:1:[A-Za-z0-9_-]+\.[0-9a-f]{8}(?![A-Za-z0-9_-])")
+"""An identifier: base64url body (no dots), a dot, 8 hex digits; so a full stop
+after one in a sentence is not part of it."""
 DOI_PATTERN = r"^10\.\d{4,9}/\S+$"
 DIGEST_METHOD = "sha256-v1"
 """SHA-256 over ``image_id TAB blob_id LF`` for every cited image, sorted by

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
 from typing import Any
 
 _local = threading.local()
+_lock = threading.Lock()
+_open: list[Any] = []
 
 
 def connect() -> Any:
@@ -21,4 +24,17 @@ def thread_connection() -> Any:
     """This thread's reusable connection (opening one costs ~20 ms)."""
     if getattr(_local, "connection", None) is None:
         _local.connection = connect()
+        with _lock:
+            _open.append(_local.connection)
     return _local.connection
+
+
+@atexit.register
+def _close_all() -> None:
+    """Close every thread's connection before the interpreter tears threads
+    down (a server's worker threads still hold theirs; DuckDB aborts the
+    process when one is destroyed that late)."""
+    with _lock:
+        for connection in _open:
+            connection.close()
+        _open.clear()

@@ -112,7 +112,13 @@ def run(
     from .provenance import plan
 
     batches = snapshot.batches
-    planned = plan(snapshot, query, spans, prune(batches, query, spans), record_ids and not count)
+    candidates = prune(batches, query, spans)
+    if query.samples:  # only batches holding one of the samples (or rows without one)
+        holding = snapshot.manifests_with_samples(query.samples)
+        candidates = candidates.filter(
+            pc.is_in(candidates.column("manifest"), pa.array(sorted(holding), pa.string()))
+        )
+    planned = plan(snapshot, query, spans, candidates, record_ids and not count)
     candidates = planned.batches
     counted = whole_batches = 0
     if count:

@@ -99,17 +99,18 @@ def class_counts(
     bucket = _checked(start, end, bucket)
     batches = overlapping(reader.batches, start, end, instruments)
     images = reader.rows(_manifests(batches), ["image_id", "instrument", "timestamp", "sample_id"])
-    key = (
-        "min(i.timestamp) OVER (PARTITION BY i.instrument, i.sample_id)"
-        if bucket == "sample"
-        else f"date_trunc('{bucket}', i.timestamp)"
-    )
+    key = "f.first" if bucket == "sample" else f"date_trunc('{bucket}', i.timestamp)"
     return _sql(
         f"""
-        WITH keyed AS (
+        WITH inside AS (
+            SELECT * FROM images WHERE timestamp >= $start AND timestamp < $end
+        ), firsts AS (  -- a sample's bucket is its first image, classified or not
+            SELECT instrument, sample_id, min(timestamp) AS first FROM inside GROUP BY ALL
+        ), keyed AS (
             SELECT i.instrument, {key} AS bucket, r.winner
-            FROM images i JOIN winners r USING (image_id)
-            WHERE i.timestamp >= $start AND i.timestamp < $end
+            FROM inside i JOIN winners r USING (image_id)
+            LEFT JOIN firsts f ON f.instrument = i.instrument
+                AND f.sample_id IS NOT DISTINCT FROM i.sample_id
         )
         SELECT instrument, bucket, winner, count(*) AS images
         FROM keyed GROUP BY ALL ORDER BY instrument, bucket, winner

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -122,6 +124,40 @@ class SnapshotReader:
             if found.get(name, "null") == "null":
                 found[name] = kind
         return found
+
+    def manifests_with_samples(self, samples: Sequence[str]) -> set[str]:
+        """Manifest ids of the batches that have a row of one of ``samples``
+        or a row with no sample id (which a sample's time window may claim).
+        What each batch holds is read once per index segment and cached (a
+        segment never changes), so a new commit reads only its new batches."""
+        wanted = set(samples)
+        found: set[str] = set()
+        manifests = self.batches.column("manifest").to_pylist()
+        counts = self.batches.column("rows").to_pylist()
+        position = 0
+        for segment in self.commit.index if self.commit else ():
+            end = position + segment.entries
+            held = self.odb.cached(
+                f"sample-ids:{segment.id}",
+                lambda a=position, b=end: self._sample_ids(manifests[a:b], counts[a:b]),
+            )
+            found.update(m for m, ids in held.items() if ids & wanted or "" in ids)
+            position = end
+        return found
+
+    def _sample_ids(self, manifests: list[str], counts: list[int]) -> dict[str, frozenset[str]]:
+        """Each manifest's distinct sample ids (``""`` for rows without one)."""
+        ids = self.rows(manifests, ["sample_id"]).column("sample_id")
+        owner = np.repeat(np.arange(len(manifests)), counts)
+        pairs = (
+            pa.table({"m": owner, "s": pc.fill_null(ids, "")})
+            .group_by(["m", "s"], use_threads=False)
+            .aggregate([])
+        )
+        held: dict[str, set[str]] = {m: set() for m in manifests}
+        for m, s in zip(pairs.column("m").to_pylist(), pairs.column("s").to_pylist()):
+            held[manifests[m]].add(s)
+        return {m: frozenset(s) for m, s in held.items()}
 
     def batches_covering_ids(self, low: str, high: str) -> list[str]:
         """Manifest ids of batches whose image id range meets ``[low, high]``."""

@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 from datetime import datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -17,6 +19,7 @@ from ...core.ids import image_id as valid_image_id
 from ...core.ids import ref_name
 from ...core.times import parse_time
 from ...query.filters import Query as ImageQuery
+from ...query.filters import Run
 from ...query.timeline import BUCKETS, class_counts, overlapping, timeline
 from . import charts
 from .common import chosen_run, classification_runs, pinned, time_span
@@ -26,6 +29,8 @@ from .session import Viewer
 
 router = APIRouter()
 IMMUTABLE = "private, max-age=31536000, immutable"
+CLASS_COUNT_IMAGES = 1_000_000
+"""A timeline counts classes by itself up to this many images (beyond, on request)."""
 MOSAIC_SIZES = {"small": 64, "medium": 128, "large": 224}
 PAGE_SIZES = (50, 100, 200)
 Text = Annotated[str | None, Query(max_length=200)]
@@ -62,6 +67,7 @@ def timeline_page(
     instrument: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006
     bucket: Text = None,
     run: Text = None,
+    count_classes: bool = False,
 ) -> Response:
     pin = pinned(request, commit)
     snapshot = pin.snapshot
@@ -85,23 +91,26 @@ def timeline_page(
     }
     width = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 
+    kept = query_string({"run": run, "ref": pin.ref})
+    narrower = query_string(params, start=None, end=None, bucket=None, instrument=None)
+    narrower = (narrower + "&") if narrower else "?"
+
     def link(row: dict[str, Any]) -> str:
         if found.bucket == "sample":
-            return pin.url(f"samples/{row['sample_id']}") + query_string(
-                {"run": run, "ref": pin.ref}
-            )
-        return pin.url("") + query_string(
-            params,
-            start=row["bucket"].isoformat(),
-            end=(row["bucket"] + width[found.bucket]).isoformat(),
-            bucket=None,
-            instrument=[row["instrument"]],
-        )
+            return pin.url(f"samples/{quote(row['sample_id'], safe='')}") + kept
+        zoom = {
+            "start": row["bucket"].isoformat(),
+            "end": (row["bucket"] + width[found.bucket]).isoformat(),
+            "instrument": row["instrument"],
+        }
+        return pin.url("") + narrower + urlencode(zoom)
 
+    rows = [{**r, "link": link(r)} for r in rows]
     the_run = chosen_run(snapshot, run)
+    images = sum(r["images"] for r in rows)
     classes: list[tuple[str, int]] = []
-    if the_run is not None:
-        winners = snapshot.provenance_records("classification", run=the_run)
+    if the_run is not None and (images <= CLASS_COUNT_IMAGES or count_classes):
+        winners = _winners(snapshot, the_run, begin, finish, chosen)
         counted = class_counts(snapshot.reader, winners, begin, finish, chosen, found.bucket)
         totals: dict[str, int] = {}
         for row in counted.to_pylist():
@@ -116,10 +125,9 @@ def timeline_page(
         params=params,
         found=found,
         rows=rows,
-        link=link,
-        chart=charts.timeline_svg(rows, begin, finish, link),
+        chart=charts.timeline_svg(rows, begin, finish, _link),
         concentration_chart=(
-            charts.timeline_svg(rows, begin, finish, link, "concentration")
+            charts.timeline_svg(rows, begin, finish, _link, "concentration")
             if concentration
             else None
         ),
@@ -129,9 +137,34 @@ def timeline_page(
         runs=classification_runs(snapshot),
         run=the_run,
         classes=classes,
+        classes_deferred=the_run is not None and not classes and images > CLASS_COUNT_IMAGES,
         begin=begin,
         finish=finish,
     )
+
+
+def _link(row: dict[str, Any]) -> str:
+    return row["link"]
+
+
+def _winners(
+    snapshot: Any, run: str, start: datetime, end: datetime, instruments: tuple[str, ...]
+) -> pa.Table:
+    """``image_id`` and ``winner`` of one classification run's records about
+    the images in ``[start, end)`` (through the query engine, which reads
+    only the segments those images can have records in)."""
+    found = snapshot.select(
+        ImageQuery(
+            instruments=instruments,
+            start=start,
+            end=end,
+            kinds=("classification",),
+            runs=(Run(run, kind="classification"),),
+            provenance_columns=("classification.winner",),
+            columns=("image_id",),
+        )
+    ).table
+    return pa.table({"image_id": found["image_id"], "winner": found["classification.winner"]})
 
 
 def _after(last: datetime) -> datetime:
@@ -159,18 +192,26 @@ def sample_page(
     if total == 0:
         raise NotFoundError(f"no images of sample {sample!r} in this snapshot")
     images = rows.slice(offset, per_page).to_pylist()
-    instrument = images[0]["instrument"] if images else rows.column("instrument")[0].as_py()
+    first = rows.slice(0, 1).to_pylist()[0]  # rows start at the sample's first image
+    instrument = first["instrument"]
     record = _sample_record(snapshot, sample)
-    previous, following = _neighbours(snapshot, instrument, sample, images[0]["timestamp"])
+    previous, following = _neighbours(snapshot, instrument, sample, first["timestamp"])
     the_run = chosen_run(snapshot, run)
     classes: list[tuple[str, int]] = []
-    if the_run is not None:
-        all_ids = snapshot.select(selection.model_copy(update={"columns": ("image_id",)})).table
-        winners = snapshot.provenance_records("classification", run=the_run)
-        winners = winners.filter(pc.is_in(winners.column("image_id"), all_ids.column(0)))
-        counts = winners.group_by("winner").aggregate([("image_id", "count")]).to_pylist()
+    if the_run is not None:  # the sample's images with the run's winner, by the query engine
+        labelled = selection.model_copy(
+            update={
+                "kinds": ("classification",),
+                "runs": (Run(the_run, kind="classification"),),
+                "provenance_columns": ("classification.winner",),
+                "columns": ("image_id",),
+            }
+        )
+        winners = snapshot.select(labelled).table.column("classification.winner")
+        counts = pa.table({"winner": winners}).group_by("winner").aggregate([([], "count_all")])
         classes = sorted(
-            ((r["winner"], r["image_id_count"]) for r in counts), key=lambda kv: (-kv[1], kv[0])
+            zip(counts.column("winner").to_pylist(), counts.column("count_all").to_pylist()),
+            key=lambda kv: (-kv[1], kv[0]),
         )
     files = snapshot.source_files(samples=[sample]).to_pylist()
     params = {"size": size, "per_page": per_page, "run": run, "ref": pin.ref}
