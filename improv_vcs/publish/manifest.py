@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -113,7 +114,13 @@ def verify(path: str | Path, repository: Any | None = None) -> Verified:
     give the citation's count and digest. With ``repository``, the citation
     is verified there too (the selection re-run, its bytes re-read).
     :class:`IntegrityError` names the first difference."""
-    artefact = _Artefact(Path(path))
+    try:
+        return _verify(_Artefact(Path(path)), repository)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise IntegrityError(f"{path}: a zip in it is damaged ({exc})") from None
+
+
+def _verify(artefact: _Artefact, repository: Any | None) -> Verified:
     where = artefact.manifest_name()
     root = where[: -len(NAME)]
     try:

@@ -5,6 +5,7 @@ resumes where it stopped), and the manifest is written last."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from pathlib import Path, PurePosixPath
@@ -26,6 +27,7 @@ class ExportWriter:
         self.images: dict[str, dict[str, object]] = {}
         self.written = self.kept = 0
         root.mkdir(parents=True, exist_ok=True)
+        self._previous = _listed(root / NAME)
         (root / NAME).unlink(missing_ok=True)  # an export in progress has no manifest
 
     def write(self, name: str, data: bytes) -> str:
@@ -56,7 +58,23 @@ class ExportWriter:
         self.images[image_id] = {"blob_id": blob_id, **where}
 
     def finish(self) -> Path:
-        """Write the manifest; the export is complete once it exists."""
+        """Drop what an earlier export here wrote and this one did not (e.g.
+        parts of another size), then write the manifest; the export is
+        complete once it exists. A file nobody exported here is refused."""
+        present = {
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        }
+        stale = sorted(present - set(self.files) - {NAME})
+        foreign = [name for name in stale if name not in self._previous]
+        if foreign:
+            raise InvalidInputError(
+                f"{self.root} holds {foreign[0]!r}, which this export did not write; export "
+                "into an empty folder"
+            )
+        for name in stale:
+            self._path(name).unlink()
         rows = self.selection.rows
         missing = set(rows.column("image_id").to_pylist()) - set(self.images)
         if missing:
@@ -77,3 +95,11 @@ class ExportWriter:
         if not parts or any(p in ("", ".", "..") for p in parts) or name.startswith("/"):
             raise InvalidInputError(f"not a file name inside an export: {name!r}")
         return self.root.joinpath(*parts)
+
+
+def _listed(manifest_path: Path) -> set[str]:
+    """The files an earlier, finished export here listed (none if there is none)."""
+    try:
+        return set(json.loads(manifest_path.read_bytes())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
