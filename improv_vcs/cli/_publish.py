@@ -36,7 +36,7 @@ Seed = Annotated[int, typer.Option("--seed", help="Seeds the split.")]
 Names = Annotated[
     Path | None,
     typer.Option(
-        "--names", help="dwca: CSV of class,scientificName[,scientificNameID] for every class."
+        "--names", help="dwca: a CSV naming each class: class, scientificName, scientificNameID."
     ),
 ]
 Content = Annotated[
