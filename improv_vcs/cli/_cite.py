@@ -180,7 +180,10 @@ def _is_artefact(path: Path) -> bool:
     """An exported folder or zip (it holds a MANIFEST.json), not a citation file."""
     import zipfile
 
-    return path.is_dir() or (path.is_file() and zipfile.is_zipfile(path))
+    try:
+        return path.is_dir() or (path.is_file() and zipfile.is_zipfile(path))
+    except OSError:  # an identifier is no path (e.g. longer than a file name may be)
+        return False
 
 
 def _verify_artefact(path: Path, json_output: bool, repo: str | None) -> None:
