@@ -27,9 +27,7 @@ from ..core.errors import InvalidInputError
 from ..core.model import Oid, Span, UtcDatetime
 
 PREFIX = "improv:1:"
-_IDENTIFIER = re.compile(r"improv:1:[A-Za-z0-9_-]+\.[0-9a-f]{8}(?![A-Za-z0-9_-])")
-"""An identifier: base64url body (no dots), a dot, 8 hex digits; so a full stop
-after one in a sentence is not part of it."""
+_IDENTIFIER = re.compile(r"improv:1:[A-Za-z0-9_.-]+")
 DOI_PATTERN = r"^10\.\d{4,9}/\S+$"
 DIGEST_METHOD = "sha256-v1"
 """SHA-256 over ``image_id TAB blob_id LF`` for every cited image, sorted by
@@ -263,7 +261,7 @@ def decode_identifier(identifier: str) -> Pinned:
 
 def find_identifier(text: str) -> Pinned:
     """The pinned selection of a citation in any rendering (or a bare identifier)."""
-    found = _IDENTIFIER.findall(text)
+    found = [f.rstrip(".") for f in _IDENTIFIER.findall(text)]  # a sentence's full stop
     if not found:
         raise InvalidInputError("no improv citation identifier (improv:1:…) found")
     pinned = [decode_identifier(f) for f in found]
