@@ -42,6 +42,7 @@ ORDER = [
     "growth",
     "history",
     "tasks",
+    "loader",
 ]
 
 

@@ -479,6 +479,43 @@ def _tasks(r: dict) -> list[Row]:
     ]
 
 
+def _loader(r: dict) -> list[Row]:
+    met = r["targets_met"]
+    rows = []
+    for where in ("local", "s3"):
+        side = r.get(where)
+        if side is None:
+            continue
+        rate, ratio = side["images_per_s"], side["ratios"]
+        place = "local" if where == "local" else "S3 (moto)"
+        rows += [
+            _row(
+                "loader",
+                f"ImageStream, {side['images']:,} images, {place}",
+                f"{rate['stream']:,} images/s",
+                f"raw pack reads {rate['raw_stream_order']:,} images/s",
+                ratio["stream_over_raw"],
+                "≥ 0.7× raw",
+                met[f"{where}_stream_over_raw_ge_0_7"],
+            ),
+            _row(
+                "loader",
+                f"ImageDataset random access, {side['images']:,} images, {place}",
+                f"{rate['dataset']:,} images/s",
+                f"raw pack reads {rate['raw_random_order']:,} images/s"
+                + (
+                    f" ({rate['raw_random_order_sha256']:,} with SHA-256)"
+                    if "raw_random_order_sha256" in rate
+                    else ""
+                ),
+                ratio["dataset_over_raw"],
+                "≥ 0.7× raw",
+                met[f"{where}_dataset_over_raw_ge_0_7"],
+            ),
+        ]
+    return rows
+
+
 EXTRACT: dict[str, Callable[[dict], list[Row]]] = {
     "startup": _startup,
     "ingest": _ingest,
@@ -493,6 +530,7 @@ EXTRACT: dict[str, Callable[[dict], list[Row]]] = {
     "growth": _growth,
     "history": _history,
     "tasks": _tasks,
+    "loader": _loader,
 }
 
 

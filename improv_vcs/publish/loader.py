@@ -2,7 +2,8 @@
 ``DataLoader`` takes as it is, and a stream that shards by rank and worker
 and shuffles from a seed. Neither imports torch.
 
-Bytes come by ranged reads from the packs (local, S3, HTTP) and are
+Bytes come from the packs through a :class:`~improv_vcs.storage.blob_reader.BlobReader`
+(mapped views of a local repository, ranged reads from S3 or HTTP) and are
 verified against their blob ids. The stream reads *blocks* of images that
 lie next to each other in a pack with one request, then shuffles blocks and
 the images inside each block: each image once per epoch, in an order fixed by
@@ -12,99 +13,78 @@ URL and the selected rows; each process opens the repository itself.
 
 from __future__ import annotations
 
-import io
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from ..core.errors import IntegrityError, InvalidInputError
-from ..core.ids import hash_bytes
-from ..storage.packs import pack_key
+from ..core.errors import InvalidInputError
+from ..core.media import Decode, decode_array, decoder
+from ..storage.blob_reader import BlobReader, Location, runs
 from .selection import LABEL, Selection
 
-Decode = Callable[[bytes], Any]
+__all__ = ["BLOCK", "ImageDataset", "ImageStream", "decode_array"]
+
 BLOCK = 64
 """Images read with one request by the stream (neighbours in a pack)."""
 
 
-def decode_array(data: bytes) -> np.ndarray:
-    """Image bytes as a NumPy array (height × width [× channels])."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image)
-
-
-def _decoder(decode: str | Decode) -> Decode | None:
-    if callable(decode):
-        return decode
-    if decode == "bytes":
-        return None
-    if decode == "array":
-        return decode_array
-    raise InvalidInputError(f"decode must be 'bytes', 'array' or a function, not {decode!r}")
-
-
 class _Source:
-    """What both loaders share: the rows, the label indexes, and a lazily
-    opened repository (per process)."""
+    """What both loaders share: the rows, the label indexes, and a blob
+    reader over the repository, opened lazily in each process."""
 
-    def __init__(self, selection: Selection, decode: str | Decode, storage_options: dict):
-        self.url = selection.snapshot.repository.url
-        self.storage_options = storage_options
+    def __init__(self, selection: Selection, decode: str | Decode, storage_options: dict | None):
+        repository = selection.snapshot.repository
+        self.url = repository.url
+        self.storage_options = (
+            repository.storage_options if storage_options is None else storage_options
+        )
         self.citation = selection.citation
         self.classes = selection.classes
         rows = selection.rows
         self.image_ids: list[str] = rows.column("image_id").to_pylist()
-        self.packs: list[str] = rows.column("pack").to_pylist()
-        self.offsets = np.asarray(rows.column("offset").to_numpy(), np.int64)
-        self.sizes = np.asarray(rows.column("size").to_numpy(), np.int64)
-        self.blob_ids: list[str] = rows.column("blob_id").to_pylist()
+        self.locations = [
+            Location(*where)
+            for where in zip(
+                rows.column("pack").to_pylist(),
+                rows.column("offset").to_pylist(),
+                rows.column("size").to_pylist(),
+                rows.column("blob_id").to_pylist(),
+                strict=True,
+            )
+        ]
         index = selection.class_index
         self.labels: list[int] | None = (
             [index[name] for name in rows.column(LABEL).to_pylist()]
             if LABEL in rows.column_names
             else None
         )
-        self._decode = _decoder(decode)
-        self._odb: Any = None
+        self._decode = decoder(decode)
+        self._reader: BlobReader | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_odb": None}
+        return {**self.__dict__, "_reader": None}
 
     @property
-    def odb(self) -> Any:
-        if self._odb is None:
+    def reader(self) -> BlobReader:
+        if self._reader is None:
             from ..repository.repository import Repository
 
-            self._odb = Repository.open(self.url, **self.storage_options).odb
-        return self._odb
+            self._reader = BlobReader(Repository.open(self.url, **self.storage_options).odb)
+        return self._reader
 
     def item(self, i: int, data: bytes) -> tuple[Any, int | None, str]:
         image = data if self._decode is None else self._decode(data)
         return image, (None if self.labels is None else self.labels[i]), self.image_ids[i]
 
     def read(self, i: int) -> bytes:
-        return self.odb.read_blob(
-            self.packs[i], int(self.offsets[i]), int(self.sizes[i]), self.blob_ids[i]
-        )
+        return self.reader.read(self.locations[i])
 
-    def read_block(self, rows: list[int]) -> list[bytes]:
-        """The blobs of ``rows`` (one pack, ascending offsets) by one ranged read."""
-        start = int(self.offsets[rows[0]])
-        end = int(max(self.offsets[i] + self.sizes[i] for i in rows))
-        span = self.odb.store.get_range(pack_key(self.packs[rows[0]]), start, end - start)
-        out = []
-        for i in rows:
-            at = int(self.offsets[i]) - start
-            data = bytes(span[at : at + int(self.sizes[i])])
-            if hash_bytes(data) != self.blob_ids[i]:
-                raise IntegrityError(f"image {self.image_ids[i]} is corrupt in its pack")
-            out.append(data)
-        return out
+    def read_run(self, rows: list[int]) -> list[bytes]:
+        """The blobs of ``rows`` (one pack, ascending offsets) by one read."""
+        return self.reader.read_run([self.locations[i] for i in rows])
 
 
 class ImageDataset:
@@ -120,10 +100,14 @@ class ImageDataset:
         cache_bytes: int = 64 * 2**20,
         storage_options: dict | None = None,
     ):
-        self._source = _Source(selection, decode, storage_options or {})
+        self._source = _Source(selection, decode, storage_options)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cached = 0
         self.cache_bytes = cache_bytes
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A worker process gets the rows, not the bytes cached here."""
+        return {**self.__dict__, "_cache": OrderedDict(), "_cached": 0}
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -161,7 +145,11 @@ class ImageDataset:
 class ImageStream:
     """Iterable: each image of the selection once per epoch, sharded over
     ``world_size`` ranks and the DataLoader's workers, shuffled by ``seed``
-    and the epoch (:meth:`set_epoch`); ``shuffle=False`` keeps pack order."""
+    and the epoch (:meth:`set_epoch`); ``shuffle=False`` keeps pack order.
+
+    When the program has imported torch, the class is registered as a
+    ``torch.utils.data.IterableDataset``, so a ``DataLoader`` iterates it
+    (in each worker, its share) instead of indexing it."""
 
     def __init__(
         self,
@@ -178,9 +166,12 @@ class ImageStream:
             raise InvalidInputError(f"rank {rank} is not in 0..{world_size - 1}")
         if block < 1:
             raise InvalidInputError("block must be at least 1")
-        self._source = _Source(selection, decode, storage_options or {})
+        if seed < 0:
+            raise InvalidInputError(f"seed must be 0 or more, not {seed}")
+        self._source = _Source(selection, decode, storage_options)
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.shuffle, self.block, self.epoch = shuffle, block, 0
+        _register_with_torch()
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -194,7 +185,8 @@ class ImageStream:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self._source.image_ids)
+        """The images this rank reads in the current epoch (all its workers)."""
+        return sum(map(len, self.shard()))
 
     def shard(self, worker: int = 0, workers: int = 1) -> list[list[int]]:
         """The blocks (lists of row numbers) one worker of one rank reads, in order."""
@@ -211,28 +203,14 @@ class ImageStream:
 
     def _blocks(self) -> list[list[int]]:
         """Rows in pack order, cut into blocks of neighbours of one pack."""
-        source = self._source
-        order = sorted(
-            range(len(source.image_ids)), key=lambda i: (source.packs[i], source.offsets[i])
-        )
-        blocks: list[list[int]] = []
-        for i in order:
-            if (
-                blocks
-                and len(blocks[-1]) < self.block
-                and source.packs[blocks[-1][0]] == source.packs[i]
-            ):
-                blocks[-1].append(i)
-            else:
-                blocks.append([i])
-        return blocks
+        return runs(self._source.locations, self.block)
 
     def __iter__(self) -> Iterator[tuple[Any, int | None, str]]:
         worker, workers = _worker()
         source = self._source
         for rows in self.shard(worker, workers):
-            ordered = sorted(rows, key=lambda i: source.offsets[i])
-            data = dict(zip(ordered, source.read_block(ordered), strict=True))
+            ordered = sorted(rows, key=lambda i: source.locations[i].offset)
+            data = dict(zip(ordered, source.read_run(ordered), strict=True))
             for i in rows:
                 yield source.item(i, data[i])
 
@@ -243,3 +221,10 @@ def _worker() -> tuple[int, int]:
     torch = sys.modules.get("torch")
     info = None if torch is None else torch.utils.data.get_worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+def _register_with_torch() -> None:
+    """Make :class:`ImageStream` a virtual ``IterableDataset`` once torch is loaded."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.utils.data.IterableDataset.register(ImageStream)

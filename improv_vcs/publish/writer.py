@@ -60,12 +60,11 @@ class ExportWriter:
     def finish(self) -> Path:
         """Drop what an earlier export here wrote and this one did not (e.g.
         parts of another size), then write the manifest; the export is
-        complete once it exists. A file nobody exported here is refused."""
-        present = {
-            p.relative_to(self.root).as_posix()
-            for p in self.root.rglob("*")
-            if p.is_file() and not p.name.startswith(".tmp-")
-        }
+        complete once it exists. A file nobody exported here is refused;
+        what an interrupted write left under a temporary name is removed."""
+        for partial in self.root.rglob(".tmp-*"):
+            partial.unlink()
+        present = {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()}
         stale = sorted(present - set(self.files) - {NAME})
         foreign = [name for name in stale if name not in self._previous]
         if foreign:

@@ -58,6 +58,9 @@ class Repository:
         self.remotes = Remotes(self.store)
         self._readers: dict[ObjectId | None, SnapshotReader] = {}  # most recently used last
         self._readers_lock = threading.Lock()
+        self.storage_options: dict[str, Any] = {}
+        """The options the store was opened with (credentials, endpoint):
+        what another process needs to open this repository again."""
         if self.remotes.promisor is not None:
             self.odb.remote_blobs = self.remotes.blob_reader(config.id)
 
@@ -75,7 +78,9 @@ class Repository:
         )
         if store.exists(CONFIG_KEY) or not store.put_if_absent(CONFIG_KEY, canonical_json(config)):
             raise ConflictError(f"{store.url} is already an improv repository")
-        return cls(store, config)
+        repo = cls(store, config)
+        repo.storage_options = storage_options
+        return repo
 
     @classmethod
     def open(cls, url: str | os.PathLike[str], **storage_options: Any) -> Repository:
@@ -84,7 +89,9 @@ class Repository:
         data = store.get_if_exists(CONFIG_KEY)
         if data is None:
             raise NotARepositoryError(f"{store.url} is not an improv repository (no {CONFIG_KEY})")
-        return cls(store, decode_config(data))
+        repo = cls(store, decode_config(data))
+        repo.storage_options = storage_options
+        return repo
 
     @classmethod
     def find(cls, start: str | os.PathLike[str] = ".") -> Repository:

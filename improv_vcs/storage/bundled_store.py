@@ -217,6 +217,7 @@ class BundledStore(Store):
         self.url = inner.url
         for flag in CAPABILITIES:
             setattr(self, flag, getattr(inner, flag))
+        self.maps_values = inner.maps_values
         self._bundles: dict[str, BundleIndex] = {}
         self._lock = threading.Lock()
         self._loaded = False
@@ -321,6 +322,13 @@ class BundledStore(Store):
         return bytes(self._read(key, 0, None, lambda: self.inner.get(key)))
 
     def get_view(self, key: str) -> Bytes:
+        found = self._known(key) if self.maps_values else None
+        if found is not None:
+            bundle_id, offset, size = found
+            try:
+                return memoryview(self.inner.get_view(data_key(bundle_id)))[offset : offset + size]
+            except NotFoundError:
+                pass  # merged away meanwhile: read it as below
         return self._read(key, 0, None, lambda: self.inner.get_view(key))
 
     def get_range(self, key: str, start: int, length: int) -> bytes:

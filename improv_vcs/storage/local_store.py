@@ -25,6 +25,7 @@ _LOCK_FILE = ".cas.lock"
 
 class LocalStore(Store):
     supports_replace = True
+    maps_values = True
 
     def __init__(self, root: str | os.PathLike[str], read_only: bool = False):
         self.root = Path(root).absolute()

@@ -142,6 +142,9 @@ class Store(ABC):
     resolves_bundles = False
     """Whether keys held in bundles are read through this store as loose
     ones (a served repository does it on the server)."""
+    maps_values = False
+    """Whether :meth:`get_view` maps a value's file instead of reading it
+    (a local store): a view of a large value then costs nothing until read."""
     read_only = False
     """Whether every write is refused (set by ``read_only=True`` when opening)."""
     supports_writes = True
