@@ -81,18 +81,20 @@ _EXPORTS = {
 }
 _MODULES = {
     "cite": "cite",
+    "cluster": "cluster",
     "publish": "publish",
     "registry": "snapshot.registry",
     "synthetic": "ingest.synthetic",
 }
-"""Modules of functions: citations (load, verify, export), training loaders
-and exports (select, ImageDataset, ImageStream, export, verify), registry
-edits, generated test images."""
+"""Modules of functions: citations (load, verify, export), Dask collections
+and runs (to_dask, images_to_dask, attach_run), training loaders and exports
+(select, ImageDataset, ImageStream, export, verify), registry edits,
+generated test images."""
 
 __all__ = sorted([*_EXPORTS, *_MODULES, "__version__"])
 
 if TYPE_CHECKING:
-    from . import cite, publish
+    from . import cite, cluster, publish
     from .cite.citation import Citation
     from .core.errors import (
         ConflictError,

@@ -125,17 +125,26 @@ def record_ids_for(
     snapshot: SnapshotReader, kind: str, source: str, run_id: str, id_range: tuple[str, str]
 ) -> pa.Array:
     """Ids of the records of one (kind, source, run) whose images lie in ``id_range``."""
+    found = run_records(snapshot, kind, source, run_id, id_range, ["record_id"])
+    return found.column("record_id").combine_chunks()
+
+
+def run_records(
+    snapshot: SnapshotReader,
+    kind: str,
+    source: str,
+    run_id: str,
+    id_range: tuple[str, str],
+    columns: Sequence[str],
+) -> pa.Table:
+    """``columns`` of the records of one (kind, source, run) whose images lie in ``id_range``."""
     found = segments(snapshot, kind, run_id, id_range)
-    table = read(
-        snapshot,
-        found.column("id").to_pylist(),
-        ["image_id", "source", "run_id", "record_id"],
-        id_range,
-    )
+    wanted = list(dict.fromkeys(["image_id", "source", "run_id", *columns]))
+    table = read(snapshot, found.column("id").to_pylist(), wanted, id_range)
     same = pc.and_(
         pc.equal(table.column("source"), source), pc.equal(table.column("run_id"), run_id)
     )
-    return table.filter(same).column("record_id").combine_chunks()
+    return table.filter(same).select(list(columns))
 
 
 def history(snapshot: SnapshotReader, image: str, kind: str | None = None) -> list[Record]:

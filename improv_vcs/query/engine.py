@@ -7,6 +7,7 @@ disabled, so a query cannot read or write any file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..snapshot.manifest import CORE_ORDER
 from ..snapshot.reader import SnapshotReader
 from .filters import Query
 from .planning import compile_sql, fully_covered, needed_columns, prune
+from .provenance import Plan, plan
 
 
 @dataclass(frozen=True)
@@ -96,29 +98,51 @@ def _with_vectors(table: pa.Table, vectors: dict[str, pa.Table]) -> pa.Table:
     return table
 
 
+def _plan(
+    snapshot: SnapshotReader,
+    query: Query,
+    spans: tuple[Span, ...] | None,
+    record_ids: bool,
+    only: Sequence[str] | None = None,
+) -> Plan:
+    """The batches ``query`` must scan (of ``only``, the manifests given) and
+    its provenance work."""
+    candidates = prune(snapshot.batches, query, spans)
+    if only is not None:
+        candidates = candidates.filter(
+            pc.is_in(candidates.column("manifest"), pa.array(list(only), pa.string()))
+        )
+    if query.samples:  # only batches holding one of the samples (or rows without one)
+        holding = snapshot.manifests_with_samples(query.samples)
+        candidates = candidates.filter(
+            pc.is_in(candidates.column("manifest"), pa.array(sorted(holding), pa.string()))
+        )
+    return plan(snapshot, query, spans, candidates, record_ids)
+
+
+def scanned(snapshot: SnapshotReader, query: Query, spans: tuple[Span, ...] | None) -> pa.Table:
+    """The batches (index rows) a run of ``query`` reads, pruned as it prunes:
+    the partitions of a scan split over processes."""
+    return _plan(snapshot, query, spans, False).batches
+
+
 def run(
     snapshot: SnapshotReader,
     query: Query,
     spans: tuple[Span, ...] | None,
     count: bool = False,
     record_ids: bool = False,
+    only: Sequence[str] | None = None,
 ) -> QueryResult:
     """Execute ``query`` on ``snapshot``; ``spans`` are the dataset's, if any.
 
     A count adds the stored row counts of batches the filters cover whole and
     scans only the others. With ``record_ids``, the result also names every
     provenance record the selection used (the matching records of its images).
+    With ``only``, just the batches of those manifests are read (a partition).
     """
-    from .provenance import plan
-
     batches = snapshot.batches
-    candidates = prune(batches, query, spans)
-    if query.samples:  # only batches holding one of the samples (or rows without one)
-        holding = snapshot.manifests_with_samples(query.samples)
-        candidates = candidates.filter(
-            pc.is_in(candidates.column("manifest"), pa.array(sorted(holding), pa.string()))
-        )
-    planned = plan(snapshot, query, spans, candidates, record_ids and not count)
+    planned = _plan(snapshot, query, spans, record_ids and not count, only)
     candidates = planned.batches
     counted = whole_batches = 0
     if count:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import InvalidInputError, NotFoundError
 from ..core.ids import ObjectId
-from ..core.model import Commit, Dataset, Registry
+from ..core.model import Commit, Dataset, Registry, Span
 from ..snapshot import tasks
 from ..snapshot.reader import SnapshotReader
 
@@ -80,13 +80,30 @@ class Snapshot:
         return sorted(set(self.reader.batches.column("instrument").to_pylist()))
 
     # -- queries -------------------------------------------------------------
-    def select(self, query: Query, count: bool = False, record_ids: bool = False) -> QueryResult:
+    def select(
+        self,
+        query: Query,
+        count: bool = False,
+        record_ids: bool = False,
+        manifests: Sequence[str] | None = None,
+    ) -> QueryResult:
         """Run ``query`` and say how it was answered (with ``record_ids``, also
-        which provenance records it used)."""
+        which provenance records it used); ``manifests`` limits it to those
+        batches (one partition of :meth:`partitions`)."""
         from ..query import engine
 
-        spans = self.dataset(query.dataset).spans if query.dataset is not None else None
-        return engine.run(self.reader, query, spans, count=count, record_ids=record_ids)
+        return engine.run(self.reader, query, self._spans(query), count, record_ids, manifests)
+
+    def partitions(self, query: Query | None = None, **filters: Any) -> pa.Table:
+        """The batches (index rows: ``manifest``, ``instrument``, ``rows``, …)
+        a query reads, pruned as it prunes: what a cluster splits it into."""
+        from ..query import engine
+
+        query = _query(query, filters)
+        return engine.scanned(self.reader, query, self._spans(query))
+
+    def _spans(self, query: Query) -> tuple[Span, ...] | None:
+        return self.dataset(query.dataset).spans if query.dataset is not None else None
 
     def query(self, query: Query | None = None, **filters: Any) -> pa.Table:
         """Image rows matching ``query`` (or the fields of :class:`Query`), as
@@ -249,8 +266,7 @@ class Snapshot:
 
         chosen = _query(query, filters)
         files = self.reader.source_files(list(chosen.samples) or None)
-        spans = self.dataset(chosen.dataset).spans if chosen.dataset is not None else None
-        files = sources.select(files, chosen, spans)
+        files = sources.select(files, chosen, self._spans(chosen))
         if any(getattr(chosen, f) for f in sources.IMAGE_FILTERS):
             rows = self.select(
                 chosen.model_copy(update={"columns": ("sample_id",), "limit": None})

@@ -3,12 +3,13 @@
 While it is open a transaction stages each concern in its own
 :class:`~.stage.Stage`: images (:mod:`.images`) and original files
 (:mod:`.sources`), their bytes packed as they stream in (:mod:`.packing`);
-provenance records (:mod:`.records`); dataset, registry and sample edits
-(:mod:`.edits`). Committing writes every stage, writes the commit
-(:mod:`.commit`), checks gc's fence and moves the branch by compare-and-swap.
-When another writer moved it first, every stage is rebased onto the new tip
-through the one protocol (appends of different images never conflict) and
-the commit is retried with backoff, so no commit is ever lost.
+provenance records (:mod:`.records`) or segments other processes wrote
+(:mod:`.segments`); dataset, registry and sample edits (:mod:`.edits`).
+Committing writes every stage, writes the commit (:mod:`.commit`), checks
+gc's fence and moves the branch by compare-and-swap. When another writer
+moved it first, every stage is rebased onto the new tip through the one
+protocol (appends of different images never conflict) and the commit is
+retried with backoff, so no commit is ever lost.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .edits import MetadataEdits
 from .images import Deployments, Images
 from .packing import Packer
 from .records import ProvenanceRecords
+from .segments import WrittenSegments
 from .sources import OriginalFiles
 from .stage import Stage, Written
 from .tables import as_table
@@ -53,7 +55,9 @@ class Transaction:
 
     Use as a context manager: the commit happens when the block exits without
     an exception; on an exception nothing becomes visible. A failed append
-    aborts the whole transaction.
+    aborts the whole transaction. ``fence`` is gc's fence when the caller
+    opened it earlier (objects this commit names were written before the
+    transaction began).
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class Transaction:
         task: str | None = None,
         allow_outside_deployment: bool = False,
         strict: bool = False,
+        fence: Fence | None = None,
     ):
         self._repo = repo
         self.branch = ref_name(branch)
@@ -77,7 +82,7 @@ class Transaction:
         self.strict = strict
         self.warnings: list[str] = []
         """Things worth telling the user that did not stop the commit (once each)."""
-        self._fence = Fence(repo.store)  # before anything is written
+        self._fence = fence or Fence(repo.store)  # before anything is written
         base = repo.refs.branch(branch)
         if base is None and repo.refs.branches():
             raise NotFoundError(
@@ -92,7 +97,14 @@ class Transaction:
         self._images = Images(self._base, self._packer, deployments)
         self._records = ProvenanceRecords(self._base, self._packer, repo.clock)
         self._sources = OriginalFiles(self._base, self._packer)
-        self._stages: tuple[Stage, ...] = (self._images, self._records, self._sources, self._edits)
+        self._segments = WrittenSegments(self._base)
+        self._stages: tuple[Stage, ...] = (
+            self._images,
+            self._records,
+            self._segments,
+            self._sources,
+            self._edits,
+        )
         self._closed = False
         self.commit_id: ObjectId | None = None
         self.task_done: ObjectId | None = None
@@ -148,6 +160,15 @@ class Transaction:
         return self._guarded(
             self._records.add, kind, records, source, run_id, masks, self._images.require
         )
+
+    def add_segments(
+        self, segments: Sequence[ProvenanceSegment], since: SnapshotReader | None = None
+    ) -> int:
+        """Name provenance segments another process already wrote (a cluster
+        worker: :mod:`improv_vcs.cluster`) in this commit. They were
+        deduplicated against ``since``; records the branch gained after it
+        (or gains concurrently) are dropped. Returns the records left."""
+        return self._guarded(self._segments.add, segments, since)
 
     def add_dataset_span(
         self,
