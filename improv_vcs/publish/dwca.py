@@ -2,7 +2,7 @@
 plankton: an event core (one event per sample), an occurrence extension (one
 occurrence per class per sample, with its count) and an
 extendedMeasurementOrFact extension (the count, the concentration per litre,
-the volume analysed), described by ``meta.xml`` and ``eml.xml``.
+the volume analysed), described by ``meta.xml`` and ``eml.xml`` (:mod:`.eml`).
 
 Class names become scientific names through a CSV (``class``,
 ``scientificName`` and optionally ``scientificNameID``); a class whose row
@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..core.errors import InvalidInputError
+from .eml import Coverage, eml_xml, number, xml_bytes
 from .selection import LABEL, Selection
 from .writer import ExportWriter
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 DWC = "http://rs.tdwg.org/dwc/terms/"
 OBIS = "http://rs.iobis.org/obis/terms/"
 TEXT = "http://rs.tdwg.org/dwc/text/"
-EML = "eml://ecoinformatics.org/eml-2.1.1"
 ROW_TYPES = {
     "event.txt": DWC + "Event",
     "occurrence.txt": DWC + "Occurrence",
@@ -104,20 +104,6 @@ BASIS = {"machine": "MachineObservation", "human": "HumanObservation"}
 VERIFICATION = {"machine": "PredictedByMachine", "human": "ValidatedByHuman"}
 PROTOCOLS = {"IFCB": "Imaging FlowCytobot"}
 """``samplingProtocol`` by instrument type (or the start of its name)."""
-LICENCES = {
-    "CC0-1.0": (
-        "Public Domain (CC0 1.0)",
-        "http://creativecommons.org/publicdomain/zero/1.0/legalcode",
-    ),
-    "CC-BY-4.0": (
-        "Creative Commons Attribution (CC-BY) 4.0 License",
-        "http://creativecommons.org/licenses/by/4.0/legalcode",
-    ),
-    "CC-BY-NC-4.0": (
-        "Creative Commons Attribution Non Commercial (CC-BY-NC) 4.0 License",
-        "http://creativecommons.org/licenses/by-nc/4.0/legalcode",
-    ),
-}
 _BREAKS = re.compile(r"[\t\r\n]+")
 
 
@@ -152,7 +138,7 @@ def write(writer: ExportWriter, options: ExportOptions) -> None:
                     "eventID": event.id,
                     "measurementID": f"{event.id}:volume",
                     "measurementType": "Volume analysed",
-                    "measurementValue": _number(event.ml),
+                    "measurementValue": number(event.ml),
                     "measurementUnit": "ml",
                     "measurementMethod": "the volume of water imaged, from the sample record",
                 }
@@ -167,7 +153,7 @@ def write(writer: ExportWriter, options: ExportOptions) -> None:
     for name, (_, body) in tables.items():
         writer.write(name, body)
     writer.write("meta.xml", meta_xml({n: c for n, (c, _) in tables.items()}))
-    writer.write("eml.xml", eml_xml(selection, events, names))
+    writer.write("eml.xml", eml_xml(selection, _coverage(events, names)))
 
 
 # -- names ---------------------------------------------------------------------------
@@ -234,12 +220,12 @@ class _Event:
         return {
             "eventID": self.id,
             "eventDate": _interval(self.start, self.end),
-            "decimalLatitude": _number(self.lat, 6),
-            "decimalLongitude": _number(self.lon, 6),
+            "decimalLatitude": number(self.lat, 6),
+            "decimalLongitude": number(self.lon, 6),
             "geodeticDatum": "WGS84" if located else "",
-            "minimumDepthInMeters": _number(self.depth_min),
-            "maximumDepthInMeters": _number(self.depth_max),
-            "sampleSizeValue": _number(self.ml),
+            "minimumDepthInMeters": number(self.depth_min),
+            "maximumDepthInMeters": number(self.depth_max),
+            "sampleSizeValue": number(self.ml),
             "sampleSizeUnit": "millilitre" if self.ml is not None else "",
             "samplingProtocol": self.protocol,
             "datasetName": citation.title,
@@ -409,13 +395,25 @@ def _occurrences(
                     "measurementType": "Abundance of biological entity specified elsewhere per "
                     "unit volume of the water body",
                     "measurementTypeID": ABUNDANCE_TYPE,
-                    "measurementValue": _number(count * 1000 / ml, 6),
+                    "measurementValue": number(count * 1000 / ml, 6),
                     "measurementUnit": "individuals per litre",
                     "measurementUnitID": PER_LITRE,
                     "measurementMethod": "count / volume analysed (ml) × 1000",
                 }
             )
     return occurrences, measurements
+
+
+def _coverage(events: dict[str, _Event], names: dict[str, Name | None]) -> Coverage:
+    located = [e for e in events.values() if e.lat is not None and e.lon is not None]
+    return Coverage(
+        samples=len(events),
+        lats=tuple(e.lat for e in located if e.lat is not None),
+        lons=tuple(e.lon for e in located if e.lon is not None),
+        start=min((e.start for e in events.values()), default=None),
+        end=max((e.end for e in events.values()), default=None),
+        taxa=tuple(sorted({n.scientific for n in names.values() if n is not None})),
+    )
 
 
 # -- text files ----------------------------------------------------------------------
@@ -432,13 +430,6 @@ def _table(terms: Sequence[str], records: Iterable[dict[str, str]]) -> tuple[lis
 def _clean(value: str) -> str:
     """A cell: no tab or line break (the archive encloses no field)."""
     return _BREAKS.sub(" ", value).strip()
-
-
-def _number(value: float | None, digits: int = 9) -> str:
-    if value is None or not math.isfinite(value):
-        return ""
-    value = round(float(value), digits)
-    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def _interval(start: datetime, end: datetime) -> str:
@@ -480,147 +471,4 @@ def meta_xml(files: dict[str, list[str]]) -> bytes:
         ET.SubElement(part, f"{{{TEXT}}}{'id' if core else 'coreid'}", {"index": "0"})
         for index, column in enumerate(columns):
             ET.SubElement(part, f"{{{TEXT}}}field", {"index": str(index), "term": _term(column)})
-    return _xml(archive)
-
-
-def _xml(root: ET.Element) -> bytes:
-    ET.indent(root, "  ")
-    for link in root.iter("ulink"):  # inline in a paragraph: no layout inside
-        link.text = None
-        for child in link:
-            child.tail = None
-    return ET.tostring(root, encoding="UTF-8", xml_declaration=True) + b"\n"
-
-
-# -- eml.xml -------------------------------------------------------------------------
-def eml_xml(
-    selection: Selection, events: dict[str, _Event], names: dict[str, Name | None]
-) -> bytes:
-    """Dataset metadata (EML 2.1.1, GBIF profile): title, creators, abstract,
-    licence, publication date, identifiers, coverage and method."""
-    citation = selection.citation
-    lang = "{http://www.w3.org/XML/1998/namespace}lang"
-    ET.register_namespace("eml", EML)
-    root = ET.Element(
-        f"{{{EML}}}eml",
-        {
-            "packageId": citation.identifier,
-            "system": "improv_vcs",
-            "scope": "system",
-            lang: "en",
-        },
-    )
-    dataset = ET.SubElement(root, "dataset")
-    for identifier in (
-        citation.identifier,
-        f"https://doi.org/{citation.doi}" if citation.doi else None,
-    ):
-        if identifier:
-            ET.SubElement(dataset, "alternateIdentifier").text = identifier
-    ET.SubElement(dataset, "title", {lang: "en"}).text = citation.title
-    people = [_person(a) for a in citation.authors] or [_person("Anonymous")]
-    for role in ("creator", "metadataProvider"):
-        for person in people:
-            dataset.append(_party(role, person))
-    ET.SubElement(dataset, "pubDate").text = citation.created.date().isoformat()
-    ET.SubElement(dataset, "language").text = "en"
-    abstract = citation.description or (
-        f"{citation.title}: counts per class of {citation.pinned.count} images, "
-        f"{len(events)} samples."
-    )
-    _paragraph(ET.SubElement(dataset, "abstract"), abstract)
-    cited = citation.to_text().splitlines()[0]
-    additional = ET.SubElement(dataset, "additionalInfo")
-    if citation.version:
-        _paragraph(additional, f"Version: {citation.version} (a release of the repository).")
-    _paragraph(additional, f"Cite as: {cited}")
-    if citation.license:
-        rights = ET.SubElement(dataset, "intellectualRights")
-        para = ET.SubElement(rights, "para")
-        known = LICENCES.get(citation.license)
-        if known is None:
-            para.text = citation.license
-        else:
-            para.text = "This work is licensed under a "
-            link = ET.SubElement(para, "ulink", {"url": known[1]})
-            ET.SubElement(link, "citetitle").text = known[0]
-            link.tail = "."
-    _coverage(dataset, events, names)
-    dataset.append(_party("contact", people[0]))
-    methods = ET.SubElement(dataset, "methods")
-    step = ET.SubElement(ET.SubElement(methods, "methodStep"), "description")
-    labels = selection.labels
-    assert labels is not None
-    _paragraph(
-        step,
-        f"Images selected from improv_vcs repository {citation.pinned.repository} at commit "
-        f"{citation.pinned.commit}, labelled by the {labels.kind} run {labels.run} "
-        f"({labels.verification}); each sample's images are counted per class and divided by "
-        "the volume analysed. The archive's MANIFEST.json lists every image's blob id so the "
-        f"selection can be verified against the citation {citation.identifier}.",
-    )
-    gbif = ET.SubElement(
-        ET.SubElement(ET.SubElement(root, "additionalMetadata"), "metadata"), "gbif"
-    )
-    ET.SubElement(gbif, "dateStamp").text = citation.created.isoformat()
-    ET.SubElement(gbif, "hierarchyLevel").text = "dataset"
-    ET.SubElement(gbif, "citation", {"identifier": citation.identifier}).text = cited
-    return _xml(root)
-
-
-def _person(author: str) -> tuple[str, str]:
-    """(given name, surname) from ``Surname, Given`` or ``Given Surname``."""
-    if "," in author:
-        surname, given = (p.strip() for p in author.split(",", 1))
-    else:
-        given, _, surname = author.strip().rpartition(" ")
-    return given.strip(), surname.strip() or author.strip()
-
-
-def _party(role: str, person: tuple[str, str]) -> ET.Element:
-    party = ET.Element(role)
-    name = ET.SubElement(party, "individualName")
-    if person[0]:
-        ET.SubElement(name, "givenName").text = person[0]
-    ET.SubElement(name, "surName").text = person[1]
-    return party
-
-
-def _paragraph(parent: ET.Element, text: str) -> None:
-    ET.SubElement(parent, "para").text = text
-
-
-def _coverage(
-    dataset: ET.Element, events: dict[str, _Event], names: dict[str, Name | None]
-) -> None:
-    coverage = ET.SubElement(dataset, "coverage")
-    lats = [e.lat for e in events.values() if e.lat is not None]
-    lons = [e.lon for e in events.values() if e.lon is not None]
-    if lats and lons:
-        geographic = ET.SubElement(coverage, "geographicCoverage")
-        ET.SubElement(geographic, "geographicDescription").text = "Where the samples were imaged"
-        box = ET.SubElement(geographic, "boundingCoordinates")
-        for tag, value in (
-            ("westBoundingCoordinate", min(lons)),
-            ("eastBoundingCoordinate", max(lons)),
-            ("northBoundingCoordinate", max(lats)),
-            ("southBoundingCoordinate", min(lats)),
-        ):
-            ET.SubElement(box, tag).text = _number(value, 6)
-    if events:
-        dates = ET.SubElement(ET.SubElement(coverage, "temporalCoverage"), "rangeOfDates")
-        for tag, moment in (
-            ("beginDate", min(e.start for e in events.values())),
-            ("endDate", max(e.end for e in events.values())),
-        ):
-            ET.SubElement(ET.SubElement(dates, tag), "calendarDate").text = (
-                moment.astimezone(timezone.utc).date().isoformat()
-            )
-    taxa = sorted({n.scientific for n in names.values() if n is not None})
-    if taxa:
-        taxonomic = ET.SubElement(coverage, "taxonomicCoverage")
-        for taxon in taxa:
-            classification = ET.SubElement(taxonomic, "taxonomicClassification")
-            ET.SubElement(classification, "taxonRankValue").text = taxon
-    if not len(coverage):
-        dataset.remove(coverage)
+    return xml_bytes(archive)
