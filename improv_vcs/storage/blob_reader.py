@@ -1,7 +1,7 @@
 """Reading many blobs by where they are, for loaders and cluster workers.
 
 A local repository's packs are read through mapped views (one per pack, the
-most recent :data:`VIEWS` kept open), so a blob costs a slice and its hash;
+most recent :data:`VIEWS` kept), so a blob costs a slice and its hash;
 any other store by ranged requests, a run of neighbours in one pack with one
 request. Every blob is checked against its id. A pack the store does not
 hold (a metadata-only clone) is read through
@@ -19,7 +19,7 @@ from ..core.ids import hash_bytes
 from .objects import ObjectDatabase
 from .packs import pack_key
 
-VIEWS = 64
+VIEWS = 1024
 """Packs a reader keeps mapped (a local store)."""
 
 

@@ -222,6 +222,7 @@ class BundledStore(Store):
         self._lock = threading.Lock()
         self._loaded = False
         self._freshened: dict[str, float] = {}
+        self._mapped: dict[str, memoryview] = {}  # bundle id → its mapped data file
 
     @property
     def read_only(self) -> bool:  # type: ignore[override]
@@ -230,7 +231,7 @@ class BundledStore(Store):
     def close(self) -> None:
         self.inner.close()
         with self._lock:
-            self._bundles, self._loaded = {}, False
+            self._bundles, self._loaded, self._mapped = {}, False, {}
         super().close()
 
     # -- bundles ---------------------------------------------------------------
@@ -249,6 +250,7 @@ class BundledStore(Store):
                     ::-1
                 ]
                 self._bundles, self._loaded = {k: found[k] for _, k in largest_first}, True
+                self._mapped = {k: v for k, v in self._mapped.items() if k in found}
             return self._bundles
 
     def _load(self, bundle_id: str) -> BundleIndex | None:
@@ -326,10 +328,17 @@ class BundledStore(Store):
         if found is not None:
             bundle_id, offset, size = found
             try:
-                return memoryview(self.inner.get_view(data_key(bundle_id)))[offset : offset + size]
+                return self._map(bundle_id)[offset : offset + size]
             except NotFoundError:
                 pass  # merged away meanwhile: read it as below
         return self._read(key, 0, None, lambda: self.inner.get_view(key))
+
+    def _map(self, bundle_id: str) -> memoryview:
+        """A bundle's data file, mapped once (until it is merged away)."""
+        view = self._mapped.get(bundle_id)
+        if view is None:
+            view = self._mapped[bundle_id] = memoryview(self.inner.get_view(data_key(bundle_id)))
+        return view
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         return bytes(
