@@ -43,6 +43,7 @@ ORDER = [
     "history",
     "tasks",
     "loader",
+    "cluster",
 ]
 
 

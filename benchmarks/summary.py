@@ -516,6 +516,31 @@ def _loader(r: dict) -> list[Row]:
     return rows
 
 
+def _cluster(r: dict) -> list[Row]:
+    met, rate, rss = r["targets_met"], r["images_per_s"], r["client_rss_mb"]
+    return [
+        _row(
+            "cluster",
+            f"decode + mean pixel, {r['images']:,} images, LocalCluster of {r['workers']} "
+            f"workers ({r['partitions']} partitions)",
+            f"{rate['cluster']:,} images/s",
+            f"one process {rate['single']:,} images/s",
+            r["cluster_over_single"],
+            f"≥ {r['targets']['cluster_over_single_ge']:g}× one process",
+            met["cluster_over_single_ge_1_6"],
+        ),
+        _row(
+            "cluster",
+            f"client memory growth while the cluster reads {r['image_bytes'] / 1e6:,.0f} MB",
+            f"{rss['growth']:.1f} MB ({r['client_growth_fraction_of_bytes']:.1%} of the bytes)",
+            f"one process {r['single_rss_mb']['growth']:.1f} MB; cluster start-up "
+            f"{r['cluster_startup_seconds']:.2f} s",
+            target=f"≤ {r['targets']['client_growth_le_fraction_of_bytes']:.0%} of the bytes",
+            met=met["client_growth_le_5pct_of_bytes"],
+        ),
+    ]
+
+
 EXTRACT: dict[str, Callable[[dict], list[Row]]] = {
     "startup": _startup,
     "ingest": _ingest,
@@ -531,6 +556,7 @@ EXTRACT: dict[str, Callable[[dict], list[Row]]] = {
     "history": _history,
     "tasks": _tasks,
     "loader": _loader,
+    "cluster": _cluster,
 }
 
 
