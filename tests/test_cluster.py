@@ -42,6 +42,17 @@ def mean_pixel(images, image_ids):
     ]
 
 
+class AtMost:
+    """``mean_pixel``, refusing more than ``n`` images at a time."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self, images, image_ids):
+        assert 0 < len(images) <= self.n
+        return mean_pixel(images, image_ids)
+
+
 class KillOnce:
     """``mean_pixel``, but the first worker to be given ``victim`` dies
     (the whole process) before returning: the cluster must run it again."""
@@ -146,7 +157,9 @@ def test_a_cluster_run_is_one_commit_equal_to_a_single_process_run(demo, client)
     snapshot = demo.snapshot()
     start = demo.resolve("main")
     demo.create_branch("single", at=start)
-    alone = cluster.attach_run(snapshot, mean_pixel, KIND, SOURCE, RUN, branch="single")
+    alone = cluster.attach_run(
+        snapshot, AtMost(7), KIND, SOURCE, RUN, branch="single", batch_size=7
+    )
     spread = cluster.attach_run(
         snapshot, mean_pixel, KIND, SOURCE, RUN, client=client, rows_per_part=None
     )
@@ -220,7 +233,7 @@ def test_records_committed_meanwhile_are_not_committed_twice(demo):
     (the same record ids) is dropped, at the start or in a rebase."""
     snapshot = demo.snapshot()
     since = demo.resolve("main")
-    spec = cluster.runs.RunSpec(KIND, SOURCE, RUN, "array", since)
+    spec = cluster.runs.RunSpec(KIND, SOURCE, RUN, "array", 256, since)
     staged = [stage(part, mean_pixel, spec) for part in cluster.parts(snapshot, Query())]
     segments = [s for piece in staged for s in piece.segments]
     assert sum(s.rows for s in segments) == snapshot.count()

@@ -15,7 +15,7 @@ run's, since they depend only on kind, source, run and content.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +39,10 @@ from ..write.transaction import Transaction
 from .partitions import LOCATION, Part, parts
 
 Records = Callable[[list[Any], list[str]], "pa.Table | Sequence[dict[str, Any]]"]
-"""``fn(images, image_ids)`` → records (each with its ``image_id``)."""
+"""``fn(images, image_ids)`` → records about those images (each with its ``image_id``)."""
 ROWS_PER_PART = 20_000
+BATCH_SIZE = 256
+"""Images given to the function at a time (what a worker holds decoded)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class RunSpec:
     source: str
     run: str
     decode: str | Decode
+    batch_size: int
     since: str
     """The branch's commit when the run began: records are deduplicated against it."""
 
@@ -92,14 +95,16 @@ def attach_run(
     message: str | None = None,
     author: str | None = None,
     commit_every: int | None = None,
-    rows_per_part: int = ROWS_PER_PART,
+    rows_per_part: int | None = ROWS_PER_PART,
+    batch_size: int = BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
 ) -> RunReport:
     """Run ``fn`` over the images ``query`` selects on ``snapshot`` and
     commit its records as run ``run`` of ``kind`` on ``branch``.
 
     ``client`` is a ``dask.distributed.Client``; without one the partitions
-    run here, one after another. ``progress`` is called with the partitions
+    run here, one after another. ``fn`` gets at most ``batch_size`` images
+    at a time (a partition's in turn). ``progress`` is called with the partitions
     done. When a partition fails, what finished is committed, the rest is
     cancelled and the error raised: the same call resumes the run.
     """
@@ -109,13 +114,15 @@ def attach_run(
     decoder(decode)
     if commit_every is not None and commit_every < 1:
         raise InvalidInputError("commit_every must be at least 1")
+    if batch_size < 1:
+        raise InvalidInputError("batch_size must be at least 1")
     repo = snapshot.repository
     branch = repo.config.default_branch if branch is None else branch
     fence = Fence(repo.store)  # before any worker writes
     since = repo.refs.branch(branch)
     if since is None:
         raise InvalidInputError(f"no branch named {branch!r}")
-    spec = RunSpec(kind, source, run, decode, since)
+    spec = RunSpec(kind, source, run, decode, batch_size, since)
     pieces = parts(snapshot, query or Query(), rows_per_part)
     report = RunReport(run, len(pieces))
     message = message or f"{kind} run {run} by {source}"
@@ -195,31 +202,34 @@ def stage(part: Part, fn: Records, spec: RunSpec) -> Staged:
     skipped = len(ids) - rows.num_rows
     if not rows.num_rows:
         return Staged(part.manifests, skipped=skipped)
-    images = part.images(spec.decode, rows)
-    chosen = [image_id for image_id, _ in images]
-    records = as_table(fn([image for _, image in images], chosen))
-    if not records.num_rows:
-        return Staged(part.manifests, images=len(images), skipped=skipped)
+    produced = []
+    for start in range(0, rows.num_rows, spec.batch_size):
+        images = part.images(spec.decode, rows.slice(start, spec.batch_size))
+        given = [image_id for image_id, _ in images]
+        records = as_table(fn([image for _, image in images], given))
+        if records.num_rows:
+            _check_among(records, given)
+            produced.append(records)
+    if not produced:
+        return Staged(part.manifests, images=rows.num_rows, skipped=skipped)
+    records = pa.concat_tables(produced, promote_options="permissive")
     packer = Packer(repo.odb, DEFAULT_PACK_SIZE, None)
     try:
         staging = ProvenanceRecords(base, packer, repo.clock)
-        staging.add(spec.kind, records, spec.source, spec.run, None, _among(chosen))
+        staging.add(spec.kind, records, spec.source, spec.run, None, lambda ids: None)
         segments = staging.write(repo.odb).segments
     finally:
         packer.close()
-    return Staged(part.manifests, segments, len(images), skipped)
+    return Staged(part.manifests, segments, rows.num_rows, skipped)
 
 
-def _among(image_ids: Iterable[str]) -> Callable[[pa.Array], None]:
-    """A check that records name only the images the function was given."""
-    given = pa.array(list(image_ids), pa.string())
-
-    def check(ids: pa.Array) -> None:
-        stray = pc.filter(ids, pc.invert(pc.is_in(ids, value_set=given)))
-        if len(stray):
-            raise InvalidInputError(
-                f"the function returned a record for image {stray[0].as_py()!r}, which it was "
-                "not given"
-            )
-
-    return check
+def _check_among(records: pa.Table, image_ids: list[str]) -> None:
+    """Records may name only the images the function was given."""
+    if "image_id" not in records.column_names:
+        return  # the kind's normalization refuses it with its own message
+    ids = records.column("image_id")
+    stray = pc.filter(ids, pc.invert(pc.is_in(ids, value_set=pa.array(image_ids, pa.string()))))
+    if len(stray):
+        raise InvalidInputError(
+            f"the function returned a record for image {stray[0].as_py()!r}, which it was not given"
+        )
