@@ -2,7 +2,7 @@
 collections read by the workers, and a run of a user function committed
 from worker-staged segments (improv_vcs.cluster). Everything runs on a real
 ``distributed.LocalCluster`` of two worker processes on 127.0.0.1, over the
-demo repository, locally and on S3 (moto)."""
+demo repository: local, on S3 (moto) and served over HTTP."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import SERVE_TOKEN
 
 from improv_vcs import Repository, cluster
 from improv_vcs.cli.demo import build_demo
@@ -283,3 +284,17 @@ def test_a_repository_on_s3_is_read_and_extended_by_the_workers(demo, client, s3
     cluster.attach_run(demo.snapshot(), mean_pixel, KIND, SOURCE, RUN)  # in process, locally
     on_s3 = cloud.snapshot().provenance_records(KIND, run=RUN).column("record_id").to_pylist()
     assert sorted(on_s3) == sorted(run_records(demo).column("record_id").to_pylist())
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+def test_a_served_repository_is_read_and_extended_by_the_workers(demo, client, serve):
+    """``improv serve`` on 127.0.0.1; the token travels in the storage options."""
+    served = Repository.open(serve(demo.url), token=SERVE_TOKEN)
+    snapshot = served.snapshot()
+    items = cluster.images_to_dask(snapshot, instruments=("IFCB110",)).compute()
+    known = blob_ids(demo.snapshot())
+    assert sorted(i for i, _ in items) == sorted(i for i in known if "IFCB110" in i)
+    assert all(hashlib.sha256(data).hexdigest() == known[i] for i, data in items)
+    report = cluster.attach_run(snapshot, mean_pixel, KIND, SOURCE, RUN, client=client)
+    assert report.records == snapshot.count() and len(report.commits) == 1
+    assert run_records(demo).num_rows == snapshot.count()  # written through the server
