@@ -258,9 +258,11 @@ def test_a_function_naming_other_images_fails_the_run(demo, client):
         elsewhere = "D20990101T000000_IFCB107_00001"
         return [{**r, "image_id": elsewhere} for r in mean_pixel(images, image_ids)]
 
-    with pytest.raises(ImprovError, match="not given"):
+    with pytest.raises(InvalidInputError, match="not given.*run it again"):
         cluster.attach_run(snapshot, stray, KIND, SOURCE, RUN, client=client)
     assert run_records(demo).num_rows == 0
+    with pytest.raises(InvalidInputError, match="rows_per_part"):
+        cluster.images_to_dask(snapshot, rows_per_part=0)
     with pytest.raises(InvalidInputError, match="run id"):
         cluster.attach_run(snapshot, mean_pixel, KIND, SOURCE, " padded ")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..core.errors import InvalidInputError
 from ..core.media import Decode, decoder
 from ..query.filters import Query
 from ..repository.repository import Repository
@@ -74,6 +75,8 @@ class Part:
 def parts(snapshot: Snapshot, query: Query, rows_per_part: int | None = None) -> list[Part]:
     """The partitions of ``query`` on ``snapshot``: one per batch it reads,
     or consecutive batches grouped up to ``rows_per_part`` rows."""
+    if rows_per_part is not None and rows_per_part < 1:
+        raise InvalidInputError("rows_per_part must be at least 1")
     repo = snapshot.repository
     if snapshot.commit_id is None:
         return []

@@ -133,10 +133,11 @@ def attach_run(
             return
         tx = Transaction(repo, branch, message, author or default_author(), fence=fence)
         segments = [s for staged in pending for s in staged.segments]
-        report.records += tx.add_segments(segments, since=repo.snapshot(since).reader)
+        tx.add_segments(segments, since=repo.snapshot(since).reader)
         commit_id = tx.commit()
         if commit_id is not None:
             report.commits.append(commit_id)
+            report.records += sum(s.rows for s in tx.segments)  # what a race left
         pending.clear()
 
     done = 0
@@ -153,7 +154,8 @@ def attach_run(
     except BaseException as exc:
         commit()
         if isinstance(exc, Exception):
-            raise ImprovError(
+            error = type(exc) if isinstance(exc, ImprovError) else ImprovError
+            raise error(
                 f"run {run} stopped after {done} of {len(pieces)} partitions ({exc}); "
                 f"{len(report.commits)} commit(s) kept what finished: run it again to resume"
             ) from exc

@@ -65,28 +65,35 @@ def _without_gained(
     segments: list[ProvenanceSegment], before: SnapshotReader, after: SnapshotReader
 ) -> list[ProvenanceSegment]:
     """``segments`` without the records ``after`` holds and ``before`` did
-    not (same record ids): what another writer committed meanwhile."""
+    not (same record ids): what another writer committed meanwhile. Only
+    new segments of the same kind and run whose image ranges overlap are
+    read (a record id names its run)."""
     old = set(before.provenance_segments.column("id").to_pylist())
     kept: list[ProvenanceSegment] = []
-    for name in sorted({s.kind for s in segments}):
-        gained = [s for s in view.segments(after, name).column("id").to_pylist() if s not in old]
-        theirs = (
-            view.read(after, gained, ["image_id", "record_id"]).column("record_id")
-            if gained
-            else None
+    for segment in segments:
+        span = (segment.image_id_min, segment.image_id_max)
+        gained = sorted(
+            {
+                found
+                for run in segment.runs
+                for found in view.segments(after, segment.kind, run, span).column("id").to_pylist()
+                if found not in old
+            }
         )
-        for segment in segments:
-            if segment.kind == name:
-                kept += _without(after.odb, segment, theirs)
+        if not gained:
+            kept.append(segment)
+            continue
+        theirs = view.read(after, gained, ["image_id", "record_id"], span).column("record_id")
+        kept += _without(after.odb, segment, theirs)
     return kept
 
 
 def _without(
-    odb: ObjectDatabase, segment: ProvenanceSegment, record_ids: pa.ChunkedArray | None
+    odb: ObjectDatabase, segment: ProvenanceSegment, record_ids: pa.ChunkedArray
 ) -> list[ProvenanceSegment]:
     """``segment``, or one rewritten without the records ``record_ids`` names
     (none when it had nothing else)."""
-    if record_ids is None or not len(record_ids):
+    if not len(record_ids):
         return [segment]
     table = records.decode(odb.get_bytes(segment.id))
     clash = pc.is_in(table.column("record_id"), value_set=record_ids.combine_chunks())
