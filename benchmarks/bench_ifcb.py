@@ -45,7 +45,7 @@ import pyarrow.csv as csv
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from improv_vcs.ingest.adapters import apply, get_adapter  # noqa: E402
+from improv_vcs.ingest.adapters import apply_plan, get_adapter  # noqa: E402
 from improv_vcs.ingest.adapters.ifcb import encode_png  # noqa: E402
 from improv_vcs.ingest.synthetic import generate_tree  # noqa: E402
 from improv_vcs.repository.repository import Repository  # noqa: E402
@@ -71,7 +71,7 @@ def ingest(tree: Path, work: Path) -> tuple[float, int]:
     started = time.perf_counter()
     repo = Repository.init(target)
     with repo.transaction(message="ingest") as tx:
-        images, _ = apply(tx, get_adapter("ifcb").plan(tree, None, {}))
+        images, _ = apply_plan(tx, get_adapter("ifcb").plan(tree, None, {}))
     return time.perf_counter() - started, images
 
 

@@ -60,11 +60,11 @@ def prepare(images: int) -> tuple[Path, Path, list[str]]:
         tree = base / "tree"
         generate_tree(tree, images, per_bin=500)
         repo = Repository.init(repo_path)
-        from improv_vcs.ingest.adapters import apply, get_adapter
+        from improv_vcs.ingest.adapters import apply_plan, get_adapter
 
         for instrument in sorted(os.listdir(tree)):
             with repo.transaction(message=f"bench {instrument}") as tx:
-                apply(tx, get_adapter("files").plan(tree / instrument, instrument, {}))
+                apply_plan(tx, get_adapter("files").plan(tree / instrument, instrument, {}))
         repo.snapshot().export(files)
         shutil.rmtree(tree)
         (base / "complete").touch()

@@ -673,11 +673,9 @@ NOT_MET = {
     "(user 3.6–4.0 s, "
     "system 2.6–3.0 s). "
     "The process is I/O- and CPU-bound on two cores: it reads, hashes and writes every byte once.",
-    "provenance": "Attach throughput fell with the machine's I/O in this run (an earlier run "
-    "measured 251,000 "
-    "records/s); a fresh process pays for decoding many small manifests before its first query, "
-    "while warm "
-    "queries meet the target. See docs/performance.md, Provenance.",
+    "provenance": "A fresh process pays for decoding many small manifests before its first "
+    "query, while warm queries meet the target (attach throughput varies with the machine's I/O "
+    "between runs). See docs/performance.md, Provenance.",
     "sync": "A full local clone verifies every byte it copies (a SHA-256 pass that alone takes "
     "longer than `cp -r` "
     "when the page cache is warm); see docs/performance.md, Sync / Local clone.",
