@@ -49,7 +49,7 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -71,20 +71,8 @@ def build(home: Path, images: int, seed: int) -> dict:
     """A repository like bench_sync's (same bins, same commits), without the git side."""
     from improv_vcs import Repository
 
-    improv = home / "improv"
-    sizes = bench_sync.counts(images)
     started = time.perf_counter()
-    repo = Repository.init(improv)
-    total_bytes = 0
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        results = pool.map(bench_sync.make_images, [seed] * len(sizes), range(len(sizes)), sizes)
-        for index, count in enumerate(sizes):
-            blobs = next(results)
-            total_bytes += sum(map(len, blobs))
-            with repo.transaction(message=f"bench: bin {index}", author="bench") as tx:
-                tx.append_bytes(bench_sync.INSTRUMENT, bench_sync.bin_table(index, count), blobs)
-            if (index + 1) % 10 == 0:
-                print(f"  built {index + 1}/{len(sizes)} bins", file=sys.stderr)
+    total_bytes = bench_sync.commit_bins(Repository.init(home / "improv"), images, seed)
     return {"images_bytes": total_bytes, "seconds": round(time.perf_counter() - started, 2)}
 
 

@@ -50,7 +50,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -89,17 +88,9 @@ def build(path: Path, images: int, seed: int) -> dict:
     """The repository: one commit per 1,000-image bin, then the label run."""
     from improv_vcs import Repository
 
-    sizes = bench_sync.counts(images)
     started = time.perf_counter()
     repo = Repository.init(path)
-    total = 0
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        made = pool.map(bench_sync.make_images, [seed] * len(sizes), range(len(sizes)), sizes)
-        for index, count in enumerate(sizes):
-            blobs = next(made)
-            total += sum(map(len, blobs))
-            with repo.transaction(message=f"bin {index}", author="bench") as tx:
-                tx.append_bytes(bench_sync.INSTRUMENT, bench_sync.bin_table(index, count), blobs)
+    total = bench_sync.commit_bins(repo, images, seed)
     ingest = time.perf_counter() - started
     ids = repo.snapshot().query(columns=["image_id"]).column("image_id").to_pylist()
     with repo.transaction(message=f"classifier run {RUN}", author="bench") as tx:
@@ -108,7 +99,7 @@ def build(path: Path, images: int, seed: int) -> dict:
         "build_seconds": round(time.perf_counter() - started, 2),
         "ingest_seconds": round(ingest, 2),
         "image_bytes": total,
-        "commits": len(sizes) + 1,
+        "commits": len(bench_sync.counts(images)) + 1,
     }
 
 
@@ -116,7 +107,14 @@ def generator_key() -> str:
     import inspect
 
     return hashlib.sha256(
-        (bench_sync.generator_key() + inspect.getsource(labels) + inspect.getsource(build)).encode()
+        "".join(
+            (
+                bench_sync.generator_key(),
+                inspect.getsource(bench_sync.commit_bins),
+                inspect.getsource(labels),
+                inspect.getsource(build),
+            )
+        ).encode()
     ).hexdigest()
 
 

@@ -415,6 +415,23 @@ def pack_count(path: Path) -> int:
     return len(set(snapshot.query(columns=["pack"]).column("pack").to_pylist()))
 
 
+def commit_bins(repo, images: int, seed: int) -> int:  # type: ignore[no-untyped-def]
+    """Commit ``images`` generated ROIs to ``repo``, one commit per bin (as
+    :func:`build` does, without git); returns their bytes."""
+    sizes = counts(images)
+    total = 0
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        made = pool.map(make_images, [seed] * len(sizes), range(len(sizes)), sizes)
+        for index, count in enumerate(sizes):
+            blobs = next(made)
+            total += sum(map(len, blobs))
+            with repo.transaction(message=f"bench: bin {index}", author="bench") as tx:
+                tx.append_bytes(INSTRUMENT, bin_table(index, count), blobs)
+            if (index + 1) % 10 == 0:
+                print(f"  built {index + 1}/{len(sizes)} bins", file=sys.stderr)
+    return total
+
+
 def commit_count(path: Path) -> int:
     from improv_vcs import Repository
 

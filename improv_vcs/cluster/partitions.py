@@ -22,9 +22,10 @@ from ..core.media import Decode, decoder
 from ..query.filters import Query
 from ..repository.repository import Repository
 from ..repository.snapshot import Snapshot
-from ..storage.blob_reader import BlobReader, Location, runs
+from ..storage.blob_reader import BlobReader, Location, locations, runs
 
-LOCATION = ("pack", "offset", "size", "blob_id")
+LOCATION = Location._fields
+"""The columns that say where an image's bytes are."""
 RUN_READ = 64
 """Images read with one request (neighbours in a pack)."""
 
@@ -60,10 +61,7 @@ class Part:
             rows = self.rows(["image_id", *LOCATION])
         decode_fn = decoder(decode)
         ids = rows.column("image_id").to_pylist()
-        where = [
-            Location(*row)
-            for row in zip(*(rows.column(c).to_pylist() for c in LOCATION), strict=True)
-        ]
+        where = locations(rows)
         reader = BlobReader(self.snapshot.repository.odb)
         images: list[Any] = [None] * len(ids)
         for run in runs(where, RUN_READ):

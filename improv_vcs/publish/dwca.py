@@ -405,11 +405,11 @@ def _occurrences(
 
 
 def _coverage(events: dict[str, _Event], names: dict[str, Name | None]) -> Coverage:
-    located = [e for e in events.values() if e.lat is not None and e.lon is not None]
+    located = [(e.lat, e.lon) for e in events.values() if e.lat is not None and e.lon is not None]
     return Coverage(
         samples=len(events),
-        lats=tuple(e.lat for e in located if e.lat is not None),
-        lons=tuple(e.lon for e in located if e.lon is not None),
+        lats=tuple(lat for lat, _ in located),  # type: ignore[misc]
+        lons=tuple(lon for _, lon in located),  # type: ignore[misc]
         start=min((e.start for e in events.values()), default=None),
         end=max((e.end for e in events.values()), default=None),
         taxa=tuple(sorted({n.scientific for n in names.values() if n is not None})),

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..core.errors import InvalidInputError
 from ..core.media import Decode, decode_array, decoder
-from ..storage.blob_reader import BlobReader, Location, runs
+from ..storage.blob_reader import BlobReader, locations, runs
 from .selection import LABEL, Selection
 
 __all__ = ["BLOCK", "ImageDataset", "ImageStream", "decode_array"]
@@ -45,16 +45,7 @@ class _Source:
         self.classes = selection.classes
         rows = selection.rows
         self.image_ids: list[str] = rows.column("image_id").to_pylist()
-        self.locations = [
-            Location(*where)
-            for where in zip(
-                rows.column("pack").to_pylist(),
-                rows.column("offset").to_pylist(),
-                rows.column("size").to_pylist(),
-                rows.column("blob_id").to_pylist(),
-                strict=True,
-            )
-        ]
+        self.locations = locations(rows)
         index = selection.class_index
         self.labels: list[int] | None = (
             [index[name] for name in rows.column(LABEL).to_pylist()]

@@ -47,7 +47,12 @@ _RECENT_SNAPSHOTS = 8
 class Repository:
     """A versioned store of images and their metadata at one URL."""
 
-    def __init__(self, store: Store, config: RepositoryConfig):
+    def __init__(
+        self,
+        store: Store,
+        config: RepositoryConfig,
+        storage_options: dict[str, Any] | None = None,
+    ):
         self.store = store if store.resolves_bundles else BundledStore(store)
         self.config = config
         self.clock: Clock = utc_now
@@ -58,7 +63,7 @@ class Repository:
         self.remotes = Remotes(self.store)
         self._readers: dict[ObjectId | None, SnapshotReader] = {}  # most recently used last
         self._readers_lock = threading.Lock()
-        self.storage_options: dict[str, Any] = {}
+        self.storage_options: dict[str, Any] = dict(storage_options or {})
         """The options the store was opened with (credentials, endpoint):
         what another process needs to open this repository again."""
         if self.remotes.promisor is not None:
@@ -78,9 +83,7 @@ class Repository:
         )
         if store.exists(CONFIG_KEY) or not store.put_if_absent(CONFIG_KEY, canonical_json(config)):
             raise ConflictError(f"{store.url} is already an improv repository")
-        repo = cls(store, config)
-        repo.storage_options = storage_options
-        return repo
+        return cls(store, config, storage_options)
 
     @classmethod
     def open(cls, url: str | os.PathLike[str], **storage_options: Any) -> Repository:
@@ -89,9 +92,7 @@ class Repository:
         data = store.get_if_exists(CONFIG_KEY)
         if data is None:
             raise NotARepositoryError(f"{store.url} is not an improv repository (no {CONFIG_KEY})")
-        repo = cls(store, decode_config(data))
-        repo.storage_options = storage_options
-        return repo
+        return cls(store, decode_config(data), storage_options)
 
     @classmethod
     def find(cls, start: str | os.PathLike[str] = ".") -> Repository:

@@ -14,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import pyarrow as pa
+
 from ..core.errors import IntegrityError, NotFoundError
 from ..core.ids import hash_bytes
 from .objects import ObjectDatabase
@@ -30,6 +32,12 @@ class Location(NamedTuple):
     offset: int
     size: int
     blob_id: str
+
+
+def locations(rows: pa.Table) -> list[Location]:
+    """The location of each row of a table with the columns of :class:`Location`."""
+    columns = (rows.column(name).to_pylist() for name in Location._fields)
+    return [Location(*where) for where in zip(*columns, strict=True)]
 
 
 class BlobReader:
